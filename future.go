@@ -1,0 +1,240 @@
+package raft
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Future is the pending result of an operation that completes later.
+type Future interface {
+	// Error blocks until the operation finished and returns its error, nil
+	// on success. It may be called any number of times, from any number of
+	// goroutines, and always returns the same value. It always returns:
+	// if the node shuts down first, it returns ErrRaftShutdown.
+	Error() error
+}
+
+// IndexFuture is a Future for an operation that created a log entry.
+type IndexFuture interface {
+	Future
+
+	// Index returns the entry's index once Error returned nil, else 0.
+	Index() uint64
+}
+
+// ApplyFuture is the Future of Apply, ApplyLog and Barrier.
+type ApplyFuture interface {
+	IndexFuture
+
+	// Response returns what the FSM's Apply returned for the entry, once
+	// Error returned nil. An FSM reports its own failures here, not through
+	// Error.
+	Response() interface{}
+}
+
+// ConfigurationFuture is the Future of GetConfiguration.
+type ConfigurationFuture interface {
+	IndexFuture
+
+	// Configuration returns the latest configuration once Error returned
+	// nil.
+	Configuration() Configuration
+}
+
+// SnapshotFuture is the Future of Snapshot.
+type SnapshotFuture interface {
+	Future
+
+	// Open opens the snapshot that was taken. It works once Error returned
+	// nil; the caller must close the reader.
+	Open() (*SnapshotMeta, io.ReadCloser, error)
+}
+
+// LeadershipTransferFuture is the Future of LeadershipTransfer and
+// LeadershipTransferToServer.
+type LeadershipTransferFuture interface {
+	Future
+}
+
+// errorFuture is a Future that failed before it started.
+type errorFuture struct {
+	err error
+}
+
+func (e errorFuture) Error() error          { return e.err }
+func (e errorFuture) Index() uint64         { return 0 }
+func (e errorFuture) Response() interface{} { return nil }
+
+// deferError is the completion shared by every future that raft answers
+// later. It is answered exactly once; Error waits for the answer, or for
+// the node to have stopped without answering, which means ErrRaftShutdown.
+type deferError struct {
+	// doneCh is closed by respond after err is set.
+	doneCh chan struct{}
+	err    error
+	once   sync.Once
+	// stoppedCh is closed once every goroutine of the node that might
+	// answer this future has exited. Nil for futures not tied to a node.
+	stoppedCh <-chan struct{}
+}
+
+func (d *deferError) init(stoppedCh <-chan struct{}) {
+	d.doneCh = make(chan struct{})
+	d.stoppedCh = stoppedCh
+}
+
+// respond answers the future; only the first answer counts.
+func (d *deferError) respond(err error) {
+	d.once.Do(func() {
+		d.err = err
+		close(d.doneCh)
+	})
+}
+
+// Error waits for the answer.
+func (d *deferError) Error() error {
+	select {
+	case <-d.doneCh:
+		return d.err
+	case <-d.stoppedCh:
+		// Nothing can answer any more, but an answer may have raced with
+		// the stop.
+		select {
+		case <-d.doneCh:
+			return d.err
+		default:
+			d.respond(ErrRaftShutdown)
+			return d.err
+		}
+	}
+}
+
+// answered reports whether the future has its answer.
+func (d *deferError) answered() bool {
+	select {
+	case <-d.doneCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// logFuture is the future of an entry appended through the leader: Apply,
+// ApplyLog, Barrier, and the configuration and no-op entries raft appends
+// itself.
+type logFuture struct {
+	deferError
+	log      Log
+	response interface{}
+	// dispatched is when the leader took the entry into a batch.
+	dispatched time.Time
+	// configChange, when set, is the membership change that produced this
+	// entry; the future is then answered on commit rather than on apply.
+	configChange *configurationChangeFuture
+}
+
+func (l *logFuture) Index() uint64         { return l.log.Index }
+func (l *logFuture) Response() interface{} { return l.response }
+
+// shutdownFuture is returned by Shutdown. Its Error waits until the node's
+// goroutines have stopped and the transport is closed, and is always nil.
+type shutdownFuture struct {
+	raft *Raft
+}
+
+func (s *shutdownFuture) Error() error {
+	if s.raft == nil {
+		return nil
+	}
+	s.raft.waitStopped()
+	return nil
+}
+
+// configurationFuture answers GetConfiguration.
+type configurationFuture struct {
+	deferError
+	configurations configurations
+}
+
+func (c *configurationFuture) Index() uint64 { return 0 }
+
+func (c *configurationFuture) Configuration() Configuration {
+	return c.configurations.latest
+}
+
+// configurationChangeFuture carries a membership change to the leader and
+// is answered once the new configuration entry commits.
+type configurationChangeFuture struct {
+	deferError
+	req   configurationChangeRequest
+	index uint64
+}
+
+func (c *configurationChangeFuture) Index() uint64 { return c.index }
+
+// verifyFuture carries a VerifyLeader request.
+type verifyFuture struct {
+	deferError
+}
+
+// bootstrapFuture carries a live BootstrapCluster request.
+type bootstrapFuture struct {
+	deferError
+	configuration Configuration
+}
+
+// leadershipTransferFuture carries a leadership transfer request.
+type leadershipTransferFuture struct {
+	deferError
+	id      *ServerID
+	address *ServerAddress
+}
+
+// userSnapshotFuture carries a Snapshot request; once answered, it opens
+// the snapshot that was taken.
+type userSnapshotFuture struct {
+	deferError
+	// opener opens the snapshot taken; set before the future is answered.
+	opener func() (*SnapshotMeta, io.ReadCloser, error)
+}
+
+func (u *userSnapshotFuture) Open() (*SnapshotMeta, io.ReadCloser, error) {
+	if u.opener == nil {
+		return nil, nil, fmt.Errorf("no snapshot available")
+	}
+	defer func() { u.opener = nil }()
+	return u.opener()
+}
+
+// userRestoreFuture carries a Restore request.
+type userRestoreFuture struct {
+	deferError
+	meta   *SnapshotMeta
+	reader io.Reader
+}
+
+// appendFuture is the AppendFuture of the in-memory and network
+// pipelines.
+type appendFuture struct {
+	deferError
+	start time.Time
+	args  *AppendEntriesRequest
+	resp  *AppendEntriesResponse
+}
+
+func newAppendFuture(args *AppendEntriesRequest, resp *AppendEntriesResponse) *appendFuture {
+	f := &appendFuture{start: time.Now(), args: args, resp: resp}
+	f.init(nil)
+	return f
+}
+
+func (a *appendFuture) Start() time.Time                 { return a.start }
+func (a *appendFuture) Request() *AppendEntriesRequest   { return a.args }
+func (a *appendFuture) Response() *AppendEntriesResponse { return a.resp }
+
+// futureCounter numbers futures for log messages; it is not used for any
+// decision.
+var futureCounter atomic.Uint64
