@@ -99,7 +99,7 @@ func (c ConfigurationChangeCommand) String() string {
 
 // configurationChangeRequest is one requested membership change.
 type configurationChangeRequest struct {
-	command ConfigurationChangeCommand
+	command  ConfigurationChangeCommand
 	serverID ServerID
 	// serverAddress is set for AddVoter and AddNonvoter only.
 	serverAddress ServerAddress
