@@ -1,16 +1,562 @@
 package raft
 
-import "sync"
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
 
-// Raft is a node of a Raft cluster. (Skeleton: the full type arrives with
-// the run loop.)
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-metrics"
+)
+
+// ErrNotImplementedYet is returned by the few API methods whose behaviour
+// has not landed yet; README.md lists them. Each one disappears with the
+// issue that implements it.
+var ErrNotImplementedYet = errors.New("raft: not implemented yet in this version of quorumkit/raft")
+
+// Raft is one server of a Raft cluster. Create it with NewRaft; every
+// method is safe to call from any goroutine.
+//
+// Inside, one goroutine (the run loop, raft.go) owns the protocol state:
+// term, vote, role, commit index, configurations and the leader's
+// bookkeeping. Public methods talk to it through channels and futures, and
+// read the figures it publishes (published.go). Log writes, replication to
+// each follower and the FSM each run on goroutines of their own, so the run
+// loop never waits on a disk or on the application.
 type Raft struct {
-	// RestoreCommittedLogs is Config.RestoreCommittedLogs.
+	// RestoreCommittedLogs is Config.RestoreCommittedLogs, as given to
+	// NewRaft.
 	RestoreCommittedLogs bool
 
-	observersMu sync.RWMutex
+	// Fixed by NewRaft.
+	localID         ServerID
+	localAddr       ServerAddress
+	logger          hclog.Logger
+	fsm             FSM
+	logs            *trackedLogStore
+	stable          *trackedStableStore
+	snapshots       SnapshotStore
+	trans           Transport
+	preVote         bool // pre-vote is on and the transport can carry it
+	protocolVersion ProtocolVersion
+
+	// conf is the current configuration; ReloadConfig replaces it whole,
+	// serialized by confMu, and readers load it without locking.
+	conf   atomic.Pointer[Config]
+	confMu sync.Mutex
+
+	// Requests into the run loop. Public methods send; the run loop is the
+	// only receiver. None is ever closed.
+	applyCh              chan *logFuture
+	verifyCh             chan *verifyFuture
+	configChangeCh       chan *configurationChangeFuture
+	bootstrapCh          chan *bootstrapFuture
+	userSnapshotCh       chan *userSnapshotFuture
+	userRestoreCh        chan *userRestoreFuture
+	leadershipTransferCh chan *leadershipTransferFuture
+	// heartbeatCh carries heartbeats from the transport's fast path; the
+	// run loop serves it before anything else.
+	heartbeatCh chan RPC
+	// reloadCh (capacity one) pokes the run loop after ReloadConfig.
+	reloadCh chan struct{}
+
+	// The log writer's channels (log_writer.go): the run loop hands ops on
+	// writeCh and the writer answers each on writeDoneCh.
+	writeCh     chan *writeOp
+	writeDoneCh chan writeResult
+
+	// fsmCh carries work from the run loop to the FSM goroutine (fsm.go).
+	fsmCh chan *fsmTask
+
+	// st is the protocol state; only the run loop touches it.
+	st runState
+
+	// pub holds the figures the run loop publishes for other goroutines.
+	pub published
+
+	// leaderCh (capacity one) always holds the newest leadership change.
+	leaderCh chan bool
+
+	observersMu sync.RWMutex // guards observers, registered from any goroutine
 	observers   map[uint64]*Observer
-	shutdownCh  chan struct{}
+
+	// Shutdown: shutdownCh is closed once by Shutdown (under shutdownMu);
+	// stopping mirrors it for the tracked stores; stoppedCh is closed once
+	// every goroutine has stopped (or is parked in a store call) and the
+	// transport is closed.
+	shutdownMu sync.Mutex
+	shutdownCh chan struct{}
+	stopping   atomic.Bool
+	stoppedCh  chan struct{}
+	stopOnce   sync.Once
+	routines   *routineGroup
 }
 
-func (r *Raft) waitStopped() {}
+// NewRaft builds a node from its configuration, FSM and stores, restores
+// its state from them and starts it as a follower. A new cluster must also
+// be bootstrapped (BootstrapCluster) before it can elect a leader.
+//
+// Errors come from ValidateConfig, from reading the stores, or from a
+// configuration that does not fit the stores or transport.
+func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps SnapshotStore, trans Transport) (*Raft, error) {
+	if err := ValidateConfig(conf); err != nil {
+		return nil, err
+	}
+	if fsm == nil || logs == nil || stable == nil || snaps == nil || trans == nil {
+		return nil, fmt.Errorf("NewRaft needs an FSM, a LogStore, a StableStore, a SnapshotStore and a Transport")
+	}
+	if conf.ProtocolVersion < 3 && string(conf.LocalID) != string(trans.LocalAddr()) {
+		return nil, fmt.Errorf("when running with ProtocolVersion < 3, LocalID must be set to the network address")
+	}
+	if conf.RestoreCommittedLogs {
+		if _, ok := logs.(CommitTrackingLogStore); !ok {
+			return nil, ErrIncompatibleLogStore
+		}
+	}
+	r := newNode(conf, fsm, logs, stable, snaps, trans)
+	if err := r.restoreState(); err != nil {
+		return nil, err
+	}
+	if conf.skipStartup {
+		return r, nil
+	}
+	r.trans.SetHeartbeatHandler(r.handleHeartbeat)
+	r.start()
+	return r, nil
+}
+
+// newNode allocates a node and its channels without reading any state.
+func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps SnapshotStore, trans Transport) *Raft {
+	c := *conf
+	logger := buildLogger(&c)
+	applyCap := 0
+	if c.BatchApplyCh {
+		applyCap = c.MaxAppendEntries
+	}
+	r := &Raft{
+		RestoreCommittedLogs: c.RestoreCommittedLogs,
+		localID:              c.LocalID,
+		localAddr:            trans.LocalAddr(),
+		logger:               logger,
+		fsm:                  fsm,
+		snapshots:            snaps,
+		trans:                trans,
+		protocolVersion:      c.ProtocolVersion,
+		applyCh:              make(chan *logFuture, applyCap),
+		verifyCh:             make(chan *verifyFuture, 64),
+		configChangeCh:       make(chan *configurationChangeFuture),
+		bootstrapCh:          make(chan *bootstrapFuture),
+		userSnapshotCh:       make(chan *userSnapshotFuture),
+		userRestoreCh:        make(chan *userRestoreFuture),
+		leadershipTransferCh: make(chan *leadershipTransferFuture, 1),
+		heartbeatCh:          make(chan RPC),
+		reloadCh:             make(chan struct{}, 1),
+		writeCh:              make(chan *writeOp),
+		writeDoneCh:          make(chan writeResult),
+		fsmCh:                make(chan *fsmTask, fsmQueueLen),
+		leaderCh:             make(chan bool, 1),
+		observers:            make(map[uint64]*Observer),
+		shutdownCh:           make(chan struct{}),
+		stoppedCh:            make(chan struct{}),
+		routines:             newRoutineGroup(),
+	}
+	r.conf.Store(&c)
+	r.logs = &trackedLogStore{LogStore: logs, g: r.routines, stopped: &r.stopping}
+	r.stable = &trackedStableStore{StableStore: stable, g: r.routines, stopped: &r.stopping}
+	if !c.PreVoteDisabled {
+		if _, ok := trans.(WithPreVote); ok {
+			r.preVote = true
+		} else {
+			logger.Warn("pre-vote is enabled but the transport cannot carry it; campaigning without it")
+		}
+	}
+	r.pub.init()
+	return r
+}
+
+// config returns the current configuration. It must not be modified.
+func (r *Raft) config() *Config { return r.conf.Load() }
+
+// start launches the node's goroutines.
+func (r *Raft) start() {
+	r.routines.goFunc(r.run)
+	r.routines.goFunc(r.runFSM)
+	r.routines.goFunc(r.runLogWriter)
+	r.routines.goFunc(r.emitPeriodicMetrics)
+}
+
+// Apply is ApplyLog for a log entry holding cmd.
+func (r *Raft) Apply(cmd []byte, timeout time.Duration) ApplyFuture {
+	return r.ApplyLog(Log{Data: cmd}, timeout)
+}
+
+// ApplyLog appends an entry with log's Data and Extensions (other fields
+// are ignored) to the replicated log, on the leader. The future answers
+// once the entry is committed and this node's FSM has applied it;
+// Response then returns what FSM.Apply returned.
+//
+// timeout bounds only how long the call waits for the leader to take the
+// entry, not replication; 0 waits as long as it takes. Errors:
+// ErrNotLeader on a follower or candidate; ErrEnqueueTimeout when the
+// leader did not take the entry in time (it was not appended);
+// ErrLeadershipTransferInProgress during a transfer; ErrLeadershipLost
+// when this node lost leadership with the entry in flight, in which case
+// the entry may or may not be committed and there is no way to know from
+// here; ErrRaftShutdown after Shutdown.
+func (r *Raft) ApplyLog(log Log, timeout time.Duration) ApplyFuture {
+	metrics.IncrCounter([]string{"raft", "apply"}, 1)
+	f := &logFuture{log: Log{Type: LogCommand, Data: log.Data, Extensions: log.Extensions}}
+	f.init(r.stoppedCh)
+	return r.enqueueLog(f, timeout)
+}
+
+// Barrier appends an entry that completes once every entry before it has
+// been applied to this node's FSM. On a new leader it is the way to wait
+// until the FSM holds everything committed so far. timeout and the errors
+// are those of ApplyLog.
+func (r *Raft) Barrier(timeout time.Duration) Future {
+	metrics.IncrCounter([]string{"raft", "barrier"}, 1)
+	f := &logFuture{log: Log{Type: LogBarrier}}
+	f.init(r.stoppedCh)
+	return r.enqueueLog(f, timeout)
+}
+
+// enqueueLog hands f to the run loop within timeout.
+func (r *Raft) enqueueLog(f *logFuture, timeout time.Duration) ApplyFuture {
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case r.applyCh <- f:
+		return f
+	case <-timer:
+		return errorFuture{ErrEnqueueTimeout}
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	}
+}
+
+// VerifyLeader checks, without writing to the log, that this node is still
+// the leader: it answers nil once a quorum of voters has acknowledged it in
+// its current term. A leader that finds a newer term answers ErrNotLeader
+// and steps down; ErrLeadershipLost if it steps down for another reason
+// first; ErrNotLeader on a follower; ErrRaftShutdown after Shutdown.
+func (r *Raft) VerifyLeader() Future {
+	metrics.IncrCounter([]string{"raft", "verify_leader"}, 1)
+	f := &verifyFuture{}
+	f.init(r.stoppedCh)
+	select {
+	case r.verifyCh <- f:
+		return f
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	}
+}
+
+// GetConfiguration returns the latest configuration, which may not be
+// committed yet. It never fails, and its Index is always 0.
+func (r *Raft) GetConfiguration() ConfigurationFuture {
+	f := &configurationFuture{}
+	f.init(nil)
+	f.configurations.latest = r.pub.latestConfiguration()
+	f.respond(nil)
+	return f
+}
+
+// AddPeer adds a voter whose ID is its address.
+//
+// Deprecated: use AddVoter; AddPeer works only with protocol versions
+// below 3.
+func (r *Raft) AddPeer(peer ServerAddress) Future {
+	if r.protocolVersion > 2 {
+		return errorFuture{ErrUnsupportedProtocol}
+	}
+	return r.requestConfigChange(configurationChangeRequest{
+		command: AddVoter, serverID: ServerID(peer), serverAddress: peer,
+	}, 0)
+}
+
+// RemovePeer removes the server whose ID is peer.
+//
+// Deprecated: use RemoveServer; RemovePeer works only with protocol
+// versions below 3.
+func (r *Raft) RemovePeer(peer ServerAddress) Future {
+	if r.protocolVersion > 2 {
+		return errorFuture{ErrUnsupportedProtocol}
+	}
+	return r.requestConfigChange(configurationChangeRequest{command: RemoveServer, serverID: ServerID(peer)}, 0)
+}
+
+// AddVoter adds id at address as a voter, or makes an existing member a
+// voter, on the leader. The leader first brings the server's log up to
+// date as a non-voter, so that adding it never stalls commitment. When
+// prevIndex is not 0, the change is refused unless the latest
+// configuration is still the one at prevIndex. timeout bounds the wait
+// for the leader to take the request. The future answers once the new
+// configuration is committed; its Index is the configuration's index.
+func (r *Raft) AddVoter(id ServerID, address ServerAddress, prevIndex uint64, timeout time.Duration) IndexFuture {
+	if r.protocolVersion < 2 {
+		return errorFuture{ErrUnsupportedProtocol}
+	}
+	return r.requestConfigChange(configurationChangeRequest{
+		command: AddVoter, serverID: id, serverAddress: address, prevIndex: prevIndex,
+	}, timeout)
+}
+
+// AddNonvoter adds id at address as a non-voter, which receives the log
+// but does not vote. An existing voter keeps its vote and only has its
+// address updated. prevIndex and timeout are as for AddVoter.
+func (r *Raft) AddNonvoter(id ServerID, address ServerAddress, prevIndex uint64, timeout time.Duration) IndexFuture {
+	if r.protocolVersion < 3 {
+		return errorFuture{ErrUnsupportedProtocol}
+	}
+	return r.requestConfigChange(configurationChangeRequest{
+		command: AddNonvoter, serverID: id, serverAddress: address, prevIndex: prevIndex,
+	}, timeout)
+}
+
+// RemoveServer removes id from the cluster. A leader that removes itself
+// steps down once the change commits. prevIndex and timeout are as for
+// AddVoter.
+func (r *Raft) RemoveServer(id ServerID, prevIndex uint64, timeout time.Duration) IndexFuture {
+	if r.protocolVersion < 2 {
+		return errorFuture{ErrUnsupportedProtocol}
+	}
+	return r.requestConfigChange(configurationChangeRequest{command: RemoveServer, serverID: id, prevIndex: prevIndex}, timeout)
+}
+
+// DemoteVoter takes id's vote away, keeping it as a non-voter. prevIndex
+// and timeout are as for AddVoter.
+func (r *Raft) DemoteVoter(id ServerID, prevIndex uint64, timeout time.Duration) IndexFuture {
+	if r.protocolVersion < 3 {
+		return errorFuture{ErrUnsupportedProtocol}
+	}
+	return r.requestConfigChange(configurationChangeRequest{command: DemoteVoter, serverID: id, prevIndex: prevIndex}, timeout)
+}
+
+// requestConfigChange hands a membership change to the run loop.
+func (r *Raft) requestConfigChange(req configurationChangeRequest, timeout time.Duration) IndexFuture {
+	return errorFuture{ErrNotImplementedYet}
+}
+
+// Shutdown stops the node: it stops every goroutine the node started,
+// answers every pending future (ErrRaftShutdown for requests never taken,
+// ErrLeadershipLost for entries in flight on a leader), and closes the
+// transport if it implements WithClose. It never closes the stores.
+//
+// The returned future's Error waits until all that is done, and always
+// returns nil. Shutdown may be called more than once; later calls return a
+// future that is done at once.
+//
+// Shutdown does not wait for a call into the LogStore or StableStore that
+// never returns: the goroutine making it is abandoned and exits when the
+// call returns. Callers that must know the store is no longer in use (to
+// close it, say) should make sure their store calls return.
+func (r *Raft) Shutdown() Future {
+	r.shutdownMu.Lock()
+	defer r.shutdownMu.Unlock()
+	select {
+	case <-r.shutdownCh:
+		return &shutdownFuture{}
+	default:
+	}
+	r.stopping.Store(true)
+	close(r.shutdownCh)
+	r.pub.setState(Shutdown)
+	r.observe(Shutdown)
+	// Nothing may wait forever on stoppedCh, so someone must always
+	// close it, whether or not the caller waits on the returned future.
+	go r.waitStopped()
+	return &shutdownFuture{raft: r}
+}
+
+// waitStopped waits until the node's goroutines have stopped, then closes
+// the transport and marks the node stopped. Safe to call many times.
+func (r *Raft) waitStopped() {
+	r.routines.waitSettled()
+	r.stopOnce.Do(func() {
+		if closer, ok := r.trans.(WithClose); ok {
+			if err := closer.Close(); err != nil {
+				r.logger.Warn("failed to close transport", "error", err)
+			}
+		}
+		close(r.stoppedCh)
+	})
+}
+
+// Snapshot takes a snapshot of the FSM now, whatever this node's role.
+// It fails with ErrNothingNewToSnapshot when nothing was applied since the
+// last snapshot. Once Error returned nil, Open reads the snapshot.
+func (r *Raft) Snapshot() SnapshotFuture {
+	f := &userSnapshotFuture{}
+	f.init(r.stoppedCh)
+	f.respond(ErrNotImplementedYet)
+	return f
+}
+
+// Restore replaces the cluster's state with an external snapshot read from
+// reader, described by meta, on the leader. It blocks until the snapshot is
+// installed and committed, or timeout passed before the leader took the
+// request. Entries in flight are answered with ErrAbortedByRestore.
+func (r *Raft) Restore(meta *SnapshotMeta, reader io.Reader, timeout time.Duration) error {
+	metrics.IncrCounter([]string{"raft", "restore"}, 1)
+	return ErrNotImplementedYet
+}
+
+// State returns the node's current role.
+func (r *Raft) State() RaftState { return r.pub.state() }
+
+// LeaderCh returns a channel that receives true when this node becomes
+// leader and false when it stops being leader. It holds only the newest
+// value: a slow reader sees the current state but may miss transitions in
+// between.
+func (r *Raft) LeaderCh() <-chan bool { return r.leaderCh }
+
+// Leader returns the current leader's address, or "" when none is known.
+//
+// Deprecated: use LeaderWithID.
+func (r *Raft) Leader() ServerAddress {
+	addr, _ := r.LeaderWithID()
+	return addr
+}
+
+// LeaderWithID returns the current leader's address and ID, or empty
+// values when none is known.
+func (r *Raft) LeaderWithID() (ServerAddress, ServerID) {
+	l := r.pub.leader()
+	return l.addr, l.id
+}
+
+// String describes the node for logs.
+func (r *Raft) String() string {
+	return fmt.Sprintf("Node at %s [%v]", r.localAddr, r.State())
+}
+
+// LastContact returns when this node last heard from a leader, or the zero
+// time if it never did.
+func (r *Raft) LastContact() time.Time { return r.pub.lastContact() }
+
+// CurrentTerm returns the node's current term.
+func (r *Raft) CurrentTerm() uint64 { return r.pub.term.Load() }
+
+// LastIndex returns the index of the last entry in the log, or of the last
+// snapshot if that is newer.
+func (r *Raft) LastIndex() uint64 {
+	last, _ := r.pub.lastLog()
+	snap, _ := r.pub.lastSnapshot()
+	return max(last, snap)
+}
+
+// CommitIndex returns the highest index this node knows to be committed.
+func (r *Raft) CommitIndex() uint64 { return r.pub.commitIndex.Load() }
+
+// AppliedIndex returns the index of the last entry applied to the FSM.
+func (r *Raft) AppliedIndex() uint64 { return r.pub.appliedIndex.Load() }
+
+// LeadershipTransfer hands leadership to the most up-to-date voter. The
+// leader brings the chosen server's log up to date, then tells it to
+// campaign at once. Until the transfer finishes, other requests to this
+// leader get ErrLeadershipTransferInProgress.
+func (r *Raft) LeadershipTransfer() Future {
+	if r.protocolVersion < 3 {
+		return errorFuture{ErrUnsupportedProtocol}
+	}
+	return errorFuture{ErrNotImplementedYet}
+}
+
+// LeadershipTransferToServer hands leadership to the given server, as
+// LeadershipTransfer does.
+func (r *Raft) LeadershipTransferToServer(id ServerID, address ServerAddress) Future {
+	if r.protocolVersion < 3 {
+		return errorFuture{ErrUnsupportedProtocol}
+	}
+	return errorFuture{ErrNotImplementedYet}
+}
+
+// BootstrapCluster bootstraps a running node that has no state yet with
+// configuration, in which this node must be a voter (else ErrNotVoter).
+// Only a follower can be bootstrapped; other roles get ErrCantBootstrap,
+// as does a node with existing state.
+func (r *Raft) BootstrapCluster(configuration Configuration) Future {
+	f := &bootstrapFuture{configuration: configuration}
+	f.init(r.stoppedCh)
+	select {
+	case r.bootstrapCh <- f:
+		return f
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	}
+}
+
+// ReloadConfig changes the reloadable settings of a running node. Every
+// field of rc is applied, zero values included; if the result fails
+// ValidateConfig nothing changes and the error is returned.
+func (r *Raft) ReloadConfig(rc ReloadableConfig) error {
+	r.confMu.Lock()
+	defer r.confMu.Unlock()
+	old := r.config()
+	next := rc.apply(*old)
+	if err := ValidateConfig(&next); err != nil {
+		return err
+	}
+	r.conf.Store(&next)
+	if next.HeartbeatTimeout < old.HeartbeatTimeout || next.ElectionTimeout != old.ElectionTimeout {
+		notify(r.reloadCh)
+	}
+	return nil
+}
+
+// ReloadableConfig returns the current values of the reloadable settings.
+func (r *Raft) ReloadableConfig() ReloadableConfig {
+	var rc ReloadableConfig
+	rc.fromConfig(*r.config())
+	return rc
+}
+
+// Stats returns the node's internal figures, with the keys and formats of
+// hashicorp/raft (compat.md §8).
+func (r *Raft) Stats() map[string]string {
+	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	lastLog, lastLogTerm := r.pub.lastLog()
+	snapIndex, snapTerm := r.pub.lastSnapshot()
+	cfg := r.pub.latestConfiguration()
+	numPeers := 0
+	if hasVote(cfg, r.localID) {
+		numPeers = len(cfg.voters()) - 1
+	}
+	s := map[string]string{
+		"state":                      r.State().String(),
+		"term":                       u(r.CurrentTerm()),
+		"last_log_index":             u(lastLog),
+		"last_log_term":              u(lastLogTerm),
+		"commit_index":               u(r.CommitIndex()),
+		"applied_index":              u(r.AppliedIndex()),
+		"fsm_pending":                u(uint64(len(r.fsmCh))),
+		"last_snapshot_index":        u(snapIndex),
+		"last_snapshot_term":         u(snapTerm),
+		"protocol_version":           strconv.Itoa(int(r.protocolVersion)),
+		"protocol_version_min":       strconv.Itoa(int(ProtocolVersionMin)),
+		"protocol_version_max":       strconv.Itoa(int(ProtocolVersionMax)),
+		"snapshot_version_min":       strconv.Itoa(int(SnapshotVersionMin)),
+		"snapshot_version_max":       strconv.Itoa(int(SnapshotVersionMax)),
+		"latest_configuration_index": "0",
+		"latest_configuration":       fmt.Sprintf("%+v", cfg.Servers),
+		"num_peers":                  strconv.Itoa(numPeers),
+	}
+	switch last := r.LastContact(); {
+	case r.State() == Leader:
+		s["last_contact"] = "0"
+	case last.IsZero():
+		s["last_contact"] = "never"
+	default:
+		s["last_contact"] = time.Since(last).String()
+	}
+	return s
+}

@@ -1,6 +1,13 @@
 package raft
 
-import "io"
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hashicorp/go-metrics"
+)
 
 // FSM is the application's state machine. Raft calls its methods from a
 // single goroutine, in log order, so an FSM needs no locking against
@@ -70,4 +77,225 @@ type ReadCloserWrapper interface {
 // WrappingFSM is an FSM that wraps another one, which it exposes.
 type WrappingFSM interface {
 	Underlying() FSM
+}
+
+// The FSM goroutine.
+//
+// It owns the FSM: Apply, ApplyBatch, StoreConfiguration, Snapshot and
+// Restore are called from it alone, in log order. The run loop hands it
+// committed entries in tasks on fsmCh (up to fsmQueueLen tasks queue up;
+// Stats reports how many as fsm_pending) and never waits for it.
+
+// fsmQueueLen is the capacity of fsmCh.
+const fsmQueueLen = 128
+
+// fsmTask is a run of committed entries for the FSM goroutine.
+type fsmTask struct {
+	from, to uint64
+	// entries are the entries from..to when the run loop held them in
+	// memory; nil means the FSM goroutine reads them from the log store.
+	entries []*Log
+	// futures are the futures of entries in from..to, in index order.
+	futures []*logFuture
+}
+
+// nextFSMTask returns the next run of committed, durable entries for the
+// FSM goroutine, building it once and keeping it until it is taken.
+func (r *Raft) nextFSMTask() *fsmTask {
+	if r.st.pendingFSM != nil {
+		return r.st.pendingFSM
+	}
+	// Only entries durable here are applied: whatever the FSM shows must
+	// survive this node's crash.
+	upTo := min(r.st.commitIndex, r.st.writes.durable)
+	if upTo <= r.st.dispatched {
+		return nil
+	}
+	from := r.st.dispatched + 1
+	to := min(upTo, from+uint64(r.config().MaxAppendEntries)-1)
+	t := &fsmTask{from: from, to: to}
+	if r.st.log.held() > 0 && r.st.log.firstHeld() <= from {
+		t.entries = make([]*Log, 0, to-from+1)
+		for i := from; i <= to; i++ {
+			l, _ := r.st.log.get(i)
+			t.entries = append(t.entries, l)
+		}
+	}
+	n := 0
+	for n < len(r.st.futures) && r.st.futures[n].log.Index <= to {
+		n++
+	}
+	if n > 0 {
+		t.futures = append([]*logFuture(nil), r.st.futures[:n]...)
+		clear(r.st.futures[:n])
+		r.st.futures = r.st.futures[n:]
+	}
+	r.st.pendingFSM = t
+	return t
+}
+
+// onFSMDispatched records that the FSM goroutine took a task.
+func (r *Raft) onFSMDispatched(t *fsmTask) {
+	r.st.dispatched = t.to
+	r.st.pendingFSM = nil
+	r.trimMemLog()
+}
+
+// runFSM is the FSM goroutine.
+func (r *Raft) runFSM() {
+	a := fsmApplier{r: r}
+	a.batching, _ = r.fsm.(BatchingFSM)
+	a.configStore, _ = r.fsm.(ConfigurationStore)
+	for {
+		select {
+		case t := <-r.fsmCh:
+			if !a.apply(t) {
+				return
+			}
+		case <-r.shutdownCh:
+			return
+		}
+	}
+}
+
+// fsmApplier applies tasks to the FSM. Owned by the FSM goroutine.
+type fsmApplier struct {
+	r           *Raft
+	batching    BatchingFSM
+	configStore ConfigurationStore
+	// lastIndex and lastTerm are those of the last entry applied, which a
+	// snapshot of the FSM covers.
+	lastIndex, lastTerm uint64
+}
+
+// apply applies one task; it returns false if the FSM goroutine must stop.
+func (a *fsmApplier) apply(t *fsmTask) bool {
+	r := a.r
+	entries := t.entries
+	if entries == nil {
+		var err error
+		if entries, err = a.readEntries(t.from, t.to); err != nil {
+			if !errors.Is(err, ErrRaftShutdown) {
+				r.fatal(fmt.Errorf("reading committed entries for the FSM: %w", err))
+			}
+			for _, f := range t.futures {
+				f.respond(err)
+			}
+			return false
+		}
+	}
+	if err := checkApplicable(entries); err != nil {
+		// A type this version does not know would make this FSM diverge
+		// from servers that do: stop rather than guess.
+		r.fatal(err)
+		for _, f := range t.futures {
+			f.respond(err)
+		}
+		return false
+	}
+	var responses []interface{}
+	if a.batching != nil {
+		responses = a.applyBatch(entries)
+	} else {
+		responses = a.applyEach(entries)
+	}
+	fi := 0
+	for i, e := range entries {
+		for fi < len(t.futures) && t.futures[fi].log.Index < e.Index {
+			fi++
+		}
+		if fi < len(t.futures) && t.futures[fi].log.Index == e.Index {
+			f := t.futures[fi]
+			f.response = responses[i]
+			f.respond(nil)
+			fi++
+		}
+	}
+	last := entries[len(entries)-1]
+	a.lastIndex, a.lastTerm = last.Index, last.Term
+	r.pub.appliedIndex.Store(last.Index)
+	return true
+}
+
+// readEntries reads committed entries from the log store.
+func (a *fsmApplier) readEntries(from, to uint64) ([]*Log, error) {
+	out := make([]*Log, 0, to-from+1)
+	for i := from; i <= to; i++ {
+		l := new(Log)
+		if err := a.r.logs.GetLog(i, l); err != nil {
+			return nil, fmt.Errorf("reading log entry %d: %w", i, err)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// checkApplicable refuses entry types this version does not know.
+func checkApplicable(entries []*Log) error {
+	for _, e := range entries {
+		if e.Type > LogConfiguration {
+			return fmt.Errorf("committed entry %d has unrecognized log type %v", e.Index, e.Type)
+		}
+	}
+	return nil
+}
+
+// applyEach applies entries one by one and returns one response each.
+func (a *fsmApplier) applyEach(entries []*Log) []interface{} {
+	responses := make([]interface{}, len(entries))
+	for i, e := range entries {
+		switch e.Type {
+		case LogCommand:
+			start := time.Now()
+			responses[i] = a.r.fsm.Apply(e)
+			metrics.MeasureSince([]string{"raft", "fsm", "apply"}, start)
+		case LogConfiguration:
+			a.storeConfiguration(e)
+		}
+	}
+	return responses
+}
+
+// storeConfiguration hands a configuration entry to a ConfigurationStore.
+func (a *fsmApplier) storeConfiguration(e *Log) {
+	if a.configStore == nil {
+		return
+	}
+	c, err := decodeConfiguration(e.Data)
+	if err != nil {
+		a.r.logger.Error("not storing undecodable configuration", "index", e.Index, "error", err)
+		return
+	}
+	start := time.Now()
+	a.configStore.StoreConfiguration(e.Index, c)
+	metrics.MeasureSince([]string{"raft", "fsm", "store_config"}, start)
+}
+
+// applyBatch hands command and configuration entries to a BatchingFSM in
+// one call and returns one response per entry (nil for the others).
+func (a *fsmApplier) applyBatch(entries []*Log) []interface{} {
+	responses := make([]interface{}, len(entries))
+	batch := make([]*Log, 0, len(entries))
+	at := make([]int, 0, len(entries))
+	for i, e := range entries {
+		if e.Type == LogCommand || e.Type == LogConfiguration {
+			batch = append(batch, e)
+			at = append(at, i)
+		}
+	}
+	if len(batch) == 0 {
+		return responses
+	}
+	start := time.Now()
+	got := a.batching.ApplyBatch(batch)
+	metrics.MeasureSince([]string{"raft", "fsm", "applyBatch"}, start)
+	metrics.AddSample([]string{"raft", "fsm", "applyBatchNum"}, float32(len(batch)))
+	if len(got) != len(batch) {
+		a.r.logger.Error("BatchingFSM.ApplyBatch returned the wrong number of responses",
+			"entries", len(batch), "responses", len(got))
+	}
+	for j := range min(len(got), len(batch)) {
+		responses[at[j]] = got[j]
+	}
+	return responses
 }

@@ -1,0 +1,224 @@
+package raft
+
+import (
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-metrics"
+)
+
+// Elections (Raft paper §5.2), with the pre-vote round of the Raft thesis
+// §9.6: before raising its term, a candidate asks whether it could win.
+// A server cut off from the cluster therefore keeps its term while away,
+// and its return does not depose a healthy leader.
+
+// voteTally counts the answers of one round of voting. It is a plain value
+// with no I/O, tested on its own.
+type voteTally struct {
+	voters  map[ServerID]bool
+	granted map[ServerID]bool
+	refused map[ServerID]bool
+}
+
+func newVoteTally(voters []ServerID) voteTally {
+	t := voteTally{
+		voters:  make(map[ServerID]bool, len(voters)),
+		granted: make(map[ServerID]bool),
+		refused: make(map[ServerID]bool),
+	}
+	for _, id := range voters {
+		t.voters[id] = true
+	}
+	return t
+}
+
+// record counts one voter's answer; answers from non-voters and repeated
+// answers do not count.
+func (t *voteTally) record(id ServerID, granted bool) {
+	if !t.voters[id] || t.granted[id] || t.refused[id] {
+		return
+	}
+	if granted {
+		t.granted[id] = true
+	} else {
+		t.refused[id] = true
+	}
+}
+
+// won reports whether a majority granted its vote.
+func (t *voteTally) won() bool { return len(t.granted) >= quorumSize(len(t.voters)) }
+
+// lost reports whether enough voters refused that a majority is out of
+// reach.
+func (t *voteTally) lost() bool {
+	return len(t.refused) > len(t.voters)-quorumSize(len(t.voters))
+}
+
+// candidateState is the state of a candidate. Owned by the run loop.
+type candidateState struct {
+	// preVote is true during the pre-vote round.
+	preVote bool
+	// term is the term being campaigned for: the current term plus one in
+	// the pre-vote round, the current term in the election proper.
+	term  uint64
+	tally voteTally
+	// results receives the answers of this round only; a later round has a
+	// channel of its own, so late answers are never miscounted.
+	results chan voteResult
+}
+
+// voteResult is one voter's answer.
+type voteResult struct {
+	from    ServerID
+	term    uint64
+	granted bool
+}
+
+// becomeCandidate starts a new round of campaigning: a pre-vote round, or
+// straight to an election when pre-vote is off or a leader asked this node
+// to take over.
+func (r *Raft) becomeCandidate() {
+	if r.st.lead != nil {
+		r.stopLeading(ErrLeadershipLost)
+	}
+	r.setRole(Candidate)
+	metrics.IncrCounter([]string{"raft", "state", "candidate"}, 1)
+	r.resetTimer(randomDuration(r.config().ElectionTimeout))
+	if r.preVote && !r.st.transferring {
+		r.startPreVote()
+	} else {
+		r.startElection()
+	}
+}
+
+// startPreVote asks every voter whether it would vote for this node in the
+// next term, without changing any term.
+func (r *Raft) startPreVote() {
+	lastIndex, lastTerm := r.st.log.last()
+	req := &RequestPreVoteRequest{
+		RPCHeader:    r.rpcHeader(),
+		Term:         r.st.currentTerm + 1,
+		LastLogIndex: lastIndex,
+		LastLogTerm:  lastTerm,
+	}
+	c := r.newRound(true, req.Term)
+	r.logger.Info("entering pre-vote", "node", r, "term", req.Term)
+	trans := r.trans.(WithPreVote)
+	r.askVoters(c, func(peer Server) voteResult {
+		defer metrics.MeasureSince([]string{"raft", "candidate", "preElectSelf"}, time.Now())
+		var resp RequestPreVoteResponse
+		err := trans.RequestPreVote(peer.ID, peer.Address, req, &resp)
+		switch {
+		case err != nil && strings.Contains(err.Error(), errUnexpectedCommand):
+			// A peer that predates pre-vote: let it decide in the
+			// election proper.
+			r.logger.Debug("peer does not support pre-vote, counting it as granted", "peer", peer.ID)
+			return voteResult{from: peer.ID, term: req.Term, granted: true}
+		case err != nil:
+			r.logger.Debug("pre-vote request failed", "peer", peer.ID, "error", err)
+			return voteResult{from: peer.ID, term: req.Term}
+		}
+		return voteResult{from: peer.ID, term: resp.Term, granted: resp.Granted}
+	})
+}
+
+// startElection moves to the next term, votes for this node and asks every
+// voter for its vote.
+func (r *Raft) startElection() {
+	if err := r.setTerm(r.st.currentTerm + 1); err != nil {
+		return
+	}
+	lastIndex, lastTerm := r.st.log.last()
+	req := &RequestVoteRequest{
+		RPCHeader:          r.rpcHeader(),
+		Term:               r.st.currentTerm,
+		Candidate:          r.trans.EncodePeer(r.localID, r.localAddr),
+		LastLogIndex:       lastIndex,
+		LastLogTerm:        lastTerm,
+		LeadershipTransfer: r.st.transferring,
+	}
+	// The privilege of a transfer lasts one election only.
+	r.st.transferring = false
+	if err := r.persistVote(req.Term, req.Addr); err != nil {
+		r.logger.Error("failed to persist vote for self", "error", err)
+		return
+	}
+	c := r.newRound(false, req.Term)
+	r.logger.Info("entering candidate state", "node", r, "term", req.Term)
+	r.askVoters(c, func(peer Server) voteResult {
+		defer metrics.MeasureSince([]string{"raft", "candidate", "electSelf"}, time.Now())
+		var resp RequestVoteResponse
+		if err := r.trans.RequestVote(peer.ID, peer.Address, req, &resp); err != nil {
+			r.logger.Debug("vote request failed", "peer", peer.ID, "error", err)
+			return voteResult{from: peer.ID, term: req.Term}
+		}
+		return voteResult{from: peer.ID, term: resp.Term, granted: resp.Granted}
+	})
+}
+
+// newRound starts a round of voting for term and counts this node's own
+// vote.
+func (r *Raft) newRound(preVote bool, term uint64) *candidateState {
+	voters := r.st.configs.latest.voters()
+	c := &candidateState{
+		preVote: preVote,
+		term:    term,
+		tally:   newVoteTally(voters),
+		results: make(chan voteResult, len(voters)),
+	}
+	r.st.candidate = c
+	c.tally.record(r.localID, true)
+	return c
+}
+
+// askVoters asks every other voter, each on its own goroutine, and checks
+// whether this node's own vote already decides the round.
+func (r *Raft) askVoters(c *candidateState, ask func(Server) voteResult) {
+	for _, s := range r.st.configs.latest.Servers {
+		if s.Suffrage != Voter || s.ID == r.localID {
+			continue
+		}
+		peer := s
+		r.routines.goFunc(func() {
+			// results has room for every voter, so this never blocks.
+			c.results <- ask(peer)
+		})
+	}
+	r.checkRound()
+}
+
+// onVote counts one answer of the current round.
+func (r *Raft) onVote(v voteResult) {
+	c := r.st.candidate
+	if c == nil {
+		return
+	}
+	if v.term > c.term {
+		// Someone is already in a later term: follow it.
+		r.logger.Debug("newer term found while campaigning", "term", v.term)
+		r.becomeFollower(v.term)
+		return
+	}
+	c.tally.record(v.from, v.granted && v.term == c.term)
+	r.checkRound()
+}
+
+// checkRound acts on a round that is decided.
+func (r *Raft) checkRound() {
+	c := r.st.candidate
+	switch {
+	case c.tally.won() && c.preVote:
+		r.logger.Info("pre-vote successful, starting election", "term", c.term,
+			"granted", len(c.tally.granted), "refused", len(c.tally.refused))
+		r.resetTimer(randomDuration(r.config().ElectionTimeout))
+		r.startElection()
+	case c.tally.won():
+		r.logger.Info("election won", "term", c.term, "tally", len(c.tally.granted))
+		r.becomeLeader()
+	case c.tally.lost() && c.preVote:
+		r.logger.Info("pre-vote failed, waiting for the election timeout", "term", c.term,
+			"granted", len(c.tally.granted), "refused", len(c.tally.refused))
+		// Stop listening; the timer starts the next round.
+		r.st.candidate = nil
+	}
+}

@@ -1,0 +1,241 @@
+package raft
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-metrics"
+)
+
+// The log writer.
+//
+// Every write to the LogStore happens on one goroutine, the log writer, so
+// that the run loop never waits on the disk (design.md, the write path).
+// The run loop appends entries to its memLog view at once and queues a
+// writeOp; the writer performs queued ops one at a time, in order, and
+// reports each back. What this buys:
+//
+//   - On the leader, a batch goes to the replication goroutines and to the
+//     writer at the same moment, so the leader's fsync overlaps the round
+//     trip to the followers (Raft thesis §10.2.1). The leader's own match
+//     index is its durable index: an entry is never counted, committed or
+//     acknowledged on the leader's behalf before its write returned.
+//   - Ops queued while the writer is busy are merged into one StoreLogs
+//     call: group commit on every server, sized by how long the disk takes.
+//   - A follower answers an AppendEntries only after the op holding its
+//     entries (or any earlier op) completed, so it never acknowledges what
+//     it has not stored.
+//   - A write that fails, or on a leader stalls past
+//     Config.LogWriteStallTimeout, makes the leader step down instead of
+//     hanging (see Raft.onWriteDone and Raft.checkLeaderLease).
+//
+// After a failed write, the run loop no longer knows what the store holds.
+// It drops every queued op (failing their replies), stops accepting
+// entries, and queues a resync op, which reads the end of the log back from
+// the store; the run loop then resets memLog to it.
+
+// maxMergedEntries bounds how many entries one merged op may hold.
+const maxMergedEntries = 4096
+
+// writeOp is one unit of work for the log writer: optionally delete a
+// suffix of the log, then optionally record a commit index, then store
+// entries.
+type writeOp struct {
+	// deleteFrom..deleteTo (inclusive) is removed first; deleteFrom is 0
+	// when nothing is deleted.
+	deleteFrom, deleteTo uint64
+	// commitIndex, when not zero, is staged to a CommitTrackingLogStore
+	// before the entries are stored.
+	commitIndex uint64
+	entries     []*Log
+	// last is the index of the log's last entry once the op is done.
+	last uint64
+	// replies are AppendEntries answers to send once the op is durable.
+	replies []pendingReply
+	// resync asks the writer to read the end of the log back from the
+	// store instead of writing.
+	resync bool
+	// handedOff is when the writer took the op; stall detection uses it.
+	handedOff time.Time
+}
+
+// pendingReply is an AppendEntries answer held back until the entries it
+// acknowledges are durable.
+type pendingReply struct {
+	rpc  RPC
+	resp *AppendEntriesResponse
+}
+
+// writeResult is the writer's report on one op.
+type writeResult struct {
+	op  *writeOp
+	err error
+	// lastIndex and lastTerm are the end of the stored log, for a resync.
+	lastIndex, lastTerm uint64
+}
+
+// runLogWriter is the log writer goroutine. It receives ops on writeCh and
+// answers each on writeDoneCh, in order.
+func (r *Raft) runLogWriter() {
+	for {
+		select {
+		case op := <-r.writeCh:
+			res := r.performWrite(op)
+			select {
+			case r.writeDoneCh <- res:
+			case <-r.shutdownCh:
+				return
+			}
+		case <-r.shutdownCh:
+			return
+		}
+	}
+}
+
+// performWrite carries out one op against the log store.
+func (r *Raft) performWrite(op *writeOp) writeResult {
+	res := writeResult{op: op}
+	if op.resync {
+		res.lastIndex, res.lastTerm, res.err = lastEntry(r.logs)
+		return res
+	}
+	if op.deleteFrom > 0 {
+		if err := r.logs.DeleteRange(op.deleteFrom, op.deleteTo); err != nil {
+			res.err = fmt.Errorf("deleting log entries %d-%d: %w", op.deleteFrom, op.deleteTo, err)
+			return res
+		}
+	}
+	if op.commitIndex > 0 {
+		if err := r.logs.stageCommitIndex(op.commitIndex); err != nil {
+			res.err = fmt.Errorf("staging commit index %d: %w", op.commitIndex, err)
+			return res
+		}
+	}
+	if len(op.entries) > 0 {
+		start := time.Now()
+		if err := r.logs.StoreLogs(op.entries); err != nil {
+			res.err = fmt.Errorf("storing log entries %d-%d: %w", op.entries[0].Index, op.last, err)
+			return res
+		}
+		metrics.MeasureSince([]string{"raft", "rpc", "appendEntries", "storeLogs"}, start)
+	}
+	return res
+}
+
+// lastEntry reads the index and term of the last entry in logs.
+func lastEntry(logs LogStore) (uint64, uint64, error) {
+	last, err := logs.LastIndex()
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading last log index: %w", err)
+	}
+	if last == 0 {
+		return 0, 0, nil
+	}
+	var l Log
+	if err := logs.GetLog(last, &l); err != nil {
+		return 0, 0, fmt.Errorf("reading last log entry %d: %w", last, err)
+	}
+	return last, l.Term, nil
+}
+
+// writeQueue is the run loop's side of the log writer: the ops not yet
+// handed over, the one the writer is working on, and what is durable.
+// Owned by the run loop.
+type writeQueue struct {
+	queued   []*writeOp
+	inflight *writeOp
+	// durable is the highest index such that every entry of the appended
+	// view up to it is in the store and no pending op will change it.
+	durable uint64
+	// broken is set after a failed write until the resync completes; no
+	// entries are accepted meanwhile.
+	broken bool
+}
+
+// pending reports whether any op is queued or in flight.
+func (q *writeQueue) pending() bool { return q.inflight != nil || len(q.queued) > 0 }
+
+// next returns the op to hand to the writer, or nil.
+func (q *writeQueue) next() *writeOp {
+	if q.inflight != nil || len(q.queued) == 0 {
+		return nil
+	}
+	return q.queued[0]
+}
+
+// handedOff records that the writer took the op next returned.
+func (q *writeQueue) handedOff(now time.Time) {
+	q.inflight = q.queued[0]
+	q.inflight.handedOff = now
+	q.queued[0] = nil
+	q.queued = q.queued[1:]
+}
+
+// enqueue adds op, merging it into the last queued op when both only
+// append, so that one StoreLogs call carries everything that accumulated
+// while the writer was busy.
+func (q *writeQueue) enqueue(op *writeOp) {
+	if op.deleteFrom > 0 {
+		q.durable = min(q.durable, op.deleteFrom-1)
+	}
+	if n := len(q.queued); n > 0 && op.deleteFrom == 0 && !op.resync {
+		last := q.queued[n-1]
+		if !last.resync && len(last.entries)+len(op.entries) <= maxMergedEntries {
+			last.entries = append(last.entries, op.entries...)
+			last.last = op.last
+			last.commitIndex = max(last.commitIndex, op.commitIndex)
+			last.replies = append(last.replies, op.replies...)
+			return
+		}
+	}
+	q.queued = append(q.queued, op)
+}
+
+// addReply holds reply until every op pending now is durable. It returns
+// false when nothing is pending, and the reply may be sent at once.
+func (q *writeQueue) addReply(reply pendingReply) bool {
+	switch {
+	case len(q.queued) > 0:
+		last := q.queued[len(q.queued)-1]
+		last.replies = append(last.replies, reply)
+	case q.inflight != nil:
+		q.inflight.replies = append(q.inflight.replies, reply)
+	default:
+		return false
+	}
+	return true
+}
+
+// completed records that the in-flight op succeeded and returns it.
+func (q *writeQueue) completed() *writeOp {
+	op := q.inflight
+	q.inflight = nil
+	durable := op.last
+	// A later op that deletes entries makes them non-durable again.
+	for _, later := range q.queued {
+		if later.deleteFrom > 0 {
+			durable = min(durable, later.deleteFrom-1)
+		}
+	}
+	q.durable = durable
+	return op
+}
+
+// fail records that the in-flight op failed: it and every queued op are
+// dropped and returned, so their replies can be refused, and the queue is
+// broken until a resync completes.
+func (q *writeQueue) fail() []*writeOp {
+	dropped := append([]*writeOp{q.inflight}, q.queued...)
+	q.inflight = nil
+	q.queued = nil
+	q.broken = true
+	return dropped
+}
+
+// stalledFor returns how long the in-flight op has been with the writer.
+func (q *writeQueue) stalledFor(now time.Time) time.Duration {
+	if q.inflight == nil {
+		return 0
+	}
+	return now.Sub(q.inflight.handedOff)
+}

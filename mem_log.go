@@ -1,0 +1,150 @@
+package raft
+
+import "sync"
+
+// memLog is the node's view of the end of its log. Entries reach the log
+// store asynchronously (see log_writer.go), so the run loop decides on what
+// it has appended, not on what the store holds yet: memLog keeps the entries
+// that may not be durable, plus recent ones the FSM and replication still
+// want, and the index and term of the last appended entry.
+//
+// Invariants:
+//   - entries are contiguous: entries[i].Index == entries[0].Index+i;
+//   - when entries is not empty, its last entry is (lastIndex, lastTerm);
+//   - every index of the appended view below entries[0].Index is in the
+//     log store (or covered by a snapshot) and no pending write changes it.
+//
+// Ownership: only the run loop modifies a memLog, holding mu. While this
+// node leads, replication goroutines read entries under mu's read lock; the
+// run loop's own reads need no lock because no one else writes. The *Log
+// values are shared, never modified, with the store, the FSM goroutine and
+// replication.
+type memLog struct {
+	mu        sync.RWMutex
+	entries   []*Log
+	lastIndex uint64
+	lastTerm  uint64
+}
+
+// last returns the index and term of the last appended entry.
+func (m *memLog) last() (uint64, uint64) { return m.lastIndex, m.lastTerm }
+
+// firstHeld returns the lowest index memLog holds, or lastIndex+1 when it
+// holds none.
+func (m *memLog) firstHeld() uint64 {
+	if len(m.entries) == 0 {
+		return m.lastIndex + 1
+	}
+	return m.entries[0].Index
+}
+
+// append adds entries that directly follow the last appended one.
+func (m *memLog) append(entries []*Log) {
+	if len(entries) == 0 {
+		return
+	}
+	if entries[0].Index != m.lastIndex+1 {
+		panic("raft: memLog.append out of order") // a broken invariant of the run loop, never input
+	}
+	m.mu.Lock()
+	m.entries = append(m.entries, entries...)
+	last := entries[len(entries)-1]
+	m.lastIndex, m.lastTerm = last.Index, last.Term
+	m.mu.Unlock()
+}
+
+// truncate removes every entry from index from onwards; prevTerm is the
+// term of the entry at from-1, which becomes the last one.
+func (m *memLog) truncate(from, prevTerm uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if first := m.firstHeld(); from <= first {
+		m.entries = nil
+	} else if from <= m.lastIndex {
+		clear(m.entries[from-first:])
+		m.entries = m.entries[:from-first]
+	}
+	m.lastIndex, m.lastTerm = from-1, prevTerm
+}
+
+// reset forgets every held entry and makes (lastIndex, lastTerm) the end of
+// the log, as after reading the log store anew.
+func (m *memLog) reset(lastIndex, lastTerm uint64) {
+	m.mu.Lock()
+	m.entries = nil
+	m.lastIndex, m.lastTerm = lastIndex, lastTerm
+	m.mu.Unlock()
+}
+
+// term returns the term of the entry at index if memLog knows it.
+func (m *memLog) term(index uint64) (uint64, bool) {
+	if index == m.lastIndex {
+		return m.lastTerm, true
+	}
+	if l, ok := m.get(index); ok {
+		return l.Term, true
+	}
+	return 0, false
+}
+
+// get returns the entry at index if memLog holds it. Callers other than the
+// run loop must hold the read lock.
+func (m *memLog) get(index uint64) (*Log, bool) {
+	if len(m.entries) == 0 {
+		return nil, false
+	}
+	first := m.entries[0].Index
+	if index < first || index > m.lastIndex {
+		return nil, false
+	}
+	return m.entries[index-first], true
+}
+
+// collect appends to out the held entries from index from on: at most
+// maxCount of them and, past the first, no more than maxBytes of payload in
+// all. It returns out and whether from was held at all. It takes the read
+// lock, for replication goroutines.
+func (m *memLog) collect(out []*Log, from uint64, maxCount, maxBytes int) ([]*Log, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if len(m.entries) == 0 {
+		return out, false
+	}
+	first := m.entries[0].Index
+	if from < first || from > m.lastIndex {
+		return out, false
+	}
+	n, size := 0, 0
+	for _, e := range m.entries[from-first:] {
+		if n >= maxCount {
+			break
+		}
+		size += entryBytes(e)
+		if n > 0 && size > maxBytes {
+			break
+		}
+		out = append(out, e)
+		n++
+	}
+	return out, true
+}
+
+// trim drops held entries up to and including index upTo, which the caller
+// knows to be durable and no longer wanted in memory.
+func (m *memLog) trim(upTo uint64) {
+	if len(m.entries) == 0 || upTo < m.entries[0].Index {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := min(upTo-m.entries[0].Index+1, uint64(len(m.entries)))
+	clear(m.entries[:n])
+	m.entries = m.entries[n:]
+	// Let go of the old backing array once most of it is dead.
+	if cap(m.entries) > 1024 && len(m.entries) < cap(m.entries)/4 {
+		m.entries = append([]*Log(nil), m.entries...)
+	}
+}
+
+// held returns how many entries memLog holds.
+func (m *memLog) held() int { return len(m.entries) }

@@ -1,0 +1,460 @@
+package raft
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-metrics"
+)
+
+// The run loop.
+//
+// One goroutine runs Raft.run for the life of the node and owns runState:
+// nothing else reads or writes it. Everything reaches the loop as a message
+// (an RPC, a user request carried by a future, a report from the log writer,
+// the FSM goroutine or a replication goroutine) and leaves it as a message.
+// The loop does not block on I/O, with two deliberate exceptions: the small
+// StableStore writes of term and vote, which must be durable before any
+// reply that depends on them, and Config.NotifyCh and blocking observers,
+// whose contract is to wait.
+//
+// Roles share one select. Arms that only one role uses are switched on and
+// off by setting their channel to nil, and requests that need a leader are
+// refused in one place when this node is not one.
+
+// runState is the protocol state. Owned by the run loop.
+type runState struct {
+	role        RaftState
+	currentTerm uint64
+	// votedTerm and votedFor are the last vote this node cast, as stored
+	// under keyLastVoteTerm and keyLastVoteCand.
+	votedTerm uint64
+	votedFor  []byte
+	leader    leaderInfo
+	// lastContact is when the known leader was last heard from (a vote
+	// granted counts too, as in the reference: it restarts the wait).
+	lastContact time.Time
+
+	// commitIndex is the highest index known committed.
+	// Invariant: dispatched <= min(commitIndex, writes.durable).
+	commitIndex uint64
+	// log is the appended view of the log; writes tracks what is durable.
+	log    memLog
+	writes writeQueue
+	// dispatched is the last index handed to the FSM goroutine, and
+	// pendingFSM the next task, built but not yet taken.
+	dispatched uint64
+	pendingFSM *fsmTask
+	// futures are the futures of entries this node appended as leader, in
+	// index order, until the FSM goroutine takes them or they fail.
+	futures []*logFuture
+
+	configs configurations
+
+	lastSnapshotIndex uint64
+	lastSnapshotTerm  uint64
+
+	// timer drives the role's clock: the heartbeat timeout of a follower,
+	// the election timeout of a candidate, the lease check of a leader.
+	timer *time.Timer
+
+	// Role-specific state; nil in other roles.
+	candidate *candidateState
+	lead      *leaderState
+	// transferring is set by TimeoutNow: the next election skips pre-vote
+	// and tells voters it is a leadership transfer.
+	transferring bool
+}
+
+// run is the run loop goroutine.
+func (r *Raft) run() {
+	r.st.timer = time.NewTimer(randomDuration(r.config().HeartbeatTimeout))
+	defer r.st.timer.Stop()
+	defer r.exitRunLoop()
+	r.logger.Info("starting as follower", "term", r.st.currentTerm, "last-index", r.st.log.lastIndex)
+	metrics.IncrCounter([]string{"raft", "state", "follower"}, 1)
+	for r.serveOne() {
+	}
+}
+
+// serveOne waits for and handles one event. It returns false once the node
+// is shutting down.
+func (r *Raft) serveOne() bool {
+	// Heartbeats first: a heartbeat waiting behind other work could make
+	// this node believe its leader is gone.
+	select {
+	case rpc := <-r.heartbeatCh:
+		r.processRPC(rpc, true)
+		return true
+	default:
+	}
+
+	var writeCh chan *writeOp
+	nextWrite := r.st.writes.next()
+	if nextWrite != nil {
+		writeCh = r.writeCh
+	}
+	var fsmCh chan *fsmTask
+	nextFSM := r.nextFSMTask()
+	if nextFSM != nil {
+		fsmCh = r.fsmCh
+	}
+	var votesCh <-chan voteResult
+	if r.st.candidate != nil {
+		votesCh = r.st.candidate.results
+	}
+	var progressCh <-chan struct{}
+	if r.st.lead != nil {
+		progressCh = r.st.lead.progressCh
+	}
+
+	select {
+	case <-r.shutdownCh:
+		return false
+	case rpc := <-r.heartbeatCh:
+		r.processRPC(rpc, true)
+	case rpc := <-r.trans.Consumer():
+		r.processRPC(rpc, false)
+	case <-r.st.timer.C:
+		r.onTimer()
+	case v := <-votesCh:
+		r.onVote(v)
+	case writeCh <- nextWrite:
+		r.st.writes.handedOff(time.Now())
+	case res := <-r.writeDoneCh:
+		r.onWriteDone(res)
+	case fsmCh <- nextFSM:
+		r.onFSMDispatched(nextFSM)
+	case <-progressCh:
+		r.onReplicationProgress()
+	case f := <-r.applyCh:
+		r.onApply(f)
+	case f := <-r.verifyCh:
+		r.onVerify(f)
+	case f := <-r.bootstrapCh:
+		f.respond(r.liveBootstrap(f.configuration))
+	case f := <-r.configChangeCh:
+		r.onConfigChange(f)
+	case f := <-r.userSnapshotCh:
+		f.respond(ErrNotImplementedYet)
+	case f := <-r.userRestoreCh:
+		f.respond(ErrNotImplementedYet)
+	case f := <-r.leadershipTransferCh:
+		r.onLeadershipTransfer(f)
+	case <-r.reloadCh:
+		r.onReload()
+	}
+	return true
+}
+
+// exitRunLoop answers everything the run loop still holds when the node
+// shuts down.
+func (r *Raft) exitRunLoop() {
+	if r.st.lead != nil {
+		r.stopLeading(ErrLeadershipLost)
+	}
+	r.st.candidate = nil
+	for _, f := range r.st.futures {
+		f.respond(ErrRaftShutdown)
+	}
+	r.st.futures = nil
+	if r.st.pendingFSM != nil {
+		for _, f := range r.st.pendingFSM.futures {
+			f.respond(ErrRaftShutdown)
+		}
+	}
+	for _, op := range append(r.st.writes.queued, r.st.writes.inflight) {
+		if op == nil {
+			continue
+		}
+		for _, rep := range op.replies {
+			rep.resp.Success = false
+			rep.rpc.Respond(rep.resp, ErrRaftShutdown)
+		}
+	}
+	// Requests buffered in channels were never taken; their futures fall
+	// back to ErrRaftShutdown once the node has stopped (deferError).
+}
+
+// onTimer handles the role's timer.
+func (r *Raft) onTimer() {
+	switch r.st.role {
+	case Follower:
+		r.onHeartbeatTimeout()
+	case Candidate:
+		r.logger.Warn("election timed out, starting a new one", "term", r.st.currentTerm)
+		r.becomeCandidate()
+	case Leader:
+		r.checkLeaderLease()
+	}
+}
+
+// resetTimer arms the role's timer.
+func (r *Raft) resetTimer(d time.Duration) {
+	r.st.timer.Reset(d)
+}
+
+// onHeartbeatTimeout starts an election if the leader has been silent for
+// a whole heartbeat timeout and this node may campaign.
+func (r *Raft) onHeartbeatTimeout() {
+	timeout := r.config().HeartbeatTimeout
+	r.resetTimer(randomDuration(timeout))
+	if time.Since(r.st.lastContact) < timeout {
+		return
+	}
+	lastLeader := r.st.leader
+	r.setLeader(leaderInfo{})
+	switch {
+	case r.st.configs.latestIndex == 0:
+		r.logger.Debug("no known peers, not starting an election")
+	case r.st.configs.stable() && !hasVote(r.st.configs.latest, r.localID):
+		r.logger.Debug("not a voter in the configuration, not starting an election")
+	case !hasVote(r.st.configs.latest, r.localID):
+		r.logger.Debug("not a voter in the latest configuration, not starting an election")
+	default:
+		metrics.IncrCounter([]string{"raft", "transition", "heartbeat_timeout"}, 1)
+		r.logger.Warn("heartbeat timeout reached, starting election",
+			"last-leader-addr", lastLeader.addr, "last-leader-id", lastLeader.id)
+		r.becomeCandidate()
+	}
+}
+
+// onReload applies a reloaded configuration to the running timers.
+func (r *Raft) onReload() {
+	conf := r.config()
+	switch r.st.role {
+	case Follower:
+		r.resetTimer(randomDuration(conf.HeartbeatTimeout))
+	case Candidate:
+		r.resetTimer(randomDuration(conf.ElectionTimeout))
+	}
+}
+
+// --- Transitions. Each role change goes through exactly one of these. ---
+
+// setTerm moves to a newer term, persisting it first. A failed write of
+// the term leaves the node unable to keep its promises, so it shuts down.
+func (r *Raft) setTerm(term uint64) error {
+	if term <= r.st.currentTerm {
+		return nil
+	}
+	if err := r.stable.SetUint64(keyCurrentTerm, term); err != nil {
+		err = fmt.Errorf("persisting current term %d: %w", term, err)
+		r.fatal(err)
+		return err
+	}
+	r.st.currentTerm = term
+	r.pub.term.Store(term)
+	return nil
+}
+
+// becomeFollower makes this node a follower in term (at least the current
+// one), with no known leader; the caller sets the leader if it knows it.
+func (r *Raft) becomeFollower(term uint64) error {
+	if err := r.setTerm(term); err != nil {
+		return err
+	}
+	if r.st.role == Follower {
+		return nil
+	}
+	if r.st.lead != nil {
+		r.stopLeading(ErrLeadershipLost)
+	}
+	r.st.candidate = nil
+	r.st.transferring = false
+	r.setRole(Follower)
+	r.resetTimer(randomDuration(r.config().HeartbeatTimeout))
+	r.logger.Info("entering follower state", "term", r.st.currentTerm)
+	metrics.IncrCounter([]string{"raft", "state", "follower"}, 1)
+	return nil
+}
+
+// setRole records a role change and tells observers. Any role change
+// forgets the known leader.
+func (r *Raft) setRole(role RaftState) {
+	r.setLeader(leaderInfo{})
+	old := r.st.role
+	r.st.role = role
+	r.pub.setState(role)
+	if old != role {
+		r.observe(role)
+	}
+}
+
+// setLeader records the known leader and tells observers when it changes.
+func (r *Raft) setLeader(l leaderInfo) {
+	if r.st.leader == l {
+		return
+	}
+	r.st.leader = l
+	r.pub.leaderV.Store(&l)
+	r.observe(LeaderObservation{Leader: l.addr, LeaderAddr: l.addr, LeaderID: l.id})
+}
+
+// setLastContact records that the leader was heard from.
+func (r *Raft) setLastContact(now time.Time) {
+	r.st.lastContact = now
+	r.pub.setLastContact(now)
+}
+
+// fatal logs an error the node cannot recover from and shuts it down.
+func (r *Raft) fatal(err error) {
+	r.logger.Error("shutting down after an unrecoverable error", "error", err)
+	go r.Shutdown()
+}
+
+// --- Log bookkeeping shared by every role. ---
+
+// termAt returns the term of the entry at index in the appended view.
+func (r *Raft) termAt(index uint64) (uint64, error) {
+	if index == 0 {
+		return 0, nil
+	}
+	if index > r.st.log.lastIndex {
+		return 0, ErrLogNotFound
+	}
+	if t, ok := r.st.log.term(index); ok {
+		return t, nil
+	}
+	if index == r.st.lastSnapshotIndex {
+		return r.st.lastSnapshotTerm, nil
+	}
+	var l Log
+	if err := r.logs.GetLog(index, &l); err != nil {
+		return 0, fmt.Errorf("reading log entry %d: %w", index, err)
+	}
+	return l.Term, nil
+}
+
+// appendToLog adds entries to the appended view and queues their write,
+// after deleting the view from deleteFrom onwards when it is not 0.
+// Configuration entries take effect here, as soon as they are appended
+// (Raft thesis §4.1).
+func (r *Raft) appendToLog(entries []*Log, deleteFrom uint64, prevTerm uint64) {
+	op := &writeOp{}
+	if deleteFrom > 0 {
+		oldLast := r.st.log.lastIndex
+		r.st.log.truncate(deleteFrom, prevTerm)
+		op.deleteFrom, op.deleteTo = deleteFrom, oldLast
+		if deleteFrom <= r.st.configs.latestIndex {
+			r.setLatestConfiguration(r.st.configs.committed, r.st.configs.committedIndex)
+		}
+	}
+	r.st.log.append(entries)
+	for _, e := range entries {
+		r.applyConfigurationEntry(e)
+	}
+	op.entries = entries
+	op.last = r.st.log.lastIndex
+	if r.RestoreCommittedLogs {
+		op.commitIndex = r.st.commitIndex
+	}
+	r.st.writes.enqueue(op)
+	r.pub.setLastLog(r.st.log.last())
+}
+
+// applyConfigurationEntry makes a configuration entry the latest
+// configuration. Entries reaching it were checked when they arrived.
+func (r *Raft) applyConfigurationEntry(e *Log) {
+	var c Configuration
+	var err error
+	switch e.Type {
+	case LogConfiguration:
+		c, err = decodeConfiguration(e.Data)
+	case LogAddPeerDeprecated, LogRemovePeerDeprecated:
+		c, err = decodePeers(e.Data, r.trans)
+	default:
+		return
+	}
+	if err != nil {
+		// checkIncomingEntries refuses such entries before they are
+		// appended; one from the local store means corrupted state.
+		r.logger.Error("ignoring undecodable configuration entry", "index", e.Index, "error", err)
+		return
+	}
+	r.st.configs.committed = r.st.configs.latest
+	r.st.configs.committedIndex = r.st.configs.latestIndex
+	r.setLatestConfiguration(c, e.Index)
+}
+
+// setLatestConfiguration records and publishes the latest configuration.
+func (r *Raft) setLatestConfiguration(c Configuration, index uint64) {
+	r.st.configs.latest = c
+	r.st.configs.latestIndex = index
+	r.pub.setLatestConfiguration(c)
+}
+
+// setCommitIndex advances the commit index.
+func (r *Raft) setCommitIndex(index uint64) {
+	if index <= r.st.commitIndex {
+		return
+	}
+	r.st.commitIndex = index
+	r.pub.commitIndex.Store(index)
+	if r.st.configs.latestIndex <= index && !r.st.configs.stable() {
+		r.st.configs.committed = r.st.configs.latest
+		r.st.configs.committedIndex = r.st.configs.latestIndex
+		r.onConfigurationCommitted()
+	}
+}
+
+// onWriteDone handles the log writer's report on an op.
+func (r *Raft) onWriteDone(res writeResult) {
+	if res.op.resync {
+		r.onResync(res)
+		return
+	}
+	if res.err != nil {
+		r.onWriteFailed(res.err)
+		return
+	}
+	op := r.st.writes.completed()
+	for _, rep := range op.replies {
+		rep.rpc.Respond(rep.resp, nil)
+	}
+	r.trimMemLog()
+	if r.st.lead != nil {
+		r.updateCommitIndex()
+	}
+}
+
+// onWriteFailed handles a failed log write: nothing in it or after it may
+// be acknowledged, a leader steps down, and the view of the log is read
+// back from the store.
+func (r *Raft) onWriteFailed(err error) {
+	r.logger.Error("failed to write to the log store", "error", err)
+	for _, op := range r.st.writes.fail() {
+		for _, rep := range op.replies {
+			rep.resp.Success = false
+			rep.rpc.Respond(rep.resp, nil)
+		}
+	}
+	if r.st.role == Leader {
+		r.logger.Error("stepping down: this leader cannot store its log")
+		r.becomeFollower(r.st.currentTerm)
+	}
+	r.st.writes.enqueue(&writeOp{resync: true})
+}
+
+// onResync adopts the end of the log as the store reports it after a
+// failed write.
+func (r *Raft) onResync(res writeResult) {
+	r.st.writes.inflight = nil
+	if res.err != nil {
+		r.fatal(fmt.Errorf("reading the log back after a failed write: %w", res.err))
+		return
+	}
+	r.st.log.reset(res.lastIndex, res.lastTerm)
+	r.st.writes.durable = res.lastIndex
+	r.st.writes.broken = false
+	if r.st.configs.latestIndex > res.lastIndex {
+		r.setLatestConfiguration(r.st.configs.committed, r.st.configs.committedIndex)
+	}
+	r.pub.setLastLog(res.lastIndex, res.lastTerm)
+	r.logger.Info("log view resynchronised with the store", "last-index", res.lastIndex)
+}
+
+// trimMemLog lets go of entries that are durable and already with the FSM.
+func (r *Raft) trimMemLog() {
+	r.st.log.trim(min(r.st.writes.durable, r.st.dispatched))
+}

@@ -1,0 +1,494 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-metrics"
+)
+
+// Replication: one replicator per follower while this node leads.
+//
+// Each replicator runs two goroutines. The log goroutine sends entries:
+// one request at a time until the follower accepts one, then pipelined
+// (several requests in flight, when the transport offers
+// AppendEntriesPipeline), falling back to one at a time on any failure.
+// The heartbeat goroutine sends bare heartbeats on its own schedule and
+// path, so they are never queued behind a large batch; it also answers
+// VerifyLeader rounds.
+//
+// The replicator owns its follower's next index. It publishes the match
+// index, the last contact time and the acknowledged verification round as
+// atomics, and pokes the leader's progressCh; the run loop reads them and
+// decides on commitment and leases (design.md, ownership rules).
+
+const (
+	// failureWait is the first back-off after a failed RPC; it doubles
+	// with each further failure.
+	failureWait = 10 * time.Millisecond
+	// maxFailureWait caps the back-off of the log goroutine.
+	maxFailureWait = 2 * time.Second
+)
+
+// errLeadershipEnded is what a replicator's reads return once the term of
+// leadership it serves has ended.
+var errLeadershipEnded = errors.New("leadership ended")
+
+type replicator struct {
+	r    *Raft
+	lead *replicationShared
+	peer Server
+	// progressCh is the leader's: poked after any published change.
+	progressCh chan struct{}
+
+	// Published to the run loop.
+	match       atomic.Uint64
+	lastContact atomic.Int64 // Unix nanoseconds
+	verified    atomic.Uint64
+
+	// triggerCh (capacity one) says new entries are waiting; hbPokeCh
+	// (capacity one) asks for a heartbeat now. The run loop sends on both.
+	triggerCh chan struct{}
+	hbPokeCh  chan struct{}
+	// stopCh is closed by the run loop, once, to stop both goroutines.
+	stopCh chan struct{}
+
+	// nextIndex is the next entry to send. Private to the log goroutine.
+	nextIndex uint64
+}
+
+func newReplicator(r *Raft, lead *leaderState, peer Server) *replicator {
+	s := &replicator{
+		r:          r,
+		lead:       lead.shared,
+		peer:       peer,
+		progressCh: lead.progressCh,
+		triggerCh:  make(chan struct{}, 1),
+		hbPokeCh:   make(chan struct{}, 1),
+		stopCh:     make(chan struct{}),
+		nextIndex:  lead.shared.lastIndex.Load() + 1,
+	}
+	// A new leader gives every follower a full lease to answer.
+	s.lastContact.Store(time.Now().UnixNano())
+	return s
+}
+
+func (s *replicator) start() {
+	s.r.routines.goFunc(s.runLog)
+	s.r.routines.goFunc(s.runHeartbeat)
+}
+
+func (s *replicator) stop()          { close(s.stopCh) }
+func (s *replicator) trigger()       { notify(s.triggerCh) }
+func (s *replicator) pokeHeartbeat() { notify(s.hbPokeCh) }
+
+func (s *replicator) contact() time.Time { return time.Unix(0, s.lastContact.Load()) }
+
+func (s *replicator) setContact() {
+	s.lastContact.Store(time.Now().UnixNano())
+	notify(s.progressCh)
+}
+
+// sawTerm reports a term newer than the leader's and asks the run loop to
+// look.
+func (s *replicator) sawTerm(term uint64) {
+	for {
+		old := s.lead.higherTerm.Load()
+		if term <= old || s.lead.higherTerm.CompareAndSwap(old, term) {
+			break
+		}
+	}
+	notify(s.progressCh)
+}
+
+// wait blocks for d, or until the replicator stops; it reports whether
+// the replicator should go on.
+func (s *replicator) wait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.stopCh:
+		return false
+	}
+}
+
+func (s *replicator) stopped() bool {
+	select {
+	case <-s.stopCh:
+		return true
+	default:
+		return s.lead.stopped.Load()
+	}
+}
+
+// --- The heartbeat goroutine. ---
+
+func (s *replicator) runHeartbeat() {
+	r := s.r
+	failures := 0
+	for {
+		interval := randomDuration(r.config().HeartbeatTimeout / 10)
+		t := time.NewTimer(interval)
+		select {
+		case <-t.C:
+		case <-s.hbPokeCh:
+			t.Stop()
+		case <-s.stopCh:
+			t.Stop()
+			return
+		}
+		round := s.lead.verifyRound.Load()
+		req := &AppendEntriesRequest{
+			RPCHeader: r.rpcHeader(),
+			Term:      s.lead.term,
+			Leader:    r.trans.EncodePeer(r.localID, r.localAddr),
+		}
+		var resp AppendEntriesResponse
+		start := time.Now()
+		if err := r.trans.AppendEntries(s.peer.ID, s.peer.Address, req, &resp); err != nil {
+			failures++
+			r.logger.Error("failed to heartbeat to", "peer", s.peer.Address, "backoff", backoff(failureWait, failures, r.config().HeartbeatTimeout/2), "error", err)
+			r.observe(FailedHeartbeatObservation{PeerID: s.peer.ID, LastContact: s.contact()})
+			if !s.wait(backoff(failureWait, failures, r.config().HeartbeatTimeout/2)) {
+				return
+			}
+			continue
+		}
+		if failures > 0 {
+			failures = 0
+			r.observe(ResumedHeartbeatObservation{PeerID: s.peer.ID})
+		}
+		if resp.Term > s.lead.term {
+			s.sawTerm(resp.Term)
+			return
+		}
+		if resp.Success {
+			s.verified.Store(max(s.verified.Load(), round))
+		}
+		s.setContact()
+		s.measure("heartbeat", start)
+	}
+}
+
+// measure records an RPC's duration under the labelled name and, unless
+// legacy telemetry is off, the per-peer name too.
+func (s *replicator) measure(kind string, start time.Time) {
+	labels := []metrics.Label{{Name: "peer_id", Value: string(s.peer.ID)}}
+	metrics.MeasureSinceWithLabels([]string{"raft", "replication", kind}, start, labels)
+	if !s.r.config().NoLegacyTelemetry {
+		metrics.MeasureSince([]string{"raft", "replication", kind, string(s.peer.ID)}, start)
+	}
+}
+
+// --- The log goroutine. ---
+
+func (s *replicator) runLog() {
+	r := s.r
+	commitTimer := time.NewTimer(randomDuration(r.config().CommitTimeout))
+	defer commitTimer.Stop()
+	failures := 0
+	pipelineOK := true
+	// A new replicator starts by probing the follower at once.
+	s.trigger()
+	for {
+		select {
+		case <-s.stopCh:
+			return
+		case <-s.triggerCh:
+		case <-commitTimer.C:
+		}
+		commitTimer.Reset(randomDuration(r.config().CommitTimeout))
+
+		// Send one request at a time until the follower has everything,
+		// or until one succeeds and pipelining can take over.
+		for {
+			res := s.sendOne()
+			switch res {
+			case sendStop:
+				return
+			case sendFailed:
+				failures++
+				if !s.wait(backoff(failureWait, failures, maxFailureWait)) {
+					return
+				}
+				continue
+			case sendMismatch:
+				continue
+			}
+			failures = 0
+			if s.nextIndex > s.lead.lastIndex.Load() || pipelineOK {
+				break
+			}
+		}
+		if pipelineOK {
+			pipelineOK = s.runPipeline(commitTimer)
+		}
+	}
+}
+
+type sendResult int
+
+const (
+	sendOK       sendResult = iota // the follower accepted
+	sendMismatch                   // the follower's log differs; retry at once from nextIndex
+	sendFailed                     // the RPC failed; back off
+	sendStop                       // leadership ended or the replicator stopped
+)
+
+// sendOne sends one AppendEntries from nextIndex and waits for the answer.
+func (s *replicator) sendOne() sendResult {
+	r := s.r
+	req, err := s.buildRequest(s.nextIndex)
+	if errors.Is(err, errLeadershipEnded) || s.stopped() {
+		return sendStop
+	}
+	if err != nil {
+		r.logger.Error("failed to prepare entries for follower", "peer", s.peer.ID, "next-index", s.nextIndex, "error", err)
+		return sendFailed
+	}
+	var resp AppendEntriesResponse
+	start := time.Now()
+	if err := r.trans.AppendEntries(s.peer.ID, s.peer.Address, req, &resp); err != nil {
+		r.logger.Error("failed to append to follower", "peer", s.peer.ID, "error", err)
+		return sendFailed
+	}
+	s.measure("appendEntries.rpc", start)
+	return s.handleResponse(req, &resp)
+}
+
+// handleResponse acts on a follower's answer and returns what to do next.
+func (s *replicator) handleResponse(req *AppendEntriesRequest, resp *AppendEntriesResponse) sendResult {
+	if resp.Term > s.lead.term {
+		s.sawTerm(resp.Term)
+		return sendStop
+	}
+	if !resp.Success {
+		// The follower answered, so it is alive.
+		s.lastContact.Store(time.Now().UnixNano())
+		// Retry just after the follower's hint, never further forward
+		// than one step back (compat: the reference's LastLog rule).
+		s.nextIndex = max(min(s.nextIndex-1, resp.LastLog+1), 1)
+		s.nextIndex = max(s.nextIndex, s.match.Load()+1)
+		if resp.NoRetryBackoff {
+			return sendMismatch
+		}
+		return sendFailed
+	}
+	s.recordSuccess(req)
+	s.nextIndex = max(s.nextIndex, req.PrevLogEntry+uint64(len(req.Entries))+1)
+	return sendOK
+}
+
+// recordSuccess publishes what an accepted request proves the follower
+// holds.
+func (s *replicator) recordSuccess(req *AppendEntriesRequest) {
+	if last := req.PrevLogEntry + uint64(len(req.Entries)); last > s.match.Load() {
+		s.match.Store(last)
+	}
+	if n := len(req.Entries); n > 0 {
+		labels := []metrics.Label{{Name: "peer_id", Value: string(s.peer.ID)}}
+		metrics.IncrCounterWithLabels([]string{"raft", "replication", "appendEntries", "logs"}, float32(n), labels)
+		if !s.r.config().NoLegacyTelemetry {
+			metrics.IncrCounter([]string{"raft", "replication", "appendEntries", "logs", string(s.peer.ID)}, float32(n))
+		}
+	}
+	s.setContact()
+}
+
+// buildRequest prepares an AppendEntries carrying entries from next on,
+// bounded by MaxAppendEntries and the byte bound. It reads entries from
+// the leader's memLog while it holds them, else from the log store, and
+// checks afterwards that the leadership it serves has not ended.
+func (s *replicator) buildRequest(next uint64) (*AppendEntriesRequest, error) {
+	r := s.r
+	conf := r.config()
+	last := s.lead.lastIndex.Load()
+	req := &AppendEntriesRequest{
+		RPCHeader:         r.rpcHeader(),
+		Term:              s.lead.term,
+		Leader:            r.trans.EncodePeer(r.localID, r.localAddr),
+		PrevLogEntry:      next - 1,
+		LeaderCommitIndex: s.lead.commitIndex.Load(),
+	}
+	prevTerm, err := s.termAt(next - 1)
+	if err != nil {
+		return nil, err
+	}
+	req.PrevLogTerm = prevTerm
+	if next <= last {
+		entries, err := s.readEntries(next, last, conf.MaxAppendEntries, conf.maxAppendBytes())
+		if err != nil {
+			return nil, err
+		}
+		req.Entries = entries
+	}
+	if s.lead.stopped.Load() {
+		return nil, errLeadershipEnded
+	}
+	return req, nil
+}
+
+// termAt returns the term of the entry at index, for PrevLogTerm.
+func (s *replicator) termAt(index uint64) (uint64, error) {
+	if index == 0 {
+		return 0, nil
+	}
+	log := &s.r.st.log
+	log.mu.RLock()
+	l, ok := log.get(index)
+	log.mu.RUnlock()
+	if ok {
+		return l.Term, nil
+	}
+	if snapIndex, snapTerm := s.r.pub.lastSnapshot(); index == snapIndex {
+		return snapTerm, nil
+	}
+	var entry Log
+	if err := s.r.logs.GetLog(index, &entry); err != nil {
+		return 0, fmt.Errorf("reading log entry %d: %w", index, err)
+	}
+	return entry.Term, nil
+}
+
+// readEntries returns entries from next up to at most last, within the
+// count and byte bounds.
+func (s *replicator) readEntries(next, last uint64, maxCount, maxBytes int) ([]*Log, error) {
+	log := &s.r.st.log
+	limit := min(uint64(maxCount), last-next+1)
+	out := make([]*Log, 0, limit)
+	if out, ok := log.collect(out, next, int(limit), maxBytes); ok {
+		return out, nil
+	}
+	// Not in memory: everything below what memLog holds is durable in the
+	// store. Read up to where memLog takes over.
+	log.mu.RLock()
+	firstHeld := log.firstHeld()
+	log.mu.RUnlock()
+	size := 0
+	for i := next; i <= last && uint64(len(out)) < limit && i < firstHeld; i++ {
+		entry := new(Log)
+		if err := s.r.logs.GetLog(i, entry); err != nil {
+			return nil, fmt.Errorf("reading log entry %d: %w", i, err)
+		}
+		size += entryBytes(entry)
+		if len(out) > 0 && size > maxBytes {
+			break
+		}
+		out = append(out, entry)
+	}
+	return out, nil
+}
+
+// runPipeline replicates through a pipeline until it fails or the
+// replicator stops. It returns false when the transport cannot pipeline,
+// so the replicator stops trying.
+func (s *replicator) runPipeline(commitTimer *time.Timer) bool {
+	r := s.r
+	pipe, err := r.trans.AppendEntriesPipeline(s.peer.ID, s.peer.Address)
+	if errors.Is(err, ErrPipelineReplicationNotSupported) {
+		return false
+	}
+	if err != nil {
+		r.logger.Error("failed to start pipeline replication to", "peer", s.peer.ID, "error", err)
+		if s.wait(failureWait) {
+			s.trigger()
+		}
+		return true
+	}
+	r.logger.Info("pipelining replication", "peer", s.peer)
+
+	failedCh := make(chan struct{})
+	quitCh := make(chan struct{})
+	doneCh := make(chan struct{})
+	r.routines.goFunc(func() {
+		defer close(doneCh)
+		s.collectPipeline(pipe, failedCh, quitCh)
+	})
+	defer func() {
+		pipe.Close()
+		close(quitCh)
+		<-doneCh
+		// Resume one request at a time from what the follower holds.
+		s.nextIndex = s.match.Load() + 1
+		s.trigger()
+		r.logger.Info("aborting pipeline replication", "peer", s.peer)
+	}()
+
+	for {
+		if !s.sendPipelined(pipe) {
+			return true
+		}
+		select {
+		case <-s.stopCh:
+			return true
+		case <-failedCh:
+			return true
+		case <-s.triggerCh:
+		case <-commitTimer.C:
+			commitTimer.Reset(randomDuration(r.config().CommitTimeout))
+		}
+	}
+}
+
+// sendPipelined sends everything up to the leader's last index, in
+// batches, without waiting for answers. It returns false on failure.
+func (s *replicator) sendPipelined(pipe AppendPipeline) bool {
+	for {
+		req, err := s.buildRequest(s.nextIndex)
+		if err != nil {
+			if !errors.Is(err, errLeadershipEnded) {
+				s.r.logger.Error("failed to prepare entries for follower", "peer", s.peer.ID, "error", err)
+			}
+			return false
+		}
+		if _, err := pipe.AppendEntries(req, new(AppendEntriesResponse)); err != nil {
+			s.r.logger.Error("failed to pipeline entries", "peer", s.peer.ID, "error", err)
+			return false
+		}
+		s.nextIndex += uint64(len(req.Entries))
+		if s.nextIndex > s.lead.lastIndex.Load() {
+			return true
+		}
+	}
+}
+
+// collectPipeline handles the pipeline's answers, in order, until one is
+// not a success (then it closes failedCh) or quitCh closes. It touches only
+// published figures, never nextIndex, which belongs to the log goroutine.
+func (s *replicator) collectPipeline(pipe AppendPipeline, failedCh, quitCh chan struct{}) {
+	for {
+		select {
+		case f := <-pipe.Consumer():
+			if !s.handlePipelined(f) {
+				close(failedCh)
+				return
+			}
+		case <-quitCh:
+			return
+		}
+	}
+}
+
+// handlePipelined records a pipelined answer and reports whether the
+// pipeline may go on.
+func (s *replicator) handlePipelined(f AppendFuture) bool {
+	if err := f.Error(); err != nil {
+		s.r.logger.Error("pipelined append failed", "peer", s.peer.ID, "error", err)
+		return false
+	}
+	s.measure("appendEntries.rpc", f.Start())
+	resp := f.Response()
+	if resp.Term > s.lead.term {
+		s.sawTerm(resp.Term)
+		return false
+	}
+	if !resp.Success {
+		return false
+	}
+	s.recordSuccess(f.Request())
+	return true
+}
