@@ -1,0 +1,345 @@
+package raft
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"testing"
+)
+
+// inmemLogs returns entries for the given indexes, each carrying its index
+// in Data so that a mix-up shows.
+func inmemLogs(indexes ...uint64) []*Log {
+	logs := make([]*Log, len(indexes))
+	for i, idx := range indexes {
+		logs[i] = &Log{Index: idx, Term: 1, Type: LogCommand, Data: []byte{byte(idx)}}
+	}
+	return logs
+}
+
+// indexRange returns first..last.
+func indexRange(first, last uint64) []uint64 {
+	var out []uint64
+	for i := first; i <= last; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+func TestInmemStoreBoundsFollowDeletes(t *testing.T) {
+	type deletion struct{ min, max uint64 }
+	cases := []struct {
+		name        string
+		stored      []uint64
+		deletes     []deletion
+		first, last uint64
+		held        []uint64
+	}{
+		{name: "empty", first: 0, last: 0},
+		{name: "contiguous", stored: indexRange(1, 10), first: 1, last: 10, held: indexRange(1, 10)},
+		{name: "stored out of order", stored: []uint64{5, 3, 9, 4}, first: 3, last: 9, held: []uint64{3, 4, 5, 9}},
+		{name: "delete head", stored: indexRange(1, 10), deletes: []deletion{{1, 3}},
+			first: 4, last: 10, held: indexRange(4, 10)},
+		{name: "delete head from below", stored: indexRange(5, 10), deletes: []deletion{{0, 6}},
+			first: 7, last: 10, held: indexRange(7, 10)},
+		{name: "delete tail", stored: indexRange(1, 10), deletes: []deletion{{8, 10}},
+			first: 1, last: 7, held: indexRange(1, 7)},
+		{name: "delete tail beyond end", stored: indexRange(1, 10), deletes: []deletion{{9, 100}},
+			first: 1, last: 8, held: indexRange(1, 8)},
+		{name: "delete middle", stored: indexRange(1, 10), deletes: []deletion{{4, 6}},
+			first: 1, last: 10, held: []uint64{1, 2, 3, 7, 8, 9, 10}},
+		{name: "delete everything", stored: indexRange(1, 10), deletes: []deletion{{1, 10}}},
+		{name: "delete whole uint64 range", stored: indexRange(1, 10), deletes: []deletion{{0, math.MaxUint64}}},
+		{name: "delete top of uint64 range", stored: []uint64{1, math.MaxUint64 - 1, math.MaxUint64},
+			deletes: []deletion{{math.MaxUint64 - 1, math.MaxUint64}}, first: 1, last: 1, held: []uint64{1}},
+		{name: "min above max deletes nothing", stored: indexRange(1, 3), deletes: []deletion{{3, 1}},
+			first: 1, last: 3, held: indexRange(1, 3)},
+		{name: "delete outside", stored: indexRange(5, 6), deletes: []deletion{{1, 2}, {8, 9}},
+			first: 5, last: 6, held: []uint64{5, 6}},
+		// After a snapshot restore the log can have a gap.
+		{name: "head before gap", stored: []uint64{1, 2, 3, 10, 11}, deletes: []deletion{{1, 3}},
+			first: 10, last: 11, held: []uint64{10, 11}},
+		{name: "head into gap", stored: []uint64{1, 2, 3, 10, 11}, deletes: []deletion{{1, 6}},
+			first: 10, last: 11, held: []uint64{10, 11}},
+		{name: "tail after gap", stored: []uint64{1, 2, 3, 10, 11}, deletes: []deletion{{10, 11}},
+			first: 1, last: 3, held: []uint64{1, 2, 3}},
+		{name: "tail from inside gap", stored: []uint64{1, 2, 3, 10, 11}, deletes: []deletion{{5, 20}},
+			first: 1, last: 3, held: []uint64{1, 2, 3}},
+		{name: "repeated compaction", stored: indexRange(1, 20), deletes: []deletion{{1, 5}, {6, 10}, {18, 20}},
+			first: 11, last: 17, held: indexRange(11, 17)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewInmemStore()
+			if err := s.StoreLogs(inmemLogs(tc.stored...)); err != nil {
+				t.Fatalf("StoreLogs: %v", err)
+			}
+			for _, d := range tc.deletes {
+				if err := s.DeleteRange(d.min, d.max); err != nil {
+					t.Fatalf("DeleteRange(%d, %d): %v", d.min, d.max, err)
+				}
+			}
+			first, _ := s.FirstIndex()
+			last, _ := s.LastIndex()
+			if first != tc.first || last != tc.last {
+				t.Errorf("FirstIndex, LastIndex = %d, %d; want %d, %d", first, last, tc.first, tc.last)
+			}
+			checkHeld(t, s, tc.stored, tc.held)
+		})
+	}
+}
+
+// checkHeld asserts that s holds exactly the indexes in held among those
+// in candidates, each with its own entry.
+func checkHeld(t *testing.T, s LogStore, candidates, held []uint64) {
+	t.Helper()
+	want := make(map[uint64]bool)
+	for _, idx := range held {
+		want[idx] = true
+	}
+	for _, idx := range candidates {
+		var l Log
+		err := s.GetLog(idx, &l)
+		switch {
+		case want[idx] && err != nil:
+			t.Errorf("GetLog(%d) = %v; want the entry", idx, err)
+		case want[idx] && (l.Index != idx || !bytes.Equal(l.Data, []byte{byte(idx)})):
+			t.Errorf("GetLog(%d) returned entry %d with data %v", idx, l.Index, l.Data)
+		case !want[idx] && !errors.Is(err, ErrLogNotFound):
+			t.Errorf("GetLog(%d) = %v; want ErrLogNotFound", idx, err)
+		}
+	}
+}
+
+// TestInmemStoreMatchesModel runs random stores and deletes against a plain
+// map and checks that the bounds always equal the map's smallest and
+// largest keys.
+func TestInmemStoreMatchesModel(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	s := NewInmemStore()
+	model := make(map[uint64]bool)
+	for step := 0; step < 5000; step++ {
+		a, b := rng.Uint64N(64), rng.Uint64N(64)
+		if a > b {
+			a, b = b, a
+		}
+		if rng.IntN(3) == 0 {
+			if err := s.DeleteRange(a, b); err != nil {
+				t.Fatal(err)
+			}
+			for i := a; i <= b; i++ {
+				delete(model, i)
+			}
+		} else {
+			idx := indexRange(a, a+rng.Uint64N(4))
+			if err := s.StoreLogs(inmemLogs(idx...)); err != nil {
+				t.Fatal(err)
+			}
+			for _, i := range idx {
+				model[i] = true
+			}
+		}
+		var wantFirst, wantLast uint64
+		keys := make([]uint64, 0, len(model))
+		for k := range model {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+		if len(keys) > 0 {
+			wantFirst, wantLast = keys[0], keys[len(keys)-1]
+		}
+		first, _ := s.FirstIndex()
+		last, _ := s.LastIndex()
+		if first != wantFirst || last != wantLast {
+			t.Fatalf("seed %d step %d: bounds %d..%d, want %d..%d", seed, step, first, last, wantFirst, wantLast)
+		}
+	}
+	checkHeld(t, s, indexRange(0, 70), func() []uint64 {
+		var held []uint64
+		for k := range model {
+			held = append(held, k)
+		}
+		return held
+	}())
+}
+
+func TestInmemStoreGetLogMissing(t *testing.T) {
+	s := NewInmemStore()
+	var l Log
+	if err := s.GetLog(1, &l); err != ErrLogNotFound {
+		t.Fatalf("GetLog on empty store = %v; want ErrLogNotFound", err)
+	}
+	if err := s.GetLog(1, nil); err == nil {
+		t.Fatal("GetLog into a nil Log succeeded")
+	}
+}
+
+func TestInmemStoreStoreLogsIsAllOrNothing(t *testing.T) {
+	s := NewInmemStore()
+	logs := inmemLogs(1, 2, 3)
+	logs[1] = nil
+	err := s.StoreLogs(logs)
+	if err == nil || err.Error() != "StoreLogs: entry 1 of 3 is nil" {
+		t.Fatalf("StoreLogs with a nil entry = %v", err)
+	}
+	if last, _ := s.LastIndex(); last != 0 {
+		t.Fatalf("LastIndex after a failed StoreLogs = %d; want 0", last)
+	}
+	checkHeld(t, s, []uint64{1, 2, 3}, nil)
+	if err := s.StoreLogs(nil); err != nil {
+		t.Fatalf("StoreLogs(nil) = %v", err)
+	}
+}
+
+func TestInmemStoreOwnership(t *testing.T) {
+	s := NewInmemStore()
+	l := &Log{Index: 7, Term: 2, Data: []byte("x")}
+	if err := s.StoreLog(l); err != nil {
+		t.Fatal(err)
+	}
+	// The caller may reuse the struct: the store kept a copy.
+	l.Index, l.Term = 8, 3
+	var got Log
+	if err := s.GetLog(7, &got); err != nil || got.Index != 7 || got.Term != 2 {
+		t.Fatalf("GetLog(7) = %+v, %v; want the entry as stored", got, err)
+	}
+	// GetLog fills the caller's struct; changing it does not reach the store.
+	got.Term = 99
+	var again Log
+	_ = s.GetLog(7, &again)
+	if again.Term != 2 {
+		t.Fatalf("store changed through a GetLog result: term %d", again.Term)
+	}
+}
+
+func TestInmemStoreStable(t *testing.T) {
+	s := NewInmemStore()
+
+	_, err := s.Get([]byte("missing"))
+	if err == nil || err.Error() != "not found" {
+		t.Fatalf("Get of a missing key = %v; want the error \"not found\"", err)
+	}
+	if !isNotFound(err) {
+		t.Fatal("isNotFound does not recognise Get's miss")
+	}
+	if v, err := s.GetUint64([]byte("missing")); v != 0 || err != nil {
+		t.Fatalf("GetUint64 of a missing key = %d, %v; want 0, nil", v, err)
+	}
+
+	val := []byte("addr:1")
+	if err := s.Set(keyLastVoteCand, val); err != nil {
+		t.Fatal(err)
+	}
+	val[0] = 'X' // the store kept its own copy
+	got, err := s.Get(keyLastVoteCand)
+	if err != nil || string(got) != "addr:1" {
+		t.Fatalf("Get = %q, %v; want \"addr:1\"", got, err)
+	}
+	got[0] = 'Y' // and handed out another
+	if again, _ := s.Get(keyLastVoteCand); string(again) != "addr:1" {
+		t.Fatalf("store changed through a Get result: %q", again)
+	}
+
+	if err := s.Set([]byte("empty"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get([]byte("empty")); err != nil || len(got) != 0 {
+		t.Fatalf("Get of a key set to nothing = %q, %v; want an empty value", got, err)
+	}
+
+	if err := s.SetUint64(keyCurrentTerm, 42); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.GetUint64(keyCurrentTerm); v != 42 || err != nil {
+		t.Fatalf("GetUint64 = %d, %v; want 42", v, err)
+	}
+	// Set and SetUint64 are separate namespaces.
+	if _, err := s.Get(keyCurrentTerm); err == nil {
+		t.Fatal("Get sees a value stored with SetUint64")
+	}
+}
+
+func TestInmemStoreZeroValue(t *testing.T) {
+	var s InmemStore
+	if err := s.StoreLogs(inmemLogs(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set([]byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetUint64([]byte("k"), 1); err != nil {
+		t.Fatal(err)
+	}
+	checkHeld(t, &s, []uint64{1, 2, 3}, []uint64{1, 2})
+}
+
+func TestInmemCommitTrackingStore(t *testing.T) {
+	var _ CommitTrackingLogStore = NewInmemCommitTrackingStore()
+	s := NewInmemCommitTrackingStore()
+	if idx, err := s.GetCommitIndex(); idx != 0 || err != nil {
+		t.Fatalf("GetCommitIndex of a new store = %d, %v; want 0, nil", idx, err)
+	}
+	if err := s.StageCommitIndex(12); err != nil {
+		t.Fatal(err)
+	}
+	if idx, _ := s.GetCommitIndex(); idx != 12 {
+		t.Fatalf("GetCommitIndex = %d; want 12", idx)
+	}
+	if err := s.StoreLogs(inmemLogs(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	checkHeld(t, s, []uint64{1, 2}, []uint64{1, 2})
+}
+
+// TestInmemStoreConcurrentReaders has readers check, while one writer
+// appends and compacts, that every entry they get is the one they asked for
+// and that the bounds never cross.
+func TestInmemStoreConcurrentReaders(t *testing.T) {
+	s := NewInmemStore()
+	const total = 2000
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	for r := 0; r < 4; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				first, _ := s.FirstIndex()
+				last, _ := s.LastIndex()
+				if first > last {
+					t.Errorf("FirstIndex %d > LastIndex %d", first, last)
+					return
+				}
+				for idx := first; idx <= last && idx < first+8; idx++ {
+					var l Log
+					if err := s.GetLog(idx, &l); err == nil && l.Index != idx {
+						t.Errorf("GetLog(%d) returned entry %d", idx, l.Index)
+						return
+					}
+				}
+				_, _ = s.GetUint64(keyCurrentTerm)
+			}
+		}()
+	}
+	for idx := uint64(1); idx <= total; idx++ {
+		if err := s.StoreLog(&Log{Index: idx, Term: 1}); err != nil {
+			t.Error(err)
+		}
+		_ = s.SetUint64(keyCurrentTerm, idx)
+		if idx%100 == 0 {
+			_ = s.DeleteRange(idx-99, idx-50)
+		}
+	}
+	close(done)
+	wg.Wait()
+}
