@@ -243,7 +243,7 @@ const (
 func (s *replicator) sendOne() sendResult {
 	r := s.r
 	req, err := s.buildRequest(s.nextIndex)
-	if errors.Is(err, errLeadershipEnded) || s.stopped() {
+	if errors.Is(err, errLeadershipEnded) || errors.Is(err, ErrRaftShutdown) || s.stopped() {
 		return sendStop
 	}
 	if err != nil {
@@ -440,7 +440,7 @@ func (s *replicator) sendPipelined(pipe AppendPipeline) bool {
 	for {
 		req, err := s.buildRequest(s.nextIndex)
 		if err != nil {
-			if !errors.Is(err, errLeadershipEnded) {
+			if !errors.Is(err, errLeadershipEnded) && !errors.Is(err, ErrRaftShutdown) {
 				s.r.logger.Error("failed to prepare entries for follower", "peer", s.peer.ID, "error", err)
 			}
 			return false
