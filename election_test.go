@@ -131,3 +131,204 @@ func TestPreVote_IsolatedNodeKeepsItsTermAndDoesNotDisruptOnReturn(t *testing.T)
 		}
 	})
 }
+
+func TestElection_NonMemberCannotRaiseAMembersTerm(t *testing.T) {
+	for _, preVote := range []bool{true, false} {
+		t.Run(fmt.Sprintf("outsider pre-vote %v", preVote), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newTestCluster(t, 3, clusterOpts{})
+				defer c.shutdown()
+				leader := c.waitForLeader()
+				term := leader.raft.CurrentTerm()
+
+				// An outsider that believes it belongs to the cluster (as a
+				// removed server would) campaigns over and over.
+				out := &testNode{id: "outsider", addr: "addr-outsider", store: NewInmemStore(), snaps: NewInmemSnapshotStore()}
+				out.logs = out.store
+				out.conf = testConfig(t, out.id)
+				out.conf.PreVoteDisabled = !preVote
+				cfg := Configuration{Servers: []Server{{Voter, out.id, out.addr}}}
+				for _, n := range c.nodes {
+					cfg.Servers = append(cfg.Servers, Server{Voter, n.id, n.addr})
+				}
+				if err := BootstrapCluster(out.conf, out.store, out.store, out.snaps, c.newTransport(out), cfg); err != nil {
+					t.Fatal(err)
+				}
+				c.nodes = append(c.nodes, out)
+				c.start(out)
+				outTerm := out.raft.CurrentTerm()
+				time.Sleep(40 * out.conf.ElectionTimeout)
+
+				if got := out.raft.CurrentTerm(); preVote && got != outTerm {
+					t.Errorf("with pre-vote the outsider's own term moved from %d to %d", outTerm, got)
+				}
+				if got := out.raft.CurrentTerm(); !preVote && got <= outTerm {
+					t.Errorf("without pre-vote the outsider should have campaigned, its term is still %d", got)
+				}
+				for _, n := range c.nodes[:3] {
+					if got := n.raft.CurrentTerm(); got != term {
+						t.Errorf("member %s's term moved from %d to %d", n.id, term, got)
+					}
+				}
+				if leader.raft.State() != Leader {
+					t.Errorf("the leader was deposed")
+				}
+			})
+		})
+	}
+}
+
+func TestElection_TermAndVoteSurviveRestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := NewInmemStore()
+		snaps := NewInmemSnapshotStore()
+		conf := testConfig(t, "voter")
+		cfg := Configuration{Servers: []Server{
+			{Voter, "voter", "addr-voter"}, {Voter, "a", "addr-a"}, {Voter, "b", "addr-b"},
+		}}
+		_, trans := NewInmemTransport("addr-voter")
+		if err := BootstrapCluster(conf, store, store, snaps, trans, cfg); err != nil {
+			t.Fatal(err)
+		}
+		// The node's heartbeat timeout is long, so it never campaigns itself.
+		conf.HeartbeatTimeout = time.Hour
+		conf.ElectionTimeout = time.Hour
+		start := func() (*Raft, *InmemTransport) {
+			_, trans := NewInmemTransport("addr-voter")
+			r, err := NewRaft(conf, &testFSM{}, store, store, snaps, trans)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r, trans
+		}
+		ask := func(trans *InmemTransport, from ServerID, term uint64) *RequestVoteResponse {
+			_, caller := NewInmemTransport(ServerAddress("addr-" + from))
+			caller.Connect("addr-voter", trans)
+			req := &RequestVoteRequest{
+				RPCHeader: RPCHeader{ProtocolVersion: 3, ID: []byte(from), Addr: []byte("addr-" + from)},
+				Term:      term, LastLogIndex: 1, LastLogTerm: 1,
+			}
+			var resp RequestVoteResponse
+			if err := caller.RequestVote("voter", "addr-voter", req, &resp); err != nil {
+				t.Fatal(err)
+			}
+			return &resp
+		}
+
+		r, trans := start()
+		if resp := ask(trans, "a", 5); !resp.Granted {
+			t.Fatalf("first vote in term 5 refused: %+v", resp)
+		}
+		if err := r.Shutdown().Error(); err != nil {
+			t.Fatal(err)
+		}
+		if term, _ := store.GetUint64(keyCurrentTerm); term != 5 {
+			t.Fatalf("stored term %d, want 5", term)
+		}
+
+		r, trans = start()
+		defer r.Shutdown()
+		if got := r.CurrentTerm(); got != 5 {
+			t.Fatalf("term after restart %d, want 5", got)
+		}
+		if resp := ask(trans, "b", 5); resp.Granted {
+			t.Fatal("voted twice in term 5 after a restart")
+		}
+		if resp := ask(trans, "a", 5); !resp.Granted {
+			t.Fatal("a repeated request from the candidate already voted for was refused")
+		}
+	})
+}
+
+// noPreVoteTransport answers pre-vote requests to some peers the way a
+// server without pre-vote does.
+type noPreVoteTransport struct {
+	*InmemTransport
+	old map[ServerAddress]bool
+}
+
+func (n *noPreVoteTransport) RequestPreVote(id ServerID, target ServerAddress, args *RequestPreVoteRequest, resp *RequestPreVoteResponse) error {
+	if n.old[target] {
+		return fmt.Errorf("%s", errUnexpectedCommand)
+	}
+	return n.InmemTransport.RequestPreVote(id, target, args, resp)
+}
+
+func TestPreVote_MixedWithPreVoteDisabledNodes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 5, clusterOpts{conf: func(conf *Config) {
+			conf.PreVoteDisabled = conf.LocalID == "node3" || conf.LocalID == "node4"
+		}})
+		defer c.shutdown()
+		var tl termLeaders
+		for _, n := range c.nodes {
+			tl.watch(n)
+		}
+		for round := 0; round < 3; round++ {
+			leader := c.waitForLeader()
+			c.stop(leader)
+			c.waitForLeader()
+			c.start(leader)
+			tl.watch(leader)
+		}
+		leader := c.waitForLeader()
+		// A pre-vote node cut off and returning does not disrupt.
+		var away *testNode
+		for _, n := range c.nodes {
+			if n != leader && !n.conf.PreVoteDisabled {
+				away = n
+				break
+			}
+		}
+		term := leader.raft.CurrentTerm()
+		c.partition(away)
+		time.Sleep(20 * away.conf.ElectionTimeout)
+		c.heal()
+		c.waitFor(time.Second, "the node to rejoin", func() bool {
+			addr, _ := away.raft.LeaderWithID()
+			return addr == leader.addr
+		})
+		if leader.raft.State() != Leader || leader.raft.CurrentTerm() != term {
+			t.Fatalf("the returning pre-vote node disrupted the leader")
+		}
+		tl.check(t)
+	})
+}
+
+func TestPreVote_UnexpectedCommandCountsAsGranted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{noBootstrap: true})
+		defer c.shutdown()
+		// node0 campaigns against two peers that "predate" pre-vote; were
+		// their answers counted as refusals, it could never win.
+		node0 := c.nodes[0]
+		c.stop(node0)
+		_, inner := NewInmemTransport(node0.addr)
+		wrapped := &noPreVoteTransport{InmemTransport: inner, old: map[ServerAddress]bool{"addr1": true, "addr2": true}}
+		cfg := Configuration{}
+		for _, n := range c.nodes {
+			cfg.Servers = append(cfg.Servers, Server{Voter, n.id, n.addr})
+		}
+		for _, n := range c.nodes {
+			if err := BootstrapCluster(n.conf, n.logs, n.store, n.snaps, inner, cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The others never campaign.
+		for _, n := range c.nodes[1:] {
+			c.stop(n)
+			n.conf.HeartbeatTimeout, n.conf.ElectionTimeout = time.Hour, time.Hour
+			n.conf.LeaderLeaseTimeout = 50 * time.Millisecond
+			c.start(n)
+		}
+		node0.trans = inner
+		node0.fsm = &testFSM{changed: c.poke}
+		r, err := NewRaft(node0.conf, node0.fsm, node0.logs, node0.store, node0.snaps, wrapped)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node0.raft = r
+		c.reconnect()
+		c.waitFor(5*time.Second, "node0 to win", func() bool { return r.State() == Leader })
+	})
+}

@@ -1,0 +1,171 @@
+package raft
+
+import (
+	"testing"
+	"time"
+)
+
+func TestVoteTally(t *testing.T) {
+	cases := []struct {
+		name      string
+		voters    []ServerID
+		answers   []voteResult
+		won, lost bool
+	}{
+		{"single voter wins alone", []ServerID{"a"}, []voteResult{{from: "a", granted: true}}, true, false},
+		{"two of three win", []ServerID{"a", "b", "c"},
+			[]voteResult{{from: "a", granted: true}, {from: "b", granted: true}}, true, false},
+		{"one of three is undecided", []ServerID{"a", "b", "c"},
+			[]voteResult{{from: "a", granted: true}, {from: "b"}}, false, false},
+		{"two refusals of three lose", []ServerID{"a", "b", "c"},
+			[]voteResult{{from: "a", granted: true}, {from: "b"}, {from: "c"}}, false, true},
+		{"repeated grants count once", []ServerID{"a", "b", "c"},
+			[]voteResult{{from: "a", granted: true}, {from: "a", granted: true}}, false, false},
+		{"non-voters do not count", []ServerID{"a", "b", "c"},
+			[]voteResult{{from: "a", granted: true}, {from: "x", granted: true}}, false, false},
+		{"two of four do not win", []ServerID{"a", "b", "c", "d"},
+			[]voteResult{{from: "a", granted: true}, {from: "b", granted: true}, {from: "c"}}, false, false},
+		{"two refusals of four lose", []ServerID{"a", "b", "c", "d"},
+			[]voteResult{{from: "c"}, {from: "d"}}, false, true},
+	}
+	for _, c := range cases {
+		tally := newVoteTally(c.voters)
+		for _, a := range c.answers {
+			tally.record(a.from, a.granted)
+		}
+		if tally.won() != c.won || tally.lost() != c.lost {
+			t.Errorf("%s: won=%v lost=%v, want won=%v lost=%v", c.name, tally.won(), tally.lost(), c.won, c.lost)
+		}
+	}
+}
+
+func TestCandidateUpToDate(t *testing.T) {
+	cases := []struct {
+		ourIndex, ourTerm, candIndex, candTerm uint64
+		want                                   bool
+	}{
+		{5, 2, 5, 2, true},
+		{5, 2, 6, 2, true},
+		{5, 2, 4, 2, false},
+		{5, 2, 1, 3, true},
+		{5, 3, 9, 2, false},
+		{0, 0, 0, 0, true},
+	}
+	for _, c := range cases {
+		if got := candidateUpToDate(c.ourIndex, c.ourTerm, c.candIndex, c.candTerm); got != c.want {
+			t.Errorf("candidateUpToDate(%d,%d,%d,%d) = %v, want %v", c.ourIndex, c.ourTerm, c.candIndex, c.candTerm, got, c.want)
+		}
+	}
+}
+
+func entriesFrom(first uint64, terms ...uint64) []*Log {
+	out := make([]*Log, len(terms))
+	for i, t := range terms {
+		out[i] = &Log{Index: first + uint64(i), Term: t}
+	}
+	return out
+}
+
+func TestMemLog(t *testing.T) {
+	var m memLog
+	m.reset(3, 1) // entries 1..3 are in the store
+	if got := m.firstHeld(); got != 4 {
+		t.Fatalf("firstHeld of an empty view = %d, want 4", got)
+	}
+	m.append(entriesFrom(4, 2, 2, 3))
+	if i, term := m.last(); i != 6 || term != 3 {
+		t.Fatalf("last = %d/%d, want 6/3", i, term)
+	}
+	if term, ok := m.term(5); !ok || term != 2 {
+		t.Fatalf("term(5) = %d,%v", term, ok)
+	}
+	if _, ok := m.term(3); ok {
+		t.Fatal("term(3) should come from the store")
+	}
+	got, ok := m.collect(nil, 5, 10, 1<<20)
+	if !ok || len(got) != 2 || got[0].Index != 5 {
+		t.Fatalf("collect(5) = %v,%v", got, ok)
+	}
+	// Truncation inside the held entries.
+	m.truncate(5, 2)
+	if i, term := m.last(); i != 4 || term != 2 || m.held() != 1 {
+		t.Fatalf("after truncate(5): last %d/%d held %d", i, term, m.held())
+	}
+	// Truncation below what is held.
+	m.append(entriesFrom(5, 4))
+	m.truncate(2, 1)
+	if i, term := m.last(); i != 1 || term != 1 || m.held() != 0 || m.firstHeld() != 2 {
+		t.Fatalf("after truncate(2): last %d/%d held %d first %d", i, term, m.held(), m.firstHeld())
+	}
+	m.append(entriesFrom(2, 5, 5, 5, 5))
+	m.trim(3)
+	if m.firstHeld() != 4 || m.held() != 2 {
+		t.Fatalf("after trim(3): first %d held %d", m.firstHeld(), m.held())
+	}
+	m.trim(100)
+	if m.held() != 0 || m.firstHeld() != 6 {
+		t.Fatalf("after trim(100): held %d first %d", m.held(), m.firstHeld())
+	}
+}
+
+func TestMemLogCollectBounds(t *testing.T) {
+	var m memLog
+	entries := entriesFrom(1, 1, 1, 1, 1, 1)
+	for _, e := range entries {
+		e.Data = make([]byte, 100)
+	}
+	m.append(entries)
+	if got, _ := m.collect(nil, 1, 3, 1<<20); len(got) != 3 {
+		t.Fatalf("count bound: got %d entries, want 3", len(got))
+	}
+	if got, _ := m.collect(nil, 1, 10, 250); len(got) != 2 {
+		t.Fatalf("byte bound: got %d entries, want 2", len(got))
+	}
+	if got, _ := m.collect(nil, 1, 10, 10); len(got) != 1 {
+		t.Fatalf("an entry larger than the byte bound goes alone: got %d", len(got))
+	}
+	if _, ok := m.collect(nil, 9, 10, 10); ok {
+		t.Fatal("collect beyond the end succeeded")
+	}
+}
+
+func TestWriteQueue(t *testing.T) {
+	var q writeQueue
+	q.durable = 3
+	q.enqueue(&writeOp{entries: entriesFrom(4, 1, 1), last: 5})
+	q.enqueue(&writeOp{entries: entriesFrom(6, 1), last: 6})
+	if len(q.queued) != 1 || len(q.queued[0].entries) != 3 || q.queued[0].last != 6 {
+		t.Fatalf("appends were not merged: %+v", q.queued)
+	}
+	if op := q.next(); op == nil || op.last != 6 {
+		t.Fatal("next() did not return the merged op")
+	}
+	q.handedOff(time.Now())
+	// A truncation queued behind the in-flight op makes 5.. non-durable.
+	q.enqueue(&writeOp{deleteFrom: 5, deleteTo: 6, entries: entriesFrom(5, 2), last: 5})
+	if q.durable != 3 {
+		t.Fatalf("durable after queueing a truncation at 5 = %d, want 3", q.durable)
+	}
+	if !q.addReply(pendingReply{}) || len(q.queued[0].replies) != 1 {
+		t.Fatal("a reply was not attached to the last pending op")
+	}
+	q.completed()
+	if q.durable != 4 {
+		t.Fatalf("durable after the first op = %d, want 4 (5 and 6 are being replaced)", q.durable)
+	}
+	q.handedOff(time.Now())
+	q.completed()
+	if q.durable != 5 || q.pending() {
+		t.Fatalf("durable after the truncation = %d, pending %v", q.durable, q.pending())
+	}
+	if q.addReply(pendingReply{}) {
+		t.Fatal("addReply held a reply with nothing pending")
+	}
+	q.enqueue(&writeOp{entries: entriesFrom(6, 2), last: 6})
+	q.handedOff(time.Now())
+	q.enqueue(&writeOp{entries: entriesFrom(7, 2), last: 7})
+	dropped := q.fail()
+	if len(dropped) != 2 || !q.broken || q.pending() {
+		t.Fatalf("fail dropped %d ops, broken %v, pending %v", len(dropped), q.broken, q.pending())
+	}
+}
