@@ -79,7 +79,7 @@ type voteResult struct {
 // to take over.
 func (r *Raft) becomeCandidate() {
 	if r.st.lead != nil {
-		r.stopLeading(ErrLeadershipLost)
+		r.stopLeading(ErrLeadershipLost, ErrLeadershipLost)
 	}
 	r.setRole(Candidate)
 	metrics.IncrCounter([]string{"raft", "state", "candidate"}, 1)

@@ -199,6 +199,9 @@ func (a *fsmApplier) apply(t *fsmTask) bool {
 	} else {
 		responses = a.applyEach(entries)
 	}
+	last := entries[len(entries)-1]
+	a.lastIndex, a.lastTerm = last.Index, last.Term
+	r.pub.appliedIndex.Store(last.Index)
 	fi := 0
 	for i, e := range entries {
 		for fi < len(t.futures) && t.futures[fi].log.Index < e.Index {
@@ -211,9 +214,6 @@ func (a *fsmApplier) apply(t *fsmTask) bool {
 			fi++
 		}
 	}
-	last := entries[len(entries)-1]
-	a.lastIndex, a.lastTerm = last.Index, last.Term
-	r.pub.appliedIndex.Store(last.Index)
 	return true
 }
 

@@ -100,9 +100,9 @@ func (r *Raft) notifyLeadership(v bool) {
 }
 
 // stopLeading ends this node's leadership: replication stops, and every
-// request it held fails with err (entries in flight that are not yet
-// committed, pending verifications).
-func (r *Raft) stopLeading(err error) {
+// request it held fails: entries in flight that are not yet committed with
+// err, pending verifications with verifyErr.
+func (r *Raft) stopLeading(err, verifyErr error) {
 	lead := r.st.lead
 	r.st.lead = nil
 	lead.shared.stopped.Store(true)
@@ -110,7 +110,7 @@ func (r *Raft) stopLeading(err error) {
 		repl.stop()
 	}
 	for _, v := range lead.verifies {
-		v.future.respond(err)
+		v.future.respond(verifyErr)
 	}
 	// Entries above the commit index may or may not commit under a later
 	// leader; their outcome is unknown here. Committed ones keep their
@@ -226,7 +226,6 @@ func (r *Raft) onReplicationProgress() {
 	lead := r.st.lead
 	if t := lead.shared.higherTerm.Load(); t > r.st.currentTerm {
 		r.logger.Warn("a follower is in a newer term, stepping down", "term", t)
-		r.failVerifies(ErrNotLeader)
 		r.becomeFollower(t)
 		return
 	}
@@ -345,14 +344,6 @@ func (r *Raft) checkVerifies() {
 		n++
 	}
 	lead.verifies = append(lead.verifies[:0], lead.verifies[n:]...)
-}
-
-// failVerifies answers every pending verification with err.
-func (r *Raft) failVerifies(err error) {
-	for _, v := range r.st.lead.verifies {
-		v.future.respond(err)
-	}
-	r.st.lead.verifies = nil
 }
 
 // onConfigChange takes a membership change request.

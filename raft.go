@@ -151,7 +151,7 @@ func (r *Raft) serveOne() bool {
 // shuts down.
 func (r *Raft) exitRunLoop() {
 	if r.st.lead != nil {
-		r.stopLeading(ErrLeadershipLost)
+		r.stopLeading(ErrLeadershipLost, ErrLeadershipLost)
 	}
 	r.st.candidate = nil
 	for _, f := range r.st.futures {
@@ -251,6 +251,12 @@ func (r *Raft) setTerm(term uint64) error {
 // becomeFollower makes this node a follower in term (at least the current
 // one), with no known leader; the caller sets the leader if it knows it.
 func (r *Raft) becomeFollower(term uint64) error {
+	// A leader deposed by a newer term answers pending verifications with
+	// ErrNotLeader: it knows for sure it is no longer the leader.
+	verifyErr := ErrLeadershipLost
+	if term > r.st.currentTerm {
+		verifyErr = ErrNotLeader
+	}
 	if err := r.setTerm(term); err != nil {
 		return err
 	}
@@ -258,7 +264,7 @@ func (r *Raft) becomeFollower(term uint64) error {
 		return nil
 	}
 	if r.st.lead != nil {
-		r.stopLeading(ErrLeadershipLost)
+		r.stopLeading(ErrLeadershipLost, verifyErr)
 	}
 	r.st.candidate = nil
 	r.st.transferring = false
