@@ -234,7 +234,7 @@ func (f *FileSnapshotStore) Create(version SnapshotVersion, index, term uint64,
 		Index:              index,
 		Term:               term,
 		Peers:              snapshotPeers(configuration, trans),
-		Configuration:      configuration.Clone(),
+		Configuration:      cloneSnapshotConfiguration(configuration),
 		ConfigurationIndex: configurationIndex,
 	}})
 	if err != nil {
