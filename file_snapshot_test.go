@@ -573,6 +573,14 @@ func TestFileSnapshotStoreListRecheckChangedState(t *testing.T) {
 		t.Fatalf("Open = %v; want a CRC mismatch", err)
 	}
 
+	// A meta.json whose size disagrees is caught even when state.bin is
+	// unchanged since the last check.
+	editSnapMeta(func(m map[string]interface{}) { m["Size"] = 4 })(t, filepath.Dir(state))
+	if ids := listedIDs(t, store); len(ids) != 0 {
+		t.Fatalf("List = %v; want the snapshot with a wrong size skipped", ids)
+	}
+	editSnapMeta(func(m map[string]interface{}) { m["Size"] = 9 })(t, filepath.Dir(state))
+
 	// A new modification time makes List read the file again.
 	later := info.ModTime().Add(time.Second)
 	if err := os.Chtimes(state, later, later); err != nil {
@@ -788,20 +796,22 @@ func FuzzSnapshotMeta(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
+	// One store per fuzzing process; each input replaces meta.json. The
+	// state.bin never changes, so what List remembers stays true.
+	base := f.TempDir()
+	dir := filepath.Join(base, snapshotsDirName, fuzzSnapID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, snapshotStateFile), []byte(fuzzSnapState), 0o644); err != nil {
+		f.Fatal(err)
+	}
+	store, err := NewFileSnapshotStoreWithLogger(base, 2, hclog.NewNullLogger())
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, meta []byte) {
-		base := t.TempDir()
-		dir := filepath.Join(base, snapshotsDirName, fuzzSnapID)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
 		if err := os.WriteFile(filepath.Join(dir, snapshotMetaFileName), meta, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, snapshotStateFile), []byte(fuzzSnapState), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		store, err := NewFileSnapshotStoreWithLogger(base, 2, hclog.NewNullLogger())
-		if err != nil {
 			t.Fatal(err)
 		}
 		list, err := store.List()
@@ -813,6 +823,9 @@ func FuzzSnapshotMeta(f *testing.F) {
 			t.Fatalf("List returned %d snapshots but Open said %v", len(list), openErr)
 		}
 		if openErr != nil {
+			if string(meta) == valid {
+				t.Fatalf("the valid meta.json was refused: %v", openErr)
+			}
 			if !strings.HasPrefix(openErr.Error(), "opening snapshot "+fuzzSnapID+": ") {
 				t.Fatalf("Open error does not name the snapshot: %v", openErr)
 			}
