@@ -95,8 +95,8 @@ func listedIDs(t *testing.T, store *FileSnapshotStore) []string {
 	return ids
 }
 
-// patternBytes returns n bytes where byte i is i % 251.
-func patternBytes(n int) []byte {
+// snapPatternBytes returns n bytes where byte i is i % 251.
+func snapPatternBytes(n int) []byte {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = byte(i % 251)
@@ -127,7 +127,7 @@ func TestFileSnapshotStoreRoundTrip(t *testing.T) {
 			t.Fatalf("List shows an unfinished snapshot: %v", ids)
 		}
 		// Several writes crossing the sink's buffer size.
-		data := patternBytes(3*snapshotBufferSize + 17)
+		data := snapPatternBytes(3*snapshotBufferSize + 17)
 		for chunk := range slices.Chunk(data, 10000) {
 			if n, err := sink.Write(chunk); n != len(chunk) || err != nil {
 				t.Fatalf("Write = %d, %v", n, err)
@@ -158,7 +158,7 @@ func TestFileSnapshotStoreRoundTrip(t *testing.T) {
 		if err != nil || len(list) != 1 || !reflect.DeepEqual(list[0], want) {
 			t.Fatalf("List = %+v, %v; want [%+v]", list, err, want)
 		}
-		meta, got := readSnapshot(t, store, id)
+		meta, got := readStoredSnapshot(t, store, id)
 		if !reflect.DeepEqual(meta, want) || got != string(data) {
 			t.Fatalf("Open = %+v and %d bytes; want %+v and the bytes written", meta, len(got), want)
 		}
@@ -329,7 +329,7 @@ func TestFileSnapshotSinkCloseTwice(t *testing.T) {
 		t.Fatal("Write after Close succeeded")
 	}
 	// The snapshot, empty, survived the Cancel.
-	if meta, data := readSnapshot(t, store, sink.ID()); meta.Size != 0 || data != "" {
+	if meta, data := readStoredSnapshot(t, store, sink.ID()); meta.Size != 0 || data != "" {
 		t.Fatalf("snapshot = %+v, %q; want an empty one", meta, data)
 	}
 }
@@ -503,7 +503,7 @@ func TestFileSnapshotStoreSkipsDamagedSnapshots(t *testing.T) {
 				if tc.is != nil && !errors.Is(err, tc.is) {
 					t.Fatalf("Open error %v does not match %v", err, tc.is)
 				}
-				if _, data := readSnapshot(t, store, older); data != "old state" {
+				if _, data := readStoredSnapshot(t, store, older); data != "old state" {
 					t.Fatalf("older snapshot holds %q", data)
 				}
 
@@ -708,8 +708,8 @@ func TestFileSnapshotStoreConcurrentUse(t *testing.T) {
 	wg.Wait()
 }
 
-// copyDir copies the regular files and directories under src to dst.
-func copyDir(t *testing.T, src, dst string) {
+// copySnapshotFixture copies the regular files and directories under src to dst.
+func copySnapshotFixture(t *testing.T, src, dst string) {
 	t.Helper()
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -736,7 +736,7 @@ func copyDir(t *testing.T, src, dst string) {
 // README).
 func TestFileSnapshotStoreReadsReferenceSnapshots(t *testing.T) {
 	base := t.TempDir()
-	copyDir(t, filepath.Join("testdata", "reference-snapshots"), base)
+	copySnapshotFixture(t, filepath.Join("testdata", "reference-snapshots"), base)
 	store, logs := openFileSnapTestStore(t, base, 2)
 
 	cfg1 := Configuration{Servers: []Server{{Suffrage: Voter, ID: "n1", Address: "127.0.0.1:8301"}}}
@@ -766,7 +766,7 @@ func TestFileSnapshotStoreReadsReferenceSnapshots(t *testing.T) {
 		if !reflect.DeepEqual(*list[i], w.meta) {
 			t.Errorf("List[%d] = %+v; want %+v", i, *list[i], w.meta)
 		}
-		meta, data := readSnapshot(t, store, w.meta.ID)
+		meta, data := readStoredSnapshot(t, store, w.meta.ID)
 		if !reflect.DeepEqual(*meta, w.meta) || data != string(w.data) {
 			t.Errorf("Open(%s) = %+v and %d bytes; want %+v and the reference's bytes", w.meta.ID, *meta, len(data), w.meta)
 		}

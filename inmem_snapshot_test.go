@@ -44,8 +44,8 @@ func writeInmemSnapshot(t *testing.T, store *InmemSnapshotStore, index, term uin
 	return sink.ID()
 }
 
-// readSnapshot opens id in store and returns its metadata and bytes.
-func readSnapshot(t *testing.T, store SnapshotStore, id string) (*SnapshotMeta, string) {
+// readStoredSnapshot opens id in store and returns its metadata and bytes.
+func readStoredSnapshot(t *testing.T, store SnapshotStore, id string) (*SnapshotMeta, string) {
 	t.Helper()
 	meta, rc, err := store.Open(id)
 	if err != nil {
@@ -86,7 +86,7 @@ func TestInmemSnapshotStoreRoundTrip(t *testing.T) {
 		if err != nil || len(list) != 1 || !reflect.DeepEqual(list[0], want) {
 			t.Fatalf("List = %+v, %v; want [%+v]", list, err, want)
 		}
-		meta, data := readSnapshot(t, store, id)
+		meta, data := readStoredSnapshot(t, store, id)
 		if !reflect.DeepEqual(meta, want) || data != "hello" {
 			t.Fatalf("Open = %+v, %q; want %+v, \"hello\"", meta, data, want)
 		}
@@ -179,7 +179,7 @@ func TestInmemSnapshotSinkLifecycle(t *testing.T) {
 		if _, err := sink.Write([]byte("late")); err == nil {
 			t.Fatal("Write after Close succeeded")
 		}
-		meta, data := readSnapshot(t, store, sink.ID())
+		meta, data := readStoredSnapshot(t, store, sink.ID())
 		if data != "abcd" || meta.Size != 4 {
 			t.Fatalf("snapshot = %q of size %d; want \"abcd\" of size 4", data, meta.Size)
 		}
@@ -209,8 +209,8 @@ func TestInmemSnapshotStoreReadersAreStable(t *testing.T) {
 		}
 		// Two readers of one snapshot do not share a position.
 		latest, _ := store.List()
-		_, a := readSnapshot(t, store, latest[0].ID)
-		_, b := readSnapshot(t, store, latest[0].ID)
+		_, a := readStoredSnapshot(t, store, latest[0].ID)
+		_, b := readStoredSnapshot(t, store, latest[0].ID)
 		if a != "replacement" || b != "replacement" {
 			t.Fatalf("two reads returned %q and %q", a, b)
 		}

@@ -36,7 +36,7 @@ func TestReadPeersJSON(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			path := writeTempFile(t, tc.content)
+			path := writePeersFile(t, tc.content)
 			got, err := ReadPeersJSON(path)
 			checkPeersResult(t, path, got, err, tc.want, tc.wantErr)
 		})
@@ -77,7 +77,7 @@ func TestReadConfigJSON(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			path := writeTempFile(t, tc.content)
+			path := writePeersFile(t, tc.content)
 			got, err := ReadConfigJSON(path)
 			checkPeersResult(t, path, got, err, tc.want, tc.wantErr)
 		})
@@ -96,7 +96,7 @@ func TestReadPeersJSONMissingFile(t *testing.T) {
 	}
 }
 
-func writeTempFile(t *testing.T, content string) string {
+func writePeersFile(t *testing.T, content string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "peers.json")
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
