@@ -234,7 +234,7 @@ func (f *FileSnapshotStore) Create(version SnapshotVersion, index, term uint64,
 		Index:              index,
 		Term:               term,
 		Peers:              snapshotPeers(configuration, trans),
-		Configuration:      configuration.Clone(),
+		Configuration:      cloneSnapshotConfiguration(configuration),
 		ConfigurationIndex: configurationIndex,
 	}})
 	if err != nil {
@@ -398,6 +398,9 @@ func (f *FileSnapshotStore) checkState(meta *fileSnapshotMeta) error {
 	if err != nil {
 		return err
 	}
+	if err := checkSnapshotSize(info.Size(), meta); err != nil {
+		return err
+	}
 	stamp := snapshotStamp{size: info.Size(), modTime: info.ModTime().UnixNano(), crc: string(meta.CRC)}
 	if f.wasVerified(meta.ID, stamp) {
 		return nil
@@ -413,9 +416,8 @@ func (f *FileSnapshotStore) checkState(meta *fileSnapshotMeta) error {
 // from its start, has the size and CRC meta records. It streams the file
 // and never holds it in memory.
 func verifySnapshotState(state io.Reader, size int64, meta *fileSnapshotMeta) error {
-	if size != meta.Size {
-		return fmt.Errorf("%s holds %d bytes but meta.json records %d: truncated or overwritten",
-			snapshotStateFile, size, meta.Size)
+	if err := checkSnapshotSize(size, meta); err != nil {
+		return err
 	}
 	sum := crc64.New(snapshotCRCTable)
 	n, err := io.Copy(sum, state)
@@ -428,6 +430,16 @@ func verifySnapshotState(state io.Reader, size int64, meta *fileSnapshotMeta) er
 	}
 	if !bytes.Equal(sum.Sum(nil), meta.CRC) {
 		return errCRCMismatch
+	}
+	return nil
+}
+
+// checkSnapshotSize reports a state.bin of size bytes that is not the size
+// meta records.
+func checkSnapshotSize(size int64, meta *fileSnapshotMeta) error {
+	if size != meta.Size {
+		return fmt.Errorf("%s holds %d bytes but meta.json records %d: truncated or overwritten",
+			snapshotStateFile, size, meta.Size)
 	}
 	return nil
 }

@@ -77,7 +77,7 @@ func (m *InmemSnapshotStore) Create(version SnapshotVersion, index, term uint64,
 			Index:              index,
 			Term:               term,
 			Peers:              snapshotPeers(configuration, trans),
-			Configuration:      configuration.Clone(),
+			Configuration:      cloneSnapshotConfiguration(configuration),
 			ConfigurationIndex: configurationIndex,
 		},
 	}, nil
@@ -167,8 +167,18 @@ func (s *InmemSnapshotSink) Cancel() error {
 func cloneSnapshotMeta(meta *SnapshotMeta) *SnapshotMeta {
 	out := *meta
 	out.Peers = bytes.Clone(meta.Peers)
-	out.Configuration = meta.Configuration.Clone()
+	out.Configuration = cloneSnapshotConfiguration(meta.Configuration)
 	return &out
+}
+
+// cloneSnapshotConfiguration copies c. Unlike Configuration.Clone it keeps
+// an empty, non-nil server list non-nil, so that a meta.json records it as
+// the reference does ("Servers":[] rather than null).
+func cloneSnapshotConfiguration(c Configuration) Configuration {
+	if c.Servers == nil {
+		return Configuration{}
+	}
+	return Configuration{Servers: append(make([]Server, 0, len(c.Servers)), c.Servers...)}
 }
 
 // newSnapshotID names a snapshot "<term>-<index>-<unix milliseconds>", the

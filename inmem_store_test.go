@@ -20,8 +20,8 @@ func inmemLogs(indexes ...uint64) []*Log {
 	return logs
 }
 
-// indexRange returns first..last.
-func indexRange(first, last uint64) []uint64 {
+// inmemIndexRange returns first..last.
+func inmemIndexRange(first, last uint64) []uint64 {
 	var out []uint64
 	for i := first; i <= last; i++ {
 		out = append(out, i)
@@ -39,25 +39,25 @@ func TestInmemStoreBoundsFollowDeletes(t *testing.T) {
 		held        []uint64
 	}{
 		{name: "empty", first: 0, last: 0},
-		{name: "contiguous", stored: indexRange(1, 10), first: 1, last: 10, held: indexRange(1, 10)},
+		{name: "contiguous", stored: inmemIndexRange(1, 10), first: 1, last: 10, held: inmemIndexRange(1, 10)},
 		{name: "stored out of order", stored: []uint64{5, 3, 9, 4}, first: 3, last: 9, held: []uint64{3, 4, 5, 9}},
-		{name: "delete head", stored: indexRange(1, 10), deletes: []deletion{{1, 3}},
-			first: 4, last: 10, held: indexRange(4, 10)},
-		{name: "delete head from below", stored: indexRange(5, 10), deletes: []deletion{{0, 6}},
-			first: 7, last: 10, held: indexRange(7, 10)},
-		{name: "delete tail", stored: indexRange(1, 10), deletes: []deletion{{8, 10}},
-			first: 1, last: 7, held: indexRange(1, 7)},
-		{name: "delete tail beyond end", stored: indexRange(1, 10), deletes: []deletion{{9, 100}},
-			first: 1, last: 8, held: indexRange(1, 8)},
-		{name: "delete middle", stored: indexRange(1, 10), deletes: []deletion{{4, 6}},
+		{name: "delete head", stored: inmemIndexRange(1, 10), deletes: []deletion{{1, 3}},
+			first: 4, last: 10, held: inmemIndexRange(4, 10)},
+		{name: "delete head from below", stored: inmemIndexRange(5, 10), deletes: []deletion{{0, 6}},
+			first: 7, last: 10, held: inmemIndexRange(7, 10)},
+		{name: "delete tail", stored: inmemIndexRange(1, 10), deletes: []deletion{{8, 10}},
+			first: 1, last: 7, held: inmemIndexRange(1, 7)},
+		{name: "delete tail beyond end", stored: inmemIndexRange(1, 10), deletes: []deletion{{9, 100}},
+			first: 1, last: 8, held: inmemIndexRange(1, 8)},
+		{name: "delete middle", stored: inmemIndexRange(1, 10), deletes: []deletion{{4, 6}},
 			first: 1, last: 10, held: []uint64{1, 2, 3, 7, 8, 9, 10}},
-		{name: "delete everything", stored: indexRange(1, 10), deletes: []deletion{{1, 10}}},
-		{name: "delete whole uint64 range", stored: indexRange(1, 10), deletes: []deletion{{0, math.MaxUint64}}},
+		{name: "delete everything", stored: inmemIndexRange(1, 10), deletes: []deletion{{1, 10}}},
+		{name: "delete whole uint64 range", stored: inmemIndexRange(1, 10), deletes: []deletion{{0, math.MaxUint64}}},
 		{name: "delete top of uint64 range", stored: []uint64{1, math.MaxUint64 - 1, math.MaxUint64},
 			deletes: []deletion{{math.MaxUint64 - 1, math.MaxUint64}}, first: 1, last: 1, held: []uint64{1}},
-		{name: "min above max deletes nothing", stored: indexRange(1, 3), deletes: []deletion{{3, 1}},
-			first: 1, last: 3, held: indexRange(1, 3)},
-		{name: "delete outside", stored: indexRange(5, 6), deletes: []deletion{{1, 2}, {8, 9}},
+		{name: "min above max deletes nothing", stored: inmemIndexRange(1, 3), deletes: []deletion{{3, 1}},
+			first: 1, last: 3, held: inmemIndexRange(1, 3)},
+		{name: "delete outside", stored: inmemIndexRange(5, 6), deletes: []deletion{{1, 2}, {8, 9}},
 			first: 5, last: 6, held: []uint64{5, 6}},
 		// After a snapshot restore the log can have a gap.
 		{name: "head before gap", stored: []uint64{1, 2, 3, 10, 11}, deletes: []deletion{{1, 3}},
@@ -68,8 +68,8 @@ func TestInmemStoreBoundsFollowDeletes(t *testing.T) {
 			first: 1, last: 3, held: []uint64{1, 2, 3}},
 		{name: "tail from inside gap", stored: []uint64{1, 2, 3, 10, 11}, deletes: []deletion{{5, 20}},
 			first: 1, last: 3, held: []uint64{1, 2, 3}},
-		{name: "repeated compaction", stored: indexRange(1, 20), deletes: []deletion{{1, 5}, {6, 10}, {18, 20}},
-			first: 11, last: 17, held: indexRange(11, 17)},
+		{name: "repeated compaction", stored: inmemIndexRange(1, 20), deletes: []deletion{{1, 5}, {6, 10}, {18, 20}},
+			first: 11, last: 17, held: inmemIndexRange(11, 17)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -87,14 +87,14 @@ func TestInmemStoreBoundsFollowDeletes(t *testing.T) {
 			if first != tc.first || last != tc.last {
 				t.Errorf("FirstIndex, LastIndex = %d, %d; want %d, %d", first, last, tc.first, tc.last)
 			}
-			checkHeld(t, s, tc.stored, tc.held)
+			checkStoreHolds(t, s, tc.stored, tc.held)
 		})
 	}
 }
 
-// checkHeld asserts that s holds exactly the indexes in held among those
+// checkStoreHolds asserts that s holds exactly the indexes in held among those
 // in candidates, each with its own entry.
-func checkHeld(t *testing.T, s LogStore, candidates, held []uint64) {
+func checkStoreHolds(t *testing.T, s LogStore, candidates, held []uint64) {
 	t.Helper()
 	want := make(map[uint64]bool)
 	for _, idx := range held {
@@ -136,7 +136,7 @@ func TestInmemStoreMatchesModel(t *testing.T) {
 				delete(model, i)
 			}
 		} else {
-			idx := indexRange(a, a+rng.Uint64N(4))
+			idx := inmemIndexRange(a, a+rng.Uint64N(4))
 			if err := s.StoreLogs(inmemLogs(idx...)); err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +159,7 @@ func TestInmemStoreMatchesModel(t *testing.T) {
 			t.Fatalf("seed %d step %d: bounds %d..%d, want %d..%d", seed, step, first, last, wantFirst, wantLast)
 		}
 	}
-	checkHeld(t, s, indexRange(0, 70), func() []uint64 {
+	checkStoreHolds(t, s, inmemIndexRange(0, 70), func() []uint64 {
 		var held []uint64
 		for k := range model {
 			held = append(held, k)
@@ -190,7 +190,7 @@ func TestInmemStoreStoreLogsIsAllOrNothing(t *testing.T) {
 	if last, _ := s.LastIndex(); last != 0 {
 		t.Fatalf("LastIndex after a failed StoreLogs = %d; want 0", last)
 	}
-	checkHeld(t, s, []uint64{1, 2, 3}, nil)
+	checkStoreHolds(t, s, []uint64{1, 2, 3}, nil)
 	if err := s.StoreLogs(nil); err != nil {
 		t.Fatalf("StoreLogs(nil) = %v", err)
 	}
@@ -275,7 +275,7 @@ func TestInmemStoreZeroValue(t *testing.T) {
 	if err := s.SetUint64([]byte("k"), 1); err != nil {
 		t.Fatal(err)
 	}
-	checkHeld(t, &s, []uint64{1, 2, 3}, []uint64{1, 2})
+	checkStoreHolds(t, &s, []uint64{1, 2, 3}, []uint64{1, 2})
 }
 
 func TestInmemCommitTrackingStore(t *testing.T) {
@@ -293,7 +293,7 @@ func TestInmemCommitTrackingStore(t *testing.T) {
 	if err := s.StoreLogs(inmemLogs(1, 2)); err != nil {
 		t.Fatal(err)
 	}
-	checkHeld(t, s, []uint64{1, 2}, []uint64{1, 2})
+	checkStoreHolds(t, s, []uint64{1, 2}, []uint64{1, 2})
 }
 
 // TestInmemStoreConcurrentReaders has readers check, while one writer

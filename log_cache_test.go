@@ -69,14 +69,14 @@ func TestLogCacheReads(t *testing.T) {
 		fromStore bool
 		wantErr   error
 	}{
-		{name: "recent entry from cache", capacity: 4, stored: indexRange(1, 8), get: 8},
-		{name: "oldest cached entry", capacity: 4, stored: indexRange(1, 8), get: 5},
+		{name: "recent entry from cache", capacity: 4, stored: inmemIndexRange(1, 8), get: 8},
+		{name: "oldest cached entry", capacity: 4, stored: inmemIndexRange(1, 8), get: 5},
 		// Slot 1 holds entry 5: it must not answer for entry 1.
-		{name: "evicted entry from store", capacity: 4, stored: indexRange(1, 8), get: 1, fromStore: true},
-		{name: "never stored", capacity: 4, stored: indexRange(1, 3), get: 4, fromStore: true, wantErr: ErrLogNotFound},
+		{name: "evicted entry from store", capacity: 4, stored: inmemIndexRange(1, 8), get: 1, fromStore: true},
+		{name: "never stored", capacity: 4, stored: inmemIndexRange(1, 3), get: 4, fromStore: true, wantErr: ErrLogNotFound},
 		// An empty slot holds the zero Log; it must not answer for index 0.
 		{name: "index zero", capacity: 4, get: 0, fromStore: true, wantErr: ErrLogNotFound},
-		{name: "capacity one", capacity: 1, stored: indexRange(1, 3), get: 3},
+		{name: "capacity one", capacity: 1, stored: inmemIndexRange(1, 3), get: 3},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -120,7 +120,7 @@ func TestLogCacheStoreFailure(t *testing.T) {
 
 func TestLogCacheDeleteRangeClearsCache(t *testing.T) {
 	c, spy := newSpyCache(t, 8)
-	if err := c.StoreLogs(inmemLogs(indexRange(1, 6)...)); err != nil {
+	if err := c.StoreLogs(inmemLogs(inmemIndexRange(1, 6)...)); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.DeleteRange(5, 6); err != nil {

@@ -97,8 +97,8 @@ func readJSONFile(path string, out interface{}) error {
 	return nil
 }
 
-// describeJSONError adds the line and column of a syntax or type error,
-// which encoding/json gives only as a byte offset.
+// describeJSONError adds the line and column where a syntax or type error
+// was found, which encoding/json gives only as a byte offset.
 func describeJSONError(buf []byte, err error) error {
 	var offset int64 = -1
 	var syntaxErr *json.SyntaxError
@@ -113,10 +113,13 @@ func describeJSONError(buf []byte, err error) error {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("the file ends inside a JSON value: %w", err)
 	}
-	if offset < 0 || offset > int64(len(buf)) {
+	// The offset counts the bytes read up to and including the one where
+	// the problem was found.
+	if offset < 1 || offset > int64(len(buf)) {
 		return err
 	}
-	line := 1 + bytes.Count(buf[:offset], []byte("\n"))
-	column := offset - int64(bytes.LastIndexByte(buf[:offset], '\n'))
+	at := offset - 1
+	line := 1 + bytes.Count(buf[:at], []byte("\n"))
+	column := at - int64(bytes.LastIndexByte(buf[:at], '\n'))
 	return fmt.Errorf("line %d, column %d: %w", line, column, err)
 }
