@@ -67,7 +67,7 @@ func TestNetPipeline_AnswersInOrder(t *testing.T) {
 // transport: it reads requests and answers only when told, so tests can see
 // exactly what is in flight.
 type rawServer struct {
-	received atomic.Int32 // requests read so far
+	received atomic.Int32  // requests read so far
 	answerCh chan struct{} // each receive lets one answer be written
 	conns    chan net.Conn // accepted connections, for the test to close
 	listener *pipeLayer
