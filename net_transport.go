@@ -354,9 +354,9 @@ func (n *NetworkTransport) LocalAddr() ServerAddress {
 }
 
 // EncodePeer returns the address bytes raft puts in RPC headers: the
-// ServerAddressProvider's address for id if there is one, else addr.
-func (n *NetworkTransport) EncodePeer(id ServerID, addr ServerAddress) []byte {
-	return []byte(n.dialAddress(id, addr))
+// ServerAddressProvider's address for id if there is one, else p.
+func (n *NetworkTransport) EncodePeer(id ServerID, p ServerAddress) []byte {
+	return []byte(n.dialAddress(id, p))
 }
 
 // DecodePeer returns the address that EncodePeer encoded.
