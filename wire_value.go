@@ -45,6 +45,10 @@ const decodedElementCost = 128
 // grows with what has arrived, never with what was claimed.
 const maxReadChunk = 64 * 1024
 
+// retainedBufferSize is the largest buffer kept from one value to the next;
+// a connection that once carried a large request gives its memory back.
+const retainedBufferSize = 1 << 20
+
 var (
 	// errValueTooLarge is wrapped by every refusal on size grounds.
 	errValueTooLarge = errors.New("rpc exceeds the size limit")
@@ -62,6 +66,9 @@ func newValueReader(r *bufio.Reader, limit int64) *valueReader {
 // io.ErrUnexpectedEOF. Read errors (deadlines included) are returned
 // wrapped.
 func (v *valueReader) next() ([]byte, error) {
+	if cap(v.buf) > retainedBufferSize {
+		v.buf = nil // do not hold a large request's memory while idle
+	}
 	v.buf = v.buf[:0]
 	var charged int64 // decodedElementCost for every array element seen
 	// pending counts the values still to read: the one asked for, plus
@@ -192,15 +199,20 @@ func (v *valueReader) checkCost(charged int64, payload, pending uint64) error {
 	return nil
 }
 
-// readPayload copies n bytes into buf, growing it as bytes arrive.
+// readPayload copies n bytes into buf. The buffer grows with what has
+// arrived, never with what was claimed: by at most maxReadChunk beyond the
+// bytes in hand, doubling otherwise, and never past the claim.
 func (v *valueReader) readPayload(n uint64) error {
+	end := uint64(len(v.buf)) + n
 	for n > 0 {
-		chunk := n
-		if chunk > maxReadChunk {
-			chunk = maxReadChunk
-		}
+		chunk := min(n, maxReadChunk)
 		start := len(v.buf)
-		v.buf = append(v.buf, make([]byte, chunk)...)
+		if need := uint64(start) + chunk; need > uint64(cap(v.buf)) {
+			grown := make([]byte, start, min(max(need, 2*uint64(cap(v.buf))), end))
+			copy(grown, v.buf)
+			v.buf = grown
+		}
+		v.buf = v.buf[:start+int(chunk)]
 		if _, err := io.ReadFull(v.r, v.buf[start:]); err != nil {
 			return v.readError(err)
 		}
