@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"testing"
@@ -411,32 +412,81 @@ func TestNetTransport_UnreadAnswersClosed(t *testing.T) {
 	})
 }
 
-// A snapshot body that stops arriving fails the node's read after one
-// FrameTimeout per TimeoutScale bytes, and the connection is closed.
-func TestNetTransport_StalledSnapshotBody(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.FrameTimeout = 5 * time.Second })
-		readErr := make(chan error, 1)
-		server.serve(func(rpc RPC) {
-			_, err := rpc.Reader.Read(make([]byte, 1<<20))
-			for err == nil {
-				_, err = rpc.Reader.Read(make([]byte, 1<<20))
-			}
-			readErr <- err
-			rpc.Respond(nil, err)
+// A snapshot body must keep arriving: each TimeoutScale bytes within
+// FrameTimeout of the previous ones, from the node's first read. A sender
+// that keeps that pace is served however large the body; one that stalls,
+// or trickles under a huge claimed Size, is cut off FrameTimeout after its
+// last full TimeoutScale bytes.
+func TestNetTransport_SnapshotBodyMustProgress(t *testing.T) {
+	const scale = 1024
+	for _, tc := range []struct {
+		name      string
+		size      int64
+		steady    int // chunks of scale bytes sent 4s apart before stalling
+		trickle   bool
+		wantBytes int64
+		wantAfter time.Duration
+	}{
+		{"stalls at once", 4 * scale, 0, false, 0, 5 * time.Second},
+		{"steady then stalls", 40 * scale, 10, false, 10 * scale, 9*4*time.Second + 5*time.Second}, // the last chunk arrives at 36s
+		{"trickles under a huge Size", 1 << 62, 0, true, 0, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				network := newPipeNetwork()
+				server := newTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.FrameTimeout = 5 * time.Second })
+				server.TimeoutScale = scale
+				type result struct {
+					n   int64
+					err error
+					at  time.Time
+				}
+				results := make(chan result, 1)
+				server.serve(func(rpc RPC) {
+					time.Sleep(time.Minute) // the node is busy before it reads: not the sender's fault
+					n, err := io.Copy(io.Discard, rpc.Reader)
+					results <- result{n, err, time.Now()}
+					rpc.Respond(nil, err)
+				})
+				h := dialHostile(t, network, "10.6.6.6", server.addr)
+				start := time.Now()
+				h.send(encodeFrame(t, rpcInstallSnapshot, &InstallSnapshotRequest{Size: tc.size}, false))
+				time.Sleep(time.Minute) // the node starts reading now
+				for i := 0; i < tc.steady; i++ {
+					h.send(make([]byte, scale))
+					time.Sleep(4 * time.Second)
+				}
+				if tc.trickle {
+					go func() {
+						for {
+							select {
+							case <-h.closedCh:
+								return
+							case <-time.After(time.Second):
+								h.send([]byte{1})
+							}
+						}
+					}()
+				}
+				r := <-results
+				if r.err == nil {
+					t.Fatal("stalled snapshot read succeeded")
+				}
+				if tc.trickle {
+					r.n = 0 // a few trickled bytes
+				}
+				if r.n != tc.wantBytes {
+					t.Fatalf("node read %d bytes, want %d", r.n, tc.wantBytes)
+				}
+				if elapsed := r.at.Sub(start) - time.Minute; elapsed != tc.wantAfter {
+					t.Fatalf("snapshot read gave up %v after the node started reading, want %v", elapsed, tc.wantAfter)
+				}
+				h.waitClosed(t, start)
+				if got := server.log.count("stalled"); got != 1 {
+					t.Fatalf("want one stalled log line, log:\n%s", server.log)
+				}
+				server.closeAndWait()
+			})
 		})
-		h := dialHostile(t, network, "10.6.6.6", server.addr)
-		start := time.Now()
-		h.send(encodeFrame(t, rpcInstallSnapshot, &InstallSnapshotRequest{Size: 4 * DefaultTimeoutScale}, false))
-		h.send([]byte("first bytes only"))
-		if err := <-readErr; err == nil {
-			t.Fatal("stalled snapshot read succeeded")
-		}
-		if elapsed := time.Since(start); elapsed != 4*5*time.Second {
-			t.Fatalf("snapshot read gave up after %v, want 4 × FrameTimeout", elapsed)
-		}
-		h.waitClosed(t, start)
-		server.closeAndWait()
-	})
+	}
 }

@@ -239,13 +239,7 @@ func (n *NetworkTransport) readRequest(c *serverConn, t rpcType) (rpc RPC, label
 			label, heartbeat = "Heartbeat", true
 		}
 	case *InstallSnapshotRequest:
-		rpc.Reader = io.LimitReader(c.r, req.Size)
-		// The body may take one FrameTimeout per TimeoutScale bytes.
-		var deadline time.Time
-		if d := scaledTimeout(n.frameTimeout, req.Size, n.TimeoutScale); d > 0 {
-			deadline = time.Now().Add(d)
-		}
-		_ = c.conn.SetReadDeadline(deadline)
+		rpc.Reader = io.LimitReader(n.newBodyReader(c), req.Size)
 	}
 	return rpc, label, heartbeat, nil
 }

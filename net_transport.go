@@ -127,12 +127,14 @@ type NetworkTransportConfig struct {
 
 	// FrameTimeout bounds, on the server side, the time from a request's
 	// first byte to its last, the time to write an answer, and the TLS
-	// handshake. An InstallSnapshot body gets one FrameTimeout per
-	// TimeoutScale bytes, and at least one. A peer that starts a request
-	// and stalls is disconnected once it passes. Zero means
+	// handshake. The snapshot bytes after an InstallSnapshot request must
+	// keep coming: each TimeoutScale bytes (256 KiB) within FrameTimeout of
+	// the previous ones, counted from the node's first read. A peer that
+	// starts a request and stalls is disconnected once it passes; idle
+	// time between requests does not count (see IdleTimeout). Zero means
 	// DefaultFrameTimeout (30s), longer than the per-RPC timeouts raft
-	// deployments use (hashicorp/raft's senders give up sooner). Negative
-	// means no limit, as in hashicorp/raft.
+	// deployments use (a hashicorp/raft sender gives up after its own
+	// Timeout). Negative means no limit, as in hashicorp/raft.
 	FrameTimeout time.Duration
 
 	// IdleTimeout closes an incoming connection on which no request has
