@@ -28,10 +28,13 @@ import (
 //     one goroutine per connection reads a request, hands it to the node
 //     (the Consumer channel, or the heartbeat handler for heartbeats),
 //     waits for the answer and writes it back, one request at a time.
-//   - Hostile input (net_server_guard.go, wire_value.go): the server side
-//     bounds every request's size, the time a request may take to arrive
-//     once started, and the connections one remote IP may hold, and logs
-//     what it refuses at a limited rate (net_log_limit.go).
+//   - Hostile input: the server side bounds every request's size before
+//     decoding it (wire_value.go), the time a request may take to arrive
+//     once started and the pace of snapshot bodies (net_server.go,
+//     net_server_body.go), and the connections one remote IP may hold
+//     (net_server_conns.go); it logs what it refuses at a limited rate
+//     (net_log_limit.go). TLS handshakes and VerifyPeer run on each
+//     connection's goroutine (net_peer_auth.go, tls_transport.go).
 //
 // Every goroutine the transport starts is counted in routines and stops
 // once Close has returned and the connections it owns are closed.
@@ -173,9 +176,9 @@ type NetworkTransportConfig struct {
 // connection, which is then closed.
 type NetworkTransport struct {
 	// TimeoutScale is the number of snapshot bytes that earn one more
-	// Timeout on an InstallSnapshot RPC (and one more FrameTimeout for
-	// receiving one). It starts at DefaultTimeoutScale; set it before the
-	// transport is used.
+	// Timeout when sending an InstallSnapshot; when receiving one, it is
+	// the number of bytes that must arrive within each FrameTimeout. It
+	// starts at DefaultTimeoutScale; set it before the transport is used.
 	TimeoutScale int
 
 	stream   StreamLayer
