@@ -3,12 +3,15 @@ package raft
 import (
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 var testTime = time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC)
@@ -456,4 +459,53 @@ func TestScaledTimeout(t *testing.T) {
 			t.Errorf("scaledTimeout(%v, %d, %d) = %v, want %v", tc.base, tc.size, tc.scale, got, tc.want)
 		}
 	}
+}
+
+// failingLayer fails its first failures Accept calls, then waits until
+// closed, recording when each call was made.
+type failingLayer struct {
+	*pipeLayer
+	failures int
+	calls    []time.Time
+}
+
+func (l *failingLayer) Accept() (net.Conn, error) {
+	l.calls = append(l.calls, time.Now())
+	if len(l.calls) <= l.failures {
+		return nil, errors.New("accept failed")
+	}
+	return l.pipeLayer.Accept()
+}
+
+// A failing Accept is retried after a pause that starts at 5ms and doubles
+// up to 1s; Close ends the loop even while it pauses.
+func TestNetTransport_AcceptBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		layer := &failingLayer{pipeLayer: newPipeNetwork().listen("10.0.0.1:1"), failures: 10}
+		logs := &logBuffer{}
+		n := NewNetworkTransportWithConfig(&NetworkTransportConfig{Stream: layer, Logger: hclog.New(&hclog.LoggerOptions{Output: logs})})
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		var gaps []time.Duration
+		for i := 1; i < len(layer.calls); i++ {
+			gaps = append(gaps, layer.calls[i].Sub(layer.calls[i-1]))
+		}
+		ms := time.Millisecond
+		want := []time.Duration{5 * ms, 10 * ms, 20 * ms, 40 * ms, 80 * ms, 160 * ms, 320 * ms, 640 * ms, time.Second, time.Second}
+		if !reflect.DeepEqual(gaps, want) {
+			t.Fatalf("pauses between Accept calls %v, want %v", gaps, want)
+		}
+		if got := logs.count("failed to accept connection"); got != 10 {
+			t.Fatalf("%d accept failures logged, want 10", got)
+		}
+		n.Close()
+		n.routines.Wait()
+
+		// Close during a pause.
+		layer = &failingLayer{pipeLayer: newPipeNetwork().listen("10.0.0.1:1"), failures: 1 << 30}
+		n = NewNetworkTransportWithConfig(&NetworkTransportConfig{Stream: layer, Logger: hclog.NewNullLogger()})
+		time.Sleep(3 * time.Second)
+		n.Close()
+		n.routines.Wait()
+	})
 }
