@@ -39,14 +39,14 @@ func TestIsHeartbeat(t *testing.T) {
 // zero-length string still counts, exactly as in hashicorp/raft.
 func TestNetTransport_HeartbeatFastPath(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
 
 		fastCh := make(chan *AppendEntriesRequest, 10)
 		server.SetHeartbeatHandler(func(rpc RPC) {
 			fastCh <- rpc.Command.(*AppendEntriesRequest)
-			echoAnswer(rpc)
+			netEchoAnswer(rpc)
 		})
 
 		// Block the consumer with a request it will not answer yet.
@@ -59,10 +59,10 @@ func TestNetTransport_HeartbeatFastPath(t *testing.T) {
 		held := <-stuck
 
 		for _, hb := range []*AppendEntriesRequest{
-			heartbeat("n1", 5),
-			{RPCHeader: header("n1"), Term: 5},                    // Addr only
-			{Term: 5, Leader: []byte{}},                           // empty, non-nil Leader
-			{RPCHeader: header("n1"), Term: 5, Entries: []*Log{}}, // zero entries
+			netTestHeartbeat("n1", 5),
+			{RPCHeader: netTestHeader("n1"), Term: 5},                    // Addr only
+			{Term: 5, Leader: []byte{}},                                  // empty, non-nil Leader
+			{RPCHeader: netTestHeader("n1"), Term: 5, Entries: []*Log{}}, // zero entries
 		} {
 			var resp AppendEntriesResponse
 			if err := client.AppendEntries("s", server.addr, hb, &resp); err != nil {
@@ -75,13 +75,13 @@ func TestNetTransport_HeartbeatFastPath(t *testing.T) {
 				t.Fatalf("handler got %+v", got)
 			}
 		}
-		echoAnswer(held)
+		netEchoAnswer(held)
 
 		// Not heartbeats: these must reach the consumer.
 		consumed := make(chan *AppendEntriesRequest, 10)
 		server.serve(func(rpc RPC) {
 			consumed <- rpc.Command.(*AppendEntriesRequest)
-			echoAnswer(rpc)
+			netEchoAnswer(rpc)
 		})
 		for _, req := range []*AppendEntriesRequest{
 			{Term: 5}, // no leader
@@ -102,7 +102,7 @@ func TestNetTransport_HeartbeatFastPath(t *testing.T) {
 		// Without a handler, heartbeats go to the consumer too.
 		server.SetHeartbeatHandler(nil)
 		var resp AppendEntriesResponse
-		if err := client.AppendEntries("s", server.addr, heartbeat("n1", 6), &resp); err != nil {
+		if err := client.AppendEntries("s", server.addr, netTestHeartbeat("n1", 6), &resp); err != nil {
 			t.Fatalf("heartbeat without handler: %v", err)
 		}
 		if got := <-consumed; got.Term != 6 {

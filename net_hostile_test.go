@@ -24,7 +24,7 @@ type hostilePeer struct {
 
 // dialHostile connects from ip to target and watches for the server
 // closing the connection.
-func dialHostile(t *testing.T, network *pipeNetwork, ip string, target ServerAddress) *hostilePeer {
+func dialHostile(t *testing.T, network *netPipeNetwork, ip string, target ServerAddress) *hostilePeer {
 	t.Helper()
 	conn, err := network.dial(ip, target, 0)
 	if err != nil {
@@ -91,9 +91,9 @@ func encodeFrame(t testing.TB, typ rpcType, req interface{}, newTimeFormat bool)
 	return buf.Bytes()
 }
 
-// hostileCases are request frames the server must refuse at once, with
+// netHostileCases are request frames the server must refuse at once, with
 // the log line each must produce.
-var hostileCases = []struct {
+var netHostileCases = []struct {
 	name    string
 	payload []byte
 	log     string
@@ -115,14 +115,14 @@ var hostileCases = []struct {
 // once, without an answer, with a log line, and without allocating what it
 // claims; the server keeps serving a legitimate peer throughout.
 func TestNetTransport_HostileRequestsClosed(t *testing.T) {
-	for _, tc := range hostileCases {
+	for _, tc := range netHostileCases {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				network := newPipeNetwork()
-				server := newTestNode(t, network, "10.0.0.1:1", nil)
-				server.serve(echoAnswer)
-				legit := newTestNode(t, network, "10.0.0.2:1", nil)
-				checkServed(t, legit, server.addr)
+				network := newNetPipeNetwork()
+				server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+				server.serve(netEchoAnswer)
+				legit := newNetTestNode(t, network, "10.0.0.2:1", nil)
+				checkNetServed(t, legit, server.addr)
 
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
@@ -145,7 +145,7 @@ func TestNetTransport_HostileRequestsClosed(t *testing.T) {
 				if got := server.server.count("10.6.6.6"); got != 0 {
 					t.Fatalf("server still tracks %d hostile connections", got)
 				}
-				checkServed(t, legit, server.addr)
+				checkNetServed(t, legit, server.addr)
 				legit.closeAndWait()
 				server.closeAndWait()
 			})
@@ -157,10 +157,10 @@ func TestNetTransport_HostileRequestsClosed(t *testing.T) {
 // the sender sees its RPC fail; requests under the limit pass.
 func TestNetTransport_RequestOverSizeLimit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.MaxRPCBytes = 1 << 20 })
-		server.serve(echoAnswer)
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.MaxRPCBytes = 1 << 20 })
+		server.serve(netEchoAnswer)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
 
 		small := &AppendEntriesRequest{Term: 1, LeaderCommitIndex: 1, Entries: []*Log{{Index: 1, Data: make([]byte, 900<<10)}}}
 		var resp AppendEntriesResponse
@@ -183,7 +183,7 @@ func TestNetTransport_RequestOverSizeLimit(t *testing.T) {
 		if got := server.log.count("request too large"); got != 1 {
 			t.Fatalf("want 1 line (the second is rate-limited), got %d:\n%s", got, server.log)
 		}
-		checkServed(t, client, server.addr)
+		checkNetServed(t, client, server.addr)
 		client.closeAndWait()
 		server.closeAndWait()
 	})
@@ -201,15 +201,15 @@ func TestNetTransport_StalledRequestClosed(t *testing.T) {
 		trickle []byte
 	}{
 		{"type byte only", []byte{0}, nil},
-		{"half a request", encodeFrame(t, rpcAppendEntries, heartbeat("x", 1), false)[:20], nil},
+		{"half a request", encodeFrame(t, rpcAppendEntries, netTestHeartbeat("x", 1), false)[:20], nil},
 		{"string trickled a byte a second", []byte{0, 0x81, 0xdb, 0x00, 0x10, 0x00, 0x00, 'a'}, []byte{'a'}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				network := newPipeNetwork()
-				server := newTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.FrameTimeout = 5 * time.Second })
-				server.serve(echoAnswer)
-				legit := newTestNode(t, network, "10.0.0.2:1", nil)
+				network := newNetPipeNetwork()
+				server := newNetTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.FrameTimeout = 5 * time.Second })
+				server.serve(netEchoAnswer)
+				legit := newNetTestNode(t, network, "10.0.0.2:1", nil)
 
 				h := dialHostile(t, network, "10.6.6.6", server.addr)
 				time.Sleep(time.Hour) // idle first: that is allowed
@@ -230,14 +230,14 @@ func TestNetTransport_StalledRequestClosed(t *testing.T) {
 						}
 					}()
 				}
-				checkServed(t, legit, server.addr)
+				checkNetServed(t, legit, server.addr)
 				if elapsed := h.waitClosed(t, start); elapsed != 5*time.Second {
 					t.Fatalf("stalled request closed after %v, want FrameTimeout 5s", elapsed)
 				}
 				if got := server.log.count("stalled"); got != 1 {
 					t.Fatalf("want one stalled log line, log:\n%s", server.log)
 				}
-				checkServed(t, legit, server.addr)
+				checkNetServed(t, legit, server.addr)
 				legit.closeAndWait()
 				server.closeAndWait()
 			})
@@ -249,8 +249,8 @@ func TestNetTransport_StalledRequestClosed(t *testing.T) {
 // cleaned up.
 func TestNetTransport_TruncatedRequest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
 		h := dialHostile(t, network, "10.6.6.6", server.addr)
 		frame := encodeFrame(t, rpcRequestVote, &RequestVoteRequest{Term: 1}, false)
 		h.send(frame[:len(frame)/2])
@@ -270,13 +270,13 @@ func TestNetTransport_TruncatedRequest(t *testing.T) {
 // still work afterwards; with IdleTimeout they close after it.
 func TestNetTransport_IdleConnections(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		server.serve(echoAnswer)
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
-		checkServed(t, client, server.addr)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		server.serve(netEchoAnswer)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
+		checkNetServed(t, client, server.addr)
 		time.Sleep(72 * time.Hour)
-		checkServed(t, client, server.addr) // on the pooled connection
+		checkNetServed(t, client, server.addr) // on the pooled connection
 		if got := server.server.count("10.0.0.2"); got != 1 {
 			t.Fatalf("server holds %d connections, want the one pooled connection reused", got)
 		}
@@ -284,15 +284,15 @@ func TestNetTransport_IdleConnections(t *testing.T) {
 		server.closeAndWait()
 	})
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.IdleTimeout = time.Hour })
-		server.serve(echoAnswer)
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
-		checkServed(t, client, server.addr)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.IdleTimeout = time.Hour })
+		server.serve(netEchoAnswer)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
+		checkNetServed(t, client, server.addr)
 		start := time.Now()
 		h := dialHostile(t, network, "10.6.6.6", server.addr)
 		time.Sleep(59 * time.Minute)
-		checkServed(t, client, server.addr) // resets this connection's idle clock
+		checkNetServed(t, client, server.addr) // resets this connection's idle clock
 		if elapsed := h.waitClosed(t, start); elapsed != time.Hour {
 			t.Fatalf("idle connection closed after %v, want IdleTimeout 1h", elapsed)
 		}
@@ -314,10 +314,10 @@ func TestNetTransport_IdleConnections(t *testing.T) {
 // affected.
 func TestNetTransport_ConnectionsPerIPCapped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.MaxConnsPerIP = 4 })
-		server.serve(echoAnswer)
-		legit := newTestNode(t, network, "10.0.0.2:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.MaxConnsPerIP = 4 })
+		server.serve(netEchoAnswer)
+		legit := newNetTestNode(t, network, "10.0.0.2:1", nil)
 
 		var held []*hostilePeer
 		for i := 0; i < 4; i++ {
@@ -337,7 +337,7 @@ func TestNetTransport_ConnectionsPerIPCapped(t *testing.T) {
 		if got := server.log.count("refusing connection"); got != 1 {
 			t.Fatalf("want 1 rate-limited line for 10 refusals, got %d:\n%s", got, server.log)
 		}
-		checkServed(t, legit, server.addr)
+		checkNetServed(t, legit, server.addr)
 
 		// A freed slot can be used again.
 		held[0].conn.Close()
@@ -359,10 +359,10 @@ func TestNetTransport_ConnectionsPerIPCapped(t *testing.T) {
 // the next line after the interval reports how many were left out.
 func TestNetTransport_RefusalLogIsRateLimited(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		server.serve(echoAnswer)
-		legit := newTestNode(t, network, "10.0.0.2:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		server.serve(netEchoAnswer)
+		legit := newNetTestNode(t, network, "10.0.0.2:1", nil)
 		flood := func(n int) {
 			for i := 0; i < n; i++ {
 				h := dialHostile(t, network, fmt.Sprintf("10.6.6.%d", i%200), server.addr)
@@ -371,7 +371,7 @@ func TestNetTransport_RefusalLogIsRateLimited(t *testing.T) {
 			}
 		}
 		flood(50)
-		checkServed(t, legit, server.addr)
+		checkNetServed(t, legit, server.addr)
 		if got := server.log.count("failed to decode incoming command"); got != 1 {
 			t.Fatalf("50 bad requests logged %d lines, want 1", got)
 		}
@@ -389,9 +389,9 @@ func TestNetTransport_RefusalLogIsRateLimited(t *testing.T) {
 // once writing an answer has taken FrameTimeout.
 func TestNetTransport_UnreadAnswersClosed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.FrameTimeout = 5 * time.Second })
-		server.serve(echoAnswer)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.FrameTimeout = 5 * time.Second })
+		server.serve(netEchoAnswer)
 		conn, err := network.dial("10.6.6.6", server.addr, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -433,8 +433,8 @@ func TestNetTransport_SnapshotBodyMustProgress(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				network := newPipeNetwork()
-				server := newTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.FrameTimeout = 5 * time.Second })
+				network := newNetPipeNetwork()
+				server := newNetTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) { c.FrameTimeout = 5 * time.Second })
 				server.TimeoutScale = scale
 				type result struct {
 					n   int64

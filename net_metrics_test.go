@@ -22,18 +22,18 @@ func TestNetTransport_Metrics(t *testing.T) {
 	}
 	defer metrics.NewGlobal(conf, &metrics.BlackholeSink{})
 
-	network := newPipeNetwork()
-	server := newTestNode(t, network, "10.0.0.1:1", nil)
-	server.serve(echoAnswer)
-	server.SetHeartbeatHandler(echoAnswer)
-	client := newTestNode(t, network, "10.0.0.2:1", nil)
-	for _, tc := range roundTripCases {
+	network := newNetPipeNetwork()
+	server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+	server.serve(netEchoAnswer)
+	server.SetHeartbeatHandler(netEchoAnswer)
+	client := newNetTestNode(t, network, "10.0.0.2:1", nil)
+	for _, tc := range netRoundTripCases {
 		if _, _, _, err := tc.send(client.NetworkTransport, server.addr); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 	}
 	var resp AppendEntriesResponse
-	if err := client.AppendEntries("s", server.addr, heartbeat("n1", 3), &resp); err != nil {
+	if err := client.AppendEntries("s", server.addr, netTestHeartbeat("n1", 3), &resp); err != nil {
 		t.Fatal(err)
 	}
 	client.closeAndWait()

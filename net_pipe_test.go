@@ -13,49 +13,49 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// pipeNetwork is an in-memory network for transport tests inside synctest
+// netPipeNetwork is an in-memory network for transport tests inside synctest
 // bubbles: real sockets would freeze fake time, net.Pipe does not. Each
 // Dial makes a pipe and hands its far end to the listener's Accept.
 // Addresses are plain "ip:port" strings so that per-IP limits can be
 // exercised.
-type pipeNetwork struct {
+type netPipeNetwork struct {
 	mu        sync.Mutex // tests dial from several goroutines
-	listeners map[string]*pipeLayer
+	listeners map[string]*netPipeLayer
 	nextPort  int
 }
 
-func newPipeNetwork() *pipeNetwork {
-	return &pipeNetwork{listeners: make(map[string]*pipeLayer), nextPort: 40000}
+func newNetPipeNetwork() *netPipeNetwork {
+	return &netPipeNetwork{listeners: make(map[string]*netPipeLayer), nextPort: 40000}
 }
 
-// pipeAddr is a net.Addr holding an "ip:port" string.
-type pipeAddr string
+// netPipeAddr is a net.Addr holding an "ip:port" string.
+type netPipeAddr string
 
-func (a pipeAddr) Network() string { return "pipe" }
-func (a pipeAddr) String() string  { return string(a) }
+func (a netPipeAddr) Network() string { return "pipe" }
+func (a netPipeAddr) String() string  { return string(a) }
 
-// pipeConn is one end of a net.Pipe with addresses.
-type pipeConn struct {
+// netPipeConn is one end of a net.Pipe with addresses.
+type netPipeConn struct {
 	net.Conn
-	local, remote pipeAddr
+	local, remote netPipeAddr
 }
 
-func (c *pipeConn) LocalAddr() net.Addr  { return c.local }
-func (c *pipeConn) RemoteAddr() net.Addr { return c.remote }
+func (c *netPipeConn) LocalAddr() net.Addr  { return c.local }
+func (c *netPipeConn) RemoteAddr() net.Addr { return c.remote }
 
-// pipeLayer is a StreamLayer on a pipeNetwork: it listens at addr and
+// netPipeLayer is a StreamLayer on a netPipeNetwork: it listens at addr and
 // dials from the IP of addr.
-type pipeLayer struct {
-	network  *pipeNetwork
-	addr     pipeAddr
+type netPipeLayer struct {
+	network  *netPipeNetwork
+	addr     netPipeAddr
 	acceptCh chan net.Conn // Dial sends the server ends; Accept receives
 	closeCh  chan struct{} // closed by Close
 	once     sync.Once
 }
 
 // listen registers a layer at addr ("ip:port").
-func (p *pipeNetwork) listen(addr string) *pipeLayer {
-	l := &pipeLayer{network: p, addr: pipeAddr(addr), acceptCh: make(chan net.Conn), closeCh: make(chan struct{})}
+func (p *netPipeNetwork) listen(addr string) *netPipeLayer {
+	l := &netPipeLayer{network: p, addr: netPipeAddr(addr), acceptCh: make(chan net.Conn), closeCh: make(chan struct{})}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.listeners[addr] = l
@@ -64,11 +64,11 @@ func (p *pipeNetwork) listen(addr string) *pipeLayer {
 
 // dial connects from the IP fromIP to address, as a raw connection that
 // no transport owns: tests use it to play a hostile or hand-written peer.
-func (p *pipeNetwork) dial(fromIP string, address ServerAddress, timeout time.Duration) (net.Conn, error) {
+func (p *netPipeNetwork) dial(fromIP string, address ServerAddress, timeout time.Duration) (net.Conn, error) {
 	p.mu.Lock()
 	l := p.listeners[string(address)]
 	p.nextPort++
-	from := pipeAddr(fmt.Sprintf("%s:%d", fromIP, p.nextPort))
+	from := netPipeAddr(fmt.Sprintf("%s:%d", fromIP, p.nextPort))
 	p.mu.Unlock()
 	if l == nil {
 		return nil, fmt.Errorf("dial %s: connection refused", address)
@@ -81,8 +81,8 @@ func (p *pipeNetwork) dial(fromIP string, address ServerAddress, timeout time.Du
 		timeoutCh = t.C
 	}
 	select {
-	case l.acceptCh <- &pipeConn{Conn: server, local: l.addr, remote: from}:
-		return &pipeConn{Conn: client, local: from, remote: l.addr}, nil
+	case l.acceptCh <- &netPipeConn{Conn: server, local: l.addr, remote: from}:
+		return &netPipeConn{Conn: client, local: from, remote: l.addr}, nil
 	case <-l.closeCh:
 		return nil, fmt.Errorf("dial %s: connection refused", address)
 	case <-timeoutCh:
@@ -90,12 +90,12 @@ func (p *pipeNetwork) dial(fromIP string, address ServerAddress, timeout time.Du
 	}
 }
 
-func (l *pipeLayer) Dial(address ServerAddress, timeout time.Duration) (net.Conn, error) {
+func (l *netPipeLayer) Dial(address ServerAddress, timeout time.Duration) (net.Conn, error) {
 	host, _, _ := net.SplitHostPort(string(l.addr))
 	return l.network.dial(host, address, timeout)
 }
 
-func (l *pipeLayer) Accept() (net.Conn, error) {
+func (l *netPipeLayer) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.acceptCh:
 		return c, nil
@@ -104,7 +104,7 @@ func (l *pipeLayer) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *pipeLayer) Close() error {
+func (l *netPipeLayer) Close() error {
 	l.once.Do(func() {
 		close(l.closeCh)
 		l.network.mu.Lock()
@@ -114,28 +114,28 @@ func (l *pipeLayer) Close() error {
 	return nil
 }
 
-func (l *pipeLayer) Addr() net.Addr { return l.addr }
+func (l *netPipeLayer) Addr() net.Addr { return l.addr }
 
-// logBuffer collects a transport's log lines for inspection.
-type logBuffer struct {
+// netLogBuffer collects a transport's log lines for inspection.
+type netLogBuffer struct {
 	mu  sync.Mutex // the transport's goroutines write concurrently
 	buf bytes.Buffer
 }
 
-func (b *logBuffer) Write(p []byte) (int, error) {
+func (b *netLogBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *logBuffer) String() string {
+func (b *netLogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
 // count returns how many lines contain s.
-func (b *logBuffer) count(s string) int {
+func (b *netLogBuffer) count(s string) int {
 	n := 0
 	for _, line := range strings.Split(b.String(), "\n") {
 		if strings.Contains(line, s) {
@@ -145,18 +145,18 @@ func (b *logBuffer) count(s string) int {
 	return n
 }
 
-// testNode is a transport on a pipeNetwork with its log.
-type testNode struct {
+// netTestNode is a transport on a netPipeNetwork with its log.
+type netTestNode struct {
 	*NetworkTransport
 	addr ServerAddress
-	log  *logBuffer
+	log  *netLogBuffer
 }
 
-// newTestNode starts a transport listening at addr. edit, if given, may
+// newNetTestNode starts a transport listening at addr. edit, if given, may
 // change the configuration first.
-func newTestNode(t *testing.T, network *pipeNetwork, addr string, edit func(*NetworkTransportConfig)) *testNode {
+func newNetTestNode(t *testing.T, network *netPipeNetwork, addr string, edit func(*NetworkTransportConfig)) *netTestNode {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &netLogBuffer{}
 	cfg := &NetworkTransportConfig{
 		Stream:  network.listen(addr),
 		MaxPool: 3,
@@ -166,21 +166,21 @@ func newTestNode(t *testing.T, network *pipeNetwork, addr string, edit func(*Net
 	if edit != nil {
 		edit(cfg)
 	}
-	n := &testNode{NetworkTransport: NewNetworkTransportWithConfig(cfg), addr: ServerAddress(addr), log: logs}
+	n := &netTestNode{NetworkTransport: NewNetworkTransportWithConfig(cfg), addr: ServerAddress(addr), log: logs}
 	t.Cleanup(func() { n.Close() })
 	return n
 }
 
 // closeAndWait closes the transport and waits for every goroutine it
 // started.
-func (n *testNode) closeAndWait() {
+func (n *netTestNode) closeAndWait() {
 	n.Close()
 	n.routines.Wait()
 }
 
 // serve answers every RPC on n's Consumer with answer until n closes.
 // RPCs are answered one at a time, in arrival order.
-func (n *testNode) serve(answer func(RPC)) {
+func (n *netTestNode) serve(answer func(RPC)) {
 	go func() {
 		for {
 			select {
@@ -193,9 +193,9 @@ func (n *testNode) serve(answer func(RPC)) {
 	}()
 }
 
-// echoAnswer answers each request with a response built from it, so that
+// netEchoAnswer answers each request with a response built from it, so that
 // tests can check that what arrived is what was sent.
-func echoAnswer(rpc RPC) {
+func netEchoAnswer(rpc RPC) {
 	switch req := rpc.Command.(type) {
 	case *AppendEntriesRequest:
 		rpc.Respond(&AppendEntriesResponse{RPCHeader: req.RPCHeader, Term: req.Term, LastLog: req.PrevLogEntry + uint64(len(req.Entries)), Success: true}, nil)
@@ -213,21 +213,21 @@ func echoAnswer(rpc RPC) {
 }
 
 // header returns an RPCHeader for server id.
-func header(id string) RPCHeader {
+func netTestHeader(id string) RPCHeader {
 	return RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte(id), Addr: []byte(id + "-addr")}
 }
 
 // heartbeat returns a heartbeat from leader id in term.
-func heartbeat(id string, term uint64) *AppendEntriesRequest {
-	return &AppendEntriesRequest{RPCHeader: header(id), Term: term, Leader: []byte(id + "-addr")}
+func netTestHeartbeat(id string, term uint64) *AppendEntriesRequest {
+	return &AppendEntriesRequest{RPCHeader: netTestHeader(id), Term: term, Leader: []byte(id + "-addr")}
 }
 
-// checkServed fails t unless a fresh RequestVote from client to server is
+// checkNetServed fails t unless a fresh RequestVote from client to server is
 // answered: the proof that server keeps serving its real peers.
-func checkServed(t *testing.T, client *testNode, server ServerAddress) {
+func checkNetServed(t *testing.T, client *netTestNode, server ServerAddress) {
 	t.Helper()
 	var resp RequestVoteResponse
-	if err := client.RequestVote("srv", server, &RequestVoteRequest{RPCHeader: header("legit"), Term: 9}, &resp); err != nil {
+	if err := client.RequestVote("srv", server, &RequestVoteRequest{RPCHeader: netTestHeader("legit"), Term: 9}, &resp); err != nil {
 		t.Fatalf("legitimate RequestVote failed: %v", err)
 	}
 	if !resp.Granted || resp.Term != 9 {

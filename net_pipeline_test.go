@@ -14,10 +14,10 @@ import (
 // sent, each with its own answer.
 func TestNetPipeline_AnswersInOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		server.serve(echoAnswer)
-		client := newTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) { c.MaxRPCsInFlight = 4 })
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		server.serve(netEchoAnswer)
+		client := newNetTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) { c.MaxRPCsInFlight = 4 })
 
 		p, err := client.AppendEntriesPipeline("s", server.addr)
 		if err != nil {
@@ -63,21 +63,21 @@ func TestNetPipeline_AnswersInOrder(t *testing.T) {
 	})
 }
 
-// rawServer accepts connections on a pipeNetwork address without a
+// netRawServer accepts connections on a netPipeNetwork address without a
 // transport: it reads requests and answers only when told, so tests can see
 // exactly what is in flight.
-type rawServer struct {
+type netRawServer struct {
 	received atomic.Int32  // requests read so far
 	answerCh chan struct{} // each receive lets one answer be written
 	conns    chan net.Conn // accepted connections, for the test to close
-	listener *pipeLayer
+	listener *netPipeLayer
 	doneCh   chan struct{} // closed by stop
 }
 
-func startRawServer(t *testing.T, network *pipeNetwork, addr string) *rawServer {
+func startNetRawServer(t *testing.T, network *netPipeNetwork, addr string) *netRawServer {
 	t.Helper()
 	l := network.listen(addr)
-	s := &rawServer{answerCh: make(chan struct{}), conns: make(chan net.Conn, 16), listener: l, doneCh: make(chan struct{})}
+	s := &netRawServer{answerCh: make(chan struct{}), conns: make(chan net.Conn, 16), listener: l, doneCh: make(chan struct{})}
 	go func() {
 		for {
 			conn, err := l.Accept()
@@ -93,7 +93,7 @@ func startRawServer(t *testing.T, network *pipeNetwork, addr string) *rawServer 
 
 // stop closes the listener and every connection not yet taken from conns,
 // and ends the server's goroutines.
-func (s *rawServer) stop() {
+func (s *netRawServer) stop() {
 	close(s.doneCh)
 	s.listener.Close()
 	for {
@@ -108,7 +108,7 @@ func (s *rawServer) stop() {
 
 // serve reads AppendEntries requests as fast as they come and writes one
 // answer per value received on answerCh, in order.
-func (s *rawServer) serve(conn net.Conn) {
+func (s *netRawServer) serve(conn net.Conn) {
 	defer conn.Close()
 	r := bufio.NewReader(conn)
 	dec := newWireDecoder(r, DefaultMaxRPCBytes, newWireDecodeHandle())
@@ -146,9 +146,9 @@ func (s *rawServer) serve(conn net.Conn) {
 func TestNetPipeline_BackPressure(t *testing.T) {
 	const inFlight = 5
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := startRawServer(t, network, "10.0.0.1:1")
-		client := newTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) {
+		network := newNetPipeNetwork()
+		server := startNetRawServer(t, network, "10.0.0.1:1")
+		client := newNetTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) {
 			c.MaxRPCsInFlight = inFlight
 			c.Timeout = 0 // no deadline: the test holds answers as long as it likes
 		})
@@ -201,9 +201,9 @@ func TestNetPipeline_BackPressure(t *testing.T) {
 // and a silent peer costs each future at most one Timeout.
 func TestNetPipeline_Failures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := startRawServer(t, network, "10.0.0.1:1")
-		client := newTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) {
+		network := newNetPipeNetwork()
+		server := startNetRawServer(t, network, "10.0.0.1:1")
+		client := newNetTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) {
 			c.MaxRPCsInFlight = 4
 			c.Timeout = 3 * time.Second
 		})

@@ -14,10 +14,10 @@ import (
 	"time"
 )
 
-// snapshotSource produces size pseudo-random bytes on the fly, hashing
+// netSnapshotSource produces size pseudo-random bytes on the fly, hashing
 // them as it goes, and fails the test if it is read again after reporting
 // EOF: the transport must stream it once, never rewind or re-read it.
-type snapshotSource struct {
+type netSnapshotSource struct {
 	t         *testing.T
 	remaining int64
 	rng       *rand.ChaCha8
@@ -25,11 +25,11 @@ type snapshotSource struct {
 	ended     bool
 }
 
-func newSnapshotSource(t *testing.T, size int64, seed byte) *snapshotSource {
-	return &snapshotSource{t: t, remaining: size, rng: rand.NewChaCha8([32]byte{seed}), sum: sha256.New()}
+func newNetSnapshotSource(t *testing.T, size int64, seed byte) *netSnapshotSource {
+	return &netSnapshotSource{t: t, remaining: size, rng: rand.NewChaCha8([32]byte{seed}), sum: sha256.New()}
 }
 
-func (s *snapshotSource) Read(p []byte) (int, error) {
+func (s *netSnapshotSource) Read(p []byte) (int, error) {
 	if s.ended {
 		s.t.Error("snapshot source read again after EOF")
 		return 0, errors.New("read after EOF")
@@ -53,9 +53,9 @@ func (s *snapshotSource) Read(p []byte) (int, error) {
 func TestNetTransport_InstallSnapshotStreams(t *testing.T) {
 	const size = 16 << 20
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
 		received := make(chan string, 1)
 		server.serve(func(rpc RPC) {
 			req := rpc.Command.(*InstallSnapshotRequest)
@@ -68,7 +68,7 @@ func TestNetTransport_InstallSnapshotStreams(t *testing.T) {
 			rpc.Respond(&InstallSnapshotResponse{Term: req.Term, Success: true}, nil)
 		})
 
-		src := newSnapshotSource(t, size, 1)
+		src := newNetSnapshotSource(t, size, 1)
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		var resp InstallSnapshotResponse
@@ -101,26 +101,26 @@ func TestNetTransport_InstallSnapshotStreams(t *testing.T) {
 // text reaches the sender.
 func TestNetTransport_InstallSnapshotDrainsUnreadBody(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
 		server.serve(func(rpc RPC) {
 			if req, ok := rpc.Command.(*InstallSnapshotRequest); ok {
 				_, _ = io.ReadFull(rpc.Reader, make([]byte, 10))
 				rpc.Respond(&InstallSnapshotResponse{Term: req.Term}, fmt.Errorf("unsupported snapshot version %d", 7))
 				return
 			}
-			echoAnswer(rpc)
+			netEchoAnswer(rpc)
 		})
 		var resp InstallSnapshotResponse
-		err := client.InstallSnapshot("s", server.addr, &InstallSnapshotRequest{Term: 3, Size: 1 << 20}, &resp, newSnapshotSource(t, 1<<20, 2))
+		err := client.InstallSnapshot("s", server.addr, &InstallSnapshotRequest{Term: 3, Size: 1 << 20}, &resp, newNetSnapshotSource(t, 1<<20, 2))
 		if err == nil || err.Error() != "unsupported snapshot version 7" {
 			t.Fatalf("InstallSnapshot error %v, want the node's text", err)
 		}
 		if resp.Term != 3 {
 			t.Fatalf("response beside the error not decoded: %+v", resp)
 		}
-		checkServed(t, client, server.addr)
+		checkNetServed(t, client, server.addr)
 		client.closeAndWait()
 		server.closeAndWait()
 	})
@@ -129,13 +129,13 @@ func TestNetTransport_InstallSnapshotDrainsUnreadBody(t *testing.T) {
 // Data shorter than Size is an error on the sending side.
 func TestNetTransport_InstallSnapshotShortData(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
 		server.serve(func(rpc RPC) {
 			_, err := io.Copy(io.Discard, rpc.Reader)
 			rpc.Respond(&InstallSnapshotResponse{}, err)
 		})
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
 		var resp InstallSnapshotResponse
 		err := client.InstallSnapshot("s", server.addr, &InstallSnapshotRequest{Size: 100}, &resp, strings.NewReader("short"))
 		if err == nil || !strings.Contains(err.Error(), "ended after 5 of 100 bytes") {
@@ -151,15 +151,15 @@ func TestNetTransport_InstallSnapshotShortData(t *testing.T) {
 // exactly that long.
 func TestNetTransport_InstallSnapshotDeadlineScales(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
 		server.serve(func(RPC) {}) // takes the request, reads nothing
-		client := newTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) { c.Timeout = time.Second })
+		client := newNetTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) { c.Timeout = time.Second })
 		client.TimeoutScale = 1024
 
 		start := time.Now()
 		var resp InstallSnapshotResponse
-		err := client.InstallSnapshot("s", server.addr, &InstallSnapshotRequest{Size: 10 * 1024 * 1024}, &resp, newSnapshotSource(t, 10*1024*1024, 3))
+		err := client.InstallSnapshot("s", server.addr, &InstallSnapshotRequest{Size: 10 * 1024 * 1024}, &resp, newNetSnapshotSource(t, 10*1024*1024, 3))
 		if err == nil {
 			t.Fatal("InstallSnapshot to a receiver that never reads succeeded")
 		}

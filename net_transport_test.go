@@ -14,19 +14,19 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-var testTime = time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC)
+var netTestTime = time.Date(2024, 1, 2, 3, 4, 5, 6, time.UTC)
 
-// roundTripCases send each RPC type with every field set and give the
+// netRoundTripCases send each RPC type with every field set and give the
 // response the echo server should produce.
-var roundTripCases = []struct {
+var netRoundTripCases = []struct {
 	name string
 	send func(n *NetworkTransport, target ServerAddress) (req, resp, want interface{}, err error)
 }{
 	{"AppendEntries", func(n *NetworkTransport, target ServerAddress) (interface{}, interface{}, interface{}, error) {
-		req := &AppendEntriesRequest{RPCHeader: header("n1"), Term: 7, Leader: []byte("n1-addr"), PrevLogEntry: 4, PrevLogTerm: 2,
+		req := &AppendEntriesRequest{RPCHeader: netTestHeader("n1"), Term: 7, Leader: []byte("n1-addr"), PrevLogEntry: 4, PrevLogTerm: 2,
 			Entries: []*Log{
-				{Index: 5, Term: 2, Type: LogCommand, Data: []byte("hi"), AppendedAt: testTime},
-				{Index: 6, Term: 2, Type: LogConfiguration, Data: []byte{1, 2}, Extensions: []byte("ext"), AppendedAt: testTime.Add(time.Hour)},
+				{Index: 5, Term: 2, Type: LogCommand, Data: []byte("hi"), AppendedAt: netTestTime},
+				{Index: 6, Term: 2, Type: LogConfiguration, Data: []byte{1, 2}, Extensions: []byte("ext"), AppendedAt: netTestTime.Add(time.Hour)},
 			},
 			LeaderCommitIndex: 4}
 		resp := &AppendEntriesResponse{}
@@ -34,25 +34,25 @@ var roundTripCases = []struct {
 		return req, resp, &AppendEntriesResponse{RPCHeader: req.RPCHeader, Term: 7, LastLog: 6, Success: true}, err
 	}},
 	{"RequestVote", func(n *NetworkTransport, target ServerAddress) (interface{}, interface{}, interface{}, error) {
-		req := &RequestVoteRequest{RPCHeader: header("n1"), Term: 8, Candidate: []byte("n1-addr"), LastLogIndex: 100, LastLogTerm: 7, LeadershipTransfer: true}
+		req := &RequestVoteRequest{RPCHeader: netTestHeader("n1"), Term: 8, Candidate: []byte("n1-addr"), LastLogIndex: 100, LastLogTerm: 7, LeadershipTransfer: true}
 		resp := &RequestVoteResponse{}
 		err := n.RequestVote("n2", target, req, resp)
 		return req, resp, &RequestVoteResponse{RPCHeader: req.RPCHeader, Term: 8, Granted: true}, err
 	}},
 	{"RequestPreVote", func(n *NetworkTransport, target ServerAddress) (interface{}, interface{}, interface{}, error) {
-		req := &RequestPreVoteRequest{RPCHeader: header("n1"), Term: 9, LastLogIndex: 300, LastLogTerm: 8}
+		req := &RequestPreVoteRequest{RPCHeader: netTestHeader("n1"), Term: 9, LastLogIndex: 300, LastLogTerm: 8}
 		resp := &RequestPreVoteResponse{}
 		err := n.RequestPreVote("n2", target, req, resp)
 		return req, resp, &RequestPreVoteResponse{RPCHeader: req.RPCHeader, Term: 9, Granted: true}, err
 	}},
 	{"TimeoutNow", func(n *NetworkTransport, target ServerAddress) (interface{}, interface{}, interface{}, error) {
-		req := &TimeoutNowRequest{RPCHeader: header("n1")}
+		req := &TimeoutNowRequest{RPCHeader: netTestHeader("n1")}
 		resp := &TimeoutNowResponse{}
 		err := n.TimeoutNow("n2", target, req, resp)
 		return req, resp, &TimeoutNowResponse{RPCHeader: req.RPCHeader}, err
 	}},
 	{"InstallSnapshot", func(n *NetworkTransport, target ServerAddress) (interface{}, interface{}, interface{}, error) {
-		req := &InstallSnapshotRequest{RPCHeader: header("n1"), SnapshotVersion: 1, Term: 10, Leader: []byte("n1-addr"),
+		req := &InstallSnapshotRequest{RPCHeader: netTestHeader("n1"), SnapshotVersion: 1, Term: 10, Leader: []byte("n1-addr"),
 			LastLogIndex: 1000, LastLogTerm: 9, Peers: []byte{0x91, 0xa1, 'x'}, Configuration: []byte("cfg"), ConfigurationIndex: 900, Size: 5}
 		resp := &InstallSnapshotResponse{}
 		err := n.InstallSnapshot("n2", target, req, resp, strings.NewReader("state"))
@@ -63,12 +63,12 @@ var roundTripCases = []struct {
 // Every RPC type crosses the transport with all its fields intact, and its
 // answer comes back intact.
 func TestNetTransport_RoundTripEachRPC(t *testing.T) {
-	for _, tc := range roundTripCases {
+	for _, tc := range netRoundTripCases {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				network := newPipeNetwork()
-				server := newTestNode(t, network, "10.0.0.1:1", nil)
-				client := newTestNode(t, network, "10.0.0.2:1", nil)
+				network := newNetPipeNetwork()
+				server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+				client := newNetTestNode(t, network, "10.0.0.2:1", nil)
 				received := make(chan interface{}, 1)
 				server.serve(func(rpc RPC) {
 					if snap, ok := rpc.Command.(*InstallSnapshotRequest); ok {
@@ -78,7 +78,7 @@ func TestNetTransport_RoundTripEachRPC(t *testing.T) {
 						}
 					}
 					received <- rpc.Command
-					echoAnswer(rpc)
+					netEchoAnswer(rpc)
 				})
 
 				req, resp, want, err := tc.send(client.NetworkTransport, server.addr)
@@ -102,9 +102,9 @@ func TestNetTransport_RoundTripEachRPC(t *testing.T) {
 // text (peers match on it), and the response is still decoded.
 func TestNetTransport_RemoteErrorText(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
 		server.serve(func(rpc RPC) {
 			switch rpc.Command.(type) {
 			case *RequestPreVoteRequest:
@@ -147,9 +147,9 @@ func (n *NetworkTransport) pooled(target ServerAddress) int {
 // Connections are reused last-in first-out, and at most MaxPool are kept.
 func TestNetTransport_PoolIsLIFOAndBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		client := newTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) { c.MaxPool = 2 })
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		client := newNetTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) { c.MaxPool = 2 })
 
 		// Hold five RPCs at the server at once, so that five connections
 		// are open, then release them all.
@@ -157,7 +157,7 @@ func TestNetTransport_PoolIsLIFOAndBounded(t *testing.T) {
 		server.serve(func(rpc RPC) {
 			go func() {
 				<-release
-				echoAnswer(rpc)
+				netEchoAnswer(rpc)
 			}()
 		})
 		var wg sync.WaitGroup
@@ -166,7 +166,7 @@ func TestNetTransport_PoolIsLIFOAndBounded(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				var resp RequestVoteResponse
-				if err := client.RequestVote("s", server.addr, &RequestVoteRequest{RPCHeader: header("c"), Term: 1}, &resp); err != nil {
+				if err := client.RequestVote("s", server.addr, &RequestVoteRequest{RPCHeader: netTestHeader("c"), Term: 1}, &resp); err != nil {
 					t.Errorf("RequestVote: %v", err)
 				}
 			}()
@@ -197,7 +197,7 @@ func TestNetTransport_PoolIsLIFOAndBounded(t *testing.T) {
 
 		// Sequential RPCs reuse one connection instead of dialing.
 		for i := 0; i < 10; i++ {
-			checkServed(t, client, server.addr)
+			checkNetServed(t, client, server.addr)
 		}
 		if got := server.server.count("10.0.0.2"); got != 2 {
 			t.Fatalf("sequential RPCs opened connections: server holds %d, want 2", got)
@@ -211,9 +211,9 @@ func TestNetTransport_PoolIsLIFOAndBounded(t *testing.T) {
 // the broken connection is not pooled.
 func TestNetTransport_DeadlineOnSilentPeer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		client := newTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) { c.Timeout = 2 * time.Second })
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		client := newNetTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) { c.Timeout = 2 * time.Second })
 		server.serve(func(RPC) {}) // takes every RPC, answers none
 
 		start := time.Now()
@@ -237,8 +237,8 @@ func TestNetTransport_DeadlineOnSilentPeer(t *testing.T) {
 // the error.
 func TestNetTransport_DialFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
+		network := newNetPipeNetwork()
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
 		var resp RequestVoteResponse
 		err := client.RequestVote("s", "10.9.9.9:1", &RequestVoteRequest{}, &resp)
 		if err == nil || !strings.Contains(err.Error(), "10.9.9.9:1") {
@@ -251,10 +251,10 @@ func TestNetTransport_DialFailure(t *testing.T) {
 	})
 }
 
-// fixedProvider resolves server IDs from a map.
-type fixedProvider map[ServerID]ServerAddress
+// netFixedProvider resolves server IDs from a map.
+type netFixedProvider map[ServerID]ServerAddress
 
-func (p fixedProvider) ServerAddr(id ServerID) (ServerAddress, error) {
+func (p netFixedProvider) ServerAddr(id ServerID) (ServerAddress, error) {
 	if addr, ok := p[id]; ok {
 		return addr, nil
 	}
@@ -265,11 +265,11 @@ func (p fixedProvider) ServerAddr(id ServerID) (ServerAddress, error) {
 // fails, the given address is used and a warning logged.
 func TestNetTransport_ServerAddressProvider(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		server.serve(echoAnswer)
-		client := newTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) {
-			c.ServerAddressProvider = fixedProvider{"known": "10.0.0.1:1"}
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		server.serve(netEchoAnswer)
+		client := newNetTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) {
+			c.ServerAddressProvider = netFixedProvider{"known": "10.0.0.1:1"}
 		})
 
 		var resp RequestVoteResponse
@@ -303,12 +303,12 @@ func TestNetTransport_ServerAddressProvider(t *testing.T) {
 // transport keeps working on fresh connections.
 func TestNetTransport_CloseStreams(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		server.serve(echoAnswer)
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		server.serve(netEchoAnswer)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
 
-		checkServed(t, client, server.addr)
+		checkNetServed(t, client, server.addr)
 		if client.pooled(server.addr) != 1 || server.server.count("10.0.0.2") != 1 {
 			t.Fatal("expected one pooled connection and its server side")
 		}
@@ -323,12 +323,12 @@ func TestNetTransport_CloseStreams(t *testing.T) {
 		}
 		_ = stale.Release()
 
-		checkServed(t, client, server.addr)
+		checkNetServed(t, client, server.addr)
 		client.CloseStreams()
 		if got := client.pooled(server.addr); got != 0 {
 			t.Fatalf("%d pooled connections after CloseStreams", got)
 		}
-		checkServed(t, client, server.addr)
+		checkNetServed(t, client, server.addr)
 		client.closeAndWait()
 		server.closeAndWait()
 	})
@@ -338,9 +338,9 @@ func TestNetTransport_CloseStreams(t *testing.T) {
 // closing its connection.
 func TestNetTransport_CloseStreamsFinishesCurrentRequest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
 		held := make(chan RPC, 1)
 		server.serve(func(rpc RPC) { held <- rpc })
 
@@ -351,7 +351,7 @@ func TestNetTransport_CloseStreamsFinishesCurrentRequest(t *testing.T) {
 		}()
 		rpc := <-held
 		server.CloseStreams()
-		echoAnswer(rpc)
+		netEchoAnswer(rpc)
 		if err := <-done; err != nil {
 			t.Fatalf("request in flight during CloseStreams failed: %v", err)
 		}
@@ -368,9 +368,9 @@ func TestNetTransport_CloseStreamsFinishesCurrentRequest(t *testing.T) {
 // waiting for the node is abandoned, and every goroutine exits.
 func TestNetTransport_Close(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", nil)
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
 
 		// Nobody consumes: the request waits at the server until Close.
 		done := make(chan error, 1)
@@ -408,8 +408,8 @@ func TestNetTransport_Close(t *testing.T) {
 // limits, and a logger named raft-net.
 func TestNetTransport_Defaults(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		var out logBuffer
+		network := newNetPipeNetwork()
+		var out netLogBuffer
 		n := NewNetworkTransport(network.listen("10.0.0.1:1"), 2, time.Second, &out)
 		if n.TimeoutScale != DefaultTimeoutScale || n.maxInFlight != DefaultMaxRPCsInFlight ||
 			n.maxRPCBytes != DefaultMaxRPCBytes || n.frameTimeout != DefaultFrameTimeout ||
@@ -461,28 +461,28 @@ func TestScaledTimeout(t *testing.T) {
 	}
 }
 
-// failingLayer fails its first failures Accept calls, then waits until
+// netFailingLayer fails its first failures Accept calls, then waits until
 // closed, recording when each call was made.
-type failingLayer struct {
-	*pipeLayer
+type netFailingLayer struct {
+	*netPipeLayer
 	failures int
 	calls    []time.Time
 }
 
-func (l *failingLayer) Accept() (net.Conn, error) {
+func (l *netFailingLayer) Accept() (net.Conn, error) {
 	l.calls = append(l.calls, time.Now())
 	if len(l.calls) <= l.failures {
 		return nil, errors.New("accept failed")
 	}
-	return l.pipeLayer.Accept()
+	return l.netPipeLayer.Accept()
 }
 
 // A failing Accept is retried after a pause that starts at 5ms and doubles
 // up to 1s; Close ends the loop even while it pauses.
 func TestNetTransport_AcceptBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		layer := &failingLayer{pipeLayer: newPipeNetwork().listen("10.0.0.1:1"), failures: 10}
-		logs := &logBuffer{}
+		layer := &netFailingLayer{netPipeLayer: newNetPipeNetwork().listen("10.0.0.1:1"), failures: 10}
+		logs := &netLogBuffer{}
 		n := NewNetworkTransportWithConfig(&NetworkTransportConfig{Stream: layer, Logger: hclog.New(&hclog.LoggerOptions{Output: logs})})
 		time.Sleep(time.Minute)
 		synctest.Wait()
@@ -502,7 +502,7 @@ func TestNetTransport_AcceptBackoff(t *testing.T) {
 		n.routines.Wait()
 
 		// Close during a pause.
-		layer = &failingLayer{pipeLayer: newPipeNetwork().listen("10.0.0.1:1"), failures: 1 << 30}
+		layer = &netFailingLayer{netPipeLayer: newNetPipeNetwork().listen("10.0.0.1:1"), failures: 1 << 30}
 		n = NewNetworkTransportWithConfig(&NetworkTransportConfig{Stream: layer, Logger: hclog.NewNullLogger()})
 		time.Sleep(3 * time.Second)
 		n.Close()

@@ -15,7 +15,7 @@ func TestTCPTransport_AddressChecks(t *testing.T) {
 	if err == nil || err.Error() != "local bind address is not advertisable" {
 		t.Fatalf("unspecified bind address without advertise: %v", err)
 	}
-	_, err = NewTCPTransport("127.0.0.1:0", pipeAddr("10.0.0.1:1"), 1, time.Second, nil)
+	_, err = NewTCPTransport("127.0.0.1:0", netPipeAddr("10.0.0.1:1"), 1, time.Second, nil)
 	if err == nil || err.Error() != "local address is not a TCP address" {
 		t.Fatalf("non-TCP advertise address: %v", err)
 	}
@@ -38,7 +38,7 @@ func TestTCPTransport_AddressChecks(t *testing.T) {
 }
 
 // newTCPPair starts two transports on loopback, the first one answering
-// with echoAnswer.
+// with netEchoAnswer.
 func newTCPPair(t *testing.T) (server, client *NetworkTransport) {
 	t.Helper()
 	server, err := NewTCPTransportWithConfig("127.0.0.1:0", nil, &NetworkTransportConfig{MaxPool: 2, Timeout: 5 * time.Second})
@@ -61,7 +61,7 @@ func newTCPPair(t *testing.T) (server, client *NetworkTransport) {
 						}
 					}
 				}
-				echoAnswer(rpc)
+				netEchoAnswer(rpc)
 			case <-server.shutdownCh:
 				return
 			}
@@ -77,13 +77,13 @@ func TestTCPTransport_Loopback(t *testing.T) {
 	if !strings.HasPrefix(string(target), "127.0.0.1:") {
 		t.Fatalf("LocalAddr = %q", target)
 	}
-	for _, tc := range roundTripCases {
+	for _, tc := range netRoundTripCases {
 		if _, _, _, err := tc.send(client, target); err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
 	}
 	var resp InstallSnapshotResponse
-	if err := client.InstallSnapshot("s", target, &InstallSnapshotRequest{Term: 2, Size: 8 << 20}, &resp, newSnapshotSource(t, 8<<20, 4)); err != nil || !resp.Success {
+	if err := client.InstallSnapshot("s", target, &InstallSnapshotRequest{Term: 2, Size: 8 << 20}, &resp, newNetSnapshotSource(t, 8<<20, 4)); err != nil || !resp.Success {
 		t.Fatalf("8 MiB InstallSnapshot: %v %+v", err, resp)
 	}
 	p, err := client.AppendEntriesPipeline("s", target)
@@ -108,7 +108,7 @@ func TestTCPTransport_Loopback(t *testing.T) {
 
 // Mutual TLS over real TCP.
 func TestTLSTransport_Loopback(t *testing.T) {
-	ca := newTestCA(t, "cluster CA")
+	ca := newNetTestCA(t, "cluster CA")
 	server, err := NewTLSTransport("127.0.0.1:0", nil, ca.config(t, "s1", "127.0.0.1"), 2, 5*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestTLSTransport_Loopback(t *testing.T) {
 		for {
 			select {
 			case rpc := <-server.Consumer():
-				echoAnswer(rpc)
+				netEchoAnswer(rpc)
 			case <-server.shutdownCh:
 				return
 			}

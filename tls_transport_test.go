@@ -16,25 +16,25 @@ import (
 	"time"
 )
 
-// testCA issues certificates for tests. They are valid from 1990 to 2100,
+// netTestCA issues certificates for tests. They are valid from 1990 to 2100,
 // which covers the fake clock of synctest bubbles (it starts in 2000).
-type testCA struct {
+type netTestCA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	pool *x509.CertPool
 }
 
-var certSerial int64
+var netCertSerial int64
 
-func newTestCA(t *testing.T, name string) *testCA {
+func newNetTestCA(t *testing.T, name string) *netTestCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certSerial++
+	netCertSerial++
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(certSerial),
+		SerialNumber:          big.NewInt(netCertSerial),
 		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC),
 		NotAfter:              time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
@@ -52,20 +52,20 @@ func newTestCA(t *testing.T, name string) *testCA {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
+	return &netTestCA{cert: cert, key: key, pool: pool}
 }
 
 // config returns a TLS configuration for a server called cn at ip, with a
 // certificate from ca, trusting ca.
-func (ca *testCA) config(t *testing.T, cn, ip string) *tls.Config {
+func (ca *netTestCA) config(t *testing.T, cn, ip string) *tls.Config {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certSerial++
+	netCertSerial++
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(certSerial),
+		SerialNumber: big.NewInt(netCertSerial),
 		Subject:      pkix.Name{CommonName: cn},
 		NotBefore:    time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC),
 		NotAfter:     time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
@@ -83,10 +83,10 @@ func (ca *testCA) config(t *testing.T, cn, ip string) *tls.Config {
 	}
 }
 
-// newTLSNode starts a transport at ip:1 that speaks mutual TLS with cfg.
-func newTLSNode(t *testing.T, network *pipeNetwork, ip string, cfg *tls.Config, edit func(*NetworkTransportConfig)) *testNode {
+// newNetTLSNode starts a transport at ip:1 that speaks mutual TLS with cfg.
+func newNetTLSNode(t *testing.T, network *netPipeNetwork, ip string, cfg *tls.Config, edit func(*NetworkTransportConfig)) *netTestNode {
 	t.Helper()
-	return newTestNode(t, network, ip+":1", func(c *NetworkTransportConfig) {
+	return newNetTestNode(t, network, ip+":1", func(c *NetworkTransportConfig) {
 		stream, err := NewTLSStreamLayer(c.Stream, cfg)
 		if err != nil {
 			t.Fatalf("NewTLSStreamLayer: %v", err)
@@ -102,12 +102,12 @@ func newTLSNode(t *testing.T, network *pipeNetwork, ip string, cfg *tls.Config, 
 // over TLS.
 func TestTLSTransport_MutualAuthAccepts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ca := newTestCA(t, "cluster CA")
-		network := newPipeNetwork()
-		server := newTLSNode(t, network, "10.0.0.1", ca.config(t, "s1", "10.0.0.1"), nil)
-		server.serve(echoAnswer)
-		client := newTLSNode(t, network, "10.0.0.2", ca.config(t, "s2", "10.0.0.2"), nil)
-		for _, tc := range roundTripCases {
+		ca := newNetTestCA(t, "cluster CA")
+		network := newNetPipeNetwork()
+		server := newNetTLSNode(t, network, "10.0.0.1", ca.config(t, "s1", "10.0.0.1"), nil)
+		server.serve(netEchoAnswer)
+		client := newNetTLSNode(t, network, "10.0.0.2", ca.config(t, "s2", "10.0.0.2"), nil)
+		for _, tc := range netRoundTripCases {
 			if _, _, _, err := tc.send(client.NetworkTransport, server.addr); err != nil {
 				t.Fatalf("%s over TLS: %v", tc.name, err)
 			}
@@ -121,17 +121,17 @@ func TestTLSTransport_MutualAuthAccepts(t *testing.T) {
 // in the handshake: the node never sees its request.
 func TestTLSTransport_RefusesForeignClientCertificate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ca, foreign := newTestCA(t, "cluster CA"), newTestCA(t, "other CA")
-		network := newPipeNetwork()
-		server := newTLSNode(t, network, "10.0.0.1", ca.config(t, "s1", "10.0.0.1"), nil)
+		ca, foreign := newNetTestCA(t, "cluster CA"), newNetTestCA(t, "other CA")
+		network := newNetPipeNetwork()
+		server := newNetTLSNode(t, network, "10.0.0.1", ca.config(t, "s1", "10.0.0.1"), nil)
 		seen := make(chan RPC, 1)
-		server.serve(func(rpc RPC) { seen <- rpc; echoAnswer(rpc) })
+		server.serve(func(rpc RPC) { seen <- rpc; netEchoAnswer(rpc) })
 
 		// The intruder trusts the cluster CA (so it accepts the server) but
 		// holds a certificate from another CA.
 		intruderCfg := foreign.config(t, "intruder", "10.6.6.6")
 		intruderCfg.RootCAs = ca.pool
-		intruder := newTLSNode(t, network, "10.6.6.6", intruderCfg, nil)
+		intruder := newNetTLSNode(t, network, "10.6.6.6", intruderCfg, nil)
 		var resp RequestVoteResponse
 		if err := intruder.RequestVote("s1", server.addr, &RequestVoteRequest{Term: 1}, &resp); err == nil {
 			t.Fatal("RPC with a foreign client certificate succeeded")
@@ -145,11 +145,11 @@ func TestTLSTransport_RefusesForeignClientCertificate(t *testing.T) {
 		}
 
 		// And a server with a foreign certificate is refused by the client.
-		legit := newTLSNode(t, network, "10.0.0.2", ca.config(t, "s2", "10.0.0.2"), nil)
+		legit := newNetTLSNode(t, network, "10.0.0.2", ca.config(t, "s2", "10.0.0.2"), nil)
 		if err := legit.RequestVote("x", intruder.addr, &RequestVoteRequest{Term: 1}, &resp); err == nil {
 			t.Fatal("client accepted a server certificate from a foreign CA")
 		}
-		checkServed(t, legit, server.addr)
+		checkNetServed(t, legit, server.addr)
 		intruder.closeAndWait()
 		legit.closeAndWait()
 		server.closeAndWait()
@@ -161,13 +161,13 @@ func TestTLSTransport_RefusesForeignClientCertificate(t *testing.T) {
 // request on it must then carry.
 func TestTLSTransport_VerifyPeer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ca := newTestCA(t, "cluster CA")
-		network := newPipeNetwork()
+		ca := newNetTestCA(t, "cluster CA")
+		network := newNetPipeNetwork()
 		type call struct {
 			cn, remote string
 		}
 		calls := make(chan call, 10)
-		server := newTLSNode(t, network, "10.0.0.1", ca.config(t, "s1", "10.0.0.1"), func(c *NetworkTransportConfig) {
+		server := newNetTLSNode(t, network, "10.0.0.1", ca.config(t, "s1", "10.0.0.1"), func(c *NetworkTransportConfig) {
 			c.VerifyPeer = func(cert *x509.Certificate, remote net.Addr) (ServerID, error) {
 				calls <- call{cert.Subject.CommonName, remote.String()}
 				if cert.Subject.CommonName == "banned" {
@@ -176,12 +176,12 @@ func TestTLSTransport_VerifyPeer(t *testing.T) {
 				return ServerID(cert.Subject.CommonName), nil
 			}
 		})
-		server.serve(echoAnswer)
-		client := newTLSNode(t, network, "10.0.0.2", ca.config(t, "s2", "10.0.0.2"), nil)
+		server.serve(netEchoAnswer)
+		client := newNetTLSNode(t, network, "10.0.0.2", ca.config(t, "s2", "10.0.0.2"), nil)
 
 		// The header names the certificate's server: served.
 		var resp RequestVoteResponse
-		if err := client.RequestVote("s1", server.addr, &RequestVoteRequest{RPCHeader: header("s2"), Term: 1}, &resp); err != nil {
+		if err := client.RequestVote("s1", server.addr, &RequestVoteRequest{RPCHeader: netTestHeader("s2"), Term: 1}, &resp); err != nil {
 			t.Fatalf("RPC from the bound server: %v", err)
 		}
 		if c := <-calls; c.cn != "s2" || !strings.HasPrefix(c.remote, "10.0.0.2:") {
@@ -189,7 +189,7 @@ func TestTLSTransport_VerifyPeer(t *testing.T) {
 		}
 
 		// The header names someone else: the connection is closed.
-		if err := client.RequestVote("s1", server.addr, &RequestVoteRequest{RPCHeader: header("s3"), Term: 1}, &resp); err == nil {
+		if err := client.RequestVote("s1", server.addr, &RequestVoteRequest{RPCHeader: netTestHeader("s3"), Term: 1}, &resp); err == nil {
 			t.Fatal("RPC naming another server than the certificate succeeded")
 		}
 		synctest.Wait()
@@ -198,15 +198,15 @@ func TestTLSTransport_VerifyPeer(t *testing.T) {
 		}
 
 		// VerifyPeer refuses: nothing is served.
-		banned := newTLSNode(t, network, "10.0.0.3", ca.config(t, "banned", "10.0.0.3"), nil)
-		if err := banned.RequestVote("s1", server.addr, &RequestVoteRequest{RPCHeader: header("banned"), Term: 1}, &resp); err == nil {
+		banned := newNetTLSNode(t, network, "10.0.0.3", ca.config(t, "banned", "10.0.0.3"), nil)
+		if err := banned.RequestVote("s1", server.addr, &RequestVoteRequest{RPCHeader: netTestHeader("banned"), Term: 1}, &resp); err == nil {
 			t.Fatal("RPC from a refused peer succeeded")
 		}
 		synctest.Wait()
 		if got := server.log.count("VerifyPeer refused the client"); got != 1 {
 			t.Fatalf("want the refusal logged once, log:\n%s", server.log)
 		}
-		if err := client.RequestVote("s1", server.addr, &RequestVoteRequest{RPCHeader: header("s2"), Term: 1}, &resp); err != nil {
+		if err := client.RequestVote("s1", server.addr, &RequestVoteRequest{RPCHeader: netTestHeader("s2"), Term: 1}, &resp); err != nil {
 			t.Fatalf("bound server no longer served: %v", err)
 		}
 		banned.closeAndWait()
@@ -218,12 +218,12 @@ func TestTLSTransport_VerifyPeer(t *testing.T) {
 // With VerifyPeer set, a connection that is not TLS is refused.
 func TestTLSTransport_VerifyPeerNeedsTLS(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		network := newPipeNetwork()
-		server := newTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) {
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", func(c *NetworkTransportConfig) {
 			c.VerifyPeer = func(*x509.Certificate, net.Addr) (ServerID, error) { return "", nil }
 		})
-		server.serve(echoAnswer)
-		client := newTestNode(t, network, "10.0.0.2:1", nil)
+		server.serve(netEchoAnswer)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
 		var resp RequestVoteResponse
 		if err := client.RequestVote("s", server.addr, &RequestVoteRequest{Term: 1}, &resp); err == nil {
 			t.Fatal("plain connection served despite VerifyPeer")
@@ -238,20 +238,20 @@ func TestTLSTransport_VerifyPeerNeedsTLS(t *testing.T) {
 // runs on the connection's goroutine, not in Accept.
 func TestTLSTransport_StalledHandshake(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ca := newTestCA(t, "cluster CA")
-		network := newPipeNetwork()
-		server := newTLSNode(t, network, "10.0.0.1", ca.config(t, "s1", "10.0.0.1"), func(c *NetworkTransportConfig) {
+		ca := newNetTestCA(t, "cluster CA")
+		network := newNetPipeNetwork()
+		server := newNetTLSNode(t, network, "10.0.0.1", ca.config(t, "s1", "10.0.0.1"), func(c *NetworkTransportConfig) {
 			c.FrameTimeout = 5 * time.Second
 		})
-		server.serve(echoAnswer)
-		client := newTLSNode(t, network, "10.0.0.2", ca.config(t, "s2", "10.0.0.2"), nil)
+		server.serve(netEchoAnswer)
+		client := newNetTLSNode(t, network, "10.0.0.2", ca.config(t, "s2", "10.0.0.2"), nil)
 
 		start := time.Now()
 		var stalled []*hostilePeer
 		for i := 0; i < 3; i++ {
 			stalled = append(stalled, dialHostile(t, network, "10.6.6.6", server.addr))
 		}
-		checkServed(t, client, server.addr)
+		checkNetServed(t, client, server.addr)
 		if time.Since(start) != 0 {
 			t.Fatal("a legitimate peer waited behind stalled handshakes")
 		}

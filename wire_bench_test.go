@@ -9,23 +9,23 @@ import (
 	"github.com/hashicorp/go-msgpack/v2/codec"
 )
 
-// benchAppendEntries is the benchmark request: 64 entries of 256 bytes.
-func benchAppendEntries() *AppendEntriesRequest {
+// netBenchAppendEntries is the benchmark request: 64 entries of 256 bytes.
+func netBenchAppendEntries() *AppendEntriesRequest {
 	req := &AppendEntriesRequest{
 		RPCHeader: RPCHeader{ProtocolVersion: 3, ID: []byte("node-1"), Addr: []byte("10.0.0.1:8300")},
 		Term:      12, Leader: []byte("10.0.0.1:8300"), PrevLogEntry: 100000, PrevLogTerm: 12, LeaderCommitIndex: 99990,
 	}
 	for i := 0; i < 64; i++ {
 		req.Entries = append(req.Entries, &Log{Index: uint64(100001 + i), Term: 12, Type: LogCommand,
-			Data: bytes.Repeat([]byte{byte(i)}, 256), AppendedAt: testTime})
+			Data: bytes.Repeat([]byte{byte(i)}, 256), AppendedAt: netTestTime})
 	}
 	return req
 }
 
 // BenchmarkWireEncodeAppendEntries measures writing one request frame.
 func BenchmarkWireEncodeAppendEntries(b *testing.B) {
-	req := benchAppendEntries()
-	var counter countingWriter
+	req := netBenchAppendEntries()
+	var counter netCountingWriter
 	enc := newWireEncoder(bufio.NewWriterSize(&counter, clientWriteBufferSize), newWireEncodeHandle(false))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -36,14 +36,14 @@ func BenchmarkWireEncodeAppendEntries(b *testing.B) {
 	b.SetBytes(counter.n / int64(b.N))
 }
 
-type countingWriter struct{ n int64 }
+type netCountingWriter struct{ n int64 }
 
-func (w *countingWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
+func (w *netCountingWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }
 
 // BenchmarkWireDecodeAppendEntries measures the server's path: the value
 // reader collects the request, then the codec decodes it from memory.
 func BenchmarkWireDecodeAppendEntries(b *testing.B) {
-	frame := encodeFrame(b, rpcAppendEntries, benchAppendEntries(), false)[1:]
+	frame := encodeFrame(b, rpcAppendEntries, netBenchAppendEntries(), false)[1:]
 	src := bytes.NewReader(frame)
 	r := bufio.NewReaderSize(src, serverReadBufferSize)
 	dec := newWireDecoder(r, DefaultMaxRPCBytes, newWireDecodeHandle())
@@ -63,7 +63,7 @@ func BenchmarkWireDecodeAppendEntries(b *testing.B) {
 // does, straight from the buffered stream with a default handle, as the
 // baseline for BenchmarkWireDecodeAppendEntries.
 func BenchmarkWireDecodeAppendEntriesStreamed(b *testing.B) {
-	frame := encodeFrame(b, rpcAppendEntries, benchAppendEntries(), false)[1:]
+	frame := encodeFrame(b, rpcAppendEntries, netBenchAppendEntries(), false)[1:]
 	src := bytes.NewReader(frame)
 	r := bufio.NewReaderSize(src, serverReadBufferSize)
 	dec := codec.NewDecoder(r, &codec.MsgpackHandle{})
@@ -110,4 +110,4 @@ func BenchmarkWireDecodeLargeEntry(b *testing.B) {
 	}
 }
 
-var _ io.Writer = (*countingWriter)(nil)
+var _ io.Writer = (*netCountingWriter)(nil)

@@ -19,16 +19,16 @@ import (
 // Seed corpora live in testdata/fuzz/<FuzzName>/; run one with
 // `go test -run=^$ -fuzz=^FuzzName$ -fuzztime=60s`.
 
-// fuzzLimit is the size limit used while fuzzing: small enough that the
+// wireFuzzLimit is the size limit used while fuzzing: small enough that the
 // fuzzer reaches it.
-const fuzzLimit = 64 << 10
+const wireFuzzLimit = 64 << 10
 
 // FuzzValueReader checks the msgpack value scanner: what it returns is a
 // prefix of the input, scanning that prefix again gives the same value, and
 // it never keeps more than the limit allows.
 func FuzzValueReader(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r := newValueReader(bufio.NewReader(bytes.NewReader(data)), fuzzLimit)
+		r := newValueReader(bufio.NewReader(bytes.NewReader(data)), wireFuzzLimit)
 		consumed := 0
 		for {
 			v, err := r.next()
@@ -39,14 +39,14 @@ func FuzzValueReader(f *testing.F) {
 				}
 				return
 			}
-			if len(v) > fuzzLimit {
-				t.Fatalf("value of %d bytes passed a %d-byte limit", len(v), fuzzLimit)
+			if len(v) > wireFuzzLimit {
+				t.Fatalf("value of %d bytes passed a %d-byte limit", len(v), wireFuzzLimit)
 			}
 			if !bytes.Equal(v, data[consumed:consumed+len(v)]) {
 				t.Fatalf("value is not the next bytes of the input")
 			}
 			consumed += len(v)
-			again, err := newValueReader(bufio.NewReader(bytes.NewReader(v)), fuzzLimit).next()
+			again, err := newValueReader(bufio.NewReader(bytes.NewReader(v)), wireFuzzLimit).next()
 			if err != nil || !bytes.Equal(again, v) {
 				t.Fatalf("rescanning a returned value: %x, %v", again, err)
 			}
@@ -58,7 +58,7 @@ func FuzzValueReader(f *testing.F) {
 // transport's reading path; whatever decodes must encode and decode again
 // to the same bytes.
 func fuzzDecodeRequest(t *testing.T, typ rpcType, data []byte) {
-	dec := newWireDecoder(bufio.NewReader(bytes.NewReader(data)), fuzzLimit, newWireDecodeHandle())
+	dec := newWireDecoder(bufio.NewReader(bytes.NewReader(data)), wireFuzzLimit, newWireDecodeHandle())
 	req := typ.newRequest()
 	if err := dec.decode(req); err != nil {
 		return
@@ -101,7 +101,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		typ := rpcType(data[0] % 5)
 		c := &netConn{
 			target: "fuzz",
-			dec:    newWireDecoder(bufio.NewReader(bytes.NewReader(data[1:])), fuzzLimit, newWireDecodeHandle()),
+			dec:    newWireDecoder(bufio.NewReader(bytes.NewReader(data[1:])), wireFuzzLimit, newWireDecodeHandle()),
 		}
 		for {
 			if _, err := c.readResponse(typ.newResponse()); err != nil {
@@ -114,18 +114,18 @@ func FuzzDecodeResponse(f *testing.F) {
 	})
 }
 
-// bytesConn is a net.Conn that reads from a byte slice and discards what
+// netBytesConn is a net.Conn that reads from a byte slice and discards what
 // is written; deadlines are ignored.
-type bytesConn struct{ r *bytes.Reader }
+type netBytesConn struct{ r *bytes.Reader }
 
-func (c bytesConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
-func (c bytesConn) Write(p []byte) (int, error)      { return len(p), nil }
-func (c bytesConn) Close() error                     { return nil }
-func (c bytesConn) LocalAddr() net.Addr              { return pipeAddr("fuzz:1") }
-func (c bytesConn) RemoteAddr() net.Addr             { return pipeAddr("fuzz:2") }
-func (c bytesConn) SetDeadline(time.Time) error      { return nil }
-func (c bytesConn) SetReadDeadline(time.Time) error  { return nil }
-func (c bytesConn) SetWriteDeadline(time.Time) error { return nil }
+func (c netBytesConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c netBytesConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c netBytesConn) Close() error                     { return nil }
+func (c netBytesConn) LocalAddr() net.Addr              { return netPipeAddr("fuzz:1") }
+func (c netBytesConn) RemoteAddr() net.Addr             { return netPipeAddr("fuzz:2") }
+func (c netBytesConn) SetDeadline(time.Time) error      { return nil }
+func (c netBytesConn) SetReadDeadline(time.Time) error  { return nil }
+func (c netBytesConn) SetWriteDeadline(time.Time) error { return nil }
 
 // FuzzReadRequestFrame runs the server's frame reader over a whole
 // connection's worth of bytes: type byte, request, snapshot body, next
@@ -133,9 +133,9 @@ func (c bytesConn) SetWriteDeadline(time.Time) error { return nil }
 func FuzzReadRequestFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		n := &NetworkTransport{TimeoutScale: DefaultTimeoutScale, frameTimeout: time.Second}
-		conn := bytesConn{bytes.NewReader(data)}
+		conn := netBytesConn{bytes.NewReader(data)}
 		c := &serverConn{conn: conn, r: bufio.NewReader(conn)}
-		c.dec = newWireDecoder(c.r, fuzzLimit, newWireDecodeHandle())
+		c.dec = newWireDecoder(c.r, wireFuzzLimit, newWireDecodeHandle())
 		for {
 			b, err := c.r.ReadByte()
 			if err != nil {
@@ -157,25 +157,25 @@ func FuzzReadRequestFrame(f *testing.F) {
 	})
 }
 
-// fuzzSeeds returns the seed inputs of each fuzz target: the golden frames
+// wireFuzzSeeds returns the seed inputs of each fuzz target: the golden frames
 // and the hostile payloads.
-func fuzzSeeds(t *testing.T) map[string][][]byte {
+func wireFuzzSeeds(t *testing.T) map[string][][]byte {
 	var frames, values [][]byte
 	for _, g := range goldenRequests {
-		frame := readGolden(t, g.file)
+		frame := readWireGolden(t, g.file)
 		frames = append(frames, frame)
 		values = append(values, frame[1:])
 	}
 	var responses [][]byte
 	for i, g := range goldenResponses {
-		responses = append(responses, append([]byte{byte(i % 5)}, readGolden(t, g.file)...))
+		responses = append(responses, append([]byte{byte(i % 5)}, readWireGolden(t, g.file)...))
 	}
-	for _, h := range hostileCases {
+	for _, h := range netHostileCases {
 		frames = append(frames, h.payload)
 		values = append(values, h.payload[1:])
 	}
-	example := readGolden(t, "compat_4_3_append_entries")
-	newTime := readGolden(t, "compat_4_3_append_entries_new_time_format")
+	example := readWireGolden(t, "compat_4_3_append_entries")
+	newTime := readWireGolden(t, "compat_4_3_append_entries_new_time_format")
 	values = append(values, example, newTime)
 	// A snapshot request, its 3-byte body, then a TimeoutNow request.
 	snapshotThenNext := append(encodeFrame(t, rpcInstallSnapshot, &InstallSnapshotRequest{Size: 3}, false), 'a', 'b', 'c', 3, 0x80)
@@ -183,10 +183,10 @@ func fuzzSeeds(t *testing.T) map[string][][]byte {
 	return map[string][][]byte{
 		"FuzzValueReader":                  values,
 		"FuzzDecodeAppendEntriesRequest":   {values[0], values[1], example, newTime},
-		"FuzzDecodeRequestVoteRequest":     {readGolden(t, "request_vote_request")[1:]},
-		"FuzzDecodeRequestPreVoteRequest":  {readGolden(t, "request_pre_vote_request")[1:]},
-		"FuzzDecodeInstallSnapshotRequest": {readGolden(t, "install_snapshot_request")[1:]},
-		"FuzzDecodeTimeoutNowRequest":      {readGolden(t, "timeout_now_request")[1:]},
+		"FuzzDecodeRequestVoteRequest":     {readWireGolden(t, "request_vote_request")[1:]},
+		"FuzzDecodeRequestPreVoteRequest":  {readWireGolden(t, "request_pre_vote_request")[1:]},
+		"FuzzDecodeInstallSnapshotRequest": {readWireGolden(t, "install_snapshot_request")[1:]},
+		"FuzzDecodeTimeoutNowRequest":      {readWireGolden(t, "timeout_now_request")[1:]},
 		"FuzzDecodeResponse":               responses,
 		"FuzzReadRequestFrame":             frames,
 	}
@@ -195,7 +195,7 @@ func fuzzSeeds(t *testing.T) map[string][][]byte {
 // TestFuzzSeeds checks that every fuzz target has its seed corpus, and
 // under -update-wire writes it.
 func TestFuzzSeeds(t *testing.T) {
-	for target, seeds := range fuzzSeeds(t) {
+	for target, seeds := range wireFuzzSeeds(t) {
 		dir := filepath.Join("testdata", "fuzz", target)
 		if !*updateWire {
 			entries, err := os.ReadDir(dir)

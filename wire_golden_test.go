@@ -100,9 +100,9 @@ func encodeResponseFrame(t testing.TB, errText string, resp interface{}, newTime
 	return buf.Bytes()
 }
 
-// checkGolden compares got with testdata/wire/name.hex, or rewrites the
+// checkWireGolden compares got with testdata/wire/name.hex, or rewrites the
 // file under -update-wire.
-func checkGolden(t *testing.T, name string, got []byte) {
+func checkWireGolden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	path := filepath.Join("testdata", "wire", name+".hex")
 	if *updateWire {
@@ -111,13 +111,13 @@ func checkGolden(t *testing.T, name string, got []byte) {
 		}
 		return
 	}
-	want := readGolden(t, name)
+	want := readWireGolden(t, name)
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s: encoding changed\n got: %x\nwant: %x", name, got, want)
 	}
 }
 
-func readGolden(t testing.TB, name string) []byte {
+func readWireGolden(t testing.TB, name string) []byte {
 	t.Helper()
 	text, err := os.ReadFile(filepath.Join("testdata", "wire", name+".hex"))
 	if err != nil {
@@ -138,7 +138,7 @@ func TestWire_CompatExample(t *testing.T) {
 	if frame[0] != byte(rpcAppendEntries) || !bytes.Equal(frame[1:], want) {
 		t.Fatalf("compat.md §4.3 example:\n got: %x\nwant: %x", frame[1:], want)
 	}
-	if got := readGolden(t, "compat_4_3_append_entries"); !bytes.Equal(got, want) {
+	if got := readWireGolden(t, "compat_4_3_append_entries"); !bytes.Equal(got, want) {
 		t.Fatalf("testdata/wire/compat_4_3_append_entries.hex differs from compat.md §4.3")
 	}
 	var decoded AppendEntriesRequest
@@ -163,19 +163,19 @@ func decodeFrameForTest(t testing.TB, b []byte, out interface{}) {
 func TestWire_GoldenFrames(t *testing.T) {
 	for _, g := range goldenRequests {
 		frame := encodeFrame(t, g.typ, g.req, false)
-		checkGolden(t, g.file, frame)
+		checkWireGolden(t, g.file, frame)
 		if frame[0] != byte(g.typ) {
 			t.Errorf("%s: type byte %d, want %d", g.file, frame[0], g.typ)
 		}
 		got := g.typ.newRequest()
-		decodeFrameForTest(t, readGolden(t, g.file)[1:], got)
+		decodeFrameForTest(t, readWireGolden(t, g.file)[1:], got)
 		if !reflect.DeepEqual(normalizeTimes(got), normalizeTimes(g.req)) {
 			t.Errorf("%s decodes to\n  %+v\nwant\n  %+v", g.file, got, g.req)
 		}
 	}
 	for _, g := range goldenResponses {
-		checkGolden(t, g.file, encodeResponseFrame(t, g.errText, g.resp, false))
-		dec := newWireDecoder(bufio.NewReader(bytes.NewReader(readGolden(t, g.file))), DefaultMaxRPCBytes, newWireDecodeHandle())
+		checkWireGolden(t, g.file, encodeResponseFrame(t, g.errText, g.resp, false))
+		dec := newWireDecoder(bufio.NewReader(bytes.NewReader(readWireGolden(t, g.file))), DefaultMaxRPCBytes, newWireDecodeHandle())
 		var errText string
 		if err := dec.decode(&errText); err != nil || errText != g.errText {
 			t.Errorf("%s: error text %q, %v", g.file, errText, err)
@@ -218,7 +218,7 @@ func normalizeTimes(v interface{}) interface{} {
 func TestWire_TimeFormats(t *testing.T) {
 	req := compatExample()
 	newFrame := encodeFrame(t, rpcAppendEntries, req, true)
-	checkGolden(t, "compat_4_3_append_entries_new_time_format", newFrame[1:])
+	checkWireGolden(t, "compat_4_3_append_entries_new_time_format", newFrame[1:])
 	// 2024-01-02T03:04:05.000000006Z as timestamp 64: 30 bits of
 	// nanoseconds, 34 bits of seconds, inside raw(8).
 	if !bytes.Contains(newFrame, []byte{0xaa, 'A', 'p', 'p', 'e', 'n', 'd', 'e', 'd', 'A', 't', 0xa8, 0x00, 0x00, 0x00, 0x18, 0x65, 0x93, 0x7d, 0x25}) {
