@@ -25,9 +25,9 @@ import (
 // pipeline benchmark measures entries per second through one pipelined
 // loopback TCP connection.
 
-func benchRequest() *qraft.AppendEntriesRequest {
+func wireBenchRequest() *qraft.AppendEntriesRequest {
 	req := &qraft.AppendEntriesRequest{
-		RPCHeader: qraft.RPCHeader{ProtocolVersion: 3, ID: []byte("node-1"), Addr: []byte("10.0.0.1:8300")},
+		RPCHeader: qraft.RPCHeader{ProtocolVersion: 3, ID: []byte("wireNode-1"), Addr: []byte("10.0.0.1:8300")},
 		Term:      12, Leader: []byte("10.0.0.1:8300"), PrevLogEntry: 100000, PrevLogTerm: 12, LeaderCommitIndex: 99990,
 	}
 	for i := 0; i < 64; i++ {
@@ -37,11 +37,11 @@ func benchRequest() *qraft.AppendEntriesRequest {
 	return req
 }
 
-var benchResponse = &qraft.AppendEntriesResponse{Term: 12, LastLog: 100064, Success: true}
+var wireBenchResponse = &qraft.AppendEntriesResponse{Term: 12, LastLog: 100064, Success: true}
 
-// encodeValues encodes values with hashicorp/raft's handle settings, which
+// encodeWireValues encodes values with hashicorp/raft's handle settings, which
 // the wire tests prove both libraries share.
-func encodeValues(tb testing.TB, prefix []byte, values ...interface{}) []byte {
+func encodeWireValues(tb testing.TB, prefix []byte, values ...interface{}) []byte {
 	tb.Helper()
 	var buf bytes.Buffer
 	buf.Write(prefix)
@@ -54,27 +54,27 @@ func encodeValues(tb testing.TB, prefix []byte, values ...interface{}) []byte {
 	return buf.Bytes()
 }
 
-// pipeLayer is a StreamLayer whose Dial connects to a goroutine running
+// benchPipeLayer is a StreamLayer whose Dial connects to a goroutine running
 // peer over net.Pipe, and whose Accept returns connections pushed by the
 // benchmark.
-type pipeLayer struct {
+type benchPipeLayer struct {
 	peer     func(net.Conn)
 	acceptCh chan net.Conn
 	closed   chan struct{}
 	once     sync.Once
 }
 
-func newPipeLayer(peer func(net.Conn)) *pipeLayer {
-	return &pipeLayer{peer: peer, acceptCh: make(chan net.Conn), closed: make(chan struct{})}
+func newBenchPipeLayer(peer func(net.Conn)) *benchPipeLayer {
+	return &benchPipeLayer{peer: peer, acceptCh: make(chan net.Conn), closed: make(chan struct{})}
 }
 
-func (l *pipeLayer) dial() (net.Conn, error) {
+func (l *benchPipeLayer) dial() (net.Conn, error) {
 	client, server := net.Pipe()
 	go l.peer(server)
 	return client, nil
 }
 
-func (l *pipeLayer) Accept() (net.Conn, error) {
+func (l *benchPipeLayer) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.acceptCh:
 		return c, nil
@@ -83,27 +83,27 @@ func (l *pipeLayer) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *pipeLayer) Close() error {
+func (l *benchPipeLayer) Close() error {
 	l.once.Do(func() { close(l.closed) })
 	return nil
 }
 
-func (l *pipeLayer) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (l *benchPipeLayer) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
 
-type ourPipe struct{ *pipeLayer }
+type benchOurPipe struct{ *benchPipeLayer }
 
-func (l ourPipe) Dial(qraft.ServerAddress, time.Duration) (net.Conn, error) { return l.dial() }
+func (l benchOurPipe) Dial(qraft.ServerAddress, time.Duration) (net.Conn, error) { return l.dial() }
 
-type refPipe struct{ *pipeLayer }
+type benchRefPipe struct{ *benchPipeLayer }
 
-func (l refPipe) Dial(hraft.ServerAddress, time.Duration) (net.Conn, error) { return l.dial() }
+func (l benchRefPipe) Dial(hraft.ServerAddress, time.Duration) (net.Conn, error) { return l.dial() }
 
 // BenchmarkAppendEntriesClient: a transport sends the request and reads
 // the answer; the peer reads exactly the request's bytes and writes a
 // canned answer.
 func BenchmarkAppendEntriesClient(b *testing.B) {
-	frame := encodeValues(b, []byte{0}, toRef(benchRequest()))
-	answer := encodeValues(b, nil, "", toRef(benchResponse))
+	frame := encodeWireValues(b, []byte{0}, wireToRef(wireBenchRequest()))
+	answer := encodeWireValues(b, nil, "", wireToRef(wireBenchResponse))
 	peer := func(conn net.Conn) {
 		defer conn.Close()
 		buf := make([]byte, len(frame))
@@ -117,10 +117,10 @@ func BenchmarkAppendEntriesClient(b *testing.B) {
 		}
 	}
 	b.Run("ours", func(b *testing.B) {
-		layer := newPipeLayer(peer)
-		trans := qraft.NewNetworkTransportWithConfig(&qraft.NetworkTransportConfig{Stream: ourPipe{layer}, MaxPool: 1, Timeout: 10 * time.Second, Logger: quietLogger()})
+		layer := newBenchPipeLayer(peer)
+		trans := qraft.NewNetworkTransportWithConfig(&qraft.NetworkTransportConfig{Stream: benchOurPipe{layer}, MaxPool: 1, Timeout: 10 * time.Second, Logger: wireQuietLogger()})
 		defer trans.Close()
-		req := benchRequest()
+		req := wireBenchRequest()
 		b.SetBytes(int64(len(frame)))
 		b.ReportAllocs()
 		for b.Loop() {
@@ -131,10 +131,10 @@ func BenchmarkAppendEntriesClient(b *testing.B) {
 		}
 	})
 	b.Run("reference", func(b *testing.B) {
-		layer := newPipeLayer(peer)
-		trans := hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{Stream: refPipe{layer}, MaxPool: 1, Timeout: 10 * time.Second, Logger: quietLogger()})
+		layer := newBenchPipeLayer(peer)
+		trans := hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{Stream: benchRefPipe{layer}, MaxPool: 1, Timeout: 10 * time.Second, Logger: wireQuietLogger()})
 		defer trans.Close()
-		req := toRef(benchRequest()).(*hraft.AppendEntriesRequest)
+		req := wireToRef(wireBenchRequest()).(*hraft.AppendEntriesRequest)
 		b.SetBytes(int64(len(frame)))
 		b.ReportAllocs()
 		for b.Loop() {
@@ -151,9 +151,9 @@ func BenchmarkAppendEntriesClient(b *testing.B) {
 // request, hands it to a consumer that answers at once, and encodes the
 // answer.
 func BenchmarkAppendEntriesServer(b *testing.B) {
-	frame := encodeValues(b, []byte{0}, toRef(benchRequest()))
-	answer := encodeValues(b, nil, "", toRef(benchResponse))
-	run := func(b *testing.B, layer *pipeLayer) {
+	frame := encodeWireValues(b, []byte{0}, wireToRef(wireBenchRequest()))
+	answer := encodeWireValues(b, nil, "", wireToRef(wireBenchResponse))
+	run := func(b *testing.B, layer *benchPipeLayer) {
 		client, server := net.Pipe()
 		layer.acceptCh <- server
 		defer client.Close()
@@ -174,23 +174,23 @@ func BenchmarkAppendEntriesServer(b *testing.B) {
 		}
 	}
 	b.Run("ours", func(b *testing.B) {
-		layer := newPipeLayer(nil)
-		trans := qraft.NewNetworkTransportWithConfig(&qraft.NetworkTransportConfig{Stream: ourPipe{layer}, Logger: quietLogger()})
+		layer := newBenchPipeLayer(nil)
+		trans := qraft.NewNetworkTransportWithConfig(&qraft.NetworkTransportConfig{Stream: benchOurPipe{layer}, Logger: wireQuietLogger()})
 		defer trans.Close()
 		go func() {
-			for rpc := range chanUntil(trans.Consumer(), trans.IsShutdown) {
-				rpc.Respond(benchResponse, nil)
+			for rpc := range wireChanUntil(trans.Consumer(), trans.IsShutdown) {
+				rpc.Respond(wireBenchResponse, nil)
 			}
 		}()
 		run(b, layer)
 	})
 	b.Run("reference", func(b *testing.B) {
-		layer := newPipeLayer(nil)
-		trans := hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{Stream: refPipe{layer}, Logger: quietLogger()})
+		layer := newBenchPipeLayer(nil)
+		trans := hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{Stream: benchRefPipe{layer}, Logger: wireQuietLogger()})
 		defer trans.Close()
-		resp := toRef(benchResponse)
+		resp := wireToRef(wireBenchResponse)
 		go func() {
-			for rpc := range chanUntil(trans.Consumer(), trans.IsShutdown) {
+			for rpc := range wireChanUntil(trans.Consumer(), trans.IsShutdown) {
 				rpc.Respond(resp, nil)
 			}
 		}()
@@ -206,7 +206,7 @@ func BenchmarkPipelineLoopbackTCP(b *testing.B) {
 		b.Run("ours/inflight="+strconv.Itoa(inFlight), func(b *testing.B) {
 			newOurs := func() *qraft.NetworkTransport {
 				t, err := qraft.NewTCPTransportWithConfig("127.0.0.1:0", nil, &qraft.NetworkTransportConfig{
-					MaxPool: 2, MaxRPCsInFlight: inFlight, Timeout: 10 * time.Second, Logger: quietLogger()})
+					MaxPool: 2, MaxRPCsInFlight: inFlight, Timeout: 10 * time.Second, Logger: wireQuietLogger()})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -216,8 +216,8 @@ func BenchmarkPipelineLoopbackTCP(b *testing.B) {
 			defer server.Close()
 			defer client.Close()
 			go func() {
-				for rpc := range chanUntil(server.Consumer(), server.IsShutdown) {
-					rpc.Respond(benchResponse, nil)
+				for rpc := range wireChanUntil(server.Consumer(), server.IsShutdown) {
+					rpc.Respond(wireBenchResponse, nil)
 				}
 			}()
 			p, err := client.AppendEntriesPipeline("x", server.LocalAddr())
@@ -225,15 +225,15 @@ func BenchmarkPipelineLoopbackTCP(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer p.Close()
-			req := benchRequest()
-			runPipeline(b, len(req.Entries),
+			req := wireBenchRequest()
+			runWirePipeline(b, len(req.Entries),
 				func() error { _, err := p.AppendEntries(req, &qraft.AppendEntriesResponse{}); return err },
 				func() error { return (<-p.Consumer()).Error() })
 		})
 		b.Run("reference/inflight="+strconv.Itoa(inFlight), func(b *testing.B) {
 			newRef := func() *hraft.NetworkTransport {
 				t, err := hraft.NewTCPTransportWithConfig("127.0.0.1:0", nil, &hraft.NetworkTransportConfig{
-					MaxPool: 2, MaxRPCsInFlight: inFlight, Timeout: 10 * time.Second, Logger: quietLogger()})
+					MaxPool: 2, MaxRPCsInFlight: inFlight, Timeout: 10 * time.Second, Logger: wireQuietLogger()})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -242,9 +242,9 @@ func BenchmarkPipelineLoopbackTCP(b *testing.B) {
 			server, client := newRef(), newRef()
 			defer server.Close()
 			defer client.Close()
-			resp := toRef(benchResponse)
+			resp := wireToRef(wireBenchResponse)
 			go func() {
-				for rpc := range chanUntil(server.Consumer(), server.IsShutdown) {
+				for rpc := range wireChanUntil(server.Consumer(), server.IsShutdown) {
 					rpc.Respond(resp, nil)
 				}
 			}()
@@ -253,17 +253,17 @@ func BenchmarkPipelineLoopbackTCP(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer p.Close()
-			req := toRef(benchRequest()).(*hraft.AppendEntriesRequest)
-			runPipeline(b, len(req.Entries),
+			req := wireToRef(wireBenchRequest()).(*hraft.AppendEntriesRequest)
+			runWirePipeline(b, len(req.Entries),
 				func() error { _, err := p.AppendEntries(req, &hraft.AppendEntriesResponse{}); return err },
 				func() error { return (<-p.Consumer()).Error() })
 		})
 	}
 }
 
-// runPipeline sends b.N requests from one goroutine while this one takes
+// runWirePipeline sends b.N requests from one goroutine while this one takes
 // the b.N answers, and reports entries per second.
-func runPipeline(b *testing.B, entriesPerRequest int, send, receive func() error) {
+func runWirePipeline(b *testing.B, entriesPerRequest int, send, receive func() error) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()

@@ -19,20 +19,20 @@ import (
 // converter between the two libraries' identical message structs. The
 // tests speak our types; the reference's side converts at its edge.
 
-// recorder keeps the bytes written on a set of connections.
-type recorder struct {
+// wireRecorder keeps the bytes written on a set of connections.
+type wireRecorder struct {
 	mu  sync.Mutex // connections of several goroutines write
 	buf bytes.Buffer
 }
 
-func (r *recorder) record(p []byte) {
+func (r *wireRecorder) record(p []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.buf.Write(p)
 }
 
 // take returns what was recorded since the last take.
-func (r *recorder) take() []byte {
+func (r *wireRecorder) take() []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := append([]byte(nil), r.buf.Bytes()...)
@@ -40,104 +40,104 @@ func (r *recorder) take() []byte {
 	return out
 }
 
-// recConn records every byte written before it goes out.
-type recConn struct {
+// wireRecConn records every byte written before it goes out.
+type wireRecConn struct {
 	net.Conn
-	rec *recorder
+	rec *wireRecorder
 }
 
-func (c *recConn) Write(p []byte) (int, error) {
+func (c *wireRecConn) Write(p []byte) (int, error) {
 	c.rec.record(p)
 	return c.Conn.Write(p)
 }
 
-// recordingLayer is a loopback TCP stream layer that records the bytes its
+// wireRecordingLayer is a loopback TCP stream layer that records the bytes its
 // outgoing connections write (requests) and those its incoming
 // connections write (responses).
-type recordingLayer struct {
+type wireRecordingLayer struct {
 	ln       net.Listener
-	dialed   recorder
-	accepted recorder
+	dialed   wireRecorder
+	accepted wireRecorder
 }
 
-func newRecordingLayer(t *testing.T) *recordingLayer {
+func newWireRecordingLayer(t *testing.T) *wireRecordingLayer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &recordingLayer{ln: ln}
+	return &wireRecordingLayer{ln: ln}
 }
 
-func (l *recordingLayer) Accept() (net.Conn, error) {
+func (l *wireRecordingLayer) Accept() (net.Conn, error) {
 	c, err := l.ln.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &recConn{Conn: c, rec: &l.accepted}, nil
+	return &wireRecConn{Conn: c, rec: &l.accepted}, nil
 }
 
-func (l *recordingLayer) dial(address string, timeout time.Duration) (net.Conn, error) {
+func (l *wireRecordingLayer) dial(address string, timeout time.Duration) (net.Conn, error) {
 	c, err := net.DialTimeout("tcp", address, timeout)
 	if err != nil {
 		return nil, err
 	}
-	return &recConn{Conn: c, rec: &l.dialed}, nil
+	return &wireRecConn{Conn: c, rec: &l.dialed}, nil
 }
 
-func (l *recordingLayer) Close() error   { return l.ln.Close() }
-func (l *recordingLayer) Addr() net.Addr { return l.ln.Addr() }
+func (l *wireRecordingLayer) Close() error   { return l.ln.Close() }
+func (l *wireRecordingLayer) Addr() net.Addr { return l.ln.Addr() }
 
 // The two libraries' StreamLayer interfaces differ only in the type of
 // Dial's address.
-type ourLayer struct{ *recordingLayer }
+type wireOurLayer struct{ *wireRecordingLayer }
 
-func (l ourLayer) Dial(a qraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+func (l wireOurLayer) Dial(a qraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return l.dial(string(a), timeout)
 }
 
-type refLayer struct{ *recordingLayer }
+type wireRefLayer struct{ *wireRecordingLayer }
 
-func (l refLayer) Dial(a hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+func (l wireRefLayer) Dial(a hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return l.dial(string(a), timeout)
 }
 
-// node is a NetworkTransport of either library, driven with our types.
-type node struct {
+// wireNode is a NetworkTransport of either library, driven with our types.
+type wireNode struct {
 	lib   string // "ours" or "reference"
-	layer *recordingLayer
+	layer *wireRecordingLayer
 	addr  string
 	// received gets every request the node's consumer or heartbeat
 	// handler saw, converted to our types, and the handler's name.
-	received chan receivedRPC
+	received chan wireReceivedRPC
 
 	ours *qraft.NetworkTransport
 	ref  *hraft.NetworkTransport
 }
 
-type receivedRPC struct {
+type wireReceivedRPC struct {
 	via     string // "consumer" or "heartbeat"
 	command interface{}
 	body    []byte // InstallSnapshot data
 }
 
-// newNode starts a transport of lib with the given time format; its
-// consumer answers with answer().
-func newNode(t *testing.T, lib string, newTimeFormat bool) *node {
+// newWireNode starts a transport of lib with the given time format; its
+// consumer answers with wireAnswer().
+func newWireNode(t *testing.T, lib string, newTimeFormat bool) *wireNode {
 	t.Helper()
-	n := &node{lib: lib, layer: newRecordingLayer(t), received: make(chan receivedRPC, 100)}
+	n := &wireNode{lib: lib, layer: newWireRecordingLayer(t), received: make(chan wireReceivedRPC, 100)}
 	n.addr = n.layer.Addr().String()
 	switch lib {
 	case "ours":
 		n.ours = qraft.NewNetworkTransportWithConfig(&qraft.NetworkTransportConfig{
-			Stream: ourLayer{n.layer}, MaxPool: 2, Timeout: 10 * time.Second,
-			MsgpackUseNewTimeFormat: newTimeFormat, Logger: quietLogger(),
+			Stream: wireOurLayer{n.layer}, MaxPool: 2, Timeout: 10 * time.Second,
+			MsgpackUseNewTimeFormat: newTimeFormat, Logger: wireQuietLogger(),
 		})
 		go n.consumeOurs()
 	case "reference":
 		n.ref = hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
-			Stream: refLayer{n.layer}, MaxPool: 2, Timeout: 10 * time.Second,
-			MsgpackUseNewTimeFormat: newTimeFormat, Logger: quietLogger(),
+			Stream: wireRefLayer{n.layer}, MaxPool: 2, Timeout: 10 * time.Second,
+			MsgpackUseNewTimeFormat: newTimeFormat, Logger: wireQuietLogger(),
 		})
 		go n.consumeRef()
 	}
@@ -145,7 +145,7 @@ func newNode(t *testing.T, lib string, newTimeFormat bool) *node {
 	return n
 }
 
-func (n *node) close() {
+func (n *wireNode) close() {
 	if n.ours != nil {
 		n.ours.Close()
 	} else {
@@ -153,34 +153,34 @@ func (n *node) close() {
 	}
 }
 
-func (n *node) consumeOurs() {
-	for rpc := range chanUntil(n.ours.Consumer(), n.ours.IsShutdown) {
+func (n *wireNode) consumeOurs() {
+	for rpc := range wireChanUntil(n.ours.Consumer(), n.ours.IsShutdown) {
 		var body []byte
 		if rpc.Reader != nil {
 			body, _ = io.ReadAll(rpc.Reader)
 		}
-		n.received <- receivedRPC{via: "consumer", command: rpc.Command, body: body}
-		resp, err := answer(rpc.Command)
+		n.received <- wireReceivedRPC{via: "consumer", command: rpc.Command, body: body}
+		resp, err := wireAnswer(rpc.Command)
 		rpc.Respond(resp, err)
 	}
 }
 
-func (n *node) consumeRef() {
-	for rpc := range chanUntil(n.ref.Consumer(), n.ref.IsShutdown) {
+func (n *wireNode) consumeRef() {
+	for rpc := range wireChanUntil(n.ref.Consumer(), n.ref.IsShutdown) {
 		var body []byte
 		if rpc.Reader != nil {
 			body, _ = io.ReadAll(rpc.Reader)
 		}
-		cmd := toOurs(rpc.Command)
-		n.received <- receivedRPC{via: "consumer", command: cmd, body: body}
-		resp, err := answer(cmd)
-		rpc.Respond(toRef(resp), err)
+		cmd := wireToOurs(rpc.Command)
+		n.received <- wireReceivedRPC{via: "consumer", command: cmd, body: body}
+		resp, err := wireAnswer(cmd)
+		rpc.Respond(wireToRef(resp), err)
 	}
 }
 
-// chanUntil relays ch until stopped reports true (checked every 50ms), so
+// wireChanUntil relays ch until stopped reports true (checked every 50ms), so
 // that consumer goroutines end after their transport closes.
-func chanUntil[T any](ch <-chan T, stopped func() bool) <-chan T {
+func wireChanUntil[T any](ch <-chan T, stopped func() bool) <-chan T {
 	out := make(chan T)
 	go func() {
 		defer close(out)
@@ -201,25 +201,25 @@ func chanUntil[T any](ch <-chan T, stopped func() bool) <-chan T {
 }
 
 // setHeartbeatHandler routes heartbeats to received, marked as such.
-func (n *node) setHeartbeatHandler() {
+func (n *wireNode) setHeartbeatHandler() {
 	if n.ours != nil {
 		n.ours.SetHeartbeatHandler(func(rpc qraft.RPC) {
-			n.received <- receivedRPC{via: "heartbeat", command: rpc.Command}
-			resp, err := answer(rpc.Command)
+			n.received <- wireReceivedRPC{via: "heartbeat", command: rpc.Command}
+			resp, err := wireAnswer(rpc.Command)
 			rpc.Respond(resp, err)
 		})
 		return
 	}
 	n.ref.SetHeartbeatHandler(func(rpc hraft.RPC) {
-		cmd := toOurs(rpc.Command)
-		n.received <- receivedRPC{via: "heartbeat", command: cmd}
-		resp, err := answer(cmd)
-		rpc.Respond(toRef(resp), err)
+		cmd := wireToOurs(rpc.Command)
+		n.received <- wireReceivedRPC{via: "heartbeat", command: cmd}
+		resp, err := wireAnswer(cmd)
+		rpc.Respond(wireToRef(resp), err)
 	})
 }
 
 // answer is the consumers' deterministic response to a request.
-func answer(cmd interface{}) (interface{}, error) {
+func wireAnswer(cmd interface{}) (interface{}, error) {
 	h := qraft.RPCHeader{ProtocolVersion: 3, ID: []byte("server"), Addr: []byte("server-addr")}
 	switch req := cmd.(type) {
 	case *qraft.AppendEntriesRequest:
@@ -241,7 +241,7 @@ func answer(cmd interface{}) (interface{}, error) {
 
 // call sends req (one of our request types) from n to target and fills
 // resp (our response type).
-func (n *node) call(target string, req, resp interface{}, data []byte) error {
+func (n *wireNode) call(target string, req, resp interface{}, data []byte) error {
 	if n.ours != nil {
 		t, a := n.ours, qraft.ServerAddress(target)
 		switch req := req.(type) {
@@ -259,9 +259,9 @@ func (n *node) call(target string, req, resp interface{}, data []byte) error {
 		panic(fmt.Sprintf("no call for %T", req))
 	}
 	t, a := n.ref, hraft.ServerAddress(target)
-	refResp := toRef(resp)
+	refResp := wireToRef(resp)
 	var err error
-	switch req := toRef(req).(type) {
+	switch req := wireToRef(req).(type) {
 	case *hraft.AppendEntriesRequest:
 		err = t.AppendEntries("x", a, req, refResp.(*hraft.AppendEntriesResponse))
 	case *hraft.RequestVoteRequest:
@@ -275,13 +275,13 @@ func (n *node) call(target string, req, resp interface{}, data []byte) error {
 	default:
 		panic(fmt.Sprintf("no call for %T", req))
 	}
-	convert(reflect.ValueOf(resp).Elem(), reflect.ValueOf(refResp).Elem())
+	convertFields(reflect.ValueOf(resp).Elem(), reflect.ValueOf(refResp).Elem())
 	return err
 }
 
 // pipeline sends reqs through an AppendEntries pipeline from n to target
 // and returns the answers in the order they came back.
-func (n *node) pipeline(target string, reqs []*qraft.AppendEntriesRequest) ([]*qraft.AppendEntriesResponse, error) {
+func (n *wireNode) pipeline(target string, reqs []*qraft.AppendEntriesRequest) ([]*qraft.AppendEntriesResponse, error) {
 	var out []*qraft.AppendEntriesResponse
 	if n.ours != nil {
 		p, err := n.ours.AppendEntriesPipeline("x", qraft.ServerAddress(target))
@@ -312,7 +312,7 @@ func (n *node) pipeline(target string, reqs []*qraft.AppendEntriesRequest) ([]*q
 	defer p.Close()
 	go func() {
 		for _, r := range reqs {
-			if _, err := p.AppendEntries(toRef(r).(*hraft.AppendEntriesRequest), &hraft.AppendEntriesResponse{}); err != nil {
+			if _, err := p.AppendEntries(wireToRef(r).(*hraft.AppendEntriesRequest), &hraft.AppendEntriesResponse{}); err != nil {
 				return
 			}
 		}
@@ -322,13 +322,13 @@ func (n *node) pipeline(target string, reqs []*qraft.AppendEntriesRequest) ([]*q
 		if err := f.Error(); err != nil {
 			return out, err
 		}
-		out = append(out, toOurs(f.Response()).(*qraft.AppendEntriesResponse))
+		out = append(out, wireToOurs(f.Response()).(*qraft.AppendEntriesResponse))
 	}
 	return out, nil
 }
 
 // Pairs of identical message types, ours first.
-var typePairs = [][2]interface{}{
+var wireTypePairs = [][2]interface{}{
 	{qraft.AppendEntriesRequest{}, hraft.AppendEntriesRequest{}},
 	{qraft.AppendEntriesResponse{}, hraft.AppendEntriesResponse{}},
 	{qraft.RequestVoteRequest{}, hraft.RequestVoteRequest{}},
@@ -341,20 +341,20 @@ var typePairs = [][2]interface{}{
 	{qraft.TimeoutNowResponse{}, hraft.TimeoutNowResponse{}},
 }
 
-// toRef and toOurs convert a pointer to a message of one library into the
+// wireToRef and wireToOurs convert a pointer to a message of one library into the
 // same message of the other; nil stays nil.
-func toRef(v interface{}) interface{}  { return convertMessage(v, 0, 1) }
-func toOurs(v interface{}) interface{} { return convertMessage(v, 1, 0) }
+func wireToRef(v interface{}) interface{}  { return convertWireMessage(v, 0, 1) }
+func wireToOurs(v interface{}) interface{} { return convertWireMessage(v, 1, 0) }
 
-func convertMessage(v interface{}, from, to int) interface{} {
+func convertWireMessage(v interface{}, from, to int) interface{} {
 	if v == nil || reflect.ValueOf(v).IsNil() {
 		return nil
 	}
 	src := reflect.ValueOf(v).Elem()
-	for _, pair := range typePairs {
+	for _, pair := range wireTypePairs {
 		if reflect.TypeOf(pair[from]) == src.Type() {
 			dst := reflect.New(reflect.TypeOf(pair[to]))
-			convert(dst.Elem(), src)
+			convertFields(dst.Elem(), src)
 			return dst.Interface()
 		}
 	}
@@ -363,7 +363,7 @@ func convertMessage(v interface{}, from, to int) interface{} {
 
 // convert copies src into dst field by field, by name: the two libraries'
 // structs have the same fields with types of the same shape.
-func convert(dst, src reflect.Value) {
+func convertFields(dst, src reflect.Value) {
 	switch src.Kind() {
 	case reflect.Ptr:
 		if src.IsNil() {
@@ -371,7 +371,7 @@ func convert(dst, src reflect.Value) {
 			return
 		}
 		dst.Set(reflect.New(dst.Type().Elem()))
-		convert(dst.Elem(), src.Elem())
+		convertFields(dst.Elem(), src.Elem())
 	case reflect.Struct:
 		if src.Type() == reflect.TypeOf(time.Time{}) {
 			dst.Set(src)
@@ -379,7 +379,7 @@ func convert(dst, src reflect.Value) {
 		}
 		for i := 0; i < src.NumField(); i++ {
 			if f := src.Type().Field(i); f.IsExported() {
-				convert(dst.FieldByName(f.Name), src.Field(i))
+				convertFields(dst.FieldByName(f.Name), src.Field(i))
 			}
 		}
 	case reflect.Slice:
@@ -389,7 +389,7 @@ func convert(dst, src reflect.Value) {
 		}
 		dst.Set(reflect.MakeSlice(dst.Type(), src.Len(), src.Len()))
 		for i := 0; i < src.Len(); i++ {
-			convert(dst.Index(i), src.Index(i))
+			convertFields(dst.Index(i), src.Index(i))
 		}
 	default:
 		dst.Set(src.Convert(dst.Type()))

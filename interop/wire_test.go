@@ -23,9 +23,9 @@ import (
 // other over real TCP on 127.0.0.1, in every direction, and compare the
 // bytes each one writes. Every wait is bounded by the transports' timeouts.
 
-var libs = []string{"ours", "reference"}
+var wireLibs = []string{"ours", "reference"}
 
-func quietLogger() hclog.Logger {
+func wireQuietLogger() hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "raft-net", Output: io.Discard})
 }
 
@@ -65,7 +65,7 @@ func wireCases() []wireCase {
 }
 
 // normalize makes decoded messages comparable: times in UTC.
-func normalize(v interface{}) interface{} {
+func normalizeWire(v interface{}) interface{} {
 	if req, ok := v.(*qraft.AppendEntriesRequest); ok {
 		c := *req
 		c.Entries = nil
@@ -87,26 +87,26 @@ func normalize(v interface{}) interface{} {
 func TestWire_BothLibrariesSameBytes(t *testing.T) {
 	for _, newTime := range []bool{false, true} {
 		t.Run(fmt.Sprintf("newTimeFormat=%v", newTime), func(t *testing.T) {
-			nodes := map[string]*node{}
-			for _, lib := range libs {
-				nodes[lib] = newNode(t, lib, !newTime)
+			wireNodes := map[string]*wireNode{}
+			for _, lib := range wireLibs {
+				wireNodes[lib] = newWireNode(t, lib, !newTime)
 			}
-			clients := map[string]*node{}
-			for _, lib := range libs {
-				clients[lib] = newNode(t, lib, newTime)
+			clients := map[string]*wireNode{}
+			for _, lib := range wireLibs {
+				clients[lib] = newWireNode(t, lib, newTime)
 			}
 			for _, tc := range wireCases() {
 				requests := map[string][]byte{}  // by client library
 				responses := map[string][]byte{} // by server library
-				for _, clientLib := range libs {
-					for _, serverLib := range libs {
-						client, server := clients[clientLib], nodes[serverLib]
+				for _, clientLib := range wireLibs {
+					for _, serverLib := range wireLibs {
+						client, server := clients[clientLib], wireNodes[serverLib]
 						client.layer.dialed.take()
 						server.layer.accepted.take()
 
 						resp := tc.resp()
 						err := client.call(server.addr, tc.req, resp, tc.body)
-						want, wantErr := answer(tc.req)
+						want, wantErr := wireAnswer(tc.req)
 						if fmt.Sprint(err) != fmt.Sprint(wantErr) {
 							t.Fatalf("%s %s→%s: error %v, want %v", tc.name, clientLib, serverLib, err, wantErr)
 						}
@@ -114,7 +114,7 @@ func TestWire_BothLibrariesSameBytes(t *testing.T) {
 							t.Fatalf("%s %s→%s: response %+v, want %+v", tc.name, clientLib, serverLib, resp, want)
 						}
 						got := <-server.received
-						if !reflect.DeepEqual(normalize(got.command), normalize(tc.req)) {
+						if !reflect.DeepEqual(normalizeWire(got.command), normalizeWire(tc.req)) {
 							t.Fatalf("%s %s→%s: server decoded\n  %+v\nwant\n  %+v", tc.name, clientLib, serverLib, got.command, tc.req)
 						}
 						if !bytes.Equal(got.body, tc.body) {
@@ -122,8 +122,8 @@ func TestWire_BothLibrariesSameBytes(t *testing.T) {
 						}
 
 						req, res := client.layer.dialed.take(), server.layer.accepted.take()
-						checkSame(t, tc.name+" request by "+clientLib+" client", requests, clientLib, req)
-						checkSame(t, tc.name+" response by "+serverLib+" server", responses, serverLib, res)
+						checkSameWireBytes(t, tc.name+" request by "+clientLib+" client", requests, clientLib, req)
+						checkSameWireBytes(t, tc.name+" response by "+serverLib+" server", responses, serverLib, res)
 					}
 				}
 			}
@@ -131,9 +131,9 @@ func TestWire_BothLibrariesSameBytes(t *testing.T) {
 	}
 }
 
-// checkSame records b under lib in seen and fails t if the other library
+// checkSameWireBytes records b under lib in seen and fails t if the other library
 // recorded different bytes.
-func checkSame(t *testing.T, what string, seen map[string][]byte, lib string, b []byte) {
+func checkSameWireBytes(t *testing.T, what string, seen map[string][]byte, lib string, b []byte) {
 	t.Helper()
 	if len(b) == 0 {
 		t.Fatalf("%s: nothing recorded", what)
@@ -144,12 +144,12 @@ func checkSame(t *testing.T, what string, seen map[string][]byte, lib string, b 
 	seen[lib] = b
 	for other, ob := range seen {
 		if other != lib && !bytes.Equal(ob, b) {
-			t.Fatalf("%s differs from %s's:\n %s: %s\n %s: %s", what, other, lib, hexHead(b), other, hexHead(ob))
+			t.Fatalf("%s differs from %s's:\n %s: %s\n %s: %s", what, other, lib, wireHexHead(b), other, wireHexHead(ob))
 		}
 	}
 }
 
-func hexHead(b []byte) string {
+func wireHexHead(b []byte) string {
 	if len(b) > 400 {
 		return hex.EncodeToString(b[:400]) + "..."
 	}
@@ -159,8 +159,8 @@ func hexHead(b []byte) string {
 // The compat.md §4.3 example, written by the reference's transport, is the
 // golden file of the main module byte for byte.
 func TestWire_CompatExampleFromReference(t *testing.T) {
-	golden := readGolden(t, "compat_4_3_append_entries")
-	client, server := newNode(t, "reference", false), newNode(t, "ours", false)
+	golden := readWireGolden(t, "compat_4_3_append_entries")
+	client, server := newWireNode(t, "reference", false), newWireNode(t, "ours", false)
 	req := &qraft.AppendEntriesRequest{
 		RPCHeader: qraft.RPCHeader{ProtocolVersion: 3, ID: []byte("n1"), Addr: []byte("a:1")},
 		Term:      7, PrevLogEntry: 4, PrevLogTerm: 2, LeaderCommitIndex: 4,
@@ -175,7 +175,7 @@ func TestWire_CompatExampleFromReference(t *testing.T) {
 	}
 }
 
-func readGolden(t *testing.T, name string) []byte {
+func readWireGolden(t *testing.T, name string) []byte {
 	t.Helper()
 	text, err := os.ReadFile(filepath.Join("..", "testdata", "wire", name+".hex"))
 	if err != nil {
@@ -215,7 +215,7 @@ func TestWire_GoldenFilesAreReferenceEncodings(t *testing.T) {
 		return buf.Bytes()
 	}
 	for name, req := range requests {
-		frame := readGolden(t, name)
+		frame := readWireGolden(t, name)
 		if err := codec.NewDecoderBytes(frame[1:], &codec.MsgpackHandle{}).Decode(req); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -224,7 +224,7 @@ func TestWire_GoldenFilesAreReferenceEncodings(t *testing.T) {
 		}
 	}
 	for name, resp := range responses {
-		frame := readGolden(t, name)
+		frame := readWireGolden(t, name)
 		dec := codec.NewDecoderBytes(frame, &codec.MsgpackHandle{})
 		var errText string
 		if err := dec.Decode(&errText); err != nil {
@@ -246,9 +246,9 @@ func TestWire_GoldenFilesAreReferenceEncodings(t *testing.T) {
 // Pipelines work across libraries in both directions: every answer comes
 // back, in order.
 func TestWire_PipelineAcrossLibraries(t *testing.T) {
-	for _, clientLib := range libs {
-		for _, serverLib := range libs {
-			client, server := newNode(t, clientLib, false), newNode(t, serverLib, false)
+	for _, clientLib := range wireLibs {
+		for _, serverLib := range wireLibs {
+			client, server := newWireNode(t, clientLib, false), newWireNode(t, serverLib, false)
 			var reqs []*qraft.AppendEntriesRequest
 			for i := 0; i < 200; i++ {
 				reqs = append(reqs, &qraft.AppendEntriesRequest{Term: 3, PrevLogEntry: uint64(i), LeaderCommitIndex: 1,
@@ -275,9 +275,9 @@ func TestWire_PipelineAcrossLibraries(t *testing.T) {
 // A heartbeat from either library takes the other's fast path; an
 // AppendEntries with a commit index does not.
 func TestWire_HeartbeatFastPathAcrossLibraries(t *testing.T) {
-	for _, clientLib := range libs {
-		for _, serverLib := range libs {
-			client, server := newNode(t, clientLib, false), newNode(t, serverLib, false)
+	for _, clientLib := range wireLibs {
+		for _, serverLib := range wireLibs {
+			client, server := newWireNode(t, clientLib, false), newWireNode(t, serverLib, false)
 			server.setHeartbeatHandler()
 			hb := &qraft.AppendEntriesRequest{RPCHeader: qraft.RPCHeader{ProtocolVersion: 3, ID: []byte("n1"), Addr: []byte("127.0.0.1:7000")}, Term: 4, Leader: []byte("127.0.0.1:7000")}
 			if err := client.call(server.addr, hb, &qraft.AppendEntriesResponse{}, nil); err != nil {
