@@ -1,0 +1,190 @@
+package raft
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+)
+
+// The network transport's wire format (compat.md §4): a request is one type
+// byte followed by the msgpack encoding of the request struct; a response is
+// the msgpack encoding of an error string followed by the msgpack encoding
+// of the response struct. Both ends use go-msgpack's MsgpackHandle with its
+// defaults, which is what makes the bytes identical to hashicorp/raft's: maps
+// keyed by Go field name in sorted order, legacy raw strings for []byte and
+// string, no extension types.
+
+// rpcType is the byte that opens every request on a connection.
+type rpcType uint8
+
+const (
+	rpcAppendEntries rpcType = iota
+	rpcRequestVote
+	rpcInstallSnapshot
+	rpcTimeoutNow
+	rpcRequestPreVote
+)
+
+// String returns the name used in metric labels and log lines.
+func (t rpcType) String() string {
+	switch t {
+	case rpcAppendEntries:
+		return "AppendEntries"
+	case rpcRequestVote:
+		return "RequestVote"
+	case rpcInstallSnapshot:
+		return "InstallSnapshot"
+	case rpcTimeoutNow:
+		return "TimeoutNow"
+	case rpcRequestPreVote:
+		return "RequestPreVote"
+	default:
+		return fmt.Sprintf("rpcType(%d)", uint8(t))
+	}
+}
+
+// newRequest returns a fresh request struct for t, or nil when t is not a
+// known RPC type.
+func (t rpcType) newRequest() interface{} {
+	switch t {
+	case rpcAppendEntries:
+		return &AppendEntriesRequest{}
+	case rpcRequestVote:
+		return &RequestVoteRequest{}
+	case rpcInstallSnapshot:
+		return &InstallSnapshotRequest{}
+	case rpcTimeoutNow:
+		return &TimeoutNowRequest{}
+	case rpcRequestPreVote:
+		return &RequestPreVoteRequest{}
+	default:
+		return nil
+	}
+}
+
+// newResponse returns a fresh response struct for t, or nil when t is not a
+// known RPC type.
+func (t rpcType) newResponse() interface{} {
+	switch t {
+	case rpcAppendEntries:
+		return &AppendEntriesResponse{}
+	case rpcRequestVote:
+		return &RequestVoteResponse{}
+	case rpcInstallSnapshot:
+		return &InstallSnapshotResponse{}
+	case rpcTimeoutNow:
+		return &TimeoutNowResponse{}
+	case rpcRequestPreVote:
+		return &RequestPreVoteResponse{}
+	default:
+		return nil
+	}
+}
+
+// newWireEncodeHandle returns the handle that writes requests and
+// responses. The codec's defaults are kept; only the time format is chosen:
+// the 15-byte time.MarshalBinary form unless useNewTimeFormat asks for the
+// msgpack timestamp body (compat.md §4.3).
+func newWireEncodeHandle(useNewTimeFormat bool) *codec.MsgpackHandle {
+	h := &codec.MsgpackHandle{}
+	h.TimeNotBuiltin = !useNewTimeFormat
+	return h
+}
+
+// newWireDecodeHandle returns the handle that reads requests and
+// responses. Its decoding rules are the codec's defaults, which accept both
+// time forms. MaxInitLen lets the decoder allocate a byte string or an
+// array in one piece instead of growing it in 256 KiB steps, which costs
+// quadratic copying for large entries. That is safe only because every
+// value reaches the decoder through valueReader, which has already read
+// every byte the value claims: no length inside it can exceed the bytes
+// that actually arrived.
+func newWireDecodeHandle() *codec.MsgpackHandle {
+	h := &codec.MsgpackHandle{}
+	h.MaxInitLen = math.MaxInt32
+	return h
+}
+
+// wireEncoder writes requests or responses onto a buffered stream. It
+// belongs to one connection and is used by one goroutine at a time.
+type wireEncoder struct {
+	w   *bufio.Writer
+	enc *codec.Encoder
+}
+
+func newWireEncoder(w *bufio.Writer, h *codec.MsgpackHandle) *wireEncoder {
+	return &wireEncoder{w: w, enc: codec.NewEncoder(w, h)}
+}
+
+// writeRequest writes t's type byte and the encoded request, and flushes.
+func (e *wireEncoder) writeRequest(t rpcType, req interface{}) error {
+	if err := e.w.WriteByte(byte(t)); err != nil {
+		return fmt.Errorf("writing rpc type: %w", err)
+	}
+	if err := e.enc.Encode(req); err != nil {
+		return fmt.Errorf("encoding %s request: %w", t, err)
+	}
+	if err := e.w.Flush(); err != nil {
+		return fmt.Errorf("sending %s request: %w", t, err)
+	}
+	return nil
+}
+
+// writeResponse writes the error text (empty for success) and the response
+// value, which is msgpack nil when resp is nil, and flushes.
+func (e *wireEncoder) writeResponse(errText string, resp interface{}) error {
+	if err := e.enc.Encode(errText); err != nil {
+		return fmt.Errorf("encoding response error: %w", err)
+	}
+	if err := e.enc.Encode(resp); err != nil {
+		return fmt.Errorf("encoding response: %w", err)
+	}
+	if err := e.w.Flush(); err != nil {
+		return fmt.Errorf("sending response: %w", err)
+	}
+	return nil
+}
+
+// wireDecoder reads msgpack values from a buffered stream: valueReader
+// checks and collects each value's bytes, then the codec decodes them from
+// memory. It belongs to one connection and is used by one goroutine at a
+// time.
+type wireDecoder struct {
+	values *valueReader
+	dec    *codec.Decoder
+}
+
+func newWireDecoder(r *bufio.Reader, limit int64, h *codec.MsgpackHandle) *wireDecoder {
+	return &wireDecoder{
+		values: newValueReader(r, limit),
+		dec:    codec.NewDecoderBytes(nil, h),
+	}
+}
+
+// decode reads the next value from the stream into out.
+func (d *wireDecoder) decode(out interface{}) error {
+	raw, err := d.values.next()
+	if err != nil {
+		return err
+	}
+	return decodeWireValue(d.dec, raw, out)
+}
+
+// decodeWireValue decodes one complete msgpack value. raw must come from a
+// valueReader (see newWireDecodeHandle). The codec reports malformed input
+// as an error; the recover is a second line of defence so that no input
+// from a peer can crash the node.
+func decodeWireValue(dec *codec.Decoder, raw []byte, out interface{}) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: decoder panic: %v", errMalformedValue, p)
+		}
+	}()
+	dec.ResetBytes(raw)
+	if err := dec.Decode(out); err != nil {
+		return fmt.Errorf("%w: %v", errMalformedValue, err)
+	}
+	return nil
+}
