@@ -168,16 +168,6 @@ func (i *InmemTransport) heartbeatHandler() func(RPC) {
 	return i.heartbeatFn
 }
 
-// isHeartbeat reports whether an AppendEntries request is a bare
-// heartbeat, the kind transports may deliver on the fast path (compat.md
-// §4.5).
-func isHeartbeat(req *AppendEntriesRequest) bool {
-	hasLeader := len(req.Addr) > 0 || req.Leader != nil
-	return req.Term != 0 && hasLeader &&
-		req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
-		len(req.Entries) == 0 && req.LeaderCommitIndex == 0
-}
-
 // EncodePeer returns the address as bytes.
 func (i *InmemTransport) EncodePeer(id ServerID, p ServerAddress) []byte { return []byte(p) }
 

@@ -244,18 +244,6 @@ func (n *NetworkTransport) readRequest(c *serverConn, t rpcType) (rpc RPC, label
 	return rpc, label, heartbeat, nil
 }
 
-// isHeartbeat reports whether req is a heartbeat in hashicorp/raft's exact
-// sense (compat.md §4.5): a term and a leader address, and nothing else.
-func isHeartbeat(req *AppendEntriesRequest) bool {
-	leader := req.Addr
-	if len(leader) == 0 {
-		leader = req.Leader
-	}
-	return req.Term != 0 && leader != nil &&
-		req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
-		len(req.Entries) == 0 && req.LeaderCommitIndex == 0
-}
-
 // logConnEnd logs why a connection ended: quietly when it is the normal
 // course of things, at a limited rate when a peer misbehaved.
 func (n *NetworkTransport) logConnEnd(c *serverConn, err error) {

@@ -144,3 +144,15 @@ type StreamLayer interface {
 type ServerAddressProvider interface {
 	ServerAddr(id ServerID) (ServerAddress, error)
 }
+
+// isHeartbeat reports whether req is a heartbeat in hashicorp/raft's exact
+// sense (compat.md §4.5): a term and a leader address, and nothing else.
+func isHeartbeat(req *AppendEntriesRequest) bool {
+	leader := req.Addr
+	if len(leader) == 0 {
+		leader = req.Leader
+	}
+	return req.Term != 0 && leader != nil &&
+		req.PrevLogEntry == 0 && req.PrevLogTerm == 0 &&
+		len(req.Entries) == 0 && req.LeaderCommitIndex == 0
+}
