@@ -78,10 +78,10 @@ type voteResult struct {
 // straight to an election when pre-vote is off or a leader asked this node
 // to take over.
 func (r *Raft) becomeCandidate() {
+	r.setRole(Candidate)
 	if r.st.lead != nil {
 		r.stopLeading(ErrLeadershipLost, ErrLeadershipLost)
 	}
-	r.setRole(Candidate)
 	metrics.IncrCounter([]string{"raft", "state", "candidate"}, 1)
 	r.resetTimer(randomDuration(r.config().ElectionTimeout))
 	if r.preVote && !r.st.transferring {

@@ -64,7 +64,17 @@ type runState struct {
 	// transferring is set by TimeoutNow: the next election skips pre-vote
 	// and tells voters it is a leadership transfer.
 	transferring bool
+	// writeFailedAt is when a log write last failed, zero once a later
+	// write succeeded. A node with a failing disk holds back from
+	// campaigning for a while, so it does not keep winning elections it
+	// cannot serve.
+	writeFailedAt time.Time
 }
+
+// writeFailureCooldown is how many election timeouts a node whose log
+// write failed waits before it campaigns again, unless a write succeeds
+// first.
+const writeFailureCooldown = 10
 
 // run is the run loop goroutine.
 func (r *Raft) run() {
@@ -211,6 +221,9 @@ func (r *Raft) onHeartbeatTimeout() {
 		r.logger.Debug("not a voter in the configuration, not starting an election")
 	case !hasVote(r.st.configs.latest, r.localID):
 		r.logger.Debug("not a voter in the latest configuration, not starting an election")
+	case !r.st.writeFailedAt.IsZero() &&
+		time.Since(r.st.writeFailedAt) < writeFailureCooldown*r.config().ElectionTimeout:
+		r.logger.Warn("not starting an election: the log store failed recently", "at", r.st.writeFailedAt)
 	default:
 		metrics.IncrCounter([]string{"raft", "transition", "heartbeat_timeout"}, 1)
 		r.logger.Warn("heartbeat timeout reached, starting election",
@@ -263,12 +276,14 @@ func (r *Raft) becomeFollower(term uint64) error {
 	if r.st.role == Follower {
 		return nil
 	}
+	// The new role is published before anything the old one held is
+	// answered, so a caller woken by an answer sees the node's new role.
+	r.setRole(Follower)
 	if r.st.lead != nil {
 		r.stopLeading(ErrLeadershipLost, verifyErr)
 	}
 	r.st.candidate = nil
 	r.st.transferring = false
-	r.setRole(Follower)
 	r.resetTimer(randomDuration(r.config().HeartbeatTimeout))
 	r.logger.Info("entering follower state", "term", r.st.currentTerm)
 	metrics.IncrCounter([]string{"raft", "state", "follower"}, 1)
@@ -415,6 +430,9 @@ func (r *Raft) onWriteDone(res writeResult) {
 		return
 	}
 	op := r.st.writes.completed()
+	if len(op.entries) > 0 {
+		r.st.writeFailedAt = time.Time{}
+	}
 	for _, rep := range op.replies {
 		rep.rpc.Respond(rep.resp, nil)
 	}
@@ -429,6 +447,7 @@ func (r *Raft) onWriteDone(res writeResult) {
 // back from the store.
 func (r *Raft) onWriteFailed(err error) {
 	r.logger.Error("failed to write to the log store", "error", err)
+	r.st.writeFailedAt = time.Now()
 	for _, op := range r.st.writes.fail() {
 		for _, rep := range op.replies {
 			rep.resp.Success = false
