@@ -46,7 +46,10 @@ func TestValidateConfig_RejectsEachInvalidField(t *testing.T) {
 		{func(c *Config) { c.LeaderLeaseTimeout = 4 * time.Millisecond }, "LeaderLeaseTimeout is too low"},
 		{func(c *Config) { c.LeaderLeaseTimeout = 2 * time.Second },
 			"LeaderLeaseTimeout (2s) cannot be larger than heartbeat timeout (1s)"},
-		{func(c *Config) { c.ElectionTimeout = 500 * time.Millisecond; c.LeaderLeaseTimeout = 100 * time.Millisecond },
+		{func(c *Config) {
+			c.ElectionTimeout = 500 * time.Millisecond
+			c.LeaderLeaseTimeout = 100 * time.Millisecond
+		},
 			"ElectionTimeout (500ms) must be equal or greater than Heartbeat Timeout (1s)"},
 		{func(c *Config) { c.LogWriteStallTimeout = -time.Second }, "LogWriteStallTimeout (-1s) cannot be negative"},
 		{func(c *Config) { c.MaxAppendEntriesBytes = -1 }, "MaxAppendEntriesBytes (-1) cannot be negative"},
