@@ -1,7 +1,6 @@
 package raft
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -12,11 +11,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-metrics"
 )
-
-// ErrNotImplementedYet is returned by the few API methods whose behaviour
-// has not landed yet; README.md lists them. Each one disappears with the
-// issue that implements it.
-var ErrNotImplementedYet = errors.New("raft: not implemented yet in this version of quorumkit/raft")
 
 // Raft is one server of a Raft cluster. Create it with NewRaft; every
 // method is safe to call from any goroutine.
@@ -71,6 +65,24 @@ type Raft struct {
 
 	// fsmCh carries work from the run loop to the FSM goroutine (fsm.go).
 	fsmCh chan *fsmTask
+	// fsmSnapshotCh carries snapshot requests from the snapshot goroutine
+	// to the FSM goroutine; userRestoreAppliedCh reports a user restore's
+	// outcome from the FSM goroutine to the run loop.
+	fsmSnapshotCh        chan snapshotRequest
+	userRestoreAppliedCh chan error
+
+	// Reports into the run loop from the snapshot goroutine and from the
+	// goroutines that receive and copy snapshots (snapshot.go).
+	configurationsCh chan *configurationFuture
+	snapshotTakenCh  chan snapshotTaken
+	installDoneCh    chan installResult
+	restoreCopiedCh  chan restoreCopied
+	// transferDoneCh reports the end of a leadership transfer's TimeoutNow.
+	transferDoneCh chan transferResult
+
+	// restored is the snapshot NewRaft restored, which the FSM goroutine
+	// starts from. Written before the goroutines start, then only read.
+	restored indexTerm
 
 	// st is the protocol state; only the run loop touches it.
 	st runState
@@ -158,6 +170,13 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		writeCh:              make(chan *writeOp),
 		writeDoneCh:          make(chan writeResult),
 		fsmCh:                make(chan *fsmTask, fsmQueueLen),
+		fsmSnapshotCh:        make(chan snapshotRequest),
+		userRestoreAppliedCh: make(chan error),
+		configurationsCh:     make(chan *configurationFuture),
+		snapshotTakenCh:      make(chan snapshotTaken),
+		installDoneCh:        make(chan installResult),
+		restoreCopiedCh:      make(chan restoreCopied),
+		transferDoneCh:       make(chan transferResult),
 		leaderCh:             make(chan bool, 1),
 		observers:            make(map[uint64]*Observer),
 		shutdownCh:           make(chan struct{}),
@@ -186,6 +205,7 @@ func (r *Raft) start() {
 	r.routines.goFunc(r.run)
 	r.routines.goFunc(r.runFSM)
 	r.routines.goFunc(r.runLogWriter)
+	r.routines.goFunc(r.runSnapshots)
 	r.routines.goFunc(r.emitPeriodicMetrics)
 }
 
@@ -295,12 +315,18 @@ func (r *Raft) RemovePeer(peer ServerAddress) Future {
 }
 
 // AddVoter adds id at address as a voter, or makes an existing member a
-// voter, on the leader. The leader first brings the server's log up to
-// date as a non-voter, so that adding it never stalls commitment. When
-// prevIndex is not 0, the change is refused unless the latest
-// configuration is still the one at prevIndex. timeout bounds the wait
-// for the leader to take the request. The future answers once the new
-// configuration is committed; its Index is the configuration's index.
+// voter, on the leader. When prevIndex is not 0, the change is refused
+// unless the latest configuration is still the one at prevIndex. Changes
+// are made one at a time: a request waits (within timeout, else
+// ErrEnqueueTimeout) until the previous configuration has committed and a
+// new leader has committed an entry of its own term. The new configuration
+// takes effect as soon as it is appended; the future answers once it is
+// committed, and its Index is the configuration's index.
+//
+// The new voter counts towards the quorum at once, as in the reference:
+// adding one whose log is far behind can delay commitment until it catches
+// up. To avoid that, add it with AddNonvoter first, wait until it has caught
+// up, then call AddVoter.
 func (r *Raft) AddVoter(id ServerID, address ServerAddress, prevIndex uint64, timeout time.Duration) IndexFuture {
 	if r.protocolVersion < 2 {
 		return errorFuture{ErrUnsupportedProtocol}
@@ -343,7 +369,22 @@ func (r *Raft) DemoteVoter(id ServerID, prevIndex uint64, timeout time.Duration)
 
 // requestConfigChange hands a membership change to the run loop.
 func (r *Raft) requestConfigChange(req configurationChangeRequest, timeout time.Duration) IndexFuture {
-	return errorFuture{ErrNotImplementedYet}
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	f := &configurationChangeFuture{req: req}
+	f.init(r.stoppedCh)
+	select {
+	case r.configChangeCh <- f:
+		return f
+	case <-timer:
+		return errorFuture{ErrEnqueueTimeout}
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	}
 }
 
 // Shutdown stops the node: it stops every goroutine the node started,
@@ -397,7 +438,11 @@ func (r *Raft) waitStopped() {
 func (r *Raft) Snapshot() SnapshotFuture {
 	f := &userSnapshotFuture{}
 	f.init(r.stoppedCh)
-	f.respond(ErrNotImplementedYet)
+	select {
+	case r.userSnapshotCh <- f:
+	case <-r.shutdownCh:
+		f.respond(ErrRaftShutdown)
+	}
 	return f
 }
 
@@ -405,9 +450,43 @@ func (r *Raft) Snapshot() SnapshotFuture {
 // reader, described by meta, on the leader. It blocks until the snapshot is
 // installed and committed, or timeout passed before the leader took the
 // request. Entries in flight are answered with ErrAbortedByRestore.
+//
+// The restored state takes the index after everything the log holds, so
+// every follower receives it as an InstallSnapshot. Restore returns once a
+// no-op entry after it has committed. Errors: those of ApplyLog, and errors
+// reading or storing the snapshot.
 func (r *Raft) Restore(meta *SnapshotMeta, reader io.Reader, timeout time.Duration) error {
 	metrics.IncrCounter([]string{"raft", "restore"}, 1)
-	return ErrNotImplementedYet
+	defer metrics.MeasureSince([]string{"raft", "restoreUserSnapshot"}, time.Now())
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	f := &userRestoreFuture{meta: meta, reader: reader}
+	f.init(r.stoppedCh)
+	select {
+	case r.userRestoreCh <- f:
+	case <-timer:
+		return ErrEnqueueTimeout
+	case <-r.shutdownCh:
+		return ErrRaftShutdown
+	}
+	if err := f.Error(); err != nil {
+		return err
+	}
+	// Once a no-op after it commits, a majority holds the restored state.
+	noop := &logFuture{log: Log{Type: LogNoop}}
+	noop.init(r.stoppedCh)
+	select {
+	case r.applyCh <- noop:
+		return noop.Error()
+	case <-timer:
+		return ErrEnqueueTimeout
+	case <-r.shutdownCh:
+		return ErrRaftShutdown
+	}
 }
 
 // State returns the node's current role.
@@ -468,7 +547,7 @@ func (r *Raft) LeadershipTransfer() Future {
 	if r.protocolVersion < 3 {
 		return errorFuture{ErrUnsupportedProtocol}
 	}
-	return errorFuture{ErrNotImplementedYet}
+	return r.startLeadershipTransfer(nil, nil)
 }
 
 // LeadershipTransferToServer hands leadership to the given server, as
@@ -477,7 +556,28 @@ func (r *Raft) LeadershipTransferToServer(id ServerID, address ServerAddress) Fu
 	if r.protocolVersion < 3 {
 		return errorFuture{ErrUnsupportedProtocol}
 	}
-	return errorFuture{ErrNotImplementedYet}
+	return r.startLeadershipTransfer(&id, &address)
+}
+
+// startLeadershipTransfer hands a transfer request to the run loop. Only
+// one can wait at a time: a second gets ErrEnqueueTimeout at once.
+func (r *Raft) startLeadershipTransfer(id *ServerID, address *ServerAddress) Future {
+	f := &leadershipTransferFuture{id: id, address: address}
+	f.init(r.stoppedCh)
+	if id != nil && *id == r.localID {
+		err := fmt.Errorf("cannot transfer leadership to itself")
+		r.logger.Info(err.Error())
+		f.respond(err)
+		return f
+	}
+	select {
+	case r.leadershipTransferCh <- f:
+		return f
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	default:
+		return errorFuture{ErrEnqueueTimeout}
+	}
 }
 
 // BootstrapCluster bootstraps a running node that has no state yet with

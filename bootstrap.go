@@ -76,10 +76,103 @@ func GetConfiguration(conf *Config, fsm FSM, logs LogStore, stable StableStore, 
 	return r.st.configs.latest.Clone(), nil
 }
 
-// RecoverCluster forces a new configuration onto a server's stores, for a
-// cluster that lost its quorum.
+// RecoverCluster forces configuration onto a server's stores, for a
+// cluster that lost its quorum and cannot elect a leader. Run it on every
+// surviving server, with the servers stopped and the same configuration,
+// then start them; see README.md for the procedure.
+//
+// It rebuilds the FSM from the newest usable snapshot and every command in
+// the log after it, takes a snapshot of that state with configuration
+// (recorded at configuration index 1), and deletes the whole log. This
+// treats every entry in this server's log as committed, including entries
+// that may never have been: it is a last resort for an operator who has
+// lost the commit information anyway.
+//
+// fsm is only used to build that snapshot and is left in a state the
+// application should not use: start the server afterwards with a fresh
+// FSM.
 func RecoverCluster(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps SnapshotStore, trans Transport, configuration Configuration) error {
-	return ErrNotImplementedYet
+	if err := ValidateConfig(conf); err != nil {
+		return err
+	}
+	if err := checkConfiguration(configuration); err != nil {
+		return err
+	}
+	hasState, err := HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fmt.Errorf("failed to check for existing state: %w", err)
+	}
+	if !hasState {
+		return fmt.Errorf("refused to recover cluster with no initial state, this is probably an operator error")
+	}
+	logger := buildLogger(conf)
+
+	snapshots, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("failed to list snapshots: %w", err)
+	}
+	var lastIndex, lastTerm uint64
+	for _, meta := range snapshots {
+		_, source, err := snaps.Open(meta.ID)
+		if err != nil {
+			logger.Error("failed to open snapshot", "id", meta.ID, "error", err)
+			continue
+		}
+		err = fsm.Restore(source)
+		source.Close()
+		if err != nil {
+			logger.Error("failed to restore snapshot", "id", meta.ID, "error", err)
+			continue
+		}
+		lastIndex, lastTerm = meta.Index, meta.Term
+		break
+	}
+	if len(snapshots) > 0 && lastIndex == 0 {
+		return fmt.Errorf("failed to restore any of the available snapshots")
+	}
+
+	lastLogIndex, err := logs.LastIndex()
+	if err != nil {
+		return fmt.Errorf("failed to find last log: %w", err)
+	}
+	for index := lastIndex + 1; index <= lastLogIndex; index++ {
+		var entry Log
+		if err := logs.GetLog(index, &entry); err != nil {
+			return fmt.Errorf("failed to get log at index %d: %w", index, err)
+		}
+		if entry.Type == LogCommand {
+			fsm.Apply(&entry)
+		}
+		lastIndex, lastTerm = entry.Index, entry.Term
+	}
+
+	snapshot, err := fsm.Snapshot()
+	if err != nil {
+		return fmt.Errorf("failed to snapshot FSM: %w", err)
+	}
+	defer snapshot.Release()
+	sink, err := snaps.Create(SnapshotVersionMax, lastIndex, lastTerm, configuration, 1, trans)
+	if err != nil {
+		return fmt.Errorf("failed to create snapshot: %w", err)
+	}
+	if err := snapshot.Persist(sink); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("failed to persist snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("failed to finalize snapshot: %w", err)
+	}
+
+	firstLogIndex, err := logs.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("failed to get first log index: %w", err)
+	}
+	if lastLogIndex > 0 {
+		if err := logs.DeleteRange(firstLogIndex, lastLogIndex); err != nil {
+			return fmt.Errorf("log compaction failed: %w", err)
+		}
+	}
+	return nil
 }
 
 // restoreState loads the node's state from its stores before it starts.
@@ -99,6 +192,11 @@ func (r *Raft) restoreState() error {
 	r.st.currentTerm, r.st.votedTerm, r.st.votedFor = term, votedTerm, votedFor
 	r.pub.term.Store(term)
 
+	restoreFSM := !r.config().NoSnapshotRestoreOnStart && !r.config().skipStartup
+	if err := r.restoreSnapshotOnStart(restoreFSM); err != nil {
+		return err
+	}
+
 	lastIndex, lastTerm, err := lastEntry(r.logs)
 	if err != nil {
 		return fmt.Errorf("failed to find last log: %w", err)
@@ -108,7 +206,6 @@ func (r *Raft) restoreState() error {
 	}
 	r.st.log.reset(lastIndex, lastTerm)
 	r.st.writes.durable = lastIndex
-	r.st.dispatched = r.st.lastSnapshotIndex
 	r.pub.setLastLog(lastIndex, lastTerm)
 
 	if err := r.loadConfigurations(lastIndex); err != nil {

@@ -147,7 +147,8 @@ type testCluster struct {
 	// changed (capacity one) is poked by observers and FSMs.
 	changed chan struct{}
 	// cut holds the pairs that cannot talk, as "from>to".
-	cut map[string]bool
+	cut  map[string]bool
+	opts clusterOpts
 }
 
 // clusterOpts adjusts a test cluster.
@@ -158,30 +159,17 @@ type clusterOpts struct {
 	noBootstrap bool
 	// logs, when set, wraps each node's log store.
 	logs func(id ServerID, s *InmemStore) LogStore
+	// snaps, when set, makes each node's snapshot store.
+	snaps func(id ServerID) SnapshotStore
 }
 
 func newTestCluster(t *testing.T, n int, opts clusterOpts) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, changed: make(chan struct{}, 1), cut: make(map[string]bool)}
+	c := &testCluster{t: t, changed: make(chan struct{}, 1), cut: make(map[string]bool), opts: opts}
 	var cfg Configuration
 	for i := 0; i < n; i++ {
-		id := ServerID(fmt.Sprintf("node%d", i))
-		node := &testNode{
-			id:    id,
-			addr:  ServerAddress(fmt.Sprintf("addr%d", i)),
-			store: NewInmemStore(),
-			snaps: NewInmemSnapshotStore(),
-		}
-		node.logs = node.store
-		if opts.logs != nil {
-			node.logs = opts.logs(id, node.store)
-		}
-		node.conf = testConfig(t, id)
-		if opts.conf != nil {
-			opts.conf(node.conf)
-		}
-		c.nodes = append(c.nodes, node)
-		cfg.Servers = append(cfg.Servers, Server{Suffrage: Voter, ID: id, Address: node.addr})
+		node := c.newNode(ServerID(fmt.Sprintf("node%d", i)))
+		cfg.Servers = append(cfg.Servers, Server{Suffrage: Voter, ID: node.id, Address: node.addr})
 	}
 	for _, node := range c.nodes {
 		if !opts.noBootstrap {
@@ -194,6 +182,41 @@ func newTestCluster(t *testing.T, n int, opts clusterOpts) *testCluster {
 		c.start(node)
 	}
 	return c
+}
+
+// newNode adds a node with empty stores to the cluster, without starting
+// it. Its address is "addr-" and its ID.
+func (c *testCluster) newNode(id ServerID) *testNode {
+	node := &testNode{
+		id:    id,
+		addr:  ServerAddress("addr-" + string(id)),
+		store: NewInmemStore(),
+		snaps: NewInmemSnapshotStore(),
+	}
+	node.logs = node.store
+	if c.opts.logs != nil {
+		node.logs = c.opts.logs(id, node.store)
+	}
+	if c.opts.snaps != nil {
+		node.snaps = c.opts.snaps(id)
+	}
+	node.conf = testConfig(c.t, id)
+	if c.opts.conf != nil {
+		c.opts.conf(node.conf)
+	}
+	c.nodes = append(c.nodes, node)
+	return node
+}
+
+// node returns the node with id.
+func (c *testCluster) node(id ServerID) *testNode {
+	for _, n := range c.nodes {
+		if n.id == id {
+			return n
+		}
+	}
+	c.t.Fatalf("no node %s", id)
+	return nil
 }
 
 // newTransport gives node a fresh transport at its address.

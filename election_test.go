@@ -304,7 +304,7 @@ func TestPreVote_UnexpectedCommandCountsAsGranted(t *testing.T) {
 		node0 := c.nodes[0]
 		c.stop(node0)
 		_, inner := NewInmemTransport(node0.addr)
-		wrapped := &noPreVoteTransport{InmemTransport: inner, old: map[ServerAddress]bool{"addr1": true, "addr2": true}}
+		wrapped := &noPreVoteTransport{InmemTransport: inner, old: map[ServerAddress]bool{"addr-node1": true, "addr-node2": true}}
 		cfg := Configuration{}
 		for _, n := range c.nodes {
 			cfg.Servers = append(cfg.Servers, Server{Voter, n.id, n.addr})

@@ -89,9 +89,15 @@ type WrappingFSM interface {
 // fsmQueueLen is the capacity of fsmCh.
 const fsmQueueLen = 128
 
-// fsmTask is a run of committed entries for the FSM goroutine.
+// fsmTask is work for the FSM goroutine: a run of committed entries, or,
+// when restoreID is set, the restore of a stored snapshot whose last entry
+// is at from (== to).
 type fsmTask struct {
 	from, to uint64
+	// restoreID is the snapshot to restore; userRestore says it comes from
+	// Raft.Restore, whose outcome the run loop waits for.
+	restoreID   string
+	userRestore bool
 	// entries are the entries from..to when the run loop held them in
 	// memory; nil means the FSM goroutine reads them from the log store.
 	entries []*Log
@@ -103,6 +109,12 @@ type fsmTask struct {
 // FSM goroutine, building it once and keeping it until it is taken.
 func (r *Raft) nextFSMTask() *fsmTask {
 	if r.st.pendingFSM != nil {
+		return r.st.pendingFSM
+	}
+	if len(r.st.fsmQueue) > 0 {
+		r.st.pendingFSM = r.st.fsmQueue[0]
+		r.st.fsmQueue[0] = nil
+		r.st.fsmQueue = r.st.fsmQueue[1:]
 		return r.st.pendingFSM
 	}
 	// Only entries durable here are applied: whatever the FSM shows must
@@ -136,26 +148,79 @@ func (r *Raft) nextFSMTask() *fsmTask {
 
 // onFSMDispatched records that the FSM goroutine took a task.
 func (r *Raft) onFSMDispatched(t *fsmTask) {
-	r.st.dispatched = t.to
+	r.st.dispatched = max(r.st.dispatched, t.to)
 	r.st.pendingFSM = nil
 	r.trimMemLog()
 }
 
 // runFSM is the FSM goroutine.
 func (r *Raft) runFSM() {
-	a := fsmApplier{r: r}
+	a := fsmApplier{r: r, lastIndex: r.restored.index, lastTerm: r.restored.term}
 	a.batching, _ = r.fsm.(BatchingFSM)
 	a.configStore, _ = r.fsm.(ConfigurationStore)
 	for {
 		select {
 		case t := <-r.fsmCh:
-			if !a.apply(t) {
+			ok := true
+			if t.restoreID != "" {
+				ok = a.restore(t)
+			} else {
+				ok = a.apply(t)
+			}
+			if !ok {
 				return
 			}
+		case req := <-r.fsmSnapshotCh:
+			req.done <- a.snapshot()
 		case <-r.shutdownCh:
 			return
 		}
 	}
+}
+
+// snapshot takes a snapshot of the FSM as it is now, between two applies.
+func (a *fsmApplier) snapshot() snapshotResponse {
+	snapIndex, _ := a.r.pub.lastSnapshot()
+	if a.lastIndex == 0 || a.lastIndex <= snapIndex {
+		return snapshotResponse{err: ErrNothingNewToSnapshot}
+	}
+	start := time.Now()
+	snap, err := a.r.fsm.Snapshot()
+	metrics.MeasureSince([]string{"raft", "fsm", "snapshot"}, start)
+	if err == nil && snap == nil {
+		err = errors.New("FSM.Snapshot returned no snapshot")
+	}
+	return snapshotResponse{snapshot: snap, index: a.lastIndex, term: a.lastTerm, err: err}
+}
+
+// restore replaces the FSM's state with a stored snapshot. A failed restore
+// leaves the FSM in an unknown state, so the node stops. It returns false
+// if the FSM goroutine must stop.
+func (a *fsmApplier) restore(t *fsmTask) bool {
+	r := a.r
+	meta, source, err := r.snapshots.Open(t.restoreID)
+	if err == nil {
+		start := time.Now()
+		err = r.fsm.Restore(source)
+		source.Close()
+		metrics.MeasureSince([]string{"raft", "fsm", "restore"}, start)
+		metrics.SetGauge([]string{"raft", "fsm", "lastRestoreDuration"}, float32(time.Since(start).Milliseconds()))
+	}
+	if err != nil {
+		err = fmt.Errorf("failed to restore snapshot %v: %w", t.restoreID, err)
+		r.fatal(err)
+	} else {
+		a.lastIndex, a.lastTerm = meta.Index, meta.Term
+		r.pub.appliedIndex.Store(meta.Index)
+	}
+	if t.userRestore {
+		select {
+		case r.userRestoreAppliedCh <- err:
+		case <-r.shutdownCh:
+			return false
+		}
+	}
+	return err == nil
 }
 
 // fsmApplier applies tasks to the FSM. Owned by the FSM goroutine.

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-metrics"
 )
 
@@ -23,10 +24,20 @@ type leaderState struct {
 	// match is reused by updateCommitIndex.
 	match map[ServerID]uint64
 
+	// retired are replicators of servers that left the configuration,
+	// finishing the entry that told them so.
+	retired []*replicator
+
 	// verifyRound numbers VerifyLeader rounds; verifies are the futures
 	// waiting on one, in round order.
 	verifyRound uint64
 	verifies    []pendingVerify
+
+	// configChange is the membership change in flight: appended, not yet
+	// committed. At most one exists (Raft thesis §4.1).
+	configChange *configurationChangeFuture
+	// transfer is the leadership transfer in progress, if any.
+	transfer *transferState
 }
 
 // pendingVerify is a VerifyLeader waiting for a quorum to acknowledge a
@@ -99,15 +110,28 @@ func (r *Raft) notifyLeadership(v bool) {
 	}
 }
 
-// stopLeading ends this node's leadership: replication stops, and every
-// request it held fails: entries in flight that are not yet committed with
-// err, pending verifications with verifyErr.
+// stopLeading ends this node's leadership, after the new role has been
+// published: replication stops, and every request it held fails: entries
+// in flight that are not yet committed with err, pending verifications
+// with verifyErr.
 func (r *Raft) stopLeading(err, verifyErr error) {
 	lead := r.st.lead
 	r.st.lead = nil
 	lead.shared.stopped.Store(true)
 	for _, repl := range lead.repls {
 		repl.stop()
+	}
+	for _, repl := range lead.retired {
+		repl.stop()
+	}
+	if t := lead.transfer; t != nil {
+		// Losing leadership is what a transfer is for, whoever won.
+		t.timer.Stop()
+		r.logger.Debug("lost leadership during transfer (expected)")
+		t.future.respond(nil)
+	}
+	if f := lead.configChange; f != nil {
+		f.respond(err)
 	}
 	for _, v := range lead.verifies {
 		v.future.respond(verifyErr)
@@ -125,8 +149,6 @@ func (r *Raft) stopLeading(err, verifyErr error) {
 	}
 	clear(r.st.futures[len(kept):])
 	r.st.futures = kept
-	r.failConfigChangeLocked(err)
-	replaceBool(r.leaderCh, false)
 	r.notifyLeadership(false)
 }
 
@@ -144,8 +166,15 @@ func (r *Raft) startStopReplication() {
 		if s, ok := want[id]; ok && s.Address == repl.peer.Address {
 			continue
 		}
-		repl.stop()
 		delete(lead.repls, id)
+		if _, stays := want[id]; stays {
+			// Same server, new address: start over there.
+			repl.stop()
+		} else {
+			// Send it the entry that removed it, so it knows, then stop.
+			repl.retire(r.st.log.lastIndex)
+			lead.retired = append(lead.retired, repl)
+		}
 		r.observe(PeerObservation{Removed: true, Peer: repl.peer})
 	}
 	for id, s := range want {
@@ -190,6 +219,8 @@ func (r *Raft) leaderRefusal() error {
 		return ErrNotLeader
 	case r.st.writes.broken:
 		return ErrNotLeader
+	case r.st.lead.transfer != nil:
+		return ErrLeadershipTransferInProgress
 	}
 	return nil
 }
@@ -231,6 +262,9 @@ func (r *Raft) onReplicationProgress() {
 	}
 	r.checkVerifies()
 	r.updateCommitIndex()
+	if r.st.lead != nil {
+		r.checkTransfer()
+	}
 }
 
 // updateCommitIndex moves the commit index to what a majority of voters
@@ -249,6 +283,11 @@ func (r *Raft) updateCommitIndex() {
 	}
 	metrics.SetGauge([]string{"raft", "commitNumLogs"}, float32(next-r.st.commitIndex))
 	r.setCommitIndex(next)
+	if r.st.lead != lead {
+		// Committing a configuration without this node ended its
+		// leadership.
+		return
+	}
 	lead.shared.commitIndex.Store(next)
 	for _, f := range r.st.futures {
 		if f.log.Index > next {
@@ -346,20 +385,193 @@ func (r *Raft) checkVerifies() {
 	lead.verifies = append(lead.verifies[:0], lead.verifies[n:]...)
 }
 
-// onConfigChange takes a membership change request.
-func (r *Raft) onConfigChange(f *configurationChangeFuture) {
-	f.respond(ErrNotImplementedYet)
+// configChangeChIfReady returns the channel of membership change requests
+// when this node can take one now, else nil so requests wait in it: a
+// leader takes one change at a time, only once the previous configuration
+// has committed and it has committed an entry of its own term (Raft thesis
+// §4.1; the latter closes the single-server-change bug described in the
+// thesis errata). Non-leaders refuse requests at once.
+func (r *Raft) configChangeChIfReady() chan *configurationChangeFuture {
+	lead := r.st.lead
+	if lead == nil {
+		return r.configChangeCh
+	}
+	if r.st.restoring != nil || lead.configChange != nil || !r.st.configs.stable() || r.st.commitIndex < lead.termStart {
+		return nil
+	}
+	return r.configChangeCh
 }
 
-// failConfigChangeLocked answers a membership change in flight with err.
-func (r *Raft) failConfigChangeLocked(err error) {}
+// onConfigChange appends a membership change. The new configuration takes
+// effect at once; the request is answered when it commits.
+func (r *Raft) onConfigChange(f *configurationChangeFuture) {
+	if err := r.leaderRefusal(); err != nil {
+		f.respond(err)
+		return
+	}
+	next, err := nextConfiguration(r.st.configs.latest, r.st.configs.latestIndex, f.req)
+	if err != nil {
+		f.respond(err)
+		return
+	}
+	r.logger.Info("updating configuration",
+		"command", f.req.command, "server-id", f.req.serverID, "server-addr", f.req.serverAddress,
+		"servers", hclog.Fmt("%+v", next.Servers))
+	entry := &logFuture{log: Log{Type: LogConfiguration, Data: EncodeConfiguration(next)}}
+	if r.protocolVersion < 2 {
+		entry.log = Log{Type: LogRemovePeerDeprecated, Data: encodePeers(next, r.trans)}
+	}
+	entry.init(r.stoppedCh)
+	r.appendAsLeader([]*logFuture{entry})
+	f.index = entry.log.Index
+	r.st.lead.configChange = f
+	r.startStopReplication()
+}
 
-// onConfigurationCommitted reacts to the latest configuration committing.
-func (r *Raft) onConfigurationCommitted() {}
+// onConfigurationCommitted reacts to the latest configuration committing:
+// the change that made it is answered, and a leader that is no longer a
+// voter steps down (and shuts down if ShutdownOnRemove is set).
+func (r *Raft) onConfigurationCommitted() {
+	lead := r.st.lead
+	if lead == nil {
+		return
+	}
+	if f := lead.configChange; f != nil && f.index <= r.st.configs.committedIndex {
+		lead.configChange = nil
+		f.respond(nil)
+	}
+	if hasVote(r.st.configs.committed, r.localID) {
+		return
+	}
+	if r.config().ShutdownOnRemove {
+		r.logger.Info("removed ourself, shutting down")
+		r.becomeFollower(r.st.currentTerm)
+		go r.Shutdown()
+		return
+	}
+	r.logger.Info("removed ourself, transitioning to follower")
+	r.becomeFollower(r.st.currentTerm)
+}
 
-// onLeadershipTransfer takes a leadership transfer request.
+// --- Leadership transfer (Raft thesis §3.10). ---
+
+// transferState is a leadership transfer in progress. Owned by the run
+// loop.
+type transferState struct {
+	future *leadershipTransferFuture
+	target *replicator
+	// timer bounds each stage: bringing the target up to date and sending
+	// TimeoutNow, then losing leadership to it.
+	timer *time.Timer
+	// sending and sent say where TimeoutNow is.
+	sending, sent bool
+}
+
+// transferResult reports the TimeoutNow of a transfer.
+type transferResult struct {
+	lead *leaderState
+	err  error
+}
+
+// onLeadershipTransfer starts a transfer: the target is brought up to
+// date, then told to campaign at once. Meanwhile other requests get
+// ErrLeadershipTransferInProgress.
 func (r *Raft) onLeadershipTransfer(f *leadershipTransferFuture) {
-	f.respond(ErrNotImplementedYet)
+	lead := r.st.lead
+	if lead == nil {
+		f.respond(ErrNotLeader)
+		return
+	}
+	if lead.transfer != nil {
+		f.respond(ErrLeadershipTransferInProgress)
+		return
+	}
+	var repl *replicator
+	if f.id == nil {
+		repl = r.mostUpToDateVoter()
+		if repl == nil {
+			f.respond(fmt.Errorf("cannot find peer"))
+			return
+		}
+	} else if repl = lead.repls[*f.id]; repl == nil {
+		f.respond(fmt.Errorf("cannot find replication state for %v", *f.id))
+		return
+	}
+	r.logger.Info("starting leadership transfer", "id", repl.peer.ID, "address", repl.peer.Address)
+	lead.transfer = &transferState{future: f, target: repl, timer: time.NewTimer(r.config().ElectionTimeout)}
+	repl.trigger()
+	r.checkTransfer()
+}
+
+// mostUpToDateVoter returns the replicator of the voter that holds the
+// most of the log, or nil.
+func (r *Raft) mostUpToDateVoter() *replicator {
+	var best *replicator
+	for _, s := range r.st.configs.latest.Servers {
+		repl, ok := r.st.lead.repls[s.ID]
+		if !ok || s.Suffrage != Voter {
+			continue
+		}
+		if best == nil || repl.match.Load() > best.match.Load() {
+			best = repl
+		}
+	}
+	return best
+}
+
+// checkTransfer sends TimeoutNow once the target holds the whole log.
+func (r *Raft) checkTransfer() {
+	lead := r.st.lead
+	t := lead.transfer
+	if t == nil || t.sending || t.sent || t.target.match.Load() < r.st.log.lastIndex {
+		return
+	}
+	t.sending = true
+	peer := t.target.peer
+	req := &TimeoutNowRequest{RPCHeader: r.rpcHeader()}
+	r.routines.goFunc(func() {
+		err := r.trans.TimeoutNow(peer.ID, peer.Address, req, &TimeoutNowResponse{})
+		if err != nil {
+			err = fmt.Errorf("failed to make TimeoutNow RPC to %v: %v", peer.ID, err)
+		}
+		select {
+		case r.transferDoneCh <- transferResult{lead: lead, err: err}:
+		case <-r.shutdownCh:
+		}
+	})
+}
+
+// onTransferDone handles the answer to a transfer's TimeoutNow.
+func (r *Raft) onTransferDone(res transferResult) {
+	lead := r.st.lead
+	if lead == nil || lead != res.lead || lead.transfer == nil {
+		return
+	}
+	t := lead.transfer
+	if res.err != nil {
+		r.logger.Debug(res.err.Error())
+		r.endTransfer(res.err)
+		return
+	}
+	// The target campaigns now; give it an election's time to win.
+	t.sending, t.sent = false, true
+	t.timer.Reset(r.config().ElectionTimeout)
+}
+
+// onTransferTimeout ends a transfer that did not finish in time.
+func (r *Raft) onTransferTimeout() {
+	err := fmt.Errorf("leadership transfer timeout")
+	r.logger.Debug(err.Error())
+	r.endTransfer(err)
+}
+
+// endTransfer answers the transfer in progress with err and lets this
+// leader take requests again.
+func (r *Raft) endTransfer(err error) {
+	t := r.st.lead.transfer
+	r.st.lead.transfer = nil
+	t.timer.Stop()
+	t.future.respond(err)
 }
 
 // liveBootstrap bootstraps a running follower that has no state.

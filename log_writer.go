@@ -44,6 +44,9 @@ type writeOp struct {
 	// deleteFrom..deleteTo (inclusive) is removed first; deleteFrom is 0
 	// when nothing is deleted.
 	deleteFrom, deleteTo uint64
+	// compactTo, when not zero, removes the head of the log up to it: the
+	// entries a snapshot covers.
+	compactTo uint64
 	// commitIndex, when not zero, is staged to a CommitTrackingLogStore
 	// before the entries are stored.
 	commitIndex uint64
@@ -105,6 +108,12 @@ func (r *Raft) performWrite(op *writeOp) writeResult {
 			return res
 		}
 	}
+	if op.compactTo > 0 {
+		if err := r.compact(op.compactTo); err != nil {
+			res.err = err
+			return res
+		}
+	}
 	if op.commitIndex > 0 {
 		if err := r.logs.stageCommitIndex(op.commitIndex); err != nil {
 			res.err = fmt.Errorf("staging commit index %d: %w", op.commitIndex, err)
@@ -120,6 +129,23 @@ func (r *Raft) performWrite(op *writeOp) writeResult {
 		metrics.MeasureSince([]string{"raft", "rpc", "appendEntries", "storeLogs"}, start)
 	}
 	return res
+}
+
+// compact deletes the log's entries from its first up to upTo.
+func (r *Raft) compact(upTo uint64) error {
+	defer metrics.MeasureSince([]string{"raft", "compactLogs"}, time.Now())
+	first, err := r.logs.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("reading first log index for compaction: %w", err)
+	}
+	if first == 0 || first > upTo {
+		return nil
+	}
+	r.logger.Info("compacting logs", "from", first, "to", upTo)
+	if err := r.logs.DeleteRange(first, upTo); err != nil {
+		return fmt.Errorf("log compaction failed: %w", err)
+	}
+	return nil
 }
 
 // lastEntry reads the index and term of the last entry in logs.
@@ -150,6 +176,9 @@ type writeQueue struct {
 	// broken is set after a failed write until the resync completes; no
 	// entries are accepted meanwhile.
 	broken bool
+	// floor is the index of the newest snapshot: everything up to it is
+	// durable in the snapshot store, whatever the log holds.
+	floor uint64
 }
 
 // pending reports whether any op is queued or in flight.
@@ -176,13 +205,14 @@ func (q *writeQueue) handedOff(now time.Time) {
 // while the writer was busy.
 func (q *writeQueue) enqueue(op *writeOp) {
 	if op.deleteFrom > 0 {
-		q.durable = min(q.durable, op.deleteFrom-1)
+		q.durable = max(min(q.durable, op.deleteFrom-1), q.floor)
 	}
 	if n := len(q.queued); n > 0 && op.deleteFrom == 0 && !op.resync {
 		last := q.queued[n-1]
 		if !last.resync && len(last.entries)+len(op.entries) <= maxMergedEntries {
 			last.entries = append(last.entries, op.entries...)
 			last.last = op.last
+			last.compactTo = max(last.compactTo, op.compactTo)
 			last.commitIndex = max(last.commitIndex, op.commitIndex)
 			last.replies = append(last.replies, op.replies...)
 			return
@@ -217,7 +247,7 @@ func (q *writeQueue) completed() *writeOp {
 			durable = min(durable, later.deleteFrom-1)
 		}
 	}
-	q.durable = durable
+	q.durable = max(durable, q.floor)
 	return op
 }
 

@@ -42,9 +42,11 @@ type runState struct {
 	log    memLog
 	writes writeQueue
 	// dispatched is the last index handed to the FSM goroutine, and
-	// pendingFSM the next task, built but not yet taken.
+	// pendingFSM the next task, built but not yet taken. fsmQueue holds
+	// snapshot restores that go to the FSM before any later entry.
 	dispatched uint64
 	pendingFSM *fsmTask
+	fsmQueue   []*fsmTask
 	// futures are the futures of entries this node appended as leader, in
 	// index order, until the FSM goroutine takes them or they fail.
 	futures []*logFuture
@@ -53,6 +55,13 @@ type runState struct {
 
 	lastSnapshotIndex uint64
 	lastSnapshotTerm  uint64
+	// compactedTo is the highest index a queued compaction deletes up to.
+	compactedTo uint64
+	// installing is the snapshot being received from the leader, if any.
+	installing *pendingInstall
+	// restoring is the user snapshot being restored on this leader, if
+	// any; applies and membership changes wait until it ends.
+	restoring *userRestore
 
 	// timer drives the role's clock: the heartbeat timeout of a follower,
 	// the election timeout of a candidate, the lease check of a leader.
@@ -114,8 +123,18 @@ func (r *Raft) serveOne() bool {
 		votesCh = r.st.candidate.results
 	}
 	var progressCh <-chan struct{}
+	var transferTimer <-chan time.Time
 	if r.st.lead != nil {
 		progressCh = r.st.lead.progressCh
+		if t := r.st.lead.transfer; t != nil {
+			transferTimer = t.timer.C
+		}
+	}
+	// Requests that must wait while a user restore runs stay in their
+	// channels until it ends.
+	applyCh, restoreCh := r.applyCh, r.userRestoreCh
+	if r.st.restoring != nil {
+		applyCh, restoreCh = nil, nil
 	}
 
 	select {
@@ -137,20 +156,33 @@ func (r *Raft) serveOne() bool {
 		r.onFSMDispatched(nextFSM)
 	case <-progressCh:
 		r.onReplicationProgress()
-	case f := <-r.applyCh:
+	case f := <-applyCh:
 		r.onApply(f)
 	case f := <-r.verifyCh:
 		r.onVerify(f)
 	case f := <-r.bootstrapCh:
 		f.respond(r.liveBootstrap(f.configuration))
-	case f := <-r.configChangeCh:
+	case f := <-r.configChangeChIfReady():
 		r.onConfigChange(f)
-	case f := <-r.userSnapshotCh:
-		f.respond(ErrNotImplementedYet)
-	case f := <-r.userRestoreCh:
-		f.respond(ErrNotImplementedYet)
+	case f := <-restoreCh:
+		r.onUserRestore(f)
 	case f := <-r.leadershipTransferCh:
 		r.onLeadershipTransfer(f)
+	case res := <-r.transferDoneCh:
+		r.onTransferDone(res)
+	case <-transferTimer:
+		r.onTransferTimeout()
+	case f := <-r.configurationsCh:
+		f.configurations = r.st.configs.clone()
+		f.respond(nil)
+	case s := <-r.snapshotTakenCh:
+		r.onSnapshotTaken(s)
+	case res := <-r.installDoneCh:
+		r.onInstallDone(res)
+	case rc := <-r.restoreCopiedCh:
+		r.onRestoreCopied(rc)
+	case err := <-r.userRestoreAppliedCh:
+		r.onUserRestoreApplied(err)
 	case <-r.reloadCh:
 		r.onReload()
 	}
@@ -161,6 +193,7 @@ func (r *Raft) serveOne() bool {
 // shuts down.
 func (r *Raft) exitRunLoop() {
 	if r.st.lead != nil {
+		replaceBool(r.leaderCh, false)
 		r.stopLeading(ErrLeadershipLost, ErrLeadershipLost)
 	}
 	r.st.candidate = nil
@@ -173,6 +206,10 @@ func (r *Raft) exitRunLoop() {
 			f.respond(ErrRaftShutdown)
 		}
 	}
+	if ur := r.st.restoring; ur != nil {
+		ur.future.respond(ErrRaftShutdown)
+	}
+	// A snapshot being received is answered by its own goroutine.
 	for _, op := range append(r.st.writes.queued, r.st.writes.inflight) {
 		if op == nil {
 			continue
@@ -295,6 +332,10 @@ func (r *Raft) becomeFollower(term uint64) error {
 func (r *Raft) setRole(role RaftState) {
 	r.setLeader(leaderInfo{})
 	old := r.st.role
+	if old == Leader && role != Leader {
+		// LeaderCh says false no later than State says not Leader.
+		replaceBool(r.leaderCh, false)
+	}
 	r.st.role = role
 	r.pub.setState(role)
 	if old != role {

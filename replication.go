@@ -3,6 +3,7 @@ package raft
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,14 @@ const (
 // leadership it serves has ended.
 var errLeadershipEnded = errors.New("leadership ended")
 
+// errNeedSnapshot says the entries a follower needs next are no longer in
+// the log: it must receive a snapshot.
+var errNeedSnapshot = errors.New("follower needs a snapshot")
+
+// maxRetireFailures is how many failed attempts a retiring replicator
+// makes to tell its removed server about the removal before giving up.
+const maxRetireFailures = 3
+
 type replicator struct {
 	r    *Raft
 	lead *replicationShared
@@ -47,16 +56,29 @@ type replicator struct {
 	match       atomic.Uint64
 	lastContact atomic.Int64 // Unix nanoseconds
 	verified    atomic.Uint64
+	// installing is the index of the snapshot being sent, 0 when none; the
+	// run loop keeps the log after it until the install ends.
+	installing atomic.Uint64
+
+	// retireAt, set by the run loop when the peer leaves the
+	// configuration, is the entry after which replication stops.
+	retireAt atomic.Uint64
 
 	// triggerCh (capacity one) says new entries are waiting; hbPokeCh
 	// (capacity one) asks for a heartbeat now. The run loop sends on both.
 	triggerCh chan struct{}
 	hbPokeCh  chan struct{}
-	// stopCh is closed by the run loop, once, to stop both goroutines.
-	stopCh chan struct{}
+	// stopCh is closed, once, under stopOnce, to stop both goroutines: by
+	// the run loop, or by a retiring log goroutine.
+	stopCh   chan struct{}
+	stopOnce sync.Once
 
 	// nextIndex is the next entry to send. Private to the log goroutine.
 	nextIndex uint64
+	// sent is the last snapshot installed on the follower; its last entry
+	// may have been compacted away, and the next request names its term.
+	// Private to the log goroutine.
+	sent indexTerm
 }
 
 func newReplicator(r *Raft, lead *leaderState, peer Server) *replicator {
@@ -80,11 +102,25 @@ func (s *replicator) start() {
 	s.r.routines.goFunc(s.runHeartbeat)
 }
 
-func (s *replicator) stop()          { close(s.stopCh) }
+func (s *replicator) stop()          { s.stopOnce.Do(func() { close(s.stopCh) }) }
 func (s *replicator) trigger()       { notify(s.triggerCh) }
 func (s *replicator) pokeHeartbeat() { notify(s.hbPokeCh) }
 
 func (s *replicator) contact() time.Time { return time.Unix(0, s.lastContact.Load()) }
+
+// retire makes the replicator send everything up to upTo, the entry that
+// removed its peer, and then stop.
+func (s *replicator) retire(upTo uint64) {
+	s.retireAt.Store(upTo)
+	s.trigger()
+}
+
+// retired reports whether a retiring replicator is done: its peer holds
+// the removal, or it failed too often to tell it.
+func (s *replicator) retired(failures int) bool {
+	at := s.retireAt.Load()
+	return at > 0 && (s.match.Load() >= at || failures >= maxRetireFailures)
+}
 
 func (s *replicator) setContact() {
 	s.lastContact.Store(time.Now().UnixNano())
@@ -212,6 +248,10 @@ func (s *replicator) runLog() {
 				return
 			case sendFailed:
 				failures++
+				if s.retired(failures) {
+					s.stop()
+					return
+				}
 				if !s.wait(backoff(failureWait, failures, maxFailureWait)) {
 					return
 				}
@@ -220,11 +260,15 @@ func (s *replicator) runLog() {
 				continue
 			}
 			failures = 0
+			if s.retired(0) {
+				s.stop()
+				return
+			}
 			if s.nextIndex > s.lead.lastIndex.Load() || pipelineOK {
 				break
 			}
 		}
-		if pipelineOK {
+		if pipelineOK && s.retireAt.Load() == 0 {
 			pipelineOK = s.runPipeline(commitTimer)
 		}
 	}
@@ -245,6 +289,9 @@ func (s *replicator) sendOne() sendResult {
 	req, err := s.buildRequest(s.nextIndex)
 	if errors.Is(err, errLeadershipEnded) || errors.Is(err, ErrRaftShutdown) || s.stopped() {
 		return sendStop
+	}
+	if errors.Is(err, errNeedSnapshot) {
+		return s.sendSnapshot()
 	}
 	if err != nil {
 		r.logger.Error("failed to prepare entries for follower", "peer", s.peer.ID, "next-index", s.nextIndex, "error", err)
@@ -315,12 +362,18 @@ func (s *replicator) buildRequest(next uint64) (*AppendEntriesRequest, error) {
 		LeaderCommitIndex: s.lead.commitIndex.Load(),
 	}
 	prevTerm, err := s.termAt(next - 1)
+	if errors.Is(err, ErrLogNotFound) {
+		return nil, errNeedSnapshot
+	}
 	if err != nil {
 		return nil, err
 	}
 	req.PrevLogTerm = prevTerm
 	if next <= last {
 		entries, err := s.readEntries(next, last, conf.MaxAppendEntries, conf.maxAppendBytes())
+		if errors.Is(err, ErrLogNotFound) {
+			return nil, errNeedSnapshot
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -346,6 +399,9 @@ func (s *replicator) termAt(index uint64) (uint64, error) {
 	}
 	if snapIndex, snapTerm := s.r.pub.lastSnapshot(); index == snapIndex {
 		return snapTerm, nil
+	}
+	if index == s.sent.index {
+		return s.sent.term, nil
 	}
 	var entry Log
 	if err := s.r.logs.GetLog(index, &entry); err != nil {
@@ -431,7 +487,94 @@ func (s *replicator) runPipeline(commitTimer *time.Timer) bool {
 		case <-commitTimer.C:
 			commitTimer.Reset(randomDuration(r.config().CommitTimeout))
 		}
+		if s.retireAt.Load() > 0 {
+			return true
+		}
 	}
+}
+
+// pinSnapshot picks the newest snapshot and publishes its index in
+// installing, so that the run loop keeps the log entries after it until
+// the install ends. A compaction that raced with the publication may
+// already have removed them; then a newer snapshot exists, and it pins
+// that one instead.
+func (s *replicator) pinSnapshot() (*SnapshotMeta, error) {
+	for attempt := 0; ; attempt++ {
+		snapshots, err := s.r.snapshots.List()
+		if err != nil {
+			return nil, fmt.Errorf("listing snapshots: %w", err)
+		}
+		if len(snapshots) == 0 {
+			return nil, fmt.Errorf("no snapshots found")
+		}
+		latest := snapshots[0]
+		s.installing.Store(latest.Index)
+		first, err := s.r.logs.FirstIndex()
+		if err != nil {
+			return nil, fmt.Errorf("reading first log index: %w", err)
+		}
+		if first == 0 || first <= latest.Index+1 || attempt == 2 {
+			return latest, nil
+		}
+	}
+}
+
+// sendSnapshot sends the newest snapshot to a follower whose next entries
+// the log no longer holds. The snapshot streams from the store to the
+// transport; it is never held whole in memory.
+func (s *replicator) sendSnapshot() sendResult {
+	r := s.r
+	latest, err := s.pinSnapshot()
+	defer s.installing.Store(0)
+	if err != nil {
+		r.logger.Error("failed to send snapshot", "peer", s.peer.ID, "error", err)
+		return sendFailed
+	}
+	meta, data, err := r.snapshots.Open(latest.ID)
+	if err != nil {
+		r.logger.Error("failed to open snapshot", "id", latest.ID, "error", err)
+		return sendFailed
+	}
+	defer data.Close()
+	req := &InstallSnapshotRequest{
+		RPCHeader:          r.rpcHeader(),
+		SnapshotVersion:    meta.Version,
+		Term:               s.lead.term,
+		Leader:             r.trans.EncodePeer(r.localID, r.localAddr),
+		LastLogIndex:       meta.Index,
+		LastLogTerm:        meta.Term,
+		Peers:              meta.Peers,
+		Configuration:      EncodeConfiguration(meta.Configuration),
+		ConfigurationIndex: meta.ConfigurationIndex,
+		Size:               meta.Size,
+	}
+	if s.stopped() {
+		return sendStop
+	}
+	r.logger.Info("installing snapshot on", "peer", s.peer.ID, "id", meta.ID, "size", meta.Size)
+	var resp InstallSnapshotResponse
+	start := time.Now()
+	if err := r.trans.InstallSnapshot(s.peer.ID, s.peer.Address, req, &resp, data); err != nil {
+		r.logger.Error("failed to install snapshot", "peer", s.peer.ID, "id", meta.ID, "error", err)
+		return sendFailed
+	}
+	s.measure("installSnapshot", start)
+	if resp.Term > s.lead.term {
+		s.sawTerm(resp.Term)
+		return sendStop
+	}
+	if !resp.Success {
+		s.lastContact.Store(time.Now().UnixNano())
+		r.logger.Warn("installSnapshot rejected to", "peer", s.peer.ID, "id", meta.ID)
+		return sendFailed
+	}
+	if meta.Index > s.match.Load() {
+		s.match.Store(meta.Index)
+	}
+	s.nextIndex = meta.Index + 1
+	s.sent = indexTerm{meta.Index, meta.Term}
+	s.setContact()
+	return sendOK
 }
 
 // sendPipelined sends everything up to the leader's last index, in

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -389,11 +390,71 @@ func (r *Raft) requestPreVote(rpc RPC, req *RequestPreVoteRequest) {
 	resp.Granted = true
 }
 
-// installSnapshot handles an InstallSnapshot request.
+// installSnapshot handles an InstallSnapshot request (Raft paper §7). The
+// run loop checks it; a goroutine of its own streams the snapshot into the
+// store (snapshot.go), so heartbeats keep flowing meanwhile.
 func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 	defer metrics.MeasureSince([]string{"raft", "rpc", "installSnapshot"}, time.Now())
 	resp := &InstallSnapshotResponse{RPCHeader: r.rpcHeader(), Term: r.st.currentTerm}
-	rpc.Respond(resp, ErrNotImplementedYet)
+	refuse := func(err error) {
+		// The stream must still be read to its end; that is I/O, so it
+		// happens off the run loop.
+		r.routines.goFunc(func() {
+			io.Copy(io.Discard, rpc.Reader)
+			rpc.Respond(resp, err)
+		})
+	}
+	if req.SnapshotVersion < SnapshotVersionMin || req.SnapshotVersion > SnapshotVersionMax {
+		refuse(fmt.Errorf("unsupported snapshot version %d", req.SnapshotVersion))
+		return
+	}
+	if req.Term < r.st.currentTerm {
+		r.logger.Info("ignoring installSnapshot request with older term than current term",
+			"request-term", req.Term, "current-term", r.st.currentTerm)
+		refuse(nil)
+		return
+	}
+	if req.Term > r.st.currentTerm || r.st.role != Follower {
+		if err := r.becomeFollower(req.Term); err != nil {
+			refuse(err)
+			return
+		}
+		resp.Term = req.Term
+	}
+	r.setLeader(leaderInfo{addr: r.senderAddr(req.RPCHeader, req.Leader), id: ServerID(req.ID)})
+	r.setLastContact(time.Now())
+	r.resetTimer(randomDuration(r.config().HeartbeatTimeout))
+	if r.st.installing != nil {
+		refuse(fmt.Errorf("a snapshot install is already in progress"))
+		return
+	}
+	if req.LastLogIndex <= r.st.commitIndex && req.LastLogIndex <= r.st.lastSnapshotIndex {
+		// Nothing new: this server already has everything it holds.
+		resp.Success = true
+		refuse(nil)
+		return
+	}
+	var c Configuration
+	var cIndex uint64
+	var err error
+	if req.SnapshotVersion > 0 {
+		c, err = decodeConfiguration(req.Configuration)
+		cIndex = req.ConfigurationIndex
+	} else {
+		c, err = decodePeers(req.Peers, r.trans)
+		cIndex = req.LastLogIndex
+	}
+	if err == nil && cIndex > req.LastLogIndex {
+		err = fmt.Errorf("configuration index %d is past the snapshot's last index %d", cIndex, req.LastLogIndex)
+	}
+	if err != nil {
+		r.logger.Error("refusing a snapshot with a malformed configuration", "error", err)
+		refuse(err)
+		return
+	}
+	in := &pendingInstall{rpc: rpc, req: req, resp: resp, term: r.st.currentTerm, configuration: c, configIndex: cIndex}
+	r.st.installing = in
+	r.routines.goFunc(func() { r.receiveSnapshot(in) })
 }
 
 // timeoutNow handles a TimeoutNow request: the leader asks this node to

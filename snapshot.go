@@ -1,0 +1,505 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hashicorp/go-metrics"
+)
+
+// Snapshots and log compaction (Raft paper §7).
+//
+// Every server snapshots on its own. The snapshot goroutine wakes at a
+// random point in [SnapshotInterval, 2×SnapshotInterval) and takes one when
+// SnapshotThreshold entries accumulated since the last; Snapshot() asks it
+// directly. Taking a snapshot has three stages, none of which blocks the
+// run loop or later applies:
+//
+//  1. the FSM goroutine calls FSM.Snapshot, between two applies, so the
+//     snapshot is exactly the state at the last entry it applied;
+//  2. the snapshot goroutine persists it to the SnapshotStore, while the
+//     FSM goes on applying;
+//  3. the run loop records the snapshot and queues the compaction of the
+//     log on the log writer, keeping TrailingLogs entries, and never the
+//     entries a follower still needs after the snapshot it is being sent
+//     (which is what stops a slow follower from chasing snapshot after
+//     snapshot forever).
+//
+// Installing a snapshot received from the leader is the reverse: a
+// goroutine streams it from the transport into the store, the run loop
+// resets the log around it, and the FSM goroutine restores it, in order
+// with the entries applied before and after.
+
+// snapshotRequest asks the FSM goroutine for a snapshot of the FSM.
+type snapshotRequest struct {
+	// done receives the answer; it has room for it.
+	done chan snapshotResponse
+}
+
+type snapshotResponse struct {
+	snapshot    FSMSnapshot
+	index, term uint64
+	err         error
+}
+
+// snapshotTaken reports a persisted snapshot to the run loop, which closes
+// recorded once the node knows of it.
+type snapshotTaken struct {
+	id          string
+	index, term uint64
+	recorded    chan struct{}
+}
+
+// runSnapshots is the snapshot goroutine.
+func (r *Raft) runSnapshots() {
+	for {
+		timer := time.NewTimer(randomDuration(r.config().SnapshotInterval))
+		select {
+		case <-timer.C:
+			if !r.shouldSnapshot() {
+				continue
+			}
+			if _, err := r.takeSnapshot(); err != nil && !errors.Is(err, ErrNothingNewToSnapshot) && !errors.Is(err, ErrRaftShutdown) {
+				r.logger.Error("failed to take snapshot", "error", err)
+			}
+		case f := <-r.userSnapshotCh:
+			timer.Stop()
+			id, err := r.takeSnapshot()
+			if err != nil && !errors.Is(err, ErrNothingNewToSnapshot) {
+				r.logger.Error("failed to take snapshot", "error", err)
+			}
+			if err == nil {
+				f.opener = func() (*SnapshotMeta, io.ReadCloser, error) { return r.snapshots.Open(id) }
+			}
+			f.respond(err)
+		case <-r.shutdownCh:
+			timer.Stop()
+			return
+		}
+	}
+}
+
+// shouldSnapshot reports whether enough entries accumulated since the last
+// snapshot.
+func (r *Raft) shouldSnapshot() bool {
+	last, _ := r.pub.lastLog()
+	snap, _ := r.pub.lastSnapshot()
+	return last >= snap && last-snap >= r.config().SnapshotThreshold
+}
+
+// takeSnapshot snapshots the FSM, persists the snapshot and has the run
+// loop compact the log. It returns the new snapshot's ID.
+func (r *Raft) takeSnapshot() (string, error) {
+	defer metrics.MeasureSince([]string{"raft", "snapshot", "takeSnapshot"}, time.Now())
+
+	req := snapshotRequest{done: make(chan snapshotResponse, 1)}
+	select {
+	case r.fsmSnapshotCh <- req:
+	case <-r.shutdownCh:
+		return "", ErrRaftShutdown
+	}
+	var snap snapshotResponse
+	select {
+	case snap = <-req.done:
+	case <-r.shutdownCh:
+		return "", ErrRaftShutdown
+	}
+	if snap.err != nil {
+		if errors.Is(snap.err, ErrNothingNewToSnapshot) {
+			return "", snap.err
+		}
+		return "", fmt.Errorf("failed to start snapshot: %v", snap.err)
+	}
+	defer snap.snapshot.Release()
+
+	// The configuration in effect at the snapshot's index is the committed
+	// one, provided it was appended at or before that index.
+	cf := &configurationFuture{}
+	cf.init(r.stoppedCh)
+	select {
+	case r.configurationsCh <- cf:
+	case <-r.shutdownCh:
+		return "", ErrRaftShutdown
+	}
+	if err := cf.Error(); err != nil {
+		return "", err
+	}
+	committed, committedIndex := cf.configurations.committed, cf.configurations.committedIndex
+	if snap.index < committedIndex {
+		return "", fmt.Errorf("cannot take snapshot now, wait until the configuration entry at %v has been applied (have applied %v)",
+			committedIndex, snap.index)
+	}
+
+	r.logger.Info("starting snapshot up to", "index", snap.index)
+	start := time.Now()
+	sink, err := r.snapshots.Create(SnapshotVersionMax, snap.index, snap.term, committed, committedIndex, r.trans)
+	if err != nil {
+		return "", fmt.Errorf("failed to create snapshot: %v", err)
+	}
+	metrics.MeasureSince([]string{"raft", "snapshot", "create"}, start)
+	start = time.Now()
+	if err := snap.snapshot.Persist(sink); err != nil {
+		sink.Cancel()
+		return "", fmt.Errorf("failed to persist snapshot: %v", err)
+	}
+	metrics.MeasureSince([]string{"raft", "snapshot", "persist"}, start)
+	if err := sink.Close(); err != nil {
+		return "", fmt.Errorf("failed to close snapshot: %v", err)
+	}
+
+	taken := snapshotTaken{id: sink.ID(), index: snap.index, term: snap.term, recorded: make(chan struct{})}
+	select {
+	case r.snapshotTakenCh <- taken:
+	case <-r.shutdownCh:
+		return "", ErrRaftShutdown
+	}
+	select {
+	case <-taken.recorded:
+	case <-r.shutdownCh:
+		return "", ErrRaftShutdown
+	}
+	r.logger.Info("snapshot complete up to", "index", snap.index)
+	return sink.ID(), nil
+}
+
+// onSnapshotTaken records a persisted snapshot and compacts the log
+// behind it.
+func (r *Raft) onSnapshotTaken(s snapshotTaken) {
+	defer close(s.recorded)
+	if s.index > r.st.lastSnapshotIndex {
+		r.setLastSnapshot(s.index, s.term)
+	}
+	r.compactLog(s.index)
+}
+
+// setLastSnapshot records the newest snapshot.
+func (r *Raft) setLastSnapshot(index, term uint64) {
+	r.st.lastSnapshotIndex, r.st.lastSnapshotTerm = index, term
+	r.st.writes.floor = max(r.st.writes.floor, index)
+	r.pub.setLastSnapshot(index, term)
+}
+
+// compactLog queues the deletion of log entries covered by the snapshot
+// at snapIndex, keeping TrailingLogs entries behind the end of the log and
+// every entry a follower needs after the snapshot it is being sent.
+func (r *Raft) compactLog(snapIndex uint64) {
+	last := r.st.log.lastIndex
+	trailing := r.config().TrailingLogs
+	if last <= trailing {
+		return
+	}
+	upTo := min(snapIndex, last-trailing)
+	if r.st.lead != nil {
+		for _, repl := range r.st.lead.repls {
+			if installing := repl.installing.Load(); installing > 0 {
+				// Keep the snapshot's last entry too: the follower's next
+				// AppendEntries names its term.
+				upTo = min(upTo, installing-1)
+			}
+		}
+	}
+	if upTo == 0 || upTo <= r.st.compactedTo {
+		return
+	}
+	r.st.compactedTo = upTo
+	r.st.writes.enqueue(&writeOp{compactTo: upTo, last: r.st.log.lastIndex})
+}
+
+// --- Installing a snapshot sent by the leader. ---
+
+// pendingInstall is a snapshot being received from the leader.
+type pendingInstall struct {
+	rpc  RPC
+	req  *InstallSnapshotRequest
+	resp *InstallSnapshotResponse
+	// term is the node's term when the install started; a later term makes
+	// the result stale.
+	term          uint64
+	configuration Configuration
+	configIndex   uint64
+}
+
+// installResult reports the end of a snapshot's reception.
+type installResult struct {
+	install *pendingInstall
+	id      string
+	err     error
+}
+
+// receiveSnapshot streams a snapshot from the transport into the snapshot
+// store, on its own goroutine, and reports to the run loop.
+func (r *Raft) receiveSnapshot(in *pendingInstall) {
+	res := installResult{install: in}
+	defer func() {
+		// Whatever happened, the stream must be left at its end.
+		io.Copy(io.Discard, in.rpc.Reader)
+		select {
+		case r.installDoneCh <- res:
+		case <-r.shutdownCh:
+			in.rpc.Respond(in.resp, ErrRaftShutdown)
+		}
+	}()
+	req := in.req
+	sink, err := r.snapshots.Create(SnapshotVersionMax, req.LastLogIndex, req.LastLogTerm, in.configuration, in.configIndex, r.trans)
+	if err != nil {
+		res.err = fmt.Errorf("failed to create snapshot: %v", err)
+		return
+	}
+	n, err := io.Copy(sink, in.rpc.Reader)
+	if err != nil {
+		sink.Cancel()
+		res.err = fmt.Errorf("failed to copy snapshot: %w", err)
+		return
+	}
+	if n != req.Size {
+		sink.Cancel()
+		r.logger.Error("failed to receive whole snapshot", "received", n, "size", req.Size)
+		res.err = fmt.Errorf("short read")
+		return
+	}
+	if err := sink.Close(); err != nil {
+		res.err = fmt.Errorf("failed to finalize snapshot: %w", err)
+		return
+	}
+	r.logger.Info("copied to local snapshot", "bytes", n)
+	res.id = sink.ID()
+}
+
+// onInstallDone finishes installing a received snapshot: the log is reset
+// around it, the FSM restores it, and the leader is answered.
+func (r *Raft) onInstallDone(res installResult) {
+	in := res.install
+	r.st.installing = nil
+	if res.err != nil {
+		r.logger.Error("failed to install snapshot", "error", res.err)
+		in.rpc.Respond(in.resp, res.err)
+		return
+	}
+	if r.st.currentTerm != in.term || r.st.role != Follower {
+		// A newer leader appeared meanwhile; the snapshot stays in the
+		// store, which is harmless (it only holds committed state).
+		in.resp.Term = r.st.currentTerm
+		in.rpc.Respond(in.resp, nil)
+		return
+	}
+	req := in.req
+	r.adoptSnapshot(res.id, req.LastLogIndex, req.LastLogTerm, in.configuration, in.configIndex)
+	in.resp.Success = true
+	in.rpc.Respond(in.resp, nil)
+	r.setLastContact(time.Now())
+	r.logger.Info("installed remote snapshot", "index", req.LastLogIndex, "term", req.LastLogTerm)
+}
+
+// adoptSnapshot makes a stored snapshot the node's state. When the log
+// holds the snapshot's last entry it is kept, and only compacted (Raft
+// paper, figure 13, step 6); otherwise it is discarded. The FSM restores
+// the snapshot unless it is already past it.
+func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIndex uint64) {
+	held, err := r.termAt(index)
+	keep := err == nil && held == term
+	r.setLastSnapshot(index, term)
+	if keep {
+		r.compactLog(index)
+		if r.st.configs.committedIndex < cIndex {
+			r.st.configs.committed, r.st.configs.committedIndex = c, cIndex
+		}
+		if r.st.configs.latestIndex < cIndex {
+			r.setLatestConfiguration(c, cIndex)
+		}
+	} else {
+		last := r.st.log.lastIndex
+		r.st.log.reset(index, term)
+		r.st.writes.enqueue(&writeOp{deleteFrom: 1, deleteTo: max(last, index), last: index})
+		r.pub.setLastLog(index, term)
+		r.st.configs.committed, r.st.configs.committedIndex = c, cIndex
+		r.setLatestConfiguration(c, cIndex)
+	}
+	if index > r.st.commitIndex {
+		r.st.commitIndex = index
+		r.pub.commitIndex.Store(index)
+	}
+	if index > r.st.dispatched {
+		r.st.fsmQueue = append(r.st.fsmQueue, &fsmTask{restoreID: id, from: index, to: index})
+		r.st.dispatched = index
+	}
+}
+
+// --- Restoring a user's snapshot on the leader (Raft.Restore). ---
+
+// userRestore is a Restore in progress on the leader. Owned by the run
+// loop; only one runs at a time, and applies and membership changes wait
+// until it ends.
+type userRestore struct {
+	future      *userRestoreFuture
+	index, term uint64
+	id          string
+}
+
+// restoreCopied reports that a user's snapshot was copied into the store.
+type restoreCopied struct {
+	restore *userRestore
+	err     error
+}
+
+// onUserRestore starts restoring a user's snapshot: in-flight entries are
+// aborted, and the snapshot is copied into the store on another goroutine.
+// It becomes the state at the next index after everything the log holds,
+// so followers must install it (Raft thesis §5.4).
+func (r *Raft) onUserRestore(f *userRestoreFuture) {
+	if err := r.leaderRefusal(); err != nil {
+		f.respond(err)
+		return
+	}
+	meta := f.meta
+	if meta.Version < SnapshotVersionMin || meta.Version > SnapshotVersionMax {
+		f.respond(fmt.Errorf("unsupported snapshot version %d", meta.Version))
+		return
+	}
+	if !r.st.configs.stable() {
+		f.respond(fmt.Errorf("cannot restore snapshot now, wait until the configuration entry at %v has been applied (have applied %v)",
+			r.st.configs.latestIndex, r.st.configs.committedIndex))
+		return
+	}
+	for _, lf := range r.st.futures {
+		lf.respond(ErrAbortedByRestore)
+	}
+	r.st.futures = nil
+	index := max(meta.Index, r.st.log.lastIndex, r.st.lastSnapshotIndex) + 1
+	ur := &userRestore{future: f, index: index, term: r.st.currentTerm}
+	r.st.restoring = ur
+	configuration, configIndex := r.st.configs.latest.Clone(), r.st.configs.latestIndex
+	r.routines.goFunc(func() {
+		err := r.copyUserSnapshot(ur, configuration, configIndex)
+		select {
+		case r.restoreCopiedCh <- restoreCopied{restore: ur, err: err}:
+		case <-r.shutdownCh:
+		}
+	})
+}
+
+// copyUserSnapshot copies a user's snapshot into the snapshot store.
+func (r *Raft) copyUserSnapshot(ur *userRestore, c Configuration, cIndex uint64) error {
+	meta := ur.future.meta
+	sink, err := r.snapshots.Create(meta.Version, ur.index, ur.term, c, cIndex, r.trans)
+	if err != nil {
+		return fmt.Errorf("failed to create snapshot: %v", err)
+	}
+	n, err := io.Copy(sink, ur.future.reader)
+	if err != nil {
+		sink.Cancel()
+		return fmt.Errorf("failed to write snapshot: %v", err)
+	}
+	if n != meta.Size {
+		sink.Cancel()
+		return fmt.Errorf("failed to write snapshot, size didn't match (%d != %d)", n, meta.Size)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("failed to close snapshot: %v", err)
+	}
+	ur.id = sink.ID()
+	r.logger.Info("copied to local snapshot", "bytes", n)
+	return nil
+}
+
+// onRestoreCopied hands a copied user snapshot to the FSM goroutine.
+func (r *Raft) onRestoreCopied(rc restoreCopied) {
+	ur := rc.restore
+	if rc.err != nil {
+		r.st.restoring = nil
+		ur.future.respond(rc.err)
+		return
+	}
+	if r.st.lead == nil || r.st.currentTerm != ur.term {
+		r.st.restoring = nil
+		ur.future.respond(ErrLeadershipLost)
+		return
+	}
+	r.st.fsmQueue = append(r.st.fsmQueue, &fsmTask{restoreID: ur.id, from: ur.index, to: ur.index, userRestore: true})
+	r.st.dispatched = max(r.st.dispatched, ur.index)
+}
+
+// onUserRestoreApplied finishes a user restore once the FSM holds it.
+func (r *Raft) onUserRestoreApplied(err error) {
+	ur := r.st.restoring
+	r.st.restoring = nil
+	if ur == nil {
+		return
+	}
+	if err != nil {
+		ur.future.respond(err)
+		return
+	}
+	r.st.log.reset(ur.index, ur.term)
+	r.pub.setLastLog(ur.index, ur.term)
+	r.setLastSnapshot(ur.index, ur.term)
+	r.st.writes.durable = max(r.st.writes.durable, ur.index)
+	if r.st.lead != nil {
+		r.st.lead.shared.lastIndex.Store(ur.index)
+	}
+	if ml, ok := r.logs.LogStore.(MonotonicLogStore); ok && ml.IsMonotonic() {
+		// A store that cannot hold gaps loses its old entries instead.
+		r.st.compactedTo = ur.index
+		r.st.writes.enqueue(&writeOp{compactTo: ur.index, last: ur.index})
+	}
+	r.logger.Info("restored user snapshot", "index", ur.index)
+	ur.future.respond(nil)
+}
+
+// --- Restoring on start. ---
+
+// restoreSnapshotOnStart loads the newest snapshot that opens and restores,
+// as NewRaft does. restoreFSM false uses the metadata only.
+func (r *Raft) restoreSnapshotOnStart(restoreFSM bool) error {
+	snapshots, err := r.snapshots.List()
+	if err != nil {
+		return fmt.Errorf("failed to list snapshots: %w", err)
+	}
+	for _, meta := range snapshots {
+		if restoreFSM {
+			if err := r.restoreFSMFrom(meta.ID); err != nil {
+				r.logger.Error("failed to restore snapshot", "id", meta.ID, "error", err)
+				continue
+			}
+		}
+		c, cIndex := meta.Configuration, meta.ConfigurationIndex
+		if meta.Version == 0 {
+			if c, err = decodePeers(meta.Peers, r.trans); err != nil {
+				return fmt.Errorf("decoding the peers of snapshot %s: %w", meta.ID, err)
+			}
+			cIndex = meta.Index
+		}
+		r.setLastSnapshot(meta.Index, meta.Term)
+		r.st.configs = configurations{committed: c, committedIndex: cIndex, latest: c, latestIndex: cIndex}
+		r.pub.setLatestConfiguration(c)
+		r.st.commitIndex = meta.Index
+		r.pub.commitIndex.Store(meta.Index)
+		r.pub.appliedIndex.Store(meta.Index)
+		r.st.dispatched = meta.Index
+		r.restored = indexTerm{meta.Index, meta.Term}
+		r.logger.Info("restored from snapshot", "id", meta.ID, "index", meta.Index)
+		return nil
+	}
+	if len(snapshots) > 0 {
+		return fmt.Errorf("failed to load any existing snapshots")
+	}
+	return nil
+}
+
+// restoreFSMFrom opens a stored snapshot and restores the FSM from it.
+func (r *Raft) restoreFSMFrom(id string) error {
+	meta, source, err := r.snapshots.Open(id)
+	if err != nil {
+		return fmt.Errorf("failed to open snapshot %v: %w", id, err)
+	}
+	defer source.Close()
+	start := time.Now()
+	if err := r.fsm.Restore(source); err != nil {
+		return fmt.Errorf("failed to restore snapshot %v: %w", id, err)
+	}
+	metrics.MeasureSince([]string{"raft", "fsm", "restore"}, start)
+	metrics.SetGauge([]string{"raft", "fsm", "lastRestoreDuration"}, float32(time.Since(start).Milliseconds()))
+	r.logger.Info("restored FSM from snapshot", "id", id, "index", meta.Index, "size", meta.Size)
+	return nil
+}
