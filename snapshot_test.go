@@ -215,7 +215,7 @@ func TestSnapshot_CorruptSnapshotIsSkippedForAnOlderGoodOne(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				dirs := make(map[ServerID]string)
 				c := newTestCluster(t, 1, clusterOpts{
-					conf: func(c *Config) { c.SnapshotThreshold, c.TrailingLogs = 1 << 30, 1 << 30 },
+					conf: func(c *Config) { c.SnapshotThreshold, c.TrailingLogs = 1<<30, 1<<30 },
 					snaps: func(id ServerID) SnapshotStore {
 						dirs[id] = t.TempDir()
 						s, err := NewFileSnapshotStoreWithLogger(dirs[id], 3, testLogger(t, "snapshots"))
