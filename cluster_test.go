@@ -142,7 +142,10 @@ type testNode struct {
 }
 
 type testCluster struct {
-	t     *testing.T
+	t *testing.T
+	// mu guards nodes and each node's raft field against client goroutines
+	// (running); the test goroutine, the only writer, reads them freely.
+	mu    sync.Mutex
 	nodes []*testNode
 	// changed (capacity one) is poked by observers and FSMs.
 	changed chan struct{}
@@ -204,7 +207,9 @@ func (c *testCluster) newNode(id ServerID) *testNode {
 	if c.opts.conf != nil {
 		c.opts.conf(node.conf)
 	}
+	c.mu.Lock()
 	c.nodes = append(c.nodes, node)
+	c.mu.Unlock()
 	return node
 }
 
@@ -234,7 +239,9 @@ func (c *testCluster) start(node *testNode) {
 	if err != nil {
 		c.t.Fatalf("starting %s: %v", node.id, err)
 	}
+	c.mu.Lock()
 	node.raft = r
+	c.mu.Unlock()
 	r.RegisterObserver(NewObserver(nil, false, func(*Observation) bool { c.poke(); return false }))
 	c.reconnect()
 }
@@ -290,7 +297,9 @@ func (c *testCluster) stop(node *testNode) {
 	if err := node.raft.Shutdown().Error(); err != nil {
 		c.t.Fatalf("shutting down %s: %v", node.id, err)
 	}
+	c.mu.Lock()
 	node.raft = nil
+	c.mu.Unlock()
 	c.reconnect()
 }
 
@@ -303,6 +312,8 @@ func (c *testCluster) shutdown() {
 
 // running returns the nodes that are running.
 func (c *testCluster) running() []*testNode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var out []*testNode
 	for _, n := range c.nodes {
 		if n.raft != nil {
@@ -310,6 +321,32 @@ func (c *testCluster) running() []*testNode {
 		}
 	}
 	return out
+}
+
+// leaderRaft returns a running node that believes it leads, or nil; it is
+// safe to call from client goroutines.
+func (c *testCluster) leaderRaft() *Raft {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		if n.raft != nil && n.raft.State() == Leader {
+			return n.raft
+		}
+	}
+	return nil
+}
+
+// anyLeader waits until some running node leads and returns it, without
+// requiring every node to know it (nodes not yet in the configuration
+// never will).
+func (c *testCluster) anyLeader() *Raft {
+	c.t.Helper()
+	var leader *Raft
+	c.waitFor(10*time.Second, "a leader", func() bool {
+		leader = c.leaderRaft()
+		return leader != nil
+	})
+	return leader
 }
 
 // waitFor waits until cond holds, re-checking whenever something changes

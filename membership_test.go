@@ -1,0 +1,409 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// Membership changes (Raft thesis §4) and leadership transfer (§3.10).
+
+func TestMembership_ChangeSemantics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		var follower *testNode
+		for _, n := range c.nodes {
+			if n != leader {
+				follower = n
+				break
+			}
+		}
+		if err := follower.raft.AddVoter("x", "addr-x", 0, 0).Error(); !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("AddVoter on a follower: %v", err)
+		}
+		// Wait for the leader's no-op to commit so changes are accepted.
+		applyAll(t, leader, "x", 1)
+
+		cfg := leader.raft.GetConfiguration().Configuration()
+		latest := leader.raft.AppliedIndex()
+		// A stale prevIndex is refused with the reference's message.
+		err := leader.raft.AddNonvoter("nv", "addr-nv", latest+100, 0).Error()
+		if err == nil || !strings.Contains(err.Error(), "configuration changed since") {
+			t.Fatalf("stale prevIndex: %v", err)
+		}
+		f := leader.raft.AddNonvoter("nv", "addr-nv", 0, 0)
+		if err := f.Error(); err != nil {
+			t.Fatal(err)
+		}
+		if f.Index() == 0 {
+			t.Fatal("the change's future has no index")
+		}
+		got := leader.raft.GetConfiguration().Configuration()
+		if len(got.Servers) != len(cfg.Servers)+1 {
+			t.Fatalf("configuration after AddNonvoter: %+v", got)
+		}
+		if s, _ := got.find("nv"); s.Suffrage != Nonvoter {
+			t.Fatalf("nv is %v", s.Suffrage)
+		}
+		// AddNonvoter never demotes a voter; it updates its address.
+		if err := leader.raft.AddNonvoter(follower.id, follower.addr, f.Index(), 0).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if s, _ := leader.raft.GetConfiguration().Configuration().find(follower.id); s.Suffrage != Voter {
+			t.Fatalf("AddNonvoter demoted a voter to %v", s.Suffrage)
+		}
+		// DemoteVoter keeps the server as a non-voter; RemoveServer removes.
+		if err := leader.raft.DemoteVoter(follower.id, 0, 0).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if s, _ := leader.raft.GetConfiguration().Configuration().find(follower.id); s.Suffrage != Nonvoter {
+			t.Fatalf("after DemoteVoter %s is %v", follower.id, s.Suffrage)
+		}
+		if err := leader.raft.RemoveServer("nv", 0, 0).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := leader.raft.GetConfiguration().Configuration().find("nv"); ok {
+			t.Fatal("nv is still a member")
+		}
+		// The cluster still works with one voter demoted: 2 voters remain.
+		applyAll(t, leader, "y", 5)
+		// Protocol gates.
+		if err := leader.raft.AddPeer("p").Error(); !errors.Is(err, ErrUnsupportedProtocol) {
+			t.Fatalf("AddPeer under protocol 3: %v", err)
+		}
+		if err := leader.raft.RemovePeer("p").Error(); !errors.Is(err, ErrUnsupportedProtocol) {
+			t.Fatalf("RemovePeer under protocol 3: %v", err)
+		}
+	})
+}
+
+func TestMembership_OneChangeAtATime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 1)
+		// Cut the leader off so a change cannot commit; the next waits.
+		for _, n := range c.nodes {
+			if n != leader {
+				c.cut[string(leader.id)+">"+string(n.id)] = true
+			}
+		}
+		c.reconnect()
+		first := leader.raft.AddNonvoter("a", "addr-a", 0, 0)
+		second := leader.raft.AddNonvoter("b", "addr-b", 0, 10*time.Millisecond)
+		if err := second.Error(); !errors.Is(err, ErrEnqueueTimeout) {
+			t.Fatalf("a second change while one is in flight: %v, want ErrEnqueueTimeout", err)
+		}
+		if err := first.Error(); !errors.Is(err, ErrLeadershipLost) {
+			t.Fatalf("the uncommittable change: %v, want ErrLeadershipLost", err)
+		}
+	})
+}
+
+// clients applies unique commands from several goroutines to whichever
+// node leads, until stop closes, and records the acknowledged ones.
+type clients struct {
+	mu    sync.Mutex
+	acked map[string]bool
+	wg    sync.WaitGroup
+	stop  chan struct{}
+}
+
+func startClients(c *testCluster, n int) *clients {
+	cl := &clients{acked: make(map[string]bool), stop: make(chan struct{})}
+	for i := 0; i < n; i++ {
+		cl.wg.Add(1)
+		go func() {
+			defer cl.wg.Done()
+			for seq := 0; ; seq++ {
+				select {
+				case <-cl.stop:
+					return
+				default:
+				}
+				leader := c.leaderRaft()
+				if leader == nil {
+					// Think time while no leader is known.
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				cmd := fmt.Sprintf("client%d-%d", i, seq)
+				if leader.Apply([]byte(cmd), 50*time.Millisecond).Error() == nil {
+					cl.mu.Lock()
+					cl.acked[cmd] = true
+					cl.mu.Unlock()
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	return cl
+}
+
+// finish stops the clients and checks every acknowledged command is in
+// fsm exactly once.
+func (cl *clients) finish(t *testing.T, fsm *testFSM) {
+	t.Helper()
+	close(cl.stop)
+	cl.wg.Wait()
+	seen := make(map[string]int)
+	for _, cmd := range fsm.commands() {
+		seen[string(cmd)]++
+	}
+	for cmd := range cl.acked {
+		if seen[cmd] != 1 {
+			t.Errorf("acknowledged command %s is applied %d times", cmd, seen[cmd])
+		}
+	}
+	t.Logf("%d acknowledged commands checked", len(cl.acked))
+}
+
+func TestMembership_ReplaceEveryMemberUnderLoad(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{conf: snapshotConf(200, 50)})
+		defer c.shutdown()
+		c.waitForLeader()
+		cl := startClients(c, 4)
+		originals := append([]*testNode(nil), c.nodes...)
+		for i, old := range originals {
+			repl := c.newNode(ServerID(fmt.Sprintf("new%d", i)))
+			c.start(repl)
+			changeOnLeader(t, c, func(l *Raft) IndexFuture { return l.AddVoter(repl.id, repl.addr, 0, time.Second) })
+			changeOnLeader(t, c, func(l *Raft) IndexFuture { return l.RemoveServer(old.id, 0, time.Second) })
+			// A removed leader shuts itself down (ShutdownOnRemove).
+			c.waitFor(5*time.Second, "the removed server to leave", func() bool {
+				return old.raft == nil || old.raft.State() != Leader
+			})
+			c.stop(old)
+			time.Sleep(100 * time.Millisecond)
+		}
+		leader := c.waitForLeader()
+		cl.finish(t, leader.fsm)
+		if err := leader.raft.Barrier(0).Error(); err != nil {
+			t.Fatal(err)
+		}
+		c.waitForSameFSMs(leader.fsm.len())
+		cfg := leader.raft.GetConfiguration().Configuration()
+		for _, s := range cfg.Servers {
+			if !strings.HasPrefix(string(s.ID), "new") {
+				t.Fatalf("configuration still holds %s: %+v", s.ID, cfg)
+			}
+		}
+	})
+}
+
+// changeOnLeader makes a membership change on the current leader,
+// retrying while leadership moves.
+func changeOnLeader(t *testing.T, c *testCluster, change func(*Raft) IndexFuture) {
+	t.Helper()
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		err = change(c.anyLeader()).Error()
+		if err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("membership change: %v", err)
+}
+
+func TestMembership_RemovedNodeLeftRunningNeverDisrupts(t *testing.T) {
+	for _, learned := range []bool{true, false} {
+		t.Run(fmt.Sprintf("learned of removal %v", learned), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newTestCluster(t, 4, clusterOpts{conf: func(c *Config) {
+					c.ShutdownOnRemove = false
+					// Without pre-vote, a confused server raises its own term
+					// each round; the members must still ignore it.
+					c.PreVoteDisabled = c.LocalID == "node3"
+				}})
+				defer c.shutdown()
+				leader := c.waitForLeader()
+				var removed *testNode
+				for _, n := range c.nodes {
+					if n != leader && n.id == "node3" {
+						removed = n
+					}
+				}
+				if removed == nil {
+					// node3 leads; pick another node to remove.
+					for _, n := range c.nodes {
+						if n != leader {
+							removed = n
+							break
+						}
+					}
+				}
+				applyAll(t, leader, "x", 1)
+				if !learned {
+					c.partition(removed)
+				}
+				if err := leader.raft.RemoveServer(removed.id, 0, 0).Error(); err != nil {
+					t.Fatal(err)
+				}
+				c.heal()
+				applyAll(t, leader, "y", 5)
+				term := leader.raft.CurrentTerm()
+				time.Sleep(50 * removed.conf.ElectionTimeout)
+				if leader.raft.State() != Leader || leader.raft.CurrentTerm() != term {
+					t.Fatalf("the removed server disrupted the leader: %v in term %d, want Leader in %d",
+						leader.raft.State(), leader.raft.CurrentTerm(), term)
+				}
+				for _, n := range c.running() {
+					if n != removed && n.raft.CurrentTerm() != term {
+						t.Fatalf("member %s's term moved to %d", n.id, n.raft.CurrentTerm())
+					}
+				}
+				if learned && removed.raft.State() != Follower {
+					t.Fatalf("a removed server that knows it was removed is %v", removed.raft.State())
+				}
+			})
+		})
+	}
+}
+
+func TestMembership_LeaderRemovingItselfStepsDown(t *testing.T) {
+	for _, shutdown := range []bool{true, false} {
+		t.Run(fmt.Sprintf("ShutdownOnRemove %v", shutdown), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newTestCluster(t, 3, clusterOpts{conf: func(c *Config) { c.ShutdownOnRemove = shutdown }})
+				defer c.shutdown()
+				leader := c.waitForLeader()
+				applyAll(t, leader, "x", 3)
+				if err := leader.raft.RemoveServer(leader.id, 0, 0).Error(); err != nil {
+					t.Fatalf("RemoveServer(self): %v", err)
+				}
+				c.waitFor(time.Second, "the old leader to step down", func() bool { return leader.raft.State() != Leader })
+				if shutdown {
+					c.waitFor(time.Second, "the old leader to shut down", func() bool { return leader.raft.State() == Shutdown })
+					leader.raft.Shutdown().Error()
+					leader.raft = nil
+				}
+				var rest []*testNode
+				for _, n := range c.running() {
+					if n != leader {
+						rest = append(rest, n)
+					}
+				}
+				next := c.waitForLeader(rest...)
+				applyAll(t, next, "y", 3)
+			})
+		})
+	}
+}
+
+func TestLeadershipTransfer_ToAChosenServerUnderLoad(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		cl := startClients(c, 4)
+		time.Sleep(50 * time.Millisecond)
+		var target *testNode
+		for _, n := range c.nodes {
+			if n != leader {
+				target = n
+			}
+		}
+		if err := leader.raft.LeadershipTransferToServer(target.id, target.addr).Error(); err != nil {
+			t.Fatalf("LeadershipTransferToServer: %v", err)
+		}
+		if got := c.waitForLeader(); got != target {
+			t.Fatalf("leadership went to %s, want %s", got.id, target.id)
+		}
+		time.Sleep(50 * time.Millisecond)
+		cl.finish(t, target.fsm)
+		if err := target.raft.Barrier(0).Error(); err != nil {
+			t.Fatal(err)
+		}
+		c.waitForSameFSMs(target.fsm.len())
+
+		// A plain LeadershipTransfer picks someone else.
+		if err := target.raft.LeadershipTransfer().Error(); err != nil {
+			t.Fatalf("LeadershipTransfer: %v", err)
+		}
+		if got := c.waitForLeader(); got == target {
+			t.Fatal("leadership stayed after LeadershipTransfer")
+		}
+		if err := c.waitForLeader().raft.LeadershipTransferToServer(c.waitForLeader().id, "").Error(); err == nil ||
+			err.Error() != "cannot transfer leadership to itself" {
+			t.Fatalf("transfer to itself: %v", err)
+		}
+	})
+}
+
+func TestLeadershipTransfer_RefusesOtherRequestsMeanwhile(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, stores := controlledCluster(t, 3, nil)
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 1)
+		var target *testNode
+		for _, n := range c.nodes {
+			if n != leader {
+				target = n
+				break
+			}
+		}
+		// Hold the target's disk so it cannot catch up and the transfer
+		// stays in progress.
+		release := stores[target.id].holdWrites()
+		defer release()
+		leader.raft.Apply([]byte("pending"), 0)
+		f := leader.raft.LeadershipTransferToServer(target.id, target.addr)
+		time.Sleep(5 * time.Millisecond)
+		if err := leader.raft.Apply([]byte("y"), 0).Error(); !errors.Is(err, ErrLeadershipTransferInProgress) {
+			t.Fatalf("Apply during a transfer: %v", err)
+		}
+		if err := leader.raft.LeadershipTransfer().Error(); !errors.Is(err, ErrLeadershipTransferInProgress) {
+			t.Fatalf("a second transfer: %v", err)
+		}
+		if err := f.Error(); err == nil || err.Error() != "leadership transfer timeout" {
+			t.Fatalf("transfer to a stuck target: %v, want leadership transfer timeout", err)
+		}
+		release()
+		applyAll(t, c.waitForLeader(), "z", 1)
+	})
+}
+
+func TestRecoverCluster_AfterLosingTwoOfThree(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{conf: snapshotConf(40, 10)})
+		defer c.shutdown()
+		applyAll(t, c.waitForLeader(), "x", 150)
+		c.waitForSameFSMs(150)
+		c.shutdown()
+		survivor := c.nodes[0]
+		// Two servers are lost for good; the survivor cannot elect itself.
+		c.nodes = c.nodes[:1]
+		cfg := Configuration{Servers: []Server{{Voter, survivor.id, survivor.addr}}}
+		_, trans := NewInmemTransport(survivor.addr)
+		if err := RecoverCluster(survivor.conf, &testFSM{}, survivor.logs, survivor.store, survivor.snaps, trans, cfg); err != nil {
+			t.Fatalf("RecoverCluster: %v", err)
+		}
+		c.start(survivor)
+		leader := c.waitForLeader()
+		if leader != survivor {
+			t.Fatal("the survivor does not lead")
+		}
+		c.waitForSameFSMs(150)
+		applyAll(t, leader, "y", 5)
+		c.waitForSameFSMs(155)
+		if got := leader.raft.GetConfiguration().Configuration(); len(got.Servers) != 1 {
+			t.Fatalf("configuration after recovery: %+v", got)
+		}
+		// Recovery refuses a server with no state.
+		empty := NewInmemStore()
+		err := RecoverCluster(survivor.conf, &testFSM{}, empty, empty, NewInmemSnapshotStore(), trans, cfg)
+		if err == nil || !strings.Contains(err.Error(), "refused to recover cluster with no initial state") {
+			t.Fatalf("recovering an empty server: %v", err)
+		}
+	})
+}
