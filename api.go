@@ -47,6 +47,7 @@ type Raft struct {
 	// only receiver. None is ever closed.
 	applyCh              chan *logFuture
 	verifyCh             chan *verifyFuture
+	readIndexCh          chan *readIndexFuture
 	configChangeCh       chan *configurationChangeFuture
 	bootstrapCh          chan *bootstrapFuture
 	userSnapshotCh       chan *userSnapshotFuture
@@ -160,6 +161,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		protocolVersion:      c.ProtocolVersion,
 		applyCh:              make(chan *logFuture, applyCap),
 		verifyCh:             make(chan *verifyFuture, 64),
+		readIndexCh:          make(chan *readIndexFuture, 64),
 		configChangeCh:       make(chan *configurationChangeFuture),
 		bootstrapCh:          make(chan *bootstrapFuture),
 		userSnapshotCh:       make(chan *userSnapshotFuture),
@@ -275,6 +277,40 @@ func (r *Raft) VerifyLeader() Future {
 	select {
 	case r.verifyCh <- f:
 		return f
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	}
+}
+
+// ReadIndex makes a linearizable read possible without writing to the log
+// (Raft thesis §6.4). On the leader, it records the commit index, confirms
+// with a quorum of voters that this node still leads (a heartbeat round, as
+// VerifyLeader does), and waits until this node's FSM has applied up to the
+// recorded index. Once the future answers nil, reading this node's FSM
+// observes every write that completed before ReadIndex was called. Index
+// returns the recorded index.
+//
+// A new leader first commits an entry of its own term, so a read never
+// misses entries committed by an earlier leader. timeout bounds only the
+// wait for the leader to take the request. Errors: ErrNotLeader on a
+// follower or when a newer term shows this node was deposed;
+// ErrLeadershipLost when it stepped down before confirming;
+// ErrEnqueueTimeout; ErrRaftShutdown. This method is an addition: the
+// reference has no equivalent.
+func (r *Raft) ReadIndex(timeout time.Duration) IndexFuture {
+	var timer <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	f := &readIndexFuture{}
+	f.init(r.stoppedCh)
+	select {
+	case r.readIndexCh <- f:
+		return f
+	case <-timer:
+		return errorFuture{ErrEnqueueTimeout}
 	case <-r.shutdownCh:
 		return errorFuture{ErrRaftShutdown}
 	}

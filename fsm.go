@@ -103,6 +103,9 @@ type fsmTask struct {
 	entries []*Log
 	// futures are the futures of entries in from..to, in index order.
 	futures []*logFuture
+	// reads are answered once the task is applied. A task with reads and
+	// nothing else (from == 0) is a marker behind tasks already sent.
+	reads []*readIndexFuture
 }
 
 // nextFSMTask returns the next run of committed, durable entries for the
@@ -142,6 +145,15 @@ func (r *Raft) nextFSMTask() *fsmTask {
 		clear(r.st.futures[:n])
 		r.st.futures = r.st.futures[n:]
 	}
+	n = 0
+	for n < len(r.st.reads) && r.st.reads[n].index <= to {
+		n++
+	}
+	if n > 0 {
+		t.reads = append([]*readIndexFuture(nil), r.st.reads[:n]...)
+		clear(r.st.reads[:n])
+		r.st.reads = r.st.reads[n:]
+	}
 	r.st.pendingFSM = t
 	return t
 }
@@ -162,13 +174,17 @@ func (r *Raft) runFSM() {
 		select {
 		case t := <-r.fsmCh:
 			ok := true
-			if t.restoreID != "" {
+			switch {
+			case t.restoreID != "":
 				ok = a.restore(t)
-			} else {
+			case t.from > 0:
 				ok = a.apply(t)
 			}
 			if !ok {
 				return
+			}
+			for _, f := range t.reads {
+				f.respond(nil)
 			}
 		case req := <-r.fsmSnapshotCh:
 			req.done <- a.snapshot()

@@ -180,6 +180,15 @@ type verifyFuture struct {
 	deferError
 }
 
+// readIndexFuture carries a ReadIndex request. index is set by the run
+// loop before the future is answered.
+type readIndexFuture struct {
+	deferError
+	index uint64
+}
+
+func (f *readIndexFuture) Index() uint64 { return f.index }
+
 // bootstrapFuture carries a live BootstrapCluster request.
 type bootstrapFuture struct {
 	deferError

@@ -33,6 +33,11 @@ type leaderState struct {
 	verifyRound uint64
 	verifies    []pendingVerify
 
+	// readsBeforeCommit are ReadIndex requests that arrived before this
+	// leader committed an entry of its term; until then its commit index
+	// may lag the cluster's.
+	readsBeforeCommit []*readIndexFuture
+
 	// configChange is the membership change in flight: appended, not yet
 	// committed. At most one exists (Raft thesis §4.1).
 	configChange *configurationChangeFuture
@@ -40,11 +45,22 @@ type leaderState struct {
 	transfer *transferState
 }
 
-// pendingVerify is a VerifyLeader waiting for a quorum to acknowledge a
-// heartbeat sent after its round started.
+// pendingVerify is a VerifyLeader or a ReadIndex waiting for a quorum to
+// acknowledge a heartbeat sent after its round started. Exactly one of
+// future and read is set.
 type pendingVerify struct {
 	round  uint64
 	future *verifyFuture
+	read   *readIndexFuture
+}
+
+// answer completes the verification with err.
+func (v pendingVerify) answer(err error) {
+	if v.future != nil {
+		v.future.respond(err)
+	} else {
+		v.read.respond(err)
+	}
 }
 
 // replicationShared is what the leader publishes to its replication
@@ -134,7 +150,10 @@ func (r *Raft) stopLeading(err, verifyErr error) {
 		f.respond(err)
 	}
 	for _, v := range lead.verifies {
-		v.future.respond(verifyErr)
+		v.answer(verifyErr)
+	}
+	for _, f := range lead.readsBeforeCommit {
+		f.respond(verifyErr)
 	}
 	// Entries above the commit index may or may not commit under a later
 	// leader; their outcome is unknown here. Committed ones keep their
@@ -289,6 +308,7 @@ func (r *Raft) updateCommitIndex() {
 		return
 	}
 	lead.shared.commitIndex.Store(next)
+	r.startDeferredReads()
 	for _, f := range r.st.futures {
 		if f.log.Index > next {
 			break
@@ -344,21 +364,69 @@ func (r *Raft) checkLeaderLease() {
 	r.resetTimer(next)
 }
 
-// onVerify starts a VerifyLeader round: every heartbeat goroutine sends a
-// heartbeat now, and the round completes once a quorum acknowledged one.
+// onVerify starts a VerifyLeader round.
 func (r *Raft) onVerify(f *verifyFuture) {
+	if r.st.lead == nil {
+		f.respond(ErrNotLeader)
+		return
+	}
+	r.startVerifyRound(pendingVerify{future: f})
+}
+
+// startVerifyRound starts a verification round: every heartbeat goroutine
+// sends a heartbeat now, and the round completes once a quorum of voters
+// acknowledged one sent after it started.
+func (r *Raft) startVerifyRound(v pendingVerify) {
+	lead := r.st.lead
+	lead.verifyRound++
+	lead.shared.verifyRound.Store(lead.verifyRound)
+	v.round = lead.verifyRound
+	lead.verifies = append(lead.verifies, v)
+	for _, repl := range lead.repls {
+		repl.pokeHeartbeat()
+	}
+	r.checkVerifies()
+}
+
+// onReadIndex takes a ReadIndex request (Raft thesis §6.4).
+func (r *Raft) onReadIndex(f *readIndexFuture) {
 	lead := r.st.lead
 	if lead == nil {
 		f.respond(ErrNotLeader)
 		return
 	}
-	lead.verifyRound++
-	lead.shared.verifyRound.Store(lead.verifyRound)
-	lead.verifies = append(lead.verifies, pendingVerify{round: lead.verifyRound, future: f})
-	for _, repl := range lead.repls {
-		repl.pokeHeartbeat()
+	if r.st.commitIndex < lead.termStart {
+		lead.readsBeforeCommit = append(lead.readsBeforeCommit, f)
+		return
 	}
-	r.checkVerifies()
+	f.index = r.st.commitIndex
+	r.startVerifyRound(pendingVerify{read: f})
+}
+
+// startDeferredReads starts the reads that waited for this leader's first
+// commit.
+func (r *Raft) startDeferredReads() {
+	lead := r.st.lead
+	if len(lead.readsBeforeCommit) == 0 || r.st.commitIndex < lead.termStart {
+		return
+	}
+	reads := lead.readsBeforeCommit
+	lead.readsBeforeCommit = nil
+	for _, f := range reads {
+		r.onReadIndex(f)
+	}
+}
+
+// readConfirmed hands a confirmed read to the FSM path: it is answered once
+// the FSM goroutine has applied its index.
+func (r *Raft) readConfirmed(f *readIndexFuture) {
+	if f.index <= r.st.dispatched {
+		// Everything up to the index is already on its way to the FSM; a
+		// marker behind it answers the read.
+		r.st.fsmQueue = append(r.st.fsmQueue, &fsmTask{reads: []*readIndexFuture{f}})
+		return
+	}
+	r.st.reads = append(r.st.reads, f)
 }
 
 // checkVerifies answers the verification rounds a quorum acknowledged.
@@ -379,7 +447,11 @@ func (r *Raft) checkVerifies() {
 		if v.round > done {
 			break
 		}
-		v.future.respond(nil)
+		if v.read != nil {
+			r.readConfirmed(v.read)
+		} else {
+			v.future.respond(nil)
+		}
 		n++
 	}
 	lead.verifies = append(lead.verifies[:0], lead.verifies[n:]...)

@@ -50,6 +50,9 @@ type runState struct {
 	// futures are the futures of entries this node appended as leader, in
 	// index order, until the FSM goroutine takes them or they fail.
 	futures []*logFuture
+	// reads are confirmed ReadIndex requests, in index order, waiting for
+	// the FSM to reach their index.
+	reads []*readIndexFuture
 
 	configs configurations
 
@@ -160,6 +163,8 @@ func (r *Raft) serveOne() bool {
 		r.onApply(f)
 	case f := <-r.verifyCh:
 		r.onVerify(f)
+	case f := <-r.readIndexCh:
+		r.onReadIndex(f)
 	case f := <-r.bootstrapCh:
 		f.respond(r.liveBootstrap(f.configuration))
 	case f := <-r.configChangeChIfReady():

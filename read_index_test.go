@@ -1,0 +1,117 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// Linearizable reads without log writes (Raft thesis §6.4).
+
+func TestReadIndex_SeesEveryCompletedWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		for i := 0; i < 50; i++ {
+			// Many writes are in flight when the read starts; the read
+			// must wait for everything committed before it.
+			var last ApplyFuture
+			for j := 0; j < 20; j++ {
+				last = leader.raft.Apply([]byte(fmt.Sprintf("x-%d-%d", i, j)), 0)
+			}
+			if err := last.Error(); err != nil {
+				t.Fatal(err)
+			}
+			before := last.Index()
+			f := leader.raft.ReadIndex(0)
+			if err := f.Error(); err != nil {
+				t.Fatalf("ReadIndex: %v", err)
+			}
+			if f.Index() < before {
+				t.Fatalf("read index %d is before a completed write at %d", f.Index(), before)
+			}
+			if got := leader.raft.AppliedIndex(); got < f.Index() {
+				t.Fatalf("the FSM is at %d, behind the read index %d", got, f.Index())
+			}
+			if got := leader.fsm.len(); got != (i+1)*20 {
+				t.Fatalf("after %d writes the FSM read %d", (i+1)*20, got)
+			}
+		}
+		lastIndex, _ := leader.raft.pub.lastLog()
+		if lastIndex > 1+1+50*20 {
+			t.Fatalf("reads wrote to the log: last index %d", lastIndex)
+		}
+	})
+}
+
+func TestReadIndex_RefusedOffTheLeader(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{conf: func(c *Config) {
+			c.HeartbeatTimeout = 500 * time.Millisecond
+			c.ElectionTimeout = 500 * time.Millisecond
+			c.LeaderLeaseTimeout = 500 * time.Millisecond
+		}})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 1)
+		for _, n := range c.nodes {
+			if n != leader {
+				if err := n.raft.ReadIndex(0).Error(); !errors.Is(err, ErrNotLeader) {
+					t.Fatalf("ReadIndex on a follower: %v", err)
+				}
+			}
+		}
+		// A leader cut off from the others cannot confirm itself, even
+		// while it still believes it leads.
+		c.partition(leader)
+		err := leader.raft.ReadIndex(0).Error()
+		if !errors.Is(err, ErrLeadershipLost) && !errors.Is(err, ErrNotLeader) {
+			t.Fatalf("ReadIndex on a cut-off leader: %v", err)
+		}
+	})
+}
+
+func TestReadIndex_NewLeaderWaitsForItsFirstCommit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, stores := controlledCluster(t, 3, nil)
+		defer c.shutdown()
+		old := c.waitForLeader()
+		applyAll(t, old, "x", 10)
+		c.stop(old)
+		// Hold every remaining disk so the next leader cannot commit its
+		// no-op at once.
+		var releases []func()
+		for _, n := range c.running() {
+			releases = append(releases, stores[n.id].holdWrites())
+		}
+		var leader *testNode
+		c.waitFor(5*time.Second, "a new leader", func() bool {
+			for _, n := range c.running() {
+				if n.raft.State() == Leader {
+					leader = n
+					return true
+				}
+			}
+			return false
+		})
+		f := leader.raft.ReadIndex(0)
+		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-f.(*readIndexFuture).doneCh:
+			t.Fatalf("a read was answered before the new leader committed an entry of its term: %v", f.Error())
+		default:
+		}
+		for _, release := range releases {
+			release()
+		}
+		if err := f.Error(); err != nil {
+			t.Fatal(err)
+		}
+		if got := leader.fsm.len(); got != 10 {
+			t.Fatalf("the read saw %d commands, want 10", got)
+		}
+	})
+}
