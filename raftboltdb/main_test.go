@@ -1,0 +1,110 @@
+package raftboltdb
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime/debug"
+	"testing"
+
+	"go.etcd.io/bbolt"
+)
+
+// Some tests need a second process: one that holds the file lock, one that
+// is killed while writing, one that shows what bbolt does to a damaged file
+// without the checker. They re-execute this test binary with childEnv set
+// to the child's role; TestMain then runs that role instead of the tests.
+const (
+	childEnv     = "RAFTBOLTDB_TEST_CHILD"
+	childPathEnv = "RAFTBOLTDB_TEST_PATH"
+	childSeedEnv = "RAFTBOLTDB_TEST_SEED"
+)
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv(childEnv); role != "" {
+		os.Exit(runChild(role, os.Getenv(childPathEnv)))
+	}
+	os.Exit(m.Run())
+}
+
+// runChild runs a child role and returns its exit code.
+func runChild(role, path string) int {
+	var err error
+	switch role {
+	case "hold":
+		err = childHold(path)
+	case "crash":
+		err = childCrashWriter(path, os.Getenv(childSeedEnv))
+	case "bbolt-unchecked":
+		err = childUncheckedRead(path)
+	default:
+		err = fmt.Errorf("unknown child role %q", role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	return 0
+}
+
+// childHold opens the store, says "ready", and keeps it open until its
+// standard input is closed.
+func childHold(path string) error {
+	s, err := NewBoltStore(path)
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	return s.Close()
+}
+
+// child is a running child process.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines *bufio.Scanner // its standard output, line by line
+}
+
+// startChild starts this test binary in a child role on path. The child is
+// killed, if still running, when the test ends.
+func startChild(t testing.TB, role, path string, env ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+role, childPathEnv+"="+path)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return &child{cmd: cmd, stdin: stdin, lines: bufio.NewScanner(stdout)}
+}
+
+// childUncheckedRead opens path with bbolt alone, skipping the checker,
+// and looks up the first log entry.
+func childUncheckedRead(path string) error {
+	debug.SetMaxStack(64 << 20) // overflow in moments, not after a gigabyte
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: testTimeout})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bbolt.Tx) error {
+		tx.Bucket(bucketLogs).Get([]byte{0, 0, 0, 0, 0, 0, 0, 1})
+		return nil
+	})
+}
