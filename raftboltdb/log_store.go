@@ -45,26 +45,27 @@ func (b *BoltStore) edgeIndex(op string, move func(*bbolt.Cursor) ([]byte, []byt
 	return index, nil
 }
 
-// GetLog fills log with the entry at index, or returns raft.ErrLogNotFound
-// (unwrapped) when there is none. An entry that cannot be decoded is an
-// error wrapping ErrCorrupt that names its index. The entry is decoded
-// straight from the memory-mapped file; log shares no memory with the file.
-func (b *BoltStore) GetLog(index uint64, log *raft.Log) error {
+// GetLog fills log with the entry at index idx, or returns
+// raft.ErrLogNotFound (unwrapped) when there is none. An entry that cannot
+// be decoded is an error wrapping ErrCorrupt that names its index. The
+// entry is decoded straight from the memory-mapped file; log shares no
+// memory with the file.
+func (b *BoltStore) GetLog(idx uint64, log *raft.Log) error {
 	defer metricsMeasureSince(metricGetLog, time.Now())
 	var key [8]byte
-	binary.BigEndian.PutUint64(key[:], index)
+	binary.BigEndian.PutUint64(key[:], idx)
 	err := b.view("get log", func(tx *bbolt.Tx) error {
 		val := tx.Bucket(bucketLogs).Get(key[:])
 		if val == nil {
 			return raft.ErrLogNotFound
 		}
-		return decodeLog(index, val, log)
+		return decodeLog(idx, val, log)
 	})
 	if err == raft.ErrLogNotFound {
 		return err
 	}
 	if err != nil {
-		return fmt.Errorf("raftboltdb: get log %d: %w", index, err)
+		return fmt.Errorf("raftboltdb: get log %d: %w", idx, err)
 	}
 	return nil
 }

@@ -97,7 +97,7 @@ func startChild(t testing.TB, role, path string, env ...string) *child {
 // childUncheckedRead opens path with bbolt alone, skipping the checker,
 // and looks up the first log entry.
 func childUncheckedRead(path string) error {
-	debug.SetMaxStack(64 << 20) // overflow in moments, not after a gigabyte
+	debug.SetMaxStack(16 << 20) // overflow in moments, not after a gigabyte
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: testTimeout})
 	if err != nil {
 		return err

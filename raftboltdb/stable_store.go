@@ -7,24 +7,25 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// Set stores val under key in the conf bucket, durably (fsynced unless
-// Options.NoSync) before it returns. bbolt refuses an empty key.
-func (b *BoltStore) Set(key []byte, val []byte) error {
+// Set stores the value v under the key k in the conf bucket, durably
+// (fsynced unless Options.NoSync) before it returns. bbolt refuses an empty
+// key.
+func (b *BoltStore) Set(k, v []byte) error {
 	err := b.update("set", func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketConf).Put(key, val)
+		return tx.Bucket(bucketConf).Put(k, v)
 	})
 	if err != nil {
-		return fmt.Errorf("raftboltdb: set %q: %w", key, err)
+		return fmt.Errorf("raftboltdb: set %q: %w", k, err)
 	}
 	return nil
 }
 
-// Get returns a copy of the value stored under key, or ErrKeyNotFound
-// (unwrapped, text "not found") when the key was never set.
-func (b *BoltStore) Get(key []byte) ([]byte, error) {
+// Get returns a copy of the value stored under the key k, or
+// ErrKeyNotFound (unwrapped, text "not found") when it was never set.
+func (b *BoltStore) Get(k []byte) ([]byte, error) {
 	var val []byte
 	err := b.view("get", func(tx *bbolt.Tx) error {
-		v := tx.Bucket(bucketConf).Get(key)
+		v := tx.Bucket(bucketConf).Get(k)
 		if v == nil {
 			return ErrKeyNotFound
 		}
@@ -35,7 +36,7 @@ func (b *BoltStore) Get(key []byte) ([]byte, error) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("raftboltdb: get %q: %w", key, err)
+		return nil, fmt.Errorf("raftboltdb: get %q: %w", k, err)
 	}
 	return val, nil
 }
