@@ -27,10 +27,11 @@ import (
 //   - the freelist page is well formed and lists only pages that are in
 //     range, not in use by the tree and not listed twice.
 //
-// It reads page headers and element arrays, not the values of ordinary
-// entries, so its cost grows with the number of pages rather than the
-// number of bytes; it does not check key order or value contents (a bad
-// value comes back as an error from the read that decodes it).
+// It reads the first page of each page's span (and the rest of an element
+// array that runs past it), never the overflow pages that hold large
+// values, with one read call per page; BenchmarkCheckFile measures it. It
+// does not check key order or value contents (a bad value comes back as an
+// error from the read that decodes it).
 
 // maxTreeDepth bounds the descent, counting both tree levels and bucket
 // nesting. A raft store is two levels of buckets over trees a handful of
@@ -49,34 +50,39 @@ type fileState struct {
 // (nil, nil) when there is nothing to check: the file does not exist or is
 // empty and bbolt is going to create it. Every problem it finds is returned
 // wrapped around ErrCorrupt; I/O errors are returned as they are, with
-// context.
-func checkFile(path string, readOnly bool) (*fileState, error) {
+// context. lock, unless nil, is called on the opened file before it is read
+// (to wait for other processes to let go of it) and its error returned.
+func checkFile(path string, readOnly bool, lock func(*os.File) error) (*fileState, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil // bbolt creates it, or reports it missing when read-only
 	}
 	if err != nil {
-		return nil, fmt.Errorf("raftboltdb: check %s: %w", path, err)
+		return nil, fmt.Errorf("check: %w", err)
 	}
 	defer f.Close()
+	if lock != nil {
+		if err := lock(f); err != nil {
+			return nil, err
+		}
+	}
 	info, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("raftboltdb: check %s: %w", path, err)
+		return nil, fmt.Errorf("check: %w", err)
 	}
 	size := info.Size()
 	if size == 0 {
 		if readOnly {
-			return nil, corruptf(path, "the file is empty (a read-only open cannot create a store)")
+			return nil, corruptf("the file is empty (a read-only open cannot create a store)")
 		}
 		return nil, nil // bbolt writes the initial pages
 	}
-	c := &checker{path: path, f: f, size: size}
+	c := &checker{f: f, size: size}
 	return c.run()
 }
 
 // checker holds the state of one checkFile call.
 type checker struct {
-	path     string
 	f        *os.File
 	size     int64
 	pageSize uint64
@@ -99,19 +105,19 @@ func (c *checker) run() (*fileState, error) {
 		return nil, err
 	}
 	if uint64(m.pageSize) != c.pageSize {
-		return nil, c.corrupt("the meta page in use gives page size %d, the file uses %d", m.pageSize, c.pageSize)
+		return nil, corruptf("the meta page in use gives page size %d, the file uses %d", m.pageSize, c.pageSize)
 	}
 	if m.pgid > uint64(c.size)/c.pageSize {
-		return nil, c.corrupt("the file is truncated: it is %d bytes, its meta page says %d pages of %d bytes", c.size, m.pgid, c.pageSize)
+		return nil, corruptf("the file is truncated: it is %d bytes, its meta page says %d pages of %d bytes", c.size, m.pgid, c.pageSize)
 	}
 	if m.pgid < 3 {
-		return nil, c.corrupt("the meta page says the file has only %d pages", m.pgid)
+		return nil, corruptf("the meta page says the file has only %d pages", m.pgid)
 	}
 	if m.root < 2 || m.root >= m.pgid {
-		return nil, c.corrupt("the root bucket page %d is outside the file's pages 2..%d", m.root, m.pgid-1)
+		return nil, corruptf("the root bucket page %d is outside the file's pages 2..%d", m.root, m.pgid-1)
 	}
 	if m.freelist != noFreelist && (m.freelist < 2 || m.freelist >= m.pgid) {
-		return nil, c.corrupt("the freelist page %d is outside the file's pages 2..%d", m.freelist, m.pgid-1)
+		return nil, corruptf("the freelist page %d is outside the file's pages 2..%d", m.freelist, m.pgid-1)
 	}
 	c.pgid = m.pgid
 	c.seen = make([]uint64, (m.pgid+63)/64)
@@ -133,7 +139,7 @@ func (c *checker) findPageSize() (uint64, error) {
 	var why string
 	if c.size >= int64(len(buf)) {
 		if _, err := c.f.ReadAt(buf[:], 0); err != nil {
-			return 0, fmt.Errorf("raftboltdb: check %s: %w", c.path, err)
+			return 0, fmt.Errorf("check: %w", err)
 		}
 		m := parseMeta(buf[:])
 		var ok bool
@@ -148,7 +154,7 @@ func (c *checker) findPageSize() (uint64, error) {
 		}
 		clear(buf[:])
 		if _, err := c.f.ReadAt(buf[:], pos); err != nil && err != io.EOF {
-			return 0, fmt.Errorf("raftboltdb: check %s: %w", c.path, err)
+			return 0, fmt.Errorf("check: %w", err)
 		}
 		if m := parseMeta(buf[:]); m.magic == boltMagic {
 			if ok, _ := m.valid(); ok {
@@ -157,14 +163,14 @@ func (c *checker) findPageSize() (uint64, error) {
 		}
 	}
 	if why == "" || why == "bad magic" {
-		return 0, c.corrupt("not a bolt database: no meta page found (the file is %d bytes)", c.size)
+		return 0, corruptf("not a bolt database: no meta page found (the file is %d bytes)", c.size)
 	}
-	return 0, c.corrupt("no valid meta page: the first one has a %s and no second one was found", why)
+	return 0, corruptf("no valid meta page: the first one has a %s and no second one was found", why)
 }
 
 func (c *checker) checkPageSize(ps uint32) (uint64, error) {
 	if ps < minPageSize || ps > maxPageSize {
-		return 0, c.corrupt("page size %d is outside %d..%d", ps, minPageSize, maxPageSize)
+		return 0, corruptf("page size %d is outside %d..%d", ps, minPageSize, maxPageSize)
 	}
 	return uint64(ps), nil
 }
@@ -192,16 +198,16 @@ func (c *checker) chooseMeta() (meta, error) {
 	case whys[b] == "":
 		return metas[b], nil
 	}
-	return meta{}, c.corrupt("both meta pages are invalid (%s; %s)", whys[0], whys[1])
+	return meta{}, corruptf("both meta pages are invalid (%s; %s)", whys[0], whys[1])
 }
 
 // walkPage checks the tree page id and everything below it.
 func (c *checker) walkPage(id uint64, depth int) error {
 	if depth > maxTreeDepth {
-		return c.corrupt("the tree is deeper than %d levels at page %d", maxTreeDepth, id)
+		return corruptf("the tree is deeper than %d levels at page %d", maxTreeDepth, id)
 	}
 	if id < 2 || id >= c.pgid {
-		return c.corrupt("a page points at page %d, outside the file's pages 2..%d", id, c.pgid-1)
+		return corruptf("a page points at page %d, outside the file's pages 2..%d", id, c.pgid-1)
 	}
 	b, err := c.read(id*c.pageSize, int(c.pageSize))
 	if err != nil {
@@ -209,10 +215,10 @@ func (c *checker) walkPage(id uint64, depth int) error {
 	}
 	h := parsePageHeader(b)
 	if h.id != id {
-		return c.corrupt("page %d names itself page %d", id, h.id)
+		return corruptf("page %d names itself page %d", id, h.id)
 	}
 	if uint64(h.overflow) >= c.pgid-id {
-		return c.corrupt("page %d with %d overflow pages runs past the last page %d", id, h.overflow, c.pgid-1)
+		return corruptf("page %d with %d overflow pages runs past the last page %d", id, h.overflow, c.pgid-1)
 	}
 	if err := c.claim(id, h.overflow); err != nil {
 		return err
@@ -227,7 +233,7 @@ func (c *checker) walkPage(id uint64, depth int) error {
 	case leafPageFlag:
 		return c.walkLeaf(id, b, h.count, span, depth)
 	default:
-		return c.corrupt("page %d has type %#x where a branch or leaf page belongs", id, h.flags)
+		return corruptf("page %d has type %#x where a branch or leaf page belongs", id, h.flags)
 	}
 }
 
@@ -237,7 +243,7 @@ func (c *checker) walkPage(id uint64, depth int) error {
 func (c *checker) elements(id uint64, first []byte, count uint16, span uint64) ([]byte, error) {
 	end := pageHeaderSize + uint64(count)*elementSize
 	if end > span {
-		return nil, c.corrupt("page %d claims %d elements, more than fit in its %d bytes", id, count, span)
+		return nil, corruptf("page %d claims %d elements, more than fit in its %d bytes", id, count, span)
 	}
 	if end <= uint64(len(first)) {
 		return first[pageHeaderSize:end], nil
@@ -251,7 +257,7 @@ func (c *checker) elements(id uint64, first []byte, count uint16, span uint64) (
 
 func (c *checker) walkBranch(id uint64, first []byte, count uint16, span uint64, depth int) error {
 	if count == 0 {
-		return c.corrupt("branch page %d is empty", id)
+		return corruptf("branch page %d is empty", id)
 	}
 	elems, err := c.elements(id, first, count, span)
 	if err != nil {
@@ -262,7 +268,7 @@ func (c *checker) walkBranch(id uint64, first []byte, count uint16, span uint64,
 		off := uint64(pageHeaderSize + i*elementSize)
 		e := parseBranchElement(elems[i*elementSize:])
 		if off+uint64(e.pos)+uint64(e.ksize) > span {
-			return c.corrupt("page %d element %d has its key outside the page", id, i)
+			return corruptf("page %d element %d has its key outside the page", id, i)
 		}
 		children[i] = e.child
 	}
@@ -285,19 +291,19 @@ func (c *checker) walkLeaf(id uint64, first []byte, count uint16, span uint64, d
 		e := parseLeafElement(elems[i*elementSize:])
 		valueOff := off + uint64(e.pos) + uint64(e.ksize)
 		if valueOff+uint64(e.vsize) > span {
-			return c.corrupt("page %d element %d has its key or value outside the page", id, i)
+			return corruptf("page %d element %d has its key or value outside the page", id, i)
 		}
 		if e.flags&bucketLeafFlag == 0 {
 			continue
 		}
 		// bbolt inlines a bucket only when it fits in a quarter page.
 		if uint64(e.vsize) > bucketHeaderSize+c.pageSize {
-			return c.corrupt("page %d element %d is a bucket header of %d bytes, too long for one", id, i, e.vsize)
+			return corruptf("page %d element %d is a bucket header of %d bytes, too long for one", id, i, e.vsize)
 		}
 		// Read into a buffer of its own: elems lives in c.buf.
 		v := make([]byte, e.vsize)
 		if _, err := c.f.ReadAt(v, int64(id*c.pageSize+valueOff)); err != nil {
-			return fmt.Errorf("raftboltdb: check %s: read bucket header on page %d: %w", c.path, id, err)
+			return fmt.Errorf("check: read a bucket header on page %d: %w", id, err)
 		}
 		buckets = append(buckets, v)
 	}
@@ -312,7 +318,7 @@ func (c *checker) walkLeaf(id uint64, first []byte, count uint16, span uint64, d
 // walkBucket checks the bucket whose header (and inline page, if any) is v.
 func (c *checker) walkBucket(v []byte, depth int) error {
 	if len(v) < bucketHeaderSize {
-		return c.corrupt("a bucket header is %d bytes long, want %d", len(v), bucketHeaderSize)
+		return corruptf("a bucket header is %d bytes long, want %d", len(v), bucketHeaderSize)
 	}
 	if root := byteOrder.Uint64(v[0:8]); root != 0 {
 		return c.walkPage(root, depth)
@@ -320,24 +326,24 @@ func (c *checker) walkBucket(v []byte, depth int) error {
 	// An inline bucket: a single leaf page stored in the value itself.
 	page := v[bucketHeaderSize:]
 	if len(page) < pageHeaderSize {
-		return c.corrupt("an inline bucket is %d bytes, too short for a page", len(page))
+		return corruptf("an inline bucket is %d bytes, too short for a page", len(page))
 	}
 	h := parsePageHeader(page)
 	if h.flags != leafPageFlag {
-		return c.corrupt("an inline bucket has page type %#x, want a leaf", h.flags)
+		return corruptf("an inline bucket has page type %#x, want a leaf", h.flags)
 	}
 	span := uint64(len(page))
 	if pageHeaderSize+uint64(h.count)*elementSize > span {
-		return c.corrupt("an inline bucket claims %d elements, more than fit in %d bytes", h.count, span)
+		return corruptf("an inline bucket claims %d elements, more than fit in %d bytes", h.count, span)
 	}
 	for i := 0; i < int(h.count); i++ {
 		off := uint64(pageHeaderSize + i*elementSize)
 		e := parseLeafElement(page[off:])
 		if off+uint64(e.pos)+uint64(e.ksize)+uint64(e.vsize) > span {
-			return c.corrupt("an inline bucket's element %d lies outside it", i)
+			return corruptf("an inline bucket's element %d lies outside it", i)
 		}
 		if e.flags&bucketLeafFlag != 0 {
-			return c.corrupt("an inline bucket holds a nested bucket")
+			return corruptf("an inline bucket holds a nested bucket")
 		}
 	}
 	return nil
@@ -355,11 +361,11 @@ func (c *checker) checkFreelist(id uint64) error {
 	h := parsePageHeader(b)
 	switch {
 	case h.id != id:
-		return c.corrupt("freelist page %d names itself page %d", id, h.id)
+		return corruptf("freelist page %d names itself page %d", id, h.id)
 	case h.flags != freelistPageFlag:
-		return c.corrupt("freelist page %d has type %#x", id, h.flags)
+		return corruptf("freelist page %d has type %#x", id, h.flags)
 	case uint64(h.overflow) >= c.pgid-id:
-		return c.corrupt("freelist page %d with %d overflow pages runs past the last page %d", id, h.overflow, c.pgid-1)
+		return corruptf("freelist page %d with %d overflow pages runs past the last page %d", id, h.overflow, c.pgid-1)
 	}
 	if err := c.claim(id, h.overflow); err != nil {
 		return err
@@ -371,7 +377,7 @@ func (c *checker) checkFreelist(id uint64) error {
 		count = byteOrder.Uint64(b[pageHeaderSize:])
 	}
 	if count > (span-start)/8 {
-		return c.corrupt("freelist page %d claims %d ids, more than fit in its %d bytes", id, count, span)
+		return corruptf("freelist page %d claims %d ids, more than fit in its %d bytes", id, count, span)
 	}
 	ids, err := c.read(id*c.pageSize+start, int(count*8))
 	if err != nil {
@@ -380,10 +386,10 @@ func (c *checker) checkFreelist(id uint64) error {
 	for i := uint64(0); i < count; i++ {
 		free := byteOrder.Uint64(ids[i*8:])
 		if free < 2 || free >= c.pgid {
-			return c.corrupt("the freelist names page %d, outside the file's pages 2..%d", free, c.pgid-1)
+			return corruptf("the freelist names page %d, outside the file's pages 2..%d", free, c.pgid-1)
 		}
 		if c.isSeen(free) {
-			return c.corrupt("page %d is listed as free but is in use or listed twice", free)
+			return corruptf("page %d is listed as free but is in use or listed twice", free)
 		}
 		c.mark(free)
 	}
@@ -396,7 +402,7 @@ func (c *checker) checkFreelist(id uint64) error {
 func (c *checker) claim(id uint64, overflow uint32) error {
 	for p := id; p <= id+uint64(overflow); p++ {
 		if c.isSeen(p) {
-			return c.corrupt("page %d is reached twice (a cycle, or a page shared by two parents)", p)
+			return corruptf("page %d is reached twice (a cycle, or a page shared by two parents)", p)
 		}
 		c.mark(p)
 	}
@@ -409,24 +415,19 @@ func (c *checker) mark(p uint64)        { c.seen[p/64] |= 1 << (p % 64) }
 // read returns n bytes at off. The slice is only valid until the next call.
 func (c *checker) read(off uint64, n int) ([]byte, error) {
 	if off > uint64(c.size) || uint64(n) > uint64(c.size)-off {
-		return nil, c.corrupt("a read of %d bytes at offset %d runs past the end of the file (%d bytes)", n, off, c.size)
+		return nil, corruptf("a read of %d bytes at offset %d runs past the end of the file (%d bytes)", n, off, c.size)
 	}
 	if cap(c.buf) < n {
 		c.buf = make([]byte, n)
 	}
 	b := c.buf[:n]
 	if _, err := c.f.ReadAt(b, int64(off)); err != nil {
-		return nil, fmt.Errorf("raftboltdb: check %s: read %d bytes at %d: %w", c.path, n, off, err)
+		return nil, fmt.Errorf("check: read %d bytes at %d: %w", n, off, err)
 	}
 	return b, nil
 }
 
-func (c *checker) corrupt(format string, args ...any) error {
-	return corruptf(c.path, format, args...)
-}
-
-// corruptf reports a problem with the file at path, wrapped around
-// ErrCorrupt.
-func corruptf(path, format string, args ...any) error {
-	return fmt.Errorf("raftboltdb: %s: %s: %w", path, fmt.Sprintf(format, args...), ErrCorrupt)
+// corruptf reports a problem with the file, wrapped around ErrCorrupt.
+func corruptf(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrCorrupt)
 }

@@ -57,7 +57,7 @@ func inspect(t testing.TB, path string) (meta, uint64, []pageRef) {
 	}
 	defer f.Close()
 	info, _ := f.Stat()
-	c := &checker{path: path, f: f, size: info.Size()}
+	c := &checker{f: f, size: info.Size()}
 	var pages []pageRef
 	c.onPage = func(id uint64, flags uint16, depth int) { pages = append(pages, pageRef{id, flags, depth}) }
 	if _, err := c.run(); err != nil {
@@ -303,7 +303,7 @@ func TestCheckerAcceptsWhatBboltWrites(t *testing.T) {
 					t.Fatalf("bbolt's check: %v", err)
 				}
 				s.Close()
-				if _, err := checkFile(path, false); err != nil {
+				if _, err := checkFile(path, false, nil); err != nil {
 					t.Fatalf("after round %d: %v", reopen, err)
 				}
 			}

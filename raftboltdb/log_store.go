@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	metrics "github.com/hashicorp/go-metrics"
 	"github.com/quorumkit/raft"
 	"go.etcd.io/bbolt"
 )
@@ -51,7 +52,7 @@ func (b *BoltStore) edgeIndex(op string, move func(*bbolt.Cursor) ([]byte, []byt
 // entry is decoded straight from the memory-mapped file; log shares no
 // memory with the file.
 func (b *BoltStore) GetLog(idx uint64, log *raft.Log) error {
-	defer metricsMeasureSince(metricGetLog, time.Now())
+	defer metrics.MeasureSince(metricGetLog, time.Now())
 	var key [8]byte
 	binary.BigEndian.PutUint64(key[:], idx)
 	err := b.view("get log", func(tx *bbolt.Tx) error {
@@ -101,7 +102,7 @@ func (b *BoltStore) StoreLogs(logs []*raft.Log) error {
 		}
 		return nil
 	})
-	metricsMeasureSince(metricStoreLogs, start)
+	metrics.MeasureSince(metricStoreLogs, start)
 	if err != nil {
 		return fmt.Errorf("raftboltdb: store %d logs from index %d: %w", len(logs), logs[0].Index, err)
 	}

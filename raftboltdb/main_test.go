@@ -49,16 +49,36 @@ func runChild(role, path string) int {
 	return 0
 }
 
-// childHold opens the store, says "ready", and keeps it open until its
-// standard input is closed.
+// childHold opens the store, says "ready", and keeps appending to it
+// until its standard input is closed.
 func childHold(path string) error {
-	s, err := NewBoltStore(path)
+	// Without fsyncs it rewrites pages as fast as it can: the worst case
+	// for a reader that ignored its lock.
+	s, err := New(Options{Path: path, NoSync: true})
 	if err != nil {
 		return err
 	}
+	stdinClosed := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		close(stdinClosed)
+	}()
 	fmt.Println("ready")
-	io.Copy(io.Discard, os.Stdin)
-	return s.Close()
+	for next := uint64(20001); ; next += 10 {
+		select {
+		case <-stdinClosed:
+			return s.Close()
+		default:
+		}
+		if err := s.StoreLogs(makeLogs(next, 10, 500)); err != nil {
+			return err
+		}
+		if next > 20000 {
+			if err := s.DeleteRange(next-20000, next-19990); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // child is a running child process.

@@ -22,11 +22,6 @@ var (
 // defaultMetricsInterval is RunMetrics' interval when given 0.
 const defaultMetricsInterval = 5 * time.Second
 
-// metricsMeasureSince records the time since start, in milliseconds.
-func metricsMeasureSince(key []string, start time.Time) {
-	metrics.MeasureSince(key, start)
-}
-
 // emitBatchMetrics records the sizes of a stored batch and the rate it was
 // written at, in entries per second.
 func emitBatchMetrics(enc *batch, took time.Duration) {

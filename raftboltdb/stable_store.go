@@ -55,7 +55,7 @@ func (b *BoltStore) GetUint64(key []byte) (uint64, error) {
 		return 0, err
 	}
 	if len(val) != 8 {
-		return 0, corruptf(b.path, "the value of %q is %d bytes, not the 8 of a number", key, len(val))
+		return 0, fmt.Errorf("raftboltdb: get %q: the value is %d bytes, not the 8 of a number: %w", key, len(val), ErrCorrupt)
 	}
 	return binary.BigEndian.Uint64(val), nil
 }

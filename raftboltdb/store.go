@@ -3,6 +3,7 @@ package raftboltdb
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -79,9 +80,9 @@ func NewBoltStore(path string) (*BoltStore, error) {
 // fails with an error wrapping bbolt's errors.ErrTimeout.
 func New(options Options) (*BoltStore, error) {
 	bo := boltOptions(options.BoltOptions)
-	checked, err := checkFile(options.Path, bo.ReadOnly)
+	checked, err := checkFile(options.Path, bo.ReadOnly, func(f *os.File) error { return lockShared(f, bo.Timeout) })
 	if err != nil {
-		return nil, err
+		return nil, openError(options.Path, bo, err)
 	}
 	b := &BoltStore{path: options.Path, useNewTimeFormat: options.MsgpackUseNewTimeFormat}
 	err = b.guard("open", func() error {
@@ -89,18 +90,24 @@ func New(options Options) (*BoltStore, error) {
 		b.db = db
 		return err
 	})
-	switch {
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("raftboltdb: open %s: the file is locked by another process or store; gave up after %v: %w", options.Path, bo.Timeout, err)
-	case err != nil:
-		return nil, fmt.Errorf("raftboltdb: open %s: %w", options.Path, err)
+	if err != nil {
+		return nil, openError(options.Path, bo, err)
 	}
 	b.db.NoSync = options.NoSync
 	if err := b.prepare(checked, bo.ReadOnly); err != nil {
 		b.db.Close()
-		return nil, err
+		return nil, openError(options.Path, bo, err)
 	}
 	return b, nil
+}
+
+// openError explains why New failed, naming the file. A lock timeout says
+// that another process holds the file.
+func openError(path string, bo *bbolt.Options, err error) error {
+	if errors.Is(err, berrors.ErrTimeout) {
+		return fmt.Errorf("raftboltdb: open %s: the file is locked by another process or store; gave up after %v: %w", path, bo.Timeout, err)
+	}
+	return fmt.Errorf("raftboltdb: open %s: %w", path, err)
 }
 
 // boltOptions returns a copy of the caller's options (never changed in
@@ -125,13 +132,13 @@ func (b *BoltStore) prepare(checked *fileState, readOnly bool) error {
 	}
 	if checked == nil || *checked != opened {
 		// The file was created, or changed by another process, between the
-		// check and the lock. Now that bbolt holds the lock it cannot
-		// change again: check what is there.
-		if checked, err = checkFile(b.path, readOnly); err != nil {
+		// check and bbolt's lock. Check what is there now, under bbolt's
+		// lock (taking another would wait for ourselves).
+		if checked, err = checkFile(b.path, readOnly, nil); err != nil {
 			return err
 		}
 		if checked == nil || *checked != opened {
-			return corruptf(b.path, "bbolt opened a state (%+v) other than the one checked (%+v)", opened, checked)
+			return corruptf("bbolt opened a state (%+v) other than the one checked (%+v)", opened, checked)
 		}
 	}
 	if !readOnly {
@@ -144,7 +151,7 @@ func (b *BoltStore) prepare(checked *fileState, readOnly bool) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("raftboltdb: open %s: create buckets: %w", b.path, err)
+			return fmt.Errorf("create buckets: %w", err)
 		}
 	}
 	err = b.view("find buckets", func(tx *bbolt.Tx) error {
@@ -155,10 +162,7 @@ func (b *BoltStore) prepare(checked *fileState, readOnly bool) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("raftboltdb: open %s: %w", b.path, err)
-	}
-	return nil
+	return err
 }
 
 // currentState describes the meta page bbolt is using, in checker terms.
@@ -170,10 +174,7 @@ func (b *BoltStore) currentState() (fileState, error) {
 		s.pgid = uint64(tx.Size()) / uint64(s.pageSize)
 		return nil
 	})
-	if err != nil {
-		return s, fmt.Errorf("raftboltdb: open %s: %w", b.path, err)
-	}
-	return s, nil
+	return s, err
 }
 
 // Close closes the file. It waits for reads in progress to finish. The

@@ -89,21 +89,28 @@ func TestNoSyncOption(t *testing.T) {
 }
 
 // Another process holding the file makes New fail after the timeout,
-// with an error that says so, instead of waiting forever.
+// with an error that says so, instead of waiting forever. The other process
+// keeps writing meanwhile: New must not read the changing file and call it
+// damaged.
 func TestOpenLockedByAnotherProcess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "raft.db")
-	s, err := NewBoltStore(path)
+	s, err := New(Options{Path: path, NoSync: true})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 20000; i += 1000 {
+		mustStore(t, s, makeLogs(i, 1000, 500))
 	}
 	s.Close()
 	c := startChild(t, "hold", path)
 	if !c.lines.Scan() || c.lines.Text() != "ready" {
 		t.Fatalf("child did not open the store: %q %v", c.lines.Text(), c.lines.Err())
 	}
-	_, err = New(Options{Path: path, BoltOptions: &bbolt.Options{Timeout: 200 * time.Millisecond}})
-	if !errors.Is(err, berrors.ErrTimeout) || !strings.Contains(err.Error(), "locked") {
-		t.Fatalf("New on a file another process holds = %v; want a lock timeout", err)
+	for _, readOnly := range []bool{false, true, false} {
+		_, err = New(Options{Path: path, BoltOptions: &bbolt.Options{ReadOnly: readOnly, Timeout: 200 * time.Millisecond}})
+		if !errors.Is(err, berrors.ErrTimeout) || !strings.Contains(err.Error(), "locked") {
+			t.Fatalf("New (read-only %v) on a file another process holds = %v; want a lock timeout", readOnly, err)
+		}
 	}
 	t.Logf("New: %v", err)
 	c.stdin.Close()
