@@ -3,7 +3,9 @@ package raftboltdb
 import (
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,28 +22,54 @@ var crashDuration = flag.Duration("raftboltdb.crash-duration", 2*time.Second,
 // long enough for dozens of fsynced batches.
 const maxKillDelay = 60 * time.Millisecond
 
+// crashPattern is where crash entries take their bytes from.
+var crashPattern = func() []byte {
+	b := make([]byte, 16<<10)
+	for i := range b {
+		b[i] = byte(i*7 + i>>8)
+	}
+	return b
+}()
+
 // crashLog is the entry the crash writer stores at index: a pure function
-// of the index, so that the parent can check every entry it finds, and
-// sized so that some entries span several pages.
+// of the index, so that the parent can check every entry it finds, sized so
+// that some entries span several pages, and cheap to make, so that the
+// writer spends its time in StoreLogs, where the kills should land.
 func crashLog(index uint64) *raft.Log {
 	size := int(index*7919) % 1500
 	if index%97 == 0 {
 		size = 9000
 	}
-	return makeLogs(index, 1, size)[0]
+	off := int(index % 4096)
+	return &raft.Log{
+		Index:      index,
+		Term:       index/100 + 1,
+		Type:       raft.LogType(index % 6),
+		Data:       crashPattern[off : off+size],
+		Extensions: crashPattern[off+size : off+size+int(index%16)],
+		AppendedAt: time.Unix(1_700_000_000+int64(index), 0).UTC(),
+	}
 }
 
 // childCrashWriter is the process TestCrashRecovery kills. It continues
-// the log in path and, forever, stores batches, compacts the oldest
-// entries and sets CurrentTerm, printing a line before each operation
+// the log in path, says "ready" on its standard output, and then, forever,
+// stores batches, compacts the oldest entries and sets CurrentTerm. It
+// records its progress in the file logPath, not on its standard output, so
+// that the parent does not wake up each time it makes progress and the
+// kills land at moments unrelated to it: a line before each operation
 // ("begin", "delbegin", "setbegin") and one after it returned nil ("ack",
-// "delack", "setack").
-func childCrashWriter(path, seed string) error {
+// "delack", "setack"). It exits if its standard input closes (the parent
+// is gone).
+func childCrashWriter(path, seed, logPath string) error {
 	n, err := strconv.ParseUint(seed, 10, 64)
 	if err != nil {
 		return err
 	}
 	rng := rand.New(rand.NewPCG(n, n))
+	progress, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
 	s, err := New(Options{Path: path})
 	if err != nil {
 		return err
@@ -54,9 +82,14 @@ func childCrashWriter(path, seed string) error {
 	if err != nil && err != ErrKeyNotFound {
 		return err
 	}
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(1)
+	}()
+	fmt.Println("ready")
 	say := func(format string, args ...any) error {
-		_, err := fmt.Printf(format+"\n", args...)
-		return err // the parent is gone: stop
+		_, err := fmt.Fprintf(progress, format+"\n", args...)
+		return err
 	}
 	for {
 		var err error
@@ -147,8 +180,9 @@ func (st *crashState) apply(line string) error {
 // and checks, after each kill, that the file opens (the checker accepts
 // it) and holds every acknowledged write whole, at most the one write in
 // flight beyond that, whole or not at all, and that FirstIndex and
-// LastIndex agree with the entries found. Run longer with
-// -raftboltdb.crash-duration=5m.
+// LastIndex agree with the entries found. Run it longer with
+//
+//	go test ./raftboltdb -run TestCrashRecovery -raftboltdb.crash-duration=5m
 func TestCrashRecovery(t *testing.T) {
 	duration := *crashDuration
 	if testing.Short() {
@@ -157,29 +191,38 @@ func TestCrashRecovery(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d (the kill points depend on timing too, so a seed does not replay a run)", seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
-	path := filepath.Join(t.TempDir(), "raft.db")
+	dir := t.TempDir()
+	path, logPath := filepath.Join(dir, "raft.db"), filepath.Join(dir, "writer.log")
 
 	var st crashState
 	var rounds, batchLanded, batchLost, otherPending int
 	deadline := time.Now().Add(duration)
 	for rounds < 5 || time.Now().Before(deadline) {
 		rounds++
-		c := startChild(t, "crash", path, childSeedEnv+"="+strconv.FormatUint(rng.Uint64(), 10))
-		// Kill it (SIGKILL) at a random moment once it is writing, and
-		// read everything it said before it died.
-		delay := time.Duration(rng.Int64N(int64(maxKillDelay)))
-		var kill *time.Timer
-		for c.lines.Scan() {
-			if err := st.apply(c.lines.Text()); err != nil {
-				t.Fatalf("round %d: %v", rounds, err)
-			}
-			if kill == nil {
-				kill = time.AfterFunc(delay, func() { c.cmd.Process.Kill() })
-			}
+		c := startChild(t, "crash", path,
+			childSeedEnv+"="+strconv.FormatUint(rng.Uint64(), 10), childLogEnv+"="+logPath)
+		if !c.lines.Scan() || c.lines.Text() != "ready" {
+			t.Fatalf("round %d: the writer did not start: %q %v", rounds, c.lines.Text(), c.lines.Err())
 		}
+		// Kill it (SIGKILL) at a random moment, then read what it had
+		// recorded before it died.
+		<-time.After(time.Duration(rng.Int64N(int64(maxKillDelay))))
+		c.cmd.Process.Kill()
 		err := c.cmd.Wait()
 		if err == nil || !strings.Contains(err.Error(), "killed") {
 			t.Fatalf("round %d: the writer ended with %v before it was killed", rounds, err)
+		}
+		recorded, err := os.ReadFile(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(recorded)), "\n") {
+			if line == "" {
+				continue
+			}
+			if err := st.apply(line); err != nil {
+				t.Fatalf("round %d: %v", rounds, err)
+			}
 		}
 		if st.pendingBatch[1] != 0 {
 			if got := st.verify(t, rounds, path); got {

@@ -89,7 +89,8 @@
 // After opening, every call into bbolt runs with memory faults turned into
 // panics (debug.SetPanicOnFault) and panics turned into errors wrapping
 // ErrCorrupt; after the first one the store refuses further work, since
-// bbolt's state may be inconsistent, and must be reopened. A log entry
+// bbolt's state may be inconsistent, and must be reopened (Close then waits
+// for bbolt a few seconds at most, in case it stopped holding a lock). A log entry
 // whose bytes do not decode is an ordinary error from GetLog naming its
 // index.
 //

@@ -17,9 +17,10 @@ import (
 // (debug.SetPanicOnFault) and panics into errors wrapping ErrCorrupt.
 //
 // bbolt's state after a panic is not trustworthy: a write may have stopped
-// halfway through its bookkeeping. So the first such error marks the store
-// failed, and every later call returns it without touching bbolt. Close
-// still works. Reopening the file runs the checker again.
+// halfway through its bookkeeping, or bbolt may still hold one of its locks.
+// So the first such error marks the store failed, and every later call
+// returns it without touching bbolt; Close waits for bbolt only for a bounded
+// time. Reopening the file runs the checker again.
 
 // guard runs fn, converting a panic or memory fault into an error.
 func (b *BoltStore) guard(op string, fn func() error) (err error) {

@@ -3,7 +3,9 @@ package raftboltdb
 import (
 	"errors"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/quorumkit/raft"
 	"go.etcd.io/bbolt"
@@ -56,4 +58,25 @@ func TestPanicAfterOpenIsAnError(t *testing.T) {
 	if err := s.DeleteRange(1, 5); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("DeleteRange after the panic = %v; want the store to refuse", err)
 	}
+}
+
+// When bbolt panics while holding its own locks (here: both meta pages
+// overwritten under the open store, found as a read begins), closing it
+// would wait forever. Close gives up after a while and says so.
+func TestCloseAfterFailureDoesNotHang(t *testing.T) {
+	prev := closeWait
+	t.Cleanup(func() { closeWait = prev }) // after the store's own cleanup
+	closeWait = 100 * time.Millisecond
+	path := buildStore(t, 50, 40)
+	_, ps, _ := inspect(t, path)
+	s := openStoreAt(t, path, Options{BoltOptions: &bbolt.Options{Timeout: testTimeout}})
+	patch(t, path, 0, make([]byte, 2*ps))
+	if _, err := s.LastIndex(); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("LastIndex with both meta pages gone = %v; want ErrCorrupt", err)
+	}
+	err := s.Close()
+	if err == nil || !strings.Contains(err.Error(), "stays open") {
+		t.Fatalf("Close after bbolt stopped holding its locks = %v; want an error saying the file stays open", err)
+	}
+	t.Logf("Close: %v", err)
 }

@@ -20,6 +20,7 @@ const (
 	childEnv     = "RAFTBOLTDB_TEST_CHILD"
 	childPathEnv = "RAFTBOLTDB_TEST_PATH"
 	childSeedEnv = "RAFTBOLTDB_TEST_SEED"
+	childLogEnv  = "RAFTBOLTDB_TEST_LOG"
 )
 
 func TestMain(m *testing.M) {
@@ -36,7 +37,7 @@ func runChild(role, path string) int {
 	case "hold":
 		err = childHold(path)
 	case "crash":
-		err = childCrashWriter(path, os.Getenv(childSeedEnv))
+		err = childCrashWriter(path, os.Getenv(childSeedEnv), os.Getenv(childLogEnv))
 	case "bbolt-unchecked":
 		err = childUncheckedRead(path)
 	default:

@@ -154,7 +154,7 @@ func (b *BoltStore) prepare(checked *fileState, readOnly bool) error {
 			return fmt.Errorf("create buckets: %w", err)
 		}
 	}
-	err = b.view("find buckets", func(tx *bbolt.Tx) error {
+	return b.view("find buckets", func(tx *bbolt.Tx) error {
 		for _, name := range [][]byte{bucketLogs, bucketConf} {
 			if tx.Bucket(name) == nil {
 				return fmt.Errorf("the bolt database has no %q bucket, so it is not a raft log store: %w", name, ErrCorrupt)
@@ -162,7 +162,6 @@ func (b *BoltStore) prepare(checked *fileState, readOnly bool) error {
 		}
 		return nil
 	})
-	return err
 }
 
 // currentState describes the meta page bbolt is using, in checker terms.
@@ -177,9 +176,37 @@ func (b *BoltStore) currentState() (fileState, error) {
 	return s, err
 }
 
+// closeWait bounds how long Close waits for bbolt once the store has
+// failed (see guard.go).
+var closeWait = 5 * time.Second
+
 // Close closes the file. It waits for reads in progress to finish. The
 // store must not be used afterwards.
+//
+// After a failure that stopped the store, bbolt may have been interrupted
+// while holding its own locks, and closing it would then wait forever. So
+// Close waits at most a few seconds in that case and then returns an error:
+// the file stays open, and locked, until the process exits.
 func (b *BoltStore) Close() error {
+	if b.failed.Load() == nil {
+		return b.closeDB()
+	}
+	done := make(chan error, 1) // closeDB's result; buffered so it never blocks
+	go func() { done <- b.closeDB() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(closeWait):
+		return fmt.Errorf("raftboltdb: close %s: bbolt did not let go of its locks after the failure that stopped the store; the file stays open until the process exits", b.path)
+	}
+}
+
+func (b *BoltStore) closeDB() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("raftboltdb: close %s: bbolt panicked: %v", b.path, p)
+		}
+	}()
 	if err := b.db.Close(); err != nil {
 		return fmt.Errorf("raftboltdb: close %s: %w", b.path, err)
 	}
