@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quorumkit/raft"
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -26,6 +27,11 @@ const dbFileMode = 0o600
 var (
 	bucketLogs = []byte("logs")
 	bucketConf = []byte("conf")
+)
+
+var (
+	_ raft.LogStore    = (*BoltStore)(nil)
+	_ raft.StableStore = (*BoltStore)(nil)
 )
 
 // BoltStore is a raft.LogStore and raft.StableStore kept in one bbolt file,

@@ -58,6 +58,15 @@ func TestNewCreatesStore(t *testing.T) {
 	}
 }
 
+// Like raft-boltdb's, the store may hold gaps in its indexes: it is not a
+// raft.MonotonicLogStore (raft then keeps old entries around a restored
+// snapshot instead of deleting them all).
+func TestNotMonotonic(t *testing.T) {
+	if _, ok := any(openTestStore(t)).(raft.MonotonicLogStore); ok {
+		t.Fatal("BoltStore implements raft.MonotonicLogStore")
+	}
+}
+
 func TestBoltOptions(t *testing.T) {
 	if got := boltOptions(nil); got.Timeout != DefaultOpenTimeout || got.FreelistType != bbolt.DefaultOptions.FreelistType {
 		t.Errorf("boltOptions(nil) = %+v; want bbolt's defaults with Timeout %v", got, DefaultOpenTimeout)
