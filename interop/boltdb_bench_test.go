@@ -46,29 +46,40 @@ func benchData(index uint64) []byte {
 	return d
 }
 
+// newBenchStore prepares a batch of size entries (made by newLog) for a
+// store whose own calls are given; index points into an entry's Index.
+func newBenchStore[L any](size int, newLog func(index uint64) *L, index func(*L) *uint64,
+	storeLogs func([]*L) error, get func(uint64, *L) error, del func(min, max uint64) error) benchStore {
+	batch := make([]*L, size)
+	for i := range batch {
+		batch[i] = newLog(uint64(i + 1))
+	}
+	var l L
+	return benchStore{
+		storeNext: func() error {
+			err := storeLogs(batch)
+			for _, e := range batch {
+				*index(e) += uint64(size)
+			}
+			return err
+		},
+		get: func(i uint64) error { return get(i, &l) },
+		del: del,
+	}
+}
+
 func openOurBench(b *testing.B, path string, size int, noSync bool) benchStore {
 	s, err := ourbolt.New(ourbolt.Options{Path: path, NoSync: noSync})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
-	batch := make([]*raft.Log, size)
-	for i := range batch {
-		index := uint64(i + 1)
-		batch[i] = &raft.Log{Index: index, Term: 1, Data: benchData(index), AppendedAt: time.Now()}
-	}
-	var l raft.Log
-	return benchStore{
-		storeNext: func() error {
-			err := s.StoreLogs(batch)
-			for _, e := range batch {
-				e.Index += uint64(size)
-			}
-			return err
+	return newBenchStore(size,
+		func(i uint64) *raft.Log {
+			return &raft.Log{Index: i, Term: 1, Data: benchData(i), AppendedAt: time.Now()}
 		},
-		get: func(index uint64) error { return s.GetLog(index, &l) },
-		del: s.DeleteRange,
-	}
+		func(l *raft.Log) *uint64 { return &l.Index },
+		s.StoreLogs, s.GetLog, s.DeleteRange)
 }
 
 func openRefBench(b *testing.B, path string, size int, noSync bool) benchStore {
@@ -77,23 +88,12 @@ func openRefBench(b *testing.B, path string, size int, noSync bool) benchStore {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
-	batch := make([]*hraft.Log, size)
-	for i := range batch {
-		index := uint64(i + 1)
-		batch[i] = &hraft.Log{Index: index, Term: 1, Data: benchData(index), AppendedAt: time.Now()}
-	}
-	var l hraft.Log
-	return benchStore{
-		storeNext: func() error {
-			err := s.StoreLogs(batch)
-			for _, e := range batch {
-				e.Index += uint64(size)
-			}
-			return err
+	return newBenchStore(size,
+		func(i uint64) *hraft.Log {
+			return &hraft.Log{Index: i, Term: 1, Data: benchData(i), AppendedAt: time.Now()}
 		},
-		get: func(index uint64) error { return s.GetLog(index, &l) },
-		del: s.DeleteRange,
-	}
+		func(l *hraft.Log) *uint64 { return &l.Index },
+		s.StoreLogs, s.GetLog, s.DeleteRange)
 }
 
 func BenchmarkBoltStoreLogs(b *testing.B) {
