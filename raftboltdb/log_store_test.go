@@ -107,8 +107,8 @@ func TestStoreLogsReplacesEntries(t *testing.T) {
 	})
 }
 
-// A batch that cannot be stored leaves nothing behind.
-func TestStoreLogsBatchIsAllOrNothing(t *testing.T) {
+// A batch with a nil entry is refused before anything is written.
+func TestStoreLogsRefusesNilEntry(t *testing.T) {
 	s := openTestStore(t)
 	batch := makeLogs(1, 5, 10)
 	batch[3] = nil
