@@ -249,12 +249,8 @@ func (r *Raft) Barrier(timeout time.Duration) Future {
 
 // enqueueLog hands f to the run loop within timeout.
 func (r *Raft) enqueueLog(f *logFuture, timeout time.Duration) ApplyFuture {
-	var timer <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
-	}
+	timer, stop := enqueueTimer(timeout)
+	defer stop()
 	select {
 	case r.applyCh <- f:
 		return f
@@ -298,12 +294,8 @@ func (r *Raft) VerifyLeader() Future {
 // ErrEnqueueTimeout; ErrRaftShutdown. This method is an addition: the
 // reference has no equivalent.
 func (r *Raft) ReadIndex(timeout time.Duration) IndexFuture {
-	var timer <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
-	}
+	timer, stop := enqueueTimer(timeout)
+	defer stop()
 	f := &readIndexFuture{}
 	f.init(r.stoppedCh)
 	select {
@@ -405,12 +397,8 @@ func (r *Raft) DemoteVoter(id ServerID, prevIndex uint64, timeout time.Duration)
 
 // requestConfigChange hands a membership change to the run loop.
 func (r *Raft) requestConfigChange(req configurationChangeRequest, timeout time.Duration) IndexFuture {
-	var timer <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
-	}
+	timer, stop := enqueueTimer(timeout)
+	defer stop()
 	f := &configurationChangeFuture{req: req}
 	f.init(r.stoppedCh)
 	select {
@@ -494,12 +482,8 @@ func (r *Raft) Snapshot() SnapshotFuture {
 func (r *Raft) Restore(meta *SnapshotMeta, reader io.Reader, timeout time.Duration) error {
 	metrics.IncrCounter([]string{"raft", "restore"}, 1)
 	defer metrics.MeasureSince([]string{"raft", "restoreUserSnapshot"}, time.Now())
-	var timer <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		timer = t.C
-	}
+	timer, stop := enqueueTimer(timeout)
+	defer stop()
 	f := &userRestoreFuture{meta: meta, reader: reader}
 	f.init(r.stoppedCh)
 	select {

@@ -17,6 +17,17 @@ func randomDuration(base time.Duration) time.Duration {
 	return base + rand.N(base)
 }
 
+// enqueueTimer returns the channel that bounds how long a request waits to
+// be taken: it fires after timeout, or never for a timeout of 0. Call stop
+// once the wait is over.
+func enqueueTimer(timeout time.Duration) (ch <-chan time.Time, stop func()) {
+	if timeout <= 0 {
+		return nil, func() {}
+	}
+	t := time.NewTimer(timeout)
+	return t.C, func() { t.Stop() }
+}
+
 // generateUUID returns a random RFC 4122 style identifier.
 func generateUUID() string {
 	var b [16]byte
