@@ -271,6 +271,6 @@ func (c *cluster) close() {
 // countFSM counts applies and nothing else, so the benchmark measures raft.
 type countFSM struct{ n atomic.Uint64 }
 
-func (f *countFSM) Apply(*raft.Log) interface{}          { f.n.Add(1); return nil }
+func (f *countFSM) Apply(*raft.Log) interface{}         { f.n.Add(1); return nil }
 func (f *countFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, fmt.Errorf("not used") }
 func (f *countFSM) Restore(rc io.ReadCloser) error      { return rc.Close() }
