@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -49,136 +48,6 @@ var (
 	errMixedNodeDown    = errors.New("node is down")
 	errMixedNoSnapshots = errors.New("snapshots are not used by the mixed cluster tests")
 )
-
-// --- A stream layer the test can cut. ---
-
-// mixedLayer is a loopback TCP stream layer that the test can cut off from
-// the network. While cut it refuses to dial and closes every connection it
-// accepts, and cutting closes every connection it holds, in both
-// directions, so the node neither reaches nor is reached by anyone. Peers
-// see refused or reset connections at once, as after a crash, rather than
-// the long timeouts of a black hole.
-type mixedLayer struct {
-	ln net.Listener
-
-	mu    sync.Mutex // guards the fields below
-	cut   bool
-	conns map[*mixedConn]struct{}
-}
-
-// mixedListen binds addr, retrying for a while: a restarted node takes the
-// port its previous incarnation has just released.
-func mixedListen(addr string) (*mixedLayer, error) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			return &mixedLayer{ln: ln, conns: make(map[*mixedConn]struct{})}, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("listening on %s: %w", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// mixedConn is a connection the layer keeps track of.
-type mixedConn struct {
-	net.Conn
-	layer *mixedLayer
-	once  sync.Once
-}
-
-func (c *mixedConn) Close() error {
-	c.once.Do(func() { c.layer.forget(c) })
-	return c.Conn.Close()
-}
-
-// adopt tracks c, or closes it and returns nil while the layer is cut.
-func (l *mixedLayer) adopt(c net.Conn) *mixedConn {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cut {
-		c.Close()
-		return nil
-	}
-	mc := &mixedConn{Conn: c, layer: l}
-	l.conns[mc] = struct{}{}
-	return mc
-}
-
-func (l *mixedLayer) forget(c *mixedConn) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.conns, c)
-}
-
-// partition cuts the node off and drops every connection it has.
-func (l *mixedLayer) partition() {
-	l.mu.Lock()
-	l.cut = true
-	conns := make([]*mixedConn, 0, len(l.conns))
-	for c := range l.conns {
-		conns = append(conns, c)
-	}
-	l.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-}
-
-// heal lets the node talk to the network again.
-func (l *mixedLayer) heal() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.cut = false
-}
-
-func (l *mixedLayer) Accept() (net.Conn, error) {
-	for {
-		c, err := l.ln.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if mc := l.adopt(c); mc != nil {
-			return mc, nil
-		}
-	}
-}
-
-func (l *mixedLayer) dial(address string, timeout time.Duration) (net.Conn, error) {
-	l.mu.Lock()
-	cut := l.cut
-	l.mu.Unlock()
-	if cut {
-		return nil, errMixedPartitioned
-	}
-	c, err := net.DialTimeout("tcp", address, timeout)
-	if err != nil {
-		return nil, err
-	}
-	if mc := l.adopt(c); mc != nil {
-		return mc, nil
-	}
-	return nil, errMixedPartitioned
-}
-
-func (l *mixedLayer) Close() error   { return l.ln.Close() }
-func (l *mixedLayer) Addr() net.Addr { return l.ln.Addr() }
-
-// The two libraries' StreamLayer interfaces differ only in the type of
-// Dial's address.
-type mixedOurLayer struct{ *mixedLayer }
-
-func (l mixedOurLayer) Dial(a qraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return l.dial(string(a), timeout)
-}
-
-type mixedRefLayer struct{ *mixedLayer }
-
-func (l mixedRefLayer) Dial(a hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return l.dial(string(a), timeout)
-}
 
 // --- The state machine. ---
 
@@ -308,6 +177,7 @@ func (s *mixedLogSink) String() string {
 // instance (transport, FSM and Raft) and keep the stores, as a process
 // restarting on the same disk would.
 type mixedNode struct {
+	nw     *mixedNetwork
 	id     string
 	lib    mixedLib
 	addr   string
@@ -329,14 +199,14 @@ type mixedNode struct {
 	incarnation int
 }
 
-// newMixedNode binds a port for a node; start makes it run.
-func newMixedNode(id string, lib mixedLib, timing mixedTiming, logger hclog.Logger) (*mixedNode, error) {
-	layer, err := mixedListen("127.0.0.1:0")
+// newMixedNode binds a port for a node on nw; start makes it run.
+func newMixedNode(nw *mixedNetwork, id string, lib mixedLib, timing mixedTiming, logger hclog.Logger) (*mixedNode, error) {
+	layer, err := nw.listen("127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	n := &mixedNode{
-		id: id, lib: lib, addr: layer.Addr().String(), timing: timing,
+		nw: nw, id: id, lib: lib, addr: layer.Addr().String(), timing: timing,
 		logger: logger.Named(id), layer: layer,
 	}
 	switch lib {
@@ -465,7 +335,7 @@ func (n *mixedNode) kill() error {
 
 // restart starts a new incarnation on the same port with the same stores.
 func (n *mixedNode) restart() error {
-	layer, err := mixedListen(n.addr)
+	layer, err := n.nw.listen(n.addr)
 	if err != nil {
 		return err
 	}
@@ -537,6 +407,17 @@ func (n *mixedNode) lastIndex() uint64 {
 		i, _ := n.refStore.LastIndex()
 		return i
 	}
+}
+
+// storedLastIndex returns the index of the last entry in the node's log
+// store, which can trail lastIndex while writes are in flight.
+func (n *mixedNode) storedLastIndex() uint64 {
+	if n.ourStore != nil {
+		i, _ := n.ourStore.LastIndex()
+		return i
+	}
+	i, _ := n.refStore.LastIndex()
+	return i
 }
 
 // leaderID returns the leader the node knows of, "" if none.

@@ -44,9 +44,11 @@ func TestMixedClusterPreVoteIsolatedFollowerReturnsWithoutDeposingLeader(t *test
 						w = n
 					}
 				}
-				old := l
-				l = c.failOver(old, w)
-				c.restart(old, c.mustSubmit("after-failover").index)
+				if !c.failOver(l, w) {
+					t.Fatalf("leadership moved by itself while failing over from %s to %s", l, w)
+				}
+				c.restart(l, c.mustSubmit("after-failover").index)
+				l = w
 			}
 			for _, f := range c.others(l) {
 				mixedIsolateAndReturn(c, l, f)
