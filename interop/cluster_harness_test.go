@@ -69,6 +69,7 @@ func newMixedCluster(t *testing.T, timing mixedTiming, libs ...mixedLib) *mixedC
 			if err := n.kill(); err != nil {
 				t.Errorf("cleanup: %v", err)
 			}
+			n.currentLayer().Close() // for nodes that never started
 		}
 	})
 	for _, n := range c.nodes {
@@ -111,7 +112,10 @@ func mixedPollUntil(timeout time.Duration, cond func() bool) bool {
 	}
 }
 
-// describe summarises every node for failure messages.
+// describe summarises every node for failure messages: role, term, last
+// log index and the term of that entry as the store has it (0 while the
+// write is in flight), the store's last index, the index of the last
+// command the FSM applied, and the known leader.
 func (c *mixedCluster) describe() string {
 	var parts []string
 	for _, n := range c.nodes {

@@ -326,7 +326,7 @@ func (n *mixedNode) kill() error {
 		}
 		return ref.Shutdown().Error()
 	}, mixedFutureDeadline)
-	layer.Close()
+	layer.Close() // the transport closed the listener already, unless Shutdown hung
 	if err != nil {
 		return fmt.Errorf("shutting down %s: %w", n.id, err)
 	}
@@ -486,7 +486,8 @@ func (n *mixedNode) logEntry(index uint64) (mixedLogEntry, error) {
 	return mixedLogEntry{Index: l.Index, Term: l.Term, Type: uint8(l.Type), Data: string(l.Data)}, nil
 }
 
-// mixedWait calls fn and waits at most d for it to return.
+// mixedWait calls fn and waits at most d for it to return. On a timeout
+// fn's goroutine is left behind; the test fails anyway.
 func mixedWait(fn func() error, d time.Duration) error {
 	done := make(chan error, 1)
 	go func() { done <- fn() }()
