@@ -33,9 +33,9 @@ var mixedFailoverTiming = mixedTiming{
 // TestMixedClusterAppliesIdenticalSequencesThroughFailoversAndRestarts runs
 // three-node clusters mixing both libraries, both ways round, with
 // pre-vote on. Concurrent clients apply 10,000 commands through whichever
-// node leads while the leader is killed twice, so that a node of each
-// library leads and a node of each library is killed and restarted on its
-// stores. Every restarted node must catch up, every command must be
+// node leads while leaders are killed (twice, unless leadership also moves
+// by itself), so that a node of each library leads and a node of each
+// library is killed and restarted on its stores. Every restarted node must catch up, every command must be
 // acknowledged with the position it has in every node's FSM, and every
 // node must hold the same log and apply the same commands in the same
 // order.
