@@ -1,0 +1,502 @@
+package interop
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	hraft "github.com/hashicorp/raft"
+	qraft "github.com/quorumkit/raft"
+)
+
+// The pieces of a mixed cluster: one node of either library over real TCP
+// on loopback, which the tests can cut off from the network, kill and
+// restart on the same port with the stores it had. Everything here is
+// named mixed* so that it cannot collide with other interop tests.
+
+// mixedLib names the library a node runs.
+type mixedLib string
+
+const (
+	libOurs mixedLib = "ours"
+	libRef  mixedLib = "reference"
+)
+
+// mixedTiming is the Raft timing every node of a cluster runs with.
+type mixedTiming struct {
+	heartbeat, election, lease, commit time.Duration
+}
+
+const (
+	// mixedNoSnapshots keeps both libraries from ever taking a snapshot or
+	// compacting the log: ours cannot install snapshots yet, so no node may
+	// ever need one to catch up.
+	mixedNoSnapshots = 1 << 40
+	// mixedRPCTimeout bounds each RPC of both transports.
+	mixedRPCTimeout = 5 * time.Second
+	// mixedFutureDeadline bounds the wait for any future. Both libraries
+	// answer every future; one that stays unanswered this long is a bug.
+	mixedFutureDeadline = 30 * time.Second
+)
+
+var (
+	errMixedPartitioned = errors.New("partitioned by the test")
+	errMixedNodeDown    = errors.New("node is down")
+	errMixedNoSnapshots = errors.New("snapshots are not used by the mixed cluster tests")
+)
+
+// --- The state machine. ---
+
+// mixedEntry is one command as an FSM applied it.
+type mixedEntry struct {
+	Index, Term uint64
+	Data        string
+}
+
+// mixedResult is what the FSM answers for a command: the index it saw and
+// the command's 1-based position in this FSM's sequence. The leader's
+// answer reaches the client through ApplyFuture.Response, so a client
+// learns where its command sits in every node's sequence.
+type mixedResult struct {
+	Index uint64
+	Seq   int
+}
+
+// mixedFSM records every command it applies, in order. Each incarnation of
+// a node gets a fresh one, as a restarted process would, and both
+// libraries replay the whole log into it.
+type mixedFSM struct {
+	mu       sync.Mutex // Apply runs on the node's FSM goroutine; tests read concurrently
+	entries  []mixedEntry
+	problems []string
+}
+
+func (f *mixedFSM) record(index, term uint64, data []byte) interface{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n := len(f.entries); n > 0 && index <= f.entries[n-1].Index {
+		f.problems = append(f.problems, fmt.Sprintf("index %d applied after index %d", index, f.entries[n-1].Index))
+	}
+	f.entries = append(f.entries, mixedEntry{Index: index, Term: term, Data: string(data)})
+	return mixedResult{Index: index, Seq: len(f.entries)}
+}
+
+// sequence returns a copy of what was applied so far.
+func (f *mixedFSM) sequence() []mixedEntry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]mixedEntry(nil), f.entries...)
+}
+
+// lastIndex returns the index of the last command applied, 0 if none.
+func (f *mixedFSM) lastIndex() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.entries) == 0 {
+		return 0
+	}
+	return f.entries[len(f.entries)-1].Index
+}
+
+func (f *mixedFSM) orderProblems() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.problems...)
+}
+
+type mixedOurFSM struct{ *mixedFSM }
+
+func (f mixedOurFSM) Apply(l *qraft.Log) interface{} { return f.record(l.Index, l.Term, l.Data) }
+func (f mixedOurFSM) Snapshot() (qraft.FSMSnapshot, error) {
+	return nil, errMixedNoSnapshots
+}
+func (f mixedOurFSM) Restore(rc io.ReadCloser) error {
+	rc.Close()
+	return errMixedNoSnapshots
+}
+
+type mixedRefFSM struct{ *mixedFSM }
+
+func (f mixedRefFSM) Apply(l *hraft.Log) interface{} { return f.record(l.Index, l.Term, l.Data) }
+func (f mixedRefFSM) Snapshot() (hraft.FSMSnapshot, error) {
+	return nil, errMixedNoSnapshots
+}
+func (f mixedRefFSM) Restore(rc io.ReadCloser) error {
+	rc.Close()
+	return errMixedNoSnapshots
+}
+
+// --- Logs. ---
+
+// mixedLogSink keeps the last lines the nodes logged, to show them when a
+// test fails. It never writes to the test itself, so goroutines that log
+// after a test has ended are harmless.
+type mixedLogSink struct {
+	mu    sync.Mutex
+	lines []string
+	next  int
+	full  bool
+}
+
+const mixedLogLines = 3000
+
+func (s *mixedLogSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lines == nil {
+		s.lines = make([]string, mixedLogLines)
+	}
+	s.lines[s.next] = strings.TrimRight(string(p), "\n")
+	s.next++
+	if s.next == len(s.lines) {
+		s.next, s.full = 0, true
+	}
+	return len(p), nil
+}
+
+// String returns the kept lines, oldest first.
+func (s *mixedLogSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var kept []string
+	if s.full {
+		kept = append(kept, s.lines[s.next:]...)
+	}
+	kept = append(kept, s.lines[:s.next]...)
+	return strings.Join(kept, "\n")
+}
+
+// --- A node. ---
+
+// mixedNode is one server of a mixed cluster. Its identity, address and
+// stores outlive its incarnations; kill and restart replace the running
+// instance (transport, FSM and Raft) and keep the stores, as a process
+// restarting on the same disk would.
+type mixedNode struct {
+	nw     *mixedNetwork
+	id     string
+	lib    mixedLib
+	addr   string
+	timing mixedTiming
+	logger hclog.Logger
+
+	// The node's disk, kept across restarts. Only the fields of lib are set.
+	ourStore *qraft.InmemStore
+	ourSnaps *qraft.InmemSnapshotStore
+	refStore *hraft.InmemStore
+	refSnaps *hraft.InmemSnapshotStore
+
+	mu    sync.RWMutex // guards the running instance; the driver replaces it, clients read it
+	layer *mixedLayer
+	fsm   *mixedFSM
+	ours  *qraft.Raft
+	ref   *hraft.Raft
+	// incarnation counts starts, for log messages.
+	incarnation int
+}
+
+// newMixedNode binds a port for a node on nw; start makes it run.
+func newMixedNode(nw *mixedNetwork, id string, lib mixedLib, timing mixedTiming, logger hclog.Logger) (*mixedNode, error) {
+	layer, err := nw.listen("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	n := &mixedNode{
+		nw: nw, id: id, lib: lib, addr: layer.Addr().String(), timing: timing,
+		logger: logger.Named(id), layer: layer,
+	}
+	switch lib {
+	case libOurs:
+		n.ourStore, n.ourSnaps = qraft.NewInmemStore(), qraft.NewInmemSnapshotStore()
+	case libRef:
+		n.refStore, n.refSnaps = hraft.NewInmemStore(), hraft.NewInmemSnapshotStore()
+	}
+	return n, nil
+}
+
+func (n *mixedNode) String() string { return n.id }
+
+// ourConfig and refConfig are the same settings for each library.
+func (n *mixedNode) ourConfig() *qraft.Config {
+	c := qraft.DefaultConfig()
+	c.LocalID = qraft.ServerID(n.id)
+	c.HeartbeatTimeout = n.timing.heartbeat
+	c.ElectionTimeout = n.timing.election
+	c.LeaderLeaseTimeout = n.timing.lease
+	c.CommitTimeout = n.timing.commit
+	c.SnapshotThreshold = mixedNoSnapshots
+	c.TrailingLogs = mixedNoSnapshots
+	c.SnapshotInterval = time.Hour
+	c.Logger = n.logger
+	return c
+}
+
+func (n *mixedNode) refConfig() *hraft.Config {
+	c := hraft.DefaultConfig()
+	c.LocalID = hraft.ServerID(n.id)
+	c.HeartbeatTimeout = n.timing.heartbeat
+	c.ElectionTimeout = n.timing.election
+	c.LeaderLeaseTimeout = n.timing.lease
+	c.CommitTimeout = n.timing.commit
+	c.SnapshotThreshold = mixedNoSnapshots
+	c.TrailingLogs = mixedNoSnapshots
+	c.SnapshotInterval = time.Hour
+	c.Logger = n.logger
+	return c
+}
+
+// mixedServer is a member of the bootstrap configuration.
+type mixedServer struct{ id, addr string }
+
+// start runs a new incarnation on the node's current layer, bootstrapping
+// the stores first when servers is not empty.
+func (n *mixedNode) start(servers []mixedServer) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.incarnation++
+	n.fsm = &mixedFSM{}
+	netLogger := n.logger.Named("net")
+	switch n.lib {
+	case libOurs:
+		conf := n.ourConfig()
+		trans := qraft.NewNetworkTransportWithConfig(&qraft.NetworkTransportConfig{
+			Stream: mixedOurLayer{n.layer}, MaxPool: 3, Timeout: mixedRPCTimeout, Logger: netLogger,
+		})
+		if len(servers) > 0 {
+			var cfg qraft.Configuration
+			for _, s := range servers {
+				cfg.Servers = append(cfg.Servers, qraft.Server{Suffrage: qraft.Voter, ID: qraft.ServerID(s.id), Address: qraft.ServerAddress(s.addr)})
+			}
+			if err := qraft.BootstrapCluster(conf, n.ourStore, n.ourStore, n.ourSnaps, trans, cfg); err != nil {
+				trans.Close()
+				return fmt.Errorf("bootstrapping %s: %w", n.id, err)
+			}
+		}
+		r, err := qraft.NewRaft(conf, mixedOurFSM{n.fsm}, n.ourStore, n.ourStore, n.ourSnaps, trans)
+		if err != nil {
+			trans.Close()
+			return fmt.Errorf("starting %s: %w", n.id, err)
+		}
+		n.ours = r
+	case libRef:
+		conf := n.refConfig()
+		trans := hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
+			Stream: mixedRefLayer{n.layer}, MaxPool: 3, Timeout: mixedRPCTimeout, Logger: netLogger,
+		})
+		if len(servers) > 0 {
+			var cfg hraft.Configuration
+			for _, s := range servers {
+				cfg.Servers = append(cfg.Servers, hraft.Server{Suffrage: hraft.Voter, ID: hraft.ServerID(s.id), Address: hraft.ServerAddress(s.addr)})
+			}
+			if err := hraft.BootstrapCluster(conf, n.refStore, n.refStore, n.refSnaps, trans, cfg); err != nil {
+				trans.Close()
+				return fmt.Errorf("bootstrapping %s: %w", n.id, err)
+			}
+		}
+		r, err := hraft.NewRaft(conf, mixedRefFSM{n.fsm}, n.refStore, n.refStore, n.refSnaps, trans)
+		if err != nil {
+			trans.Close()
+			return fmt.Errorf("starting %s: %w", n.id, err)
+		}
+		n.ref = r
+	}
+	n.logger.Info("test: node started", "incarnation", n.incarnation, "address", n.addr)
+	return nil
+}
+
+// kill stops the running incarnation as a crash would: its connections
+// drop at once, then its goroutines stop. The stores are kept.
+func (n *mixedNode) kill() error {
+	n.mu.Lock()
+	ours, ref, layer := n.ours, n.ref, n.layer
+	n.ours, n.ref = nil, nil
+	n.mu.Unlock()
+	if ours == nil && ref == nil {
+		return nil
+	}
+	n.logger.Info("test: killing node", "incarnation", n.incarnation)
+	layer.partition()
+	err := mixedWait(func() error {
+		if ours != nil {
+			return ours.Shutdown().Error()
+		}
+		return ref.Shutdown().Error()
+	}, mixedFutureDeadline)
+	layer.Close() // the transport closed the listener already, unless Shutdown hung
+	if err != nil {
+		return fmt.Errorf("shutting down %s: %w", n.id, err)
+	}
+	return nil
+}
+
+// restart starts a new incarnation on the same port with the same stores.
+func (n *mixedNode) restart() error {
+	layer, err := n.nw.listen(n.addr)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.layer = layer
+	n.mu.Unlock()
+	return n.start(nil)
+}
+
+// running reports whether an incarnation is up.
+func (n *mixedNode) running() bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.ours != nil || n.ref != nil
+}
+
+func (n *mixedNode) currentLayer() *mixedLayer {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.layer
+}
+
+func (n *mixedNode) currentFSM() *mixedFSM {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.fsm
+}
+
+// state returns the node's role as both libraries spell it, or "Down".
+func (n *mixedNode) state() string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	switch {
+	case n.ours != nil:
+		return n.ours.State().String()
+	case n.ref != nil:
+		return n.ref.State().String()
+	}
+	return "Down"
+}
+
+// term returns the node's current term, 0 when it is down.
+func (n *mixedNode) term() uint64 {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	switch {
+	case n.ours != nil:
+		return n.ours.CurrentTerm()
+	case n.ref != nil:
+		return n.ref.CurrentTerm()
+	}
+	return 0
+}
+
+// lastIndex returns the index of the node's last log entry, from its store
+// when it is down.
+func (n *mixedNode) lastIndex() uint64 {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	switch {
+	case n.ours != nil:
+		return n.ours.LastIndex()
+	case n.ref != nil:
+		return n.ref.LastIndex()
+	case n.ourStore != nil:
+		i, _ := n.ourStore.LastIndex()
+		return i
+	default:
+		i, _ := n.refStore.LastIndex()
+		return i
+	}
+}
+
+// storedLastIndex returns the index of the last entry in the node's log
+// store, which can trail lastIndex while writes are in flight.
+func (n *mixedNode) storedLastIndex() uint64 {
+	if n.ourStore != nil {
+		i, _ := n.ourStore.LastIndex()
+		return i
+	}
+	i, _ := n.refStore.LastIndex()
+	return i
+}
+
+// leaderID returns the leader the node knows of, "" if none.
+func (n *mixedNode) leaderID() string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	switch {
+	case n.ours != nil:
+		_, id := n.ours.LeaderWithID()
+		return string(id)
+	case n.ref != nil:
+		_, id := n.ref.LeaderWithID()
+		return string(id)
+	}
+	return ""
+}
+
+// mixedApplyFuture is the method set both libraries' ApplyFuture share.
+type mixedApplyFuture interface {
+	Error() error
+	Index() uint64
+	Response() interface{}
+}
+
+// apply submits cmd to this node and waits, at most mixedFutureDeadline,
+// for the outcome: the entry's index and the FSM's answer.
+func (n *mixedNode) apply(cmd []byte, enqueueTimeout time.Duration) (uint64, interface{}, error) {
+	n.mu.RLock()
+	ours, ref := n.ours, n.ref
+	n.mu.RUnlock()
+	var f mixedApplyFuture
+	switch {
+	case ours != nil:
+		f = ours.Apply(cmd, enqueueTimeout)
+	case ref != nil:
+		f = ref.Apply(cmd, enqueueTimeout)
+	default:
+		return 0, nil, errMixedNodeDown
+	}
+	if err := mixedWait(f.Error, mixedFutureDeadline); err != nil {
+		return 0, nil, err
+	}
+	return f.Index(), f.Response(), nil
+}
+
+// mixedLogEntry is a raft log entry of either library.
+type mixedLogEntry struct {
+	Index, Term uint64
+	Type        uint8
+	Data        string
+}
+
+// logEntry reads one entry from the node's log store.
+func (n *mixedNode) logEntry(index uint64) (mixedLogEntry, error) {
+	if n.ourStore != nil {
+		var l qraft.Log
+		if err := n.ourStore.GetLog(index, &l); err != nil {
+			return mixedLogEntry{}, err
+		}
+		return mixedLogEntry{Index: l.Index, Term: l.Term, Type: uint8(l.Type), Data: string(l.Data)}, nil
+	}
+	var l hraft.Log
+	if err := n.refStore.GetLog(index, &l); err != nil {
+		return mixedLogEntry{}, err
+	}
+	return mixedLogEntry{Index: l.Index, Term: l.Term, Type: uint8(l.Type), Data: string(l.Data)}, nil
+}
+
+// mixedWait calls fn and waits at most d for it to return. On a timeout
+// fn's goroutine is left behind; the test fails anyway.
+func mixedWait(fn func() error, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("no answer within %v", d)
+	}
+}

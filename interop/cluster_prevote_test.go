@@ -1,0 +1,173 @@
+package interop
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// mixedPreVoteTiming gives the isolated node time to campaign several
+// times while the leader, still in touch with the other follower, keeps
+// its lease comfortably on a loaded machine.
+var mixedPreVoteTiming = mixedTiming{
+	heartbeat: 500 * time.Millisecond,
+	election:  500 * time.Millisecond,
+	lease:     500 * time.Millisecond,
+	commit:    20 * time.Millisecond,
+}
+
+// TestMixedClusterPreVoteIsolatedFollowerReturnsWithoutDeposingLeader cuts
+// a follower of each library off a mixed cluster, in turn, while a leader
+// of either library goes on committing with the other follower. The
+// isolated node times out and campaigns, but with pre-vote it never raises
+// its term; when it returns, the leader keeps its place and its term, and
+// the node rejoins as its follower and catches up. Without pre-vote the
+// returning node's higher term would depose the leader.
+func TestMixedClusterPreVoteIsolatedFollowerReturnsWithoutDeposingLeader(t *testing.T) {
+	cases := []struct {
+		libs   []mixedLib
+		leader mixedLib
+	}{
+		// The leader's library is the one with two nodes, so that its
+		// followers are one of each library.
+		{libs: []mixedLib{libOurs, libOurs, libRef}, leader: libOurs},
+		{libs: []mixedLib{libOurs, libRef, libRef}, leader: libRef},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%s led by %s", mixedShapeName(tc.libs), tc.leader), func(t *testing.T) {
+			c := newMixedCluster(t, mixedPreVoteTiming, tc.libs...)
+			for _, followerLib := range []mixedLib{libOurs, libRef} {
+				mixedIsolateFollowerOf(c, tc.leader, followerLib)
+			}
+			last := c.mustSubmit("last")
+			c.checkSameHistory(last.index)
+		})
+	}
+}
+
+// mixedLeaderOf returns the leader once it is a node of lib, failing over
+// to one if needed, and once every node follows it and has caught up.
+func mixedLeaderOf(c *mixedCluster, lib mixedLib) *mixedNode {
+	c.t.Helper()
+	for attempt := 0; attempt < 3; attempt++ {
+		l := c.waitLeader()
+		if l.lib == lib {
+			c.waitCaughtUp(c.mustSubmit("leader-of-" + string(lib)).index)
+			return l
+		}
+		var w *mixedNode
+		for _, n := range c.others(l) {
+			if n.lib == lib {
+				w = n
+			}
+		}
+		if c.failOver(l, w) {
+			c.restart(l, c.mustSubmit("after-failover").index)
+		}
+	}
+	c.t.Fatalf("no node of library %s took the lead in three attempts; cluster: %s", lib, c.describe())
+	return nil
+}
+
+// mixedIsolateFollowerOf runs mixedIsolateAndReturn with a leader of
+// leaderLib and its follower of followerLib. A leadership change while the
+// follower is cut off cannot be the follower's doing, since it reaches no
+// one; it means the machine starved the leader, and the scenario is tried
+// again, up to three times.
+func mixedIsolateFollowerOf(c *mixedCluster, leaderLib, followerLib mixedLib) {
+	c.t.Helper()
+	for attempt := 0; attempt < 3; attempt++ {
+		l := mixedLeaderOf(c, leaderLib)
+		var f *mixedNode
+		for _, n := range c.others(l) {
+			if n.lib == followerLib {
+				f = n
+			}
+		}
+		if mixedIsolateAndReturn(c, l, f) {
+			return
+		}
+	}
+	c.t.Fatalf("leadership moved by itself in three attempts to isolate a follower of library %s", followerLib)
+}
+
+// mixedIsolateAndReturn cuts follower f off while l leads, lets f campaign
+// in vain, brings it back and checks that l still leads in the same term
+// and that f follows it again with every entry committed meanwhile. It
+// returns false, with f healed, if leadership moved while f was cut off.
+func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
+	c.t.Helper()
+	term := l.term()
+	// steady reports whether nothing has moved: l leads, and no node has
+	// left l's term.
+	steady := func() error {
+		if l.state() != "Leader" {
+			return fmt.Errorf("%s no longer leads", l)
+		}
+		for _, n := range c.nodes {
+			if got := n.term(); got != term {
+				return fmt.Errorf("%s is in term %d, want %d: an election took place", n, got, term)
+			}
+		}
+		return nil
+	}
+	// whileAway and afterReturn apply steady before and after f is healed.
+	// While f is away, its own term must stay; anything else that moves
+	// is not its doing and marks the attempt as disturbed.
+	disturbed := false
+	whileAway := func() bool {
+		c.t.Helper()
+		if got := f.term(); got != term {
+			c.t.Fatalf("isolated %s moved from term %d to %d: its campaigns did not stay in pre-vote; cluster: %s", f, term, got, c.describe())
+		}
+		if err := steady(); err != nil {
+			c.logf("while %s was cut off: %v; cluster: %s", f, err, c.describe())
+			disturbed = true
+		}
+		return disturbed
+	}
+	afterReturn := func() {
+		c.t.Helper()
+		if err := steady(); err != nil {
+			c.t.Fatalf("after %s returned: %v; cluster: %s", f, err, c.describe())
+		}
+	}
+
+	c.logf("cutting follower %s (%s) off; %s (%s) leads in term %d", f, f.lib, l, l.lib, term)
+	f.currentLayer().partition()
+	var last mixedAck
+	for i := 0; i < 20 && !disturbed; i++ {
+		last = c.mustSubmit(fmt.Sprintf("while-%s-away-%d", f, i))
+		if last.node != l || whileAway() {
+			disturbed = true
+		}
+	}
+	if !disturbed {
+		c.eventually(mixedSettle, fmt.Sprintf("isolated %s campaigns", f), func() bool {
+			return whileAway() || f.state() == "Candidate"
+		})
+	}
+	if !disturbed {
+		c.logf("%s campaigns in term %d", f, f.term())
+		// Let it campaign a few more rounds. Every round is a pre-vote
+		// that nobody answers, so its term must stay.
+		mixedPollUntil(3*mixedPreVoteTiming.election, whileAway)
+	}
+	c.logf("healing %s", f)
+	f.currentLayer().heal()
+	if disturbed {
+		c.logf("leadership moved while %s was cut off, by no doing of its own; trying again", f)
+		return false
+	}
+
+	c.eventually(mixedSettle, fmt.Sprintf("%s follows %s again and has applied index %d", f, l, last.index), func() bool {
+		afterReturn()
+		return f.state() == "Follower" && f.leaderID() == l.id && f.currentFSM().lastIndex() >= last.index
+	})
+	if ack := c.mustSubmit(fmt.Sprintf("after-%s-returned", f)); ack.node != l {
+		c.t.Fatalf("%s acknowledged a command, want %s; cluster: %s", ack.node, l, c.describe())
+	}
+	afterReturn()
+	c.logf("%s is back; %s still leads in term %d", f, l, term)
+	return true
+}
