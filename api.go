@@ -37,6 +37,10 @@ type Raft struct {
 	trans           Transport
 	preVote         bool // pre-vote is on and the transport can carry it
 	protocolVersion ProtocolVersion
+	// header is the RPCHeader of every message this node sends, and
+	// encodedAddr its encoded address; their bytes are never modified.
+	header      RPCHeader
+	encodedAddr []byte
 
 	// conf is the current configuration; ReloadConfig replaces it whole,
 	// serialized by confMu, and readers load it without locking.
@@ -186,6 +190,8 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		routines:             newRoutineGroup(),
 	}
 	r.conf.Store(&c)
+	r.encodedAddr = trans.EncodePeer(c.LocalID, r.localAddr)
+	r.header = RPCHeader{ProtocolVersion: c.ProtocolVersion, ID: []byte(c.LocalID), Addr: r.encodedAddr}
 	r.logs = &trackedLogStore{LogStore: logs, g: r.routines, stopped: &r.stopping}
 	r.stable = &trackedStableStore{StableStore: stable, g: r.routines, stopped: &r.stopping}
 	if !c.PreVoteDisabled {

@@ -14,12 +14,18 @@ func quorumSize(n int) int { return n/2 + 1 }
 // stored, given each voter's match index. A voter missing from match counts
 // as having stored nothing. With no voters it returns 0.
 func quorumMatchIndex(voters []ServerID, match map[ServerID]uint64) uint64 {
+	return quorumMatchIndexInto(nil, voters, match)
+}
+
+// quorumMatchIndexInto is quorumMatchIndex using buf's storage, so that the
+// leader's hot path does not allocate.
+func quorumMatchIndexInto(buf []uint64, voters []ServerID, match map[ServerID]uint64) uint64 {
 	if len(voters) == 0 {
 		return 0
 	}
-	indexes := make([]uint64, len(voters))
-	for i, id := range voters {
-		indexes[i] = match[id]
+	indexes := buf[:0]
+	for _, id := range voters {
+		indexes = append(indexes, match[id])
 	}
 	slices.Sort(indexes)
 	// With the indexes ascending, the one at len-quorum is held by exactly

@@ -120,6 +120,8 @@ type configurations struct {
 	committedIndex uint64
 	latest         Configuration
 	latestIndex    uint64
+	// latestVoters are the voters of latest, kept with it.
+	latestVoters []ServerID
 }
 
 // clone returns a deep copy.
@@ -129,6 +131,7 @@ func (c *configurations) clone() configurations {
 		committedIndex: c.committedIndex,
 		latest:         c.latest.Clone(),
 		latestIndex:    c.latestIndex,
+		latestVoters:   append([]ServerID(nil), c.latestVoters...),
 	}
 }
 

@@ -159,7 +159,7 @@ func (r *Raft) startElection() {
 // newRound starts a round of voting for term and counts this node's own
 // vote.
 func (r *Raft) newRound(preVote bool, term uint64) *candidateState {
-	voters := r.st.configs.latest.voters()
+	voters := r.st.configs.latestVoters
 	c := &candidateState{
 		preVote: preVote,
 		term:    term,

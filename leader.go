@@ -21,8 +21,9 @@ type leaderState struct {
 	// match index, a contact time, a verification round or a newer term
 	// changed; the run loop then reads their published figures.
 	progressCh chan struct{}
-	// match is reused by updateCommitIndex.
-	match map[ServerID]uint64
+	// match and indexes are reused by updateCommitIndex.
+	match   map[ServerID]uint64
+	indexes []uint64
 
 	// retired are replicators of servers that left the configuration,
 	// finishing the entry that told them so.
@@ -295,7 +296,7 @@ func (r *Raft) updateCommitIndex() {
 	for id, repl := range lead.repls {
 		lead.match[id] = repl.match.Load()
 	}
-	q := quorumMatchIndex(r.st.configs.latest.voters(), lead.match)
+	q := quorumMatchIndexInto(lead.indexes[:0], r.st.configs.latestVoters, lead.match)
 	next := nextCommitIndex(r.st.commitIndex, q, lead.termStart)
 	if next == r.st.commitIndex {
 		return
@@ -332,7 +333,7 @@ func (r *Raft) checkLeaderLease() {
 		}
 	}
 	contacted, oldest := 0, time.Duration(0)
-	voters := r.st.configs.latest.voters()
+	voters := r.st.configs.latestVoters
 	for _, id := range voters {
 		if id == r.localID {
 			contacted++
@@ -435,7 +436,7 @@ func (r *Raft) checkVerifies() {
 	if len(lead.verifies) == 0 {
 		return
 	}
-	voters := r.st.configs.latest.voters()
+	voters := r.st.configs.latestVoters
 	acked := make(map[ServerID]uint64, len(voters))
 	acked[r.localID] = lead.verifyRound
 	for id, repl := range lead.repls {

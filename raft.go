@@ -448,6 +448,7 @@ func (r *Raft) applyConfigurationEntry(e *Log) {
 func (r *Raft) setLatestConfiguration(c Configuration, index uint64) {
 	r.st.configs.latest = c
 	r.st.configs.latestIndex = index
+	r.st.configs.latestVoters = c.voters()
 	r.pub.setLatestConfiguration(c)
 }
 

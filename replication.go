@@ -73,6 +73,12 @@ type replicator struct {
 	stopCh   chan struct{}
 	stopOnce sync.Once
 
+	// labels and names are the replicator's metric labels and names, built
+	// once; namesMu guards names, shared by the two goroutines.
+	labels  []metrics.Label
+	namesMu sync.Mutex
+	names   map[string]replicationMetric
+
 	// nextIndex is the next entry to send. Private to the log goroutine.
 	nextIndex uint64
 	// sent is the last snapshot installed on the follower; its last entry
@@ -91,6 +97,8 @@ func newReplicator(r *Raft, lead *leaderState, peer Server) *replicator {
 		hbPokeCh:   make(chan struct{}, 1),
 		stopCh:     make(chan struct{}),
 		nextIndex:  lead.shared.lastIndex.Load() + 1,
+		labels:     []metrics.Label{{Name: "peer_id", Value: string(peer.ID)}},
+		names:      make(map[string]replicationMetric),
 	}
 	// A new leader gives every follower a full lease to answer.
 	s.lastContact.Store(time.Now().UnixNano())
@@ -181,7 +189,7 @@ func (s *replicator) runHeartbeat() {
 		req := &AppendEntriesRequest{
 			RPCHeader: r.rpcHeader(),
 			Term:      s.lead.term,
-			Leader:    r.trans.EncodePeer(r.localID, r.localAddr),
+			Leader:    r.encodedAddr,
 		}
 		var resp AppendEntriesResponse
 		start := time.Now()
@@ -213,11 +221,31 @@ func (s *replicator) runHeartbeat() {
 // measure records an RPC's duration under the labelled name and, unless
 // legacy telemetry is off, the per-peer name too.
 func (s *replicator) measure(kind string, start time.Time) {
-	labels := []metrics.Label{{Name: "peer_id", Value: string(s.peer.ID)}}
-	metrics.MeasureSinceWithLabels([]string{"raft", "replication", kind}, start, labels)
+	m := s.metricNames(kind)
+	metrics.MeasureSinceWithLabels(m.labelled, start, s.labels)
 	if !s.r.config().NoLegacyTelemetry {
-		metrics.MeasureSince([]string{"raft", "replication", kind, string(s.peer.ID)}, start)
+		metrics.MeasureSince(m.legacy, start)
 	}
+}
+
+// replicationMetric holds the two names of one per-peer metric: the
+// labelled one and the legacy one that embeds the peer's ID.
+type replicationMetric struct{ labelled, legacy []string }
+
+// metricNames returns, building them once, the names of a per-peer
+// metric. Only the replicator's goroutines call it.
+func (s *replicator) metricNames(kind string) replicationMetric {
+	s.namesMu.Lock()
+	defer s.namesMu.Unlock()
+	m, ok := s.names[kind]
+	if !ok {
+		m = replicationMetric{
+			labelled: []string{"raft", "replication", kind},
+			legacy:   []string{"raft", "replication", kind, string(s.peer.ID)},
+		}
+		s.names[kind] = m
+	}
+	return m
 }
 
 // --- The log goroutine. ---
@@ -337,10 +365,10 @@ func (s *replicator) recordSuccess(req *AppendEntriesRequest) {
 		s.match.Store(last)
 	}
 	if n := len(req.Entries); n > 0 {
-		labels := []metrics.Label{{Name: "peer_id", Value: string(s.peer.ID)}}
-		metrics.IncrCounterWithLabels([]string{"raft", "replication", "appendEntries", "logs"}, float32(n), labels)
+		m := s.metricNames("appendEntries.logs")
+		metrics.IncrCounterWithLabels(m.labelled, float32(n), s.labels)
 		if !s.r.config().NoLegacyTelemetry {
-			metrics.IncrCounter([]string{"raft", "replication", "appendEntries", "logs", string(s.peer.ID)}, float32(n))
+			metrics.IncrCounter(m.legacy, float32(n))
 		}
 	}
 	s.setContact()
@@ -357,7 +385,7 @@ func (s *replicator) buildRequest(next uint64) (*AppendEntriesRequest, error) {
 	req := &AppendEntriesRequest{
 		RPCHeader:         r.rpcHeader(),
 		Term:              s.lead.term,
-		Leader:            r.trans.EncodePeer(r.localID, r.localAddr),
+		Leader:            r.encodedAddr,
 		PrevLogEntry:      next - 1,
 		LeaderCommitIndex: s.lead.commitIndex.Load(),
 	}
@@ -540,7 +568,7 @@ func (s *replicator) sendSnapshot() sendResult {
 		RPCHeader:          r.rpcHeader(),
 		SnapshotVersion:    meta.Version,
 		Term:               s.lead.term,
-		Leader:             r.trans.EncodePeer(r.localID, r.localAddr),
+		Leader:             r.encodedAddr,
 		LastLogIndex:       meta.Index,
 		LastLogTerm:        meta.Term,
 		Peers:              meta.Peers,

@@ -17,13 +17,9 @@ import (
 // before any term changes hands (compat.md §10).
 
 // rpcHeader is the header of every RPC this node sends.
-func (r *Raft) rpcHeader() RPCHeader {
-	return RPCHeader{
-		ProtocolVersion: r.protocolVersion,
-		ID:              []byte(r.localID),
-		Addr:            r.trans.EncodePeer(r.localID, r.localAddr),
-	}
-}
+// It is built once: its byte slices are shared by every message and must
+// never be modified.
+func (r *Raft) rpcHeader() RPCHeader { return r.header }
 
 // checkRPCHeader refuses RPCs without a header or from a protocol version
 // this node does not speak: versions outside the known range, and versions

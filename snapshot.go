@@ -471,8 +471,8 @@ func (r *Raft) restoreSnapshotOnStart(restoreFSM bool) error {
 			cIndex = meta.Index
 		}
 		r.setLastSnapshot(meta.Index, meta.Term)
-		r.st.configs = configurations{committed: c, committedIndex: cIndex, latest: c, latestIndex: cIndex}
-		r.pub.setLatestConfiguration(c)
+		r.st.configs.committed, r.st.configs.committedIndex = c, cIndex
+		r.setLatestConfiguration(c, cIndex)
 		r.st.commitIndex = meta.Index
 		r.pub.commitIndex.Store(meta.Index)
 		r.pub.appliedIndex.Store(meta.Index)
