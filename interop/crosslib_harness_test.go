@@ -901,6 +901,8 @@ func (c *xlibCluster) leadWith(w *xlibNode) {
 		c.logf("transferring leadership from %s (%s) to %s (%s)", l, l.library(), w, w.library())
 		if err := l.transferTo(w); err != nil {
 			c.logf("transfer from %s to %s failed: %v", l, w, err)
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
 		mixedPollUntil(mixedSettle/3, func() bool { return c.leader() != l })
 	}
@@ -1318,23 +1320,29 @@ func xlibSnapHas(snaps []xlibSnap, index, term uint64) bool {
 	return false
 }
 
-// xlibSnapshotFiles reads meta.json and state.bin of one of n's snapshots
-// as they are on disk, and returns state.bin with the meta's Size and CRC.
-func xlibSnapshotFiles(n *xlibNode, id string) (state []byte, size int64, crc string, err error) {
+// xlibSnapshotFiles reads state.bin and meta.json of one of n's snapshots
+// as they are on disk. meta is every field of meta.json but the ID, which
+// names the directory and differs between a leader's copy and the
+// follower's; the rest (Version, Index, Term, the legacy Peers,
+// Configuration, ConfigurationIndex, Size, CRC) must match.
+func xlibSnapshotFiles(n *xlibNode, id string) (state []byte, meta map[string]string, err error) {
 	dir := filepath.Join(n.dir, "snapshots", id)
 	metaBytes, err := os.ReadFile(filepath.Join(dir, "meta.json"))
 	if err != nil {
-		return nil, 0, "", err
+		return nil, nil, err
 	}
-	var meta struct {
-		Size int64
-		CRC  []byte
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(metaBytes, &fields); err != nil {
+		return nil, nil, fmt.Errorf("%s/meta.json: %w", id, err)
 	}
-	if err := json.Unmarshal(metaBytes, &meta); err != nil {
-		return nil, 0, "", fmt.Errorf("%s/meta.json: %w", id, err)
+	meta = map[string]string{}
+	for k, v := range fields {
+		if k != "ID" {
+			meta[k] = string(v)
+		}
 	}
 	state, err = os.ReadFile(filepath.Join(dir, "state.bin"))
-	return state, meta.Size, fmt.Sprintf("%x", meta.CRC), err
+	return state, meta, err
 }
 
 // xlibSnapID returns the ID of the snapshot at index and term in snaps.

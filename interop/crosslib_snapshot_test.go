@@ -3,6 +3,8 @@ package interop
 import (
 	"bytes"
 	"fmt"
+	"reflect"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -133,8 +135,8 @@ func xlibInstallAcross(c *xlibCluster, leader, follower *xlibNode, name string) 
 }
 
 // xlibCompareSnapshotFiles checks that the follower's copy of a snapshot
-// holds the same state.bin bytes, size and CRC as the leader's file, if
-// the leader still keeps it.
+// holds the same state.bin bytes as the leader's file, and a meta.json
+// equal in every field but the ID, if the leader still keeps it.
 func xlibCompareSnapshotFiles(c *xlibCluster, leader, follower *xlibNode, s xlibSnap, leaderSnaps []xlibSnap) {
 	c.t.Helper()
 	leaderID := xlibSnapID(leaderSnaps, s.Index, s.Term)
@@ -142,21 +144,25 @@ func xlibCompareSnapshotFiles(c *xlibCluster, leader, follower *xlibNode, s xlib
 		c.logf("%s has already reaped its snapshot at index %d; not comparing files", leader, s.Index)
 		return
 	}
-	want, wantSize, wantCRC, err := xlibSnapshotFiles(leader, leaderID)
+	want, wantMeta, err := xlibSnapshotFiles(leader, leaderID)
 	if err != nil {
 		c.logf("reading %s's snapshot %s: %v (reaped meanwhile?); not comparing files", leader, leaderID, err)
 		return
 	}
-	got, gotSize, gotCRC, err := xlibSnapshotFiles(follower, s.ID)
+	got, gotMeta, err := xlibSnapshotFiles(follower, s.ID)
 	if err != nil {
 		c.t.Fatalf("reading %s's snapshot %s: %v", follower, s.ID, err)
 	}
-	if !bytes.Equal(got, want) || gotSize != wantSize || gotCRC != wantCRC {
-		c.t.Fatalf("%s's snapshot %s (%d bytes, size %d, CRC %s) differs from %s's %s (%d bytes, size %d, CRC %s)",
-			follower, s.ID, len(got), gotSize, gotCRC, leader, leaderID, len(want), wantSize, wantCRC)
+	if !bytes.Equal(got, want) {
+		c.t.Fatalf("%s's snapshot %s holds %d bytes that differ from the %d of %s's %s",
+			follower, s.ID, len(got), len(want), leader, leaderID)
 	}
-	if int64(len(got)) != gotSize {
-		c.t.Fatalf("%s's snapshot %s: state.bin holds %d bytes, meta.json says %d", follower, s.ID, len(got), gotSize)
+	if !reflect.DeepEqual(gotMeta, wantMeta) {
+		c.t.Fatalf("%s's meta.json of %s differs from %s's of %s beyond the ID:\n  %s: %v\n  %s: %v",
+			follower, s.ID, leader, leaderID, follower, gotMeta, leader, wantMeta)
 	}
-	c.logf("%s's state.bin (%d bytes, CRC %s) equals %s's", follower, len(got), gotCRC, leader)
+	if size := strconv.Itoa(len(got)); gotMeta["Size"] != size {
+		c.t.Fatalf("%s's snapshot %s: state.bin holds %s bytes, meta.json says %s", follower, s.ID, size, gotMeta["Size"])
+	}
+	c.logf("%s's state.bin (%d bytes) and meta.json (but for the ID) equal %s's: %v", follower, len(got), leader, gotMeta)
 }
