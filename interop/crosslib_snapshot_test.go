@@ -38,9 +38,10 @@ const (
 // only catch up through an InstallSnapshot streamed across the libraries.
 // First a reference leader sends one to our node, then our node, now
 // leading, sends one to a reference node. Each time the follower must have
-// restored a snapshot into its FSM, its store must list the snapshot at the
-// leader's index and term with the same bytes as the leader's file, and at
-// the end every FSM holds the same commands, each once.
+// restored a snapshot into its FSM, and its store must list the snapshot
+// at the leader's index and term, with the same state.bin bytes as the
+// leader's file and the same meta.json but for the ID. At the end every FSM
+// holds the same commands, each once.
 func TestCrossLibSnapshotInstallBothWays(t *testing.T) {
 	start := time.Now()
 	c := newXlibCluster(t, xlibSnapshotSettings)

@@ -125,8 +125,12 @@ func migPickNode(c *xlibCluster, s migStep, prev *xlibNode) *xlibNode {
 			return n
 		}
 	}
-	// The leader runs the target library already, or is the only
-	// candidate left.
+	if s.pick == migLeader {
+		// A node already converted leads: hand leadership to one still
+		// to convert, so that the leader is the one stopped.
+		c.leadWith(candidates[0])
+	}
+	// Else the leader is the only candidate left.
 	return candidates[0]
 }
 
