@@ -1,0 +1,169 @@
+package interop
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// xlibSnapshotSettings make both libraries snapshot every few dozen
+// entries and keep few entries behind a snapshot, so that a follower cut
+// off for a few hundred entries can only catch up from a snapshot.
+var xlibSnapshotSettings = xlibSettings{
+	timing:            mixedFailoverTiming,
+	snapshotThreshold: 32,
+	trailingLogs:      16,
+	snapshotInterval:  100 * time.Millisecond,
+	retain:            3,
+}
+
+const (
+	// xlibCutCommands are applied while a follower is cut off: far more
+	// than the trailing logs, so the leader's log moves past the follower.
+	xlibCutCommands = 150
+	// xlibPad makes each command about 2 KiB, so the snapshot streamed
+	// to the follower is hundreds of KiB, more than one buffer of either
+	// transport.
+	xlibPad = 2000
+)
+
+// TestCrossLibSnapshotInstallBothWays runs a cluster of one node of ours
+// and two of the reference, all on raft-boltdb files and FileSnapshotStore
+// directories, with small snapshot thresholds. A follower of the other
+// library than the leader is cut off while the leader commits and compacts
+// its log past the follower's last entry; once healed, the follower can
+// only catch up through an InstallSnapshot streamed across the libraries.
+// First a reference leader sends one to our node, then our node, now
+// leading, sends one to a reference node. Each time the follower must have
+// restored a snapshot into its FSM, and its store must list the snapshot
+// at the leader's index and term, with the same state.bin bytes as the
+// leader's file and the same meta.json but for the ID. At the end every FSM
+// holds the same commands, each once.
+func TestCrossLibSnapshotInstallBothWays(t *testing.T) {
+	start := time.Now()
+	c := newXlibCluster(t, xlibSnapshotSettings)
+	o1 := c.addNode("ours-1", libOurs)
+	r2 := c.addNode("reference-2", libRef)
+	r3 := c.addNode("reference-3", libRef)
+	c.bootstrap(o1, r2, r3)
+	c.waitLeader()
+	c.submitMany("warmup", 10, 0)
+
+	xlibInstallAcross(c, r2, o1, "ref-to-ours")
+	xlibInstallAcross(c, o1, r3, "ours-to-ref")
+
+	fence := c.mustSubmit("fence")
+	seq := c.checkSameFSMs(fence.index)
+	c.checkOnce(seq, nil)
+	t.Logf("%d commands in %d log entries, identical on all nodes; took %v", len(seq), fence.index, time.Since(start).Round(time.Millisecond))
+}
+
+// xlibInstallAcross makes leader lead, cuts follower off, commits until
+// the leader's log is compacted past the follower, heals the follower and
+// checks that it caught up through a snapshot the leader sent. A loaded
+// machine can move leadership while the follower is cut off; the round is
+// then repeated.
+func xlibInstallAcross(c *xlibCluster, leader, follower *xlibNode, name string) {
+	c.t.Helper()
+	for attempt := 1; ; attempt++ {
+		if attempt == 4 {
+			c.t.Fatalf("%s: leadership moved away from %s in three rounds; cluster: %s", name, leader, c.describe())
+		}
+		c.leadWith(leader)
+		term := leader.term()
+		before := c.mustSubmit(fmt.Sprintf("%s-%d-before", name, attempt))
+		c.waitApplied(before.index)
+		restoresBefore := len(follower.currentFSM().restoreLog())
+		_, followerLast, err := follower.logBounds()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+
+		c.logf("%s: cutting %s (%s) off at index %d; %s (%s) leads in term %d",
+			name, follower, follower.library(), followerLast, leader, leader.library(), term)
+		follower.currentLayer().partition()
+		c.submitMany(fmt.Sprintf("%s-%d", name, attempt), xlibCutCommands, xlibPad)
+		leaderSnaps := c.waitLogCompactedPast(leader, followerLast)
+		first, last, _ := leader.logBounds()
+		c.logf("%s: %s's log holds [%d,%d], its newest snapshot is at %d; healing %s",
+			name, leader, first, last, leaderSnaps[0].Index, follower)
+		follower.currentLayer().heal()
+
+		after := c.mustSubmit(fmt.Sprintf("%s-%d-after", name, attempt))
+		c.waitApplied(after.index)
+		if leader.state() != "Leader" || leader.term() != term {
+			c.logf("%s: %s no longer leads in term %d, so the snapshot may have come from elsewhere; repeating the round", name, leader, term)
+			continue
+		}
+
+		// The follower restored a snapshot that skipped what it missed.
+		restores := follower.currentFSM().restoreLog()[restoresBefore:]
+		if len(restores) == 0 {
+			c.t.Fatalf("%s: %s caught up to index %d without restoring a snapshot", name, follower, after.index)
+		}
+		if r := restores[len(restores)-1]; r.LastIndex <= followerLast {
+			c.t.Fatalf("%s: %s restored a snapshot ending at index %d, but its log already reached %d", name, follower, r.LastIndex, followerLast)
+		}
+
+		// Its store holds the leader's snapshot, byte for byte.
+		followerSnaps, err := follower.snapshots()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		nowSnaps, err := leader.snapshots()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		var got *xlibSnap
+		for i, s := range followerSnaps {
+			if s.Index > followerLast && (xlibSnapHas(leaderSnaps, s.Index, s.Term) || xlibSnapHas(nowSnaps, s.Index, s.Term)) {
+				got = &followerSnaps[i]
+				break
+			}
+		}
+		if got == nil {
+			c.t.Fatalf("%s: %s lists snapshots %v, none at an index and term of %s's snapshots %v / %v",
+				name, follower, followerSnaps, leader, leaderSnaps, nowSnaps)
+		}
+		c.logf("%s: %s (%s) installed snapshot %s at index %d, term %d from %s (%s); FSM restores %v",
+			name, follower, follower.library(), got.ID, got.Index, got.Term, leader, leader.library(), restores)
+		xlibCompareSnapshotFiles(c, leader, follower, *got, nowSnaps)
+		return
+	}
+}
+
+// xlibCompareSnapshotFiles checks that the follower's copy of a snapshot
+// holds the same state.bin bytes as the leader's file, and a meta.json
+// equal in every field but the ID, if the leader still keeps it.
+func xlibCompareSnapshotFiles(c *xlibCluster, leader, follower *xlibNode, s xlibSnap, leaderSnaps []xlibSnap) {
+	c.t.Helper()
+	leaderID := xlibSnapID(leaderSnaps, s.Index, s.Term)
+	if leaderID == "" {
+		c.logf("%s has already reaped its snapshot at index %d; not comparing files", leader, s.Index)
+		return
+	}
+	want, wantMeta, err := xlibSnapshotFiles(leader, leaderID)
+	if err != nil {
+		c.logf("reading %s's snapshot %s: %v (reaped meanwhile?); not comparing files", leader, leaderID, err)
+		return
+	}
+	got, gotMeta, err := xlibSnapshotFiles(follower, s.ID)
+	if err != nil {
+		c.t.Fatalf("reading %s's snapshot %s: %v", follower, s.ID, err)
+	}
+	if !bytes.Equal(got, want) {
+		c.t.Fatalf("%s's snapshot %s holds %d bytes that differ from the %d of %s's %s",
+			follower, s.ID, len(got), len(want), leader, leaderID)
+	}
+	if !reflect.DeepEqual(gotMeta, wantMeta) {
+		c.t.Fatalf("%s's meta.json of %s differs from %s's of %s beyond the ID:\n  %s: %v\n  %s: %v",
+			follower, s.ID, leader, leaderID, follower, gotMeta, leader, wantMeta)
+	}
+	if size := strconv.Itoa(len(got)); gotMeta["Size"] != size {
+		c.t.Fatalf("%s's snapshot %s: state.bin holds %s bytes, meta.json says %s", follower, s.ID, size, gotMeta["Size"])
+	}
+	c.logf("%s's state.bin (%d bytes) and meta.json (but for the ID) equal %s's: %v", follower, len(got), leader, gotMeta)
+}
