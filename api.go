@@ -426,10 +426,13 @@ func (r *Raft) requestConfigChange(req configurationChangeRequest, timeout time.
 // returns nil. Shutdown may be called more than once; later calls return a
 // future that is done at once.
 //
-// Shutdown does not wait for a call into the LogStore or StableStore that
-// never returns: the goroutine making it is abandoned and exits when the
-// call returns. Callers that must know the store is no longer in use (to
-// close it, say) should make sure their store calls return.
+// Shutdown waits for calls into the LogStore or StableStore that are in
+// flight, so that once it returns the stores are no longer in use and may
+// be closed or reused, but only for 5 seconds: a store call that never
+// returns cannot hang Shutdown. Such a call is abandoned; if it returns
+// later, its goroutine exits without touching anything else. An
+// application whose store may stall must not reuse it after Shutdown
+// until its calls have returned.
 func (r *Raft) Shutdown() Future {
 	r.shutdownMu.Lock()
 	defer r.shutdownMu.Unlock()

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -224,30 +225,56 @@ func TestBootstrapCluster_LiveRules(t *testing.T) {
 	})
 }
 
-func TestShutdown_DoesNotWaitForAStuckStoreCall(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c, stores := controlledCluster(t, 3, nil)
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
-		release := stores[leader.id].holdWrites()
-		f := leader.raft.Apply([]byte("stuck"), 0)
-		<-stores[leader.id].entered
-		// The log writer is inside StoreLogs and will stay there.
-		start := time.Now()
-		if err := leader.raft.Shutdown().Error(); err != nil {
-			t.Fatal(err)
-		}
-		if waited := time.Since(start); waited > time.Second {
-			t.Fatalf("Shutdown took %v of fake time with a stuck store", waited)
-		}
-		if err := f.Error(); err == nil {
-			t.Fatal("an entry that was never stored on the leader was reported applied")
-		}
-		leader.raft = nil
-		// The test lets the call return before the bubble ends.
-		release()
-	})
+func TestShutdown_WaitsForASlowStoreCallButNotForAStuckOne(t *testing.T) {
+	for _, stuck := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stuck %v", stuck), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c, stores := controlledCluster(t, 3, nil)
+				defer c.shutdown()
+				leader := c.waitForLeader()
+				applyAll(t, leader, "x", 1)
+				store := stores[leader.id]
+				release := store.holdWrites()
+				f := leader.raft.Apply([]byte("in flight"), 0)
+				<-store.entered
+				// The log writer is inside StoreLogs. A slow disk answers
+				// after 100ms; a stuck one only when the test says so.
+				returned := make(chan struct{})
+				go func() {
+					if !stuck {
+						time.Sleep(100 * time.Millisecond)
+						release()
+					}
+					close(returned)
+				}()
+				start := time.Now()
+				if err := leader.raft.Shutdown().Error(); err != nil {
+					t.Fatal(err)
+				}
+				waited := time.Since(start)
+				if stuck {
+					if waited != storeShutdownGrace {
+						t.Fatalf("Shutdown with a stuck store took %v of fake time, want the grace of %v", waited, storeShutdownGrace)
+					}
+				} else {
+					select {
+					case <-returned:
+					default:
+						t.Fatal("Shutdown returned while a store call was still running")
+					}
+					if waited < 100*time.Millisecond || waited >= storeShutdownGrace {
+						t.Fatalf("Shutdown with a slow store took %v", waited)
+					}
+				}
+				if err := f.Error(); err == nil {
+					t.Fatal("an entry the leader had not stored when it shut down was reported applied")
+				}
+				leader.raft = nil
+				// The stuck call returns before the bubble ends.
+				release()
+			})
+		})
+	}
 }
 
 func TestObserver_SeesLeaderAndVoteObservations(t *testing.T) {

@@ -4,7 +4,7 @@ import "sync/atomic"
 
 // trackedLogStore and trackedStableStore wrap the user's stores so that a
 // goroutine inside a store call is parked in the node's routineGroup:
-// Shutdown does not wait for a call that never returns. When a call returns
+// Shutdown waits for such a call only for a bounded grace period. When a call returns
 // after shutdown began, its result is discarded and ErrRaftShutdown is
 // returned, so the caller stops instead of acting on a world that has moved
 // on. Store calls made before the node's goroutines start (in NewRaft) go
