@@ -261,7 +261,10 @@ func (c *cluster) waitFor(timeout time.Duration, cond func() bool) bool {
 	return true
 }
 
-// shutdown stops every running server cleanly.
+// shutdown stops every running server cleanly, then waits for every
+// message still in flight. Disks are crashed last, which wakes store calls
+// that Shutdown left parked in a slow write, so that nothing is left
+// running when the bubble ends.
 func (c *cluster) shutdown() {
 	for _, inc := range c.running() {
 		inc.raft.Shutdown().Error()
@@ -271,6 +274,10 @@ func (c *cluster) shutdown() {
 		n.cur = nil
 	}
 	c.mu.Unlock()
+	for _, n := range c.nodes {
+		n.disk.crash()
+	}
+	c.net.flights.Wait()
 }
 
 // describe summarises every server, for failure reports.

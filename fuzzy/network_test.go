@@ -16,6 +16,13 @@ type network struct {
 	rnd *lockedRand
 	// rpcTimeout is how long a sender waits for an answer.
 	rpcTimeout time.Duration
+	// diskBase is the largest latency of a write on a healthy disk: even
+	// then writes take time, so a crash can catch some in flight.
+	diskBase time.Duration
+
+	// flights tracks the goroutines carrying messages, so that a run can
+	// wait for the last of them before its bubble ends.
+	flights sync.WaitGroup
 
 	mu sync.Mutex
 	// The fields below are guarded by mu.
@@ -40,10 +47,11 @@ type activeEpisode struct {
 
 type link struct{ from, to raft.ServerID }
 
-func newNetwork(rnd *lockedRand, rpcTimeout time.Duration) *network {
+func newNetwork(rnd *lockedRand, rpcTimeout, diskBase time.Duration) *network {
 	return &network{
 		rnd:        rnd,
 		rpcTimeout: rpcTimeout,
+		diskBase:   diskBase,
 		ids:        make(map[raft.ServerAddress]raft.ServerID),
 		up:         make(map[raft.ServerID]int),
 		active:     make(map[*activeEpisode]bool),
@@ -61,6 +69,9 @@ func (n *network) id(addr raft.ServerAddress) raft.ServerID {
 	defer n.mu.Unlock()
 	return n.ids[addr]
 }
+
+// goFlight runs f on a tracked goroutine.
+func (n *network) goFlight(f func()) { n.flights.Go(f) }
 
 // setUp marks incarnation inc of id as running; inc 0 marks it down.
 func (n *network) setUp(id raft.ServerID, inc int) {
@@ -181,7 +192,7 @@ func (n *network) plan(from, to raft.ServerID) hop {
 // diskLatency draws how long a write takes on id's disk now.
 func (n *network) diskLatency(id raft.ServerID) time.Duration {
 	n.mu.Lock()
-	var worst time.Duration
+	worst := n.diskBase
 	for a := range n.active {
 		if a.ep.kind == faultSlowDisk && (a.node == "" || a.node == id) {
 			worst = max(worst, a.ep.delay)

@@ -68,9 +68,9 @@ func (t *faultTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Ser
 	t.mu.Lock()
 	t.pipelines = append(t.pipelines, p)
 	t.mu.Unlock()
-	go p.runSender()
-	go p.runMatcher()
-	go p.runCollector()
+	t.net.goFlight(p.runSender)
+	t.net.goFlight(p.runMatcher)
+	t.net.goFlight(p.runCollector)
 	return p, nil
 }
 
@@ -134,11 +134,11 @@ func (p *faultPipeline) runSender() {
 		}
 		if h.duplicate {
 			p.t.stats.duplicated.Add(1)
-			go p.sendAlone(f, h.dupDelay, false)
+			p.t.net.goFlight(func() { p.sendAlone(f, h.dupDelay, false) })
 		}
 		if h.reorder {
 			p.t.stats.reordered.Add(1)
-			go p.sendAlone(f, h.delay, true)
+			p.t.net.goFlight(func() { p.sendAlone(f, h.delay, true) })
 			continue
 		}
 		if !p.wait(h.delay) {

@@ -3,6 +3,8 @@ package fuzzy
 import (
 	"fmt"
 	"maps"
+	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -39,9 +41,11 @@ type runResult struct {
 func run(t *testing.T, seed uint64, length time.Duration) *runResult {
 	t.Helper()
 	var res *runResult
+	stopWatchdog := watchdog(seed, length)
 	synctest.Test(t, func(t *testing.T) {
 		res = runBubble(seed, length)
 	})
+	stopWatchdog()
 	if len(res.failures) == 0 {
 		if err := checkLinearizable(res.ops, seed); err != nil {
 			res.failures = append(res.failures, err.Error())
@@ -53,13 +57,40 @@ func run(t *testing.T, seed uint64, length time.Duration) *runResult {
 	return res
 }
 
+// wallLimit bounds the wall time of one run's bubble. Fake time moves
+// only when every goroutine of the bubble is blocked, so a livelock (a loop
+// that never waits) stops the clock and the run would hang instead of
+// failing. RAFT_FUZZY_WALL_LIMIT overrides it.
+func wallLimit() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("RAFT_FUZZY_WALL_LIMIT")); err == nil && d > 0 {
+		return d
+	}
+	return 3 * time.Minute
+}
+
+// watchdog crashes the test binary, with the seed, its schedule and every
+// goroutine's stack, if the run takes longer than wallLimit of wall time.
+// It runs outside the bubble; the returned function stops it.
+func watchdog(seed uint64, length time.Duration) (stop func()) {
+	limit := wallLimit()
+	timer := time.AfterFunc(limit, func() {
+		fmt.Fprintf(os.Stderr, "FAILED seed %d: the run took more than %v of wall time; fake time stopped moving, "+
+			"so some goroutine of the bubble never blocks (a livelock)\n\nschedule: %s\n"+
+			"replay: RAFT_FUZZY_SEED=%d RAFT_FUZZY_LENGTH=%v go test ./fuzzy/ -run TestFuzzyReplay -v\n",
+			seed, limit, newSchedule(seed, length), seed, length)
+		debug.SetTraceback("all")
+		panic(fmt.Sprintf("fuzzy: seed %d livelocked", seed))
+	})
+	return func() { timer.Stop() }
+}
+
 // runBubble runs the cluster part of a run. It must be called inside a
 // bubble; when it returns every node is shut down, and the bubble's end
 // proves no goroutine outlived them.
 func runBubble(seed uint64, length time.Duration) *runResult {
 	sched := newSchedule(seed, length)
 	rnd := newLockedRand(seed)
-	net := newNetwork(rnd, rpcTimeout)
+	net := newNetwork(rnd, rpcTimeout, sched.diskBase)
 	check := newChecker()
 	events := newEventLog()
 	res := &runResult{sched: sched, events: events, logs: newLogRing(300), stats: &runStats{}}

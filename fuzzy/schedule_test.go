@@ -116,6 +116,8 @@ type schedule struct {
 	servers []raft.ServerID
 	clients int
 	keys    int
+	// diskBase is the largest latency of a write on a healthy disk.
+	diskBase time.Duration
 	// length is how long the faults go on; the run then heals and checks
 	// that the cluster recovers.
 	length   time.Duration
@@ -137,6 +139,8 @@ func newSchedule(seed uint64, length time.Duration) *schedule {
 		clients: 3 + rnd.IntN(3),
 		keys:    4 + rnd.IntN(5),
 		length:  length,
+		// Up to a few milliseconds, or none at all for one run in four.
+		diskBase: time.Duration(rnd.IntN(4)) * time.Duration(1+rnd.IntN(3)) * time.Millisecond,
 	}
 	n := 3
 	if rnd.IntN(2) == 0 {
@@ -160,7 +164,7 @@ func (s *schedule) drawEpisode(rnd *rand.Rand) *episode {
 		return (lo + time.Duration(rnd.Int64N(int64(hi-lo)))).Round(time.Millisecond)
 	}
 	e := &episode{
-		kind:   faultKind(rnd.IntN(int(numFaultKinds))),
+		kind:   drawKind(rnd),
 		at:     dur(heartbeatTimeout, s.length-heartbeatTimeout),
 		length: dur(2*heartbeatTimeout, 30*heartbeatTimeout),
 	}
@@ -210,6 +214,22 @@ func (s *schedule) drawEpisode(rnd *rand.Rand) *episode {
 	return e
 }
 
+// drawKind picks a fault kind; crashes weigh double, since most of what a
+// crash can break needs one at the right moment.
+func drawKind(rnd *rand.Rand) faultKind {
+	x := rnd.IntN(int(numFaultKinds) + 3)
+	switch {
+	case x < int(numFaultKinds):
+		return faultKind(x)
+	case x == int(numFaultKinds):
+		return faultCrash
+	case x == int(numFaultKinds)+1:
+		return faultCrashLeader
+	default:
+		return faultCrashMidWrite
+	}
+}
+
 // kinds returns the fault kinds the schedule uses.
 func (s *schedule) kinds() map[faultKind]bool {
 	out := make(map[faultKind]bool)
@@ -221,8 +241,8 @@ func (s *schedule) kinds() map[faultKind]bool {
 
 func (s *schedule) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d: %d servers %v, %d clients on %d keys, faults for %v:\n",
-		s.seed, len(s.servers), s.servers, s.clients, s.keys, s.length)
+	fmt.Fprintf(&b, "seed %d: %d servers %v, %d clients on %d keys, disk writes up to %v, faults for %v:\n",
+		s.seed, len(s.servers), s.servers, s.clients, s.keys, s.diskBase, s.length)
 	for _, e := range s.episodes {
 		fmt.Fprintf(&b, "  %s\n", e)
 	}

@@ -191,10 +191,10 @@ func send[T any](t *faultTransport, target raft.ServerAddress, resp *T, call fun
 		err := call(&out)
 		ch <- answer[T]{out, err}
 	}
-	go deliver(h.delay, done)
+	t.net.goFlight(func() { deliver(h.delay, done) })
 	if h.duplicate && !isSnapshot(resp) {
 		t.stats.duplicated.Add(1)
-		go deliver(h.dupDelay, make(chan answer[T], 1))
+		t.net.goFlight(func() { deliver(h.dupDelay, make(chan answer[T], 1)) })
 	}
 
 	timeout := time.NewTimer(2 * t.net.rpcTimeout)
