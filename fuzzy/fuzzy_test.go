@@ -23,7 +23,7 @@ import (
 // time (default 20s).
 
 // ciSeeds are the seeds TestFuzzy runs.
-var ciSeeds = []uint64{1, 2, 3, 4, 5, 6, 7, 8}
+var ciSeeds = []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24}
 
 const defaultLength = 20 * time.Second
 
