@@ -102,9 +102,16 @@ func (cl *client) nextValue() string {
 }
 
 // target picks the server to send to: the hinted one if it runs, else any
-// running one.
+// running one. A server that shut itself down is not a target: every call
+// to it would end as unknown (see classify), which tells the checker
+// nothing and only makes its search longer.
 func (cl *client) target() *incarnation {
-	running := cl.c.running()
+	var running []*incarnation
+	for _, inc := range cl.c.running() {
+		if inc.raft.State() != raft.Shutdown {
+			running = append(running, inc)
+		}
+	}
 	if len(running) == 0 {
 		return nil
 	}
@@ -141,7 +148,7 @@ func (cl *client) apply(inc *incarnation, cmd kvCommand) (kvOutput, outcome) {
 		return kvOutput{}, unknown
 	}
 	how := classify(err)
-	if how == failed {
+	if how == failed || errors.Is(err, raft.ErrRaftShutdown) {
 		cl.redirect(inc)
 	}
 	if how != done {

@@ -69,7 +69,7 @@ func newCluster(sched *schedule, net *network, check *checker, stats *runStats, 
 			addr:  raft.ServerAddress(fmt.Sprintf("addr-%d", i)),
 			snaps: raft.NewInmemSnapshotStore(),
 		}
-		n.disk = newDisk(id, net.diskLatency, check)
+		n.disk = newDisk(id, net.disk, check)
 		net.register(n.id, n.addr)
 		c.nodes = append(c.nodes, n)
 	}
@@ -226,6 +226,20 @@ func (c *cluster) crash(n *node) {
 	}
 	inc.raft.Shutdown().Error()
 	c.events.add("crash %s (term %d, disk term %d)", inc.name, inc.raft.CurrentTerm(), n.disk.currentTerm())
+}
+
+// reviveSelfStopped restarts the servers that shut themselves down (after
+// a failed write of their term, say), as a supervisor would.
+func (c *cluster) reviveSelfStopped() {
+	for _, n := range c.nodes {
+		inc := c.current(n)
+		if inc == nil || inc.raft.State() != raft.Shutdown {
+			continue
+		}
+		c.events.add("%s shut itself down", inc.name)
+		c.crash(n)
+		c.restart(n)
+	}
 }
 
 // leader returns the running incarnation that leads in the highest term,

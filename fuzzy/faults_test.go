@@ -118,6 +118,11 @@ func (c *cluster) begin(e *episode) *activeEpisode {
 // end ends an episode.
 func (c *cluster) end(a *activeEpisode) {
 	switch a.ep.kind {
+	case faultDiskError:
+		c.events.add("end %v", a.ep.kind)
+		c.net.deactivate(a)
+		c.reviveSelfStopped()
+		return
 	case faultCrash, faultCrashLeader, faultCrashMidWrite:
 		n := c.node(a.node)
 		if c.current(n) == nil {

@@ -189,18 +189,29 @@ func (n *network) plan(from, to raft.ServerID) hop {
 	return h
 }
 
-// diskLatency draws how long a write takes on id's disk now.
-func (n *network) diskLatency(id raft.ServerID) time.Duration {
+// disk draws how a write on id's disk goes now: its latency, and whether
+// it fails (and if so, whether it landed anyway).
+func (n *network) disk(id raft.ServerID) (time.Duration, bool, bool) {
 	n.mu.Lock()
 	worst := n.diskBase
+	failP := 0.0
 	for a := range n.active {
-		if a.ep.kind == faultSlowDisk && (a.node == "" || a.node == id) {
+		if a.node != "" && a.node != id {
+			continue
+		}
+		switch a.ep.kind {
+		case faultSlowDisk:
 			worst = max(worst, a.ep.delay)
+		case faultDiskError:
+			failP = max(failP, a.ep.prob)
 		}
 	}
 	n.mu.Unlock()
-	if worst == 0 {
-		return 0
+	if n.rnd.chance(failP) {
+		return 0, true, n.rnd.chance(0.5)
 	}
-	return n.rnd.duration(0, worst)
+	if worst == 0 {
+		return 0, false, false
+	}
+	return n.rnd.duration(0, worst), false, false
 }

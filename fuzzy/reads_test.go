@@ -1,5 +1,11 @@
 package fuzzy
 
+import (
+	"errors"
+
+	"github.com/quorumkit/raft"
+)
+
 // Read modes: the ways a client may read a key. Every mode here must be
 // linearizable on its own; the checker holds reads to that.
 //
@@ -53,7 +59,7 @@ func (barrierRead) read(cl *client, inc *incarnation, key string) (kvOutput, out
 		return kvOutput{}, unknown
 	}
 	if how := classify(err); how != done {
-		if how == failed {
+		if how == failed || errors.Is(err, raft.ErrRaftShutdown) {
 			cl.redirect(inc)
 		}
 		return kvOutput{}, how

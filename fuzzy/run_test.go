@@ -123,6 +123,7 @@ func runBubble(seed uint64, length time.Duration) *runResult {
 	// Heal, restart whoever is down, and check that the cluster recovers.
 	net.healAll()
 	events.add("heal everything")
+	c.reviveSelfStopped()
 	for _, n := range c.nodes {
 		if c.current(n) == nil {
 			c.restart(n)
@@ -210,7 +211,8 @@ func (r *runResult) checkCapabilities(c *cluster) {
 // and how to replay it.
 func (r *runResult) report() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "FAILED seed %d\n", r.sched.seed)
+	fmt.Fprintf(&b, "FAILED seed %d (%d operations in the history, %d unknown, %d failed)\n",
+		r.sched.seed, len(r.ops), r.unknownN, r.failedN)
 	for _, f := range r.failures {
 		fmt.Fprintf(&b, "  - %s\n", f)
 	}

@@ -29,6 +29,7 @@ const (
 	faultIsolateInbound                  // cut the links into the current leader
 	faultFlap                            // a link that goes down and up
 	faultSlowDisk                        // slow (and interruptible) disk writes
+	faultDiskError                       // failing disk writes
 	faultCrash                           // crash a server, restart it later
 	faultCrashLeader                     // crash the current leader, restart it later
 	faultCrashMidWrite                   // slow every disk, then crash a server mid-write
@@ -50,6 +51,7 @@ var faultNames = [numFaultKinds]string{
 	faultIsolateInbound: "isolate-leader-inbound",
 	faultFlap:           "flapping-link",
 	faultSlowDisk:       "slow-disk",
+	faultDiskError:      "disk-error",
 	faultCrash:          "crash",
 	faultCrashLeader:    "crash-leader",
 	faultCrashMidWrite:  "crash-mid-write",
@@ -84,6 +86,12 @@ func (e *episode) String() string {
 	switch e.kind {
 	case faultLoss, faultDuplicate:
 		fmt.Fprintf(&b, " p=%.2f", e.prob)
+	case faultDiskError:
+		node := e.node
+		if node == "" {
+			node = "every server"
+		}
+		fmt.Fprintf(&b, " %s p=%.2f", node, e.prob)
 	case faultDelay:
 		fmt.Fprintf(&b, " up to %v", e.delay)
 	case faultReorder:
@@ -205,6 +213,11 @@ func (s *schedule) drawEpisode(rnd *rand.Rand) *episode {
 			e.node = server()
 		}
 		e.delay = dur(time.Millisecond, 3*heartbeatTimeout)
+	case faultDiskError:
+		if rnd.IntN(2) == 0 {
+			e.node = server()
+		}
+		e.prob = 0.01 + 0.2*rnd.Float64()
 	case faultCrash:
 		e.node = server()
 	case faultCrashMidWrite:

@@ -22,6 +22,9 @@ import (
 // possibly, whole, calls that were in flight, which is what a disk with
 // atomic batch writes (bbolt's transactions) keeps.
 //
+// A failing disk returns errors from some writes; half of those landed
+// anyway.
+//
 // A slow disk is modelled by a latency drawn per write call. Half the time
 // the write lands before the wait (the data is on disk, the call has not
 // returned yet), half the time after it; a crash during the wait wakes the
@@ -38,12 +41,18 @@ var errCrashed = errors.New("fuzzy: the server crashed; this incarnation's disk 
 // errNotFound is a stable store miss, with the text raft reads as "absent".
 var errNotFound = errors.New("not found")
 
-// diskLatency decides how long a write takes on a server's disk.
-type diskLatency func(id raft.ServerID) time.Duration
+// errDiskFailed is an injected write error.
+var errDiskFailed = errors.New("fuzzy: injected disk write error")
+
+// diskBehaviour decides how a write goes on a server's disk: how long it
+// takes, and whether it fails. A failed write may still have landed, as
+// when the data reached the disk but fsync reported an error: the caller
+// cannot know.
+type diskBehaviour func(id raft.ServerID) (latency time.Duration, fail, landAnyway bool)
 
 type disk struct {
 	id      raft.ServerID
-	latency diskLatency
+	latency diskBehaviour
 	check   *checker
 
 	mu sync.Mutex
@@ -58,7 +67,7 @@ type disk struct {
 	kvU64   map[string]uint64
 }
 
-func newDisk(id raft.ServerID, latency diskLatency, check *checker) *disk {
+func newDisk(id raft.ServerID, latency diskBehaviour, check *checker) *disk {
 	return &disk{
 		id:      id,
 		latency: latency,
@@ -123,9 +132,18 @@ func (h *diskHandle) read(f func(d *disk) error) error {
 	return f(h.d)
 }
 
-// write lands f atomically, after or before a simulated disk latency.
+// write lands f atomically, after or before a simulated disk latency, or
+// fails.
 func (h *diskHandle) write(f func(d *disk)) error {
-	wait := h.d.latency(h.d.id)
+	wait, fail, landAnyway := h.d.latency(h.d.id)
+	if fail {
+		if landAnyway {
+			if err := h.land(f); err != nil {
+				return err
+			}
+		}
+		return errDiskFailed
+	}
 	if wait <= 0 {
 		return h.land(f)
 	}
