@@ -101,7 +101,9 @@ func (c *cluster) config(id raft.ServerID) *raft.Config {
 	conf.ElectionTimeout = heartbeatTimeout
 	conf.LeaderLeaseTimeout = heartbeatTimeout
 	conf.CommitTimeout = heartbeatTimeout / 10
-	conf.MaxAppendEntries = 16
+	conf.MaxAppendEntries = c.sched.maxAppendEntries
+	conf.BatchApplyCh = c.sched.batchApplyCh
+	conf.PreVoteDisabled = !c.sched.preVote
 	conf.LogWriteStallTimeout = 10 * heartbeatTimeout
 	conf.Logger = c.logs.logger(string(id))
 	return conf

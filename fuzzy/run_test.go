@@ -41,9 +41,10 @@ type runResult struct {
 func run(t *testing.T, seed uint64, length time.Duration) *runResult {
 	t.Helper()
 	var res *runResult
-	stopWatchdog := watchdog(seed, length)
+	var live liveRun
+	stopWatchdog := watchdog(seed, length, &live)
 	synctest.Test(t, func(t *testing.T) {
-		res = runBubble(seed, length)
+		res = runBubble(seed, length, &live)
 	})
 	stopWatchdog()
 	if len(res.failures) == 0 {
@@ -60,7 +61,9 @@ func run(t *testing.T, seed uint64, length time.Duration) *runResult {
 // wallLimit bounds the wall time of one run's bubble. Fake time moves
 // only when every goroutine of the bubble is blocked, so a livelock (a loop
 // that never waits) stops the clock and the run would hang instead of
-// failing. RAFT_FUZZY_WALL_LIMIT overrides it.
+// failing; and a hang while the clock moves (a Shutdown that never
+// returns, with the servers still heartbeating) would run forever too.
+// RAFT_FUZZY_WALL_LIMIT overrides it.
 func wallLimit() time.Duration {
 	if d, err := time.ParseDuration(os.Getenv("RAFT_FUZZY_WALL_LIMIT")); err == nil && d > 0 {
 		return d
@@ -68,16 +71,41 @@ func wallLimit() time.Duration {
 	return 3 * time.Minute
 }
 
-// watchdog crashes the test binary, with the seed, its schedule and every
-// goroutine's stack, if the run takes longer than wallLimit of wall time.
-// It runs outside the bubble; the returned function stops it.
-func watchdog(seed uint64, length time.Duration) (stop func()) {
+// liveRun lets the watchdog, outside the bubble, see the run inside it.
+type liveRun struct {
+	mu sync.Mutex
+	c  *cluster // guarded by mu
+}
+
+func (l *liveRun) set(c *cluster) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.c = c
+}
+
+// describe returns the run's events and servers so far.
+func (l *liveRun) describe() string {
+	l.mu.Lock()
+	c := l.c
+	l.mu.Unlock()
+	if c == nil {
+		return ""
+	}
+	return fmt.Sprintf("servers:\n%s\nevents:\n%s\nlast log lines:\n%s", c.describe(), c.events.tail(100), c.logs.tail())
+}
+
+// watchdog crashes the test binary, with the seed, its schedule, what the
+// run did so far and every goroutine's stack, if the run takes longer than
+// wallLimit of wall time. It runs outside the bubble; the returned function
+// stops it.
+func watchdog(seed uint64, length time.Duration, live *liveRun) (stop func()) {
 	limit := wallLimit()
 	timer := time.AfterFunc(limit, func() {
-		fmt.Fprintf(os.Stderr, "FAILED seed %d: the run took more than %v of wall time; fake time stopped moving, "+
-			"so some goroutine of the bubble never blocks (a livelock)\n\nschedule: %s\n"+
+		fmt.Fprintf(os.Stderr, "FAILED seed %d: the run took more than %v of wall time. Either fake time stopped "+
+			"moving (a goroutine of the bubble never blocks: a livelock), or something hangs while time moves "+
+			"(the events show where the schedule stopped; a crash waiting for Shutdown, say)\n\nschedule: %s\n%s\n"+
 			"replay: RAFT_FUZZY_SEED=%d RAFT_FUZZY_LENGTH=%v go test ./fuzzy/ -run TestFuzzyReplay -v\n",
-			seed, limit, newSchedule(seed, length), seed, length)
+			seed, limit, newSchedule(seed, length), live.describe(), seed, length)
 		debug.SetTraceback("all")
 		panic(fmt.Sprintf("fuzzy: seed %d livelocked", seed))
 	})
@@ -87,7 +115,7 @@ func watchdog(seed uint64, length time.Duration) (stop func()) {
 // runBubble runs the cluster part of a run. It must be called inside a
 // bubble; when it returns every node is shut down, and the bubble's end
 // proves no goroutine outlived them.
-func runBubble(seed uint64, length time.Duration) *runResult {
+func runBubble(seed uint64, length time.Duration, live *liveRun) *runResult {
 	sched := newSchedule(seed, length)
 	rnd := newLockedRand(seed)
 	net := newNetwork(rnd, rpcTimeout, sched.diskBase)
@@ -95,6 +123,7 @@ func runBubble(seed uint64, length time.Duration) *runResult {
 	events := newEventLog()
 	res := &runResult{sched: sched, events: events, logs: newLogRing(300), stats: &runStats{}}
 	c := newCluster(sched, net, check, res.stats, res.logs, events)
+	live.set(c)
 	start := time.Now()
 	defer func() {
 		res.simTime = time.Since(start)
@@ -202,8 +231,11 @@ func (r *runResult) checkCapabilities(c *cluster) {
 	if r.stats.pipelined.Load() == 0 {
 		c.check.violation("no AppendEntries was pipelined: the fault transport lost pipelining")
 	}
-	if r.stats.preVotes.Load() == 0 {
+	switch n := r.stats.preVotes.Load(); {
+	case r.sched.preVote && n == 0:
 		c.check.violation("no pre-vote was sent: the fault transport lost pre-vote")
+	case !r.sched.preVote && n > 0:
+		c.check.violation("%d pre-votes were sent with pre-vote disabled", n)
 	}
 }
 

@@ -126,6 +126,11 @@ type schedule struct {
 	keys    int
 	// diskBase is the largest latency of a write on a healthy disk.
 	diskBase time.Duration
+	// maxAppendEntries, batchApplyCh and preVote vary the servers'
+	// configuration from run to run.
+	maxAppendEntries int
+	batchApplyCh     bool
+	preVote          bool
 	// length is how long the faults go on; the run then heals and checks
 	// that the cluster recovers.
 	length   time.Duration
@@ -150,6 +155,9 @@ func newSchedule(seed uint64, length time.Duration) *schedule {
 		// Up to a few milliseconds, or none at all for one run in four.
 		diskBase: time.Duration(rnd.IntN(4)) * time.Duration(1+rnd.IntN(3)) * time.Millisecond,
 	}
+	s.maxAppendEntries = []int{1, 4, 16, 64}[rnd.IntN(4)]
+	s.batchApplyCh = rnd.IntN(2) == 0
+	s.preVote = rnd.IntN(4) != 0
 	n := 3
 	if rnd.IntN(2) == 0 {
 		n = 5
@@ -254,8 +262,10 @@ func (s *schedule) kinds() map[faultKind]bool {
 
 func (s *schedule) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d: %d servers %v, %d clients on %d keys, disk writes up to %v, faults for %v:\n",
-		s.seed, len(s.servers), s.servers, s.clients, s.keys, s.diskBase, s.length)
+	fmt.Fprintf(&b, "seed %d: %d servers %v, %d clients on %d keys, disk writes up to %v, "+
+		"MaxAppendEntries=%d BatchApplyCh=%v pre-vote=%v, faults for %v:\n",
+		s.seed, len(s.servers), s.servers, s.clients, s.keys, s.diskBase,
+		s.maxAppendEntries, s.batchApplyCh, s.preVote, s.length)
 	for _, e := range s.episodes {
 		fmt.Fprintf(&b, "  %s\n", e)
 	}
