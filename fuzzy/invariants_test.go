@@ -17,8 +17,8 @@ import (
 //     same index (FSM hooks), and every incarnation applies the committed
 //     commands in index order with none missing (checked at the end);
 //   - leader completeness: once a leader stored its first entry (the
-//     no-op of its term), its log holds every entry any FSM had applied
-//     (disks);
+//     no-op of its term), its log holds every entry applied below it, and
+//     nothing of an earlier term was applied above it (disks);
 //   - durable terms and votes: the term a server stores never decreases,
 //     it never stores two votes for one term, and a restarted server
 //     starts from a term no lower than any it had published (disks and the
@@ -124,8 +124,15 @@ func (c *checker) onVote(id raft.ServerID, term uint64, cand string) {
 // onStored is called by a disk, holding its lock, after a batch of entries
 // landed on it. When the batch holds the no-op that opens a term this
 // server leads, everything before the no-op is on this disk (the log writer
-// stores in order), so the leader's log must hold every entry applied so
-// far, each below the no-op (Raft paper §5.4, leader completeness).
+// stores in order), and it is the log the server was elected with. So
+// every entry applied anywhere below the no-op must be on this disk, and no
+// entry of an earlier term may have been applied at or above it (Raft paper
+// §5.4, leader completeness).
+//
+// Entries of the leader's own term or later ones may be applied before the
+// no-op lands here: followers can commit them without the leader's own
+// write, and a former leader may store its old no-op again, as a follower,
+// long after.
 func (c *checker) onStored(d *disk, batch []raft.Log) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -136,8 +143,10 @@ func (c *checker) onStored(d *disk, batch []raft.Log) {
 		}
 		for index, want := range c.committed {
 			if index >= e.Index {
-				c.violationLocked("leader completeness: %s opened term %d with a no-op at index %d, but index %d (term %d) was already applied",
-					d.id, e.Term, e.Index, index, want.term)
+				if want.term < e.Term {
+					c.violationLocked("leader completeness: %s opened term %d with a no-op at index %d, but index %d of the earlier term %d was applied",
+						d.id, e.Term, e.Index, index, want.term)
+				}
 				continue
 			}
 			got, ok := d.entryLocked(index)
