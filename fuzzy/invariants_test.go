@@ -19,10 +19,12 @@ import (
 //   - leader completeness: once a leader stored its first entry (the
 //     no-op of its term), its log holds every entry applied below it, and
 //     nothing of an earlier term was applied above it (disks);
-//   - durable terms and votes: the term a server stores never decreases,
-//     it never stores two votes for one term, and a restarted server
-//     starts from a term no lower than any it had published (disks and the
-//     cluster's restarts).
+//   - durable terms and votes: a server never successfully stores a term
+//     lower than one it stored before, nor two votes for one term, and a
+//     restarted server starts from a term no lower than any it had
+//     published (disks and the cluster's restarts). Writes that returned
+//     an error do not count, even when they landed: raft never acts on
+//     them.
 //
 // Violations are collected, not fatal at once, so a run's report shows them
 // all with the schedule that led to them.
