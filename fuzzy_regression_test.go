@@ -1,8 +1,11 @@
 package raft
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -102,5 +105,91 @@ func TestFuzzyRegression_FailedPipelineDoesNotWedgeReplication(t *testing.T) {
 			return follower.raft.LastIndex() == leader.raft.LastIndex() &&
 				follower.raft.AppliedIndex() == leader.raft.AppliedIndex()
 		})
+	})
+}
+
+// fzFailingDeleteStore is a log store whose next DeleteRange can be made to
+// fail without deleting anything, as a disk error would.
+type fzFailingDeleteStore struct {
+	*InmemStore
+	failNextDelete atomic.Bool
+}
+
+func (s *fzFailingDeleteStore) DeleteRange(lo, hi uint64) error {
+	if s.failNextDelete.Swap(false) {
+		return errors.New("injected DeleteRange failure")
+	}
+	return s.InmemStore.DeleteRange(lo, hi)
+}
+
+// Found by fuzzy seed 4609704012640922946 (disk errors): a follower whose
+// log held an uncommitted suffix from an old leader was sent the new
+// leader's entries there. It moved its commit index over them, queued the
+// deletion of its suffix and the new entries, and the deletion failed. The
+// resync after the failure read the log back from the store, which still
+// held the old suffix, while the commit index stayed above it: the FSM
+// applied the old leader's uncommitted entries, and the follower refused
+// the leader's entries from then on as overwriting committed ones.
+func TestFuzzyRegression_FailedTruncationNeverAppliesTheOldSuffix(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stores := make(map[ServerID]*fzFailingDeleteStore)
+		c := newTestCluster(t, 3, clusterOpts{
+			logs: func(id ServerID, s *InmemStore) LogStore {
+				st := &fzFailingDeleteStore{InmemStore: s}
+				stores[id] = st
+				return st
+			},
+		})
+		defer c.shutdown()
+		old := c.waitForLeader()
+		if err := old.raft.Apply([]byte("committed"), 0).Error(); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+
+		// The old leader, cut off, appends entries that never commit.
+		c.partition(old)
+		for i := range 3 {
+			old.raft.Apply([]byte(fmt.Sprintf("lost-%d", i)), 0)
+		}
+		var rest []*testNode
+		for _, n := range c.nodes {
+			if n != old {
+				rest = append(rest, n)
+			}
+		}
+		leader := c.waitForLeader(rest...)
+		for i := range 5 {
+			if err := leader.raft.Apply([]byte(fmt.Sprintf("new-%d", i)), 0).Error(); err != nil {
+				t.Fatalf("apply on the new leader: %v", err)
+			}
+		}
+
+		// It rejoins; deleting its old suffix fails once.
+		stores[old.id].failNextDelete.Store(true)
+		c.heal()
+		appliedLost := func() bool {
+			for _, cmd := range old.fsm.commands() {
+				if bytes.HasPrefix(cmd, []byte("lost-")) {
+					return true
+				}
+			}
+			return false
+		}
+		c.waitFor(30*time.Second, "the old leader to catch up", func() bool {
+			return appliedLost() || old.raft.State() == Shutdown || old.fsm.len() >= leader.fsm.len()
+		})
+		if appliedLost() {
+			t.Fatalf("the old leader applied its uncommitted entries: %q", old.fsm.commands())
+		}
+		if old.raft.State() == Shutdown {
+			return
+		}
+		want := leader.fsm.commands()
+		got := old.fsm.commands()
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("command %d: the old leader applied %q, the leader %q", i+1, got[i], want[i])
+			}
+		}
 	})
 }
