@@ -181,6 +181,9 @@ func TestFuzzyRegression_FailedTruncationNeverAppliesTheOldSuffix(t *testing.T) 
 		if appliedLost() {
 			t.Fatalf("the old leader applied its uncommitted entries: %q", old.fsm.commands())
 		}
+		if stores[old.id].failNextDelete.Load() {
+			t.Fatal("the old leader never truncated its log, so the failed deletion was not exercised")
+		}
 		if old.raft.State() == Shutdown {
 			return
 		}
