@@ -429,7 +429,16 @@ func (r *Raft) onWriteDone(res writeResult) {
 // back from the store.
 func (r *Raft) onWriteFailed(err error) {
 	r.logger.Error("failed to write to the log store", "error", err)
+	// A suffix that a dropped op was to delete may still be in the store.
+	// It conflicts with the leader's log, and the commit index may already
+	// cover its indexes, so the resync deletes it again before reading the
+	// log back: it must never reappear in this node's view.
+	resync := &writeOp{resync: true}
 	for _, op := range r.st.writes.fail() {
+		if op.deleteFrom > 0 && (resync.deleteFrom == 0 || op.deleteFrom < resync.deleteFrom) {
+			resync.deleteFrom = op.deleteFrom
+		}
+		resync.deleteTo = max(resync.deleteTo, op.deleteTo, op.last)
 		for _, rep := range op.replies {
 			rep.resp.Success = false
 			rep.rpc.Respond(rep.resp, nil)
@@ -439,7 +448,7 @@ func (r *Raft) onWriteFailed(err error) {
 		r.logger.Error("stepping down: this leader cannot store its log")
 		r.becomeFollower(r.st.currentTerm)
 	}
-	r.st.writes.enqueue(&writeOp{resync: true})
+	r.st.writes.enqueue(resync)
 }
 
 // onResync adopts the end of the log as the store reports it after a
