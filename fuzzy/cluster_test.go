@@ -2,6 +2,8 @@ package fuzzy
 
 import (
 	"fmt"
+	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -226,8 +228,38 @@ func (c *cluster) crash(n *node) {
 	if term := inc.raft.CurrentTerm(); term > n.maxTerm.Load() {
 		n.maxTerm.Store(term)
 	}
-	inc.raft.Shutdown().Error()
+	c.awaitShutdown(inc)
 	c.events.add("crash %s (term %d, disk term %d)", inc.name, inc.raft.CurrentTerm(), n.disk.currentTerm())
+}
+
+// shutdownTimeout bounds, in fake time, how long a node may take to shut
+// down. Shutdown does not wait for store calls, and every other goroutine
+// of a node must stop promptly.
+const shutdownTimeout = 50 * heartbeatTimeout
+
+// awaitShutdown shuts inc down and waits for it. A Shutdown that does not
+// return is a bug that would otherwise hang the run while the other
+// servers' timers keep fake time moving; it crashes the test binary with
+// the run so far and every goroutine's stack.
+func (c *cluster) awaitShutdown(inc *incarnation) {
+	done := make(chan struct{})
+	go func() {
+		inc.raft.Shutdown().Error()
+		close(done)
+	}()
+	t := time.NewTimer(shutdownTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		fmt.Fprintf(os.Stderr, "FAILED seed %d: Shutdown of %s did not return within %v of fake time\n\nschedule: %s\n"+
+			"servers:\n%s\nevents:\n%s\nlast log lines:\n%s\n"+
+			"replay: RAFT_FUZZY_SEED=%d RAFT_FUZZY_LENGTH=%v go test ./fuzzy/ -run TestFuzzyReplay -v\n",
+			c.sched.seed, inc.name, shutdownTimeout, c.sched, c.describe(), c.events.tail(100), c.logs.tail(),
+			c.sched.seed, c.sched.length)
+		debug.SetTraceback("all")
+		panic(fmt.Sprintf("fuzzy: seed %d: Shutdown of %s hung", c.sched.seed, inc.name))
+	}
 }
 
 // reviveSelfStopped restarts the servers that shut themselves down (after
@@ -283,7 +315,7 @@ func (c *cluster) waitFor(timeout time.Duration, cond func() bool) bool {
 // running when the bubble ends.
 func (c *cluster) shutdown() {
 	for _, inc := range c.running() {
-		inc.raft.Shutdown().Error()
+		c.awaitShutdown(inc)
 	}
 	c.mu.Lock()
 	for _, n := range c.nodes {
