@@ -152,7 +152,7 @@ func (c *cluster) start(n *node) error {
 	n.starts++
 	name := fmt.Sprintf("%s#%d", n.id, n.starts)
 	inc := &incarnation{node: n, name: name, num: n.starts}
-	inc.trans = newFaultTransport(c.net, n.id, n.addr, n.starts, c.stats)
+	inc.trans = newFaultTransport(c.net, n.id, n.addr, n.starts, c.stats, c.check)
 	if err := capabilities(inc.trans); err != nil {
 		return err
 	}

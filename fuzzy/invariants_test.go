@@ -19,12 +19,10 @@ import (
 //   - leader completeness: once a leader stored its first entry (the
 //     no-op of its term), its log holds every entry applied below it, and
 //     nothing of an earlier term was applied above it (disks);
-//   - durable terms and votes: a server never successfully stores a term
-//     lower than one it stored before, nor two votes for one term, and a
-//     restarted server starts from a term no lower than any it had
-//     published (disks and the cluster's restarts). Writes that returned
-//     an error do not count, even when they landed: raft never acts on
-//     them.
+//   - durable terms and votes: a server never grants votes to two
+//     candidates in one term, across its restarts too (the transports see
+//     every grant), and a restarted server starts from a term no lower than
+//     any it had published (the cluster's restarts).
 //
 // Violations are collected, not fatal at once, so a run's report shows them
 // all with the schedule that led to them.
@@ -36,7 +34,7 @@ type checker struct {
 	leaders map[uint64]raft.ServerID
 	// committed maps an index to the command entry applied there.
 	committed map[uint64]appliedEntry
-	// votes maps a server and a term to the candidate it stored a vote for.
+	// votes maps a server and a term to the candidate it granted its vote.
 	votes map[raft.ServerID]map[uint64]string
 	// applied lists, per incarnation, the indexes its FSM applied, in order.
 	applied map[string][]uint64
@@ -107,7 +105,7 @@ func (c *checker) onApply(inc string, l *raft.Log) {
 	c.applied[inc] = append(seq, l.Index)
 }
 
-// onVote records that server id stored a vote for cand in term.
+// onVote records that server id granted its vote to cand in term.
 func (c *checker) onVote(id raft.ServerID, term uint64, cand string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -117,7 +115,7 @@ func (c *checker) onVote(id raft.ServerID, term uint64, cand string) {
 		c.votes[id] = byTerm
 	}
 	if prev, ok := byTerm[term]; ok && prev != cand {
-		c.violationLocked("%s stored votes for both %s and %s in term %d", id, prev, cand, term)
+		c.violationLocked("election safety: %s granted its vote to both %s and %s in term %d", id, prev, cand, term)
 		return
 	}
 	byTerm[term] = cand

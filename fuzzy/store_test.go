@@ -30,10 +30,14 @@ import (
 // returned yet), half the time after it; a crash during the wait wakes the
 // call, which then fails without landing in the second case.
 //
-// The disk also feeds the invariant checker: a term whose write returned
-// success is never followed by a lower one, a server is never told two
-// different votes for one term were stored, and a leader's log holds every
+// The disk also feeds the invariant checker: a leader's log holds every
 // committed entry once it stored its first entry (see checker.onStored).
+//
+// Terms and votes are not checked here but where raft acts on them (a
+// granted vote on the wire, a restart's term): a write can land and still
+// be reported to raft as failed (an injected error, or a node already
+// shutting down whose run loop is still serving), and raft never acts on
+// such a write, so the disk alone cannot tell a promise from a leftover.
 
 // errCrashed is what a handle returns once its incarnation has crashed.
 var errCrashed = errors.New("fuzzy: the server crashed; this incarnation's disk is gone")
@@ -65,9 +69,6 @@ type disk struct {
 	last    uint64
 	kv      map[string][]byte
 	kvU64   map[string]uint64
-	// acked is, per term key, the highest value a write that returned
-	// success stored.
-	acked map[string]uint64
 }
 
 func newDisk(id raft.ServerID, latency diskBehaviour, check *checker) *disk {
@@ -79,7 +80,6 @@ func newDisk(id raft.ServerID, latency diskBehaviour, check *checker) *disk {
 		logs:    make(map[uint64]*raft.Log),
 		kv:      make(map[string][]byte),
 		kvU64:   make(map[string]uint64),
-		acked:   make(map[string]uint64),
 	}
 }
 
@@ -249,17 +249,7 @@ func (h *diskHandle) DeleteRange(lo, hi uint64) error {
 
 func (h *diskHandle) Set(key, val []byte) error {
 	v := append([]byte(nil), val...)
-	var voteTerm uint64
-	err := h.write(func(d *disk) {
-		voteTerm = d.kvU64["LastVoteTerm"]
-		d.kv[string(key)] = v
-	})
-	// Only a write raft was told succeeded can be a vote it grants; one
-	// that failed (even if it landed) it never acts on.
-	if err == nil && string(key) == "LastVoteCand" {
-		h.d.check.onVote(h.d.id, voteTerm, string(v))
-	}
-	return err
+	return h.write(func(d *disk) { d.kv[string(key)] = v })
 }
 
 func (h *diskHandle) Get(key []byte) ([]byte, error) {
@@ -276,24 +266,7 @@ func (h *diskHandle) Get(key []byte) ([]byte, error) {
 }
 
 func (h *diskHandle) SetUint64(key []byte, val uint64) error {
-	err := h.write(func(d *disk) { d.kvU64[string(key)] = val })
-	if err == nil && (string(key) == "CurrentTerm" || string(key) == "LastVoteTerm") {
-		h.d.ackTerm(string(key), val)
-	}
-	return err
-}
-
-// ackTerm records that a write of a term returned success, and checks that
-// no such write goes below an earlier one. A write that failed does not
-// count, even if it landed: raft never acts on a term it could not store,
-// and may later store a lower one.
-func (d *disk) ackTerm(key string, val uint64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if old := d.acked[key]; val < old {
-		d.check.violation("%s stored %s %d after it had stored %d: a stored term went backwards", d.id, key, val, old)
-	}
-	d.acked[key] = max(d.acked[key], val)
+	return h.write(func(d *disk) { d.kvU64[string(key)] = val })
 }
 
 func (h *diskHandle) GetUint64(key []byte) (uint64, error) {

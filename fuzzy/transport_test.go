@@ -27,6 +27,7 @@ type faultTransport struct {
 	id    raft.ServerID
 	inc   int
 	stats *runStats
+	check *checker
 
 	// deadCh is closed when the incarnation crashes: requests it is sending
 	// give up at once.
@@ -49,7 +50,7 @@ var (
 	errDead    = errors.New("fuzzy: sender crashed")
 )
 
-func newFaultTransport(net *network, id raft.ServerID, addr raft.ServerAddress, inc int, stats *runStats) *faultTransport {
+func newFaultTransport(net *network, id raft.ServerID, addr raft.ServerAddress, inc int, stats *runStats, check *checker) *faultTransport {
 	_, inner := raft.NewInmemTransportWithTimeout(addr, net.rpcTimeout)
 	return &faultTransport{
 		InmemTransport: inner,
@@ -57,6 +58,7 @@ func newFaultTransport(net *network, id raft.ServerID, addr raft.ServerAddress, 
 		id:             id,
 		inc:            inc,
 		stats:          stats,
+		check:          check,
 		deadCh:         make(chan struct{}),
 	}
 }
@@ -99,9 +101,16 @@ func (t *faultTransport) AppendEntries(id raft.ServerID, target raft.ServerAddre
 }
 
 func (t *faultTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
-	return send(t, target, resp, func(out *raft.RequestVoteResponse) error {
-		return t.InmemTransport.RequestVote(id, target, args, out)
+	err := send(t, target, resp, func(out *raft.RequestVoteResponse) error {
+		err := t.InmemTransport.RequestVote(id, target, args, out)
+		if err == nil && out.Granted {
+			// Every grant the voter made, including one whose answer is
+			// then lost: a vote is a promise once it is sent.
+			t.check.onVote(t.net.id(target), args.Term, string(t.id))
+		}
+		return err
 	})
+	return err
 }
 
 func (t *faultTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
