@@ -196,3 +196,92 @@ func TestFuzzyRegression_FailedTruncationNeverAppliesTheOldSuffix(t *testing.T) 
 		}
 	})
 }
+
+// fzHeldStable is a stable store whose SetUint64 calls can be held, and
+// which counts the calls made once told that Shutdown has returned.
+type fzHeldStable struct {
+	*InmemStore
+	mu      sync.Mutex
+	hold    chan struct{} // guarded by mu
+	entered chan struct{} // poked when a held call starts waiting
+	closed  atomic.Bool   // set once Shutdown has returned
+	late    atomic.Int64  // calls made after closed was set
+}
+
+func (s *fzHeldStable) SetUint64(key []byte, val uint64) error {
+	if s.closed.Load() {
+		s.late.Add(1)
+	}
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
+	if hold != nil {
+		notify(s.entered)
+		<-hold
+	}
+	return s.InmemStore.SetUint64(key, val)
+}
+
+// Found by fuzzy seed 2444777796757749578 (a slow disk): Shutdown does not
+// wait for a goroutine inside a store call, and its doc says that goroutine
+// exits when the call returns. The run loop did not: serveOne chose at
+// random among its ready cases, shutdown included, so after the call
+// returned it went on serving queued requests, each of which could call
+// the store again, after Shutdown had returned and the application may
+// have closed the store.
+func TestFuzzyRegression_RunLoopLeavesTheStoreAloneAfterShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// The run loop picks at random; each round gives a run loop that
+		// ignores shutdown a fresh chance to pick a queued request.
+		for round := range 20 {
+			conf := testConfig(t, "n0")
+			store := NewInmemStore()
+			stable := &fzHeldStable{InmemStore: store, entered: make(chan struct{}, 1)}
+			_, trans := NewInmemTransport("a0")
+			_, peer := NewInmemTransport("a1")
+			peer.Connect("a0", trans)
+			cfg := Configuration{Servers: []Server{
+				{Suffrage: Voter, ID: "n0", Address: "a0"},
+				{Suffrage: Voter, ID: "p1", Address: "a1"},
+			}}
+			if err := BootstrapCluster(conf, store, stable, NewInmemSnapshotStore(), trans, cfg); err != nil {
+				t.Fatal(err)
+			}
+			r, err := NewRaft(conf, &testFSM{}, store, stable, NewInmemSnapshotStore(), trans)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			ch := make(chan struct{})
+			stable.mu.Lock()
+			stable.hold = ch
+			stable.mu.Unlock()
+			vote := func(term uint64) {
+				var resp RequestVoteResponse
+				peer.RequestVote("n0", "a0", &RequestVoteRequest{
+					RPCHeader: RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte("p1"), Addr: []byte("a1")},
+					Term:      term, LastLogIndex: 100, LastLogTerm: 100,
+				}, &resp)
+			}
+			var voters sync.WaitGroup
+			voters.Go(func() { vote(5) })
+			<-stable.entered // the run loop is parked persisting term 5
+			for term := uint64(6); term < 16; term++ {
+				voters.Go(func() { vote(term) })
+			}
+			synctest.Wait() // the requests are queued for the run loop
+
+			r.Shutdown().Error()
+			stable.closed.Store(true)
+			stable.mu.Lock()
+			stable.hold = nil
+			stable.mu.Unlock()
+			close(ch)
+			voters.Wait()
+			synctest.Wait()
+			if n := stable.late.Load(); n > 0 {
+				t.Fatalf("round %d: the run loop called the stable store %d times after Shutdown returned", round, n)
+			}
+		}
+	})
+}
