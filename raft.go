@@ -80,7 +80,16 @@ func (r *Raft) run() {
 // serveOne waits for and handles one event. It returns false once the node
 // is shutting down.
 func (r *Raft) serveOne() bool {
-	// Heartbeats first: a heartbeat waiting behind other work could make
+	// Shutdown before anything else: select picks at random among ready
+	// cases, and a run loop that went on serving queued requests after
+	// Shutdown could call the stores again after Shutdown returned (it
+	// returns while this goroutine is still inside a store call).
+	select {
+	case <-r.shutdownCh:
+		return false
+	default:
+	}
+	// Heartbeats next: a heartbeat waiting behind other work could make
 	// this node believe its leader is gone.
 	select {
 	case rpc := <-r.heartbeatCh:
