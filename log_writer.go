@@ -31,8 +31,9 @@ import (
 //
 // After a failed write, the run loop no longer knows what the store holds.
 // It drops every queued op (failing their replies), stops accepting
-// entries, and queues a resync op, which reads the end of the log back from
-// the store; the run loop then resets memLog to it.
+// entries, and queues a resync op, which deletes again any suffix a dropped
+// op was to delete and then reads the end of the log back from the store;
+// the run loop then resets memLog to it.
 
 // maxMergedEntries bounds how many entries one merged op may hold.
 const maxMergedEntries = 4096
@@ -56,7 +57,8 @@ type writeOp struct {
 	// replies are AppendEntries answers to send once the op is durable.
 	replies []pendingReply
 	// resync asks the writer to read the end of the log back from the
-	// store instead of writing.
+	// store instead of writing, after deleting deleteFrom..deleteTo when
+	// deleteFrom is not 0 (a suffix a failed op was to delete).
 	resync bool
 	// handedOff is when the writer took the op; stall detection uses it.
 	handedOff time.Time
@@ -99,6 +101,12 @@ func (r *Raft) runLogWriter() {
 func (r *Raft) performWrite(op *writeOp) writeResult {
 	res := writeResult{op: op}
 	if op.resync {
+		if op.deleteFrom > 0 && op.deleteFrom <= op.deleteTo {
+			if err := r.logs.DeleteRange(op.deleteFrom, op.deleteTo); err != nil {
+				res.err = fmt.Errorf("deleting log entries %d-%d again: %w", op.deleteFrom, op.deleteTo, err)
+				return res
+			}
+		}
 		res.lastIndex, res.lastTerm, res.err = lastEntry(r.logs)
 		return res
 	}

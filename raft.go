@@ -102,7 +102,16 @@ func (r *Raft) run() {
 // serveOne waits for and handles one event. It returns false once the node
 // is shutting down.
 func (r *Raft) serveOne() bool {
-	// Heartbeats first: a heartbeat waiting behind other work could make
+	// Shutdown before anything else: select picks at random among ready
+	// cases, and a run loop that went on serving queued requests after
+	// Shutdown could call the stores again after Shutdown returned (it
+	// returns while this goroutine is still inside a store call).
+	select {
+	case <-r.shutdownCh:
+		return false
+	default:
+	}
+	// Heartbeats next: a heartbeat waiting behind other work could make
 	// this node believe its leader is gone.
 	select {
 	case rpc := <-r.heartbeatCh:
@@ -495,7 +504,16 @@ func (r *Raft) onWriteDone(res writeResult) {
 func (r *Raft) onWriteFailed(err error) {
 	r.logger.Error("failed to write to the log store", "error", err)
 	r.st.writeFailedAt = time.Now()
+	// A suffix that a dropped op was to delete may still be in the store.
+	// It conflicts with the leader's log, and the commit index may already
+	// cover its indexes, so the resync deletes it again before reading the
+	// log back: it must never reappear in this node's view.
+	resync := &writeOp{resync: true}
 	for _, op := range r.st.writes.fail() {
+		if op.deleteFrom > 0 && (resync.deleteFrom == 0 || op.deleteFrom < resync.deleteFrom) {
+			resync.deleteFrom = op.deleteFrom
+		}
+		resync.deleteTo = max(resync.deleteTo, op.deleteTo, op.last)
 		for _, rep := range op.replies {
 			rep.resp.Success = false
 			rep.rpc.Respond(rep.resp, nil)
@@ -505,7 +523,7 @@ func (r *Raft) onWriteFailed(err error) {
 		r.logger.Error("stepping down: this leader cannot store its log")
 		r.becomeFollower(r.st.currentTerm)
 	}
-	r.st.writes.enqueue(&writeOp{resync: true})
+	r.st.writes.enqueue(resync)
 }
 
 // onResync adopts the end of the log as the store reports it after a

@@ -628,13 +628,19 @@ func (s *replicator) sendPipelined(pipe AppendPipeline) bool {
 }
 
 // collectPipeline handles the pipeline's answers, in order, until one is
-// not a success (then it closes failedCh) or quitCh closes. It touches only
-// published figures, never nextIndex, which belongs to the log goroutine.
+// not a success (then it closes the pipeline and failedCh) or quitCh
+// closes. It touches only published figures, never nextIndex, which belongs
+// to the log goroutine.
 func (s *replicator) collectPipeline(pipe AppendPipeline, failedCh, quitCh chan struct{}) {
 	for {
 		select {
 		case f := <-pipe.Consumer():
 			if !s.handlePipelined(f) {
+				// Nobody reads the answers from here on, so the log
+				// goroutine, which may be sending a backlog, would block
+				// for good once the pipeline's window is full. Closing
+				// the pipeline makes its sends fail instead.
+				pipe.Close()
 				close(failedCh)
 				return
 			}

@@ -1,0 +1,69 @@
+package fuzzy
+
+import (
+	"errors"
+
+	"github.com/quorumkit/raft"
+)
+
+// Read modes: the ways a client may read a key. Every mode here must be
+// linearizable on its own; the checker holds reads to that.
+//
+// A mode that is NOT linearizable by itself, and therefore not here:
+// VerifyLeader followed by a read of the leader's local FSM. VerifyLeader
+// only proves that the node was leader at some point during the call; its
+// FSM may still lag the commit index (a new leader that has not applied
+// its predecessor's entries, or entries committed but not yet applied).
+// Such a read becomes linearizable only once the applied index has caught
+// up with the commit index observed at verification time, and only once
+// the leader has committed an entry of its own term (Raft thesis §6.4, the
+// read index). The public API does not expose "committed an entry of my
+// term" yet; when it does, that mode can be added here.
+
+// readMode is one way to read a key through a server.
+type readMode interface {
+	name() string
+	// read reads key through inc's server and returns what it saw and how
+	// the read ended. A read that failed or whose outcome is unknown is
+	// left out of the history; it changed nothing.
+	read(cl *client, inc *incarnation, key string) (kvOutput, outcome)
+}
+
+// readModes are the modes clients pick from.
+var readModes = []readMode{logRead{}, barrierRead{}}
+
+// logRead sends a get through the log, like a write: the answer is the
+// state at the entry's index, and the entry committed while the read was
+// in progress.
+type logRead struct{}
+
+func (logRead) name() string { return "log" }
+
+func (logRead) read(cl *client, inc *incarnation, key string) (kvOutput, outcome) {
+	return cl.apply(inc, kvCommand{Op: opGet, Key: key})
+}
+
+// barrierRead asks the leader for a Barrier, then reads the same
+// incarnation's FSM. The barrier entry commits after the read was called,
+// in the leader's current term, and once it returns the FSM has applied
+// everything up to it; the FSM only ever holds committed entries. So the
+// state read is that of some committed prefix at least as long as every
+// prefix committed before the call, taken before the read returned.
+type barrierRead struct{}
+
+func (barrierRead) name() string { return "barrier" }
+
+func (barrierRead) read(cl *client, inc *incarnation, key string) (kvOutput, outcome) {
+	err, answered := wait(inc.raft.Barrier(enqueueTimeout), clientTimeout)
+	if !answered {
+		return kvOutput{}, unknown
+	}
+	if how := classify(err); how != done {
+		if how == failed || errors.Is(err, raft.ErrRaftShutdown) {
+			cl.redirect(inc)
+		}
+		return kvOutput{}, how
+	}
+	v, ok := inc.fsm.get(key)
+	return kvOutput{Value: v, Exists: ok}, done
+}

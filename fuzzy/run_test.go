@@ -1,0 +1,274 @@
+package fuzzy
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/quorumkit/raft"
+)
+
+// One run: a cluster, its clients and its fault schedule inside a synctest
+// bubble; then, outside the bubble, the linearizability check.
+
+// recoveryTimeout bounds, in fake time, how long a healed cluster may take
+// to elect a leader, commit an entry and bring every server up to it.
+const recoveryTimeout = 100 * heartbeatTimeout
+
+// outcomeOf is what one run produced.
+type runResult struct {
+	sched    *schedule
+	ops      []porcupine.Operation
+	unknownN int
+	failedN  int
+	applied  int
+	simTime  time.Duration
+	failures []string
+	events   *eventLog
+	logs     *logRing
+	desc     string
+	stats    *runStats
+}
+
+// run plays one seed and reports any failure on t.
+func run(t *testing.T, seed uint64, length time.Duration) *runResult {
+	t.Helper()
+	var res *runResult
+	var live liveRun
+	stopWatchdog := watchdog(seed, length, &live)
+	synctest.Test(t, func(t *testing.T) {
+		res = runBubble(seed, length, &live)
+	})
+	stopWatchdog()
+	if len(res.failures) == 0 {
+		if err := checkLinearizable(res.ops, seed); err != nil {
+			res.failures = append(res.failures, err.Error())
+		}
+	}
+	if len(res.failures) > 0 {
+		t.Error(res.report())
+	}
+	return res
+}
+
+// wallLimit bounds the wall time of one run's bubble. Fake time moves
+// only when every goroutine of the bubble is blocked, so a livelock (a loop
+// that never waits) stops the clock and the run would hang instead of
+// failing; and a hang while the clock moves (a Shutdown that never
+// returns, with the servers still heartbeating) would run forever too.
+// RAFT_FUZZY_WALL_LIMIT overrides it.
+func wallLimit() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("RAFT_FUZZY_WALL_LIMIT")); err == nil && d > 0 {
+		return d
+	}
+	return 3 * time.Minute
+}
+
+// liveRun lets the watchdog, outside the bubble, see the run inside it.
+type liveRun struct {
+	mu sync.Mutex
+	c  *cluster // guarded by mu
+}
+
+func (l *liveRun) set(c *cluster) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.c = c
+}
+
+// describe returns the run's events and servers so far.
+func (l *liveRun) describe() string {
+	l.mu.Lock()
+	c := l.c
+	l.mu.Unlock()
+	if c == nil {
+		return ""
+	}
+	return fmt.Sprintf("servers:\n%s\nevents:\n%s\nlast log lines:\n%s", c.describe(), c.events.tail(100), c.logs.tail())
+}
+
+// watchdog crashes the test binary, with the seed, its schedule, what the
+// run did so far and every goroutine's stack, if the run takes longer than
+// wallLimit of wall time. It runs outside the bubble; the returned function
+// stops it.
+func watchdog(seed uint64, length time.Duration, live *liveRun) (stop func()) {
+	limit := wallLimit()
+	timer := time.AfterFunc(limit, func() {
+		fmt.Fprintf(os.Stderr, "FAILED seed %d: the run took more than %v of wall time. Either fake time stopped "+
+			"moving (a goroutine of the bubble never blocks: a livelock), or something hangs while time moves "+
+			"(the events show where the schedule stopped; a crash waiting for Shutdown, say)\n\nschedule: %s\n%s\n"+
+			"replay: RAFT_FUZZY_SEED=%d RAFT_FUZZY_LENGTH=%v go test ./fuzzy/ -run TestFuzzyReplay -v\n",
+			seed, limit, newSchedule(seed, length), live.describe(), seed, length)
+		debug.SetTraceback("all")
+		panic(fmt.Sprintf("fuzzy: seed %d livelocked", seed))
+	})
+	return func() { timer.Stop() }
+}
+
+// runBubble runs the cluster part of a run. It must be called inside a
+// bubble; when it returns every node is shut down, and the bubble's end
+// proves no goroutine outlived them.
+func runBubble(seed uint64, length time.Duration, live *liveRun) *runResult {
+	sched := newSchedule(seed, length)
+	rnd := newLockedRand(seed)
+	net := newNetwork(rnd, rpcTimeout, sched.diskBase)
+	check := newChecker()
+	events := newEventLog()
+	res := &runResult{sched: sched, events: events, logs: newLogRing(300), stats: &runStats{}}
+	c := newCluster(sched, net, check, res.stats, res.logs, events)
+	live.set(c)
+	start := time.Now()
+	defer func() {
+		res.simTime = time.Since(start)
+		res.failures = append(res.failures, check.violations()...)
+	}()
+
+	if err := c.bootstrap(); err != nil {
+		check.violation("%v", err)
+		return res
+	}
+	for _, n := range c.nodes {
+		c.restart(n)
+	}
+	defer c.shutdown()
+
+	hist := &history{}
+	stop := make(chan struct{})
+	var clients sync.WaitGroup
+	for i := range sched.clients {
+		cl := newClient(i, c, hist, seed)
+		clients.Go(func() { cl.run(stop) })
+	}
+
+	c.play(start)
+
+	// Heal, restart whoever is down, and check that the cluster recovers.
+	net.healAll()
+	events.add("heal everything")
+	c.reviveSelfStopped()
+	for _, n := range c.nodes {
+		if c.current(n) == nil {
+			c.restart(n)
+		}
+	}
+	close(stop)
+	clients.Wait()
+	c.converge()
+	check.checkApplySequences()
+	res.checkCapabilities(c)
+	res.desc = c.describe()
+	res.ops = hist.operations()
+	_, res.unknownN, res.failedN = hist.counts()
+	res.applied = check.appliedCount()
+	return res
+}
+
+// converge waits for one leader that all servers follow, commits a final
+// entry, and waits until every server applied it; then all FSMs must hold
+// the same state.
+func (c *cluster) converge() {
+	deadline := time.Now().Add(recoveryTimeout)
+	var index uint64
+	ok := c.waitFor(recoveryTimeout, func() bool {
+		l := c.leader()
+		if l == nil {
+			return false
+		}
+		f := l.raft.Barrier(enqueueTimeout)
+		err, answered := wait(f, clientTimeout)
+		if !answered || err != nil {
+			return false
+		}
+		index = f.(raft.IndexFuture).Index()
+		return true
+	})
+	if !ok {
+		c.check.violation("liveness: no leader committed an entry within %v of healing\n%s", recoveryTimeout, c.describe())
+		return
+	}
+	c.events.add("barrier committed at index %d", index)
+	ok = c.waitFor(time.Until(deadline), func() bool {
+		for _, inc := range c.running() {
+			if inc.raft.AppliedIndex() < index {
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		c.check.violation("liveness: not every server applied index %d within %v of healing\n%s", index, recoveryTimeout, c.describe())
+		return
+	}
+	var first *incarnation
+	var want map[string]string
+	for _, inc := range c.running() {
+		got := inc.fsm.state()
+		if first == nil {
+			first, want = inc, got
+			continue
+		}
+		if !maps.Equal(got, want) {
+			c.check.violation("%s and %s hold different states after applying index %d:\n  %v\n  %v",
+				first.name, inc.name, index, want, got)
+		}
+	}
+}
+
+// checkCapabilities fails a run in which a feature the fault transport
+// should carry was never used: a wrapper that loses one would otherwise
+// switch it off silently.
+func (r *runResult) checkCapabilities(c *cluster) {
+	if r.stats.heartbeatsFastPath.Load() == 0 {
+		c.check.violation("no heartbeat took the fast path: the fault transport lost SetHeartbeatHandler")
+	}
+	if r.stats.pipelined.Load() == 0 {
+		c.check.violation("no AppendEntries was pipelined: the fault transport lost pipelining")
+	}
+	switch n := r.stats.preVotes.Load(); {
+	case r.sched.preVote && n == 0:
+		c.check.violation("no pre-vote was sent: the fault transport lost pre-vote")
+	case !r.sched.preVote && n > 0:
+		c.check.violation("%d pre-votes were sent with pre-vote disabled", n)
+	}
+}
+
+// report describes a failed run: the seed, the schedule, what happened,
+// and how to replay it.
+func (r *runResult) report() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "FAILED seed %d (%d operations in the history, %d unknown, %d failed)\n",
+		r.sched.seed, len(r.ops), r.unknownN, r.failedN)
+	for _, f := range r.failures {
+		fmt.Fprintf(&b, "  - %s\n", f)
+	}
+	fmt.Fprintf(&b, "\nschedule: %s", r.sched)
+	fmt.Fprintf(&b, "\nservers at the end:\n%s", r.desc)
+	fmt.Fprintf(&b, "\nevents:\n%s", r.events.tail(200))
+	fmt.Fprintf(&b, "\nlast log lines:\n%s", r.logs.tail())
+	fmt.Fprintf(&b, "\nreplay: RAFT_FUZZY_SEED=%d RAFT_FUZZY_LENGTH=%v go test ./fuzzy/ -run TestFuzzyReplay -v\n",
+		r.sched.seed, r.sched.length)
+	return b.String()
+}
+
+// summary is a one-line description of a passed run.
+func (r *runResult) summary() string {
+	return fmt.Sprintf("seed %d: %d servers, %d ops checked (%d unknown, %d failed), %d commands applied, %v simulated, faults %v",
+		r.sched.seed, len(r.sched.servers), len(r.ops), r.unknownN, r.failedN, r.applied, r.simTime.Round(time.Millisecond), kindList(r.sched))
+}
+
+func kindList(s *schedule) string {
+	var out []string
+	for k := range numFaultKinds {
+		if s.kinds()[k] {
+			out = append(out, k.String())
+		}
+	}
+	return strings.Join(out, ",")
+}

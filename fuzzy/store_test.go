@@ -1,0 +1,283 @@
+package fuzzy
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/quorumkit/raft"
+)
+
+// A store that models a crash honestly.
+//
+// disk is what one server's disk keeps across crashes: its log and its
+// stable values. Each incarnation of the server opens the disk through a
+// diskHandle tagged with the disk's epoch at that moment. A crash bumps the
+// epoch. Every write lands atomically, under the disk's lock, and only if
+// its handle's epoch is still the disk's: a call that was still running when
+// the crash happened either landed whole before it or never lands, even if
+// its goroutine (abandoned by raft's Shutdown) finishes much later. What
+// survives a crash is therefore exactly every call that returned, plus
+// possibly, whole, calls that were in flight, which is what a disk with
+// atomic batch writes (bbolt's transactions) keeps.
+//
+// A failing disk returns errors from some writes; half of those landed
+// anyway.
+//
+// A slow disk is modelled by a latency drawn per write call. Half the time
+// the write lands before the wait (the data is on disk, the call has not
+// returned yet), half the time after it; a crash during the wait wakes the
+// call, which then fails without landing in the second case.
+//
+// The disk also feeds the invariant checker: a leader's log holds every
+// committed entry once it stored its first entry (see checker.onStored).
+//
+// Terms and votes are not checked here but where raft acts on them (a
+// granted vote on the wire, a restart's term): a write can land and still
+// be reported to raft as failed (an injected error, or a node already
+// shutting down whose run loop is still serving), and raft never acts on
+// such a write, so the disk alone cannot tell a promise from a leftover.
+
+// errCrashed is what a handle returns once its incarnation has crashed.
+var errCrashed = errors.New("fuzzy: the server crashed; this incarnation's disk is gone")
+
+// errNotFound is a stable store miss, with the text raft reads as "absent".
+var errNotFound = errors.New("not found")
+
+// errDiskFailed is an injected write error.
+var errDiskFailed = errors.New("fuzzy: injected disk write error")
+
+// diskBehaviour decides how a write goes on a server's disk: how long it
+// takes, and whether it fails. A failed write may still have landed, as
+// when the data reached the disk but fsync reported an error: the caller
+// cannot know.
+type diskBehaviour func(id raft.ServerID) (latency time.Duration, fail, landAnyway bool)
+
+type disk struct {
+	id      raft.ServerID
+	latency diskBehaviour
+	check   *checker
+
+	mu sync.Mutex
+	// The fields below are guarded by mu.
+	epoch uint64
+	// crashCh is closed when the current epoch ends.
+	crashCh chan struct{}
+	logs    map[uint64]*raft.Log
+	first   uint64
+	last    uint64
+	kv      map[string][]byte
+	kvU64   map[string]uint64
+}
+
+func newDisk(id raft.ServerID, latency diskBehaviour, check *checker) *disk {
+	return &disk{
+		id:      id,
+		latency: latency,
+		check:   check,
+		crashCh: make(chan struct{}),
+		logs:    make(map[uint64]*raft.Log),
+		kv:      make(map[string][]byte),
+		kvU64:   make(map[string]uint64),
+	}
+}
+
+// open returns a handle for a new incarnation of the server.
+func (d *disk) open() *diskHandle {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return &diskHandle{d: d, epoch: d.epoch, crashCh: d.crashCh}
+}
+
+// crash ends the current epoch: no call made through an older handle
+// changes the disk any more, and calls waiting on a slow write wake up.
+func (d *disk) crash() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.epoch++
+	close(d.crashCh)
+	d.crashCh = make(chan struct{})
+}
+
+// currentTerm returns the stored current term.
+func (d *disk) currentTerm() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.kvU64["CurrentTerm"]
+}
+
+// entry returns the stored entry at index. The caller holds mu.
+func (d *disk) entryLocked(index uint64) (*raft.Log, bool) {
+	l, ok := d.logs[index]
+	return l, ok
+}
+
+// diskHandle is one incarnation's view of its disk. It implements
+// raft.LogStore and raft.StableStore.
+type diskHandle struct {
+	d       *disk
+	epoch   uint64
+	crashCh <-chan struct{}
+}
+
+var (
+	_ raft.LogStore    = (*diskHandle)(nil)
+	_ raft.StableStore = (*diskHandle)(nil)
+)
+
+// read runs f under the disk's lock if this incarnation is alive.
+func (h *diskHandle) read(f func(d *disk) error) error {
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	if h.epoch != h.d.epoch {
+		return errCrashed
+	}
+	return f(h.d)
+}
+
+// write lands f atomically, after or before a simulated disk latency, or
+// fails.
+func (h *diskHandle) write(f func(d *disk)) error {
+	wait, fail, landAnyway := h.d.latency(h.d.id)
+	if fail {
+		if landAnyway {
+			if err := h.land(f); err != nil {
+				return err
+			}
+		}
+		return errDiskFailed
+	}
+	if wait <= 0 {
+		return h.land(f)
+	}
+	landFirst := wait%2 == 0 // the low bit of a random duration is a fair coin
+	if landFirst {
+		if err := h.land(f); err != nil {
+			return err
+		}
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-h.crashCh:
+		return errCrashed
+	}
+	if landFirst {
+		return nil
+	}
+	return h.land(f)
+}
+
+// land applies f if this incarnation is alive.
+func (h *diskHandle) land(f func(d *disk)) error {
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	if h.epoch != h.d.epoch {
+		return errCrashed
+	}
+	f(h.d)
+	return nil
+}
+
+func (h *diskHandle) FirstIndex() (uint64, error) {
+	var i uint64
+	err := h.read(func(d *disk) error { i = d.first; return nil })
+	return i, err
+}
+
+func (h *diskHandle) LastIndex() (uint64, error) {
+	var i uint64
+	err := h.read(func(d *disk) error { i = d.last; return nil })
+	return i, err
+}
+
+func (h *diskHandle) GetLog(index uint64, out *raft.Log) error {
+	return h.read(func(d *disk) error {
+		l, ok := d.logs[index]
+		if !ok {
+			return raft.ErrLogNotFound
+		}
+		*out = *l
+		return nil
+	})
+}
+
+func (h *diskHandle) StoreLog(l *raft.Log) error { return h.StoreLogs([]*raft.Log{l}) }
+
+func (h *diskHandle) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	copies := make([]raft.Log, len(logs))
+	for i, l := range logs {
+		if l == nil {
+			return fmt.Errorf("StoreLogs: entry %d is nil", i)
+		}
+		copies[i] = *l
+	}
+	return h.write(func(d *disk) {
+		for i := range copies {
+			l := &copies[i]
+			d.logs[l.Index] = l
+			if d.first == 0 || l.Index < d.first {
+				d.first = l.Index
+			}
+			if l.Index > d.last {
+				d.last = l.Index
+			}
+		}
+		d.check.onStored(d, copies)
+	})
+}
+
+func (h *diskHandle) DeleteRange(lo, hi uint64) error {
+	return h.write(func(d *disk) {
+		for i := lo; i <= hi && i <= d.last; i++ {
+			delete(d.logs, i)
+		}
+		d.first, d.last = 0, 0
+		for i := range d.logs {
+			if d.first == 0 || i < d.first {
+				d.first = i
+			}
+			d.last = max(d.last, i)
+		}
+	})
+}
+
+func (h *diskHandle) Set(key, val []byte) error {
+	v := append([]byte(nil), val...)
+	return h.write(func(d *disk) { d.kv[string(key)] = v })
+}
+
+func (h *diskHandle) Get(key []byte) ([]byte, error) {
+	var out []byte
+	err := h.read(func(d *disk) error {
+		v, ok := d.kv[string(key)]
+		if !ok {
+			return errNotFound
+		}
+		out = append([]byte(nil), v...)
+		return nil
+	})
+	return out, err
+}
+
+func (h *diskHandle) SetUint64(key []byte, val uint64) error {
+	return h.write(func(d *disk) { d.kvU64[string(key)] = val })
+}
+
+func (h *diskHandle) GetUint64(key []byte) (uint64, error) {
+	var out uint64
+	err := h.read(func(d *disk) error {
+		v, ok := d.kvU64[string(key)]
+		if !ok {
+			return errNotFound
+		}
+		out = v
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,287 @@
+package raft
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// Regression tests for bugs found by the fuzzy/ harness. Each names the
+// seed that found it; the fuzzy README says how to replay one.
+
+// fzHeldStore is a log store whose StoreLogs calls can be held until
+// released, to keep a follower from acknowledging anything.
+type fzHeldStore struct {
+	*InmemStore
+	mu   sync.Mutex
+	hold chan struct{} // guarded by mu; StoreLogs waits for it when set
+}
+
+func (s *fzHeldStore) StoreLogs(logs []*Log) error {
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	return s.InmemStore.StoreLogs(logs)
+}
+
+func (s *fzHeldStore) StoreLog(l *Log) error { return s.StoreLogs([]*Log{l}) }
+
+// holdWrites makes later writes wait until release is called.
+func (s *fzHeldStore) holdWrites() (release func()) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.hold = ch
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.hold = nil
+		s.mu.Unlock()
+		close(ch)
+	}
+}
+
+// Found by fuzzy seed 18 (MaxAppendEntries=1): once a pipelined answer
+// failed, the replicator stopped reading the pipeline's answers while its
+// log goroutine kept sending a backlog into it. When the pipeline's window
+// filled, AppendEntries blocked for good: that follower never received
+// another entry in the leader's term, and the leader's Shutdown hung.
+func TestFuzzyRegression_FailedPipelineDoesNotWedgeReplication(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stores := make(map[ServerID]*fzHeldStore)
+		c := newTestCluster(t, 3, clusterOpts{
+			conf: func(conf *Config) { conf.MaxAppendEntries = 1 },
+			logs: func(id ServerID, s *InmemStore) LogStore {
+				held := &fzHeldStore{InmemStore: s}
+				stores[id] = held
+				return held
+			},
+		})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		var follower *testNode
+		for _, n := range c.nodes {
+			if n != leader {
+				follower = n
+				break
+			}
+		}
+
+		apply := func(n int) {
+			t.Helper()
+			futures := make([]ApplyFuture, n)
+			for i := range futures {
+				futures[i] = leader.raft.Apply([]byte(fmt.Sprintf("cmd-%d", i)), 0)
+			}
+			for _, f := range futures {
+				if err := f.Error(); err != nil {
+					t.Fatalf("apply: %v", err)
+				}
+			}
+		}
+		// Let replication to the follower settle into pipelining.
+		apply(5)
+		c.waitFor(5*time.Second, "the follower to catch up", func() bool {
+			return follower.raft.AppliedIndex() == leader.raft.AppliedIndex()
+		})
+
+		// The follower's disk stalls for a few seconds: its pipelined
+		// answers time out, and the first failure makes the leader stop
+		// reading answers. The backlog is far larger than the in-memory
+		// pipeline's window.
+		release := stores[follower.id].holdWrites()
+		apply(200)
+		time.Sleep(5 * time.Second) // the stall, in fake time
+		release()
+
+		c.waitFor(30*time.Second, "the follower to catch up after its disk came back", func() bool {
+			return follower.raft.LastIndex() == leader.raft.LastIndex() &&
+				follower.raft.AppliedIndex() == leader.raft.AppliedIndex()
+		})
+	})
+}
+
+// fzFailingDeleteStore is a log store whose next DeleteRange can be made to
+// fail without deleting anything, as a disk error would.
+type fzFailingDeleteStore struct {
+	*InmemStore
+	failNextDelete atomic.Bool
+}
+
+func (s *fzFailingDeleteStore) DeleteRange(lo, hi uint64) error {
+	if s.failNextDelete.Swap(false) {
+		return errors.New("injected DeleteRange failure")
+	}
+	return s.InmemStore.DeleteRange(lo, hi)
+}
+
+// Found by fuzzy seed 4609704012640922946 (disk errors): a follower whose
+// log held an uncommitted suffix from an old leader was sent the new
+// leader's entries there. It moved its commit index over them, queued the
+// deletion of its suffix and the new entries, and the deletion failed. The
+// resync after the failure read the log back from the store, which still
+// held the old suffix, while the commit index stayed above it: the FSM
+// applied the old leader's uncommitted entries, and the follower refused
+// the leader's entries from then on as overwriting committed ones.
+func TestFuzzyRegression_FailedTruncationNeverAppliesTheOldSuffix(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stores := make(map[ServerID]*fzFailingDeleteStore)
+		c := newTestCluster(t, 3, clusterOpts{
+			logs: func(id ServerID, s *InmemStore) LogStore {
+				st := &fzFailingDeleteStore{InmemStore: s}
+				stores[id] = st
+				return st
+			},
+		})
+		defer c.shutdown()
+		old := c.waitForLeader()
+		if err := old.raft.Apply([]byte("committed"), 0).Error(); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+
+		// The old leader, cut off, appends entries that never commit.
+		c.partition(old)
+		for i := range 3 {
+			old.raft.Apply([]byte(fmt.Sprintf("lost-%d", i)), 0)
+		}
+		var rest []*testNode
+		for _, n := range c.nodes {
+			if n != old {
+				rest = append(rest, n)
+			}
+		}
+		leader := c.waitForLeader(rest...)
+		for i := range 5 {
+			if err := leader.raft.Apply([]byte(fmt.Sprintf("new-%d", i)), 0).Error(); err != nil {
+				t.Fatalf("apply on the new leader: %v", err)
+			}
+		}
+
+		// It rejoins; deleting its old suffix fails once.
+		stores[old.id].failNextDelete.Store(true)
+		c.heal()
+		appliedLost := func() bool {
+			for _, cmd := range old.fsm.commands() {
+				if bytes.HasPrefix(cmd, []byte("lost-")) {
+					return true
+				}
+			}
+			return false
+		}
+		c.waitFor(30*time.Second, "the old leader to catch up", func() bool {
+			return appliedLost() || old.raft.State() == Shutdown || old.fsm.len() >= leader.fsm.len()
+		})
+		if appliedLost() {
+			t.Fatalf("the old leader applied its uncommitted entries: %q", old.fsm.commands())
+		}
+		if stores[old.id].failNextDelete.Load() {
+			t.Fatal("the old leader never truncated its log, so the failed deletion was not exercised")
+		}
+		if old.raft.State() == Shutdown {
+			return
+		}
+		want := leader.fsm.commands()
+		got := old.fsm.commands()
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("command %d: the old leader applied %q, the leader %q", i+1, got[i], want[i])
+			}
+		}
+	})
+}
+
+// fzHeldStable is a stable store whose SetUint64 calls can be held, and
+// which counts the calls made once told that Shutdown has returned.
+type fzHeldStable struct {
+	*InmemStore
+	mu      sync.Mutex
+	hold    chan struct{} // guarded by mu
+	entered chan struct{} // poked when a held call starts waiting
+	closed  atomic.Bool   // set once Shutdown has returned
+	late    atomic.Int64  // calls made after closed was set
+}
+
+func (s *fzHeldStable) SetUint64(key []byte, val uint64) error {
+	if s.closed.Load() {
+		s.late.Add(1)
+	}
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
+	if hold != nil {
+		notify(s.entered)
+		<-hold
+	}
+	return s.InmemStore.SetUint64(key, val)
+}
+
+// Found by fuzzy seed 2444777796757749578 (a slow disk): Shutdown does not
+// wait for a goroutine inside a store call, and its doc says that goroutine
+// exits when the call returns. The run loop did not: serveOne chose at
+// random among its ready cases, shutdown included, so after the call
+// returned it went on serving queued requests, each of which could call
+// the store again, after Shutdown had returned and the application may
+// have closed the store.
+func TestFuzzyRegression_RunLoopLeavesTheStoreAloneAfterShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// The run loop picks at random; each round gives a run loop that
+		// ignores shutdown a fresh chance to pick a queued request.
+		for round := range 20 {
+			conf := testConfig(t, "n0")
+			store := NewInmemStore()
+			stable := &fzHeldStable{InmemStore: store, entered: make(chan struct{}, 1)}
+			_, trans := NewInmemTransport("a0")
+			_, peer := NewInmemTransport("a1")
+			peer.Connect("a0", trans)
+			cfg := Configuration{Servers: []Server{
+				{Suffrage: Voter, ID: "n0", Address: "a0"},
+				{Suffrage: Voter, ID: "p1", Address: "a1"},
+			}}
+			if err := BootstrapCluster(conf, store, stable, NewInmemSnapshotStore(), trans, cfg); err != nil {
+				t.Fatal(err)
+			}
+			r, err := NewRaft(conf, &testFSM{}, store, stable, NewInmemSnapshotStore(), trans)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			ch := make(chan struct{})
+			stable.mu.Lock()
+			stable.hold = ch
+			stable.mu.Unlock()
+			vote := func(term uint64) {
+				var resp RequestVoteResponse
+				peer.RequestVote("n0", "a0", &RequestVoteRequest{
+					RPCHeader: RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte("p1"), Addr: []byte("a1")},
+					Term:      term, LastLogIndex: 100, LastLogTerm: 100,
+				}, &resp)
+			}
+			var voters sync.WaitGroup
+			voters.Go(func() { vote(5) })
+			<-stable.entered // the run loop is parked persisting term 5
+			for term := uint64(6); term < 16; term++ {
+				voters.Go(func() { vote(term) })
+			}
+			synctest.Wait() // the requests are queued for the run loop
+
+			r.Shutdown().Error()
+			stable.closed.Store(true)
+			stable.mu.Lock()
+			stable.hold = nil
+			stable.mu.Unlock()
+			close(ch)
+			voters.Wait()
+			synctest.Wait()
+			if n := stable.late.Load(); n > 0 {
+				t.Fatalf("round %d: the run loop called the stable store %d times after Shutdown returned", round, n)
+			}
+		}
+	})
+}
