@@ -169,3 +169,36 @@ func TestWriteQueue(t *testing.T) {
 		t.Fatalf("fail dropped %d ops, broken %v, pending %v", len(dropped), q.broken, q.pending())
 	}
 }
+
+// TestReplicatorMismatchBackoff checks how a replicator steps back after a
+// refused AppendEntries: to just after the follower's hint, never below
+// what the follower already acknowledged, and with an immediate retry only
+// when the retry asks something new.
+func TestReplicatorMismatchBackoff(t *testing.T) {
+	cases := []struct {
+		name              string
+		next, match, hint uint64
+		noBackoff         bool
+		wantNext          uint64
+		wantResult        sendResult
+	}{
+		{"hint far behind", 50, 0, 10, true, 11, sendMismatch},
+		{"hint ahead steps one", 50, 0, 80, true, 49, sendMismatch},
+		{"floor at match", 50, 30, 10, true, 31, sendMismatch},
+		{"refuses acknowledged entry", 31, 30, 10, true, 31, sendFailed},
+		{"never below one", 1, 0, 0, true, 1, sendFailed},
+		{"backoff asked", 50, 0, 10, false, 11, sendFailed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &replicator{lead: &replicationShared{term: 3}, nextIndex: tc.next}
+			s.match.Store(tc.match)
+			req := &AppendEntriesRequest{Term: 3, PrevLogEntry: tc.next - 1}
+			resp := &AppendEntriesResponse{Term: 3, LastLog: tc.hint, NoRetryBackoff: tc.noBackoff}
+			got := s.handleResponse(req, resp)
+			if got != tc.wantResult || s.nextIndex != tc.wantNext {
+				t.Fatalf("got result %d next %d, want %d next %d", got, s.nextIndex, tc.wantResult, tc.wantNext)
+			}
+		})
+	}
+}

@@ -346,9 +346,14 @@ func (s *replicator) handleResponse(req *AppendEntriesRequest, resp *AppendEntri
 		s.lastContact.Store(time.Now().UnixNano())
 		// Retry just after the follower's hint, never further forward
 		// than one step back (compat: the reference's LastLog rule).
+		before := s.nextIndex
 		s.nextIndex = max(min(s.nextIndex-1, resp.LastLog+1), 1)
 		s.nextIndex = max(s.nextIndex, s.match.Load()+1)
-		if resp.NoRetryBackoff {
+		// An immediate retry only makes sense if it asks something new: a
+		// follower that refuses the entry it already acknowledged (its
+		// disk lost it, or it is misbehaving) would otherwise be asked
+		// the same question in a tight loop.
+		if resp.NoRetryBackoff && s.nextIndex != before {
 			return sendMismatch
 		}
 		return sendFailed
