@@ -665,47 +665,7 @@ func TestFileSnapshotStoreConcurrentUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	for r := 0; r < 2; r++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				list, err := store.List()
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				for _, m := range list {
-					meta, rc, err := store.Open(m.ID)
-					if errors.Is(err, fs.ErrNotExist) {
-						continue // reaped meanwhile
-					}
-					if err != nil {
-						t.Errorf("Open(%s): %v", m.ID, err)
-						return
-					}
-					data, err := io.ReadAll(rc)
-					rc.Close()
-					if err != nil || !bytes.Equal(data, bytes.Repeat([]byte{byte(meta.Index)}, int(meta.Index))) {
-						t.Errorf("snapshot %s: %d bytes, %v", m.ID, len(data), err)
-						return
-					}
-				}
-			}
-		}()
-	}
-	for i := uint64(1); i <= 40; i++ {
-		writeFileSnapshot(t, store, i, 1, bytes.Repeat([]byte{byte(i)}, int(i)))
-	}
-	close(done)
-	wg.Wait()
+	readSnapshotsWhileWriting(t, store, 2, 40)
 }
 
 // copySnapshotFixture copies the regular files and directories under src to dst.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -240,49 +239,5 @@ func TestInmemSnapshotStoreNilTransport(t *testing.T) {
 }
 
 func TestInmemSnapshotStoreConcurrentUse(t *testing.T) {
-	store := NewInmemSnapshotStore()
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	for r := 0; r < 3; r++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				list, err := store.List()
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if len(list) == 0 {
-					continue
-				}
-				meta, rc, err := store.Open(list[0].ID)
-				if err != nil {
-					continue // replaced between List and Open
-				}
-				data, _ := io.ReadAll(rc)
-				if int64(len(data)) != meta.Size || (len(data) > 0 && data[0] != byte(meta.Index)) {
-					t.Errorf("snapshot %s: %d bytes starting %v; want %d bytes of %d", meta.ID, len(data), data[:min(1, len(data))], meta.Size, meta.Index)
-					return
-				}
-			}
-		}()
-	}
-	for i := 1; i <= 200; i++ {
-		sink, err := store.Create(1, uint64(i), 1, snapTestConfiguration, 1, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = sink.Write(bytes.Repeat([]byte{byte(i)}, i))
-		if err := sink.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	close(done)
-	wg.Wait()
+	readSnapshotsWhileWriting(t, NewInmemSnapshotStore(), 3, 200)
 }
