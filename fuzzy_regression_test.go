@@ -285,3 +285,213 @@ func TestFuzzyRegression_RunLoopLeavesTheStoreAloneAfterShutdown(t *testing.T) {
 		}
 	})
 }
+
+// fzFailingStoreLogs is a log store whose next StoreLogs can be made to
+// fail without storing anything, as a disk error would.
+type fzFailingStoreLogs struct {
+	*InmemStore
+	failNextStore atomic.Bool
+}
+
+func (s *fzFailingStoreLogs) StoreLogs(logs []*Log) error {
+	if s.failNextStore.Swap(false) {
+		return errors.New("injected StoreLogs failure")
+	}
+	return s.InmemStore.StoreLogs(logs)
+}
+
+func (s *fzFailingStoreLogs) StoreLog(l *Log) error { return s.StoreLogs([]*Log{l}) }
+
+// Found by fuzzy seed 3255986183942475798 (TrailingLogs=0, disk errors): a
+// follower whose snapshot covered its whole log had compacted the log
+// store empty. A log write then failed, and the resync that follows a
+// failed write read the end of the log back from the store alone: the
+// follower's view of its log went back to index 0 although its snapshot
+// held everything up to its index. It refused every AppendEntries after the
+// snapshot from then on, and the leader, which knew the follower held its
+// entries, retried forever without waiting (the run livelocked).
+//
+// The leader here is played by hand, so that nothing retries.
+func TestFuzzyRegression_ResyncAfterFailedWriteKeepsTheSnapshot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		conf := testConfig(t, "n0")
+		conf.TrailingLogs = 0
+		conf.SnapshotThreshold = 1 << 30
+		conf.SnapshotInterval = time.Hour
+		store := NewInmemStore()
+		logs := &fzFailingStoreLogs{InmemStore: store}
+		snaps := NewInmemSnapshotStore()
+		_, trans := NewInmemTransport("a0")
+		_, leader := NewInmemTransport("a1")
+		leader.Connect("a0", trans)
+		cfg := Configuration{Servers: []Server{
+			{Suffrage: Voter, ID: "n0", Address: "a0"},
+			{Suffrage: Voter, ID: "n1", Address: "a1"},
+			{Suffrage: Voter, ID: "n2", Address: "a2"},
+		}}
+		if err := BootstrapCluster(conf, logs, store, snaps, trans, cfg); err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewRaft(conf, &testFSM{}, logs, store, snaps, trans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Shutdown()
+
+		// send sends entries from..to of term 2 after prev, committing up
+		// to commit, as n1, the leader of term 2.
+		send := func(prev, from, to, commit uint64) *AppendEntriesResponse {
+			t.Helper()
+			req := &AppendEntriesRequest{
+				RPCHeader:         RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte("n1"), Addr: []byte("a1")},
+				Term:              2,
+				PrevLogEntry:      prev,
+				PrevLogTerm:       2,
+				LeaderCommitIndex: commit,
+			}
+			if prev == 1 {
+				req.PrevLogTerm = 1 // the bootstrap entry
+			}
+			for i := from; i <= to && from > 0; i++ {
+				req.Entries = append(req.Entries, &Log{Index: i, Term: 2, Type: LogCommand, Data: []byte(fmt.Sprintf("cmd-%d", i))})
+			}
+			var resp AppendEntriesResponse
+			if err := leader.AppendEntries("n0", "a0", req, &resp); err != nil {
+				t.Fatalf("AppendEntries: %v", err)
+			}
+			return &resp
+		}
+
+		if resp := send(1, 2, 10, 10); !resp.Success {
+			t.Fatalf("the follower refused the first entries: %+v", resp)
+		}
+		send(10, 0, 0, 10) // tells it 10 is committed
+		synctest.Wait()
+		if got := r.AppliedIndex(); got != 10 {
+			t.Fatalf("applied index %d, want 10", got)
+		}
+		// Its snapshot covers the whole log, which is compacted away.
+		if err := r.Snapshot().Error(); err != nil {
+			t.Fatalf("snapshot: %v", err)
+		}
+		synctest.Wait()
+		if last, _ := store.LastIndex(); last != 0 {
+			t.Fatalf("the log store still holds entries up to %d; TrailingLogs=0 should have emptied it", last)
+		}
+
+		// A write fails; the follower reads its log back.
+		logs.failNextStore.Store(true)
+		if resp := send(10, 11, 11, 10); resp.Success {
+			t.Fatal("the follower acknowledged an entry whose write failed")
+		}
+		synctest.Wait()
+		if logs.failNextStore.Load() {
+			t.Fatal("the failed write was not exercised")
+		}
+
+		// The snapshot still holds everything up to index 10.
+		if resp := send(10, 11, 12, 12); !resp.Success {
+			t.Fatalf("after the failed write, the follower refused entries that follow its snapshot (last log %d)", resp.LastLog)
+		}
+		synctest.Wait()
+		if got := r.AppliedIndex(); got != 12 {
+			t.Fatalf("applied index %d, want 12", got)
+		}
+	})
+}
+
+// Found by fuzzy seed 4609138091560279735 (TrailingLogs=0): a follower had
+// received entries its leader did not know it held, taken a snapshot and
+// compacted them away. The leader then sent entries after one it knew the
+// follower held, below the follower's snapshot; the follower could not
+// read that entry to check its term and refused, with a hint the leader
+// may not move past. The leader, which never moves its next index below
+// the follower's match index, sent the same request again, without
+// pausing, for good: the run livelocked. An entry below a follower's
+// snapshot is committed, so it matches the leader's.
+//
+// The leader here is played by hand.
+func TestFuzzyRegression_FollowerAcceptsEntriesAfterOneItCompacted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		conf := testConfig(t, "n0")
+		conf.TrailingLogs = 0
+		conf.SnapshotThreshold = 1 << 30
+		conf.SnapshotInterval = time.Hour
+		store := NewInmemStore()
+		snaps := NewInmemSnapshotStore()
+		_, trans := NewInmemTransport("a0")
+		_, leader := NewInmemTransport("a1")
+		leader.Connect("a0", trans)
+		cfg := Configuration{Servers: []Server{
+			{Suffrage: Voter, ID: "n0", Address: "a0"},
+			{Suffrage: Voter, ID: "n1", Address: "a1"},
+			{Suffrage: Voter, ID: "n2", Address: "a2"},
+		}}
+		if err := BootstrapCluster(conf, store, store, snaps, trans, cfg); err != nil {
+			t.Fatal(err)
+		}
+		fsm := &testFSM{}
+		r, err := NewRaft(conf, fsm, store, store, snaps, trans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Shutdown()
+
+		// send sends entries from..to of term 2 after prev, committing up
+		// to commit, as n1, the leader of term 2.
+		send := func(prev, from, to, commit uint64) *AppendEntriesResponse {
+			t.Helper()
+			req := &AppendEntriesRequest{
+				RPCHeader:         RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte("n1"), Addr: []byte("a1")},
+				Term:              2,
+				PrevLogEntry:      prev,
+				PrevLogTerm:       2,
+				LeaderCommitIndex: commit,
+			}
+			if prev == 1 {
+				req.PrevLogTerm = 1 // the bootstrap entry
+			}
+			for i := from; i <= to && from > 0; i++ {
+				req.Entries = append(req.Entries, &Log{Index: i, Term: 2, Type: LogCommand, Data: []byte(fmt.Sprintf("cmd-%d", i))})
+			}
+			var resp AppendEntriesResponse
+			if err := leader.AppendEntries("n0", "a0", req, &resp); err != nil {
+				t.Fatalf("AppendEntries: %v", err)
+			}
+			return &resp
+		}
+
+		// The follower acknowledges up to 5 (the leader's match index),
+		// then receives up to 10, whose answer the leader never sees, and
+		// learns they are committed.
+		if resp := send(1, 2, 5, 5); !resp.Success {
+			t.Fatalf("the follower refused the first entries: %+v", resp)
+		}
+		send(5, 6, 10, 10)
+		synctest.Wait()
+		if got := r.AppliedIndex(); got != 10 {
+			t.Fatalf("applied index %d, want 10", got)
+		}
+		// Its snapshot covers its whole log, which is compacted away.
+		if err := r.Snapshot().Error(); err != nil {
+			t.Fatalf("snapshot: %v", err)
+		}
+		synctest.Wait()
+		if first, _ := store.FirstIndex(); first != 0 {
+			t.Fatalf("the log store still holds entries from %d; TrailingLogs=0 should have emptied it", first)
+		}
+
+		// The leader retries after the last entry it knows the follower
+		// holds.
+		if resp := send(5, 6, 12, 12); !resp.Success {
+			t.Fatalf("the follower refused entries after index 5, which its snapshot covers (hint %d)", resp.LastLog)
+		}
+		synctest.Wait()
+		if got := r.AppliedIndex(); got != 12 {
+			t.Fatalf("applied index %d, want 12", got)
+		}
+		if got := fsm.len(); got != 11 {
+			t.Fatalf("the FSM holds %d commands, want 11", got)
+		}
+	})
+}

@@ -534,14 +534,20 @@ func (r *Raft) onResync(res writeResult) {
 		r.fatal(fmt.Errorf("reading the log back after a failed write: %w", res.err))
 		return
 	}
-	r.st.log.reset(res.lastIndex, res.lastTerm)
-	r.st.writes.durable = res.lastIndex
+	// The log continues from the newest snapshot when the store holds
+	// nothing after it (compaction may have emptied it), as on start.
+	last, lastTerm := res.lastIndex, res.lastTerm
+	if r.st.lastSnapshotIndex > last {
+		last, lastTerm = r.st.lastSnapshotIndex, r.st.lastSnapshotTerm
+	}
+	r.st.log.reset(last, lastTerm)
+	r.st.writes.durable = last
 	r.st.writes.broken = false
-	if r.st.configs.latestIndex > res.lastIndex {
+	if r.st.configs.latestIndex > last {
 		r.setLatestConfiguration(r.st.configs.committed, r.st.configs.committedIndex)
 	}
-	r.pub.setLastLog(res.lastIndex, res.lastTerm)
-	r.logger.Info("log view resynchronised with the store", "last-index", res.lastIndex)
+	r.pub.setLastLog(last, lastTerm)
+	r.logger.Info("log view resynchronised with the store", "last-index", last)
 }
 
 // trimMemLog lets go of entries that are durable and already with the FSM.

@@ -134,8 +134,12 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 		return
 	}
 
-	// The entry before the new ones must match (log matching, §5.3).
-	if a.PrevLogEntry > 0 {
+	// The entry before the new ones must match (log matching, §5.3). One
+	// below this node's snapshot is committed, so it matches the leader's
+	// entry there (leader completeness) and need not be read: compaction
+	// may have removed it, and a leader that knows this node holds it
+	// would otherwise retry at it for ever.
+	if a.PrevLogEntry > 0 && a.PrevLogEntry >= r.st.lastSnapshotIndex {
 		prevTerm, err := r.termAt(a.PrevLogEntry)
 		if err != nil || prevTerm != a.PrevLogTerm {
 			if err != nil && !errors.Is(err, ErrLogNotFound) {
@@ -156,6 +160,9 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 		if e.Index > r.st.log.lastIndex {
 			fresh = a.Entries[i:]
 			break
+		}
+		if e.Index < r.st.lastSnapshotIndex {
+			continue // committed, and maybe compacted: held
 		}
 		held, err := r.termAt(e.Index)
 		if err != nil {

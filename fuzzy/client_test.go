@@ -132,7 +132,8 @@ func (cl *client) redirect(inc *incarnation) {
 		cl.hint = id
 		return
 	}
-	cl.hint = cl.c.sched.servers[cl.rnd.IntN(len(cl.c.sched.servers))]
+	all := cl.c.sched.all()
+	cl.hint = all[cl.rnd.IntN(len(all))]
 }
 
 // apply runs cmd through the log of inc's server and classifies the

@@ -11,10 +11,12 @@ import (
 	"github.com/quorumkit/raft"
 )
 
-// cluster runs the servers of one run, inside a synctest bubble. Each
-// server keeps its disk and snapshot store for the whole run; each time it
-// starts it is a new incarnation, with a fresh transport and a fresh FSM
-// (the FSM is memory, lost in a crash).
+// cluster runs the servers of one run, inside a synctest bubble: the
+// initial configuration's voters and the spares, which run from the start
+// with empty disks until an operation adds them. Each server keeps its disk
+// (log, stable values and snapshots) for the whole run; each time it starts
+// it is a new incarnation, with a fresh transport and a fresh FSM (the FSM
+// is memory, lost in a crash), which restores the disk's newest snapshot.
 type cluster struct {
 	sched *schedule
 	net   *network
@@ -27,16 +29,20 @@ type cluster struct {
 	// changed (capacity one) is poked by observers and FSMs; waiters
 	// re-check their condition.
 	changed chan struct{}
+	// ops tracks the goroutines that wait for operations' answers.
+	ops sync.WaitGroup
+	// changing is set while a membership change waits for its answer:
+	// the harness makes one at a time (ops_test.go).
+	changing atomic.Bool
 
 	mu sync.Mutex // guards every node's cur
 }
 
 // node is one server.
 type node struct {
-	id    raft.ServerID
-	addr  raft.ServerAddress
-	disk  *disk
-	snaps raft.SnapshotStore
+	id   raft.ServerID
+	addr raft.ServerAddress
+	disk *disk
 	// starts counts incarnations.
 	starts int
 	// cur is the running incarnation, nil while the server is down.
@@ -65,11 +71,10 @@ func newCluster(sched *schedule, net *network, check *checker, stats *runStats, 
 		events:  events,
 		changed: make(chan struct{}, 1),
 	}
-	for i, id := range sched.servers {
+	for i, id := range sched.all() {
 		n := &node{
-			id:    id,
-			addr:  raft.ServerAddress(fmt.Sprintf("addr-%d", i)),
-			snaps: raft.NewInmemSnapshotStore(),
+			id:   id,
+			addr: raft.ServerAddress(fmt.Sprintf("addr-%d", i)),
 		}
 		n.disk = newDisk(id, net.disk, check)
 		net.register(n.id, n.addr)
@@ -78,16 +83,19 @@ func newCluster(sched *schedule, net *network, check *checker, stats *runStats, 
 	return c
 }
 
-// bootstrap writes the initial configuration to every server's disk.
+// bootstrap writes the initial configuration to the disk of every server
+// in it; spares start empty.
 func (c *cluster) bootstrap() error {
 	var conf raft.Configuration
-	for _, n := range c.nodes {
+	for _, id := range c.sched.servers {
+		n := c.node(id)
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: n.id, Address: n.addr})
 	}
-	for _, n := range c.nodes {
+	for _, id := range c.sched.servers {
+		n := c.node(id)
 		h := n.disk.open()
 		_, trans := raft.NewInmemTransport(n.addr)
-		if err := raft.BootstrapCluster(c.config(n.id), h, h, n.snaps, trans, conf); err != nil {
+		if err := raft.BootstrapCluster(c.config(n.id), h, h, h.snapshots(), trans, conf); err != nil {
 			return fmt.Errorf("bootstrapping %s: %w", n.id, err)
 		}
 	}
@@ -107,6 +115,9 @@ func (c *cluster) config(id raft.ServerID) *raft.Config {
 	conf.BatchApplyCh = c.sched.batchApplyCh
 	conf.PreVoteDisabled = !c.sched.preVote
 	conf.LogWriteStallTimeout = 10 * heartbeatTimeout
+	conf.SnapshotThreshold = c.sched.snapshotThreshold
+	conf.TrailingLogs = c.sched.trailingLogs
+	conf.SnapshotInterval = c.sched.snapshotInterval
 	conf.Logger = c.logs.logger(string(id))
 	return conf
 }
@@ -156,13 +167,14 @@ func (c *cluster) start(n *node) error {
 	if err := capabilities(inc.trans); err != nil {
 		return err
 	}
-	inc.fsm = newKVFSM(name, c.check, c.poke)
+	inc.fsm = newKVFSM(name, c.check, c.stats, c.poke)
 	h := n.disk.open()
-	r, err := raft.NewRaft(c.config(n.id), inc.fsm, h, h, n.snaps, inc.trans)
+	r, err := raft.NewRaft(c.config(n.id), inc.fsm, h, h, h.snapshots(), inc.trans)
 	if err != nil {
 		return fmt.Errorf("starting %s: %w", name, err)
 	}
 	inc.raft = r
+	inc.fsm.started.Store(true)
 	// A server's term is durable before it is published, so a restart
 	// never starts below a term an earlier incarnation published.
 	if term, prev := r.CurrentTerm(), n.maxTerm.Load(); term < prev {
@@ -326,6 +338,7 @@ func (c *cluster) shutdown() {
 		n.disk.crash()
 	}
 	c.net.flights.Wait()
+	c.ops.Wait()
 }
 
 // describe summarises every server, for failure reports.
@@ -338,8 +351,17 @@ func (c *cluster) describe() string {
 			continue
 		}
 		s := inc.raft.Stats()
-		out += fmt.Sprintf("  %s: %s term=%s last=%s commit=%s applied=%s\n", inc.name,
-			s["state"], s["term"], s["last_log_index"], s["commit_index"], s["applied_index"])
+		var voters, others []raft.ServerID
+		for _, m := range members(inc) {
+			if m.Suffrage == raft.Voter {
+				voters = append(voters, m.ID)
+			} else {
+				others = append(others, m.ID)
+			}
+		}
+		out += fmt.Sprintf("  %s: %s term=%s last=%s commit=%s applied=%s snapshot=%s voters=%v nonvoters=%v\n", inc.name,
+			s["state"], s["term"], s["last_log_index"], s["commit_index"], s["applied_index"], s["last_snapshot_index"],
+			voters, others)
 	}
 	return out
 }

@@ -1,8 +1,11 @@
 // Package fuzzy holds the fault-injection tests of the raft package: seeded
 // runs of an in-process cluster, in fake time (testing/synctest), under a
-// schedule of network faults and crashes, with a key-value state machine
-// whose client history is checked for linearizability with porcupine and
-// with the Raft invariants asserted throughout.
+// schedule of network faults, disk faults and crashes, interleaved with
+// operations (user snapshots, membership changes, leadership transfers),
+// with small snapshot thresholds so that logs are compacted and lagging
+// followers install snapshots, and a key-value state machine whose client
+// history is checked for linearizability with porcupine and with the Raft
+// invariants asserted throughout.
 //
 // The package has no exported API; everything lives in its tests. Run it
 // with

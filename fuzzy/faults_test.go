@@ -47,6 +47,9 @@ func (c *cluster) play(start time.Time) {
 // on (a crash of a server that is already down).
 func (c *cluster) begin(e *episode) *activeEpisode {
 	a := &activeEpisode{ep: e, start: time.Now(), node: e.node}
+	if e.kind >= firstOp {
+		return c.beginOp(a)
+	}
 	switch e.kind {
 	case faultPartition:
 		a.cut = make(map[link]bool)
@@ -54,8 +57,8 @@ func (c *cluster) begin(e *episode) *activeEpisode {
 		for _, id := range e.group {
 			in[id] = true
 		}
-		for _, x := range c.sched.servers {
-			for _, y := range c.sched.servers {
+		for _, x := range c.sched.all() {
+			for _, y := range c.sched.all() {
 				if in[x] != in[y] {
 					a.cut[link{x, y}] = true
 				}
@@ -70,7 +73,7 @@ func (c *cluster) begin(e *episode) *activeEpisode {
 		target := c.leaderOrAny(e)
 		a.node = target
 		a.cut = make(map[link]bool)
-		for _, x := range c.sched.servers {
+		for _, x := range c.sched.all() {
 			if x == target {
 				continue
 			}
@@ -117,6 +120,10 @@ func (c *cluster) begin(e *episode) *activeEpisode {
 
 // end ends an episode.
 func (c *cluster) end(a *activeEpisode) {
+	if a.ep.kind >= firstOp {
+		c.endOp(a)
+		return
+	}
 	switch a.ep.kind {
 	case faultDiskError:
 		c.events.add("end %v", a.ep.kind)
@@ -151,5 +158,6 @@ func (c *cluster) leaderOrAny(e *episode) raft.ServerID {
 	if e.node != "" {
 		return e.node
 	}
-	return c.sched.servers[int(e.at)%len(c.sched.servers)]
+	all := c.sched.all()
+	return all[int(e.at)%len(all)]
 }

@@ -41,13 +41,78 @@ func runLength(t *testing.T) time.Duration {
 
 func TestFuzzy(t *testing.T) {
 	length := runLength(t)
-	for _, seed := range ciSeeds {
-		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			t.Parallel()
-			res := run(t, seed, length)
-			t.Log(res.summary())
-		})
+	var total ciTotals
+	// The group returns once every parallel run in it finished.
+	t.Run("seeds", func(t *testing.T) {
+		for _, seed := range ciSeeds {
+			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+				t.Parallel()
+				res := run(t, seed, length)
+				total.add(res)
+				t.Log(res.summary())
+			})
+		}
+	})
+	if !t.Failed() {
+		total.check(t)
 	}
+}
+
+// ciTotals adds up, over the CI seeds, what the runs exercised. A single
+// run need not install a snapshot or complete every membership change
+// (faults get in the way), but the CI seeds together must: a harness or
+// core change that stops one from ever happening fails here instead of
+// going unnoticed.
+type ciTotals struct {
+	mu                                 sync.Mutex
+	snapshots, userSnapshots, opened   int64
+	installs, startRestores, transfers int64
+	readIndexReads                     int64
+	changes                            [numFaultKinds]int64
+}
+
+func (c *ciTotals) add(r *runResult) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.snapshots += int64(r.snapshots)
+	c.userSnapshots += r.stats.userSnapshots.Load()
+	c.opened += r.stats.openedSnapshots.Load()
+	c.installs += r.stats.installs.Load()
+	c.startRestores += r.stats.startRestores.Load()
+	c.transfers += r.stats.transfers.Load()
+	c.readIndexReads += r.stats.readIndexReads.Load()
+	for k := range numFaultKinds {
+		c.changes[k] += r.stats.changes[k].Load()
+	}
+}
+
+func (c *ciTotals) check(t *testing.T) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, x := range []struct {
+		what string
+		n    int64
+	}{
+		{"snapshot was stored", c.snapshots},
+		{"user snapshot was taken", c.userSnapshots},
+		{"user snapshot was read back", c.opened},
+		{"snapshot was installed from a leader", c.installs},
+		{"server restored a snapshot as it started", c.startRestores},
+		{"leadership transfer succeeded", c.transfers},
+		{"read went through ReadIndex", c.readIndexReads},
+		{"AddVoter committed", c.changes[opAddVoter]},
+		{"AddNonvoter committed", c.changes[opAddNonvoter]},
+		{"RemoveServer committed", c.changes[opRemove]},
+		{"DemoteVoter committed", c.changes[opDemote]},
+	} {
+		if x.n == 0 {
+			t.Errorf("over all the CI seeds, no %s", x.what)
+		}
+	}
+	t.Logf("CI seeds: %d snapshots stored (%d by users, %d read back), %d installed, %d restored at start; "+
+		"%d add-voter, %d add-nonvoter, %d remove, %d demote committed; %d transfers; %d read-index reads",
+		c.snapshots, c.userSnapshots, c.opened, c.installs, c.startRestores,
+		c.changes[opAddVoter], c.changes[opAddNonvoter], c.changes[opRemove], c.changes[opDemote], c.transfers, c.readIndexReads)
 }
 
 func TestFuzzySeedsCoverEveryFault(t *testing.T) {

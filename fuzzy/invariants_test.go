@@ -1,7 +1,9 @@
 package fuzzy
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 
@@ -15,14 +17,28 @@ import (
 //   - election safety: at most one leader per term (observers);
 //   - state machine safety: no two nodes apply different entries at the
 //     same index (FSM hooks), and every incarnation applies the committed
-//     commands in index order with none missing (checked at the end);
+//     commands in index order with none missing, where restoring a
+//     snapshot stands for the commands it covers and never goes back
+//     (checked at the end);
+//   - snapshots hold committed state: every snapshot that lands on a disk
+//     (taken locally, by the user or installed from the leader) holds
+//     exactly the state that applying the committed commands up to its
+//     index gives (disks);
 //   - leader completeness: once a leader stored its first entry (the
-//     no-op of its term), its log holds every entry applied below it, and
-//     nothing of an earlier term was applied above it (disks);
+//     no-op of its term), its log and its snapshots hold every entry
+//     applied below it, and nothing of an earlier term was applied above it
+//     (disks);
 //   - durable terms and votes: a server never grants votes to two
 //     candidates in one term, across its restarts too (the transports see
 //     every grant), and a restarted server starts from a term no lower than
 //     any it had published (the cluster's restarts).
+//
+// Membership changes need nothing more: with one change at a time and a
+// new leader committing an entry of its own term before it changes the
+// configuration, each of these holds as it does in a fixed cluster (Raft
+// thesis §4.1 and its errata). The end of a run checks the rest against
+// the final configuration: its members converge, and servers it left out
+// are not waited for.
 //
 // Violations are collected, not fatal at once, so a run's report shows them
 // all with the schedule that led to them.
@@ -36,8 +52,26 @@ type checker struct {
 	committed map[uint64]appliedEntry
 	// votes maps a server and a term to the candidate it granted its vote.
 	votes map[raft.ServerID]map[uint64]string
-	// applied lists, per incarnation, the indexes its FSM applied, in order.
-	applied map[string][]uint64
+	// applied lists, per incarnation, the commands its FSM applied and the
+	// snapshots it restored, in order.
+	applied map[string][]applyEvent
+	// decoded caches the commands of committed entries, by index.
+	decoded map[uint64]kvCommand
+	// replay is the state the committed commands up to replayAt give, and
+	// replayLast the last command index at or below it; snapshots, mostly
+	// taken at growing indexes, are checked against it.
+	replay     map[string]string
+	replayAt   uint64
+	replayLast uint64
+	// snapshots counts the snapshots that landed on disks.
+	snapshots int
+}
+
+// applyEvent is a command an FSM applied at index, or, when restore is
+// set, a snapshot it restored whose last command is at index.
+type applyEvent struct {
+	index   uint64
+	restore bool
 }
 
 // appliedEntry identifies an entry's content.
@@ -51,7 +85,9 @@ func newChecker() *checker {
 		leaders:   make(map[uint64]raft.ServerID),
 		committed: make(map[uint64]appliedEntry),
 		votes:     make(map[raft.ServerID]map[uint64]string),
-		applied:   make(map[string][]uint64),
+		applied:   make(map[string][]applyEvent),
+		decoded:   make(map[uint64]kvCommand),
+		replay:    make(map[string]string),
 	}
 }
 
@@ -99,10 +135,89 @@ func (c *checker) onApply(inc string, l *raft.Log) {
 		c.committed[l.Index] = got
 	}
 	seq := c.applied[inc]
-	if n := len(seq); n > 0 && seq[n-1] >= l.Index {
-		c.violationLocked("%s applied index %d after index %d", inc, l.Index, seq[n-1])
+	if n := len(seq); n > 0 && seq[n-1].index >= l.Index {
+		c.violationLocked("%s applied index %d after index %d", inc, l.Index, seq[n-1].index)
 	}
-	c.applied[inc] = append(seq, l.Index)
+	c.applied[inc] = append(seq, applyEvent{index: l.Index})
+}
+
+// onRestore records that incarnation inc restored a snapshot whose last
+// command is at index. A restore never takes an FSM back.
+func (c *checker) onRestore(inc string, index uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seq := c.applied[inc]
+	if n := len(seq); n > 0 && seq[n-1].index > index {
+		c.violationLocked("%s restored a snapshot whose last command is at index %d after reaching index %d",
+			inc, index, seq[n-1].index)
+	}
+	c.applied[inc] = append(seq, applyEvent{index: index, restore: true})
+}
+
+// onSnapshotStored checks a snapshot as it lands on server id's disk: its
+// state must be the committed state at its index. Every command at or
+// below that index was applied somewhere before the snapshot was taken, so
+// the checker has seen them all.
+func (c *checker) onSnapshotStored(id raft.ServerID, meta *raft.SnapshotMeta, data []byte) {
+	c.mu.Lock()
+	c.snapshots++
+	c.mu.Unlock()
+	var file kvSnapshotFile
+	if err := json.Unmarshal(data, &file); err != nil {
+		c.violation("%s stored snapshot %s, which does not decode: %v", id, meta.ID, err)
+		return
+	}
+	c.checkSnapshotState(fmt.Sprintf("%s's snapshot %s", id, meta.ID), meta.Index, file)
+}
+
+// checkSnapshotState checks that file is the committed state at index.
+func (c *checker) checkSnapshotState(what string, index uint64, file kvSnapshotFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	want, last := c.stateAtLocked(index)
+	if file.Index != last {
+		c.violationLocked("%s at index %d holds the commands up to index %d, but the last command committed at or below it is at index %d",
+			what, index, file.Index, last)
+		return
+	}
+	if len(file.Data) != len(want) || !maps.Equal(file.Data, want) {
+		c.violationLocked("%s at index %d holds %v, but the committed commands up to it give %v", what, index, file.Data, want)
+	}
+}
+
+// stateAtLocked returns the state the committed commands up to index give,
+// and the index of the last of them. The caller holds mu.
+func (c *checker) stateAtLocked(index uint64) (map[string]string, uint64) {
+	if index < c.replayAt {
+		clear(c.replay)
+		c.replayAt, c.replayLast = 0, 0
+	}
+	for i := c.replayAt + 1; i <= index; i++ {
+		e, ok := c.committed[i]
+		if !ok {
+			continue
+		}
+		cmd, ok := c.decoded[i]
+		if !ok {
+			if err := json.Unmarshal([]byte(e.data), &cmd); err != nil {
+				continue // reported when applied
+			}
+			c.decoded[i] = cmd
+		}
+		switch cmd.Op {
+		case opPut:
+			c.replay[cmd.Key] = cmd.Value
+		case opDelete:
+			delete(c.replay, cmd.Key)
+		case opCAS:
+			if v, ok := c.replay[cmd.Key]; ok && v == cmd.Expect {
+				c.replay[cmd.Key] = cmd.Value
+			}
+		}
+		c.replayLast = i
+	}
+	c.replayAt = max(c.replayAt, index)
+	return c.replay, c.replayLast
 }
 
 // onVote records that server id granted its vote to cand in term.
@@ -125,9 +240,10 @@ func (c *checker) onVote(id raft.ServerID, term uint64, cand string) {
 // landed on it. When the batch holds the no-op that opens a term this
 // server leads, everything before the no-op is on this disk (the log writer
 // stores in order), and it is the log the server was elected with. So
-// every entry applied anywhere below the no-op must be on this disk, and no
-// entry of an earlier term may have been applied at or above it (Raft paper
-// §5.4, leader completeness).
+// every entry applied anywhere below the no-op must be on this disk, in its
+// log or under one of its snapshots (whose states are checked as they
+// land), and no entry of an earlier term may have been applied at or above
+// it (Raft paper §5.4, leader completeness).
 //
 // Entries of the leader's own term or later ones may be applied before the
 // no-op lands here: followers can commit them without the leader's own
@@ -141,6 +257,7 @@ func (c *checker) onStored(d *disk, batch []raft.Log) {
 		if e.Type != raft.LogNoop || c.leaders[e.Term] != d.id {
 			continue
 		}
+		snapIndex := d.snapshotIndexLocked()
 		for index, want := range c.committed {
 			if index >= e.Index {
 				if want.term < e.Term {
@@ -151,6 +268,8 @@ func (c *checker) onStored(d *disk, batch []raft.Log) {
 			}
 			got, ok := d.entryLocked(index)
 			switch {
+			case !ok && index <= snapIndex:
+				// Compacted: the snapshot holds it.
 			case !ok:
 				c.violationLocked("leader completeness: leader %s of term %d lacks applied index %d", d.id, e.Term, index)
 			case got.Term != want.term || string(got.Data) != want.data:
@@ -163,7 +282,8 @@ func (c *checker) onStored(d *disk, batch []raft.Log) {
 
 // checkApplySequences verifies, once the run is over, that every
 // incarnation applied exactly the committed commands up to the last one it
-// applied, with none skipped.
+// applied, with none skipped; a restored snapshot stands for the commands
+// up to its last one.
 func (c *checker) checkApplySequences() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -173,18 +293,31 @@ func (c *checker) checkApplySequences() {
 	}
 	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
 	for inc, seq := range c.applied {
-		for i, index := range seq {
-			if i >= len(all) || all[i] != index {
+		pos := 0
+		for _, ev := range seq {
+			if ev.restore {
+				pos = sort.Search(len(all), func(i int) bool { return all[i] > ev.index })
+				continue
+			}
+			if pos >= len(all) || all[pos] != ev.index {
 				want := uint64(0)
-				if i < len(all) {
-					want = all[i]
+				if pos < len(all) {
+					want = all[pos]
 				}
-				c.violationLocked("%s's %dth applied command is index %d, but the committed command there is index %d",
-					inc, i+1, index, want)
+				c.violationLocked("%s applied index %d where the next committed command is at index %d",
+					inc, ev.index, want)
 				break
 			}
+			pos++
 		}
 	}
+}
+
+// snapshotCount returns how many snapshots landed on disks.
+func (c *checker) snapshotCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.snapshots
 }
 
 // appliedCount returns how many distinct commands were applied.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"sync"
+	"sync/atomic"
 
 	"github.com/quorumkit/raft"
 )
@@ -65,20 +66,36 @@ type kvResult struct {
 	OK     bool
 }
 
-// kvFSM applies commands to a map. It implements raft.FSM; Snapshot and
-// Restore are there for when the harness turns snapshots on.
+// kvFSM applies commands to a map. It implements raft.FSM. A snapshot
+// holds the map and the index of the last command applied to it, so that
+// the checker can tell which committed prefix a snapshot or a restored
+// state stands for.
 type kvFSM struct {
 	// inc names the incarnation this FSM belongs to, for the checker.
 	inc   string
 	check *checker
+	stats *runStats
 	poke  func()
+	// started is set once NewRaft returned: a restore before is the
+	// server's start, one after an installed snapshot.
+	started atomic.Bool
 
 	mu   sync.Mutex
 	data map[string]string // guarded by mu
+	// last is the index of the last command applied (or restored). Guarded
+	// by mu.
+	last uint64
 }
 
-func newKVFSM(inc string, check *checker, poke func()) *kvFSM {
-	return &kvFSM{inc: inc, check: check, poke: poke, data: make(map[string]string)}
+// kvSnapshotFile is a snapshot's bytes: JSON of the state at the command
+// at Index (0 when no command had been applied).
+type kvSnapshotFile struct {
+	Index uint64            `json:"i"`
+	Data  map[string]string `json:"d"`
+}
+
+func newKVFSM(inc string, check *checker, stats *runStats, poke func()) *kvFSM {
+	return &kvFSM{inc: inc, check: check, stats: stats, poke: poke, data: make(map[string]string)}
 }
 
 func (f *kvFSM) Apply(l *raft.Log) interface{} {
@@ -103,6 +120,7 @@ func (f *kvFSM) Apply(l *raft.Log) interface{} {
 			f.data[cmd.Key] = cmd.Value
 		}
 	}
+	f.last = l.Index
 	f.mu.Unlock()
 	f.poke()
 	return res
@@ -123,26 +141,42 @@ func (f *kvFSM) state() map[string]string {
 	return maps.Clone(f.data)
 }
 
+// Snapshot captures a copy of the state: Persist runs while later
+// commands are applied.
 func (f *kvFSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &kvSnapshot{data: f.state()}, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &kvSnapshot{file: kvSnapshotFile{Index: f.last, Data: maps.Clone(f.data)}}, nil
 }
 
+// Restore replaces the whole state with the snapshot's.
 func (f *kvFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	data := make(map[string]string)
-	if err := json.NewDecoder(rc).Decode(&data); err != nil {
+	var file kvSnapshotFile
+	if err := json.NewDecoder(rc).Decode(&file); err != nil {
 		return fmt.Errorf("restoring the kv state: %w", err)
 	}
+	if file.Data == nil {
+		file.Data = make(map[string]string)
+	}
+	f.check.onRestore(f.inc, file.Index)
+	if f.started.Load() {
+		f.stats.installs.Add(1)
+	} else {
+		f.stats.startRestores.Add(1)
+	}
 	f.mu.Lock()
-	f.data = data
+	f.data = file.Data
+	f.last = file.Index
 	f.mu.Unlock()
+	f.poke()
 	return nil
 }
 
-type kvSnapshot struct{ data map[string]string }
+type kvSnapshot struct{ file kvSnapshotFile }
 
 func (s *kvSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := json.NewEncoder(sink).Encode(s.data); err != nil {
+	if err := json.NewEncoder(sink).Encode(s.file); err != nil {
 		sink.Cancel()
 		return err
 	}

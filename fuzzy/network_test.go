@@ -2,6 +2,7 @@ package fuzzy
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quorumkit/raft"
@@ -41,8 +42,10 @@ type activeEpisode struct {
 	// flapping links).
 	cut map[link]bool
 	// node is the server a per-server fault (a slow disk) applies to; ""
-	// means every server.
+	// means every server. For an operation, it is its target.
 	node raft.ServerID
+	// succeeded is set when an operation's request was answered nil.
+	succeeded atomic.Bool
 }
 
 type link struct{ from, to raft.ServerID }

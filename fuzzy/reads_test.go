@@ -17,8 +17,7 @@ import (
 // Such a read becomes linearizable only once the applied index has caught
 // up with the commit index observed at verification time, and only once
 // the leader has committed an entry of its own term (Raft thesis §6.4, the
-// read index). The public API does not expose "committed an entry of my
-// term" yet; when it does, that mode can be added here.
+// read index). That is what ReadIndex does, and readIndexRead uses it.
 
 // readMode is one way to read a key through a server.
 type readMode interface {
@@ -30,7 +29,7 @@ type readMode interface {
 }
 
 // readModes are the modes clients pick from.
-var readModes = []readMode{logRead{}, barrierRead{}}
+var readModes = []readMode{logRead{}, barrierRead{}, readIndexRead{}}
 
 // logRead sends a get through the log, like a write: the answer is the
 // state at the entry's index, and the entry committed while the read was
@@ -64,6 +63,44 @@ func (barrierRead) read(cl *client, inc *incarnation, key string) (kvOutput, out
 		}
 		return kvOutput{}, how
 	}
+	v, ok := inc.fsm.get(key)
+	return kvOutput{Value: v, Exists: ok}, done
+}
+
+// readIndexRead asks the server for a read index (raft.ReadIndex, the
+// Raft thesis §6.4), waits until the same incarnation's FSM has applied up
+// to it, and reads that FSM. The index is the leader's commit index once
+// it committed an entry of its term, confirmed by a quorum after the call:
+// every write that completed before the call is at or below it. The FSM
+// only ever holds committed entries, so the state read is that of a
+// committed prefix at least that long, taken before the read returned.
+//
+// ReadIndex promises to answer only once the FSM has applied the index;
+// the read checks that promise, and waits all the same.
+type readIndexRead struct{}
+
+func (readIndexRead) name() string { return "read-index" }
+
+func (readIndexRead) read(cl *client, inc *incarnation, key string) (kvOutput, outcome) {
+	f := inc.raft.ReadIndex(enqueueTimeout)
+	err, answered := wait(f, clientTimeout)
+	if !answered {
+		return kvOutput{}, unknown
+	}
+	if how := classify(err); how != done {
+		if how == failed || errors.Is(err, raft.ErrRaftShutdown) {
+			cl.redirect(inc)
+		}
+		return kvOutput{}, how
+	}
+	index := f.Index()
+	if applied := inc.raft.AppliedIndex(); applied < index {
+		cl.c.check.violation("%s answered ReadIndex with index %d while its FSM had applied only up to %d", inc.name, index, applied)
+	}
+	if !cl.c.waitFor(clientTimeout, func() bool { return inc.raft.AppliedIndex() >= index }) {
+		return kvOutput{}, unknown
+	}
+	cl.c.stats.readIndexReads.Add(1)
 	v, ok := inc.fsm.get(key)
 	return kvOutput{Value: v, Exists: ok}, done
 }

@@ -29,12 +29,14 @@ type runResult struct {
 	unknownN int
 	failedN  int
 	applied  int
-	simTime  time.Duration
-	failures []string
-	events   *eventLog
-	logs     *logRing
-	desc     string
-	stats    *runStats
+	// snapshots counts the snapshots that landed on disks.
+	snapshots int
+	simTime   time.Duration
+	failures  []string
+	events    *eventLog
+	logs      *logRing
+	desc      string
+	stats     *runStats
 }
 
 // run plays one seed and reports any failure on t.
@@ -167,16 +169,26 @@ func runBubble(seed uint64, length time.Duration, live *liveRun) *runResult {
 	res.ops = hist.operations()
 	_, res.unknownN, res.failedN = hist.counts()
 	res.applied = check.appliedCount()
+	res.snapshots = check.snapshotCount()
 	return res
 }
 
 // converge waits for one leader that all servers follow, commits a final
-// entry, and waits until every server applied it; then all FSMs must hold
-// the same state.
+// entry, and waits until every member of the final configuration applied
+// it; then their FSMs must hold the same state. Servers the configuration
+// left out (spares never added, removed servers, running or not) are not
+// waited for: they need not hear of anything after their removal.
 func (c *cluster) converge() {
 	deadline := time.Now().Add(recoveryTimeout)
+	// A membership change still waiting for its answer could change the
+	// configuration after it is read.
+	if !c.waitFor(recoveryTimeout, func() bool { return !c.changing.Load() }) {
+		c.check.violation("liveness: a membership change was not answered within %v of healing\n%s", recoveryTimeout, c.describe())
+		return
+	}
 	var index uint64
-	ok := c.waitFor(recoveryTimeout, func() bool {
+	var leader *incarnation
+	ok := c.waitFor(time.Until(deadline), func() bool {
 		l := c.leader()
 		if l == nil {
 			return false
@@ -187,36 +199,45 @@ func (c *cluster) converge() {
 			return false
 		}
 		index = f.(raft.IndexFuture).Index()
+		leader = l
 		return true
 	})
 	if !ok {
 		c.check.violation("liveness: no leader committed an entry within %v of healing\n%s", recoveryTimeout, c.describe())
 		return
 	}
-	c.events.add("barrier committed at index %d", index)
+	final := members(leader)
+	c.events.add("barrier committed at index %d by %s; final configuration %v", index, leader.name, final)
+	var want []*node
+	for _, s := range final {
+		want = append(want, c.node(s.ID))
+	}
 	ok = c.waitFor(time.Until(deadline), func() bool {
-		for _, inc := range c.running() {
-			if inc.raft.AppliedIndex() < index {
+		for _, n := range want {
+			inc := c.current(n)
+			if inc == nil || inc.raft.AppliedIndex() < index {
 				return false
 			}
 		}
 		return true
 	})
 	if !ok {
-		c.check.violation("liveness: not every server applied index %d within %v of healing\n%s", index, recoveryTimeout, c.describe())
+		c.check.violation("liveness: not every member of %v applied index %d within %v of healing\n%s",
+			final, index, recoveryTimeout, c.describe())
 		return
 	}
 	var first *incarnation
-	var want map[string]string
-	for _, inc := range c.running() {
+	var state map[string]string
+	for _, n := range want {
+		inc := c.current(n)
 		got := inc.fsm.state()
 		if first == nil {
-			first, want = inc, got
+			first, state = inc, got
 			continue
 		}
-		if !maps.Equal(got, want) {
+		if !maps.Equal(got, state) {
 			c.check.violation("%s and %s hold different states after applying index %d:\n  %v\n  %v",
-				first.name, inc.name, index, want, got)
+				first.name, inc.name, index, state, got)
 		}
 	}
 }
@@ -259,8 +280,14 @@ func (r *runResult) report() string {
 
 // summary is a one-line description of a passed run.
 func (r *runResult) summary() string {
-	return fmt.Sprintf("seed %d: %d servers, %d ops checked (%d unknown, %d failed), %d commands applied, %v simulated, faults %v",
-		r.sched.seed, len(r.sched.servers), len(r.ops), r.unknownN, r.failedN, r.applied, r.simTime.Round(time.Millisecond), kindList(r.sched))
+	st := r.stats
+	return fmt.Sprintf("seed %d: %d servers (+%d spares), %d ops checked (%d unknown, %d failed, %d read-index reads), "+
+		"%d commands applied, %v simulated; %d snapshots stored (%d by users), %d installed, %d restored at start; "+
+		"membership changes committed: %d add-voter, %d add-nonvoter, %d remove, %d demote; %d transfers; kinds %v",
+		r.sched.seed, len(r.sched.servers), len(r.sched.spares), len(r.ops), r.unknownN, r.failedN, st.readIndexReads.Load(),
+		r.applied, r.simTime.Round(time.Millisecond), r.snapshots, st.userSnapshots.Load(), st.installs.Load(), st.startRestores.Load(),
+		st.changes[opAddVoter].Load(), st.changes[opAddNonvoter].Load(), st.changes[opRemove].Load(), st.changes[opDemote].Load(),
+		st.transfers.Load(), kindList(r.sched))
 }
 
 func kindList(s *schedule) string {

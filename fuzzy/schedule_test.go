@@ -10,10 +10,19 @@ import (
 	"github.com/quorumkit/raft"
 )
 
-// A schedule is everything a seed fixes about a run: the cluster's size,
-// the clients' number and keys, and the fault episodes with their times,
-// durations and targets. It is drawn up front, before the cluster starts,
-// so that it depends on the seed alone, and printed when a run fails.
+// A schedule is everything a seed fixes about a run: the cluster's size and
+// its spare servers, the servers' configuration (snapshot thresholds
+// included), the clients' number and keys, and the episodes with their
+// times, durations and targets. It is drawn up front, before the cluster
+// starts, so that it depends on the seed alone, and printed when a run
+// fails.
+//
+// Episodes are of two sorts. Faults (the network, the disks, crashes) are
+// in force for a while and then heal. Operations (a user snapshot, a
+// membership change, a leadership transfer) are requests an operator makes
+// through the API at one moment, whatever the faults then in force; their
+// targets depend on the cluster's state when they begin (who leads, who is
+// a member), so the schedule fixes only a number each uses to choose.
 
 // faultKind names a kind of fault episode.
 type faultKind int
@@ -33,12 +42,18 @@ const (
 	faultCrash                           // crash a server, restart it later
 	faultCrashLeader                     // crash the current leader, restart it later
 	faultCrashMidWrite                   // slow every disk, then crash a server mid-write
+	// Operations.
+	opSnapshot    // Snapshot() on a server, and maybe read it back
+	opAddVoter    // AddVoter a spare, a removed server or a non-voter
+	opAddNonvoter // AddNonvoter a spare or a removed server
+	opRemove      // RemoveServer a member, then maybe shut it down
+	opDemote      // DemoteVoter a voter
+	opTransfer    // LeadershipTransfer, or LeadershipTransferToServer
 	numFaultKinds
 )
 
-// Snapshots, compaction and membership changes will join this list as
-// faultSnapshot, faultAddRemove and so on once the core implements them;
-// each is one more kind here and one more case in cluster.begin.
+// firstOp is the first kind that is an operation rather than a fault.
+const firstOp = opSnapshot
 
 var faultNames = [numFaultKinds]string{
 	faultLoss:           "loss",
@@ -55,6 +70,12 @@ var faultNames = [numFaultKinds]string{
 	faultCrash:          "crash",
 	faultCrashLeader:    "crash-leader",
 	faultCrashMidWrite:  "crash-mid-write",
+	opSnapshot:          "user-snapshot",
+	opAddVoter:          "add-voter",
+	opAddNonvoter:       "add-nonvoter",
+	opRemove:            "remove-server",
+	opDemote:            "demote-voter",
+	opTransfer:          "leadership-transfer",
 }
 
 func (k faultKind) String() string { return faultNames[k] }
@@ -78,6 +99,14 @@ type episode struct {
 	// node is the target of a crash or slow disk; "" means every server
 	// (slow disk) or one chosen when the episode begins.
 	node raft.ServerID
+	// pick chooses an operation's target among those that fit when it
+	// begins (pick modulo their number, in ID order).
+	pick int
+	// open reads a user snapshot back through SnapshotFuture.Open;
+	// decommission shuts a removed server down when the episode ends;
+	// toServer names the transfer's target instead of letting the leader
+	// choose.
+	open, decommission, toServer bool
 }
 
 func (e *episode) String() string {
@@ -112,6 +141,28 @@ func (e *episode) String() string {
 		fmt.Fprintf(&b, " %s", e.node)
 	case faultCrashMidWrite:
 		fmt.Fprintf(&b, " %s, disks up to %v", e.node, e.delay)
+	case opSnapshot:
+		node := e.node
+		if node == "" {
+			node = "the leader"
+		}
+		fmt.Fprintf(&b, " on %s", node)
+		if e.open {
+			b.WriteString(", read back")
+		}
+	case opAddVoter, opAddNonvoter, opDemote:
+		fmt.Fprintf(&b, " pick %d", e.pick)
+	case opRemove:
+		fmt.Fprintf(&b, " pick %d", e.pick)
+		if e.decommission {
+			b.WriteString(", then shut it down")
+		}
+	case opTransfer:
+		if e.toServer {
+			fmt.Fprintf(&b, " to a named server, pick %d", e.pick)
+		} else {
+			b.WriteString(" to the leader's choice")
+		}
 	}
 	return b.String()
 }
@@ -120,8 +171,11 @@ func (l link) String() string { return fmt.Sprintf("%s→%s", l.from, l.to) }
 
 // schedule is a run's plan.
 type schedule struct {
-	seed    uint64
+	seed uint64
+	// servers are the initial configuration's voters; spares run from the
+	// start but are in no configuration until an operation adds them.
 	servers []raft.ServerID
+	spares  []raft.ServerID
 	clients int
 	keys    int
 	// diskBase is the largest latency of a write on a healthy disk.
@@ -131,6 +185,12 @@ type schedule struct {
 	maxAppendEntries int
 	batchApplyCh     bool
 	preVote          bool
+	// snapshotThreshold, trailingLogs and snapshotInterval are small, so
+	// that servers snapshot and compact their logs often, and a follower
+	// that falls behind needs InstallSnapshot.
+	snapshotThreshold uint64
+	trailingLogs      uint64
+	snapshotInterval  time.Duration
 	// length is how long the faults go on; the run then heals and checks
 	// that the cluster recovers.
 	length   time.Duration
@@ -165,26 +225,43 @@ func newSchedule(seed uint64, length time.Duration) *schedule {
 	for i := range n {
 		s.servers = append(s.servers, raft.ServerID(fmt.Sprintf("n%d", i)))
 	}
-	// About one episode per simulated second, each between a few
-	// heartbeats and a few seconds long, overlapping freely.
+	for i := range 1 + rnd.IntN(2) {
+		s.spares = append(s.spares, raft.ServerID(fmt.Sprintf("n%d", n+i)))
+	}
+	s.snapshotThreshold = []uint64{8, 32, 128}[rnd.IntN(3)]
+	s.trailingLogs = []uint64{0, 4, 32, 256}[rnd.IntN(4)]
+	s.snapshotInterval = []time.Duration{heartbeatTimeout / 2, 2 * heartbeatTimeout, 10 * heartbeatTimeout}[rnd.IntN(3)]
+	// About one fault per simulated second, each between a few heartbeats
+	// and a few seconds long, overlapping freely; and about two operations
+	// for every three faults.
 	count := max(3, int(length/time.Second))
 	for range count {
-		s.episodes = append(s.episodes, s.drawEpisode(rnd))
+		s.episodes = append(s.episodes, s.drawEpisode(rnd, drawFault(rnd)))
+	}
+	for range max(2, count*2/3) {
+		s.episodes = append(s.episodes, s.drawEpisode(rnd, drawOp(rnd)))
 	}
 	slices.SortStableFunc(s.episodes, func(a, b *episode) int { return int(a.at - b.at) })
 	return s
 }
 
-func (s *schedule) drawEpisode(rnd *rand.Rand) *episode {
+// all returns every server of the run, members or spares.
+func (s *schedule) all() []raft.ServerID {
+	return append(slices.Clip(s.servers), s.spares...)
+}
+
+func (s *schedule) drawEpisode(rnd *rand.Rand, kind faultKind) *episode {
 	dur := func(lo, hi time.Duration) time.Duration {
 		return (lo + time.Duration(rnd.Int64N(int64(hi-lo)))).Round(time.Millisecond)
 	}
 	e := &episode{
-		kind:   drawKind(rnd),
+		kind:   kind,
 		at:     dur(heartbeatTimeout, s.length-heartbeatTimeout),
 		length: dur(2*heartbeatTimeout, 30*heartbeatTimeout),
+		pick:   rnd.IntN(1 << 20),
 	}
-	server := func() raft.ServerID { return s.servers[rnd.IntN(len(s.servers))] }
+	all := s.all()
+	server := func() raft.ServerID { return all[rnd.IntN(len(all))] }
 	switch e.kind {
 	case faultLoss:
 		e.prob = 0.05 + 0.45*rnd.Float64()
@@ -196,14 +273,14 @@ func (s *schedule) drawEpisode(rnd *rand.Rand) *episode {
 		e.prob = 0.1 + 0.5*rnd.Float64()
 		e.delay = dur(time.Millisecond, rpcTimeout/2)
 	case faultPartition:
-		perm := rnd.Perm(len(s.servers))
-		size := 1 + rnd.IntN(len(s.servers)/2)
+		perm := rnd.Perm(len(all))
+		size := 1 + rnd.IntN(len(all)/2)
 		for _, i := range perm[:size] {
-			e.group = append(e.group, s.servers[i])
+			e.group = append(e.group, all[i])
 		}
 		slices.Sort(e.group)
 	case faultOneWay:
-		for range 1 + rnd.IntN(len(s.servers)) {
+		for range 1 + rnd.IntN(len(all)) {
 			from, to := server(), server()
 			if from != to {
 				e.links = append(e.links, link{from, to})
@@ -231,24 +308,46 @@ func (s *schedule) drawEpisode(rnd *rand.Rand) *episode {
 	case faultCrashMidWrite:
 		e.node = server()
 		e.delay = dur(time.Millisecond, heartbeatTimeout)
+	case opSnapshot:
+		if rnd.IntN(2) == 0 {
+			e.node = server()
+		}
+		e.open = rnd.IntN(2) == 0
+	case opRemove:
+		e.decommission = rnd.IntN(2) == 0
+	case opTransfer:
+		e.toServer = rnd.IntN(2) == 0
 	}
 	return e
 }
 
-// drawKind picks a fault kind; crashes weigh double, since most of what a
+// drawFault picks a fault kind; crashes weigh double, since most of what a
 // crash can break needs one at the right moment.
-func drawKind(rnd *rand.Rand) faultKind {
-	x := rnd.IntN(int(numFaultKinds) + 3)
+func drawFault(rnd *rand.Rand) faultKind {
+	n := int(firstOp)
+	x := rnd.IntN(n + 3)
 	switch {
-	case x < int(numFaultKinds):
+	case x < n:
 		return faultKind(x)
-	case x == int(numFaultKinds):
+	case x == n:
 		return faultCrash
-	case x == int(numFaultKinds)+1:
+	case x == n+1:
 		return faultCrashLeader
 	default:
 		return faultCrashMidWrite
 	}
+}
+
+// drawOp picks an operation; membership changes that grow the cluster
+// weigh as much as those that shrink it, so that it neither empties its
+// pool of spares nor stays at its floor of voters.
+func drawOp(rnd *rand.Rand) faultKind {
+	return []faultKind{
+		opSnapshot, opSnapshot,
+		opAddVoter, opAddVoter, opAddNonvoter,
+		opRemove, opRemove, opDemote,
+		opTransfer, opTransfer,
+	}[rnd.IntN(10)]
 }
 
 // kinds returns the fault kinds the schedule uses.
@@ -262,10 +361,11 @@ func (s *schedule) kinds() map[faultKind]bool {
 
 func (s *schedule) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d: %d servers %v, %d clients on %d keys, disk writes up to %v, "+
-		"MaxAppendEntries=%d BatchApplyCh=%v pre-vote=%v, faults for %v:\n",
-		s.seed, len(s.servers), s.servers, s.clients, s.keys, s.diskBase,
-		s.maxAppendEntries, s.batchApplyCh, s.preVote, s.length)
+	fmt.Fprintf(&b, "seed %d: %d servers %v and spares %v, %d clients on %d keys, disk writes up to %v, "+
+		"MaxAppendEntries=%d BatchApplyCh=%v pre-vote=%v SnapshotThreshold=%d TrailingLogs=%d SnapshotInterval=%v, "+
+		"faults for %v:\n",
+		s.seed, len(s.servers), s.servers, s.spares, s.clients, s.keys, s.diskBase,
+		s.maxAppendEntries, s.batchApplyCh, s.preVote, s.snapshotThreshold, s.trailingLogs, s.snapshotInterval, s.length)
 	for _, e := range s.episodes {
 		fmt.Fprintf(&b, "  %s\n", e)
 	}

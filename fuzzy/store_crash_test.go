@@ -92,3 +92,81 @@ func TestDisk_StableValuesSurviveAndMissesSayNotFound(t *testing.T) {
 		}
 	})
 }
+
+// writeSnapshot writes a kv snapshot at index through s and closes it.
+func writeSnapshot(t *testing.T, s raft.SnapshotStore, term, index uint64) (string, error) {
+	t.Helper()
+	sink, err := s.Create(1, index, term, raft.Configuration{}, 0, nil)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if _, err := sink.Write([]byte(`{"i":0,"d":{}}`)); err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	return sink.ID(), sink.Close()
+}
+
+func TestDisk_SnapshotExistsOnceItsCloseLanded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const latency = 10*time.Millisecond + 1 // lands after the wait
+		d := newDisk("n0", fixedLatency(latency), newChecker())
+		s := d.open().snapshots()
+		if _, err := writeSnapshot(t, s, 1, 5); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		// A snapshot being written is not there, and a crash before its
+		// Close lands loses it.
+		sink, err := s.Create(1, 9, 1, raft.Configuration{}, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sink.Write([]byte(`{"i":0,"d":{}}`))
+		if list, _ := s.List(); len(list) != 1 || list[0].Index != 5 {
+			t.Fatalf("while a sink is open the store lists %v, want only the snapshot at 5", list)
+		}
+		errCh := make(chan error, 1)
+		go func() { errCh <- sink.Close() }()
+		time.Sleep(latency / 2)
+		d.crash()
+		if err := <-errCh; !errors.Is(err, errCrashed) {
+			t.Fatalf("Close in flight at the crash returned %v, want errCrashed", err)
+		}
+		after := d.open().snapshots()
+		list, err := after.List()
+		if err != nil || len(list) != 1 || list[0].Index != 5 {
+			t.Fatalf("after the crash the store lists %v (%v), want only the snapshot at 5", list, err)
+		}
+		if _, _, err := s.Open(list[0].ID); !errors.Is(err, errCrashed) {
+			t.Fatalf("Open through a crashed handle returned %v", err)
+		}
+	})
+}
+
+func TestDisk_SnapshotsListNewestFirstWhateverOrderTheyClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := newDisk("n0", fixedLatency(0), newChecker())
+		s := d.open().snapshots()
+		newer, _ := writeSnapshot(t, s, 2, 20)
+		writeSnapshot(t, s, 1, 10) // a slow local snapshot, overtaken
+		writeSnapshot(t, s, 1, 5)  // falls out: the disk keeps two
+		list, err := s.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []uint64
+		for _, m := range list {
+			got = append(got, m.Index)
+		}
+		if len(got) != retainSnapshots || got[0] != 20 || got[1] != 10 {
+			t.Fatalf("the store lists snapshots at %v, want [20 10]", got)
+		}
+		meta, rc, err := s.Open(newer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+		if meta.Size != int64(len(`{"i":0,"d":{}}`)) {
+			t.Fatalf("meta.Size = %d", meta.Size)
+		}
+	})
+}

@@ -30,8 +30,13 @@ import (
 // returned yet), half the time after it; a crash during the wait wakes the
 // call, which then fails without landing in the second case.
 //
-// The disk also feeds the invariant checker: a leader's log holds every
-// committed entry once it stored its first entry (see checker.onStored).
+// The disk holds the server's snapshots too, under the same rules
+// (snapshots_test.go): a snapshot exists once its sink's Close landed.
+//
+// The disk also feeds the invariant checker: a leader's log, with its
+// snapshots, holds every committed entry once it stored its first entry
+// (see checker.onStored), and every snapshot holds the committed state at
+// its index (checker.onSnapshotStored).
 //
 // Terms and votes are not checked here but where raft acts on them (a
 // granted vote on the wire, a restart's term): a write can land and still
@@ -69,6 +74,10 @@ type disk struct {
 	last    uint64
 	kv      map[string][]byte
 	kvU64   map[string]uint64
+	// snaps are the snapshots whose sink's Close landed, newest first
+	// (snapshots_test.go); snapSeq numbers their IDs.
+	snaps   []*storedSnapshot
+	snapSeq int
 }
 
 func newDisk(id raft.ServerID, latency diskBehaviour, check *checker) *disk {

@@ -122,7 +122,9 @@ func (t *faultTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddr
 
 func (t *faultTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
 	// A snapshot's bytes are a stream that can be read once: it is never
-	// duplicated, only dropped or delayed (see send).
+	// duplicated, only dropped or delayed (see send). The follower stores
+	// it before it answers, which may take a slow disk's time: the sender
+	// waits as long as the inner transport does.
 	return send(t, target, resp, func(out *raft.InstallSnapshotResponse) error {
 		return t.InmemTransport.InstallSnapshot(id, target, args, out, data)
 	})
@@ -206,7 +208,11 @@ func send[T any](t *faultTransport, target raft.ServerAddress, resp *T, call fun
 		t.net.goFlight(func() { deliver(h.dupDelay, make(chan answer[T], 1)) })
 	}
 
-	timeout := time.NewTimer(2 * t.net.rpcTimeout)
+	wait := 2 * t.net.rpcTimeout
+	if isSnapshot(resp) {
+		wait = 10 * t.net.rpcTimeout
+	}
+	timeout := time.NewTimer(wait)
 	defer timeout.Stop()
 	var a answer[T]
 	select {
@@ -241,11 +247,25 @@ func isSnapshot(resp any) bool {
 	return ok
 }
 
-// runStats counts what the transports and clients did in one run.
+// runStats counts what the transports, clients and operations did in one
+// run.
 type runStats struct {
 	heartbeatsFastPath atomic.Int64
 	preVotes           atomic.Int64
 	pipelined          atomic.Int64
 	duplicated         atomic.Int64
 	reordered          atomic.Int64
+	// installs counts the snapshots FSMs restored while running (installed
+	// from a leader), startRestores those restored as a server started.
+	installs      atomic.Int64
+	startRestores atomic.Int64
+	// userSnapshots and openedSnapshots count user snapshots taken, and
+	// read back; changes counts the membership changes that committed,
+	// by kind; transfers the leadership transfers that succeeded.
+	userSnapshots   atomic.Int64
+	openedSnapshots atomic.Int64
+	changes         [numFaultKinds]atomic.Int64
+	transfers       atomic.Int64
+	// readIndexReads counts the reads that went through ReadIndex.
+	readIndexReads atomic.Int64
 }
