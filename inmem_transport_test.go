@@ -286,17 +286,27 @@ func TestObserver_SeesLeaderAndVoteObservations(t *testing.T) {
 			n.raft.RegisterObserver(NewObserver(ch, false, nil))
 		}
 		leader := c.waitForLeader()
+		// The followers learn of the leader from its first heartbeat,
+		// which may still be on its way: read until every node has
+		// reported it, or until a deadline far past any heartbeat.
 		var votes, preVotes, leaders int
-		for len(ch) > 0 {
-			switch o := (<-ch).Data.(type) {
-			case RequestVoteRequest:
-				votes++
-			case RequestPreVoteRequest:
-				preVotes++
-			case LeaderObservation:
-				if o.LeaderAddr == leader.addr && o.LeaderID == leader.id && o.Leader == o.LeaderAddr {
-					leaders++
+		deadline := time.After(10 * leader.conf.HeartbeatTimeout)
+	read:
+		for votes == 0 || preVotes == 0 || leaders < 3 {
+			select {
+			case o := <-ch:
+				switch o := o.Data.(type) {
+				case RequestVoteRequest:
+					votes++
+				case RequestPreVoteRequest:
+					preVotes++
+				case LeaderObservation:
+					if o.LeaderAddr == leader.addr && o.LeaderID == leader.id && o.Leader == o.LeaderAddr {
+						leaders++
+					}
 				}
+			case <-deadline:
+				break read
 			}
 		}
 		if votes == 0 || preVotes == 0 || leaders < 3 {
