@@ -85,6 +85,18 @@ type Raft struct {
 	// transferDoneCh reports the end of a leadership transfer's TimeoutNow.
 	transferDoneCh chan transferResult
 
+	// snapshotWriteCh (capacity one) is held, by sending into it, by
+	// whoever writes a snapshot into the store, from Create to Close: the
+	// snapshot goroutine, or the goroutine receiving an installed snapshot
+	// or copying a user's. A store may keep only its newest snapshot (an
+	// InmemSnapshotStore keeps the one closed last), so two writes at once
+	// could leave an older snapshot in place of the one the node adopts.
+	// writtenUpTo, guarded by holding snapshotWriteCh, is the index of the
+	// newest snapshot installed or restored into the store; a snapshot of
+	// the node's own FSM at or below it is stale and is not written.
+	snapshotWriteCh chan struct{}
+	writtenUpTo     uint64
+
 	// restored is the snapshot NewRaft restored, which the FSM goroutine
 	// starts from. Written before the goroutines start, then only read.
 	restored indexTerm
@@ -182,6 +194,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		snapshotTakenCh:      make(chan snapshotTaken),
 		installDoneCh:        make(chan installResult),
 		restoreCopiedCh:      make(chan restoreCopied),
+		snapshotWriteCh:      make(chan struct{}, 1),
 		transferDoneCh:       make(chan transferResult),
 		leaderCh:             make(chan bool, 1),
 		observers:            make(map[uint64]*Observer),

@@ -31,6 +31,11 @@ import (
 // goroutine streams it from the transport into the store, the run loop
 // resets the log around it, and the FSM goroutine restores it, in order
 // with the entries applied before and after.
+//
+// Snapshots are written into the store one at a time (snapshotWriteCh),
+// and a snapshot of the node's own FSM is dropped if a newer one was
+// installed or restored into the store since the FSM took it: a store may
+// keep only its newest snapshot, which must be the one the node adopted.
 
 // snapshotRequest asks the FSM goroutine for a snapshot of the FSM.
 type snapshotRequest struct {
@@ -132,9 +137,43 @@ func (r *Raft) takeSnapshot() (string, error) {
 			committedIndex, snap.index)
 	}
 
+	id, err := r.writeOwnSnapshot(snap, committed, committedIndex)
+	if err != nil {
+		return "", err
+	}
+
+	taken := snapshotTaken{id: id, index: snap.index, term: snap.term, recorded: make(chan struct{})}
+	select {
+	case r.snapshotTakenCh <- taken:
+	case <-r.shutdownCh:
+		return "", ErrRaftShutdown
+	}
+	select {
+	case <-taken.recorded:
+	case <-r.shutdownCh:
+		return "", ErrRaftShutdown
+	}
+	r.logger.Info("snapshot complete up to", "index", snap.index)
+	return id, nil
+}
+
+// writeOwnSnapshot persists a snapshot of the node's FSM into the store and
+// returns its ID, unless a snapshot installed from the leader or restored
+// by a user, newer than it, was written into the store since the FSM took
+// it: that one must stay the store's newest.
+func (r *Raft) writeOwnSnapshot(snap snapshotResponse, c Configuration, cIndex uint64) (string, error) {
+	if err := r.holdSnapshotWrites(); err != nil {
+		return "", err
+	}
+	defer r.releaseSnapshotWrites()
+	if snap.index <= r.writtenUpTo {
+		r.logger.Info("not writing a snapshot older than one installed or restored meanwhile",
+			"index", snap.index, "newer", r.writtenUpTo)
+		return "", ErrNothingNewToSnapshot
+	}
 	r.logger.Info("starting snapshot up to", "index", snap.index)
 	start := time.Now()
-	sink, err := r.snapshots.Create(SnapshotVersionMax, snap.index, snap.term, committed, committedIndex, r.trans)
+	sink, err := r.snapshots.Create(SnapshotVersionMax, snap.index, snap.term, c, cIndex, r.trans)
 	if err != nil {
 		return "", fmt.Errorf("failed to create snapshot: %v", err)
 	}
@@ -148,21 +187,22 @@ func (r *Raft) takeSnapshot() (string, error) {
 	if err := sink.Close(); err != nil {
 		return "", fmt.Errorf("failed to close snapshot: %v", err)
 	}
-
-	taken := snapshotTaken{id: sink.ID(), index: snap.index, term: snap.term, recorded: make(chan struct{})}
-	select {
-	case r.snapshotTakenCh <- taken:
-	case <-r.shutdownCh:
-		return "", ErrRaftShutdown
-	}
-	select {
-	case <-taken.recorded:
-	case <-r.shutdownCh:
-		return "", ErrRaftShutdown
-	}
-	r.logger.Info("snapshot complete up to", "index", snap.index)
 	return sink.ID(), nil
 }
+
+// holdSnapshotWrites waits until nobody else is writing a snapshot into
+// the store (see snapshotWriteCh); releaseSnapshotWrites lets the next
+// writer go.
+func (r *Raft) holdSnapshotWrites() error {
+	select {
+	case r.snapshotWriteCh <- struct{}{}:
+		return nil
+	case <-r.shutdownCh:
+		return ErrRaftShutdown
+	}
+}
+
+func (r *Raft) releaseSnapshotWrites() { <-r.snapshotWriteCh }
 
 // onSnapshotTaken records a persisted snapshot and compacts the log
 // behind it.
@@ -242,6 +282,11 @@ func (r *Raft) receiveSnapshot(in *pendingInstall) {
 		}
 	}()
 	req := in.req
+	if err := r.holdSnapshotWrites(); err != nil {
+		res.err = err
+		return
+	}
+	defer r.releaseSnapshotWrites()
 	sink, err := r.snapshots.Create(SnapshotVersionMax, req.LastLogIndex, req.LastLogTerm, in.configuration, in.configIndex, r.trans)
 	if err != nil {
 		res.err = fmt.Errorf("failed to create snapshot: %v", err)
@@ -263,6 +308,7 @@ func (r *Raft) receiveSnapshot(in *pendingInstall) {
 		res.err = fmt.Errorf("failed to finalize snapshot: %w", err)
 		return
 	}
+	r.writtenUpTo = max(r.writtenUpTo, req.LastLogIndex)
 	r.logger.Info("copied to local snapshot", "bytes", n)
 	res.id = sink.ID()
 }
@@ -382,6 +428,10 @@ func (r *Raft) onUserRestore(f *userRestoreFuture) {
 // copyUserSnapshot copies a user's snapshot into the snapshot store.
 func (r *Raft) copyUserSnapshot(ur *userRestore, c Configuration, cIndex uint64) error {
 	meta := ur.future.meta
+	if err := r.holdSnapshotWrites(); err != nil {
+		return err
+	}
+	defer r.releaseSnapshotWrites()
 	sink, err := r.snapshots.Create(meta.Version, ur.index, ur.term, c, cIndex, r.trans)
 	if err != nil {
 		return fmt.Errorf("failed to create snapshot: %v", err)
@@ -398,6 +448,7 @@ func (r *Raft) copyUserSnapshot(ur *userRestore, c Configuration, cIndex uint64)
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("failed to close snapshot: %v", err)
 	}
+	r.writtenUpTo = max(r.writtenUpTo, ur.index)
 	ur.id = sink.ID()
 	r.logger.Info("copied to local snapshot", "bytes", n)
 	return nil

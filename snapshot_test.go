@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -363,5 +364,278 @@ func TestSnapshot_SlowInstallDoesNotLoop(t *testing.T) {
 		if n := installs[lagging.id].n.Load(); n != 1 {
 			t.Fatalf("the lagging follower installed %d snapshots, want 1", n)
 		}
+	})
+}
+
+// gatedSnapshots is an InmemSnapshotStore that a test can hold up, to
+// order the writes of two snapshots into it. The sink of the snapshot at
+// index hold waits in its first Close until release is closed (closing
+// says it got there; held is closed once that Close has returned). The
+// sink of the snapshot at index after waits in its first Close until held
+// is closed. The first Open after openAfter is set waits until that channel
+// is closed. opens counts every Open. Once a test ends, nothing waits.
+type gatedSnapshots struct {
+	SnapshotStore
+	opens atomic.Int64
+
+	hold, after atomic.Uint64
+	openAfter   atomic.Pointer[chan struct{}]
+	closing     chan struct{}
+	release     chan struct{}
+	releaseOnce sync.Once
+	held        chan struct{}
+	ended       chan struct{}
+}
+
+func newGatedSnapshots(ended chan struct{}) *gatedSnapshots {
+	return &gatedSnapshots{
+		SnapshotStore: NewInmemSnapshotStore(),
+		closing:       make(chan struct{}),
+		release:       make(chan struct{}),
+		held:          make(chan struct{}),
+		ended:         ended,
+	}
+}
+
+// letGo lets the held Close go on.
+func (g *gatedSnapshots) letGo() { g.releaseOnce.Do(func() { close(g.release) }) }
+
+// wait waits until ch is closed or the test has ended.
+func (g *gatedSnapshots) wait(ch chan struct{}) {
+	select {
+	case <-ch:
+	case <-g.ended:
+	}
+}
+
+func (g *gatedSnapshots) Create(version SnapshotVersion, index, term uint64, cfg Configuration, cfgIndex uint64, trans Transport) (SnapshotSink, error) {
+	sink, err := g.SnapshotStore.Create(version, index, term, cfg, cfgIndex, trans)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedSink{SnapshotSink: sink, g: g, index: index}, nil
+}
+
+func (g *gatedSnapshots) Open(id string) (*SnapshotMeta, io.ReadCloser, error) {
+	g.opens.Add(1)
+	if ch := g.openAfter.Swap(nil); ch != nil {
+		g.wait(*ch)
+	}
+	return g.SnapshotStore.Open(id)
+}
+
+type gatedSink struct {
+	SnapshotSink
+	g     *gatedSnapshots
+	index uint64
+	once  sync.Once
+}
+
+// Close holds up the first call only: FSMSnapshot.Persist closes the sink,
+// and raft closes it again, as the reference does.
+func (s *gatedSink) Close() error {
+	var err error
+	first := false
+	s.once.Do(func() {
+		first = true
+		switch s.index {
+		case s.g.hold.Load():
+			close(s.g.closing)
+			s.g.wait(s.g.release)
+			err = s.SnapshotSink.Close()
+			close(s.g.held)
+		case s.g.after.Load():
+			s.g.wait(s.g.held)
+			err = s.SnapshotSink.Close()
+		default:
+			err = s.SnapshotSink.Close()
+		}
+	})
+	if first {
+		return err
+	}
+	return s.SnapshotSink.Close()
+}
+
+// gatedCluster starts three nodes on gated stores that never snapshot by
+// themselves, keep 5 entries behind a snapshot, and have applied 10
+// commands. The cluster shuts down when the test ends, after the gates
+// stop holding anything up.
+func gatedCluster(t *testing.T) (*testCluster, map[ServerID]*gatedSnapshots, *testNode, *testNode) {
+	t.Helper()
+	gates := make(map[ServerID]*gatedSnapshots)
+	ended := make(chan struct{})
+	c := newTestCluster(t, 3, clusterOpts{
+		conf: snapshotConf(1<<30, 5),
+		snaps: func(id ServerID) SnapshotStore {
+			gates[id] = newGatedSnapshots(ended)
+			return gates[id]
+		},
+	})
+	t.Cleanup(c.shutdown)
+	t.Cleanup(func() { close(ended) })
+	leader := c.waitForLeader()
+	applyAll(t, leader, "x", 10)
+	c.waitForSameFSMs(10)
+	var follower *testNode
+	for _, n := range c.nodes {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	return c, gates, leader, follower
+}
+
+// laggingBehindCompaction cuts follower off while leader applies 50
+// commands and snapshots, so that the follower can only catch up from that
+// snapshot, whose index it returns; then it heals the cluster.
+func laggingBehindCompaction(t *testing.T, c *testCluster, leader, follower *testNode) uint64 {
+	t.Helper()
+	c.partition(follower)
+	applyAll(t, leader, "y", 50)
+	if err := leader.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("leader snapshot: %v", err)
+	}
+	last, _ := follower.logs.LastIndex()
+	c.waitFor(5*time.Second, "the leader to compact its log past the follower's", func() bool {
+		return firstIndex(t, leader) > last+1
+	})
+	snaps, err := leader.snaps.List()
+	if err != nil || len(snaps) != 1 {
+		t.Fatalf("the leader's store lists %v, %v", snaps, err)
+	}
+	c.heal()
+	return snaps[0].Index
+}
+
+// checkNewestSnapshotAdopted checks that node's store holds, as its newest
+// snapshot, the one the node has adopted.
+func checkNewestSnapshotAdopted(t *testing.T, node *testNode) {
+	t.Helper()
+	if node.raft.State() == Shutdown {
+		t.Fatalf("%s shut down", node.id)
+	}
+	snaps, err := node.snaps.List()
+	if err != nil || len(snaps) == 0 {
+		t.Fatalf("%s's store lists %v, %v", node.id, snaps, err)
+	}
+	if got, want := snaps[0].Index, node.raft.Stats()["last_snapshot_index"]; fmt.Sprint(got) != want {
+		t.Fatalf("%s's store holds a snapshot at index %d, but its last snapshot is at %s", node.id, got, want)
+	}
+}
+
+// A snapshot a node takes of its own FSM, and writes into the store while
+// a newer snapshot is written there (one installed from the leader, or a
+// user's Restore on the leader), must not end up in the store in place of
+// the newer one. An InmemSnapshotStore keeps the snapshot closed last, so
+// the older one, closed last, displaced the newer; the FSM goroutine then
+// failed to open the snapshot the node had adopted, and the node shut
+// down, its log already discarded around the new snapshot. (Found by the
+// interop mixed cluster tests: a follower's periodic snapshot, taken just
+// before an InstallSnapshot arrived, was closed just after it.) The gated
+// store orders the two writes as the subtest says, and holds the FSM's
+// Open of the newer snapshot until the older one is done, as a busy FSM
+// goroutine did.
+func TestSnapshot_LocalSnapshotClosedLateDoesNotDisplaceANewerOne(t *testing.T) {
+	t.Run("install arrives while the local snapshot is being written", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, gates, leader, follower := gatedCluster(t)
+
+			// The follower snapshots its FSM; the snapshot is persisted but
+			// not yet closed.
+			gate := gates[follower.id]
+			gate.hold.Store(follower.raft.AppliedIndex())
+			gate.openAfter.Store(&gate.held)
+			localDone := make(chan error, 1)
+			go func() { localDone <- follower.raft.Snapshot().Error() }()
+			<-gate.closing
+
+			// Meanwhile it falls behind the leader's compacted log.
+			laggingBehindCompaction(t, c, leader, follower)
+			c.waitFor(10*time.Second, "the leader to open its snapshot for the follower", func() bool {
+				return gates[leader.id].opens.Load() > 0
+			})
+			// Everything the install can do before the local snapshot is
+			// closed, it has done.
+			synctest.Wait()
+			gate.letGo()
+			if err := <-localDone; err != nil {
+				t.Fatalf("the follower's own snapshot: %v", err)
+			}
+			c.waitForSameFSMs(60)
+			checkNewestSnapshotAdopted(t, follower)
+		})
+	})
+
+	t.Run("local snapshot taken before an install is written after it", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, gates, leader, follower := gatedCluster(t)
+
+			// The install is held in Close, with the follower's FSM still
+			// at the 10 commands it applied before it was cut off.
+			gate := gates[follower.id]
+			gate.hold.Store(^uint64(0)) // until the install's index is known
+			installing := laggingBehindCompaction(t, c, leader, follower)
+			gate.hold.Store(installing)
+			<-gate.closing
+
+			// The follower snapshots its FSM now, but writes the snapshot
+			// only after the install's.
+			gate.after.Store(follower.raft.AppliedIndex())
+			localDone := make(chan error, 1)
+			go func() { localDone <- follower.raft.Snapshot().Error() }()
+			synctest.Wait()
+			restoring := make(chan struct{})
+			gate.openAfter.Store(&restoring)
+			gate.letGo()
+			if err := <-localDone; err != nil && !errors.Is(err, ErrNothingNewToSnapshot) {
+				t.Fatalf("the follower's own snapshot: %v", err)
+			}
+			close(restoring)
+			c.waitForSameFSMs(60)
+			checkNewestSnapshotAdopted(t, follower)
+		})
+	})
+
+	t.Run("user restore while the local snapshot is being written", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			c, gates, leader, _ := gatedCluster(t)
+
+			// The leader snapshots its FSM; the snapshot is persisted but
+			// not yet closed.
+			gate := gates[leader.id]
+			gate.hold.Store(leader.raft.AppliedIndex())
+			gate.openAfter.Store(&gate.held)
+			localDone := make(chan error, 1)
+			go func() { localDone <- leader.raft.Snapshot().Error() }()
+			<-gate.closing
+
+			// Meanwhile a user restores a snapshot of their own.
+			var buf bytes.Buffer
+			json.NewEncoder(&buf).Encode([][]byte{[]byte("restored-1"), []byte("restored-2")})
+			meta := &SnapshotMeta{Version: 1, Index: 5, Term: 1, Size: int64(buf.Len())}
+			restoreDone := make(chan error, 1)
+			go func() { restoreDone <- leader.raft.Restore(meta, &buf, 0) }()
+			synctest.Wait()
+			gate.letGo()
+			if err := <-localDone; err != nil {
+				t.Fatalf("the leader's own snapshot: %v", err)
+			}
+			if err := <-restoreDone; err != nil {
+				t.Fatalf("Restore: %v", err)
+			}
+			c.waitFor(5*time.Second, "every FSM to hold the restored state", func() bool {
+				for _, n := range c.running() {
+					if cmds := n.fsm.commands(); len(cmds) != 2 || string(cmds[0]) != "restored-1" {
+						return false
+					}
+				}
+				return true
+			})
+			applyAll(t, leader, "after", 3)
+			c.waitForSameFSMs(5)
+			checkNewestSnapshotAdopted(t, leader)
+		})
 	})
 }
