@@ -32,13 +32,20 @@ var mixedFailoverTiming = mixedTiming{
 
 // TestMixedClusterAppliesIdenticalSequencesThroughFailoversAndRestarts runs
 // three-node clusters mixing both libraries, both ways round, with
-// pre-vote on. Concurrent clients apply 10,000 commands through whichever
-// node leads while leaders are killed (twice, unless leadership also moves
-// by itself), so that a node of each library leads and a node of each
-// library is killed and restarted on its stores. Every restarted node must catch up, every command must be
-// acknowledged with the position it has in every node's FSM, and every
-// node must hold the same log and apply the same commands in the same
-// order.
+// pre-vote on and both libraries snapshotting and compacting their logs
+// every few dozen entries. Concurrent clients apply 10,000 commands
+// through whichever node leads while leaders are killed (at least twice,
+// more if leadership also moves by itself), so that a node of each library
+// leads and a node of each library is killed and restarted on its stores.
+// Each killed node stays down until the new leader has compacted its log
+// past the killed node's last entry, so that it can only catch up from a
+// snapshot the leader sends; the test goes on until that has happened
+// across the libraries both ways, a leader of ours installing a snapshot
+// on a reference node and a reference leader on one of ours, and checks
+// each time that the restarted node did install one. Every restarted node
+// must catch up, every command must be acknowledged with the position it
+// has in every node's FSM, and every node must hold the same log (what is
+// left of it) and apply the same commands in the same order.
 func TestMixedClusterAppliesIdenticalSequencesThroughFailoversAndRestarts(t *testing.T) {
 	for _, libs := range mixedClusterShapes {
 		t.Run(mixedShapeName(libs), func(t *testing.T) {
@@ -46,6 +53,14 @@ func TestMixedClusterAppliesIdenticalSequencesThroughFailoversAndRestarts(t *tes
 		})
 	}
 }
+
+// mixedInstall is a direction in which a snapshot was installed: from a
+// leader of one library to a follower of the other.
+type mixedInstall struct{ from, to mixedLib }
+
+func (d mixedInstall) String() string { return fmt.Sprintf("%s leader to %s follower", d.from, d.to) }
+
+var mixedInstallsWanted = []mixedInstall{{from: libOurs, to: libRef}, {from: libRef, to: libOurs}}
 
 func testMixedClusterFailovers(t *testing.T, libs []mixedLib) {
 	const (
@@ -60,19 +75,31 @@ func testMixedClusterFailovers(t *testing.T, libs []mixedLib) {
 	c := newMixedCluster(t, mixedFailoverTiming, libs...)
 	first := c.waitLeader()
 	c.logf("%s (%s) leads in term %d", first, first.lib, first.term())
-	// led records the libraries whose leaders acknowledged a command.
+	// led records the libraries whose leaders acknowledged a command,
+	// installed the directions in which a restarted node caught up from a
+	// snapshot.
 	led := map[mixedLib]bool{c.mustSubmit("first").node.lib: true}
 	killed := map[mixedLib]bool{}
+	installed := map[mixedInstall]bool{}
+	finished := func() bool {
+		for _, d := range mixedInstallsWanted {
+			if !installed[d] {
+				return false
+			}
+		}
+		return led[libOurs] && led[libRef] && killed[libOurs] && killed[libRef]
+	}
 
 	load := startMixedLoad(c, total, clients, step)
 	done := 0 // failovers carried out
-	for attempt := 0; !(led[libOurs] && led[libRef] && killed[libOurs] && killed[libRef]); attempt++ {
-		if attempt == 6 {
-			t.Fatalf("six attempts did not give both libraries a turn at leading and at being killed: led %v, killed %v", led, killed)
+	for attempt := 0; !finished(); attempt++ {
+		if attempt == 8 {
+			t.Fatalf("eight attempts did not give both libraries a turn at leading, at being killed and at installing a snapshot on the other: led %v, killed %v, installed %v",
+				led, killed, installed)
 		}
 		load.waitAcked(min(1000+done*step, total-500))
 		old := c.waitLeader()
-		w := mixedPlanFailover(c, old, led, killed)
+		w := mixedPlanFailover(c, old, led, killed, installed)
 		if !c.failOver(old, w) {
 			continue
 		}
@@ -80,12 +107,14 @@ func testMixedClusterFailovers(t *testing.T, libs []mixedLib) {
 		done++
 		killed[old.lib], led[old.lib] = true, true
 		load.open((done + 1) * step)
-		c.restart(old, load.highestAcked())
+		if d, ok := c.restartFromSnapshot(old, load); ok {
+			installed[d] = true
+		}
 		led[c.mustSubmit(fmt.Sprintf("after-failover-%d", done)).node.lib] = true
 	}
 	load.open(total)
 	load.waitAcked(total)
-	c.logf("all %d commands acknowledged after %v", total, time.Since(start).Round(time.Millisecond))
+	c.logf("all %d commands acknowledged after %v; snapshots installed: %v", total, time.Since(start).Round(time.Millisecond), installed)
 
 	// Nothing is sent after the fence, so once every node has applied it
 	// their histories must be equal.
@@ -98,12 +127,15 @@ func testMixedClusterFailovers(t *testing.T, libs []mixedLib) {
 
 // mixedPlanFailover chooses who takes over from the leader old, so that
 // each failover brings the test closer to having killed a node of each
-// library and seen a node of each library lead. Killing old is progress if
-// no node of its library has been killed yet; the winner is then
-// preferably of a library that has not led, else of the other library.
-// Otherwise the winner is of the library still to be killed, so that the
-// next failover kills it.
-func mixedPlanFailover(c *mixedCluster, old *mixedNode, led, killed map[mixedLib]bool) *mixedNode {
+// library, seen a node of each library lead, and seen a leader of each
+// library install a snapshot on a restarted node of the other. The
+// restarted node will be old, and its leader the winner, so a winner of
+// the other library than old is worth most while that direction is
+// missing. Then, killing old is progress if no node of its library has
+// been killed yet; the winner is preferably of a library that has not
+// led, else of the other library. Otherwise the winner is of the library
+// still to be killed, so that the next failover kills it.
+func mixedPlanFailover(c *mixedCluster, old *mixedNode, led, killed map[mixedLib]bool, installed map[mixedInstall]bool) *mixedNode {
 	c.t.Helper()
 	var pick *mixedNode
 	score := -1
@@ -112,6 +144,9 @@ func mixedPlanFailover(c *mixedCluster, old *mixedNode, led, killed map[mixedLib
 			continue
 		}
 		s := 0
+		if n.lib != old.lib && !installed[mixedInstall{from: n.lib, to: old.lib}] {
+			s += 4
+		}
 		switch {
 		case !killed[old.lib]:
 			if !led[n.lib] {

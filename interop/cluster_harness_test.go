@@ -57,7 +57,7 @@ func newMixedCluster(t *testing.T, timing mixedTiming, libs ...mixedLib) *mixedC
 	nw := newMixedNetwork()
 	var servers []mixedServer
 	for i, lib := range libs {
-		n, err := newMixedNode(nw, fmt.Sprintf("%s-%d", lib, i+1), lib, timing, logger)
+		n, err := newMixedNode(nw, fmt.Sprintf("%s-%d", lib, i+1), lib, timing, logger, t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,15 +114,17 @@ func mixedPollUntil(timeout time.Duration, cond func() bool) bool {
 
 // describe summarises every node for failure messages: role, term, last
 // log index and the term of that entry as the store has it (0 while the
-// write is in flight), the store's last index, the index of the last
-// command the FSM applied, and the known leader.
+// write is in flight), the store's first and last index, the index of the
+// newest snapshot in the node's store, the index of the last command the
+// FSM applied, and the known leader.
 func (c *mixedCluster) describe() string {
 	var parts []string
 	for _, n := range c.nodes {
 		last := n.lastIndex()
 		e, _ := n.logEntry(last)
-		parts = append(parts, fmt.Sprintf("%s{state=%s term=%d last=%d/%d stored=%d applied=%d leader=%q}",
-			n.id, n.state(), n.term(), last, e.Term, n.storedLastIndex(), n.currentFSM().lastIndex(), n.leaderID()))
+		snap, _, _ := n.newestSnapshot()
+		parts = append(parts, fmt.Sprintf("%s{state=%s term=%d last=%d/%d stored=[%d,%d] snap=%d applied=%d leader=%q}",
+			n.id, n.state(), n.term(), last, e.Term, n.firstIndex(), n.storedLastIndex(), snap.Index, n.currentFSM().lastIndex(), n.leaderID()))
 	}
 	return strings.Join(parts, " ")
 }
@@ -332,33 +334,119 @@ func (c *mixedCluster) restart(n *mixedNode, index uint64) {
 	c.logf("%s caught up to index %d", n, index)
 }
 
+// restartFromSnapshot restarts the killed node n once the leader has
+// compacted its log past everything n holds, so that n can only catch up
+// from a snapshot the leader sends, and checks that it did: its FSM
+// restored a snapshot besides the one of its own it restores on start,
+// and its snapshot store lists one past its old log. The clients' load
+// normally moves the log on; when it has run dry, the test's own commands
+// do. It returns the leader's and n's libraries, or false, having checked
+// only that n caught up, if leadership moved while n caught up, since the
+// snapshot may then have come from elsewhere.
+func (c *mixedCluster) restartFromSnapshot(n *mixedNode, load *mixedLoad) (mixedInstall, bool) {
+	c.t.Helper()
+	own, hadOwn, err := n.newestSnapshot()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	reach := max(n.storedLastIndex(), own.Index)
+	var l *mixedNode
+	fillers := 0
+	c.eventually(mixedSettle, fmt.Sprintf("the leader has compacted its log past index %d, the end of %s's", reach+1, n), func() bool {
+		if l = c.leader(); l != nil && l.firstIndex() > reach+1 {
+			return true
+		}
+		if load.acked.Load() >= load.gate.Load() || load.failed() {
+			c.mustSubmit(fmt.Sprintf("filler-for-%s-%d", n, fillers))
+			fillers++
+		}
+		return false
+	})
+	term := l.term()
+	target := max(c.mustSubmit(fmt.Sprintf("before-restarting-%s", n)).index, load.highestAcked())
+	leaderSnap, _, _ := l.newestSnapshot()
+	c.logf("%s (%s) leads in term %d, its log starts at %d and its newest snapshot is at %d; %s's log ends at %d, its own snapshot is at %d (%d fillers)",
+		l, l.lib, term, l.firstIndex(), leaderSnap.Index, n, n.storedLastIndex(), own.Index, fillers)
+	c.restart(n, target)
+	if l.state() != "Leader" || l.term() != term {
+		c.logf("%s no longer leads in term %d, so %s's snapshot may have come from another node; not counting it", l, term, n)
+		return mixedInstall{}, false
+	}
+	restores := n.currentFSM().restoreLog()
+	atStart := 0
+	if hadOwn {
+		atStart = 1 // both libraries restore the newest stored snapshot in NewRaft
+	}
+	if len(restores) <= atStart {
+		c.t.Fatalf("%s caught up to index %d from %s, whose log starts at %d, past its own end at %d, without installing a snapshot: FSM restores %+v; cluster: %s",
+			n, target, l, l.firstIndex(), reach, restores, c.describe())
+	}
+	snap, ok, err := n.newestSnapshot()
+	if err != nil || !ok || snap.Index <= reach {
+		c.t.Fatalf("%s installed a snapshot, but its store lists %+v (%v, %v), not one past index %d", n, snap, ok, err, reach)
+	}
+	d := mixedInstall{from: l.lib, to: n.lib}
+	c.logf("%s installed a snapshot from %s (%s): FSM restores %+v, newest stored snapshot %+v, last_snapshot_index %s",
+		n, l, d, restores, snap, n.stat("last_snapshot_index"))
+	return d, true
+}
+
 // checkSameHistory checks, once every node has applied index last, that
-// every node's log holds the same entries up to last and every node's FSM
-// applied the same commands in the same order, each index once, in
-// increasing order. It returns the common FSM sequence.
+// every node's log holds the same entries up to last, from the first entry
+// that every node holding last still holds in an unbroken run up to it (a
+// node that installed a snapshot at last holds no entry), and that every
+// node's FSM holds the same commands in the same order, each index once, in
+// increasing order. A restored snapshot holds the whole history before it,
+// so the FSMs are compared from the first command on, whatever each node
+// restored. It returns the common FSM sequence.
+//
+// The run must be unbroken because a reference node that installed a
+// snapshot past the end of its log keeps that log's last TrailingLogs
+// entries: hashicorp/raft's installSnapshot only compacts the log as after
+// a snapshot of its own, up to min(snapshot index, last index -
+// TrailingLogs), with the last index from before the install. Its store
+// then holds those old entries, a gap up to the snapshot, and the entries
+// after it, until a later compaction of its own deletes the old ones. Ours
+// discards the whole log when it does not hold the snapshot's last entry
+// (Raft paper, figure 13, step 7), so its store never has a gap.
 func (c *mixedCluster) checkSameHistory(last uint64) []mixedEntry {
 	c.t.Helper()
 	c.waitCaughtUp(last)
 	first := c.nodes[0]
 	for _, n := range c.nodes {
 		if p := n.currentFSM().orderProblems(); len(p) > 0 {
-			c.t.Errorf("%s applied entries out of order: %v", n, p)
+			c.t.Errorf("%s applied entries out of order or restored a snapshot that lost commands: %v", n, p)
 		}
 	}
-	for i := uint64(1); i <= last; i++ {
-		want, err := first.logEntry(i)
-		if err != nil {
-			c.t.Fatalf("%s: log entry %d: %v", first, i, err)
-		}
-		for _, n := range c.nodes[1:] {
+	// Snapshots still run, so a node may compact entries away while they
+	// are read, or even install a snapshot and empty its log: an entry
+	// missing below a node's first index, or from an empty log, is skipped.
+	from := uint64(1)
+	for _, n := range c.nodes {
+		from = max(from, n.unbrokenFrom(last))
+	}
+	compared := 0
+	for i := from; i <= last; i++ {
+		var want mixedLogEntry
+		var wantFrom *mixedNode
+		for _, n := range c.nodes {
 			got, err := n.logEntry(i)
 			if err != nil {
-				c.t.Fatalf("%s: log entry %d: %v", n, i, err)
+				if first := n.firstIndex(); first == 0 || first > i {
+					continue
+				}
+				c.t.Fatalf("%s: log entry %d: %v; cluster: %s", n, i, err, c.describe())
 			}
-			if got != want {
-				c.t.Fatalf("log entry %d differs: %s has %+v, %s has %+v", i, first, want, n, got)
+			if wantFrom == nil {
+				want, wantFrom = got, n
+			} else if got != want {
+				c.t.Fatalf("log entry %d differs: %s has %+v, %s has %+v", i, wantFrom, want, n, got)
 			}
 		}
+		compared++
+	}
+	if from > 1 {
+		c.logf("logs compared from index %d to %d (%d entries): some node no longer holds the entry before", from, last, compared)
 	}
 	seq := first.currentFSM().sequence()
 	for len(seq) > 0 && seq[len(seq)-1].Index > last {

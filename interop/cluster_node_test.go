@@ -1,9 +1,12 @@
 package interop
 
 import (
+	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,10 +35,15 @@ type mixedTiming struct {
 }
 
 const (
-	// mixedNoSnapshots keeps both libraries from ever taking a snapshot or
-	// compacting the log: ours cannot install snapshots yet, so no node may
-	// ever need one to catch up.
-	mixedNoSnapshots = 1 << 40
+	// Both libraries snapshot and compact their logs while the mixed
+	// cluster tests run: a periodic check every 50-100ms takes a snapshot
+	// once 64 entries accumulated, and compaction keeps 32 entries behind
+	// the end of the log. A node that misses more than that, cut off or
+	// down, can only catch up from a snapshot its leader sends, whichever
+	// library either runs.
+	mixedSnapshotThreshold = 64
+	mixedTrailingLogs      = 32
+	mixedSnapshotInterval  = 50 * time.Millisecond
 	// mixedRPCTimeout bounds each RPC of both transports.
 	mixedRPCTimeout = 5 * time.Second
 	// mixedFutureDeadline bounds the wait for any future. Both libraries
@@ -46,7 +54,6 @@ const (
 var (
 	errMixedPartitioned = errors.New("partitioned by the test")
 	errMixedNodeDown    = errors.New("node is down")
-	errMixedNoSnapshots = errors.New("snapshots are not used by the mixed cluster tests")
 )
 
 // --- The state machine. ---
@@ -67,12 +74,28 @@ type mixedResult struct {
 }
 
 // mixedFSM records every command it applies, in order. Each incarnation of
-// a node gets a fresh one, as a restarted process would, and both
-// libraries replay the whole log into it.
+// a node gets a fresh one, as a restarted process would; the library fills
+// it from the node's newest snapshot and replays the log after it.
+//
+// Its snapshot is the whole sequence, so a node that restores one holds
+// the same history as a node that applied every entry, and the tests
+// compare complete histories whatever each node restored. Both libraries'
+// nodes share this FSM and its snapshot format (mixedSnapshotMagic), so a
+// node of either library restores what a node of the other wrote: an
+// InstallSnapshot carries these bytes unchanged from the leader's snapshot
+// store into the follower's and then into its FSM.
 type mixedFSM struct {
-	mu       sync.Mutex // Apply runs on the node's FSM goroutine; tests read concurrently
+	mu       sync.Mutex // Apply, Snapshot and Restore run on the node's FSM goroutine; tests read concurrently
 	entries  []mixedEntry
+	restores []mixedRestore
 	problems []string
+}
+
+// mixedRestore records one Restore: how many commands the restored state
+// held and the index of the last one.
+type mixedRestore struct {
+	Commands  int
+	LastIndex uint64
 }
 
 func (f *mixedFSM) record(index, term uint64, data []byte) interface{} {
@@ -83,6 +106,47 @@ func (f *mixedFSM) record(index, term uint64, data []byte) interface{} {
 	}
 	f.entries = append(f.entries, mixedEntry{Index: index, Term: term, Data: string(data)})
 	return mixedResult{Index: index, Seq: len(f.entries)}
+}
+
+// snapshot captures the sequence so far. The entries are never changed in
+// place (record appends, restore replaces the slice), so the clipped slice
+// stays as it is while Persist writes it and later applies go on.
+func (f *mixedFSM) snapshot() mixedSnapshot {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return mixedSnapshot{entries: slices.Clip(f.entries)}
+}
+
+// restore replaces the sequence with a snapshot's. What the FSM held
+// before must be a prefix of it: a snapshot only ever moves a node forward
+// along the one committed history, so anything else is a lost or
+// rewritten command, which the tests report.
+func (f *mixedFSM) restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	entries, err := mixedDecodeSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := mixedRestore{Commands: len(entries)}
+	if len(entries) > 0 {
+		r.LastIndex = entries[len(entries)-1].Index
+	}
+	if len(entries) < len(f.entries) {
+		f.problems = append(f.problems, fmt.Sprintf("restored a snapshot of %d commands (last index %d) over %d applied ones (last index %d)",
+			len(entries), r.LastIndex, len(f.entries), f.entries[len(f.entries)-1].Index))
+	} else {
+		for i, e := range f.entries {
+			if entries[i] != e {
+				f.problems = append(f.problems, fmt.Sprintf("restored a snapshot whose command %d is %+v, but %+v was applied", i+1, entries[i], e))
+				break
+			}
+		}
+	}
+	f.entries = entries
+	f.restores = append(f.restores, r)
+	return nil
 }
 
 // sequence returns a copy of what was applied so far.
@@ -102,33 +166,116 @@ func (f *mixedFSM) lastIndex() uint64 {
 	return f.entries[len(f.entries)-1].Index
 }
 
+// restoreLog returns every Restore of this incarnation, oldest first.
+func (f *mixedFSM) restoreLog() []mixedRestore {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]mixedRestore(nil), f.restores...)
+}
+
 func (f *mixedFSM) orderProblems() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.problems...)
 }
 
+// mixedSnapshotMagic opens every mixed FSM snapshot. The rest is the
+// number of commands, then each command's index, term and data length as
+// uvarints followed by the data, and nothing after the last.
+const mixedSnapshotMagic = "quorumkit-interop-mixed-fsm-v1\n"
+
+// mixedSnapshot is a captured sequence.
+type mixedSnapshot struct{ entries []mixedEntry }
+
+func (s mixedSnapshot) persist(sink io.WriteCloser, cancel func() error) error {
+	w := bufio.NewWriter(sink)
+	w.WriteString(mixedSnapshotMagic)
+	var buf [binary.MaxVarintLen64]byte
+	putUvarint := func(v uint64) { w.Write(buf[:binary.PutUvarint(buf[:], v)]) }
+	putUvarint(uint64(len(s.entries)))
+	for _, e := range s.entries {
+		putUvarint(e.Index)
+		putUvarint(e.Term)
+		putUvarint(uint64(len(e.Data)))
+		w.WriteString(e.Data)
+	}
+	// bufio.Writer keeps the first write error and returns it here.
+	if err := w.Flush(); err != nil {
+		cancel()
+		return fmt.Errorf("writing the snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+// mixedDecodeSnapshot reads a snapshot persist wrote, checking that it is
+// whole and that its indexes increase.
+func mixedDecodeSnapshot(rd io.Reader) ([]mixedEntry, error) {
+	r := bufio.NewReader(rd)
+	magic := make([]byte, len(mixedSnapshotMagic))
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != mixedSnapshotMagic {
+		return nil, fmt.Errorf("not a mixed FSM snapshot: starts with %q (%v)", magic, err)
+	}
+	count, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading the snapshot's command count: %w", err)
+	}
+	const maxCommands, maxData = 1 << 24, 1 << 20
+	if count > maxCommands {
+		return nil, fmt.Errorf("snapshot claims %d commands", count)
+	}
+	entries := make([]mixedEntry, 0, count)
+	for i := uint64(0); i < count; i++ {
+		var e mixedEntry
+		var size uint64
+		for _, v := range []*uint64{&e.Index, &e.Term, &size} {
+			if *v, err = binary.ReadUvarint(r); err != nil {
+				return nil, fmt.Errorf("reading command %d of %d: %w", i+1, count, err)
+			}
+		}
+		if size > maxData {
+			return nil, fmt.Errorf("command %d of the snapshot claims %d bytes", i+1, size)
+		}
+		data := make([]byte, size)
+		if _, err := io.ReadFull(r, data); err != nil {
+			return nil, fmt.Errorf("reading command %d of %d: %w", i+1, count, err)
+		}
+		e.Data = string(data)
+		if n := len(entries); n > 0 && e.Index <= entries[n-1].Index {
+			return nil, fmt.Errorf("snapshot holds index %d after index %d", e.Index, entries[n-1].Index)
+		}
+		entries = append(entries, e)
+	}
+	if n, _ := r.Read(make([]byte, 1)); n > 0 {
+		return nil, errors.New("snapshot holds bytes after its last command")
+	}
+	return entries, nil
+}
+
 type mixedOurFSM struct{ *mixedFSM }
 
 func (f mixedOurFSM) Apply(l *qraft.Log) interface{} { return f.record(l.Index, l.Term, l.Data) }
 func (f mixedOurFSM) Snapshot() (qraft.FSMSnapshot, error) {
-	return nil, errMixedNoSnapshots
+	return mixedOurSnapshot{f.snapshot()}, nil
 }
-func (f mixedOurFSM) Restore(rc io.ReadCloser) error {
-	rc.Close()
-	return errMixedNoSnapshots
-}
+func (f mixedOurFSM) Restore(rc io.ReadCloser) error { return f.restore(rc) }
+
+type mixedOurSnapshot struct{ mixedSnapshot }
+
+func (s mixedOurSnapshot) Persist(sink qraft.SnapshotSink) error { return s.persist(sink, sink.Cancel) }
+func (s mixedOurSnapshot) Release()                              {}
 
 type mixedRefFSM struct{ *mixedFSM }
 
 func (f mixedRefFSM) Apply(l *hraft.Log) interface{} { return f.record(l.Index, l.Term, l.Data) }
 func (f mixedRefFSM) Snapshot() (hraft.FSMSnapshot, error) {
-	return nil, errMixedNoSnapshots
+	return mixedRefSnapshot{f.snapshot()}, nil
 }
-func (f mixedRefFSM) Restore(rc io.ReadCloser) error {
-	rc.Close()
-	return errMixedNoSnapshots
-}
+func (f mixedRefFSM) Restore(rc io.ReadCloser) error { return f.restore(rc) }
+
+type mixedRefSnapshot struct{ mixedSnapshot }
+
+func (s mixedRefSnapshot) Persist(sink hraft.SnapshotSink) error { return s.persist(sink, sink.Cancel) }
+func (s mixedRefSnapshot) Release()                              {}
 
 // --- Logs. ---
 
@@ -185,10 +332,22 @@ type mixedNode struct {
 	logger hclog.Logger
 
 	// The node's disk, kept across restarts. Only the fields of lib are set.
+	//
+	// A reference node keeps its snapshots in a FileSnapshotStore, not in
+	// the reference's InmemSnapshotStore: that one makes a snapshot its
+	// latest when it is created, before it is written, and Open hands out
+	// the bytes written so far. A reference leader sending a snapshot while
+	// its next one is being persisted then races with the write and sends
+	// a truncated snapshot, its meta's Size being that of the truncated
+	// bytes (seen here, with the race detector's report, as our follower
+	// failing to restore a snapshot cut at 32768 bytes: ours stops a node
+	// whose FSM failed to restore, where the reference answers the leader
+	// with an error and goes on). Ours publishes a snapshot only when its
+	// sink is closed.
 	ourStore *qraft.InmemStore
 	ourSnaps *qraft.InmemSnapshotStore
 	refStore *hraft.InmemStore
-	refSnaps *hraft.InmemSnapshotStore
+	refSnaps *hraft.FileSnapshotStore
 
 	mu    sync.RWMutex // guards the running instance; the driver replaces it, clients read it
 	layer *mixedLayer
@@ -199,22 +358,29 @@ type mixedNode struct {
 	incarnation int
 }
 
-// newMixedNode binds a port for a node on nw; start makes it run.
-func newMixedNode(nw *mixedNetwork, id string, lib mixedLib, timing mixedTiming, logger hclog.Logger) (*mixedNode, error) {
-	layer, err := nw.listen("127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	n := &mixedNode{
-		nw: nw, id: id, lib: lib, addr: layer.Addr().String(), timing: timing,
-		logger: logger.Named(id), layer: layer,
-	}
+// mixedRetainSnapshots is how many snapshots a reference node's
+// FileSnapshotStore keeps.
+const mixedRetainSnapshots = 2
+
+// newMixedNode binds a port for a node on nw; start makes it run. A
+// reference node keeps its snapshots in dir.
+func newMixedNode(nw *mixedNetwork, id string, lib mixedLib, timing mixedTiming, logger hclog.Logger, dir string) (*mixedNode, error) {
+	n := &mixedNode{nw: nw, id: id, lib: lib, timing: timing, logger: logger.Named(id)}
 	switch lib {
 	case libOurs:
 		n.ourStore, n.ourSnaps = qraft.NewInmemStore(), qraft.NewInmemSnapshotStore()
 	case libRef:
-		n.refStore, n.refSnaps = hraft.NewInmemStore(), hraft.NewInmemSnapshotStore()
+		snaps, err := hraft.NewFileSnapshotStoreWithLogger(dir, mixedRetainSnapshots, n.logger.Named("snapshot"))
+		if err != nil {
+			return nil, err
+		}
+		n.refStore, n.refSnaps = hraft.NewInmemStore(), snaps
 	}
+	layer, err := nw.listen("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	n.addr, n.layer = layer.Addr().String(), layer
 	return n, nil
 }
 
@@ -228,9 +394,9 @@ func (n *mixedNode) ourConfig() *qraft.Config {
 	c.ElectionTimeout = n.timing.election
 	c.LeaderLeaseTimeout = n.timing.lease
 	c.CommitTimeout = n.timing.commit
-	c.SnapshotThreshold = mixedNoSnapshots
-	c.TrailingLogs = mixedNoSnapshots
-	c.SnapshotInterval = time.Hour
+	c.SnapshotThreshold = mixedSnapshotThreshold
+	c.TrailingLogs = mixedTrailingLogs
+	c.SnapshotInterval = mixedSnapshotInterval
 	c.Logger = n.logger
 	return c
 }
@@ -242,9 +408,9 @@ func (n *mixedNode) refConfig() *hraft.Config {
 	c.ElectionTimeout = n.timing.election
 	c.LeaderLeaseTimeout = n.timing.lease
 	c.CommitTimeout = n.timing.commit
-	c.SnapshotThreshold = mixedNoSnapshots
-	c.TrailingLogs = mixedNoSnapshots
-	c.SnapshotInterval = time.Hour
+	c.SnapshotThreshold = mixedSnapshotThreshold
+	c.TrailingLogs = mixedTrailingLogs
+	c.SnapshotInterval = mixedSnapshotInterval
 	c.Logger = n.logger
 	return c
 }
@@ -418,6 +584,71 @@ func (n *mixedNode) storedLastIndex() uint64 {
 	}
 	i, _ := n.refStore.LastIndex()
 	return i
+}
+
+// firstIndex returns the index of the first entry in the node's log
+// store: everything before it was compacted away (0 if the log is empty).
+func (n *mixedNode) firstIndex() uint64 {
+	if n.ourStore != nil {
+		i, _ := n.ourStore.FirstIndex()
+		return i
+	}
+	i, _ := n.refStore.FirstIndex()
+	return i
+}
+
+// unbrokenFrom returns the lowest index from which the node's log store
+// holds every entry up to last: its first index, unless the store has a
+// gap (see checkSameHistory). It returns 0 if the store does not hold last,
+// as after our node installed a snapshot at last, which empties its log.
+func (n *mixedNode) unbrokenFrom(last uint64) uint64 {
+	if _, err := n.logEntry(last); err != nil {
+		return 0
+	}
+	from, first := last, n.firstIndex()
+	for from > max(first, 1) {
+		if _, err := n.logEntry(from - 1); err != nil {
+			break
+		}
+		from--
+	}
+	return from
+}
+
+// mixedSnap is the newest snapshot in a node's snapshot store.
+type mixedSnap struct {
+	ID          string
+	Index, Term uint64
+}
+
+// newestSnapshot returns the newest snapshot in the node's snapshot store;
+// ok is false if there is none.
+func (n *mixedNode) newestSnapshot() (s mixedSnap, ok bool, err error) {
+	if n.ourSnaps != nil {
+		metas, err := n.ourSnaps.List()
+		if err != nil || len(metas) == 0 {
+			return s, false, err
+		}
+		return mixedSnap{ID: metas[0].ID, Index: metas[0].Index, Term: metas[0].Term}, true, nil
+	}
+	metas, err := n.refSnaps.List()
+	if err != nil || len(metas) == 0 {
+		return s, false, err
+	}
+	return mixedSnap{ID: metas[0].ID, Index: metas[0].Index, Term: metas[0].Term}, true, nil
+}
+
+// stat returns one of the node's Stats, "" when it is down.
+func (n *mixedNode) stat(key string) string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	switch {
+	case n.ours != nil:
+		return n.ours.Stats()[key]
+	case n.ref != nil:
+		return n.ref.Stats()[key]
+	}
+	return ""
 }
 
 // leaderID returns the leader the node knows of, "" if none.

@@ -21,8 +21,12 @@ var mixedPreVoteTiming = mixedTiming{
 // of either library goes on committing with the other follower. The
 // isolated node times out and campaigns, but with pre-vote it never raises
 // its term; when it returns, the leader keeps its place and its term, and
-// the node rejoins as its follower and catches up. Without pre-vote the
-// returning node's higher term would depose the leader.
+// the node rejoins as its follower and catches up. The leader commits
+// while the node is away until it has compacted its log past the node's,
+// so the node catches up from a snapshot the leader sends, between the
+// libraries or within one, in the middle of its pre-vote campaign.
+// Without pre-vote the returning node's higher term would depose the
+// leader.
 func TestMixedClusterPreVoteIsolatedFollowerReturnsWithoutDeposingLeader(t *testing.T) {
 	cases := []struct {
 		libs   []mixedLib
@@ -91,9 +95,10 @@ func mixedIsolateFollowerOf(c *mixedCluster, leaderLib, followerLib mixedLib) {
 	c.t.Fatalf("leadership moved by itself in three attempts to isolate a follower of library %s", followerLib)
 }
 
-// mixedIsolateAndReturn cuts follower f off while l leads, lets f campaign
-// in vain, brings it back and checks that l still leads in the same term
-// and that f follows it again with every entry committed meanwhile. It
+// mixedIsolateAndReturn cuts follower f off while l leads, commits until
+// l has compacted its log past f's, lets f campaign in vain, brings it
+// back and checks that l still leads in the same term and that f follows
+// it again with every entry committed meanwhile, through a snapshot. It
 // returns false, with f healed, if leadership moved while f was cut off.
 func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 	c.t.Helper()
@@ -134,14 +139,33 @@ func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 	}
 
 	c.logf("cutting follower %s (%s) off; %s (%s) leads in term %d", f, f.lib, l, l.lib, term)
+	restoresBefore := len(f.currentFSM().restoreLog())
 	f.currentLayer().partition()
+	// The leader goes on committing, at least 20 entries, until it has
+	// compacted its log past the end of f's, so that f, on its return, can
+	// only catch up from a snapshot. f is cut off, so its log and snapshot
+	// store stop moving once the requests it was serving at the cut are
+	// done; commit checks again before f returns.
+	compactedPastF := func() bool {
+		own, _, _ := f.newestSnapshot()
+		return l.firstIndex() > max(f.storedLastIndex(), own.Index)+1
+	}
 	var last mixedAck
-	for i := 0; i < 20 && !disturbed; i++ {
-		last = c.mustSubmit(fmt.Sprintf("while-%s-away-%d", f, i))
-		if last.node != l || whileAway() {
-			disturbed = true
+	sent := 0
+	commit := func(atLeast int) {
+		c.t.Helper()
+		for i := 0; !disturbed && (i < atLeast || !compactedPastF()); i++ {
+			if i == 5000 {
+				c.t.Fatalf("%s committed 5000 entries without compacting its log past %s's; cluster: %s", l, f, c.describe())
+			}
+			last = c.mustSubmit(fmt.Sprintf("while-%s-away-%d", f, sent))
+			sent++
+			if last.node != l || whileAway() {
+				disturbed = true
+			}
 		}
 	}
+	commit(20)
 	if !disturbed {
 		c.eventually(mixedSettle, fmt.Sprintf("isolated %s campaigns", f), func() bool {
 			return whileAway() || f.state() == "Candidate"
@@ -152,6 +176,7 @@ func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 		// Let it campaign a few more rounds. Every round is a pre-vote
 		// that nobody answers, so its term must stay.
 		mixedPollUntil(3*mixedPreVoteTiming.election, whileAway)
+		commit(0)
 	}
 	c.logf("healing %s", f)
 	f.currentLayer().heal()
@@ -168,6 +193,12 @@ func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 		c.t.Fatalf("%s acknowledged a command, want %s; cluster: %s", ack.node, l, c.describe())
 	}
 	afterReturn()
-	c.logf("%s is back; %s still leads in term %d", f, l, term)
+	// l led in term throughout and had compacted its log past f's end
+	// before f returned, so f can only have caught up from its snapshot.
+	restores := f.currentFSM().restoreLog()[restoresBefore:]
+	if len(restores) == 0 {
+		c.t.Fatalf("%s caught up with %s, which had compacted its log past %s's end, without restoring a snapshot; cluster: %s", f, l, f, c.describe())
+	}
+	c.logf("%s is back, after installing a snapshot from %s (FSM restores %+v); %s still leads in term %d", f, l, restores, l, term)
 	return true
 }
