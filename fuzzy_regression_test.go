@@ -314,53 +314,10 @@ func (s *fzFailingStoreLogs) StoreLog(l *Log) error { return s.StoreLogs([]*Log{
 // The leader here is played by hand, so that nothing retries.
 func TestFuzzyRegression_ResyncAfterFailedWriteKeepsTheSnapshot(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		conf := testConfig(t, "n0")
-		conf.TrailingLogs = 0
-		conf.SnapshotThreshold = 1 << 30
-		conf.SnapshotInterval = time.Hour
 		store := NewInmemStore()
 		logs := &fzFailingStoreLogs{InmemStore: store}
-		snaps := NewInmemSnapshotStore()
-		_, trans := NewInmemTransport("a0")
-		_, leader := NewInmemTransport("a1")
-		leader.Connect("a0", trans)
-		cfg := Configuration{Servers: []Server{
-			{Suffrage: Voter, ID: "n0", Address: "a0"},
-			{Suffrage: Voter, ID: "n1", Address: "a1"},
-			{Suffrage: Voter, ID: "n2", Address: "a2"},
-		}}
-		if err := BootstrapCluster(conf, logs, store, snaps, trans, cfg); err != nil {
-			t.Fatal(err)
-		}
-		r, err := NewRaft(conf, &testFSM{}, logs, store, snaps, trans)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, send := startHandLedFollower(t, logs, store, &testFSM{})
 		defer r.Shutdown()
-
-		// send sends entries from..to of term 2 after prev, committing up
-		// to commit, as n1, the leader of term 2.
-		send := func(prev, from, to, commit uint64) *AppendEntriesResponse {
-			t.Helper()
-			req := &AppendEntriesRequest{
-				RPCHeader:         RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte("n1"), Addr: []byte("a1")},
-				Term:              2,
-				PrevLogEntry:      prev,
-				PrevLogTerm:       2,
-				LeaderCommitIndex: commit,
-			}
-			if prev == 1 {
-				req.PrevLogTerm = 1 // the bootstrap entry
-			}
-			for i := from; i <= to && from > 0; i++ {
-				req.Entries = append(req.Entries, &Log{Index: i, Term: 2, Type: LogCommand, Data: []byte(fmt.Sprintf("cmd-%d", i))})
-			}
-			var resp AppendEntriesResponse
-			if err := leader.AppendEntries("n0", "a0", req, &resp); err != nil {
-				t.Fatalf("AppendEntries: %v", err)
-			}
-			return &resp
-		}
 
 		if resp := send(1, 2, 10, 10); !resp.Success {
 			t.Fatalf("the follower refused the first entries: %+v", resp)
@@ -413,53 +370,10 @@ func TestFuzzyRegression_ResyncAfterFailedWriteKeepsTheSnapshot(t *testing.T) {
 // The leader here is played by hand.
 func TestFuzzyRegression_FollowerAcceptsEntriesAfterOneItCompacted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		conf := testConfig(t, "n0")
-		conf.TrailingLogs = 0
-		conf.SnapshotThreshold = 1 << 30
-		conf.SnapshotInterval = time.Hour
 		store := NewInmemStore()
-		snaps := NewInmemSnapshotStore()
-		_, trans := NewInmemTransport("a0")
-		_, leader := NewInmemTransport("a1")
-		leader.Connect("a0", trans)
-		cfg := Configuration{Servers: []Server{
-			{Suffrage: Voter, ID: "n0", Address: "a0"},
-			{Suffrage: Voter, ID: "n1", Address: "a1"},
-			{Suffrage: Voter, ID: "n2", Address: "a2"},
-		}}
-		if err := BootstrapCluster(conf, store, store, snaps, trans, cfg); err != nil {
-			t.Fatal(err)
-		}
 		fsm := &testFSM{}
-		r, err := NewRaft(conf, fsm, store, store, snaps, trans)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, send := startHandLedFollower(t, store, store, fsm)
 		defer r.Shutdown()
-
-		// send sends entries from..to of term 2 after prev, committing up
-		// to commit, as n1, the leader of term 2.
-		send := func(prev, from, to, commit uint64) *AppendEntriesResponse {
-			t.Helper()
-			req := &AppendEntriesRequest{
-				RPCHeader:         RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte("n1"), Addr: []byte("a1")},
-				Term:              2,
-				PrevLogEntry:      prev,
-				PrevLogTerm:       2,
-				LeaderCommitIndex: commit,
-			}
-			if prev == 1 {
-				req.PrevLogTerm = 1 // the bootstrap entry
-			}
-			for i := from; i <= to && from > 0; i++ {
-				req.Entries = append(req.Entries, &Log{Index: i, Term: 2, Type: LogCommand, Data: []byte(fmt.Sprintf("cmd-%d", i))})
-			}
-			var resp AppendEntriesResponse
-			if err := leader.AppendEntries("n0", "a0", req, &resp); err != nil {
-				t.Fatalf("AppendEntries: %v", err)
-			}
-			return &resp
-		}
 
 		// The follower acknowledges up to 5 (the leader's match index),
 		// then receives up to 10, whose answer the leader never sees, and
@@ -494,4 +408,56 @@ func TestFuzzyRegression_FollowerAcceptsEntriesAfterOneItCompacted(t *testing.T)
 			t.Fatalf("the FSM holds %d commands, want 11", got)
 		}
 	})
+}
+
+// startHandLedFollower starts n0 of a bootstrapped three-server cluster as
+// a follower that compacts its whole log on each snapshot (TrailingLogs 0)
+// and snapshots only when asked. The test plays n1, the leader of term 2,
+// by hand through the returned send: it sends entries from..to of term 2
+// after prev, committing up to commit (no entries when from is 0), so that
+// nothing retries behind the test's back.
+func startHandLedFollower(t *testing.T, logs LogStore, stable *InmemStore, fsm FSM) (*Raft, func(prev, from, to, commit uint64) *AppendEntriesResponse) {
+	t.Helper()
+	conf := testConfig(t, "n0")
+	conf.TrailingLogs = 0
+	conf.SnapshotThreshold = 1 << 30
+	conf.SnapshotInterval = time.Hour
+	snaps := NewInmemSnapshotStore()
+	_, trans := NewInmemTransport("a0")
+	_, leader := NewInmemTransport("a1")
+	leader.Connect("a0", trans)
+	cfg := Configuration{Servers: []Server{
+		{Suffrage: Voter, ID: "n0", Address: "a0"},
+		{Suffrage: Voter, ID: "n1", Address: "a1"},
+		{Suffrage: Voter, ID: "n2", Address: "a2"},
+	}}
+	if err := BootstrapCluster(conf, logs, stable, snaps, trans, cfg); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRaft(conf, fsm, logs, stable, snaps, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(prev, from, to, commit uint64) *AppendEntriesResponse {
+		t.Helper()
+		req := &AppendEntriesRequest{
+			RPCHeader:         RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte("n1"), Addr: []byte("a1")},
+			Term:              2,
+			PrevLogEntry:      prev,
+			PrevLogTerm:       2,
+			LeaderCommitIndex: commit,
+		}
+		if prev == 1 {
+			req.PrevLogTerm = 1 // the bootstrap entry
+		}
+		for i := from; i <= to && from > 0; i++ {
+			req.Entries = append(req.Entries, &Log{Index: i, Term: 2, Type: LogCommand, Data: []byte(fmt.Sprintf("cmd-%d", i))})
+		}
+		var resp AppendEntriesResponse
+		if err := leader.AppendEntries("n0", "a0", req, &resp); err != nil {
+			t.Fatalf("AppendEntries: %v", err)
+		}
+		return &resp
+	}
+	return r, send
 }
