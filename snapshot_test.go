@@ -537,6 +537,19 @@ func checkNewestSnapshotAdopted(t *testing.T, node *testNode) {
 // store orders the two writes as the subtest says, and holds the FSM's
 // Open of the newer snapshot until the older one is done, as a busy FSM
 // goroutine did.
+// snapshotHeldInClose starts a snapshot of node's FSM and returns once the
+// gate holds it in Close, persisted but not yet in the store; the FSM's
+// next Open waits for the gate too. The snapshot's answer arrives on the
+// returned channel once the gate lets go.
+func snapshotHeldInClose(gate *gatedSnapshots, node *testNode) <-chan error {
+	gate.hold.Store(node.raft.AppliedIndex())
+	gate.openAfter.Store(&gate.held)
+	done := make(chan error, 1)
+	go func() { done <- node.raft.Snapshot().Error() }()
+	<-gate.closing
+	return done
+}
+
 func TestSnapshot_LocalSnapshotClosedLateDoesNotDisplaceANewerOne(t *testing.T) {
 	t.Run("install arrives while the local snapshot is being written", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
@@ -545,11 +558,7 @@ func TestSnapshot_LocalSnapshotClosedLateDoesNotDisplaceANewerOne(t *testing.T) 
 			// The follower snapshots its FSM; the snapshot is persisted but
 			// not yet closed.
 			gate := gates[follower.id]
-			gate.hold.Store(follower.raft.AppliedIndex())
-			gate.openAfter.Store(&gate.held)
-			localDone := make(chan error, 1)
-			go func() { localDone <- follower.raft.Snapshot().Error() }()
-			<-gate.closing
+			localDone := snapshotHeldInClose(gate, follower)
 
 			// Meanwhile it falls behind the leader's compacted log.
 			laggingBehindCompaction(t, c, leader, follower)
@@ -605,11 +614,7 @@ func TestSnapshot_LocalSnapshotClosedLateDoesNotDisplaceANewerOne(t *testing.T) 
 			// The leader snapshots its FSM; the snapshot is persisted but
 			// not yet closed.
 			gate := gates[leader.id]
-			gate.hold.Store(leader.raft.AppliedIndex())
-			gate.openAfter.Store(&gate.held)
-			localDone := make(chan error, 1)
-			go func() { localDone <- leader.raft.Snapshot().Error() }()
-			<-gate.closing
+			localDone := snapshotHeldInClose(gate, leader)
 
 			// Meanwhile a user restores a snapshot of their own.
 			var buf bytes.Buffer
