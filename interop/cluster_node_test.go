@@ -349,11 +349,9 @@ type mixedNode struct {
 	refStore *hraft.InmemStore
 	refSnaps *hraft.FileSnapshotStore
 
-	mu    sync.RWMutex // guards the running instance; the driver replaces it, clients read it
-	layer *mixedLayer
-	fsm   *mixedFSM
-	ours  *qraft.Raft
-	ref   *hraft.Raft
+	nodeRaft // its mu also guards layer and fsm, which a restart replaces
+	layer    *mixedLayer
+	fsm      *mixedFSM
 	// incarnation counts starts, for log messages.
 	incarnation int
 }
@@ -418,6 +416,109 @@ func (n *mixedNode) refConfig() *hraft.Config {
 // mixedServer is a member of the bootstrap configuration.
 type mixedServer struct{ id, addr string }
 
+// nodeRaft is a test node's running raft, of whichever library, both nil
+// while the node is down. The driver replaces it under mu; clients read it.
+type nodeRaft struct {
+	mu   sync.RWMutex
+	ours *qraft.Raft
+	ref  *hraft.Raft
+}
+
+func (n *nodeRaft) running() bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.ours != nil || n.ref != nil
+}
+
+// state returns the node's role as both libraries spell it, or "Down".
+func (n *nodeRaft) state() string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	switch {
+	case n.ours != nil:
+		return n.ours.State().String()
+	case n.ref != nil:
+		return n.ref.State().String()
+	}
+	return "Down"
+}
+
+// term returns the node's current term, 0 when it is down.
+func (n *nodeRaft) term() uint64 {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	switch {
+	case n.ours != nil:
+		return n.ours.CurrentTerm()
+	case n.ref != nil:
+		return n.ref.CurrentTerm()
+	}
+	return 0
+}
+
+// leaderID returns the ID of the leader the node knows, "" if none or down.
+func (n *nodeRaft) leaderID() string {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	switch {
+	case n.ours != nil:
+		_, id := n.ours.LeaderWithID()
+		return string(id)
+	case n.ref != nil:
+		_, id := n.ref.LeaderWithID()
+		return string(id)
+	}
+	return ""
+}
+
+// startOurRaft starts our library over layer with the given stores,
+// bootstrapping them first with voters when there are any. On failure it
+// closes the transport it made; the stores are the caller's.
+func startOurRaft(conf *qraft.Config, fsm qraft.FSM, logs qraft.LogStore, stable qraft.StableStore, snaps qraft.SnapshotStore, layer *mixedLayer, netLogger hclog.Logger, voters []mixedServer) (*qraft.Raft, error) {
+	trans := qraft.NewNetworkTransportWithConfig(&qraft.NetworkTransportConfig{
+		Stream: mixedOurLayer{layer}, MaxPool: 3, Timeout: mixedRPCTimeout, Logger: netLogger,
+	})
+	if len(voters) > 0 {
+		var cfg qraft.Configuration
+		for _, v := range voters {
+			cfg.Servers = append(cfg.Servers, qraft.Server{Suffrage: qraft.Voter, ID: qraft.ServerID(v.id), Address: qraft.ServerAddress(v.addr)})
+		}
+		if err := qraft.BootstrapCluster(conf, logs, stable, snaps, trans, cfg); err != nil {
+			trans.Close()
+			return nil, fmt.Errorf("bootstrapping our library: %w", err)
+		}
+	}
+	r, err := qraft.NewRaft(conf, fsm, logs, stable, snaps, trans)
+	if err != nil {
+		trans.Close()
+		return nil, fmt.Errorf("starting our library: %w", err)
+	}
+	return r, nil
+}
+
+// startRefRaft is startOurRaft for the reference library.
+func startRefRaft(conf *hraft.Config, fsm hraft.FSM, logs hraft.LogStore, stable hraft.StableStore, snaps hraft.SnapshotStore, layer *mixedLayer, netLogger hclog.Logger, voters []mixedServer) (*hraft.Raft, error) {
+	trans := hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
+		Stream: mixedRefLayer{layer}, MaxPool: 3, Timeout: mixedRPCTimeout, Logger: netLogger,
+	})
+	if len(voters) > 0 {
+		var cfg hraft.Configuration
+		for _, v := range voters {
+			cfg.Servers = append(cfg.Servers, hraft.Server{Suffrage: hraft.Voter, ID: hraft.ServerID(v.id), Address: hraft.ServerAddress(v.addr)})
+		}
+		if err := hraft.BootstrapCluster(conf, logs, stable, snaps, trans, cfg); err != nil {
+			trans.Close()
+			return nil, fmt.Errorf("bootstrapping the reference: %w", err)
+		}
+	}
+	r, err := hraft.NewRaft(conf, fsm, logs, stable, snaps, trans)
+	if err != nil {
+		trans.Close()
+		return nil, fmt.Errorf("starting the reference: %w", err)
+	}
+	return r, nil
+}
+
 // start runs a new incarnation on the node's current layer, bootstrapping
 // the stores first when servers is not empty.
 func (n *mixedNode) start(servers []mixedServer) error {
@@ -426,49 +527,15 @@ func (n *mixedNode) start(servers []mixedServer) error {
 	n.incarnation++
 	n.fsm = &mixedFSM{}
 	netLogger := n.logger.Named("net")
+	var err error
 	switch n.lib {
 	case libOurs:
-		conf := n.ourConfig()
-		trans := qraft.NewNetworkTransportWithConfig(&qraft.NetworkTransportConfig{
-			Stream: mixedOurLayer{n.layer}, MaxPool: 3, Timeout: mixedRPCTimeout, Logger: netLogger,
-		})
-		if len(servers) > 0 {
-			var cfg qraft.Configuration
-			for _, s := range servers {
-				cfg.Servers = append(cfg.Servers, qraft.Server{Suffrage: qraft.Voter, ID: qraft.ServerID(s.id), Address: qraft.ServerAddress(s.addr)})
-			}
-			if err := qraft.BootstrapCluster(conf, n.ourStore, n.ourStore, n.ourSnaps, trans, cfg); err != nil {
-				trans.Close()
-				return fmt.Errorf("bootstrapping %s: %w", n.id, err)
-			}
-		}
-		r, err := qraft.NewRaft(conf, mixedOurFSM{n.fsm}, n.ourStore, n.ourStore, n.ourSnaps, trans)
-		if err != nil {
-			trans.Close()
-			return fmt.Errorf("starting %s: %w", n.id, err)
-		}
-		n.ours = r
+		n.ours, err = startOurRaft(n.ourConfig(), mixedOurFSM{n.fsm}, n.ourStore, n.ourStore, n.ourSnaps, n.layer, netLogger, servers)
 	case libRef:
-		conf := n.refConfig()
-		trans := hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
-			Stream: mixedRefLayer{n.layer}, MaxPool: 3, Timeout: mixedRPCTimeout, Logger: netLogger,
-		})
-		if len(servers) > 0 {
-			var cfg hraft.Configuration
-			for _, s := range servers {
-				cfg.Servers = append(cfg.Servers, hraft.Server{Suffrage: hraft.Voter, ID: hraft.ServerID(s.id), Address: hraft.ServerAddress(s.addr)})
-			}
-			if err := hraft.BootstrapCluster(conf, n.refStore, n.refStore, n.refSnaps, trans, cfg); err != nil {
-				trans.Close()
-				return fmt.Errorf("bootstrapping %s: %w", n.id, err)
-			}
-		}
-		r, err := hraft.NewRaft(conf, mixedRefFSM{n.fsm}, n.refStore, n.refStore, n.refSnaps, trans)
-		if err != nil {
-			trans.Close()
-			return fmt.Errorf("starting %s: %w", n.id, err)
-		}
-		n.ref = r
+		n.ref, err = startRefRaft(n.refConfig(), mixedRefFSM{n.fsm}, n.refStore, n.refStore, n.refSnaps, n.layer, netLogger, servers)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.id, err)
 	}
 	n.logger.Info("test: node started", "incarnation", n.incarnation, "address", n.addr)
 	return nil
@@ -511,13 +578,6 @@ func (n *mixedNode) restart() error {
 	return n.start(nil)
 }
 
-// running reports whether an incarnation is up.
-func (n *mixedNode) running() bool {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.ours != nil || n.ref != nil
-}
-
 func (n *mixedNode) currentLayer() *mixedLayer {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
@@ -528,32 +588,6 @@ func (n *mixedNode) currentFSM() *mixedFSM {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	return n.fsm
-}
-
-// state returns the node's role as both libraries spell it, or "Down".
-func (n *mixedNode) state() string {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	switch {
-	case n.ours != nil:
-		return n.ours.State().String()
-	case n.ref != nil:
-		return n.ref.State().String()
-	}
-	return "Down"
-}
-
-// term returns the node's current term, 0 when it is down.
-func (n *mixedNode) term() uint64 {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	switch {
-	case n.ours != nil:
-		return n.ours.CurrentTerm()
-	case n.ref != nil:
-		return n.ref.CurrentTerm()
-	}
-	return 0
 }
 
 // lastIndex returns the index of the node's last log entry, from its store
@@ -647,21 +681,6 @@ func (n *mixedNode) stat(key string) string {
 		return n.ours.Stats()[key]
 	case n.ref != nil:
 		return n.ref.Stats()[key]
-	}
-	return ""
-}
-
-// leaderID returns the leader the node knows of, "" if none.
-func (n *mixedNode) leaderID() string {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	switch {
-	case n.ours != nil:
-		_, id := n.ours.LeaderWithID()
-		return string(id)
-	case n.ref != nil:
-		_, id := n.ref.LeaderWithID()
-		return string(id)
 	}
 	return ""
 }

@@ -196,12 +196,10 @@ type xlibNode struct {
 	set    xlibSettings
 	logger hclog.Logger
 
-	mu          sync.RWMutex // guards the fields below; the driver replaces the incarnation, clients read it
+	nodeRaft    // its mu also guards the fields below, which a restart replaces
 	lib         mixedLib
 	layer       *mixedLayer
 	fsm         *xlibFSM
-	ours        *qraft.Raft
-	ref         *hraft.Raft
 	ourLogs     *ourbolt.BoltStore
 	refLogs     *refbolt.BoltStore
 	ourSnaps    *qraft.FileSnapshotStore
@@ -260,6 +258,15 @@ func (m xlibMember) String() string {
 	return fmt.Sprintf("%s(%s)@%s", m.ID, s, m.Addr)
 }
 
+// bootVoters lists members as the voters to bootstrap a cluster with.
+func bootVoters(members []xlibMember) []mixedServer {
+	out := make([]mixedServer, len(members))
+	for i, m := range members {
+		out[i] = mixedServer{id: m.ID, addr: m.Addr}
+	}
+	return out
+}
+
 // start runs a new incarnation of the node's library on its directory,
 // bootstrapping it first with the given voters if there are any. With cut
 // set, the node's layer is cut off before Raft starts, so the test can
@@ -285,28 +292,10 @@ func (n *xlibNode) start(voters []xlibMember, cut bool) error {
 			n.closeStoresLocked()
 			return fmt.Errorf("%s: opening our FileSnapshotStore: %w", n.id, err)
 		}
-		conf := n.ourConfig()
-		trans := qraft.NewNetworkTransportWithConfig(&qraft.NetworkTransportConfig{
-			Stream: mixedOurLayer{n.layer}, MaxPool: 3, Timeout: mixedRPCTimeout, Logger: netLogger,
-		})
-		if len(voters) > 0 {
-			var cfg qraft.Configuration
-			for _, m := range voters {
-				cfg.Servers = append(cfg.Servers, qraft.Server{Suffrage: qraft.Voter, ID: qraft.ServerID(m.ID), Address: qraft.ServerAddress(m.Addr)})
-			}
-			if err := qraft.BootstrapCluster(conf, n.ourLogs, n.ourLogs, n.ourSnaps, trans, cfg); err != nil {
-				trans.Close()
-				n.closeStoresLocked()
-				return fmt.Errorf("bootstrapping %s: %w", n.id, err)
-			}
-		}
-		r, err := qraft.NewRaft(conf, xlibOurFSM{n.fsm}, n.ourLogs, n.ourLogs, n.ourSnaps, trans)
-		if err != nil {
-			trans.Close()
+		if n.ours, err = startOurRaft(n.ourConfig(), xlibOurFSM{n.fsm}, n.ourLogs, n.ourLogs, n.ourSnaps, n.layer, netLogger, bootVoters(voters)); err != nil {
 			n.closeStoresLocked()
-			return fmt.Errorf("starting %s with our library: %w", n.id, err)
+			return fmt.Errorf("%s: %w", n.id, err)
 		}
-		n.ours = r
 	case libRef:
 		if n.refLogs, err = refbolt.New(refbolt.Options{Path: dbPath, BoltOptions: &bbolt.Options{Timeout: 10 * time.Second}}); err != nil {
 			return fmt.Errorf("%s: opening %s with raft-boltdb: %w", n.id, dbPath, err)
@@ -315,28 +304,10 @@ func (n *xlibNode) start(voters []xlibMember, cut bool) error {
 			n.closeStoresLocked()
 			return fmt.Errorf("%s: opening the reference's FileSnapshotStore: %w", n.id, err)
 		}
-		conf := n.refConfig()
-		trans := hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
-			Stream: mixedRefLayer{n.layer}, MaxPool: 3, Timeout: mixedRPCTimeout, Logger: netLogger,
-		})
-		if len(voters) > 0 {
-			var cfg hraft.Configuration
-			for _, m := range voters {
-				cfg.Servers = append(cfg.Servers, hraft.Server{Suffrage: hraft.Voter, ID: hraft.ServerID(m.ID), Address: hraft.ServerAddress(m.Addr)})
-			}
-			if err := hraft.BootstrapCluster(conf, n.refLogs, n.refLogs, n.refSnaps, trans, cfg); err != nil {
-				trans.Close()
-				n.closeStoresLocked()
-				return fmt.Errorf("bootstrapping %s: %w", n.id, err)
-			}
-		}
-		r, err := hraft.NewRaft(conf, xlibRefFSM{n.fsm}, n.refLogs, n.refLogs, n.refSnaps, trans)
-		if err != nil {
-			trans.Close()
+		if n.ref, err = startRefRaft(n.refConfig(), xlibRefFSM{n.fsm}, n.refLogs, n.refLogs, n.refSnaps, n.layer, netLogger, bootVoters(voters)); err != nil {
 			n.closeStoresLocked()
-			return fmt.Errorf("starting %s with the reference: %w", n.id, err)
+			return fmt.Errorf("%s: %w", n.id, err)
 		}
-		n.ref = r
 	}
 	n.logger.Info("test: node started", "library", n.lib, "incarnation", n.incarnation, "address", n.addr, "cut", cut)
 	return nil
@@ -459,12 +430,6 @@ func (n *xlibNode) restartAs(lib mixedLib, cut bool) error {
 	return n.start(nil, cut)
 }
 
-func (n *xlibNode) running() bool {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.ours != nil || n.ref != nil
-}
-
 func (n *xlibNode) currentLayer() *mixedLayer {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
@@ -477,30 +442,6 @@ func (n *xlibNode) currentFSM() *xlibFSM {
 	return n.fsm
 }
 
-func (n *xlibNode) state() string {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	switch {
-	case n.ours != nil:
-		return n.ours.State().String()
-	case n.ref != nil:
-		return n.ref.State().String()
-	}
-	return "Down"
-}
-
-func (n *xlibNode) term() uint64 {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	switch {
-	case n.ours != nil:
-		return n.ours.CurrentTerm()
-	case n.ref != nil:
-		return n.ref.CurrentTerm()
-	}
-	return 0
-}
-
 func (n *xlibNode) lastIndex() uint64 {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
@@ -511,20 +452,6 @@ func (n *xlibNode) lastIndex() uint64 {
 		return n.ref.LastIndex()
 	}
 	return 0
-}
-
-func (n *xlibNode) leaderID() string {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	switch {
-	case n.ours != nil:
-		_, id := n.ours.LeaderWithID()
-		return string(id)
-	case n.ref != nil:
-		_, id := n.ref.LeaderWithID()
-		return string(id)
-	}
-	return ""
 }
 
 func (n *xlibNode) stats() map[string]string {
