@@ -39,3 +39,27 @@ func TestShutdown_IsIdempotentAndRefusesLaterCalls(t *testing.T) {
 		// Leaving the bubble checks that no goroutine outlives the nodes.
 	})
 }
+
+// A node may begin shutting down by itself (ShutdownOnRemove, a fatal
+// store error) before its owner calls Shutdown. The owner's Shutdown must
+// still wait for every goroutine: the test cluster's membership test
+// once ended its bubble with a replicator still running because the
+// second call returned at once.
+func TestShutdown_LaterCallWaitsForTheFirstToFinish(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 10)
+		r := leader.raft
+		r.Shutdown() // begun elsewhere, not waited for
+		if err := r.Shutdown().Error(); err != nil {
+			t.Fatalf("second Shutdown: %v", err)
+		}
+		select {
+		case <-r.stoppedCh:
+		default:
+			t.Fatal("the second Shutdown returned while the node's goroutines were still running")
+		}
+	})
+}
