@@ -436,8 +436,10 @@ func (r *Raft) requestConfigChange(req configurationChangeRequest, timeout time.
 // transport if it implements WithClose. It never closes the stores.
 //
 // The returned future's Error waits until all that is done, and always
-// returns nil. Shutdown may be called more than once; later calls return a
-// future that is done at once.
+// returns nil. Shutdown may be called more than once, from any goroutine
+// but the FSM's own calls; every call's future waits for the same end, so
+// a caller whose node already began shutting down by itself (for example
+// ShutdownOnRemove) still knows, once Error returns, that nothing runs.
 //
 // Shutdown waits for calls into the LogStore or StableStore that are in
 // flight, so that once it returns the stores are no longer in use and may
@@ -451,7 +453,7 @@ func (r *Raft) Shutdown() Future {
 	defer r.shutdownMu.Unlock()
 	select {
 	case <-r.shutdownCh:
-		return &shutdownFuture{}
+		return &shutdownFuture{raft: r}
 	default:
 	}
 	r.stopping.Store(true)

@@ -146,9 +146,6 @@ type shutdownFuture struct {
 }
 
 func (s *shutdownFuture) Error() error {
-	if s.raft == nil {
-		return nil
-	}
 	s.raft.waitStopped()
 	return nil
 }
