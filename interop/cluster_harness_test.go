@@ -27,6 +27,9 @@ const (
 	// mixedSettle bounds waits for the cluster to reach a state: an
 	// election, a catch-up. Generous, for loaded machines under -race.
 	mixedSettle = 30 * time.Second
+	// mixedLoadSettle bounds waits for a load of clients to have so many
+	// commands acknowledged.
+	mixedLoadSettle = 2 * time.Minute
 	// mixedSubmitAttempts and mixedSubmitDeadline bound a client's retries
 	// of one command.
 	mixedSubmitAttempts = 3000

@@ -1064,23 +1064,25 @@ func (c *xlibCluster) waitLogCompactedPast(n *xlibNode, index uint64) []xlibSnap
 // --- Concurrent clients. ---
 
 // xlibLoad is a set of clients applying numbered commands through
-// whichever node leads. Commands numbered at or above the gate wait until
-// the test opens it further, so that the test's steps happen while
-// commands are flowing.
+// whichever node leads, one after another each, from the moment it starts
+// until the test calls finish. It never runs dry: whatever the test waits
+// for (so many more commands acknowledged while a node is down, a leader's
+// log compacted past a point) comes true however fast or slow the machine
+// runs the clients, and the test's steps happen while commands flow.
 type xlibLoad struct {
 	c     *xlibCluster
-	total int
 	pad   int
-	stop  chan struct{}
+	done  chan struct{} // closed by finish: clients take no new command
+	abort chan struct{} // closed at cleanup: clients give up the one in hand
 	wg    sync.WaitGroup
 
-	gate  atomic.Int64
-	next  atomic.Int64
-	acked atomic.Int64
+	next  atomic.Int64 // the next command number to hand out
+	acked atomic.Int64 // how many commands were acknowledged
 
 	mu        sync.Mutex // guards the fields below
-	acks      []xlibAck
-	ok        []bool
+	total     int        // how many commands were handed out, once finished
+	finished  bool
+	acks      map[int]xlibAck
 	uncertain map[int]bool
 	byLib     map[mixedLib]int
 	maxIndex  uint64
@@ -1089,13 +1091,13 @@ type xlibLoad struct {
 
 func xlibCommand(k int) string { return fmt.Sprintf("load-%05d", k) }
 
-func startXlibLoad(c *xlibCluster, total, clients, gate, pad int) *xlibLoad {
+// startXlibLoad starts clients goroutines applying commands padded with
+// pad bytes until finish is called.
+func startXlibLoad(c *xlibCluster, clients, pad int) *xlibLoad {
 	l := &xlibLoad{
-		c: c, total: total, pad: pad, stop: make(chan struct{}),
-		acks: make([]xlibAck, total), ok: make([]bool, total),
-		uncertain: make(map[int]bool), byLib: make(map[mixedLib]int),
+		c: c, pad: pad, done: make(chan struct{}), abort: make(chan struct{}),
+		acks: make(map[int]xlibAck), uncertain: make(map[int]bool), byLib: make(map[mixedLib]int),
 	}
-	l.gate.Store(int64(gate))
 	for i := 0; i < clients; i++ {
 		l.wg.Add(1)
 		go l.client()
@@ -1103,7 +1105,13 @@ func startXlibLoad(c *xlibCluster, total, clients, gate, pad int) *xlibLoad {
 	// Registered after the cluster's cleanup, so it runs first: clients
 	// stop before the nodes do.
 	c.t.Cleanup(func() {
-		close(l.stop)
+		close(l.abort)
+		l.mu.Lock()
+		if !l.finished {
+			l.finished = true
+			close(l.done)
+		}
+		l.mu.Unlock()
 		mixedWait(func() error { l.wg.Wait(); return nil }, mixedSubmitDeadline+mixedFutureDeadline)
 	})
 	return l
@@ -1112,36 +1120,27 @@ func startXlibLoad(c *xlibCluster, total, clients, gate, pad int) *xlibLoad {
 func (l *xlibLoad) client() {
 	defer l.wg.Done()
 	for {
-		k := int(l.next.Add(1) - 1)
-		if k >= l.total {
+		select {
+		case <-l.done:
 			return
+		default:
 		}
-		gated := time.Now()
-		for int64(k) >= l.gate.Load() {
-			select {
-			case <-l.stop:
-				return
-			default:
-			}
-			if time.Since(gated) > 2*time.Minute {
-				l.fail(fmt.Errorf("command %d waited for the gate for 2 minutes", k))
-				return
-			}
-			time.Sleep(mixedPoll)
-		}
-		ack, uncertain, err := l.c.submit([]byte(xlibPadded(xlibCommand(k), l.pad)), l.stop)
+		k := int(l.next.Add(1) - 1)
+		// A command once handed out is sent until it is acknowledged,
+		// even after finish: only the cleanup's abort gives it up.
+		ack, uncertain, err := l.c.submit([]byte(xlibPadded(xlibCommand(k), l.pad)), l.abort)
 		l.mu.Lock()
 		if uncertain {
 			l.uncertain[k] = true
 		}
 		if err == nil {
-			l.acks[k], l.ok[k] = ack, true
+			l.acks[k] = ack
 			l.byLib[ack.lib]++
 			l.maxIndex = max(l.maxIndex, ack.index)
 		}
 		l.mu.Unlock()
 		if err != nil {
-			l.fail(err)
+			l.fail(fmt.Errorf("command %d: %w", k, err))
 			return
 		}
 		l.acked.Add(1)
@@ -1154,20 +1153,45 @@ func (l *xlibLoad) fail(err error) {
 	l.errs = append(l.errs, err)
 }
 
-func (l *xlibLoad) open(n int) { l.gate.Store(int64(min(n, l.total))) }
-
 func (l *xlibLoad) highestAcked() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.maxIndex
 }
 
+// waitAcked waits until n commands in all have been acknowledged.
 func (l *xlibLoad) waitAcked(n int) {
 	l.c.t.Helper()
-	l.c.eventually(2*time.Minute, fmt.Sprintf("%d commands are acknowledged", n), func() bool {
+	l.c.eventually(mixedLoadSettle, fmt.Sprintf("%d commands are acknowledged", n), func() bool {
 		return l.acked.Load() >= int64(n) || l.failed()
 	})
 	l.checkNoErrors()
+}
+
+// waitMore waits until n more commands than so far have been acknowledged.
+func (l *xlibLoad) waitMore(n int) {
+	l.c.t.Helper()
+	l.waitAcked(int(l.acked.Load()) + n)
+}
+
+// finish lets every client complete the command in hand, takes no new
+// one, and fails the test if a client failed. Every command handed out
+// has then been acknowledged.
+func (l *xlibLoad) finish() {
+	l.c.t.Helper()
+	l.mu.Lock()
+	if !l.finished {
+		l.finished = true
+		close(l.done)
+	}
+	l.mu.Unlock()
+	if err := mixedWait(func() error { l.wg.Wait(); return nil }, mixedSubmitDeadline+mixedFutureDeadline); err != nil {
+		l.c.t.Fatalf("the clients did not finish: %v; cluster: %s", err, l.c.describe())
+	}
+	l.checkNoErrors()
+	l.mu.Lock()
+	l.total = int(l.next.Load())
+	l.mu.Unlock()
 }
 
 func (l *xlibLoad) failed() bool {
@@ -1185,7 +1209,8 @@ func (l *xlibLoad) checkNoErrors() {
 	}
 }
 
-// checkAgainst checks the load's outcome against the common FSM sequence:
+// checkAgainst checks the outcome of a finished load against the common
+// FSM sequence:
 // every command was acknowledged with the index and position the FSMs
 // show, every acknowledged command was applied, and only commands with an
 // uncertain attempt were applied more than once.
@@ -1194,6 +1219,9 @@ func (l *xlibLoad) checkAgainst(seq []xlibEntry) {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !l.finished {
+		t.Fatal("checkAgainst called before finish")
+	}
 	count := make(map[string]int)
 	for _, e := range seq {
 		count[e.Data]++
@@ -1209,11 +1237,11 @@ func (l *xlibLoad) checkAgainst(seq []xlibEntry) {
 	dups := 0
 	for k := 0; k < l.total; k++ {
 		cmd := xlibPadded(xlibCommand(k), l.pad)
-		if !l.ok[k] {
+		ack, ok := l.acks[k]
+		if !ok {
 			report("command %s was never acknowledged", xlibCommand(k))
 			continue
 		}
-		ack := l.acks[k]
 		if ack.result.Index != ack.index {
 			report("command %s: future index %d but the FSM of %s saw index %d", xlibCommand(k), ack.index, ack.node, ack.result.Index)
 		}
