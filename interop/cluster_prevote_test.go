@@ -39,7 +39,7 @@ func TestMixedClusterPreVoteIsolatedFollowerReturnsWithoutDeposingLeader(t *test
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%s led by %s", mixedShapeName(tc.libs), tc.leader), func(t *testing.T) {
-			c := newMixedCluster(t, mixedPreVoteTiming, tc.libs...)
+			c := newMixedCluster(t, mixedMemorySettings(mixedPreVoteTiming), tc.libs...)
 			for _, followerLib := range []mixedLib{libOurs, libRef} {
 				mixedIsolateFollowerOf(c, tc.leader, followerLib)
 			}
@@ -55,13 +55,13 @@ func mixedLeaderOf(c *mixedCluster, lib mixedLib) *mixedNode {
 	c.t.Helper()
 	for attempt := 0; attempt < 3; attempt++ {
 		l := c.waitLeader()
-		if l.lib == lib {
-			c.waitCaughtUp(c.mustSubmit("leader-of-" + string(lib)).index)
+		if l.library() == lib {
+			c.waitApplied(c.mustSubmit("leader-of-" + string(lib)).index)
 			return l
 		}
 		var w *mixedNode
 		for _, n := range c.others(l) {
-			if n.lib == lib {
+			if n.library() == lib {
 				w = n
 			}
 		}
@@ -84,7 +84,7 @@ func mixedIsolateFollowerOf(c *mixedCluster, leaderLib, followerLib mixedLib) {
 		l := mixedLeaderOf(c, leaderLib)
 		var f *mixedNode
 		for _, n := range c.others(l) {
-			if n.lib == followerLib {
+			if n.library() == followerLib {
 				f = n
 			}
 		}
@@ -109,7 +109,7 @@ func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 		if l.state() != "Leader" {
 			return fmt.Errorf("%s no longer leads", l)
 		}
-		for _, n := range c.nodes {
+		for _, n := range c.allNodes() {
 			if got := n.term(); got != term {
 				return fmt.Errorf("%s is in term %d, want %d: an election took place", n, got, term)
 			}
@@ -138,7 +138,7 @@ func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 		}
 	}
 
-	c.logf("cutting follower %s (%s) off; %s (%s) leads in term %d", f, f.lib, l, l.lib, term)
+	c.logf("cutting follower %s (%s) off; %s (%s) leads in term %d", f, f.library(), l, l.library(), term)
 	restoresBefore := len(f.currentFSM().restoreLog())
 	f.currentLayer().partition()
 	// The leader goes on committing, at least 20 entries, until it has

@@ -25,13 +25,13 @@ import (
 // included, and every FSM holds the same commands, each once.
 func TestCrossLibMembershipChangesUnderEitherLeader(t *testing.T) {
 	start := time.Now()
-	c := newXlibCluster(t, xlibSnapshotSettings)
+	c := newCluster(t, mixedSnapshotSettings)
 	r1 := c.addNode("reference-1", libRef)
 	o2 := c.addNode("ours-2", libOurs)
 	r3 := c.addNode("reference-3", libRef)
 	c.bootstrap(r1, o2, r3)
-	voter := func(n *xlibNode) xlibMember { return xlibMember{ID: n.id, Addr: n.addr, Voter: true} }
-	nonvoter := func(n *xlibNode) xlibMember { return xlibMember{ID: n.id, Addr: n.addr} }
+	voter := func(n *mixedNode) mixedMember { return mixedMember{ID: n.id, Addr: n.addr, Voter: true} }
+	nonvoter := func(n *mixedNode) mixedMember { return mixedMember{ID: n.id, Addr: n.addr} }
 
 	// 1. A reference leader changes the membership.
 	c.leadWith(r1)
@@ -40,9 +40,9 @@ func TestCrossLibMembershipChangesUnderEitherLeader(t *testing.T) {
 	xlibJoin(c, r1, o4, true, "step1")
 	xlibJoin(c, r1, o5, false, "step1")
 	xlibRemove(c, r1, o2)
-	c.checkConfigurations([]xlibMember{voter(r1), voter(r3), voter(o4), nonvoter(o5)})
+	c.checkConfigurations([]mixedMember{voter(r1), voter(r3), voter(o4), nonvoter(o5)})
 	ack := c.submitMany("step1-after", 20, 0)
-	c.checkSameFSMs(ack.index)
+	c.checkSameHistory(ack.index)
 
 	// 2. Our leader changes the membership.
 	c.leadWith(o4)
@@ -50,16 +50,16 @@ func TestCrossLibMembershipChangesUnderEitherLeader(t *testing.T) {
 	r7 := c.addNode("reference-7", libRef)
 	xlibJoin(c, o4, r6, true, "step2")
 	xlibJoin(c, o4, r7, false, "step2")
-	c.checkConfigurations([]xlibMember{voter(r1), voter(r3), voter(o4), nonvoter(o5), voter(r6), nonvoter(r7)})
-	c.change(o4, fmt.Sprintf("AddVoter(%s) promotes the nonvoter", r7), func(l *xlibNode) error { return l.addVoter(r7) })
+	c.checkConfigurations([]mixedMember{voter(r1), voter(r3), voter(o4), nonvoter(o5), voter(r6), nonvoter(r7)})
+	c.change(o4, fmt.Sprintf("AddVoter(%s) promotes the nonvoter", r7), func(l *mixedNode) error { return l.addVoter(r7) })
 	xlibRemove(c, o4, r3)
-	c.checkConfigurations([]xlibMember{voter(r1), voter(o4), nonvoter(o5), voter(r6), voter(r7)})
+	c.checkConfigurations([]mixedMember{voter(r1), voter(o4), nonvoter(o5), voter(r6), voter(r7)})
 	ack = c.submitMany("step2-after", 20, 0)
-	c.checkSameFSMs(ack.index)
+	c.checkSameHistory(ack.index)
 
 	// 3. Our leader removes itself.
 	term := o4.term()
-	c.change(o4, fmt.Sprintf("RemoveServer(%s), the leader itself", o4), func(l *xlibNode) error { return l.removeServer(o4) })
+	c.change(o4, fmt.Sprintf("RemoveServer(%s), the leader itself", o4), func(l *mixedNode) error { return l.removeServer(o4) })
 	c.setMember(o4, false)
 	c.eventually(mixedSettle, fmt.Sprintf("%s, removed while leading, shuts down", o4), func() bool { return o4.state() == "Shutdown" })
 	l := c.waitLeader()
@@ -71,9 +71,9 @@ func TestCrossLibMembershipChangesUnderEitherLeader(t *testing.T) {
 	if _, err := o4.stop(); err != nil {
 		t.Fatal(err)
 	}
-	c.checkConfigurations([]xlibMember{voter(r1), nonvoter(o5), voter(r6), voter(r7)})
+	c.checkConfigurations([]mixedMember{voter(r1), nonvoter(o5), voter(r6), voter(r7)})
 	ack = c.submitMany("step3-after", 20, 0)
-	seq := c.checkSameFSMs(ack.index)
+	seq := c.checkSameHistory(ack.index)
 	c.checkOnce(seq, nil)
 	t.Logf("%d commands in %d log entries, identical on all members; took %v", len(seq), ack.index, time.Since(start).Round(time.Millisecond))
 }
@@ -82,15 +82,15 @@ func TestCrossLibMembershipChangesUnderEitherLeader(t *testing.T) {
 // n as a fresh server and adds it as a voter or nonvoter. n must then
 // catch up through a snapshot from l: it restores one into its FSM and
 // its store lists one of l's snapshots.
-func xlibJoin(c *xlibCluster, l, n *xlibNode, asVoter bool, name string) {
+func xlibJoin(c *mixedCluster, l, n *mixedNode, asVoter bool, name string) {
 	c.t.Helper()
 	c.submitMany(fmt.Sprintf("%s-before-%s", name, n), 2*int(c.set.snapshotThreshold)+int(c.set.trailingLogs), 200)
 	c.waitLogCompactedPast(l, 1)
 	c.startFresh(n)
 	if asVoter {
-		c.change(l, fmt.Sprintf("AddVoter(%s)", n), func(l *xlibNode) error { return l.addVoter(n) })
+		c.change(l, fmt.Sprintf("AddVoter(%s)", n), func(l *mixedNode) error { return l.addVoter(n) })
 	} else {
-		c.change(l, fmt.Sprintf("AddNonvoter(%s)", n), func(l *xlibNode) error { return l.addNonvoter(n) })
+		c.change(l, fmt.Sprintf("AddNonvoter(%s)", n), func(l *mixedNode) error { return l.addNonvoter(n) })
 	}
 	c.setMember(n, true)
 	ack := c.mustSubmit(fmt.Sprintf("%s-joined-%s", name, n))
@@ -108,7 +108,7 @@ func xlibJoin(c *xlibCluster, l, n *xlibNode, asVoter bool, name string) {
 		c.t.Fatal(err)
 	}
 	for _, s := range nSnaps {
-		if xlibSnapHas(lSnaps, s.Index, s.Term) {
+		if mixedSnapHas(lSnaps, s.Index, s.Term) {
 			c.logf("%s (%s) joined through %s (%s)'s snapshot at index %d, term %d; FSM restores %v",
 				n, n.library(), l, l.library(), s.Index, s.Term, restores)
 			xlibCompareSnapshotFiles(c, l, n, s, lSnaps)
@@ -126,9 +126,9 @@ func xlibJoin(c *xlibCluster, l, n *xlibNode, asVoter bool, name string) {
 
 // xlibRemove removes n through the leader l and stops n, as an operator
 // would; a removed follower is not told to shut down.
-func xlibRemove(c *xlibCluster, l, n *xlibNode) {
+func xlibRemove(c *mixedCluster, l, n *mixedNode) {
 	c.t.Helper()
-	c.change(l, fmt.Sprintf("RemoveServer(%s)", n), func(l *xlibNode) error { return l.removeServer(n) })
+	c.change(l, fmt.Sprintf("RemoveServer(%s)", n), func(l *mixedNode) error { return l.removeServer(n) })
 	c.setMember(n, false)
 	if _, err := n.stop(); err != nil {
 		c.t.Fatal(err)

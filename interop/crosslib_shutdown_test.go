@@ -93,7 +93,7 @@ func TestCrossLibShutdownWaitsForStoreWritesInFlight(t *testing.T) {
 				if err := qraft.BootstrapCluster(conf, store, store, snaps, trans, cfg); err != nil {
 					t.Fatal(err)
 				}
-				r, err := qraft.NewRaft(conf, xlibOurFSM{&xlibFSM{}}, store, store, snaps, trans)
+				r, err := qraft.NewRaft(conf, mixedOurFSM{&mixedFSM{}}, store, store, snaps, trans)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -113,7 +113,7 @@ func TestCrossLibShutdownWaitsForStoreWritesInFlight(t *testing.T) {
 				if err := hraft.BootstrapCluster(conf, store, store, snaps, trans, cfg); err != nil {
 					t.Fatal(err)
 				}
-				r, err := hraft.NewRaft(conf, xlibRefFSM{&xlibFSM{}}, store, store, snaps, trans)
+				r, err := hraft.NewRaft(conf, mixedRefFSM{&mixedFSM{}}, store, store, snaps, trans)
 				if err != nil {
 					t.Fatal(err)
 				}

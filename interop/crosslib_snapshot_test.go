@@ -2,17 +2,21 @@ package interop
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"testing"
 	"time"
 )
 
-// xlibSnapshotSettings make both libraries snapshot every few dozen
+// mixedSnapshotSettings make both libraries snapshot every few dozen
 // entries and keep few entries behind a snapshot, so that a follower cut
 // off for a few hundred entries can only catch up from a snapshot.
-var xlibSnapshotSettings = xlibSettings{
+var mixedSnapshotSettings = mixedSettings{
+	onDisk:            true,
 	timing:            mixedFailoverTiming,
 	snapshotThreshold: 32,
 	trailingLogs:      16,
@@ -44,7 +48,7 @@ const (
 // holds the same commands, each once.
 func TestCrossLibSnapshotInstallBothWays(t *testing.T) {
 	start := time.Now()
-	c := newXlibCluster(t, xlibSnapshotSettings)
+	c := newCluster(t, mixedSnapshotSettings)
 	o1 := c.addNode("ours-1", libOurs)
 	r2 := c.addNode("reference-2", libRef)
 	r3 := c.addNode("reference-3", libRef)
@@ -56,7 +60,7 @@ func TestCrossLibSnapshotInstallBothWays(t *testing.T) {
 	xlibInstallAcross(c, o1, r3, "ours-to-ref")
 
 	fence := c.mustSubmit("fence")
-	seq := c.checkSameFSMs(fence.index)
+	seq := c.checkSameHistory(fence.index)
 	c.checkOnce(seq, nil)
 	t.Logf("%d commands in %d log entries, identical on all nodes; took %v", len(seq), fence.index, time.Since(start).Round(time.Millisecond))
 }
@@ -66,7 +70,7 @@ func TestCrossLibSnapshotInstallBothWays(t *testing.T) {
 // checks that it caught up through a snapshot the leader sent. A loaded
 // machine can move leadership while the follower is cut off; the round is
 // then repeated.
-func xlibInstallAcross(c *xlibCluster, leader, follower *xlibNode, name string) {
+func xlibInstallAcross(c *mixedCluster, leader, follower *mixedNode, name string) {
 	c.t.Helper()
 	for attempt := 1; ; attempt++ {
 		if attempt == 4 {
@@ -117,9 +121,9 @@ func xlibInstallAcross(c *xlibCluster, leader, follower *xlibNode, name string) 
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		var got *xlibSnap
+		var got *mixedSnap
 		for i, s := range followerSnaps {
-			if s.Index > followerLast && (xlibSnapHas(leaderSnaps, s.Index, s.Term) || xlibSnapHas(nowSnaps, s.Index, s.Term)) {
+			if s.Index > followerLast && (mixedSnapHas(leaderSnaps, s.Index, s.Term) || mixedSnapHas(nowSnaps, s.Index, s.Term)) {
 				got = &followerSnaps[i]
 				break
 			}
@@ -138,19 +142,19 @@ func xlibInstallAcross(c *xlibCluster, leader, follower *xlibNode, name string) 
 // xlibCompareSnapshotFiles checks that the follower's copy of a snapshot
 // holds the same state.bin bytes as the leader's file, and a meta.json
 // equal in every field but the ID, if the leader still keeps it.
-func xlibCompareSnapshotFiles(c *xlibCluster, leader, follower *xlibNode, s xlibSnap, leaderSnaps []xlibSnap) {
+func xlibCompareSnapshotFiles(c *mixedCluster, leader, follower *mixedNode, s mixedSnap, leaderSnaps []mixedSnap) {
 	c.t.Helper()
-	leaderID := xlibSnapID(leaderSnaps, s.Index, s.Term)
+	leaderID := mixedSnapID(leaderSnaps, s.Index, s.Term)
 	if leaderID == "" {
 		c.logf("%s has already reaped its snapshot at index %d; not comparing files", leader, s.Index)
 		return
 	}
-	want, wantMeta, err := xlibSnapshotFiles(leader, leaderID)
+	want, wantMeta, err := mixedSnapshotFiles(leader, leaderID)
 	if err != nil {
 		c.logf("reading %s's snapshot %s: %v (reaped meanwhile?); not comparing files", leader, leaderID, err)
 		return
 	}
-	got, gotMeta, err := xlibSnapshotFiles(follower, s.ID)
+	got, gotMeta, err := mixedSnapshotFiles(follower, s.ID)
 	if err != nil {
 		c.t.Fatalf("reading %s's snapshot %s: %v", follower, s.ID, err)
 	}
@@ -166,4 +170,49 @@ func xlibCompareSnapshotFiles(c *xlibCluster, leader, follower *xlibNode, s xlib
 		c.t.Fatalf("%s's snapshot %s: state.bin holds %s bytes, meta.json says %s", follower, s.ID, size, gotMeta["Size"])
 	}
 	c.logf("%s's state.bin (%d bytes) and meta.json (but for the ID) equal %s's: %v", follower, len(got), leader, gotMeta)
+}
+
+// mixedSnapHas reports whether snaps lists a snapshot at index and term.
+func mixedSnapHas(snaps []mixedSnap, index, term uint64) bool {
+	for _, s := range snaps {
+		if s.Index == index && s.Term == term {
+			return true
+		}
+	}
+	return false
+}
+
+// mixedSnapshotFiles reads state.bin and meta.json of one of n's snapshots
+// as they are on disk. meta is every field of meta.json but the ID, which
+// names the directory and differs between a leader's copy and the
+// follower's; the rest (Version, Index, Term, the legacy Peers,
+// Configuration, ConfigurationIndex, Size, CRC) must match.
+func mixedSnapshotFiles(n *mixedNode, id string) (state []byte, meta map[string]string, err error) {
+	dir := filepath.Join(n.dir, "snapshots", id)
+	metaBytes, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(metaBytes, &fields); err != nil {
+		return nil, nil, fmt.Errorf("%s/meta.json: %w", id, err)
+	}
+	meta = map[string]string{}
+	for k, v := range fields {
+		if k != "ID" {
+			meta[k] = string(v)
+		}
+	}
+	state, err = os.ReadFile(filepath.Join(dir, "state.bin"))
+	return state, meta, err
+}
+
+// mixedSnapID returns the ID of the snapshot at index and term in snaps.
+func mixedSnapID(snaps []mixedSnap, index, term uint64) string {
+	for _, s := range snaps {
+		if s.Index == index && s.Term == term {
+			return s.ID
+		}
+	}
+	return ""
 }

@@ -7,10 +7,11 @@ import (
 	"time"
 )
 
-// xlibMigrationSettings snapshot every 64 entries and keep 32 behind, so
+// migSettings snapshot every 64 entries and keep 32 behind, so
 // every node has snapshots and a compacted log on disk whenever it is
 // converted.
-var xlibMigrationSettings = xlibSettings{
+var migSettings = mixedSettings{
+	onDisk:            true,
 	timing:            mixedFailoverTiming,
 	snapshotThreshold: 64,
 	trailingLogs:      32,
@@ -73,17 +74,17 @@ func TestMigrationRollingFromReferenceToOurs(t *testing.T) {
 		{to: libOurs, pick: migSame},
 	}
 	start := time.Now()
-	c := newXlibCluster(t, xlibMigrationSettings)
-	nodes := []*xlibNode{c.addNode("node-1", libRef), c.addNode("node-2", libRef), c.addNode("node-3", libRef)}
+	c := newCluster(t, migSettings)
+	nodes := []*mixedNode{c.addNode("node-1", libRef), c.addNode("node-2", libRef), c.addNode("node-3", libRef)}
 	c.bootstrap(nodes...)
 	l := c.waitLeader()
 	c.logf("%s (%s) leads in term %d", l, l.library(), l.term())
 
-	load := startXlibLoad(c, clients, 0)
+	load := startMixedLoad(c, clients, 0)
 	// since[n] is the last log index n had when its current incarnation
 	// started: a snapshot past it was written by the current library.
-	since := map[*xlibNode]uint64{}
-	var prev *xlibNode
+	since := map[*mixedNode]uint64{}
+	var prev *mixedNode
 	for _, s := range steps {
 		load.waitMore(step)
 		n := migPickNode(c, s, prev)
@@ -100,20 +101,20 @@ func TestMigrationRollingFromReferenceToOurs(t *testing.T) {
 	c.logf("all %d commands acknowledged after %v", load.acked.Load(), time.Since(start).Round(time.Millisecond))
 
 	fence := c.mustSubmit("fence")
-	seq := c.checkSameFSMs(fence.index)
+	seq := c.checkSameHistory(fence.index)
 	load.checkAgainst(seq)
 	t.Logf("%d commands in %d log entries, identical on all nodes; took %v",
 		len(seq), fence.index, time.Since(start).Round(time.Millisecond))
 }
 
 // migPickNode chooses the node a step converts.
-func migPickNode(c *xlibCluster, s migStep, prev *xlibNode) *xlibNode {
+func migPickNode(c *mixedCluster, s migStep, prev *mixedNode) *mixedNode {
 	c.t.Helper()
 	if s.pick == migSame {
 		return prev
 	}
 	l := c.waitLeader()
-	var candidates []*xlibNode
+	var candidates []*mixedNode
 	for _, n := range c.memberNodes() {
 		if n.library() != s.to {
 			candidates = append(candidates, n)
@@ -141,7 +142,7 @@ func migPickNode(c *xlibCluster, s migStep, prev *xlibNode) *xlibNode {
 // one's files, and waits until n has caught up with every command
 // acknowledged so far. since is the last index n's log had when its
 // current incarnation started; migConvert returns the same for the new one.
-func migConvert(c *xlibCluster, n *xlibNode, to mixedLib, since uint64, load *xlibLoad) uint64 {
+func migConvert(c *mixedCluster, n *mixedNode, to mixedLib, since uint64, load *mixedLoad) uint64 {
 	c.t.Helper()
 	from := n.library()
 	// The current library has written a snapshot of its own and compacted

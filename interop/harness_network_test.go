@@ -148,6 +148,13 @@ func (l *mixedLayer) partition() {
 	}
 }
 
+// isCut reports whether the node is cut off.
+func (l *mixedLayer) isCut() bool {
+	l.nw.mu.Lock()
+	defer l.nw.mu.Unlock()
+	return l.cut
+}
+
 // heal lets the node talk to the network again.
 func (l *mixedLayer) heal() {
 	l.nw.mu.Lock()
