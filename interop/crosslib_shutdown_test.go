@@ -122,14 +122,14 @@ func TestCrossLibShutdownWaitsForStoreWritesInFlight(t *testing.T) {
 				apply = func() { r.Apply([]byte("x"), 0) }
 				isLeader = func() bool { return r.State() == hraft.Leader }
 			}
-			if !mixedPollUntil(10*time.Second, isLeader) {
+			if !mixedPollUntil(mixedSettle, isLeader) {
 				t.Fatal("the single node did not become leader")
 			}
 			slow.slow.Store(true)
 			go apply()
 			select {
 			case <-slow.started:
-			case <-time.After(10 * time.Second):
+			case <-time.After(mixedSettle):
 				t.Fatal("no log write began after Apply")
 			}
 			if err := mixedWait(shutdown, mixedFutureDeadline); err != nil {
