@@ -26,11 +26,20 @@ func startTestServer(t *testing.T, id string, bootstrap bool, join string) *serv
 	return s
 }
 
-// eventually retries op until it succeeds or ten seconds pass.
+// settle bounds every wait of these tests: generous, so that a loaded
+// machine only makes them slower. Reaching it is a failure, never a
+// measurement.
+const settle = time.Minute
+
+// client is the HTTP client of these tests: a request that hangs fails
+// and is retried instead of hanging the test.
+var client = &http.Client{Timeout: settle / 2}
+
+// eventually retries op until it succeeds, failing the test after settle.
 func eventually(t *testing.T, what string, op func() error) {
 	t.Helper()
 	var err error
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(settle); time.Now().Before(deadline); {
 		if err = op(); err == nil {
 			return
 		}
@@ -41,7 +50,7 @@ func eventually(t *testing.T, what string, op func() error) {
 
 func put(addr, key, value string) error {
 	req, _ := http.NewRequest(http.MethodPut, "http://"+addr+"/kv/"+key, strings.NewReader(value))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -54,7 +63,7 @@ func put(addr, key, value string) error {
 }
 
 func get(addr, key string) (string, error) {
-	resp, err := http.Get("http://" + addr + "/kv/" + key)
+	resp, err := client.Get("http://" + addr + "/kv/" + key)
 	if err != nil {
 		return "", err
 	}
