@@ -37,15 +37,20 @@ func TestTCPTransport_AddressChecks(t *testing.T) {
 	}
 }
 
+// netLoopbackTimeout is the Timeout of the transports that the loopback
+// tests run over real sockets: generous, so that a loaded machine only
+// makes them slower, never makes an RPC miss its deadline.
+const netLoopbackTimeout = 30 * time.Second
+
 // newTCPPair starts two transports on loopback, the first one answering
 // with netEchoAnswer.
 func newTCPPair(t *testing.T) (server, client *NetworkTransport) {
 	t.Helper()
-	server, err := NewTCPTransportWithConfig("127.0.0.1:0", nil, &NetworkTransportConfig{MaxPool: 2, Timeout: 5 * time.Second})
+	server, err := NewTCPTransportWithConfig("127.0.0.1:0", nil, &NetworkTransportConfig{MaxPool: 2, Timeout: netLoopbackTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err = NewTCPTransportWithLogger("127.0.0.1:0", nil, 2, 5*time.Second, nil)
+	client, err = NewTCPTransportWithLogger("127.0.0.1:0", nil, 2, netLoopbackTimeout, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +114,7 @@ func TestTCPTransport_Loopback(t *testing.T) {
 // Mutual TLS over real TCP.
 func TestTLSTransport_Loopback(t *testing.T) {
 	ca := newNetTestCA(t, "cluster CA")
-	server, err := NewTLSTransport("127.0.0.1:0", nil, ca.config(t, "s1", "127.0.0.1"), 2, 5*time.Second, nil)
+	server, err := NewTLSTransport("127.0.0.1:0", nil, ca.config(t, "s1", "127.0.0.1"), 2, netLoopbackTimeout, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +128,7 @@ func TestTLSTransport_Loopback(t *testing.T) {
 			}
 		}
 	}()
-	client, err := NewTLSTransport("127.0.0.1:0", nil, ca.config(t, "s2", "127.0.0.1"), 2, 5*time.Second, nil)
+	client, err := NewTLSTransport("127.0.0.1:0", nil, ca.config(t, "s2", "127.0.0.1"), 2, netLoopbackTimeout, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
