@@ -6,6 +6,7 @@ import (
 	"go/types"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	_ "github.com/hashicorp/raft"
@@ -31,12 +32,35 @@ var optionalNames = map[string]bool{
 // entry disappears when its issue lands.
 var pendingNames = map[string]bool{}
 
+// sourcePackages keeps the packages importSource type-checked, so that a
+// test run with -count type-checks each package (and its dependencies,
+// which takes a minute on a loaded machine) once per process.
+var sourcePackages = struct {
+	sync.Mutex
+	byPath map[string]*types.Package
+}{byPath: map[string]*types.Package{}}
+
+// importSource type-checks a package from source, once per process.
+func importSource(path string) (*types.Package, error) {
+	sourcePackages.Lock()
+	defer sourcePackages.Unlock()
+	if pkg, ok := sourcePackages.byPath[path]; ok {
+		return pkg, nil
+	}
+	pkg, err := importer.ForCompiler(token.NewFileSet(), "source", nil).Import(path)
+	if err != nil {
+		return nil, err
+	}
+	sourcePackages.byPath[path] = pkg
+	return pkg, nil
+}
+
 // loadAPI imports a package from source and describes every exported
 // object, method and field as "name: signature", with package qualifiers
 // reduced to the package name so the two libraries compare equal.
 func loadAPI(t *testing.T, path string) map[string]string {
 	t.Helper()
-	pkg, err := importer.ForCompiler(token.NewFileSet(), "source", nil).Import(path)
+	pkg, err := importSource(path)
 	if err != nil {
 		t.Fatalf("importing %s: %v", path, err)
 	}
