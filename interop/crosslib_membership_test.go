@@ -25,7 +25,7 @@ import (
 // included, and every FSM holds the same commands, each once.
 func TestCrossLibMembershipChangesUnderEitherLeader(t *testing.T) {
 	start := time.Now()
-	c := newCluster(t, mixedSnapshotSettings)
+	c := newCluster(t, crosslibSnapshotSettings)
 	r1 := c.addNode("reference-1", libRef)
 	o2 := c.addNode("ours-2", libOurs)
 	r3 := c.addNode("reference-3", libRef)
@@ -37,9 +37,9 @@ func TestCrossLibMembershipChangesUnderEitherLeader(t *testing.T) {
 	c.leadWith(r1)
 	o4 := c.addNode("ours-4", libOurs)
 	o5 := c.addNode("ours-5", libOurs)
-	xlibJoin(c, r1, o4, true, "step1")
-	xlibJoin(c, r1, o5, false, "step1")
-	xlibRemove(c, r1, o2)
+	crosslibJoin(c, r1, o4, true, "step1")
+	crosslibJoin(c, r1, o5, false, "step1")
+	crosslibRemove(c, r1, o2)
 	c.checkConfigurations([]mixedMember{voter(r1), voter(r3), voter(o4), nonvoter(o5)})
 	ack := c.submitMany("step1-after", 20, 0)
 	c.checkSameHistory(ack.index)
@@ -48,11 +48,11 @@ func TestCrossLibMembershipChangesUnderEitherLeader(t *testing.T) {
 	c.leadWith(o4)
 	r6 := c.addNode("reference-6", libRef)
 	r7 := c.addNode("reference-7", libRef)
-	xlibJoin(c, o4, r6, true, "step2")
-	xlibJoin(c, o4, r7, false, "step2")
+	crosslibJoin(c, o4, r6, true, "step2")
+	crosslibJoin(c, o4, r7, false, "step2")
 	c.checkConfigurations([]mixedMember{voter(r1), voter(r3), voter(o4), nonvoter(o5), voter(r6), nonvoter(r7)})
 	c.change(o4, fmt.Sprintf("AddVoter(%s) promotes the nonvoter", r7), func(l *mixedNode) error { return l.addVoter(r7) })
-	xlibRemove(c, o4, r3)
+	crosslibRemove(c, o4, r3)
 	c.checkConfigurations([]mixedMember{voter(r1), voter(o4), nonvoter(o5), voter(r6), voter(r7)})
 	ack = c.submitMany("step2-after", 20, 0)
 	c.checkSameHistory(ack.index)
@@ -78,11 +78,11 @@ func TestCrossLibMembershipChangesUnderEitherLeader(t *testing.T) {
 	t.Logf("%d commands in %d log entries, identical on all members; took %v", len(seq), ack.index, time.Since(start).Round(time.Millisecond))
 }
 
-// xlibJoin commits enough on leader l for its log to be compacted, starts
+// crosslibJoin commits enough on leader l for its log to be compacted, starts
 // n as a fresh server and adds it as a voter or nonvoter. n must then
 // catch up through a snapshot from l: it restores one into its FSM and
 // its store lists one of l's snapshots.
-func xlibJoin(c *mixedCluster, l, n *mixedNode, asVoter bool, name string) {
+func crosslibJoin(c *mixedCluster, l, n *mixedNode, asVoter bool, name string) {
 	c.t.Helper()
 	c.submitMany(fmt.Sprintf("%s-before-%s", name, n), 2*int(c.set.snapshotThreshold)+int(c.set.trailingLogs), 200)
 	c.waitLogCompactedPast(l, 1)
@@ -111,7 +111,7 @@ func xlibJoin(c *mixedCluster, l, n *mixedNode, asVoter bool, name string) {
 		if mixedSnapHas(lSnaps, s.Index, s.Term) {
 			c.logf("%s (%s) joined through %s (%s)'s snapshot at index %d, term %d; FSM restores %v",
 				n, n.library(), l, l.library(), s.Index, s.Term, restores)
-			xlibCompareSnapshotFiles(c, l, n, s, lSnaps)
+			crosslibCompareSnapshotFiles(c, l, n, s, lSnaps)
 			return
 		}
 	}
@@ -124,9 +124,9 @@ func xlibJoin(c *mixedCluster, l, n *mixedNode, asVoter bool, name string) {
 	}
 }
 
-// xlibRemove removes n through the leader l and stops n, as an operator
+// crosslibRemove removes n through the leader l and stops n, as an operator
 // would; a removed follower is not told to shut down.
-func xlibRemove(c *mixedCluster, l, n *mixedNode) {
+func crosslibRemove(c *mixedCluster, l, n *mixedNode) {
 	c.t.Helper()
 	c.change(l, fmt.Sprintf("RemoveServer(%s)", n), func(l *mixedNode) error { return l.removeServer(n) })
 	c.setMember(n, false)

@@ -28,47 +28,47 @@ import (
 // calls for a bounded grace period; only a call that hangs longer is
 // abandoned.)
 
-// xlibSlowWrites is how long each slowed StoreLogs takes.
-const xlibSlowWrites = 300 * time.Millisecond
+// crosslibSlowWrites is how long each slowed StoreLogs takes.
+const crosslibSlowWrites = 300 * time.Millisecond
 
-// xlibSlowLogs counts StoreLogs calls in progress; once slow is set, each
+// crosslibSlowLogs counts StoreLogs calls in progress; once slow is set, each
 // call sleeps before storing.
-type xlibSlowLogs struct {
+type crosslibSlowLogs struct {
 	inFlight atomic.Int64
 	slow     atomic.Bool
 	started  chan struct{} // receives once a slowed call has begun
 }
 
-func (s *xlibSlowLogs) enter() func() {
+func (s *crosslibSlowLogs) enter() func() {
 	s.inFlight.Add(1)
 	if s.slow.Load() {
 		select {
 		case s.started <- struct{}{}:
 		default:
 		}
-		time.Sleep(xlibSlowWrites)
+		time.Sleep(crosslibSlowWrites)
 	}
 	return func() { s.inFlight.Add(-1) }
 }
 
-type xlibSlowOurStore struct {
+type crosslibSlowOurStore struct {
 	*qraft.InmemStore
-	*xlibSlowLogs
+	*crosslibSlowLogs
 }
 
-func (s xlibSlowOurStore) StoreLog(l *qraft.Log) error { return s.StoreLogs([]*qraft.Log{l}) }
-func (s xlibSlowOurStore) StoreLogs(logs []*qraft.Log) error {
+func (s crosslibSlowOurStore) StoreLog(l *qraft.Log) error { return s.StoreLogs([]*qraft.Log{l}) }
+func (s crosslibSlowOurStore) StoreLogs(logs []*qraft.Log) error {
 	defer s.enter()()
 	return s.InmemStore.StoreLogs(logs)
 }
 
-type xlibSlowRefStore struct {
+type crosslibSlowRefStore struct {
 	*hraft.InmemStore
-	*xlibSlowLogs
+	*crosslibSlowLogs
 }
 
-func (s xlibSlowRefStore) StoreLog(l *hraft.Log) error { return s.StoreLogs([]*hraft.Log{l}) }
-func (s xlibSlowRefStore) StoreLogs(logs []*hraft.Log) error {
+func (s crosslibSlowRefStore) StoreLog(l *hraft.Log) error { return s.StoreLogs([]*hraft.Log{l}) }
+func (s crosslibSlowRefStore) StoreLogs(logs []*hraft.Log) error {
 	defer s.enter()()
 	return s.InmemStore.StoreLogs(logs)
 }
@@ -76,7 +76,7 @@ func (s xlibSlowRefStore) StoreLogs(logs []*hraft.Log) error {
 func TestCrossLibShutdownWaitsForStoreWritesInFlight(t *testing.T) {
 	for _, lib := range []mixedLib{libRef, libOurs} {
 		t.Run(string(lib), func(t *testing.T) {
-			slow := &xlibSlowLogs{started: make(chan struct{}, 1)}
+			slow := &crosslibSlowLogs{started: make(chan struct{}, 1)}
 			var shutdown func() error
 			var apply func()
 			var isLeader func() bool
@@ -86,7 +86,7 @@ func TestCrossLibShutdownWaitsForStoreWritesInFlight(t *testing.T) {
 				conf.LocalID = "n1"
 				conf.LogOutput = io.Discard
 				conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
-				store := xlibSlowOurStore{qraft.NewInmemStore(), slow}
+				store := crosslibSlowOurStore{qraft.NewInmemStore(), slow}
 				addr, trans := qraft.NewInmemTransport("n1")
 				snaps := qraft.NewInmemSnapshotStore()
 				cfg := qraft.Configuration{Servers: []qraft.Server{{Suffrage: qraft.Voter, ID: "n1", Address: addr}}}
@@ -106,7 +106,7 @@ func TestCrossLibShutdownWaitsForStoreWritesInFlight(t *testing.T) {
 				conf.LocalID = "n1"
 				conf.LogOutput = io.Discard
 				conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = 50*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
-				store := xlibSlowRefStore{hraft.NewInmemStore(), slow}
+				store := crosslibSlowRefStore{hraft.NewInmemStore(), slow}
 				addr, trans := hraft.NewInmemTransport("n1")
 				snaps := hraft.NewInmemSnapshotStore()
 				cfg := hraft.Configuration{Servers: []hraft.Server{{Suffrage: hraft.Voter, ID: "n1", Address: addr}}}

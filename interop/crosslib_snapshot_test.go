@@ -12,10 +12,11 @@ import (
 	"time"
 )
 
-// mixedSnapshotSettings make both libraries snapshot every few dozen
+// crosslibSnapshotSettings keep every node on disk and make both
+// libraries snapshot every few dozen
 // entries and keep few entries behind a snapshot, so that a follower cut
 // off for a few hundred entries can only catch up from a snapshot.
-var mixedSnapshotSettings = mixedSettings{
+var crosslibSnapshotSettings = mixedSettings{
 	onDisk:            true,
 	timing:            mixedFailoverTiming,
 	snapshotThreshold: 32,
@@ -25,13 +26,13 @@ var mixedSnapshotSettings = mixedSettings{
 }
 
 const (
-	// xlibCutCommands are applied while a follower is cut off: far more
+	// crosslibCutCommands are applied while a follower is cut off: far more
 	// than the trailing logs, so the leader's log moves past the follower.
-	xlibCutCommands = 150
-	// xlibPad makes each command about 2 KiB, so the snapshot streamed
+	crosslibCutCommands = 150
+	// crosslibPad makes each command about 2 KiB, so the snapshot streamed
 	// to the follower is hundreds of KiB, more than one buffer of either
 	// transport.
-	xlibPad = 2000
+	crosslibPad = 2000
 )
 
 // TestCrossLibSnapshotInstallBothWays runs a cluster of one node of ours
@@ -48,7 +49,7 @@ const (
 // holds the same commands, each once.
 func TestCrossLibSnapshotInstallBothWays(t *testing.T) {
 	start := time.Now()
-	c := newCluster(t, mixedSnapshotSettings)
+	c := newCluster(t, crosslibSnapshotSettings)
 	o1 := c.addNode("ours-1", libOurs)
 	r2 := c.addNode("reference-2", libRef)
 	r3 := c.addNode("reference-3", libRef)
@@ -56,8 +57,8 @@ func TestCrossLibSnapshotInstallBothWays(t *testing.T) {
 	c.waitLeader()
 	c.submitMany("warmup", 10, 0)
 
-	xlibInstallAcross(c, r2, o1, "ref-to-ours")
-	xlibInstallAcross(c, o1, r3, "ours-to-ref")
+	crosslibInstallAcross(c, r2, o1, "ref-to-ours")
+	crosslibInstallAcross(c, o1, r3, "ours-to-ref")
 
 	fence := c.mustSubmit("fence")
 	seq := c.checkSameHistory(fence.index)
@@ -65,12 +66,12 @@ func TestCrossLibSnapshotInstallBothWays(t *testing.T) {
 	t.Logf("%d commands in %d log entries, identical on all nodes; took %v", len(seq), fence.index, time.Since(start).Round(time.Millisecond))
 }
 
-// xlibInstallAcross makes leader lead, cuts follower off, commits until
+// crosslibInstallAcross makes leader lead, cuts follower off, commits until
 // the leader's log is compacted past the follower, heals the follower and
 // checks that it caught up through a snapshot the leader sent. A loaded
 // machine can move leadership while the follower is cut off; the round is
 // then repeated.
-func xlibInstallAcross(c *mixedCluster, leader, follower *mixedNode, name string) {
+func crosslibInstallAcross(c *mixedCluster, leader, follower *mixedNode, name string) {
 	c.t.Helper()
 	for attempt := 1; ; attempt++ {
 		if attempt == 4 {
@@ -89,7 +90,7 @@ func xlibInstallAcross(c *mixedCluster, leader, follower *mixedNode, name string
 		c.logf("%s: cutting %s (%s) off at index %d; %s (%s) leads in term %d",
 			name, follower, follower.library(), followerLast, leader, leader.library(), term)
 		follower.currentLayer().partition()
-		c.submitMany(fmt.Sprintf("%s-%d", name, attempt), xlibCutCommands, xlibPad)
+		c.submitMany(fmt.Sprintf("%s-%d", name, attempt), crosslibCutCommands, crosslibPad)
 		leaderSnaps := c.waitLogCompactedPast(leader, followerLast)
 		first, last, _ := leader.logBounds()
 		c.logf("%s: %s's log holds [%d,%d], its newest snapshot is at %d; healing %s",
@@ -134,15 +135,15 @@ func xlibInstallAcross(c *mixedCluster, leader, follower *mixedNode, name string
 		}
 		c.logf("%s: %s (%s) installed snapshot %s at index %d, term %d from %s (%s); FSM restores %v",
 			name, follower, follower.library(), got.ID, got.Index, got.Term, leader, leader.library(), restores)
-		xlibCompareSnapshotFiles(c, leader, follower, *got, nowSnaps)
+		crosslibCompareSnapshotFiles(c, leader, follower, *got, nowSnaps)
 		return
 	}
 }
 
-// xlibCompareSnapshotFiles checks that the follower's copy of a snapshot
+// crosslibCompareSnapshotFiles checks that the follower's copy of a snapshot
 // holds the same state.bin bytes as the leader's file, and a meta.json
 // equal in every field but the ID, if the leader still keeps it.
-func xlibCompareSnapshotFiles(c *mixedCluster, leader, follower *mixedNode, s mixedSnap, leaderSnaps []mixedSnap) {
+func crosslibCompareSnapshotFiles(c *mixedCluster, leader, follower *mixedNode, s mixedSnap, leaderSnaps []mixedSnap) {
 	c.t.Helper()
 	leaderID := mixedSnapID(leaderSnaps, s.Index, s.Term)
 	if leaderID == "" {

@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// migSettings snapshot every 64 entries and keep 32 behind, so
-// every node has snapshots and a compacted log on disk whenever it is
-// converted.
+// migSettings keep every node on disk, snapshot every 64 entries and
+// keep 32 behind, so every node has snapshots and a compacted log on disk
+// whenever it is converted.
 var migSettings = mixedSettings{
 	onDisk:            true,
 	timing:            mixedFailoverTiming,
