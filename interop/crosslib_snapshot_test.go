@@ -13,9 +13,9 @@ import (
 )
 
 // crosslibSnapshotSettings keep every node on disk and make both
-// libraries snapshot every few dozen
-// entries and keep few entries behind a snapshot, so that a follower cut
-// off for a few hundred entries can only catch up from a snapshot.
+// libraries snapshot every few dozen entries and keep few entries behind a
+// snapshot, so that a follower cut off for a few hundred entries can only
+// catch up from a snapshot.
 var crosslibSnapshotSettings = mixedSettings{
 	onDisk:            true,
 	timing:            mixedFailoverTiming,
