@@ -282,10 +282,15 @@ func (c *mixedCluster) leadWith(w *mixedNode) {
 		}
 		c.logf("transferring leadership from %s (%s) to %s (%s)", l, l.library(), w, w.library())
 		if err := l.transferTo(w); err != nil {
+			// Most often w was behind. Try again once it holds what l
+			// held, or once leadership has moved by itself.
 			c.logf("transfer from %s to %s failed: %v", l, w, err)
+			last := l.lastIndex()
+			c.eventually(mixedSettle, fmt.Sprintf("%s's log reaches index %d, or %s no longer leads", w, last, l), func() bool {
+				return w.lastIndex() >= last || c.leader() != l
+			})
 		}
-		// Whatever the outcome, the next round waits for a leader that
-		// every member follows before it looks again.
+		// The next round waits for a leader that every member follows.
 	}
 }
 
