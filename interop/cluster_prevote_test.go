@@ -2,6 +2,7 @@ package interop
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -173,9 +174,13 @@ func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 	}
 	if !disturbed {
 		c.logf("%s campaigns in term %d", f, f.term())
-		// Let it campaign a few more rounds. Every round is a pre-vote
+		// Let it campaign three more rounds. Every round is a pre-vote
 		// that nobody answers, so its term must stay.
-		mixedPollUntil(3*mixedPreVoteTiming.election, whileAway)
+		rounds := mixedCampaignRounds(c, f)
+		c.eventually(mixedSettle, fmt.Sprintf("isolated %s campaigns three more rounds", f), func() bool {
+			return whileAway() || rounds.n.Load() >= 3
+		})
+		c.logf("%s started %d more rounds, still in term %d", f, rounds.n.Load(), f.term())
 		commit(0)
 	}
 	c.logf("healing %s", f)
@@ -201,4 +206,19 @@ func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 	}
 	c.logf("%s is back, after installing a snapshot from %s (FSM restores %+v); %s still leads in term %d", f, l, restores, l, term)
 	return true
+}
+
+// mixedCampaignRounds counts the election rounds n starts from now on, by
+// the line each library logs at the start of one: ours when it enters a
+// pre-vote, the reference when it enters the candidate state, where it
+// holds its pre-vote.
+func mixedCampaignRounds(c *mixedCluster, n *mixedNode) *mixedLogCounter {
+	who := " " + n.id + "."
+	what := "entering pre-vote"
+	if n.library() == libRef {
+		what = "entering candidate state"
+	}
+	return c.sink.counter(func(line string) bool {
+		return strings.Contains(line, who) && strings.Contains(line, what)
+	})
 }

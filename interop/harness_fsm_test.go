@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	hraft "github.com/hashicorp/raft"
 	qraft "github.com/quorumkit/raft"
@@ -241,13 +242,22 @@ func (s mixedRefSnapshot) Release()                              {}
 // --- Logs. ---
 
 // mixedLogSink keeps the last lines the nodes logged, to show them when a
-// test fails. It never writes to the test itself, so goroutines that log
-// after a test has ended are harmless.
+// test fails, and counts the lines that its counters match. It never
+// writes to the test itself, so goroutines that log after a test has ended
+// are harmless.
 type mixedLogSink struct {
-	mu    sync.Mutex
-	lines []string
-	next  int
-	full  bool
+	mu       sync.Mutex
+	lines    []string
+	next     int
+	full     bool
+	counters []*mixedLogCounter
+}
+
+// mixedLogCounter counts the lines logged since it was made that its
+// match accepts.
+type mixedLogCounter struct {
+	match func(line string) bool
+	n     atomic.Int64
 }
 
 const mixedLogLines = 3000
@@ -258,12 +268,27 @@ func (s *mixedLogSink) Write(p []byte) (int, error) {
 	if s.lines == nil {
 		s.lines = make([]string, mixedLogLines)
 	}
-	s.lines[s.next] = strings.TrimRight(string(p), "\n")
+	line := strings.TrimRight(string(p), "\n")
+	s.lines[s.next] = line
 	s.next++
 	if s.next == len(s.lines) {
 		s.next, s.full = 0, true
 	}
+	for _, c := range s.counters {
+		if c.match(line) {
+			c.n.Add(1)
+		}
+	}
 	return len(p), nil
+}
+
+// counter starts counting the lines that match accepts.
+func (s *mixedLogSink) counter(match func(line string) bool) *mixedLogCounter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := &mixedLogCounter{match: match}
+	s.counters = append(s.counters, c)
+	return c
 }
 
 // String returns the kept lines, oldest first.
