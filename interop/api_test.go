@@ -32,27 +32,23 @@ var optionalNames = map[string]bool{
 // entry disappears when its issue lands.
 var pendingNames = map[string]bool{}
 
-// sourcePackages keeps the packages importSource type-checked, so that a
-// test run with -count type-checks each package (and its dependencies,
-// which takes a minute on a loaded machine) once per process.
-var sourcePackages = struct {
+// sourcePackages is the one source importer of these tests. It keeps every
+// package it type-checked, dependencies included, so that each package is
+// type-checked once per process (a minute's work on a loaded machine for
+// the four packages), however many tests and -count runs ask for it.
+var sourcePackages struct {
 	sync.Mutex
-	byPath map[string]*types.Package
-}{byPath: map[string]*types.Package{}}
+	importer types.Importer
+}
 
 // importSource type-checks a package from source, once per process.
 func importSource(path string) (*types.Package, error) {
 	sourcePackages.Lock()
 	defer sourcePackages.Unlock()
-	if pkg, ok := sourcePackages.byPath[path]; ok {
-		return pkg, nil
+	if sourcePackages.importer == nil {
+		sourcePackages.importer = importer.ForCompiler(token.NewFileSet(), "source", nil)
 	}
-	pkg, err := importer.ForCompiler(token.NewFileSet(), "source", nil).Import(path)
-	if err != nil {
-		return nil, err
-	}
-	sourcePackages.byPath[path] = pkg
-	return pkg, nil
+	return sourcePackages.importer.Import(path)
 }
 
 // loadAPI imports a package from source and describes every exported
