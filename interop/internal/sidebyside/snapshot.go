@@ -29,7 +29,7 @@ func installSnapshot(c Cluster, o Options, m *Measurement) error {
 	if err := leader.Apply(GrowCommand(o.Snapshot, 1), 0); err != nil {
 		return fmt.Errorf("growing the FSM: %w", err)
 	}
-	if err := fill(leader, trailingLogs+fillClients, o); err != nil {
+	if leader, err = fill(c, leader, trailingLogs+fillClients, o); err != nil {
 		return err
 	}
 	if err := leader.Snapshot(); err != nil {
@@ -63,25 +63,50 @@ func installSnapshot(c Cluster, o Options, m *Measurement) error {
 	return nil
 }
 
-// fill commits n workload commands through the leader from fillClients
-// clients.
-func fill(leader Node, n int, o Options) error {
+// fillAttempts bounds how many leaders fill may go through: on a loaded
+// machine a leader can lose its lease while the filler is written.
+const fillAttempts = 5
+
+// fill commits n workload commands from fillClients clients, through
+// leader or, should it lose leadership meanwhile, through its successor;
+// it returns the node that leads at the end.
+func fill(c Cluster, leader Node, n int, o Options) (Node, error) {
+	var done atomic.Int64
+	for attempt := 1; ; attempt++ {
+		err := fillThrough(leader, n, &done, o)
+		if err == nil {
+			return leader, nil
+		}
+		if attempt == fillAttempts {
+			return nil, fmt.Errorf("writing the filler commands through %d leaders: %w", attempt, err)
+		}
+		if leader, err = awaitLeader(c, o); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// fillThrough commits commands through leader until done reaches n, or
+// returns the first error.
+func fillThrough(leader Node, n int, done *atomic.Int64, o Options) error {
 	var (
-		next    atomic.Int64
 		wg      sync.WaitGroup
 		errOnce sync.Once
 		first   error
+		failed  atomic.Bool
 	)
 	for i := range fillClients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			cmd := command(o.CmdSize, i+1, 2)
-			for next.Add(1) <= int64(n) {
+			for !failed.Load() && done.Load() < int64(n) {
 				if err := leader.Apply(cmd, 0); err != nil {
-					errOnce.Do(func() { first = fmt.Errorf("writing the filler commands: %w", err) })
+					errOnce.Do(func() { first = err })
+					failed.Store(true)
 					return
 				}
+				done.Add(1)
 			}
 		}()
 	}
