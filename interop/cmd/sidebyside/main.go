@@ -1,0 +1,146 @@
+// Command sidebyside measures hashicorp/raft v1.8.0 (the reference) and
+// QuorumKit Raft (ours) side by side with one workload driver: three nodes
+// in this process, TCP on 127.0.0.1, DefaultConfig, 256-byte commands,
+// closed-loop clients, a LogCache of 512 over the disk store and a
+// FileSnapshotStore in a temporary directory. Runs of the two libraries
+// alternate within every cell, so both see the same machine.
+//
+//	cd interop && go run ./cmd/sidebyside                      # everything, a few minutes
+//	go run ./cmd/sidebyside -modes throughput -stores bolt -clients 1,16 -duration 2s
+//	go run ./cmd/sidebyside -modes failover-crash -stores bolt -kills 30 -json crash.jsonl
+//
+// Modes: throughput (ops/s, p50 and p99 latency, allocations and bytes
+// per committed Apply for the whole process), failover-graceful (leader
+// Shutdown to the first commit by the new leader), failover-crash (the
+// leader cut off without a goodbye, same measure), snapshot (install MB/s
+// to a new voter). Store comparisons: bolt (raft-boltdb v2.3.0 against
+// raftboltdb), wal (raft-wal v0.4.0 against ours' wal store, raftboltdb
+// until that exists), mem (the InmemStores).
+//
+// It prints Markdown tables with ours/reference ratios on stdout and, with
+// -json, one JSON line per measurement. It reports; it asserts nothing.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/quorumkit/raft/interop/internal/sidebyside"
+	"github.com/quorumkit/raft/interop/internal/sidebyside/ours"
+	"github.com/quorumkit/raft/interop/internal/sidebyside/reference"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "sidebyside:", err)
+		os.Exit(2)
+	}
+}
+
+// run parses args, measures, and writes the tables to stdout and progress
+// to stderr.
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sidebyside", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	modes := fs.String("modes", strings.Join(sidebyside.Modes, ","), "modes to run: "+strings.Join(sidebyside.Modes, ", "))
+	stores := fs.String("stores", "bolt,mem,wal", "store comparisons: bolt, wal, mem")
+	clients := fs.String("clients", "1,16,128", "client counts for the throughput mode")
+	duration := fs.Duration("duration", 5*time.Second, "measured window of each throughput run")
+	warmup := fs.Duration("warmup", time.Second, "load before each throughput window opens")
+	reps := fs.Int("reps", 2, "runs of each library per throughput or snapshot cell, alternating")
+	kills := fs.Int("kills", 10, "leader kills of each library per failover cell, alternating (30 or more to compare crash failover)")
+	snapshot := fs.Int("snapshot-mib", 64, "FSM state for the snapshot mode, in MiB")
+	cmdSize := fs.Int("size", 256, "bytes per command")
+	timeout := fs.Duration("timeout", time.Minute, "bound on each wait inside a run")
+	jsonPath := fs.String("json", "", "write one JSON line per measurement to this file (- for stdout)")
+	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	cl, err := parseInts(*clients)
+	if err != nil {
+		return fmt.Errorf("-clients: %w", err)
+	}
+	o := sidebyside.Options{
+		Modes:    split(*modes),
+		Stores:   split(*stores),
+		Clients:  cl,
+		Duration: *duration,
+		Warmup:   *warmup,
+		Reps:     *reps,
+		Kills:    *kills,
+		Snapshot: *snapshot << 20,
+		CmdSize:  *cmdSize,
+		Timeout:  *timeout,
+		Table:    stdout,
+	}
+	if !*quiet {
+		o.Progress = stderr
+	}
+	switch *jsonPath {
+	case "":
+	case "-":
+		o.JSON = stdout
+	default:
+		f, err := os.Create(*jsonPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		o.JSON = f
+	}
+	fmt.Fprintf(stdout, "sidebyside: %s, GOMAXPROCS %d, %d CPUs, load average %s at start\n\n",
+		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), loadAverage())
+	err = sidebyside.Run(reference.Library{}, ours.Library{}, o)
+	fmt.Fprintf(stdout, "load average %s at the end\n", loadAverage())
+	return err
+}
+
+func split(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range split(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no client counts")
+	}
+	return out, nil
+}
+
+// loadAverage is the first three fields of /proc/loadavg, "n/a" where
+// there is none.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "n/a"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "n/a"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,233 @@
+package sidebyside
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// The modes, as the command line names them.
+const (
+	modeThroughput = "throughput"
+	modeGraceful   = "failover-graceful"
+	modeCrash      = "failover-crash"
+	modeSnapshot   = "snapshot"
+)
+
+// Modes lists every mode in the order they run.
+var Modes = []string{modeThroughput, modeGraceful, modeCrash, modeSnapshot}
+
+const (
+	libReference = "reference"
+	libOurs      = "ours"
+)
+
+// Options say what to measure and where the results go.
+type Options struct {
+	Modes    []string      // a subset of Modes
+	Stores   []string      // store comparisons: bolt, wal, mem
+	Clients  []int         // client counts for the throughput mode
+	Duration time.Duration // measured window of a throughput run
+	Warmup   time.Duration // load before the window opens
+	Reps     int           // runs of each library per throughput or snapshot cell
+	Kills    int           // kills of each library per failover cell
+	Snapshot int           // FSM state, in bytes, for the snapshot mode
+	CmdSize  int           // bytes per workload command
+	Timeout  time.Duration // bound on each wait inside a run (an election, an install)
+
+	Table    io.Writer // the Markdown tables; nil for none
+	JSON     io.Writer // one JSON line per measurement; nil for none
+	Progress io.Writer // a line per run as it finishes; nil for none
+}
+
+// Run measures reference and ours with the options: for every cell, runs
+// of the two libraries alternate (reference first on odd repetitions,
+// ours first on even ones), so that both see the same machine. It returns
+// an error for bad options or unwritable output; a run that fails is
+// reported in its measurement and in the table, and the others go on.
+func Run(ref, ours Library, o Options) error {
+	if err := o.check(); err != nil {
+		return err
+	}
+	out := newJSONLines(o.JSON)
+	progress := o.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	var cells []*cell
+	for _, mode := range o.Modes {
+		for _, cmp := range o.Stores {
+			refStore, oursStore, oursLabel, err := pairStores(ref, ours, cmp)
+			if err != nil {
+				return err
+			}
+			refLabel, _ := ref.StoreLabel(refStore)
+			clients := []int{0}
+			reps := o.Reps
+			switch mode {
+			case modeThroughput:
+				clients = o.Clients
+			case modeGraceful, modeCrash:
+				reps = o.Kills
+			}
+			for _, n := range clients {
+				c := &cell{
+					key:    cellKey{mode: mode, compare: cmp, clients: n},
+					stores: map[string]string{libReference: refLabel, libOurs: oursLabel},
+					runs:   map[string][]Measurement{},
+				}
+				cells = append(cells, c)
+				for rep := 1; rep <= reps; rep++ {
+					type side struct {
+						lib   Library
+						store string
+					}
+					order := []side{{ref, refStore}, {ours, oursStore}}
+					if rep%2 == 0 {
+						order[0], order[1] = order[1], order[0]
+					}
+					for _, s := range order {
+						m := runOne(s.lib, s.store, c.stores[s.lib.Name()], mode, cmp, n, rep, o)
+						c.runs[m.Library] = append(c.runs[m.Library], m)
+						if err := out.write(m); err != nil {
+							return fmt.Errorf("writing JSON: %w", err)
+						}
+						fmt.Fprintln(progress, progressLine(m))
+					}
+				}
+			}
+		}
+	}
+	if o.Table != nil {
+		writeTables(o.Table, cells)
+	}
+	return nil
+}
+
+func (o *Options) check() error {
+	var errs []error
+	for _, m := range o.Modes {
+		if !contains(Modes, m) {
+			errs = append(errs, fmt.Errorf("unknown mode %q (modes: %s)", m, strings.Join(Modes, ", ")))
+		}
+	}
+	for _, n := range o.Clients {
+		if n < 1 {
+			errs = append(errs, fmt.Errorf("clients must be at least 1, not %d", n))
+		}
+	}
+	if o.Duration <= 0 || o.Warmup < 0 || o.Timeout <= 0 {
+		errs = append(errs, errors.New("duration and timeout must be positive, warmup not negative"))
+	}
+	if o.Reps < 1 || o.Kills < 1 {
+		errs = append(errs, errors.New("repetitions and kills must be at least 1"))
+	}
+	if o.Snapshot < 1 || o.CmdSize < 1 {
+		errs = append(errs, errors.New("snapshot and command sizes must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if x == y {
+			return true
+		}
+	}
+	return false
+}
+
+// storeFallback is the store ours runs on in a comparison whose store it
+// does not have yet: the reference on raft-wal against ours on raftboltdb
+// until ours has a wal store.
+var storeFallback = map[string]string{"wal": "bolt"}
+
+// pairStores picks each library's store for a comparison.
+func pairStores(ref, ours Library, cmp string) (refStore, oursStore, oursLabel string, err error) {
+	if _, ok := ref.StoreLabel(cmp); !ok {
+		return "", "", "", fmt.Errorf("unknown store %q (stores: bolt, wal, mem)", cmp)
+	}
+	if label, ok := ours.StoreLabel(cmp); ok {
+		return cmp, cmp, label, nil
+	}
+	fb, ok := storeFallback[cmp]
+	label, has := ours.StoreLabel(fb)
+	if !ok || !has {
+		return "", "", "", fmt.Errorf("ours has no store for %q", cmp)
+	}
+	return cmp, fb, label + " (no " + cmp + " store yet)", nil
+}
+
+// runOne runs one measurement on a fresh cluster in a fresh directory and
+// cleans up after it: the cluster is closed, the directory removed, and
+// the goroutines the run started are waited for, so that nothing of one
+// run weighs on the next.
+func runOne(lib Library, store, label, mode, cmp string, clients, rep int, o Options) Measurement {
+	m := Measurement{Mode: mode, Compare: cmp, Library: lib.Name(), Store: label, Clients: clients, Rep: rep}
+	runtime.GC() // garbage of the previous run is not this run's to collect
+	before := runtime.NumGoroutine()
+	m.Start = time.Now().UTC().Format(time.RFC3339)
+	dir, err := os.MkdirTemp("", "sidebyside-")
+	if err != nil {
+		m.Err = err.Error()
+		return m
+	}
+	spec := ClusterSpec{Nodes: 3, Store: store, Dir: dir, Crashable: mode == modeCrash}
+	c, err := lib.Start(spec)
+	if err == nil {
+		switch mode {
+		case modeThroughput:
+			err = throughput(c, clients, o, &m)
+		case modeGraceful, modeCrash:
+			err = failover(c, mode == modeCrash, o, &m)
+		case modeSnapshot:
+			err = installSnapshot(c, o, &m)
+		}
+		err = errors.Join(err, c.Close())
+	}
+	err = errors.Join(err, os.RemoveAll(dir))
+	if err != nil {
+		m.Err = err.Error()
+	}
+	m.LeakedGoroutines = settle(before, o.Timeout)
+	return m
+}
+
+// settle waits until no more goroutines run than before the run, and
+// returns how many more there still are when the timeout passes.
+func settle(before int, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	for {
+		extra := runtime.NumGoroutine() - before
+		if extra <= 0 || time.Now().After(deadline) {
+			return max(extra, 0)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the count: there is no event to wait for
+	}
+}
+
+func progressLine(m Measurement) string {
+	s := fmt.Sprintf("%s %s %-9s %-34s", m.Mode, m.Compare, m.Library, m.Store)
+	if m.Clients > 0 {
+		s += fmt.Sprintf(" clients=%d", m.Clients)
+	}
+	s += fmt.Sprintf(" rep=%d", m.Rep)
+	switch {
+	case m.Err != "":
+		s += " ERROR: " + m.Err
+	case m.Mode == modeThroughput:
+		s += fmt.Sprintf(" %.0f ops/s p50 %.2f ms p99 %.2f ms %.1f allocs/op %.0f B/op", m.OpsPerSec, m.P50Ms, m.P99Ms, m.AllocsPerOp, m.BytesPerOp)
+	case m.Mode == modeSnapshot:
+		s += fmt.Sprintf(" %.0f MB/s (%d bytes in %.0f ms)", m.MBPerSec, m.SnapshotBytes, m.InstallMs)
+	default:
+		s += fmt.Sprintf(" %.0f ms", m.FailoverMs)
+	}
+	if m.LeakedGoroutines > 0 {
+		s += fmt.Sprintf(" (%d goroutines outlived the run)", m.LeakedGoroutines)
+	}
+	return s
+}

@@ -1,0 +1,115 @@
+package sidebyside
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// trailingLogs is DefaultConfig's TrailingLogs in both libraries: a
+// snapshot compacts the log only up to this many entries before its end.
+const trailingLogs = 10240
+
+// fillClients is how many clients write the filler commands.
+const fillClients = 64
+
+// installSnapshot gives the FSM a state of o.Snapshot bytes, writes enough
+// commands after it that the leader's snapshot compacts the log's start
+// away, takes that snapshot, then adds a new, empty voter: the leader can
+// only bring it up to date by sending the snapshot. The time runs from
+// AddVoter to the end of the new node's Restore.
+func installSnapshot(c Cluster, o Options, m *Measurement) error {
+	m.SnapshotBytes = int64(o.Snapshot)
+	leader, err := awaitLeader(c, o)
+	if err != nil {
+		return err
+	}
+	if err := leader.Apply(GrowCommand(o.Snapshot, 1), 0); err != nil {
+		return fmt.Errorf("growing the FSM: %w", err)
+	}
+	if leader, err = fill(c, leader, trailingLogs+fillClients, o); err != nil {
+		return err
+	}
+	if err := leader.Snapshot(); err != nil {
+		return fmt.Errorf("taking the snapshot: %w", err)
+	}
+	joiner, err := c.AddNode()
+	if err != nil {
+		return fmt.Errorf("starting the new node: %w", err)
+	}
+	start := time.Now()
+	if err := leader.AddVoter(joiner, o.Timeout); err != nil {
+		return fmt.Errorf("adding the voter: %w", err)
+	}
+	t := time.NewTimer(o.Timeout)
+	defer t.Stop()
+	select {
+	case <-joiner.Machine().Restored():
+	case <-joiner.Machine().Grown():
+		// The leader's store still served the entries the snapshot had
+		// compacted away, so it sent those instead of the snapshot.
+		return errors.New("the new voter replayed the log instead of installing the snapshot: the leader's log store still serves compacted entries")
+	case <-t.C:
+		return fmt.Errorf("the new voter restored no snapshot within %v", o.Timeout)
+	}
+	took := joiner.Machine().RestoredAt().Sub(start)
+	if got := joiner.Machine().StateSize(); got != o.Snapshot {
+		return fmt.Errorf("the new voter restored %d bytes of state, not %d", got, o.Snapshot)
+	}
+	m.InstallMs = ms(took)
+	m.MBPerSec = float64(o.Snapshot) / took.Seconds() / 1e6
+	return nil
+}
+
+// fillAttempts bounds how many leaders fill may go through: on a loaded
+// machine a leader can lose its lease while the filler is written.
+const fillAttempts = 5
+
+// fill commits n workload commands from fillClients clients, through
+// leader or, should it lose leadership meanwhile, through its successor;
+// it returns the node that leads at the end.
+func fill(c Cluster, leader Node, n int, o Options) (Node, error) {
+	var done atomic.Int64
+	for attempt := 1; ; attempt++ {
+		err := fillThrough(leader, n, &done, o)
+		if err == nil {
+			return leader, nil
+		}
+		if attempt == fillAttempts {
+			return nil, fmt.Errorf("writing the filler commands through %d leaders: %w", attempt, err)
+		}
+		if leader, err = awaitLeader(c, o); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// fillThrough commits commands through leader until done reaches n, or
+// returns the first error.
+func fillThrough(leader Node, n int, done *atomic.Int64, o Options) error {
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		first   error
+		failed  atomic.Bool
+	)
+	for i := range fillClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := command(o.CmdSize, i+1, 2)
+			for !failed.Load() && done.Load() < int64(n) {
+				if err := leader.Apply(cmd, 0); err != nil {
+					errOnce.Do(func() { first = err })
+					failed.Store(true)
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
