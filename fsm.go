@@ -106,6 +106,9 @@ type fsmTask struct {
 	// reads are answered once the task is applied. A task with reads and
 	// nothing else (from == 0) is a marker behind tasks already sent.
 	reads []*readIndexFuture
+	// ready is when a run of entries was ready for the FSM goroutine; the
+	// wait until it takes them is measured as raft.fsm.enqueue.
+	ready time.Time
 }
 
 // nextFSMTask returns the next run of committed, durable entries for the
@@ -128,7 +131,7 @@ func (r *Raft) nextFSMTask() *fsmTask {
 	}
 	from := r.st.dispatched + 1
 	to := min(upTo, from+uint64(r.config().MaxAppendEntries)-1)
-	t := &fsmTask{from: from, to: to}
+	t := &fsmTask{from: from, to: to, ready: time.Now()}
 	if r.st.log.held() > 0 && r.st.log.firstHeld() <= from {
 		t.entries = make([]*Log, 0, to-from+1)
 		for i := from; i <= to; i++ {
@@ -162,6 +165,9 @@ func (r *Raft) nextFSMTask() *fsmTask {
 func (r *Raft) onFSMDispatched(t *fsmTask) {
 	r.st.dispatched = max(r.st.dispatched, t.to)
 	r.st.pendingFSM = nil
+	if !t.ready.IsZero() {
+		metrics.MeasureSince(keyFSMEnqueue, t.ready)
+	}
 	r.trimMemLog()
 }
 
@@ -170,9 +176,12 @@ func (r *Raft) runFSM() {
 	a := fsmApplier{r: r, lastIndex: r.restored.index, lastTerm: r.restored.term}
 	a.batching, _ = r.fsm.(BatchingFSM)
 	a.configStore, _ = r.fsm.(ConfigurationStore)
+	load := newLoadMeter(keyFSMLoad)
 	for {
+		load.waiting()
 		select {
 		case t := <-r.fsmCh:
+			load.working()
 			ok := true
 			switch {
 			case t.restoreID != "":
@@ -187,6 +196,7 @@ func (r *Raft) runFSM() {
 				f.respond(nil)
 			}
 		case req := <-r.fsmSnapshotCh:
+			load.working()
 			req.done <- a.snapshot()
 		case <-r.shutdownCh:
 			return
