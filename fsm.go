@@ -211,7 +211,9 @@ func (a *fsmApplier) snapshot() snapshotResponse {
 		return snapshotResponse{err: ErrNothingNewToSnapshot}
 	}
 	start := time.Now()
+	a.r.fsmCall.begin("FSM.Snapshot", a.lastIndex, a.lastIndex)
 	snap, err := a.r.fsm.Snapshot()
+	a.r.fsmCall.end()
 	metrics.MeasureSince([]string{"raft", "fsm", "snapshot"}, start)
 	if err == nil && snap == nil {
 		err = errors.New("FSM.Snapshot returned no snapshot")
@@ -227,7 +229,9 @@ func (a *fsmApplier) restore(t *fsmTask) bool {
 	meta, source, err := r.snapshots.Open(t.restoreID)
 	if err == nil {
 		start := time.Now()
+		r.fsmCall.begin("FSM.Restore", meta.Index, meta.Index)
 		err = r.fsm.Restore(source)
+		r.fsmCall.end()
 		source.Close()
 		metrics.MeasureSince([]string{"raft", "fsm", "restore"}, start)
 		metrics.SetGauge([]string{"raft", "fsm", "lastRestoreDuration"}, float32(time.Since(start).Milliseconds()))
@@ -338,7 +342,9 @@ func (a *fsmApplier) applyEach(entries []*Log) []interface{} {
 		switch e.Type {
 		case LogCommand:
 			start := time.Now()
+			a.r.fsmCall.begin("FSM.Apply", e.Index, e.Index)
 			responses[i] = a.r.fsm.Apply(e)
+			a.r.fsmCall.end()
 			metrics.MeasureSince([]string{"raft", "fsm", "apply"}, start)
 		case LogConfiguration:
 			a.storeConfiguration(e)
@@ -358,7 +364,9 @@ func (a *fsmApplier) storeConfiguration(e *Log) {
 		return
 	}
 	start := time.Now()
+	a.r.fsmCall.begin("ConfigurationStore.StoreConfiguration", e.Index, e.Index)
 	a.configStore.StoreConfiguration(e.Index, c)
+	a.r.fsmCall.end()
 	metrics.MeasureSince([]string{"raft", "fsm", "store_config"}, start)
 }
 
@@ -378,7 +386,9 @@ func (a *fsmApplier) applyBatch(entries []*Log) []interface{} {
 		return responses
 	}
 	start := time.Now()
+	a.r.fsmCall.begin("BatchingFSM.ApplyBatch", batch[0].Index, batch[len(batch)-1].Index)
 	got := a.batching.ApplyBatch(batch)
+	a.r.fsmCall.end()
 	metrics.MeasureSince([]string{"raft", "fsm", "applyBatch"}, start)
 	metrics.AddSample([]string{"raft", "fsm", "applyBatchNum"}, float32(len(batch)))
 	if len(got) != len(batch) {
