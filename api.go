@@ -123,6 +123,10 @@ type Raft struct {
 	stoppedCh  chan struct{}
 	stopOnce   sync.Once
 	routines   *routineGroup
+
+	// fsmCall is the FSM method the FSM goroutine is in, which a Shutdown
+	// waiting for it names (shutdown_wait.go).
+	fsmCall fsmCall
 }
 
 // NewRaft builds a node from its configuration, FSM and stores, restores
@@ -436,10 +440,24 @@ func (r *Raft) requestConfigChange(req configurationChangeRequest, timeout time.
 // transport if it implements WithClose. It never closes the stores.
 //
 // The returned future's Error waits until all that is done, and always
-// returns nil. Shutdown may be called more than once, from any goroutine
-// but the FSM's own calls; every call's future waits for the same end, so
-// a caller whose node already began shutting down by itself (for example
-// ShutdownOnRemove) still knows, once Error returns, that nothing runs.
+// returns nil. Shutdown may be called more than once; every call's future
+// waits for the same end, so a caller whose node already began shutting
+// down by itself (for example ShutdownOnRemove) still knows, once Error
+// returns, that nothing runs.
+//
+// Shutdown itself returns at once and may be called from any goroutine,
+// including from inside the FSM's methods. Waiting on its future is what
+// can deadlock: called from inside FSM.Apply, BatchingFSM.ApplyBatch,
+// ConfigurationStore.StoreConfiguration, FSM.Snapshot or FSM.Restore
+// (that is, on the FSM goroutine), or from FSMSnapshot.Persist, Error
+// never returns, because it waits for that very call to return.
+//
+// A call into the FSM is waited for however long it takes, as the
+// reference library does: nothing calls the FSM once Error has returned,
+// and the FSM goroutine cannot be abandoned in the middle of a call. So an
+// FSM.Apply that never returns makes Shutdown wait forever; meanwhile a
+// warning naming the call (for example "FSM.Apply at index 42 has not
+// returned for 5s; Shutdown waits for it") is logged every 5 seconds.
 //
 // Shutdown waits for calls into the LogStore or StableStore that are in
 // flight, so that once it returns the stores are no longer in use and may
@@ -463,6 +481,7 @@ func (r *Raft) Shutdown() Future {
 	// Nothing may wait forever on stoppedCh, so someone must always
 	// close it, whether or not the caller waits on the returned future.
 	go r.waitStopped()
+	go r.warnWhileStopping()
 	return &shutdownFuture{raft: r}
 }
 

@@ -106,6 +106,9 @@ type fsmTask struct {
 	// reads are answered once the task is applied. A task with reads and
 	// nothing else (from == 0) is a marker behind tasks already sent.
 	reads []*readIndexFuture
+	// ready is when a run of entries was ready for the FSM goroutine; the
+	// wait until it takes them is measured as raft.fsm.enqueue.
+	ready time.Time
 }
 
 // nextFSMTask returns the next run of committed, durable entries for the
@@ -128,7 +131,7 @@ func (r *Raft) nextFSMTask() *fsmTask {
 	}
 	from := r.st.dispatched + 1
 	to := min(upTo, from+uint64(r.config().MaxAppendEntries)-1)
-	t := &fsmTask{from: from, to: to}
+	t := &fsmTask{from: from, to: to, ready: time.Now()}
 	if r.st.log.held() > 0 && r.st.log.firstHeld() <= from {
 		t.entries = make([]*Log, 0, to-from+1)
 		for i := from; i <= to; i++ {
@@ -162,6 +165,9 @@ func (r *Raft) nextFSMTask() *fsmTask {
 func (r *Raft) onFSMDispatched(t *fsmTask) {
 	r.st.dispatched = max(r.st.dispatched, t.to)
 	r.st.pendingFSM = nil
+	if !t.ready.IsZero() {
+		metrics.MeasureSince(keyFSMEnqueue, t.ready)
+	}
 	r.trimMemLog()
 }
 
@@ -170,9 +176,12 @@ func (r *Raft) runFSM() {
 	a := fsmApplier{r: r, lastIndex: r.restored.index, lastTerm: r.restored.term}
 	a.batching, _ = r.fsm.(BatchingFSM)
 	a.configStore, _ = r.fsm.(ConfigurationStore)
+	load := newLoadMeter(keyFSMLoad)
 	for {
+		load.waiting()
 		select {
 		case t := <-r.fsmCh:
+			load.working()
 			ok := true
 			switch {
 			case t.restoreID != "":
@@ -187,6 +196,7 @@ func (r *Raft) runFSM() {
 				f.respond(nil)
 			}
 		case req := <-r.fsmSnapshotCh:
+			load.working()
 			req.done <- a.snapshot()
 		case <-r.shutdownCh:
 			return
@@ -201,7 +211,9 @@ func (a *fsmApplier) snapshot() snapshotResponse {
 		return snapshotResponse{err: ErrNothingNewToSnapshot}
 	}
 	start := time.Now()
+	a.r.fsmCall.begin("FSM.Snapshot", a.lastIndex, a.lastIndex)
 	snap, err := a.r.fsm.Snapshot()
+	a.r.fsmCall.end()
 	metrics.MeasureSince([]string{"raft", "fsm", "snapshot"}, start)
 	if err == nil && snap == nil {
 		err = errors.New("FSM.Snapshot returned no snapshot")
@@ -217,7 +229,9 @@ func (a *fsmApplier) restore(t *fsmTask) bool {
 	meta, source, err := r.snapshots.Open(t.restoreID)
 	if err == nil {
 		start := time.Now()
+		r.fsmCall.begin("FSM.Restore", meta.Index, meta.Index)
 		err = r.fsm.Restore(source)
+		r.fsmCall.end()
 		source.Close()
 		metrics.MeasureSince([]string{"raft", "fsm", "restore"}, start)
 		metrics.SetGauge([]string{"raft", "fsm", "lastRestoreDuration"}, float32(time.Since(start).Milliseconds()))
@@ -328,7 +342,9 @@ func (a *fsmApplier) applyEach(entries []*Log) []interface{} {
 		switch e.Type {
 		case LogCommand:
 			start := time.Now()
+			a.r.fsmCall.begin("FSM.Apply", e.Index, e.Index)
 			responses[i] = a.r.fsm.Apply(e)
+			a.r.fsmCall.end()
 			metrics.MeasureSince([]string{"raft", "fsm", "apply"}, start)
 		case LogConfiguration:
 			a.storeConfiguration(e)
@@ -348,7 +364,9 @@ func (a *fsmApplier) storeConfiguration(e *Log) {
 		return
 	}
 	start := time.Now()
+	a.r.fsmCall.begin("ConfigurationStore.StoreConfiguration", e.Index, e.Index)
 	a.configStore.StoreConfiguration(e.Index, c)
+	a.r.fsmCall.end()
 	metrics.MeasureSince([]string{"raft", "fsm", "store_config"}, start)
 }
 
@@ -368,7 +386,9 @@ func (a *fsmApplier) applyBatch(entries []*Log) []interface{} {
 		return responses
 	}
 	start := time.Now()
+	a.r.fsmCall.begin("BatchingFSM.ApplyBatch", batch[0].Index, batch[len(batch)-1].Index)
 	got := a.batching.ApplyBatch(batch)
+	a.r.fsmCall.end()
 	metrics.MeasureSince([]string{"raft", "fsm", "applyBatch"}, start)
 	metrics.AddSample([]string{"raft", "fsm", "applyBatchNum"}, float32(len(batch)))
 	if len(got) != len(batch) {

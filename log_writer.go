@@ -48,6 +48,9 @@ type writeOp struct {
 	// compactTo, when not zero, removes the head of the log up to it: the
 	// entries a snapshot covers.
 	compactTo uint64
+	// oldLogs says the op's deletion drops the log that a restored or
+	// installed snapshot replaced; see Raft.oldLogsKey for its metric.
+	oldLogs bool
 	// commitIndex, when not zero, is staged to a CommitTrackingLogStore
 	// before the entries are stored.
 	commitIndex uint64
@@ -111,13 +114,21 @@ func (r *Raft) performWrite(op *writeOp) writeResult {
 		return res
 	}
 	if op.deleteFrom > 0 {
+		start := time.Now()
 		if err := r.logs.DeleteRange(op.deleteFrom, op.deleteTo); err != nil {
 			res.err = fmt.Errorf("deleting log entries %d-%d: %w", op.deleteFrom, op.deleteTo, err)
 			return res
 		}
+		if op.oldLogs {
+			metrics.MeasureSince(r.oldLogsKey(), start)
+		}
 	}
 	if op.compactTo > 0 {
-		if err := r.compact(op.compactTo); err != nil {
+		key := keyCompactLogs
+		if op.oldLogs {
+			key = r.oldLogsKey()
+		}
+		if err := r.compact(op.compactTo, key); err != nil {
 			res.err = err
 			return res
 		}
@@ -139,9 +150,10 @@ func (r *Raft) performWrite(op *writeOp) writeResult {
 	return res
 }
 
-// compact deletes the log's entries from its first up to upTo.
-func (r *Raft) compact(upTo uint64) error {
-	defer metrics.MeasureSince([]string{"raft", "compactLogs"}, time.Now())
+// compact deletes the log's entries from its first up to upTo, measured
+// under key.
+func (r *Raft) compact(upTo uint64, key []string) error {
+	defer metrics.MeasureSince(key, time.Now())
 	first, err := r.logs.FirstIndex()
 	if err != nil {
 		return fmt.Errorf("reading first log index for compaction: %w", err)
@@ -221,6 +233,7 @@ func (q *writeQueue) enqueue(op *writeOp) {
 			last.entries = append(last.entries, op.entries...)
 			last.last = op.last
 			last.compactTo = max(last.compactTo, op.compactTo)
+			last.oldLogs = last.oldLogs || op.oldLogs
 			last.commitIndex = max(last.commitIndex, op.commitIndex)
 			last.replies = append(last.replies, op.replies...)
 			return

@@ -1,6 +1,8 @@
 package raft
 
 import (
+	"math"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-metrics"
@@ -39,4 +41,101 @@ func (r *Raft) oldestLogAge() time.Duration {
 		return 0
 	}
 	return time.Since(l.AppendedAt)
+}
+
+// metricKey splits a dotted metric name into the key parts go-metrics hands
+// to its sinks: "raft.replication.appendEntries.rpc" is four parts, as the
+// reference library emits it, so sinks that work on key parts (rather than
+// on the joined name) see the same keys from either library.
+func metricKey(name string) []string { return strings.Split(name, ".") }
+
+// keyFSMEnqueue measures how long a run of committed entries waited for the
+// FSM goroutine to take it: on every node, where the reference measures it
+// on the leader only (the time its run loop blocks handing entries over).
+var keyFSMEnqueue = []string{"raft", "fsm", "enqueue"}
+
+// keyCompactLogs measures the removal of the log's head that a snapshot
+// covers.
+var keyCompactLogs = []string{"raft", "compactLogs"}
+
+// oldLogsKey is the key that measures dropping the whole log a restored or
+// installed snapshot replaced. The reference names that step
+// raft.removeOldLogs on a MonotonicLogStore (which cannot hold a gap, so
+// loses its old entries) and raft.compactLogs on any other store.
+func (r *Raft) oldLogsKey() []string {
+	if ml, ok := r.logs.LogStore.(MonotonicLogStore); ok && ml.IsMonotonic() {
+		return []string{"raft", "removeOldLogs"}
+	}
+	return keyCompactLogs
+}
+
+// Keys of the busy fractions of the run loop and of the FSM goroutine.
+var (
+	keyRunLoopLoad = []string{"raft", "thread", "main", "saturation"}
+	keyFSMLoad     = []string{"raft", "thread", "fsm", "saturation"}
+)
+
+// loadReportInterval is the shortest time a loadMeter reports over.
+const loadReportInterval = time.Second
+
+// loadMeter measures how busy a goroutine that waits for events is: the
+// fraction of time it spends handling events rather than waiting for the
+// next one. The goroutine calls waiting just before it blocks and working
+// as soon as it wakes. At one of these calls, once loadReportInterval has
+// passed since the last report, the meter adds a sample of the fraction
+// over that span, rounded to hundredths: 0 is always waiting, 1 never
+// waiting. A goroutine that sleeps for a long time reports when it wakes,
+// over the whole span. Owned by the goroutine it measures.
+type loadMeter struct {
+	key []string
+	// spanStart begins the span the next report covers; waited is the time
+	// spent waiting within it, not counting a wait still under way.
+	spanStart time.Time
+	waited    time.Duration
+	// waitStart is when the current wait began, zero while working.
+	waitStart time.Time
+	// report receives each fraction; tests replace it.
+	report func(key []string, busy float32)
+}
+
+func newLoadMeter(key []string) *loadMeter {
+	return &loadMeter{key: key, spanStart: time.Now(), report: metrics.AddSample}
+}
+
+// waiting records that the goroutine is about to block for an event. A
+// second call without working in between changes nothing.
+func (m *loadMeter) waiting() {
+	now := time.Now()
+	if m.waitStart.IsZero() {
+		m.waitStart = now
+	}
+	m.maybeReport(now)
+}
+
+// working records that the goroutine woke up with an event to handle.
+func (m *loadMeter) working() {
+	now := time.Now()
+	if !m.waitStart.IsZero() {
+		m.waited += now.Sub(m.waitStart)
+		m.waitStart = time.Time{}
+	}
+	m.maybeReport(now)
+}
+
+// maybeReport reports the span ending now if it is long enough, and starts
+// the next one. A wait under way is split at now between the two spans.
+func (m *loadMeter) maybeReport(now time.Time) {
+	span := now.Sub(m.spanStart)
+	if span < loadReportInterval {
+		return
+	}
+	waited := m.waited
+	if !m.waitStart.IsZero() {
+		waited += now.Sub(m.waitStart)
+		m.waitStart = now
+	}
+	busy := 1 - float64(waited)/float64(span)
+	busy = math.Round(min(max(busy, 0), 1)*100) / 100
+	m.report(m.key, float32(busy))
+	m.spanStart, m.waited = now, 0
 }

@@ -66,6 +66,9 @@ type runState struct {
 	// any; applies and membership changes wait until it ends.
 	restoring *userRestore
 
+	// load measures how busy the run loop is.
+	load *loadMeter
+
 	// timer drives the role's clock: the heartbeat timeout of a follower,
 	// the election timeout of a candidate, the lease check of a leader.
 	timer *time.Timer
@@ -91,6 +94,7 @@ const writeFailureCooldown = 10
 // run is the run loop goroutine.
 func (r *Raft) run() {
 	r.st.timer = time.NewTimer(randomDuration(r.config().HeartbeatTimeout))
+	r.st.load = newLoadMeter(keyRunLoopLoad)
 	defer r.st.timer.Stop()
 	defer r.exitRunLoop()
 	r.logger.Info("starting as follower", "term", r.st.currentTerm, "last-index", r.st.log.lastIndex)
@@ -149,55 +153,80 @@ func (r *Raft) serveOne() bool {
 		applyCh, restoreCh = nil, nil
 	}
 
+	// The wait below is the run loop's idle time; every arm starts work.
+	r.st.load.waiting()
 	select {
 	case <-r.shutdownCh:
 		return false
 	case rpc := <-r.heartbeatCh:
+		r.st.load.working()
 		r.processRPC(rpc, true)
 	case rpc := <-r.trans.Consumer():
+		r.st.load.working()
 		r.processRPC(rpc, false)
 	case <-r.st.timer.C:
+		r.st.load.working()
 		r.onTimer()
 	case v := <-votesCh:
+		r.st.load.working()
 		r.onVote(v)
 	case writeCh <- nextWrite:
+		r.st.load.working()
 		r.st.writes.handedOff(time.Now())
 	case res := <-r.writeDoneCh:
+		r.st.load.working()
 		r.onWriteDone(res)
 	case fsmCh <- nextFSM:
+		r.st.load.working()
 		r.onFSMDispatched(nextFSM)
 	case <-progressCh:
+		r.st.load.working()
 		r.onReplicationProgress()
 	case f := <-applyCh:
+		r.st.load.working()
 		r.onApply(f)
 	case f := <-r.verifyCh:
+		r.st.load.working()
 		r.onVerify(f)
 	case f := <-r.readIndexCh:
+		r.st.load.working()
 		r.onReadIndex(f)
 	case f := <-r.bootstrapCh:
+		r.st.load.working()
 		f.respond(r.liveBootstrap(f.configuration))
 	case f := <-r.configChangeChIfReady():
+		r.st.load.working()
 		r.onConfigChange(f)
 	case f := <-restoreCh:
+		r.st.load.working()
 		r.onUserRestore(f)
 	case f := <-r.leadershipTransferCh:
+		r.st.load.working()
 		r.onLeadershipTransfer(f)
 	case res := <-r.transferDoneCh:
+		r.st.load.working()
 		r.onTransferDone(res)
 	case <-transferTimer:
+		r.st.load.working()
 		r.onTransferTimeout()
 	case f := <-r.configurationsCh:
+		r.st.load.working()
 		f.configurations = r.st.configs.clone()
 		f.respond(nil)
 	case s := <-r.snapshotTakenCh:
+		r.st.load.working()
 		r.onSnapshotTaken(s)
 	case res := <-r.installDoneCh:
+		r.st.load.working()
 		r.onInstallDone(res)
 	case rc := <-r.restoreCopiedCh:
+		r.st.load.working()
 		r.onRestoreCopied(rc)
 	case err := <-r.userRestoreAppliedCh:
+		r.st.load.working()
 		r.onUserRestoreApplied(err)
 	case <-r.reloadCh:
+		r.st.load.working()
 		r.onReload()
 	}
 	return true

@@ -239,9 +239,10 @@ func (s *replicator) metricNames(kind string) replicationMetric {
 	defer s.namesMu.Unlock()
 	m, ok := s.names[kind]
 	if !ok {
+		labelled := metricKey("raft.replication." + kind)
 		m = replicationMetric{
-			labelled: []string{"raft", "replication", kind},
-			legacy:   []string{"raft", "replication", kind, string(s.peer.ID)},
+			labelled: labelled,
+			legacy:   append(labelled[:len(labelled):len(labelled)], string(s.peer.ID)),
 		}
 		s.names[kind] = m
 	}

@@ -357,7 +357,7 @@ func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIn
 	} else {
 		last := r.st.log.lastIndex
 		r.st.log.reset(index, term)
-		r.st.writes.enqueue(&writeOp{deleteFrom: 1, deleteTo: max(last, index), last: index})
+		r.st.writes.enqueue(&writeOp{deleteFrom: 1, deleteTo: max(last, index), last: index, oldLogs: true})
 		r.pub.setLastLog(index, term)
 		r.st.configs.committed, r.st.configs.committedIndex = c, cIndex
 		r.setLatestConfiguration(c, cIndex)
@@ -492,7 +492,7 @@ func (r *Raft) onUserRestoreApplied(err error) {
 	if ml, ok := r.logs.LogStore.(MonotonicLogStore); ok && ml.IsMonotonic() {
 		// A store that cannot hold gaps loses its old entries instead.
 		r.st.compactedTo = ur.index
-		r.st.writes.enqueue(&writeOp{compactTo: ur.index, last: ur.index})
+		r.st.writes.enqueue(&writeOp{compactTo: ur.index, last: ur.index, oldLogs: true})
 	}
 	r.logger.Info("restored user snapshot", "index", ur.index)
 	ur.future.respond(nil)
