@@ -73,9 +73,6 @@ type replicationShared struct {
 	// verifyRound is the newest VerifyLeader round; heartbeats sent after
 	// it was set acknowledge it.
 	verifyRound atomic.Uint64
-	// higherTerm is the newest term any follower answered with, when newer
-	// than term.
-	higherTerm atomic.Uint64
 	// stopped is set, before the run loop changes the log in any way other
 	// than appending, when this term of leadership ends. Replication reads
 	// entries first and checks it after, so it never sends entries from a
@@ -274,8 +271,7 @@ func (r *Raft) appendAsLeader(batch []*logFuture) {
 
 // onReplicationProgress reacts to replication goroutines' news.
 func (r *Raft) onReplicationProgress() {
-	lead := r.st.lead
-	if t := lead.shared.higherTerm.Load(); t > r.st.currentTerm {
+	if t := r.newestMemberTerm(); t > r.st.currentTerm {
 		r.logger.Warn("a follower is in a newer term, stepping down", "term", t)
 		r.becomeFollower(t)
 		return
@@ -285,6 +281,18 @@ func (r *Raft) onReplicationProgress() {
 	if r.st.lead != nil {
 		r.checkTransfer()
 	}
+}
+
+// newestMemberTerm returns the newest term a server of the latest
+// configuration answered this leader with. Servers that left it are not
+// counted: a removed server that missed its removal may have raised its
+// term while cut off, and must not depose a leader that has a quorum.
+func (r *Raft) newestMemberTerm() uint64 {
+	var t uint64
+	for _, repl := range r.st.lead.repls {
+		t = max(t, repl.higherTerm.Load())
+	}
+	return t
 }
 
 // updateCommitIndex moves the commit index to what a majority of voters
