@@ -333,12 +333,12 @@ func (r *Raft) checkLeaderLease() {
 	conf := r.config()
 	lease := conf.LeaderLeaseTimeout
 	now := time.Now()
-	if stall := conf.LogWriteStallTimeout; stall > 0 {
-		if d := r.st.writes.stalledFor(now); d > stall {
-			r.logger.Error("stepping down: the log store has not finished a write", "waited", d)
-			r.becomeFollower(r.st.currentTerm)
-			return
-		}
+	if r.noteStall(now) {
+		// The stall also starts the cool-down of the campaign rule
+		// (election.go), so this server does not win the next election.
+		r.logger.Error("stepping down: the log store has not finished a write", "waited", r.st.writes.stalledFor(now))
+		r.becomeFollower(r.st.currentTerm)
+		return
 	}
 	contacted, oldest := 0, time.Duration(0)
 	voters := r.st.configs.latestVoters
