@@ -541,6 +541,9 @@ func (r *Raft) onConfigurationCommitted() {
 type transferState struct {
 	future *leadershipTransferFuture
 	target *replicator
+	// addr is where TimeoutNow goes: the address the caller gave, or the
+	// target's address in the configuration.
+	addr ServerAddress
 	// timer bounds each stage: bringing the target up to date and sending
 	// TimeoutNow, then losing leadership to it.
 	timer *time.Timer
@@ -548,10 +551,10 @@ type transferState struct {
 	sending, sent bool
 }
 
-// transferResult reports the TimeoutNow of a transfer.
+// transferResult reports the TimeoutNow of one transfer.
 type transferResult struct {
-	lead *leaderState
-	err  error
+	transfer *transferState
+	err      error
 }
 
 // onLeadershipTransfer starts a transfer: the target is brought up to
@@ -577,9 +580,17 @@ func (r *Raft) onLeadershipTransfer(f *leadershipTransferFuture) {
 	} else if repl = lead.repls[*f.id]; repl == nil {
 		f.respond(fmt.Errorf("cannot find replication state for %v", *f.id))
 		return
+	} else if !hasVote(r.st.configs.latest, *f.id) {
+		r.logger.Warn("refusing a leadership transfer to a non-voter", "id", *f.id)
+		f.respond(ErrLeadershipTransferToNonVoter)
+		return
 	}
-	r.logger.Info("starting leadership transfer", "id", repl.peer.ID, "address", repl.peer.Address)
-	lead.transfer = &transferState{future: f, target: repl, timer: time.NewTimer(r.config().ElectionTimeout)}
+	addr := repl.peer.Address
+	if f.address != nil {
+		addr = *f.address
+	}
+	r.logger.Info("starting leadership transfer", "id", repl.peer.ID, "address", addr)
+	lead.transfer = &transferState{future: f, target: repl, addr: addr, timer: time.NewTimer(r.config().ElectionTimeout)}
 	repl.trigger()
 	r.checkTransfer()
 }
@@ -608,24 +619,26 @@ func (r *Raft) checkTransfer() {
 		return
 	}
 	t.sending = true
-	peer := t.target.peer
+	id, addr := t.target.peer.ID, t.addr
 	req := &TimeoutNowRequest{RPCHeader: r.rpcHeader()}
 	r.routines.goFunc(func() {
-		err := r.trans.TimeoutNow(peer.ID, peer.Address, req, &TimeoutNowResponse{})
+		err := r.trans.TimeoutNow(id, addr, req, &TimeoutNowResponse{})
 		if err != nil {
-			err = fmt.Errorf("failed to make TimeoutNow RPC to %v: %v", peer.ID, err)
+			err = fmt.Errorf("failed to make TimeoutNow RPC to %v: %v", id, err)
 		}
 		select {
-		case r.transferDoneCh <- transferResult{lead: lead, err: err}:
+		case r.transferDoneCh <- transferResult{transfer: t, err: err}:
 		case <-r.shutdownCh:
 		}
 	})
 }
 
-// onTransferDone handles the answer to a transfer's TimeoutNow.
+// onTransferDone handles the answer to a transfer's TimeoutNow. A late
+// answer, for a transfer that already ended, is dropped: it says nothing
+// about the transfer in progress now, if any.
 func (r *Raft) onTransferDone(res transferResult) {
 	lead := r.st.lead
-	if lead == nil || lead != res.lead || lead.transfer == nil {
+	if lead == nil || lead.transfer == nil || lead.transfer != res.transfer {
 		return
 	}
 	t := lead.transfer
