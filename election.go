@@ -156,6 +156,7 @@ func (r *Raft) noteWriteSucceeded(op *writeOp) {
 	}
 	if len(op.entries) > 0 {
 		r.st.logTroubleAt = time.Time{}
+		r.st.troubledWrite = nil
 	}
 }
 
