@@ -112,7 +112,9 @@ func TestElection_PartitionedLeaderStepsDownAndMajorityElects(t *testing.T) {
 		}))
 		c.partition(minority...)
 		c.waitFor(10*lease, "the old leader to step down", func() bool {
-			return old.raft.State() != Leader
+			mu.Lock()
+			defer mu.Unlock()
+			return !steppedDown.IsZero()
 		})
 		mu.Lock()
 		var quorumContact time.Time
