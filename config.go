@@ -147,8 +147,11 @@ type Config struct {
 	// write to finish. A leader whose StoreLogs call has not returned within
 	// it steps down, so that a healthy server can lead instead of the whole
 	// cluster hanging on one stalled disk. Entries it had not stored are
-	// never reported as committed. Zero turns the check off; DefaultConfig
-	// sets a generous value.
+	// never reported as committed. No server campaigns while one of its
+	// writes has been stuck that long, nor for ten election timeouts after
+	// (unless a later write succeeds), so the stalled leader does not win
+	// the next election. Zero turns the check off; DefaultConfig sets a
+	// generous value.
 	LogWriteStallTimeout time.Duration
 
 	// MaxAppendEntriesBytes bounds the total Data and Extensions bytes of

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -74,9 +75,94 @@ type voteResult struct {
 	granted bool
 }
 
+// The campaign rule: the one place that decides whether this server may
+// start a pre-vote or vote round, whatever asks it to (its heartbeat or
+// election timer, or a leader's TimeoutNow).
+//
+// A server campaigns only as a voter of its latest configuration (never a
+// non-voter, a removed server, or one with no configuration), and only
+// with a log it can serve: not while a failed write is being read back
+// from the store (its log's end is then unknown), not while one write has
+// been with the log writer for longer than Config.LogWriteStallTimeout, and
+// not within writeFailureCooldown election timeouts after it last saw
+// either, unless a write handed to the writer since then has succeeded.
+//
+// Its vote requests then claim only entries that are durable or still
+// being written: a write that fails ends the candidacy at once
+// (Raft.onWriteFailed), so no round goes on claiming entries its log lost.
+// A server whose earlier leadership ended gets no help from it: voters
+// that still believe it leads refuse its pre-votes (Raft.requestPreVote).
+
+// campaignRefusal returns why this server may not start a round of
+// campaigning now, or "" if it may. loud says whether the reason is worth
+// a warning (a disk in trouble) rather than a debug line (a non-voter).
+func (r *Raft) campaignRefusal(now time.Time) (reason string, loud bool) {
+	switch {
+	case r.st.configs.latestIndex == 0:
+		return "no known peers", false
+	case !hasVote(r.st.configs.latest, r.localID):
+		return "not a voter in the latest configuration", false
+	case r.st.writes.broken:
+		return "the log is being read back after a failed write", true
+	case r.noteStall(now):
+		return "the log writer has not finished a write within LogWriteStallTimeout", true
+	case !r.st.logTroubleAt.IsZero() &&
+		now.Sub(r.st.logTroubleAt) < writeFailureCooldown*r.config().ElectionTimeout:
+		return fmt.Sprintf("the log store failed or stalled recently (at %s)", r.st.logTroubleAt.Format(time.RFC3339Nano)), true
+	}
+	return "", false
+}
+
+// mayCampaign applies the campaign rule and logs a refusal.
+func (r *Raft) mayCampaign() bool {
+	reason, loud := r.campaignRefusal(time.Now())
+	switch {
+	case reason == "":
+		return true
+	case loud:
+		r.logger.Warn("not starting an election", "reason", reason)
+	default:
+		r.logger.Debug("not starting an election", "reason", reason)
+	}
+	return false
+}
+
+// noteStall reports whether the log writer has held one write for longer
+// than LogWriteStallTimeout, and if so records the trouble, which starts
+// the cool-down.
+func (r *Raft) noteStall(now time.Time) bool {
+	stall := r.config().LogWriteStallTimeout
+	if stall <= 0 || r.st.writes.stalledFor(now) <= stall {
+		return false
+	}
+	r.noteLogTrouble(now)
+	return true
+}
+
+// noteLogTrouble records that the log writer failed or stalled now. The
+// write it holds, if any, is the troubled one: its own completion does not
+// end the cool-down.
+func (r *Raft) noteLogTrouble(now time.Time) {
+	r.st.logTroubleAt = now
+	r.st.troubledWrite = r.st.writes.inflight
+}
+
+// noteWriteSucceeded ends the cool-down when op, a write that succeeded,
+// was handed to the writer after the trouble was seen.
+func (r *Raft) noteWriteSucceeded(op *writeOp) {
+	if op == r.st.troubledWrite {
+		r.st.troubledWrite = nil
+		return
+	}
+	if len(op.entries) > 0 {
+		r.st.logTroubleAt = time.Time{}
+		r.st.troubledWrite = nil
+	}
+}
+
 // becomeCandidate starts a new round of campaigning: a pre-vote round, or
 // straight to an election when pre-vote is off or a leader asked this node
-// to take over.
+// to take over. Callers have checked the campaign rule (mayCampaign).
 func (r *Raft) becomeCandidate() {
 	r.setRole(Candidate)
 	if r.st.lead != nil {
@@ -208,6 +294,10 @@ func (r *Raft) checkRound() {
 	c := r.st.candidate
 	switch {
 	case c.tally.won() && c.preVote:
+		if !r.mayCampaign() {
+			r.becomeFollower(r.st.currentTerm)
+			return
+		}
 		r.logger.Info("pre-vote successful, starting election", "term", c.term,
 			"granted", len(c.tally.granted), "refused", len(c.tally.refused))
 		r.resetTimer(randomDuration(r.config().ElectionTimeout))

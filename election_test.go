@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -86,10 +87,53 @@ func TestElection_PartitionedLeaderStepsDownAndMajorityElects(t *testing.T) {
 				majority = append(majority, n)
 			}
 		}
+		// Check quorum: the old leader steps down between one and two
+		// lease timeouts after its last contact with a quorum. It keeps
+		// one follower, so that is its last contact with any of the
+		// majority, which its failed heartbeats report.
+		lease := old.conf.LeaderLeaseTimeout
+		var mu sync.Mutex
+		lastContact := make(map[ServerID]time.Time)
+		var steppedDown time.Time
+		old.raft.RegisterObserver(NewObserver(nil, false, func(o *Observation) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			switch d := o.Data.(type) {
+			case FailedHeartbeatObservation:
+				if _, ok := lastContact[d.PeerID]; !ok {
+					lastContact[d.PeerID] = d.LastContact
+				}
+			case RaftState:
+				if d != Leader && steppedDown.IsZero() {
+					steppedDown = time.Now()
+				}
+			}
+			return false
+		}))
 		c.partition(minority...)
-		c.waitFor(time.Second, "the old leader to step down", func() bool {
-			return old.raft.State() != Leader
+		c.waitFor(10*lease, "the old leader to step down", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return !steppedDown.IsZero()
 		})
+		mu.Lock()
+		var quorumContact time.Time
+		for _, n := range majority {
+			at, ok := lastContact[n.id]
+			if !ok {
+				mu.Unlock()
+				t.Fatalf("no failed heartbeat to %s was observed before the step-down", n.id)
+			}
+			if at.After(quorumContact) {
+				quorumContact = at
+			}
+		}
+		after := steppedDown.Sub(quorumContact)
+		mu.Unlock()
+		if after < lease || after > 2*lease {
+			t.Fatalf("stepped down %v after the last contact with a quorum, want between %v and %v", after, lease, 2*lease)
+		}
+		t.Logf("stepped down %v (%.2f lease timeouts) after the last contact with a quorum", after, float64(after)/float64(lease))
 		leader := c.waitForLeader(majority...)
 		if leader.raft.CurrentTerm() <= 0 {
 			t.Fatal("new leader has no term")

@@ -52,6 +52,12 @@ var (
 	// handing leadership to another server.
 	ErrLeadershipTransferInProgress = errors.New("leadership transfer in progress")
 
+	// ErrLeadershipTransferToNonVoter is returned by
+	// LeadershipTransferToServer when the server named is not a voter: a
+	// non-voter cannot be elected, so it cannot take leadership over. The
+	// reference accepts such a transfer.
+	ErrLeadershipTransferToNonVoter = errors.New("leadership transfer target is not a voter")
+
 	// ErrIncompatibleLogStore is returned by NewRaft when the log store lacks
 	// a capability the configuration asks for, such as RestoreCommittedLogs
 	// without a CommitTrackingLogStore.

@@ -73,9 +73,6 @@ type replicationShared struct {
 	// verifyRound is the newest VerifyLeader round; heartbeats sent after
 	// it was set acknowledge it.
 	verifyRound atomic.Uint64
-	// higherTerm is the newest term any follower answered with, when newer
-	// than term.
-	higherTerm atomic.Uint64
 	// stopped is set, before the run loop changes the log in any way other
 	// than appending, when this term of leadership ends. Replication reads
 	// entries first and checks it after, so it never sends entries from a
@@ -274,8 +271,7 @@ func (r *Raft) appendAsLeader(batch []*logFuture) {
 
 // onReplicationProgress reacts to replication goroutines' news.
 func (r *Raft) onReplicationProgress() {
-	lead := r.st.lead
-	if t := lead.shared.higherTerm.Load(); t > r.st.currentTerm {
+	if t := r.newestMemberTerm(); t > r.st.currentTerm {
 		r.logger.Warn("a follower is in a newer term, stepping down", "term", t)
 		r.becomeFollower(t)
 		return
@@ -285,6 +281,18 @@ func (r *Raft) onReplicationProgress() {
 	if r.st.lead != nil {
 		r.checkTransfer()
 	}
+}
+
+// newestMemberTerm returns the newest term a server of the latest
+// configuration answered this leader with. Servers that left it are not
+// counted: a removed server that missed its removal may have raised its
+// term while cut off, and must not depose a leader that has a quorum.
+func (r *Raft) newestMemberTerm() uint64 {
+	var t uint64
+	for _, repl := range r.st.lead.repls {
+		t = max(t, repl.higherTerm.Load())
+	}
+	return t
 }
 
 // updateCommitIndex moves the commit index to what a majority of voters
@@ -325,12 +333,12 @@ func (r *Raft) checkLeaderLease() {
 	conf := r.config()
 	lease := conf.LeaderLeaseTimeout
 	now := time.Now()
-	if stall := conf.LogWriteStallTimeout; stall > 0 {
-		if d := r.st.writes.stalledFor(now); d > stall {
-			r.logger.Error("stepping down: the log store has not finished a write", "waited", d)
-			r.becomeFollower(r.st.currentTerm)
-			return
-		}
+	if r.noteStall(now) {
+		// The stall also starts the cool-down of the campaign rule
+		// (election.go), so this server does not win the next election.
+		r.logger.Error("stepping down: the log store has not finished a write", "waited", r.st.writes.stalledFor(now))
+		r.becomeFollower(r.st.currentTerm)
+		return
 	}
 	contacted, oldest := 0, time.Duration(0)
 	voters := r.st.configs.latestVoters
@@ -533,6 +541,9 @@ func (r *Raft) onConfigurationCommitted() {
 type transferState struct {
 	future *leadershipTransferFuture
 	target *replicator
+	// addr is where TimeoutNow goes: the address the caller gave, or the
+	// target's address in the configuration.
+	addr ServerAddress
 	// timer bounds each stage: bringing the target up to date and sending
 	// TimeoutNow, then losing leadership to it.
 	timer *time.Timer
@@ -540,10 +551,10 @@ type transferState struct {
 	sending, sent bool
 }
 
-// transferResult reports the TimeoutNow of a transfer.
+// transferResult reports the TimeoutNow of one transfer.
 type transferResult struct {
-	lead *leaderState
-	err  error
+	transfer *transferState
+	err      error
 }
 
 // onLeadershipTransfer starts a transfer: the target is brought up to
@@ -569,9 +580,17 @@ func (r *Raft) onLeadershipTransfer(f *leadershipTransferFuture) {
 	} else if repl = lead.repls[*f.id]; repl == nil {
 		f.respond(fmt.Errorf("cannot find replication state for %v", *f.id))
 		return
+	} else if !hasVote(r.st.configs.latest, *f.id) {
+		r.logger.Warn("refusing a leadership transfer to a non-voter", "id", *f.id)
+		f.respond(ErrLeadershipTransferToNonVoter)
+		return
 	}
-	r.logger.Info("starting leadership transfer", "id", repl.peer.ID, "address", repl.peer.Address)
-	lead.transfer = &transferState{future: f, target: repl, timer: time.NewTimer(r.config().ElectionTimeout)}
+	addr := repl.peer.Address
+	if f.address != nil {
+		addr = *f.address
+	}
+	r.logger.Info("starting leadership transfer", "id", repl.peer.ID, "address", addr)
+	lead.transfer = &transferState{future: f, target: repl, addr: addr, timer: time.NewTimer(r.config().ElectionTimeout)}
 	repl.trigger()
 	r.checkTransfer()
 }
@@ -600,24 +619,26 @@ func (r *Raft) checkTransfer() {
 		return
 	}
 	t.sending = true
-	peer := t.target.peer
+	id, addr := t.target.peer.ID, t.addr
 	req := &TimeoutNowRequest{RPCHeader: r.rpcHeader()}
 	r.routines.goFunc(func() {
-		err := r.trans.TimeoutNow(peer.ID, peer.Address, req, &TimeoutNowResponse{})
+		err := r.trans.TimeoutNow(id, addr, req, &TimeoutNowResponse{})
 		if err != nil {
-			err = fmt.Errorf("failed to make TimeoutNow RPC to %v: %v", peer.ID, err)
+			err = fmt.Errorf("failed to make TimeoutNow RPC to %v: %v", id, err)
 		}
 		select {
-		case r.transferDoneCh <- transferResult{lead: lead, err: err}:
+		case r.transferDoneCh <- transferResult{transfer: t, err: err}:
 		case <-r.shutdownCh:
 		}
 	})
 }
 
-// onTransferDone handles the answer to a transfer's TimeoutNow.
+// onTransferDone handles the answer to a transfer's TimeoutNow. A late
+// answer, for a transfer that already ended, is dropped: it says nothing
+// about the transfer in progress now, if any.
 func (r *Raft) onTransferDone(res transferResult) {
 	lead := r.st.lead
-	if lead == nil || lead != res.lead || lead.transfer == nil {
+	if lead == nil || lead.transfer == nil || lead.transfer != res.transfer {
 		return
 	}
 	t := lead.transfer

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -214,59 +215,132 @@ func changeOnLeader(t *testing.T, c *testCluster, change func(*Raft) IndexFuture
 	t.Fatalf("membership change: %v", err)
 }
 
+// A server removed while it was cut off cannot learn of its removal once
+// it returns: with pre-vote off its term climbed while it was away, so it
+// refuses the leader's AppendEntries. It may go on campaigning, but the
+// members refuse its requests before they look at its term, and the
+// leader ignores the terms its retiring replicator hears from it: the
+// leader and its term stay, and no write fails. A server that learned of
+// its removal stops campaigning.
 func TestMembership_RemovedNodeLeftRunningNeverDisrupts(t *testing.T) {
 	for _, learned := range []bool{true, false} {
-		t.Run(fmt.Sprintf("learned of removal %v", learned), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
-				c := newTestCluster(t, 4, clusterOpts{conf: func(c *Config) {
-					c.ShutdownOnRemove = false
-					// Without pre-vote, a confused server raises its own term
-					// each round; the members must still ignore it.
-					c.PreVoteDisabled = c.LocalID == "node3"
-				}})
-				defer c.shutdown()
-				leader := c.waitForLeader()
-				var removed *testNode
-				for _, n := range c.nodes {
-					if n != leader && n.id == "node3" {
-						removed = n
-					}
-				}
-				if removed == nil {
-					// node3 leads; pick another node to remove.
-					for _, n := range c.nodes {
-						if n != leader {
-							removed = n
-							break
-						}
-					}
-				}
-				applyAll(t, leader, "x", 1)
-				if !learned {
-					c.partition(removed)
-				}
-				if err := leader.raft.RemoveServer(removed.id, 0, 0).Error(); err != nil {
-					t.Fatal(err)
-				}
-				c.heal()
-				applyAll(t, leader, "y", 5)
-				term := leader.raft.CurrentTerm()
-				time.Sleep(50 * removed.conf.ElectionTimeout)
-				if leader.raft.State() != Leader || leader.raft.CurrentTerm() != term {
-					t.Fatalf("the removed server disrupted the leader: %v in term %d, want Leader in %d",
-						leader.raft.State(), leader.raft.CurrentTerm(), term)
-				}
-				for _, n := range c.running() {
-					if n != removed && n.raft.CurrentTerm() != term {
-						t.Fatalf("member %s's term moved to %d", n.id, n.raft.CurrentTerm())
-					}
-				}
-				if learned && removed.raft.State() != Follower {
-					t.Fatalf("a removed server that knows it was removed is %v", removed.raft.State())
-				}
+		for _, preVote := range []bool{true, false} {
+			t.Run(fmt.Sprintf("learned %v pre-vote %v", learned, preVote), func(t *testing.T) {
+				synctest.Test(t, func(t *testing.T) {
+					testRemovedNodeNeverDisrupts(t, learned, preVote)
+				})
 			})
-		})
+		}
 	}
+}
+
+func testRemovedNodeNeverDisrupts(t *testing.T, learned, preVote bool) {
+	c := newTestCluster(t, 4, clusterOpts{conf: func(c *Config) {
+		c.ShutdownOnRemove = false
+		c.PreVoteDisabled = !preVote && c.LocalID == "node3"
+	}})
+	defer c.shutdown()
+	// node3 is the one removed; it must not lead.
+	var leader *testNode
+	for {
+		leader = c.waitForLeader()
+		if leader.id != "node3" {
+			break
+		}
+		if err := leader.raft.LeadershipTransfer().Error(); err != nil {
+			t.Fatalf("moving leadership off node3: %v", err)
+		}
+	}
+	removed := c.node("node3")
+	applyAll(t, leader, "x", 1)
+	term := leader.raft.CurrentTerm()
+	removedTerm := removed.raft.CurrentTerm()
+	var wrongTerm, failed atomic.Int64
+	writes := runWrites(c, leader, &failed)
+
+	if !learned {
+		c.partition(removed)
+		// Its election timer fires again and again while it is away.
+		time.Sleep(40 * removed.conf.ElectionTimeout)
+		if got := removed.raft.CurrentTerm(); !preVote && got < removedTerm+10 {
+			t.Fatalf("without pre-vote the cut-off node's term should have climbed, it went from %d to %d", removedTerm, got)
+		}
+	}
+	if err := leader.raft.RemoveServer(removed.id, 0, 0).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if learned {
+		c.waitFor(time.Second, "the removed node to learn of its removal", func() bool {
+			return !inConfiguration(removed.raft.pub.latestConfiguration(), removed.id)
+		})
+		removedTerm = removed.raft.CurrentTerm()
+		c.partition(removed)
+		time.Sleep(40 * removed.conf.ElectionTimeout)
+	} else {
+		time.Sleep(10 * removed.conf.ElectionTimeout)
+	}
+	c.heal()
+	// The removed node keeps running beside the cluster.
+	for i := 0; i < 40; i++ {
+		time.Sleep(removed.conf.ElectionTimeout)
+		for _, n := range c.running() {
+			if n != removed && n.raft.CurrentTerm() != term {
+				wrongTerm.Add(1)
+			}
+		}
+	}
+	n := writes.finish()
+	if leader.raft.State() != Leader || leader.raft.CurrentTerm() != term {
+		t.Fatalf("the removed server disrupted the leader: %v in term %d, want Leader in %d",
+			leader.raft.State(), leader.raft.CurrentTerm(), term)
+	}
+	if w := wrongTerm.Load(); w > 0 {
+		t.Fatalf("a member's term moved (%d samples)\n%s", w, c.describe())
+	}
+	if f := failed.Load(); f > 0 {
+		t.Fatalf("%d of %d writes failed", f, n)
+	}
+	if learned {
+		if got := removed.raft.CurrentTerm(); got != removedTerm {
+			t.Fatalf("a removed server that knows it was removed campaigned: its term went from %d to %d", removedTerm, got)
+		}
+	}
+}
+
+// writeLoad applies commands one after another on one node until finished.
+type writeLoad struct {
+	stop chan struct{}
+	done chan int
+}
+
+// runWrites applies commands on node, counting the ones that fail, until
+// finish is called.
+func runWrites(c *testCluster, node *testNode, failed *atomic.Int64) *writeLoad {
+	w := &writeLoad{stop: make(chan struct{}), done: make(chan int)}
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-w.stop:
+				w.done <- n
+				return
+			default:
+			}
+			n++
+			if err := node.raft.Apply([]byte(fmt.Sprintf("w-%d", n)), time.Second).Error(); err != nil {
+				c.t.Logf("write %d: %v", n, err)
+				failed.Add(1)
+			}
+			time.Sleep(node.conf.ElectionTimeout / 10)
+		}
+	}()
+	return w
+}
+
+// finish stops the load and returns how many writes it made.
+func (w *writeLoad) finish() int {
+	close(w.stop)
+	return <-w.done
 }
 
 func TestMembership_LeaderRemovingItselfStepsDown(t *testing.T) {

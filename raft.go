@@ -79,16 +79,19 @@ type runState struct {
 	// transferring is set by TimeoutNow: the next election skips pre-vote
 	// and tells voters it is a leadership transfer.
 	transferring bool
-	// writeFailedAt is when a log write last failed, zero once a later
-	// write succeeded. A node with a failing disk holds back from
-	// campaigning for a while, so it does not keep winning elections it
-	// cannot serve.
-	writeFailedAt time.Time
+	// logTroubleAt is when this node last saw a log write fail or stall,
+	// zero once a write handed to the writer after that succeeded;
+	// troubledWrite is the write the writer held at that moment. A node
+	// with a failing or stalling disk holds back from campaigning for a
+	// while, so it does not keep winning elections it cannot serve (the
+	// campaign rule, election.go).
+	logTroubleAt  time.Time
+	troubledWrite *writeOp
 }
 
 // writeFailureCooldown is how many election timeouts a node whose log
-// write failed waits before it campaigns again, unless a write succeeds
-// first.
+// write failed or stalled waits before it campaigns again, unless a later
+// write succeeds first.
 const writeFailureCooldown = 10
 
 // run is the run loop goroutine.
@@ -272,6 +275,10 @@ func (r *Raft) onTimer() {
 	case Follower:
 		r.onHeartbeatTimeout()
 	case Candidate:
+		if !r.mayCampaign() {
+			r.becomeFollower(r.st.currentTerm)
+			return
+		}
 		r.logger.Warn("election timed out, starting a new one", "term", r.st.currentTerm)
 		r.becomeCandidate()
 	case Leader:
@@ -294,22 +301,13 @@ func (r *Raft) onHeartbeatTimeout() {
 	}
 	lastLeader := r.st.leader
 	r.setLeader(leaderInfo{})
-	switch {
-	case r.st.configs.latestIndex == 0:
-		r.logger.Debug("no known peers, not starting an election")
-	case r.st.configs.stable() && !hasVote(r.st.configs.latest, r.localID):
-		r.logger.Debug("not a voter in the configuration, not starting an election")
-	case !hasVote(r.st.configs.latest, r.localID):
-		r.logger.Debug("not a voter in the latest configuration, not starting an election")
-	case !r.st.writeFailedAt.IsZero() &&
-		time.Since(r.st.writeFailedAt) < writeFailureCooldown*r.config().ElectionTimeout:
-		r.logger.Warn("not starting an election: the log store failed recently", "at", r.st.writeFailedAt)
-	default:
-		metrics.IncrCounter([]string{"raft", "transition", "heartbeat_timeout"}, 1)
-		r.logger.Warn("heartbeat timeout reached, starting election",
-			"last-leader-addr", lastLeader.addr, "last-leader-id", lastLeader.id)
-		r.becomeCandidate()
+	if !r.mayCampaign() {
+		return
 	}
+	metrics.IncrCounter([]string{"raft", "transition", "heartbeat_timeout"}, 1)
+	r.logger.Warn("heartbeat timeout reached, starting election",
+		"last-leader-addr", lastLeader.addr, "last-leader-id", lastLeader.id)
+	r.becomeCandidate()
 }
 
 // onReload applies a reloaded configuration to the running timers.
@@ -338,6 +336,8 @@ func (r *Raft) setTerm(term uint64) error {
 	}
 	r.st.currentTerm = term
 	r.pub.term.Store(term)
+	// A leader leads one term: in a newer one, none is known yet.
+	r.setLeader(leaderInfo{})
 	return nil
 }
 
@@ -515,9 +515,7 @@ func (r *Raft) onWriteDone(res writeResult) {
 		return
 	}
 	op := r.st.writes.completed()
-	if len(op.entries) > 0 {
-		r.st.writeFailedAt = time.Time{}
-	}
+	r.noteWriteSucceeded(op)
 	for _, rep := range op.replies {
 		rep.rpc.Respond(rep.resp, nil)
 	}
@@ -528,11 +526,11 @@ func (r *Raft) onWriteDone(res writeResult) {
 }
 
 // onWriteFailed handles a failed log write: nothing in it or after it may
-// be acknowledged, a leader steps down, and the view of the log is read
-// back from the store.
+// be acknowledged, a leader or candidate steps down, and the view of the
+// log is read back from the store.
 func (r *Raft) onWriteFailed(err error) {
 	r.logger.Error("failed to write to the log store", "error", err)
-	r.st.writeFailedAt = time.Now()
+	r.noteLogTrouble(time.Now())
 	// A suffix that a dropped op was to delete may still be in the store.
 	// It conflicts with the leader's log, and the commit index may already
 	// cover its indexes, so the resync deletes it again before reading the
@@ -548,8 +546,10 @@ func (r *Raft) onWriteFailed(err error) {
 			rep.rpc.Respond(rep.resp, nil)
 		}
 	}
-	if r.st.role == Leader {
-		r.logger.Error("stepping down: this leader cannot store its log")
+	// A candidate's vote requests claimed entries that are now lost: it
+	// must not win with them. A leader cannot serve without its log.
+	if r.st.role != Follower {
+		r.logger.Error("stepping down: this server cannot store its log", "role", r.st.role)
 		r.becomeFollower(r.st.currentTerm)
 	}
 	r.st.writes.enqueue(resync)

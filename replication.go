@@ -60,6 +60,12 @@ type replicator struct {
 	// run loop keeps the log after it until the install ends.
 	installing atomic.Uint64
 
+	// higherTerm is the newest term the peer answered with, when newer
+	// than the leader's. The run loop heeds it only while the peer is in
+	// the latest configuration: a removed server's term never deposes the
+	// leader.
+	higherTerm atomic.Uint64
+
 	// retireAt, set by the run loop when the peer leaves the
 	// configuration, is the entry after which replication stops.
 	retireAt atomic.Uint64
@@ -135,14 +141,22 @@ func (s *replicator) setContact() {
 	notify(s.progressCh)
 }
 
-// sawTerm reports a term newer than the leader's and asks the run loop to
-// look.
+// sawTerm records a term newer than the leader's and asks the run loop to
+// look. A retiring replicator stops instead: its peer left the
+// configuration, and a server that cannot accept the entry removing it,
+// because its term is higher, is no longer this leader's business.
 func (s *replicator) sawTerm(term uint64) {
 	for {
-		old := s.lead.higherTerm.Load()
-		if term <= old || s.lead.higherTerm.CompareAndSwap(old, term) {
+		old := s.higherTerm.Load()
+		if term <= old || s.higherTerm.CompareAndSwap(old, term) {
 			break
 		}
+	}
+	if s.retireAt.Load() > 0 {
+		s.r.logger.Warn("a removed server answered with a newer term, no longer replicating to it",
+			"peer", s.peer.ID, "term", term)
+		s.stop()
+		return
 	}
 	notify(s.progressCh)
 }

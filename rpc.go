@@ -370,7 +370,12 @@ func (r *Raft) requestPreVote(rpc RPC, req *RequestPreVoteRequest) {
 		r.logger.Warn("rejecting pre-vote request from a server not in the configuration", "from", candidate)
 		return
 	}
-	if l := r.st.leader; l.addr != "" && l.addr != candidate {
+	// While this node follows a leader it refuses every pre-vote, the
+	// leader's own included: a leader that asks has stepped down (a
+	// stalled disk, a lost quorum), and its earlier leadership must not
+	// earn it the next election. Once this node's heartbeat timeout
+	// forgets the leader, the server competes like any other.
+	if l := r.st.leader; l.addr != "" {
 		r.logger.Debug("rejecting pre-vote request while a leader is known",
 			"from", candidate, "leader", l.addr, "leader-id", l.id)
 		return
@@ -461,10 +466,31 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 }
 
 // timeoutNow handles a TimeoutNow request: the leader asks this node to
-// campaign at once, as the last step of a leadership transfer.
+// campaign at once, as the last step of a leadership transfer. The request
+// carries no term, so it is obeyed only when its header names the leader
+// this node follows in its current term, and only as the campaign rule
+// allows (a voter with a healthy log, election.go). Anything else (a stale
+// or misdirected request, a non-voter target) is refused with an error, so
+// a leader does not wait out its transfer timeout.
 func (r *Raft) timeoutNow(rpc RPC, req *TimeoutNowRequest) {
+	resp := &TimeoutNowResponse{RPCHeader: r.rpcHeader()}
+	from := ServerID(req.ID)
+	l := r.st.leader
+	if r.st.role != Follower || l.id == "" || from != l.id {
+		err := fmt.Errorf("refusing TimeoutNow from %q: not the leader this server follows in term %d (%q)",
+			from, r.st.currentTerm, l.id)
+		r.logger.Warn(err.Error())
+		rpc.Respond(resp, err)
+		return
+	}
+	if reason, _ := r.campaignRefusal(time.Now()); reason != "" {
+		err := fmt.Errorf("refusing TimeoutNow from %q: %s", from, reason)
+		r.logger.Warn(err.Error())
+		rpc.Respond(resp, err)
+		return
+	}
 	r.setLeader(leaderInfo{})
 	r.st.transferring = true
 	r.becomeCandidate()
-	rpc.Respond(&TimeoutNowResponse{RPCHeader: r.rpcHeader()}, nil)
+	rpc.Respond(resp, nil)
 }

@@ -250,10 +250,13 @@ func TestVerifyLeader_SeesANewerTerm(t *testing.T) {
 		}
 		// Tell one of the others to campaign now, as a leadership transfer
 		// would, so a newer leader exists while the old one still leads.
+		// The request names the old leader: TimeoutNow is obeyed only from
+		// the leader a server follows.
 		_, tester := NewInmemTransport("tester")
 		tester.Connect(rest[0].addr, rest[0].trans)
 		var resp TimeoutNowResponse
-		if err := tester.TimeoutNow(rest[0].id, rest[0].addr, &TimeoutNowRequest{RPCHeader: RPCHeader{ProtocolVersion: 3}}, &resp); err != nil {
+		header := RPCHeader{ProtocolVersion: 3, ID: []byte(old.id), Addr: []byte(old.addr)}
+		if err := tester.TimeoutNow(rest[0].id, rest[0].addr, &TimeoutNowRequest{RPCHeader: header}, &resp); err != nil {
 			t.Fatal(err)
 		}
 		newLeader := c.waitForLeader(rest...)
