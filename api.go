@@ -75,6 +75,14 @@ type Raft struct {
 	// outcome from the FSM goroutine to the run loop.
 	fsmSnapshotCh        chan snapshotRequest
 	userRestoreAppliedCh chan error
+	// fsmProgressCh (capacity one) is poked by the FSM goroutine after each
+	// task, so that a leader holding requests back until its FSM catches
+	// up looks again (backpressure.go). fsmHeld is the memory charge of
+	// the entries in tasks handed to the FSM goroutine and not yet done:
+	// the run loop adds a task's on dispatch, the FSM goroutine subtracts
+	// it when done.
+	fsmProgressCh chan struct{}
+	fsmHeld       atomic.Int64
 
 	// Reports into the run loop from the snapshot goroutine and from the
 	// goroutines that receive and copy snapshots (snapshot.go).
@@ -190,6 +198,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		fsmCh:                make(chan *fsmTask, fsmQueueLen),
 		fsmSnapshotCh:        make(chan snapshotRequest),
 		userRestoreAppliedCh: make(chan error),
+		fsmProgressCh:        make(chan struct{}, 1),
 		configurationsCh:     make(chan *configurationFuture),
 		snapshotTakenCh:      make(chan snapshotTaken),
 		installDoneCh:        make(chan installResult),
