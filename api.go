@@ -35,7 +35,8 @@ type Raft struct {
 	stable          *trackedStableStore
 	snapshots       SnapshotStore
 	trans           Transport
-	preVote         bool // pre-vote is on and the transport can carry it
+	preVote         bool  // pre-vote is on and the transport can carry it
+	rpcLimit        int64 // the transport's request size limit, 0 for none (rpc_size.go)
 	protocolVersion ProtocolVersion
 	// header is the RPCHeader of every message this node sends, and
 	// encodedAddr its encoded address; their bytes are never modified.
@@ -183,6 +184,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		snapshots:            snaps,
 		trans:                trans,
 		protocolVersion:      c.ProtocolVersion,
+		rpcLimit:             transportRPCLimit(trans),
 		applyCh:              make(chan *logFuture, applyCap),
 		verifyCh:             make(chan *verifyFuture, 64),
 		readIndexCh:          make(chan *readIndexFuture, 64),
@@ -256,10 +258,15 @@ func (r *Raft) Apply(cmd []byte, timeout time.Duration) ApplyFuture {
 // ErrLeadershipTransferInProgress during a transfer; ErrLeadershipLost
 // when this node lost leadership with the entry in flight, in which case
 // the entry may or may not be committed and there is no way to know from
-// here; ErrRaftShutdown after Shutdown.
+// here; ErrRaftShutdown after Shutdown. An error wrapping ErrEntryTooLarge
+// says the entry could never be replicated through this node's transport
+// (WithMaxRPCBytes); it was not appended.
 func (r *Raft) ApplyLog(log Log, timeout time.Duration) ApplyFuture {
 	metrics.IncrCounter([]string{"raft", "apply"}, 1)
 	f := &logFuture{log: Log{Type: LogCommand, Data: log.Data, Extensions: log.Extensions}}
+	if err := r.checkEntryFits(&f.log); err != nil {
+		return errorFuture{err}
+	}
 	f.init(r.stoppedCh)
 	return r.enqueueLog(f, timeout)
 }

@@ -430,7 +430,7 @@ func (s *replicator) buildRequest(next uint64) (*AppendEntriesRequest, error) {
 	}
 	req.PrevLogTerm = prevTerm
 	if next <= last {
-		entries, err := s.readEntries(next, last, conf.MaxAppendEntries, conf.maxAppendBytes())
+		entries, err := s.readEntries(next, last, conf.MaxAppendEntries, r.appendPayloadBudget(conf, conf.MaxAppendEntries))
 		if errors.Is(err, ErrLogNotFound) {
 			return nil, errNeedSnapshot
 		}
