@@ -97,8 +97,12 @@ func (l *byteLedger) forget(index uint64) {
 	}
 	n := min(index-l.first+1, uint64(len(l.totals)))
 	l.dropped = l.totals[n-1]
-	l.totals = l.totals[n:]
 	l.first += n
+	if n == uint64(len(l.totals)) {
+		l.totals = l.totals[:0]
+		return
+	}
+	l.totals = l.totals[n:]
 	if cap(l.totals) > 1024 && len(l.totals) < cap(l.totals)/4 {
 		l.totals = append([]int64(nil), l.totals...)
 	}

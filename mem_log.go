@@ -18,7 +18,7 @@ import (
 //     log store (or covered by a snapshot) and no pending write changes it;
 //   - charged has one element per entry: charged[i]-base is the memory
 //     charge (entryMemoryBytes) of entries[0..i], so the charge of any run
-//     of held entries is a subtraction. Both are zero when nothing is held.
+//     of held entries is a subtraction.
 //
 // Ownership: only the run loop modifies a memLog, holding mu. While this
 // node leads, replication goroutines read entries under mu's read lock; the
@@ -162,13 +162,14 @@ func (m *memLog) trim(upTo uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := min(upTo-m.entries[0].Index+1, uint64(len(m.entries)))
+	clear(m.entries[:n])
+	m.base = m.charged[n-1]
 	if n == uint64(len(m.entries)) {
-		m.forgetAll()
+		// Emptied: the next entries reuse the arrays from their start.
+		m.entries, m.charged = m.entries[:0], m.charged[:0]
 		return
 	}
-	clear(m.entries[:n])
 	m.entries = m.entries[n:]
-	m.base = m.charged[n-1]
 	m.charged = m.charged[n:]
 	// Let go of the old backing arrays once most of them is dead.
 	if cap(m.entries) > 1024 && len(m.entries) < cap(m.entries)/4 {
