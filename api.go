@@ -35,7 +35,8 @@ type Raft struct {
 	stable          *trackedStableStore
 	snapshots       SnapshotStore
 	trans           Transport
-	preVote         bool // pre-vote is on and the transport can carry it
+	preVote         bool  // pre-vote is on and the transport can carry it
+	rpcLimit        int64 // the transport's request size limit, 0 for none (rpc_size.go)
 	protocolVersion ProtocolVersion
 	// header is the RPCHeader of every message this node sends, and
 	// encodedAddr its encoded address; their bytes are never modified.
@@ -75,6 +76,14 @@ type Raft struct {
 	// outcome from the FSM goroutine to the run loop.
 	fsmSnapshotCh        chan snapshotRequest
 	userRestoreAppliedCh chan error
+	// fsmProgressCh (capacity one) is poked by the FSM goroutine after each
+	// task, so that a leader holding requests back until its FSM catches
+	// up looks again (backpressure.go). fsmHeld is the memory charge of
+	// the entries in tasks handed to the FSM goroutine and not yet done:
+	// the run loop adds a task's on dispatch, the FSM goroutine subtracts
+	// it when done.
+	fsmProgressCh chan struct{}
+	fsmHeld       atomic.Int64
 
 	// Reports into the run loop from the snapshot goroutine and from the
 	// goroutines that receive and copy snapshots (snapshot.go).
@@ -179,6 +188,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		snapshots:            snaps,
 		trans:                trans,
 		protocolVersion:      c.ProtocolVersion,
+		rpcLimit:             transportRPCLimit(trans),
 		applyCh:              make(chan *logFuture, applyCap),
 		verifyCh:             make(chan *verifyFuture, 64),
 		readIndexCh:          make(chan *readIndexFuture, 64),
@@ -194,6 +204,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		fsmCh:                make(chan *fsmTask, fsmQueueLen),
 		fsmSnapshotCh:        make(chan snapshotRequest),
 		userRestoreAppliedCh: make(chan error),
+		fsmProgressCh:        make(chan struct{}, 1),
 		configurationsCh:     make(chan *configurationFuture),
 		snapshotTakenCh:      make(chan snapshotTaken),
 		installDoneCh:        make(chan installResult),
@@ -251,10 +262,15 @@ func (r *Raft) Apply(cmd []byte, timeout time.Duration) ApplyFuture {
 // ErrLeadershipTransferInProgress during a transfer; ErrLeadershipLost
 // when this node lost leadership with the entry in flight, in which case
 // the entry may or may not be committed and there is no way to know from
-// here; ErrRaftShutdown after Shutdown.
+// here; ErrRaftShutdown after Shutdown. An error wrapping ErrEntryTooLarge
+// says the entry could never be replicated through this node's transport
+// (WithMaxRPCBytes); it was not appended.
 func (r *Raft) ApplyLog(log Log, timeout time.Duration) ApplyFuture {
 	metrics.IncrCounter([]string{"raft", "apply"}, 1)
 	f := &logFuture{log: Log{Type: LogCommand, Data: log.Data, Extensions: log.Extensions}}
+	if err := r.checkEntryFits(&f.log); err != nil {
+		return errorFuture{err}
+	}
 	f.init(r.stoppedCh)
 	return r.enqueueLog(f, timeout)
 }

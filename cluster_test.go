@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,9 +61,14 @@ type testFSM struct {
 	mu      sync.Mutex
 	logs    []*Log
 	changed func()
+	// delay, in nanoseconds, is how long each Apply takes, for a slow FSM.
+	delay atomic.Int64
 }
 
 func (f *testFSM) Apply(l *Log) interface{} {
+	if d := f.delay.Load(); d > 0 {
+		time.Sleep(time.Duration(d))
+	}
 	f.mu.Lock()
 	f.logs = append(f.logs, l)
 	n := len(f.logs)

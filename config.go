@@ -143,6 +143,10 @@ type Config struct {
 	// package-level GetConfiguration uses it to read state.
 	skipStartup bool
 
+	// hooks, set only by tests, lets them look inside a running node. A
+	// pointer keeps Config comparable.
+	hooks *runHooks
+
 	// LogWriteStallTimeout bounds how long a leader waits for its own log
 	// write to finish. A leader whose StoreLogs call has not returned within
 	// it steps down, so that a healthy server can lead instead of the whole
@@ -160,12 +164,47 @@ type Config struct {
 	// alone. Zero means DefaultMaxAppendEntriesBytes. Keep it below the
 	// per-RPC byte cap of every peer's transport.
 	MaxAppendEntriesBytes int
+
+	// MaxUnwrittenBytes bounds the entries a leader has accepted and not
+	// yet written to its own log store, in bytes: each entry counts its
+	// Data and Extensions plus 128 bytes for itself. Once they reach it,
+	// the leader takes no more Apply or Barrier requests until its disk
+	// catches up; a waiting request answers ErrEnqueueTimeout when its
+	// timeout expires. The last entry taken may pass the bound. Zero means
+	// DefaultMaxUnwrittenBytes.
+	MaxUnwrittenBytes int64
+
+	// MaxUnappliedMemoryBytes bounds, in bytes counted as for
+	// MaxUnwrittenBytes, the committed entries a node keeps in memory for
+	// its FSM while the FSM catches up. Past it, the node lets go of the
+	// oldest of them and its FSM reads them back from the log store. A
+	// leader also holds the entries it accepted until its FSM has applied
+	// them (their futures keep them): once those not yet applied reach the
+	// bound, it takes no more requests until its FSM, or the commit index,
+	// catches up, as with MaxUnwrittenBytes.
+	// Zero means DefaultMaxUnappliedMemoryBytes.
+	MaxUnappliedMemoryBytes int64
+}
+
+// runHooks are test hooks into a node's goroutines.
+type runHooks struct {
+	// afterStep is called on the run loop after every event it handled,
+	// so a test can inspect the run loop's state without a race.
+	afterStep func(*Raft)
 }
 
 // DefaultMaxAppendEntriesBytes is the byte bound of one AppendEntries RPC
 // when Config.MaxAppendEntriesBytes is zero. It sits well below the network
 // transport's default per-RPC cap.
 const DefaultMaxAppendEntriesBytes = 8 * 1024 * 1024
+
+// DefaultMaxUnwrittenBytes is Config.MaxUnwrittenBytes when zero: room for
+// several full batches of entries of the suggested maximum size.
+const DefaultMaxUnwrittenBytes = 64 * 1024 * 1024
+
+// DefaultMaxUnappliedMemoryBytes is Config.MaxUnappliedMemoryBytes when
+// zero.
+const DefaultMaxUnappliedMemoryBytes = 64 * 1024 * 1024
 
 // ReloadableConfig is the part of Config that can change while a node runs,
 // through Raft.ReloadConfig.
@@ -277,6 +316,12 @@ func ValidateConfig(config *Config) error {
 	if config.MaxAppendEntriesBytes < 0 {
 		return fmt.Errorf("MaxAppendEntriesBytes (%d) cannot be negative", config.MaxAppendEntriesBytes)
 	}
+	if config.MaxUnwrittenBytes < 0 {
+		return fmt.Errorf("MaxUnwrittenBytes (%d) cannot be negative", config.MaxUnwrittenBytes)
+	}
+	if config.MaxUnappliedMemoryBytes < 0 {
+		return fmt.Errorf("MaxUnappliedMemoryBytes (%d) cannot be negative", config.MaxUnappliedMemoryBytes)
+	}
 	return nil
 }
 
@@ -286,6 +331,22 @@ func (c *Config) maxAppendBytes() int {
 		return c.MaxAppendEntriesBytes
 	}
 	return DefaultMaxAppendEntriesBytes
+}
+
+// maxUnwrittenBytes is the effective MaxUnwrittenBytes.
+func (c *Config) maxUnwrittenBytes() int64 {
+	if c.MaxUnwrittenBytes > 0 {
+		return c.MaxUnwrittenBytes
+	}
+	return DefaultMaxUnwrittenBytes
+}
+
+// maxUnappliedMemoryBytes is the effective MaxUnappliedMemoryBytes.
+func (c *Config) maxUnappliedMemoryBytes() int64 {
+	if c.MaxUnappliedMemoryBytes > 0 {
+		return c.MaxUnappliedMemoryBytes
+	}
+	return DefaultMaxUnappliedMemoryBytes
 }
 
 // buildLogger returns the logger a node uses for conf.

@@ -53,6 +53,8 @@ func TestValidateConfig_RejectsEachInvalidField(t *testing.T) {
 			"ElectionTimeout (500ms) must be equal or greater than Heartbeat Timeout (1s)"},
 		{func(c *Config) { c.LogWriteStallTimeout = -time.Second }, "LogWriteStallTimeout (-1s) cannot be negative"},
 		{func(c *Config) { c.MaxAppendEntriesBytes = -1 }, "MaxAppendEntriesBytes (-1) cannot be negative"},
+		{func(c *Config) { c.MaxUnwrittenBytes = -1 }, "MaxUnwrittenBytes (-1) cannot be negative"},
+		{func(c *Config) { c.MaxUnappliedMemoryBytes = -1 }, "MaxUnappliedMemoryBytes (-1) cannot be negative"},
 		// The first failing check wins, in the reference's order.
 		{func(c *Config) { c.LocalID = ""; c.HeartbeatTimeout = 0 }, "LocalID cannot be empty"},
 	}

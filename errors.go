@@ -77,6 +77,13 @@ var (
 	// cannot pipeline AppendEntries; replication then quietly uses one
 	// request at a time.
 	ErrPipelineReplicationNotSupported = errors.New("pipeline replication not supported")
+
+	// ErrEntryTooLarge is returned by Apply and ApplyLog for an entry larger
+	// than the transport can carry in one AppendEntries (see
+	// WithMaxRPCBytes). The entry was not appended. This library's
+	// addition: the reference takes such an entry, and replication then
+	// fails on it for ever. The error returned wraps it with the sizes.
+	ErrEntryTooLarge = errors.New("log entry too large for the transport")
 )
 
 // errNotFoundText is the exact text of a StableStore miss. Stores written

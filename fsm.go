@@ -100,7 +100,10 @@ type fsmTask struct {
 	userRestore bool
 	// entries are the entries from..to when the run loop held them in
 	// memory; nil means the FSM goroutine reads them from the log store.
-	entries []*Log
+	// heldBytes is their memory charge (backpressure.go), counted in
+	// Raft.fsmHeld from dispatch until the task is done.
+	entries   []*Log
+	heldBytes int64
 	// futures are the futures of entries in from..to, in index order.
 	futures []*logFuture
 	// reads are answered once the task is applied. A task with reads and
@@ -137,6 +140,7 @@ func (r *Raft) nextFSMTask() *fsmTask {
 		for i := from; i <= to; i++ {
 			l, _ := r.st.log.get(i)
 			t.entries = append(t.entries, l)
+			t.heldBytes += entryMemoryBytes(l)
 		}
 	}
 	n := 0
@@ -168,6 +172,7 @@ func (r *Raft) onFSMDispatched(t *fsmTask) {
 	if !t.ready.IsZero() {
 		metrics.MeasureSince(keyFSMEnqueue, t.ready)
 	}
+	r.fsmHeld.Add(t.heldBytes)
 	r.trimMemLog()
 }
 
@@ -195,6 +200,8 @@ func (r *Raft) runFSM() {
 			for _, f := range t.reads {
 				f.respond(nil)
 			}
+			r.fsmHeld.Add(-t.heldBytes)
+			notify(r.fsmProgressCh)
 		case req := <-r.fsmSnapshotCh:
 			load.working()
 			req.done <- a.snapshot()

@@ -21,6 +21,9 @@ type leaderState struct {
 	// match index, a contact time, a verification round or a newer term
 	// changed; the run loop then reads their published figures.
 	progressCh chan struct{}
+	// ledger records the memory charge of the entries this leader
+	// appended, for backpressure (backpressure.go).
+	ledger byteLedger
 	// match and indexes are reused by updateCommitIndex.
 	match   map[ServerID]uint64
 	indexes []uint64
@@ -215,12 +218,14 @@ func (r *Raft) onApply(first *logFuture) {
 		return
 	}
 	batch := []*logFuture{first}
+	pending := entryMemoryBytes(&first.log)
 	maxBatch := r.config().MaxAppendEntries
 drain:
-	for len(batch) < maxBatch {
+	for len(batch) < maxBatch && !r.leaderFull(pending) {
 		select {
 		case f := <-r.applyCh:
 			batch = append(batch, f)
+			pending += entryMemoryBytes(&f.log)
 		default:
 			break drain
 		}
@@ -261,6 +266,7 @@ func (r *Raft) appendAsLeader(batch []*logFuture) {
 	r.st.futures = append(r.st.futures, batch...)
 	r.appendToLog(entries, 0, 0)
 	lead := r.st.lead
+	lead.ledger.add(entries)
 	lead.shared.lastIndex.Store(index)
 	for _, repl := range lead.repls {
 		repl.trigger()

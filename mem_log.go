@@ -1,6 +1,9 @@
 package raft
 
-import "sync"
+import (
+	"sort"
+	"sync"
+)
 
 // memLog is the node's view of the end of its log. Entries reach the log
 // store asynchronously (see log_writer.go), so the run loop decides on what
@@ -12,7 +15,10 @@ import "sync"
 //   - entries are contiguous: entries[i].Index == entries[0].Index+i;
 //   - when entries is not empty, its last entry is (lastIndex, lastTerm);
 //   - every index of the appended view below entries[0].Index is in the
-//     log store (or covered by a snapshot) and no pending write changes it.
+//     log store (or covered by a snapshot) and no pending write changes it;
+//   - charged has one element per entry: charged[i]-base is the memory
+//     charge (entryMemoryBytes) of entries[0..i], so the charge of any run
+//     of held entries is a subtraction.
 //
 // Ownership: only the run loop modifies a memLog, holding mu. While this
 // node leads, replication goroutines read entries under mu's read lock; the
@@ -24,6 +30,10 @@ type memLog struct {
 	entries   []*Log
 	lastIndex uint64
 	lastTerm  uint64
+	// charged and base account for the memory the held entries take; only
+	// the run loop reads them.
+	charged []int64
+	base    int64
 }
 
 // last returns the index and term of the last appended entry.
@@ -48,6 +58,14 @@ func (m *memLog) append(entries []*Log) {
 	}
 	m.mu.Lock()
 	m.entries = append(m.entries, entries...)
+	total := m.base
+	if n := len(m.charged); n > 0 {
+		total = m.charged[n-1]
+	}
+	for _, e := range entries {
+		total += entryMemoryBytes(e)
+		m.charged = append(m.charged, total)
+	}
 	last := entries[len(entries)-1]
 	m.lastIndex, m.lastTerm = last.Index, last.Term
 	m.mu.Unlock()
@@ -59,10 +77,11 @@ func (m *memLog) truncate(from, prevTerm uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if first := m.firstHeld(); from <= first {
-		m.entries = nil
+		m.forgetAll()
 	} else if from <= m.lastIndex {
 		clear(m.entries[from-first:])
 		m.entries = m.entries[:from-first]
+		m.charged = m.charged[:from-first]
 	}
 	m.lastIndex, m.lastTerm = from-1, prevTerm
 }
@@ -71,9 +90,14 @@ func (m *memLog) truncate(from, prevTerm uint64) {
 // the log, as after reading the log store anew.
 func (m *memLog) reset(lastIndex, lastTerm uint64) {
 	m.mu.Lock()
-	m.entries = nil
+	m.forgetAll()
 	m.lastIndex, m.lastTerm = lastIndex, lastTerm
 	m.mu.Unlock()
+}
+
+// forgetAll drops every held entry; the caller holds the lock.
+func (m *memLog) forgetAll() {
+	m.entries, m.charged, m.base = nil, nil, 0
 }
 
 // term returns the term of the entry at index if memLog knows it.
@@ -139,12 +163,44 @@ func (m *memLog) trim(upTo uint64) {
 	defer m.mu.Unlock()
 	n := min(upTo-m.entries[0].Index+1, uint64(len(m.entries)))
 	clear(m.entries[:n])
+	m.base = m.charged[n-1]
+	if n == uint64(len(m.entries)) {
+		// Emptied: the next entries reuse the arrays from their start.
+		m.entries, m.charged = m.entries[:0], m.charged[:0]
+		return
+	}
 	m.entries = m.entries[n:]
-	// Let go of the old backing array once most of it is dead.
+	m.charged = m.charged[n:]
+	// Let go of the old backing arrays once most of them is dead.
 	if cap(m.entries) > 1024 && len(m.entries) < cap(m.entries)/4 {
 		m.entries = append([]*Log(nil), m.entries...)
+		m.charged = append([]int64(nil), m.charged...)
 	}
 }
 
 // held returns how many entries memLog holds.
 func (m *memLog) held() int { return len(m.entries) }
+
+// chargeThrough returns the memory charge of the held entries up to and
+// including index.
+func (m *memLog) chargeThrough(index uint64) int64 {
+	if len(m.entries) == 0 || index < m.entries[0].Index {
+		return 0
+	}
+	i := min(index-m.entries[0].Index, uint64(len(m.charged)-1))
+	return m.charged[i] - m.base
+}
+
+// trimToBudget drops the oldest held entries, none after upTo, until the
+// held entries up to upTo are charged at most budget. The caller knows
+// every entry up to upTo to be durable.
+func (m *memLog) trimToBudget(upTo uint64, budget int64) {
+	over := m.chargeThrough(upTo) - max(budget, 0)
+	if over <= 0 {
+		return
+	}
+	// The entry whose running charge first covers the excess is the last
+	// one to drop.
+	n := sort.Search(len(m.charged), func(i int) bool { return m.charged[i]-m.base >= over })
+	m.trim(m.entries[0].Index + uint64(n))
+}

@@ -393,6 +393,11 @@ func (n *NetworkTransport) IsShutdown() bool {
 	}
 }
 
+// MaxRPCBytes returns the most one incoming request may take, as
+// NetworkTransportConfig.MaxRPCBytes counts it, or 0 when there is no
+// limit. It makes NetworkTransport a WithMaxRPCBytes.
+func (n *NetworkTransport) MaxRPCBytes() int64 { return n.maxRPCBytes }
+
 // CloseStreams closes every idle pooled connection, and every incoming
 // connection once the request it is serving, if any, has been answered.
 // The transport keeps working: new RPCs dial new connections.

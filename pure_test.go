@@ -3,6 +3,8 @@ package raft
 import (
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 func TestVoteTally(t *testing.T) {
@@ -184,14 +186,18 @@ func TestReplicatorMismatchBackoff(t *testing.T) {
 	}{
 		{"hint far behind", 50, 0, 10, true, 11, sendMismatch},
 		{"hint ahead steps one", 50, 0, 80, true, 49, sendMismatch},
-		{"floor at match", 50, 30, 10, true, 31, sendMismatch},
-		{"refuses acknowledged entry", 31, 30, 10, true, 31, sendFailed},
+		{"floor at match", 50, 30, 30, true, 31, sendMismatch},
+		{"refuses acknowledged entry", 31, 30, 30, true, 31, sendFailed},
+		// A hint below the match index: the follower lost entries it
+		// acknowledged, and is repaired from just after its last entry.
+		{"went backwards", 50, 30, 10, true, 11, sendMismatch},
+		{"went backwards from its next entry", 31, 30, 10, true, 11, sendMismatch},
 		{"never below one", 1, 0, 0, true, 1, sendFailed},
 		{"backoff asked", 50, 0, 10, false, 11, sendFailed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &replicator{lead: &replicationShared{term: 3}, nextIndex: tc.next}
+			s := &replicator{r: &Raft{logger: hclog.NewNullLogger()}, lead: &replicationShared{term: 3}, nextIndex: tc.next}
 			s.match.Store(tc.match)
 			req := &AppendEntriesRequest{Term: 3, PrevLogEntry: tc.next - 1}
 			resp := &AppendEntriesResponse{Term: 3, LastLog: tc.hint, NoRetryBackoff: tc.noBackoff}

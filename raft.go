@@ -102,7 +102,11 @@ func (r *Raft) run() {
 	defer r.exitRunLoop()
 	r.logger.Info("starting as follower", "term", r.st.currentTerm, "last-index", r.st.log.lastIndex)
 	metrics.IncrCounter([]string{"raft", "state", "follower"}, 1)
+	hooks := r.config().hooks
 	for r.serveOne() {
+		if hooks != nil && hooks.afterStep != nil {
+			hooks.afterStep(r)
+		}
 	}
 }
 
@@ -150,10 +154,15 @@ func (r *Raft) serveOne() bool {
 		}
 	}
 	// Requests that must wait while a user restore runs stay in their
-	// channels until it ends.
+	// channels until it ends. So do entries a leader cannot take until its
+	// disk or its FSM catches up (backpressure.go); the log writer's
+	// reports wake the loop, and so does the FSM's progress.
 	applyCh, restoreCh := r.applyCh, r.userRestoreCh
+	var fsmProgressCh chan struct{}
 	if r.st.restoring != nil {
 		applyCh, restoreCh = nil, nil
+	} else if r.st.lead != nil && r.leaderFull(0) {
+		applyCh, fsmProgressCh = nil, r.fsmProgressCh
 	}
 
 	// The wait below is the run loop's idle time; every arm starts work.
@@ -182,6 +191,7 @@ func (r *Raft) serveOne() bool {
 	case fsmCh <- nextFSM:
 		r.st.load.working()
 		r.onFSMDispatched(nextFSM)
+	case <-fsmProgressCh:
 	case <-progressCh:
 		r.st.load.working()
 		r.onReplicationProgress()
@@ -579,7 +589,12 @@ func (r *Raft) onResync(res writeResult) {
 	r.logger.Info("log view resynchronised with the store", "last-index", last)
 }
 
-// trimMemLog lets go of entries that are durable and already with the FSM.
+// trimMemLog lets go of entries that are durable and already with the FSM,
+// and of the oldest durable ones the FSM has yet to take while, with those
+// in the FSM's tasks, they are charged more than MaxUnappliedMemoryBytes:
+// the FSM goroutine then reads them from the log store (backpressure.go).
 func (r *Raft) trimMemLog() {
-	r.st.log.trim(min(r.st.writes.durable, r.st.dispatched))
+	durable := r.st.writes.durable
+	r.st.log.trim(min(durable, r.st.dispatched))
+	r.st.log.trimToBudget(durable, r.config().maxUnappliedMemoryBytes()-r.fsmHeld.Load())
 }

@@ -359,8 +359,12 @@ func (s *replicator) handleResponse(req *AppendEntriesRequest, resp *AppendEntri
 	if !resp.Success {
 		// The follower answered, so it is alive.
 		s.lastContact.Store(time.Now().UnixNano())
+		if match := s.match.Load(); resp.LastLog < match {
+			s.wentBackwards(match, resp.LastLog)
+		}
 		// Retry just after the follower's hint, never further forward
-		// than one step back (compat: the reference's LastLog rule).
+		// than one step back (compat: the reference's LastLog rule), and
+		// never at or below what the follower is known to hold.
 		before := s.nextIndex
 		s.nextIndex = max(min(s.nextIndex-1, resp.LastLog+1), 1)
 		s.nextIndex = max(s.nextIndex, s.match.Load()+1)
@@ -376,6 +380,29 @@ func (s *replicator) handleResponse(req *AppendEntriesRequest, resp *AppendEntri
 	s.recordSuccess(req)
 	s.nextIndex = max(s.nextIndex, req.PrevLogEntry+uint64(len(req.Entries))+1)
 	return sendOK
+}
+
+// wentBackwards handles a follower whose log ends at last, below the
+// entry at acked that it acknowledged in this term: its log store lost
+// entries, typically because it was restarted under the same ID with an
+// empty data directory. A follower that refuses an AppendEntries reports
+// the end of its log, and a correct one never drops entries it
+// acknowledged to the current leader, so this is never a race.
+//
+// Its match index drops to 0, so its old acknowledgements no longer count
+// towards the commit index: the entries may now be held by fewer servers
+// than the leader believed. The match index rises again as the follower
+// is repaired, from the log or, when the log no longer holds what it
+// needs, through a snapshot, each request proving again what it holds.
+// What cannot be repaired from here is a vote the server cast and forgot;
+// the README asks operators to remove and re-add a wiped server instead.
+func (s *replicator) wentBackwards(acked, last uint64) {
+	s.r.logger.Error("follower went backwards: it lost log entries it had acknowledged; "+
+		"they no longer count towards commitment until it holds them again. "+
+		"A server whose data was lost should be removed and added back",
+		"peer", s.peer.ID, "address", s.peer.Address, "acknowledged-index", acked, "follower-last-index", last)
+	s.match.Store(0)
+	notify(s.progressCh)
 }
 
 // recordSuccess publishes what an accepted request proves the follower
@@ -418,7 +445,7 @@ func (s *replicator) buildRequest(next uint64) (*AppendEntriesRequest, error) {
 	}
 	req.PrevLogTerm = prevTerm
 	if next <= last {
-		entries, err := s.readEntries(next, last, conf.MaxAppendEntries, conf.maxAppendBytes())
+		entries, err := s.readEntries(next, last, conf.MaxAppendEntries, r.appendPayloadBudget(conf, conf.MaxAppendEntries))
 		if errors.Is(err, ErrLogNotFound) {
 			return nil, errNeedSnapshot
 		}

@@ -85,6 +85,19 @@ type WithPreVote interface {
 	RequestPreVote(id ServerID, target ServerAddress, args *RequestPreVoteRequest, resp *RequestPreVoteResponse) error
 }
 
+// WithMaxRPCBytes is implemented by a transport that carries requests only
+// up to a size, as NetworkTransport does (NetworkTransportConfig.MaxRPCBytes).
+// A node then refuses, at Apply, an entry that could never fit in one
+// AppendEntries, and sizes its AppendEntries to fit. Every server of a
+// cluster should allow the same size: the limit a node reads is its own
+// transport's, and the receiving end is the one that refuses.
+type WithMaxRPCBytes interface {
+	// MaxRPCBytes returns the most a request may take, counted as the
+	// network transport counts it (its encoded bytes plus 128 for each
+	// array element); zero or less means no limit.
+	MaxRPCBytes() int64
+}
+
 // WithPeers is implemented by transports whose routes are set up by hand,
 // as in tests.
 type WithPeers interface {

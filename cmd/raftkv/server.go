@@ -72,6 +72,9 @@ func startServer(cfg serverConfig) (*server, error) {
 	if err != nil {
 		return fail(fmt.Errorf("opening the snapshot store: %w", err))
 	}
+	if err := checkNotWiped(cfg, logs, store, snaps); err != nil {
+		return fail(err)
+	}
 	var advertise net.Addr
 	if cfg.advertise != "" {
 		if advertise, err = net.ResolveTCPAddr("tcp", cfg.advertise); err != nil {
@@ -119,6 +122,23 @@ func startServer(cfg serverConfig) (*server, error) {
 		}
 	}
 	return s, nil
+}
+
+// checkNotWiped refuses to start a server whose data directory holds no
+// raft state unless it is told to start a new cluster or to join one. A
+// member restarted on an empty directory would have forgotten its log and
+// the votes it cast, and could help elect two leaders in one term; it must
+// be removed from the cluster and join it again as a new member.
+func checkNotWiped(cfg serverConfig, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore) error {
+	existing, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fmt.Errorf("reading the data directory: %w", err)
+	}
+	if existing || cfg.bootstrap || cfg.join != "" {
+		return nil
+	}
+	return fmt.Errorf("data directory %s holds no raft state: start a new cluster with -bootstrap or join one with -join; "+
+		"if this server was a member and lost its data, remove it from the cluster first", cfg.dataDir)
 }
 
 // close stops the HTTP server, raft and the stores.

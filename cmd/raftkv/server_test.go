@@ -125,3 +125,19 @@ func TestServe_ClusterWritesReadsAndSurvivesItsLeader(t *testing.T) {
 		})
 	}
 }
+
+// A server started on an empty data directory without -bootstrap or -join
+// is refused: it may be a member that lost its data, which must be removed
+// and joined again rather than restarted.
+func TestServe_RefusesAnEmptyDataDirectoryWithoutBootstrapOrJoin(t *testing.T) {
+	s, err := startServer(serverConfig{
+		id: "wiped", raftAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", dataDir: t.TempDir(), logOutput: io.Discard,
+	})
+	if err == nil {
+		s.close()
+		t.Fatal("a server with an empty data directory started without -bootstrap or -join")
+	}
+	if !strings.Contains(err.Error(), "holds no raft state") {
+		t.Fatalf("unexpected error: %v", err)
+	}
+}
