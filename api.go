@@ -75,6 +75,10 @@ type Raft struct {
 	// outcome from the FSM goroutine to the run loop.
 	fsmSnapshotCh        chan snapshotRequest
 	userRestoreAppliedCh chan error
+	// fsmProgressCh (capacity one) is poked by the FSM goroutine after
+	// each task, for a run loop whose next write waits for the FSM to pass
+	// an index (log_writer.go, writeOp.waitApplied).
+	fsmProgressCh chan struct{}
 
 	// Reports into the run loop from the snapshot goroutine and from the
 	// goroutines that receive and copy snapshots (snapshot.go).
@@ -103,6 +107,9 @@ type Raft struct {
 
 	// st is the protocol state; only the run loop touches it.
 	st runState
+	// invariantBroken is Config's test-only hook (write_path_invariants.go);
+	// nil in production.
+	invariantBroken func(error)
 
 	// pub holds the figures the run loop publishes for other goroutines.
 	pub published
@@ -190,6 +197,8 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		fsmCh:                make(chan *fsmTask, fsmQueueLen),
 		fsmSnapshotCh:        make(chan snapshotRequest),
 		userRestoreAppliedCh: make(chan error),
+		fsmProgressCh:        make(chan struct{}, 1),
+		invariantBroken:      c.invariantCheck.handler(),
 		configurationsCh:     make(chan *configurationFuture),
 		snapshotTakenCh:      make(chan snapshotTaken),
 		installDoneCh:        make(chan installResult),

@@ -35,8 +35,8 @@ type runState struct {
 	// granted counts too, as in the reference: it restarts the wait).
 	lastContact time.Time
 
-	// commitIndex is the highest index known committed.
-	// Invariant: dispatched <= min(commitIndex, writes.durable).
+	// commitIndex is the highest index known committed. The invariants
+	// that tie it to the fields below are in write_path_invariants.go.
 	commitIndex uint64
 	// log is the appended view of the log; writes tracks what is durable.
 	log    memLog
@@ -47,6 +47,10 @@ type runState struct {
 	dispatched uint64
 	pendingFSM *fsmTask
 	fsmQueue   []*fsmTask
+	// fsmStoreReadsTo is the highest index of a task handed to the FSM
+	// goroutine that reads its entries from the log store; a delete
+	// reaching below it waits until the FSM has applied it.
+	fsmStoreReadsTo uint64
 	// futures are the futures of entries this node appended as leader, in
 	// index order, until the FSM goroutine takes them or they fail.
 	futures []*logFuture
@@ -65,6 +69,9 @@ type runState struct {
 	// restoring is the user snapshot being restored on this leader, if
 	// any; applies and membership changes wait until it ends.
 	restoring *userRestore
+	// abandonedRestore is the index of a user restore the FSM goroutine
+	// took before leadership ended; the node is stopping (endUserRestore).
+	abandonedRestore uint64
 
 	// timer drives the role's clock: the heartbeat timeout of a follower,
 	// the election timeout of a candidate, the lease check of a leader.
@@ -96,6 +103,7 @@ func (r *Raft) run() {
 	r.logger.Info("starting as follower", "term", r.st.currentTerm, "last-index", r.st.log.lastIndex)
 	metrics.IncrCounter([]string{"raft", "state", "follower"}, 1)
 	for r.serveOne() {
+		r.afterStep()
 	}
 }
 
@@ -121,9 +129,13 @@ func (r *Raft) serveOne() bool {
 	}
 
 	var writeCh chan *writeOp
-	nextWrite := r.st.writes.next()
+	var fsmProgressCh <-chan struct{}
+	nextWrite, waitFSM := r.nextWrite()
 	if nextWrite != nil {
 		writeCh = r.writeCh
+	}
+	if waitFSM {
+		fsmProgressCh = r.fsmProgressCh
 	}
 	var fsmCh chan *fsmTask
 	nextFSM := r.nextFSMTask()
@@ -164,6 +176,8 @@ func (r *Raft) serveOne() bool {
 		r.st.writes.handedOff(time.Now())
 	case res := <-r.writeDoneCh:
 		r.onWriteDone(res)
+	case <-fsmProgressCh:
+		// The FSM applied more; the next write may go now.
 	case fsmCh <- nextFSM:
 		r.onFSMDispatched(nextFSM)
 	case <-progressCh:
@@ -425,7 +439,7 @@ func (r *Raft) appendToLog(entries []*Log, deleteFrom uint64, prevTerm uint64) {
 	if r.RestoreCommittedLogs {
 		op.commitIndex = r.st.commitIndex
 	}
-	r.st.writes.enqueue(op)
+	r.queueWrite(op)
 	r.pub.setLastLog(r.st.log.last())
 }
 
@@ -498,22 +512,27 @@ func (r *Raft) onWriteDone(res writeResult) {
 	}
 }
 
-// onWriteFailed handles a failed log write: nothing in it or after it may
-// be acknowledged, a leader steps down, and the view of the log is read
-// back from the store.
+// onWriteFailed handles a failed log write, the first half of the
+// failed-write reset (write_path_invariants.go): nothing in it or after it
+// may be acknowledged, a leader steps down, and the view of the log is
+// read back from the store by a resync op.
 func (r *Raft) onWriteFailed(err error) {
 	r.logger.Error("failed to write to the log store", "error", err)
 	r.st.writeFailedAt = time.Now()
 	// A suffix that a dropped op was to delete may still be in the store.
 	// It conflicts with the leader's log, and the commit index may already
 	// cover its indexes, so the resync deletes it again before reading the
-	// log back: it must never reappear in this node's view.
+	// log back: it must never reappear in this node's view. A compaction a
+	// dropped op carried is still owed too (compactedTo counts it): the
+	// resync runs it, after the FSM has read what it deletes.
 	resync := &writeOp{resync: true}
 	for _, op := range r.st.writes.fail() {
 		if op.deleteFrom > 0 && (resync.deleteFrom == 0 || op.deleteFrom < resync.deleteFrom) {
 			resync.deleteFrom = op.deleteFrom
 		}
 		resync.deleteTo = max(resync.deleteTo, op.deleteTo, op.last)
+		resync.compactTo = max(resync.compactTo, op.compactTo)
+		resync.waitApplied = max(resync.waitApplied, op.waitApplied)
 		for _, rep := range op.replies {
 			rep.resp.Success = false
 			rep.rpc.Respond(rep.resp, nil)
@@ -527,22 +546,45 @@ func (r *Raft) onWriteFailed(err error) {
 }
 
 // onResync adopts the end of the log as the store reports it after a
-// failed write.
+// failed write: the second half of the failed-write reset.
 func (r *Raft) onResync(res writeResult) {
-	r.st.writes.inflight = nil
+	w := &r.st.writes
+	w.inflight = nil
 	if res.err != nil {
 		r.fatal(fmt.Errorf("reading the log back after a failed write: %w", res.err))
 		return
 	}
+	w.compacted = max(w.compacted, res.op.compactTo)
+	// The store was read before the ops queued after the resync ran. While
+	// the log is broken only a snapshot adopted meanwhile queues any: its
+	// delete of the whole log, or a compaction. The view is the store as
+	// they will leave it, or an adopted snapshot would be undone and the
+	// view would claim entries the store no longer holds.
+	last, lastTerm := res.lastIndex, res.lastTerm
+	durable := last
+	for _, op := range w.queued {
+		if op.deleteFrom > 0 && op.deleteFrom <= last {
+			last, lastTerm = op.deleteFrom-1, 0
+			durable = min(durable, last)
+		}
+		if n := len(op.entries); n > 0 {
+			last, lastTerm = op.last, op.entries[n-1].Term
+		}
+	}
 	// The log continues from the newest snapshot when the store holds
 	// nothing after it (compaction may have emptied it), as on start.
-	last, lastTerm := res.lastIndex, res.lastTerm
-	if r.st.lastSnapshotIndex > last {
+	if r.st.lastSnapshotIndex >= last {
 		last, lastTerm = r.st.lastSnapshotIndex, r.st.lastSnapshotTerm
 	}
+	if lastTerm == 0 && last > 0 {
+		// Only a suffix truncation could leave this, and none is queued
+		// while the log is broken.
+		r.fatal(fmt.Errorf("resynchronising the log: the term of entry %d is unknown", last))
+		return
+	}
 	r.st.log.reset(last, lastTerm)
-	r.st.writes.durable = last
-	r.st.writes.broken = false
+	w.durable = max(durable, w.floor)
+	w.broken = false
 	if r.st.configs.latestIndex > last {
 		r.setLatestConfiguration(r.st.configs.committed, r.st.configs.committedIndex)
 	}
