@@ -674,7 +674,7 @@ func (r *Raft) ReloadableConfig() ReloadableConfig {
 }
 
 // Stats returns the node's internal figures, with the keys and formats of
-// hashicorp/raft (compat.md §8).
+// hashicorp/raft (stats_test.go checks them).
 func (r *Raft) Stats() map[string]string {
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	lastLog, lastLogTerm := r.pub.lastLog()

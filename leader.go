@@ -249,7 +249,7 @@ func (r *Raft) leaderRefusal() error {
 
 // appendAsLeader assigns indexes to a batch of entries, appends them to the
 // log and hands them at once to the log writer and to every replication
-// goroutine (design.md, the write path).
+// goroutine (ARCHITECTURE.md, the write path).
 func (r *Raft) appendAsLeader(batch []*logFuture) {
 	start := time.Now()
 	term := r.st.currentTerm
