@@ -725,3 +725,41 @@ func TestSeams_QueuedCompactionSparesAPinnedSnapshot(t *testing.T) {
 		}
 	})
 }
+
+// checkInvariants reports broken invariants by name, and afterStep reports
+// the first break once, with the state.
+func TestSeams_InvariantCheckReportsBreaks(t *testing.T) {
+	store := NewInmemStore()
+	_, trans := NewInmemTransport("a0")
+	conf := testConfig(t, "n0")
+	var reports []error
+	conf.invariantCheck = &invariantCheck{broken: func(err error) { reports = append(reports, err) }}
+	r := newNode(conf, &testFSM{}, store, store, NewInmemSnapshotStore(), trans)
+	if err := r.checkInvariants(); err != nil {
+		t.Fatalf("a new node's state: %v", err)
+	}
+	// A future a snapshot moved dispatched past, and a compaction the run
+	// loop counts on that no op carries.
+	r.st.log.reset(10, 1)
+	r.st.writes.durable = 10
+	r.st.commitIndex = 10
+	r.st.dispatched = 10
+	r.st.lastSnapshotIndex, r.st.writes.floor = 8, 8
+	r.st.compactedTo = 8
+	f := &logFuture{log: Log{Index: 9}}
+	r.st.futures = []*logFuture{f}
+	err := r.checkInvariants()
+	if !errors.Is(err, errInvariant) {
+		t.Fatalf("checkInvariants: %v", err)
+	}
+	for _, want := range []string{"I6:", "I9:"} {
+		if !bytes.Contains([]byte(err.Error()), []byte(want)) {
+			t.Errorf("checkInvariants did not report %s: %v", want, err)
+		}
+	}
+	r.afterStep()
+	r.afterStep()
+	if len(reports) != 1 || !bytes.Contains([]byte(reports[0].Error()), []byte("dispatched=10")) {
+		t.Fatalf("afterStep reported %v, want one report with the state", reports)
+	}
+}
