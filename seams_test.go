@@ -500,9 +500,22 @@ func TestSeams_RestoreEndsWithLeadershipWhileCopying(t *testing.T) {
 		if err := leader.raft.Apply([]byte("x"), 500*time.Millisecond).Error(); !errors.Is(err, ErrNotLeader) {
 			t.Fatalf("Apply on the deposed leader: %v, want ErrNotLeader", err)
 		}
+		last, _ := leader.raft.pub.lastLog()
 		release()
 		if err := <-restored; !errors.Is(err, ErrLeadershipLost) {
 			t.Fatalf("Restore: %v, want ErrLeadershipLost", err)
+		}
+		// The copy was cancelled: the store holds no snapshot of a state
+		// the cluster never took.
+		synctest.Wait()
+		metas, err := snaps[leader.id].List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range metas {
+			if m.Index > last {
+				t.Fatalf("the deposed leader's store holds the user's snapshot at %d", m.Index)
+			}
 		}
 		c.heal()
 		newLeader := c.waitForLeader()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-metrics"
@@ -442,6 +443,10 @@ type userRestore struct {
 	// prevDispatched is dispatched before the task was queued.
 	prevDispatched uint64
 	handedOff      bool
+	// abandoned is set by the run loop when leadership ends first; the
+	// copying goroutine then cancels the copy instead of closing it, so
+	// the store never holds a snapshot the cluster did not take.
+	abandoned atomic.Bool
 }
 
 // restoreCopied reports that a user's snapshot was copied into the store.
@@ -514,6 +519,10 @@ func (r *Raft) copyUserSnapshot(ur *userRestore, c Configuration, cIndex uint64)
 		sink.Cancel()
 		return fmt.Errorf("failed to write snapshot, size didn't match (%d != %d)", n, meta.Size)
 	}
+	if ur.abandoned.Load() {
+		sink.Cancel()
+		return ErrLeadershipLost
+	}
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("failed to close snapshot: %v", err)
 	}
@@ -569,8 +578,9 @@ func (r *Raft) queueUserRestore() {
 }
 
 // endUserRestore ends a user restore when this node stops leading, as part
-// of the step-down reset: the future fails with err, and the FSM never
-// restores the snapshot, which the cluster never saw. If the FSM goroutine
+// of the step-down reset: the future fails with err, a copy in progress is
+// cancelled, and the FSM never restores the snapshot, which the cluster
+// never saw. If the FSM goroutine
 // already took it, the FSM holds a state no other server will ever have,
 // and the node stops.
 func (r *Raft) endUserRestore(err error) {
@@ -579,6 +589,7 @@ func (r *Raft) endUserRestore(err error) {
 		return
 	}
 	r.st.restoring = nil
+	ur.abandoned.Store(true)
 	switch {
 	case ur.handedOff:
 		r.st.abandonedRestore = ur.index
