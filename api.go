@@ -110,6 +110,9 @@ type Raft struct {
 	// invariantBroken is Config's test-only hook (write_path_invariants.go);
 	// nil in production.
 	invariantBroken func(error)
+	// failed is set by fatal: the node is stopping after an error it
+	// cannot recover from, and its state no longer has to make sense.
+	failed atomic.Bool
 
 	// pub holds the figures the run loop publishes for other goroutines.
 	pub published

@@ -129,6 +129,8 @@ type writeResult struct {
 	err error
 	// lastIndex and lastTerm are the end of the stored log, for a resync.
 	lastIndex, lastTerm uint64
+	// compactErr is the failure of a compaction a resync carried.
+	compactErr error
 }
 
 // runLogWriter is the log writer goroutine. It receives ops on writeCh and
@@ -160,9 +162,9 @@ func (r *Raft) performWrite(op *writeOp) writeResult {
 			}
 		}
 		if op.compactTo > 0 {
-			if res.err = r.compact(op.compactTo); res.err != nil {
-				return res
-			}
+			// A compaction that fails again is not worth stopping for:
+			// the next snapshot retries it.
+			res.compactErr = r.compact(op.compactTo)
 		}
 		res.lastIndex, res.lastTerm, res.err = lastEntry(r.logs)
 		return res

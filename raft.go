@@ -389,6 +389,7 @@ func (r *Raft) setLastContact(now time.Time) {
 
 // fatal logs an error the node cannot recover from and shuts it down.
 func (r *Raft) fatal(err error) {
+	r.failed.Store(true)
 	r.logger.Error("shutting down after an unrecoverable error", "error", err)
 	go r.Shutdown()
 }
@@ -554,7 +555,14 @@ func (r *Raft) onResync(res writeResult) {
 		r.fatal(fmt.Errorf("reading the log back after a failed write: %w", res.err))
 		return
 	}
-	w.compacted = max(w.compacted, res.op.compactTo)
+	if res.compactErr != nil {
+		r.logger.Error("compacting the log after a failed write", "error", res.compactErr)
+	} else {
+		w.compacted = max(w.compacted, res.op.compactTo)
+	}
+	// compactedTo counts only compactions done or still queued, so that
+	// the next snapshot queues again one that failed (invariant I6).
+	r.recountCompaction()
 	// The store was read before the ops queued after the resync ran. While
 	// the log is broken only a snapshot adopted meanwhile queues any: its
 	// delete of the whole log, or a compaction. The view is the store as

@@ -67,7 +67,9 @@ import (
 // test asked for it, and reports the first break. It does nothing in
 // production, where invariantBroken is nil.
 func (r *Raft) afterStep() {
-	if r.invariantBroken == nil {
+	if r.invariantBroken == nil || r.failed.Load() {
+		// A node stopping after a fatal error (a failed resync, say) may
+		// be left between two states; it serves nothing more.
 		return
 	}
 	if err := r.checkInvariants(); err != nil {
