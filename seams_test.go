@@ -125,11 +125,12 @@ func commandList(prefix string, n int) [][]byte {
 // and whose LastIndex (the read of a resync) can be made to wait.
 type seamStore struct {
 	*InmemStore
-	mu        sync.Mutex
-	failStore bool
-	holdStore chan struct{}
-	holdLast  chan struct{}
-	entered   chan struct{} // poked when a held call starts waiting
+	mu         sync.Mutex
+	failStore  bool
+	failDelete bool
+	holdStore  chan struct{}
+	holdLast   chan struct{}
+	entered    chan struct{} // poked when a held call starts waiting
 }
 
 func newSeamStore() *seamStore {
@@ -164,6 +165,22 @@ func (s *seamStore) LastIndex() (uint64, error) {
 		<-hold
 	}
 	return s.InmemStore.LastIndex()
+}
+
+func (s *seamStore) DeleteRange(lo, hi uint64) error {
+	s.mu.Lock()
+	fail := s.failDelete
+	s.mu.Unlock()
+	if fail {
+		return errors.New("disk on fire")
+	}
+	return s.InmemStore.DeleteRange(lo, hi)
+}
+
+func (s *seamStore) setFailDelete(v bool) {
+	s.mu.Lock()
+	s.failDelete = v
+	s.mu.Unlock()
 }
 
 func (s *seamStore) setFail(v bool) {
@@ -775,4 +792,50 @@ func TestSeams_InvariantCheckReportsBreaks(t *testing.T) {
 	if len(reports) != 1 || !bytes.Contains([]byte(reports[0].Error()), []byte("dispatched=10")) {
 		t.Fatalf("afterStep reported %v, want one report with the state", reports)
 	}
+}
+
+// The resync after a failed write runs the compactions the dropped ops
+// carried; when that compaction fails too, the node goes on (the next
+// snapshot compacts), as it does when a compaction fails in any other op.
+func TestSeams_FailedCompactionInAResyncIsNotFatal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newSeamStore()
+		h := startHandLed(t, store, store, NewInmemSnapshotStore(), &testFSM{}, true, nil)
+		defer h.r.Shutdown()
+		if resp := h.appendEntries(2, 1, 1, 2, 10, 2, 10); !resp.Success {
+			t.Fatalf("refused the first entries: %+v", resp)
+		}
+		synctest.Wait()
+		store.setFail(true)
+		releaseWrite := store.hold(&store.holdStore)
+		defer releaseWrite()
+		answered := make(chan *AppendEntriesResponse, 1)
+		go func() { answered <- h.appendEntries(2, 10, 2, 11, 11, 2, 10) }()
+		<-store.entered
+		if err := h.r.Snapshot().Error(); err != nil {
+			t.Fatalf("snapshot: %v", err)
+		}
+		store.setFailDelete(true)
+		releaseWrite()
+		if resp := <-answered; resp.Success {
+			t.Fatal("acknowledged an entry whose write failed")
+		}
+		synctest.Wait()
+		if h.r.State() == Shutdown {
+			t.Fatal("the node stopped because the compaction its resync carried failed")
+		}
+		store.setFail(false)
+		store.setFailDelete(false)
+		if resp := h.appendEntries(2, 10, 2, 11, 12, 2, 12); !resp.Success {
+			t.Fatalf("refused entries after the snapshot: %+v", resp)
+		}
+		synctest.Wait()
+		if err := h.r.Snapshot().Error(); err != nil {
+			t.Fatalf("second snapshot: %v", err)
+		}
+		synctest.Wait()
+		if first, _ := store.FirstIndex(); first != 0 && first <= 12 {
+			t.Fatalf("the log store still holds entries from %d after the second snapshot", first)
+		}
+	})
 }
