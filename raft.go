@@ -220,6 +220,13 @@ func (r *Raft) serveOne() bool {
 // exitRunLoop answers everything the run loop still holds when the node
 // shuts down.
 func (r *Raft) exitRunLoop() {
+	if ur := r.st.restoring; ur != nil {
+		// Answered here, before stopLeading would take it for a lost
+		// leadership.
+		r.st.restoring = nil
+		ur.abandoned.Store(true)
+		ur.future.respond(ErrRaftShutdown)
+	}
 	if r.st.lead != nil {
 		replaceBool(r.leaderCh, false)
 		r.stopLeading(ErrLeadershipLost, ErrLeadershipLost)
@@ -233,9 +240,6 @@ func (r *Raft) exitRunLoop() {
 		for _, f := range r.st.pendingFSM.futures {
 			f.respond(ErrRaftShutdown)
 		}
-	}
-	if ur := r.st.restoring; ur != nil {
-		ur.future.respond(ErrRaftShutdown)
 	}
 	// A snapshot being received is answered by its own goroutine.
 	for _, op := range append(r.st.writes.queued, r.st.writes.inflight) {

@@ -839,3 +839,26 @@ func TestSeams_FailedCompactionInAResyncIsNotFatal(t *testing.T) {
 		}
 	})
 }
+
+// Shutdown during a user restore answers it ErrRaftShutdown, as before
+// leadership ends with it.
+func TestSeams_ShutdownDuringRestoreAnswersErrRaftShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, snaps, _ := restoreCluster(t, nil)
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "a", 5)
+		release := snaps[leader.id].hold(&snaps[leader.id].holdOpen)
+		defer release()
+		restored := startRestore(leader, commandList("user", 3))
+		<-snaps[leader.id].entered
+		stopped := leader.raft.Shutdown()
+		release()
+		if err := stopped.Error(); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		if err := <-restored; !errors.Is(err, ErrRaftShutdown) {
+			t.Fatalf("Restore: %v, want ErrRaftShutdown", err)
+		}
+	})
+}
