@@ -78,10 +78,11 @@ type Raft struct {
 	userRestoreAppliedCh chan error
 	// fsmProgressCh (capacity one) is poked by the FSM goroutine after each
 	// task, so that a leader holding requests back until its FSM catches
-	// up looks again (backpressure.go). fsmHeld is the memory charge of
-	// the entries in tasks handed to the FSM goroutine and not yet done:
-	// the run loop adds a task's on dispatch, the FSM goroutine subtracts
-	// it when done.
+	// up looks again (backpressure.go), and a run loop whose next write
+	// waits for the FSM to pass an index does too (log_writer.go,
+	// writeOp.waitApplied). fsmHeld is the memory charge of the entries in
+	// tasks handed to the FSM goroutine and not yet done: the run loop adds
+	// a task's on dispatch, the FSM goroutine subtracts it when done.
 	fsmProgressCh chan struct{}
 	fsmHeld       atomic.Int64
 
@@ -112,6 +113,12 @@ type Raft struct {
 
 	// st is the protocol state; only the run loop touches it.
 	st runState
+	// invariantBroken is Config's test-only hook (write_path_invariants.go);
+	// nil in production.
+	invariantBroken func(error)
+	// failed is set by fatal: the node is stopping after an error it
+	// cannot recover from, and its state no longer has to make sense.
+	failed atomic.Bool
 
 	// pub holds the figures the run loop publishes for other goroutines.
 	pub published
@@ -205,6 +212,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		fsmSnapshotCh:        make(chan snapshotRequest),
 		userRestoreAppliedCh: make(chan error),
 		fsmProgressCh:        make(chan struct{}, 1),
+		invariantBroken:      c.invariantCheck.handler(),
 		configurationsCh:     make(chan *configurationFuture),
 		snapshotTakenCh:      make(chan snapshotTaken),
 		installDoneCh:        make(chan installResult),
@@ -700,7 +708,7 @@ func (r *Raft) ReloadableConfig() ReloadableConfig {
 }
 
 // Stats returns the node's internal figures, with the keys and formats of
-// hashicorp/raft (compat.md §8).
+// hashicorp/raft (stats_test.go checks them).
 func (r *Raft) Stats() map[string]string {
 	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
 	lastLog, lastLogTerm := r.pub.lastLog()

@@ -21,8 +21,9 @@ import (
 // every node's observer and every test FSM poke one channel, and waitFor
 // re-checks its condition after each poke, with a fake-time deadline.
 
-// testConfig returns a configuration with short timeouts. In fake time
-// their absolute size does not matter, only their ratios.
+// testConfig returns a configuration with short timeouts, whose node checks
+// its invariants after every step. In fake time the timeouts' absolute
+// size does not matter, only their ratios.
 func testConfig(t *testing.T, id ServerID) *Config {
 	c := DefaultConfig()
 	c.LocalID = id
@@ -31,6 +32,9 @@ func testConfig(t *testing.T, id ServerID) *Config {
 	c.LeaderLeaseTimeout = 50 * time.Millisecond
 	c.CommitTimeout = 5 * time.Millisecond
 	c.Logger = testLogger(t, string(id))
+	// Every step of every test node's run loop checks the write path's
+	// invariants (write_path_invariants.go).
+	c.invariantCheck = &invariantCheck{broken: func(err error) { t.Errorf("%v", err) }}
 	return c
 }
 

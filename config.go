@@ -147,6 +147,12 @@ type Config struct {
 	// pointer keeps Config comparable.
 	hooks *runHooks
 
+	// invariantCheck, when set, makes the run loop check the write path's
+	// invariants after every step and report the first that breaks (see
+	// write_path_invariants.go). Only tests set it. A pointer keeps Config
+	// comparable.
+	invariantCheck *invariantCheck
+
 	// LogWriteStallTimeout bounds how long a leader waits for its own log
 	// write to finish. A leader whose StoreLogs call has not returned within
 	// it steps down, so that a healthy server can lead instead of the whole

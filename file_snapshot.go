@@ -1,7 +1,8 @@
 package raft
 
 // The file snapshot store keeps each snapshot in a directory of its own,
-// in the layout hashicorp/raft uses (compat.md §6), so that either library
+// in the layout hashicorp/raft uses (file_snapshot_test.go compares a meta.json
+// it wrote byte for byte), so that either library
 // can read what the other wrote:
 //
 //	<base>/snapshots/<term>-<index>-<msec>/meta.json   metadata + CRC, JSON

@@ -166,7 +166,8 @@ func TestFileSnapshotStoreRoundTrip(t *testing.T) {
 }
 
 // TestFileSnapshotMetaMatchesCompatExample writes the snapshot behind the
-// meta.json example of compat.md §6 and compares the file byte for byte.
+// meta.json a hashicorp/raft store wrote (the example below) and compares
+// the file byte for byte.
 func TestFileSnapshotMetaMatchesCompatExample(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Move the bubble's clock to the example's millisecond.

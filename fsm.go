@@ -114,6 +114,21 @@ type fsmTask struct {
 	ready time.Time
 }
 
+// readsStore reports whether the FSM goroutine reads the task's entries
+// from the log store.
+func (t *fsmTask) readsStore() bool { return t.restoreID == "" && t.from > 0 && t.entries == nil }
+
+// String describes the task, for state dumps.
+func (t *fsmTask) String() string {
+	switch {
+	case t.restoreID != "":
+		return fmt.Sprintf("restore %s at %d (user %v, reads %d)", t.restoreID, t.to, t.userRestore, len(t.reads))
+	case t.from == 0:
+		return fmt.Sprintf("reads marker (%d)", len(t.reads))
+	}
+	return fmt.Sprintf("apply %d-%d (from store %v, futures %d, reads %d)", t.from, t.to, t.entries == nil, len(t.futures), len(t.reads))
+}
+
 // nextFSMTask returns the next run of committed, durable entries for the
 // FSM goroutine, building it once and keeping it until it is taken.
 func (r *Raft) nextFSMTask() *fsmTask {
@@ -173,7 +188,30 @@ func (r *Raft) onFSMDispatched(t *fsmTask) {
 		metrics.MeasureSince(keyFSMEnqueue, t.ready)
 	}
 	r.fsmHeld.Add(t.heldBytes)
+	if t.readsStore() {
+		r.st.fsmStoreReadsTo = max(r.st.fsmStoreReadsTo, t.to)
+	}
+	if ur := r.st.restoring; ur != nil {
+		if t == ur.task {
+			ur.handedOff = true
+		} else {
+			r.queueUserRestore()
+		}
+	}
 	r.trimMemLog()
+}
+
+// takeBackPendingFSM puts the entry task built but not yet taken back
+// into the run loop's queues, so that a reset can rebuild it: its futures
+// and reads go back to the head of st.futures and st.reads.
+func (r *Raft) takeBackPendingFSM() {
+	t := r.st.pendingFSM
+	if t == nil || t.restoreID != "" || t.from == 0 {
+		return
+	}
+	r.st.pendingFSM = nil
+	r.st.futures = append(t.futures, r.st.futures...)
+	r.st.reads = append(t.reads, r.st.reads...)
 }
 
 // runFSM is the FSM goroutine.

@@ -128,9 +128,10 @@ func (r *Raft) notifyLeadership(v bool) {
 }
 
 // stopLeading ends this node's leadership, after the new role has been
-// published: replication stops, and every request it held fails: entries
-// in flight that are not yet committed with err, pending verifications
-// with verifyErr.
+// published: the step-down reset (write_path_invariants.go). Replication
+// stops, and every request it held fails: entries in flight that are not
+// yet committed with err, pending verifications with verifyErr, and a user
+// restore in progress with err.
 func (r *Raft) stopLeading(err, verifyErr error) {
 	lead := r.st.lead
 	r.st.lead = nil
@@ -156,6 +157,7 @@ func (r *Raft) stopLeading(err, verifyErr error) {
 	for _, f := range lead.readsBeforeCommit {
 		f.respond(verifyErr)
 	}
+	r.endUserRestore(err)
 	// Entries above the commit index may or may not commit under a later
 	// leader; their outcome is unknown here. Committed ones keep their
 	// futures: the FSM goroutine still answers them.
@@ -249,7 +251,7 @@ func (r *Raft) leaderRefusal() error {
 
 // appendAsLeader assigns indexes to a batch of entries, appends them to the
 // log and hands them at once to the log writer and to every replication
-// goroutine (design.md, the write path).
+// goroutine (ARCHITECTURE.md, the write path).
 func (r *Raft) appendAsLeader(batch []*logFuture) {
 	start := time.Now()
 	term := r.st.currentTerm

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-metrics"
@@ -10,7 +11,8 @@ import (
 // The log writer.
 //
 // Every write to the LogStore happens on one goroutine, the log writer, so
-// that the run loop never waits on the disk (design.md, the write path).
+// that the run loop never waits on the disk (ARCHITECTURE.md, the write
+// path).
 // The run loop appends entries to its memLog view at once and queues a
 // writeOp; the writer performs queued ops one at a time, in order, and
 // reports each back. What this buys:
@@ -33,7 +35,18 @@ import (
 // It drops every queued op (failing their replies), stops accepting
 // entries, and queues a resync op, which deletes again any suffix a dropped
 // op was to delete and then reads the end of the log back from the store;
-// the run loop then resets memLog to it.
+// the run loop then resets memLog to it. The resync also carries what the
+// dropped ops still owed: a suffix to delete again and a compaction.
+//
+// A delete (a compaction, or the whole log an installed snapshot replaces)
+// never runs before the FSM goroutine has read the entries it was handed
+// to read from the store: such an op waits in the queue (waitApplied)
+// until the FSM's applied index passes them. A compaction on a leader is
+// cut down, when it is handed to the writer, to keep the entries after a
+// snapshot a replicator has pinned for a send.
+//
+// The invariants between this queue and the rest of the run loop's state
+// are in write_path_invariants.go.
 
 // maxMergedEntries bounds how many entries one merged op may hold.
 const maxMergedEntries = 4096
@@ -63,8 +76,47 @@ type writeOp struct {
 	// store instead of writing, after deleting deleteFrom..deleteTo when
 	// deleteFrom is not 0 (a suffix a failed op was to delete).
 	resync bool
+	// waitApplied, when not zero, holds the op back until the FSM has
+	// applied that index: the op deletes entries the FSM goroutine may
+	// still read from the store.
+	waitApplied uint64
 	// handedOff is when the writer took the op; stall detection uses it.
 	handedOff time.Time
+}
+
+// deletes returns the range of indexes the op removes from the store, or
+// (0, 0). A compaction removes from the log's first index, unknown here,
+// so its range starts at 1.
+func (op *writeOp) deletes() (lo, hi uint64) {
+	if op.deleteFrom > 0 {
+		lo, hi = op.deleteFrom, op.deleteTo
+	}
+	if op.compactTo > 0 {
+		lo, hi = 1, max(hi, op.compactTo)
+	}
+	return lo, hi
+}
+
+// String describes the op, for state dumps.
+func (op *writeOp) String() string {
+	var b strings.Builder
+	if op.resync {
+		b.WriteString("resync ")
+	}
+	if op.deleteFrom > 0 {
+		fmt.Fprintf(&b, "delete %d-%d ", op.deleteFrom, op.deleteTo)
+	}
+	if op.compactTo > 0 {
+		fmt.Fprintf(&b, "compact-to %d ", op.compactTo)
+	}
+	if n := len(op.entries); n > 0 {
+		fmt.Fprintf(&b, "store %d-%d ", op.entries[0].Index, op.entries[n-1].Index)
+	}
+	if op.waitApplied > 0 {
+		fmt.Fprintf(&b, "after-applied %d ", op.waitApplied)
+	}
+	fmt.Fprintf(&b, "last %d replies %d", op.last, len(op.replies))
+	return b.String()
 }
 
 // pendingReply is an AppendEntries answer held back until the entries it
@@ -80,6 +132,8 @@ type writeResult struct {
 	err error
 	// lastIndex and lastTerm are the end of the stored log, for a resync.
 	lastIndex, lastTerm uint64
+	// compactErr is the failure of a compaction a resync carried.
+	compactErr error
 }
 
 // runLogWriter is the log writer goroutine. It receives ops on writeCh and
@@ -109,6 +163,11 @@ func (r *Raft) performWrite(op *writeOp) writeResult {
 				res.err = fmt.Errorf("deleting log entries %d-%d again: %w", op.deleteFrom, op.deleteTo, err)
 				return res
 			}
+		}
+		if op.compactTo > 0 {
+			// A compaction that fails again is not worth stopping for:
+			// the next snapshot retries it.
+			res.compactErr = r.compact(op.compactTo, keyCompactLogs)
 		}
 		res.lastIndex, res.lastTerm, res.err = lastEntry(r.logs)
 		return res
@@ -199,6 +258,16 @@ type writeQueue struct {
 	// floor is the index of the newest snapshot: everything up to it is
 	// durable in the snapshot store, whatever the log holds.
 	floor uint64
+	// compacted is the highest index a completed compaction deleted up to.
+	compacted uint64
+}
+
+// all returns the op in flight, if any, and the queued ones.
+func (q *writeQueue) all() []*writeOp {
+	if q.inflight == nil {
+		return q.queued
+	}
+	return append([]*writeOp{q.inflight}, q.queued...)
 }
 
 // pending reports whether any op is queued or in flight.
@@ -235,6 +304,7 @@ func (q *writeQueue) enqueue(op *writeOp) {
 			last.compactTo = max(last.compactTo, op.compactTo)
 			last.oldLogs = last.oldLogs || op.oldLogs
 			last.commitIndex = max(last.commitIndex, op.commitIndex)
+			last.waitApplied = max(last.waitApplied, op.waitApplied)
 			last.replies = append(last.replies, op.replies...)
 			return
 		}
@@ -269,6 +339,7 @@ func (q *writeQueue) completed() *writeOp {
 		}
 	}
 	q.durable = max(durable, q.floor)
+	q.compacted = max(q.compacted, op.compactTo)
 	return op
 }
 
@@ -289,4 +360,59 @@ func (q *writeQueue) stalledFor(now time.Time) time.Duration {
 		return 0
 	}
 	return now.Sub(q.inflight.handedOff)
+}
+
+// queueWrite queues op on the log writer. An op that deletes entries the
+// FSM goroutine may still read from the store (tasks handed out without
+// their entries, up to fsmStoreReadsTo, not yet applied) waits until the
+// FSM has applied them (invariant I8).
+func (r *Raft) queueWrite(op *writeOp) {
+	if lo, hi := op.deletes(); hi > 0 {
+		reads := r.st.fsmStoreReadsTo
+		if t := r.st.pendingFSM; t != nil && t.readsStore() {
+			reads = max(reads, t.to)
+		}
+		if lo <= reads && hi > r.pub.appliedIndex.Load() {
+			op.waitApplied = max(op.waitApplied, min(hi, reads))
+		}
+	}
+	r.st.writes.enqueue(op)
+}
+
+// nextWrite returns the op to hand to the log writer now, or nil; wait
+// reports that the next op waits for the FSM to apply more. A compaction
+// handed over on a leader is first cut down to spare the entries after
+// every snapshot a replicator has pinned since it was queued.
+func (r *Raft) nextWrite() (op *writeOp, wait bool) {
+	op = r.st.writes.next()
+	if op == nil {
+		return nil, false
+	}
+	if op.waitApplied > r.pub.appliedIndex.Load() {
+		return nil, true
+	}
+	if op.compactTo > 0 && r.st.lead != nil {
+		upTo := op.compactTo
+		for _, repl := range r.st.lead.repls {
+			if pinned := repl.installing.Load(); pinned > 0 {
+				upTo = min(upTo, pinned-1)
+			}
+		}
+		if upTo < op.compactTo {
+			r.logger.Debug("sparing the entries after a snapshot being sent", "compact-to", upTo, "wanted", op.compactTo)
+			op.compactTo = upTo
+			r.recountCompaction()
+		}
+	}
+	return op, false
+}
+
+// recountCompaction sets compactedTo to the highest compaction done or
+// still pending (invariant I6).
+func (r *Raft) recountCompaction() {
+	to := r.st.writes.compacted
+	for _, op := range r.st.writes.all() {
+		to = max(to, op.compactTo)
+	}
+	r.st.compactedTo = to
 }

@@ -89,7 +89,8 @@ func (n *NetworkTransport) InstallSnapshot(id ServerID, target ServerAddress, ar
 }
 
 // scaledTimeout returns base once for every scale bytes of size, and at
-// least once (the deadline rule of compat.md §4.6). It returns 0, meaning
+// least once, as hashicorp/raft scales its deadlines (net_transport_test.go
+// checks the rule). It returns 0, meaning
 // no deadline, when base is 0 or the product would overflow.
 func scaledTimeout(base time.Duration, size int64, scale int) time.Duration {
 	if base <= 0 {

@@ -10,7 +10,7 @@ import (
 )
 
 // The transport reports hashicorp/raft's raft.net.* timers with the rpcType
-// label (compat.md §9). This test swaps the process-wide metrics sink, so it
+// label. This test swaps the process-wide metrics sink, so it
 // runs outside any bubble, on pipes and real time, and restores a discarding
 // sink afterwards.
 func TestNetTransport_Metrics(t *testing.T) {

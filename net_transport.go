@@ -15,7 +15,7 @@ import (
 // The network transport carries RPCs over a StreamLayer (TCP, TLS, or
 // anything else that gives byte streams) in the same format as
 // hashicorp/raft's NetworkTransport, so that servers of both libraries can
-// form one cluster (compat.md §4).
+// form one cluster (wire_codec.go; testdata/wire pins the bytes).
 //
 // How the work is split:
 //   - Client side (net_client.go, net_conn_pool.go): each RPC borrows a

@@ -35,8 +35,8 @@ type runState struct {
 	// granted counts too, as in the reference: it restarts the wait).
 	lastContact time.Time
 
-	// commitIndex is the highest index known committed.
-	// Invariant: dispatched <= min(commitIndex, writes.durable).
+	// commitIndex is the highest index known committed. The invariants
+	// that tie it to the fields below are in write_path_invariants.go.
 	commitIndex uint64
 	// log is the appended view of the log; writes tracks what is durable.
 	log    memLog
@@ -47,6 +47,10 @@ type runState struct {
 	dispatched uint64
 	pendingFSM *fsmTask
 	fsmQueue   []*fsmTask
+	// fsmStoreReadsTo is the highest index of a task handed to the FSM
+	// goroutine that reads its entries from the log store; a delete
+	// reaching below it waits until the FSM has applied it.
+	fsmStoreReadsTo uint64
 	// futures are the futures of entries this node appended as leader, in
 	// index order, until the FSM goroutine takes them or they fail.
 	futures []*logFuture
@@ -65,6 +69,9 @@ type runState struct {
 	// restoring is the user snapshot being restored on this leader, if
 	// any; applies and membership changes wait until it ends.
 	restoring *userRestore
+	// abandonedRestore is the index of a user restore the FSM goroutine
+	// took before leadership ended; the node is stopping (endUserRestore).
+	abandonedRestore uint64
 
 	// load measures how busy the run loop is.
 	load *loadMeter
@@ -107,6 +114,7 @@ func (r *Raft) run() {
 		if hooks != nil && hooks.afterStep != nil {
 			hooks.afterStep(r)
 		}
+		r.afterStep()
 	}
 }
 
@@ -132,9 +140,13 @@ func (r *Raft) serveOne() bool {
 	}
 
 	var writeCh chan *writeOp
-	nextWrite := r.st.writes.next()
+	var fsmProgressCh <-chan struct{}
+	nextWrite, waitFSM := r.nextWrite()
 	if nextWrite != nil {
 		writeCh = r.writeCh
+	}
+	if waitFSM {
+		fsmProgressCh = r.fsmProgressCh
 	}
 	var fsmCh chan *fsmTask
 	nextFSM := r.nextFSMTask()
@@ -158,7 +170,6 @@ func (r *Raft) serveOne() bool {
 	// disk or its FSM catches up (backpressure.go); the log writer's
 	// reports wake the loop, and so does the FSM's progress.
 	applyCh, restoreCh := r.applyCh, r.userRestoreCh
-	var fsmProgressCh chan struct{}
 	if r.st.restoring != nil {
 		applyCh, restoreCh = nil, nil
 	} else if r.st.lead != nil && r.leaderFull(0) {
@@ -188,10 +199,12 @@ func (r *Raft) serveOne() bool {
 	case res := <-r.writeDoneCh:
 		r.st.load.working()
 		r.onWriteDone(res)
+	case <-fsmProgressCh:
+		// The FSM applied more: the next write, or the next request held
+		// back by backpressure, may go now.
 	case fsmCh <- nextFSM:
 		r.st.load.working()
 		r.onFSMDispatched(nextFSM)
-	case <-fsmProgressCh:
 	case <-progressCh:
 		r.st.load.working()
 		r.onReplicationProgress()
@@ -248,6 +261,13 @@ func (r *Raft) serveOne() bool {
 // exitRunLoop answers everything the run loop still holds when the node
 // shuts down.
 func (r *Raft) exitRunLoop() {
+	if ur := r.st.restoring; ur != nil {
+		// Answered here, before stopLeading would take it for a lost
+		// leadership.
+		r.st.restoring = nil
+		ur.abandoned.Store(true)
+		ur.future.respond(ErrRaftShutdown)
+	}
 	if r.st.lead != nil {
 		replaceBool(r.leaderCh, false)
 		r.stopLeading(ErrLeadershipLost, ErrLeadershipLost)
@@ -261,9 +281,6 @@ func (r *Raft) exitRunLoop() {
 		for _, f := range r.st.pendingFSM.futures {
 			f.respond(ErrRaftShutdown)
 		}
-	}
-	if ur := r.st.restoring; ur != nil {
-		ur.future.respond(ErrRaftShutdown)
 	}
 	// A snapshot being received is answered by its own goroutine.
 	for _, op := range append(r.st.writes.queued, r.st.writes.inflight) {
@@ -414,6 +431,7 @@ func (r *Raft) setLastContact(now time.Time) {
 
 // fatal logs an error the node cannot recover from and shuts it down.
 func (r *Raft) fatal(err error) {
+	r.failed.Store(true)
 	r.logger.Error("shutting down after an unrecoverable error", "error", err)
 	go r.Shutdown()
 }
@@ -464,7 +482,7 @@ func (r *Raft) appendToLog(entries []*Log, deleteFrom uint64, prevTerm uint64) {
 	if r.RestoreCommittedLogs {
 		op.commitIndex = r.st.commitIndex
 	}
-	r.st.writes.enqueue(op)
+	r.queueWrite(op)
 	r.pub.setLastLog(r.st.log.last())
 }
 
@@ -535,22 +553,27 @@ func (r *Raft) onWriteDone(res writeResult) {
 	}
 }
 
-// onWriteFailed handles a failed log write: nothing in it or after it may
-// be acknowledged, a leader or candidate steps down, and the view of the
-// log is read back from the store.
+// onWriteFailed handles a failed log write, the first half of the
+// failed-write reset (write_path_invariants.go): nothing in it or after it
+// may be acknowledged, a leader or candidate steps down, and the view of the log is
+// read back from the store by a resync op.
 func (r *Raft) onWriteFailed(err error) {
 	r.logger.Error("failed to write to the log store", "error", err)
 	r.noteLogTrouble(time.Now())
 	// A suffix that a dropped op was to delete may still be in the store.
 	// It conflicts with the leader's log, and the commit index may already
 	// cover its indexes, so the resync deletes it again before reading the
-	// log back: it must never reappear in this node's view.
+	// log back: it must never reappear in this node's view. A compaction a
+	// dropped op carried is still owed too (compactedTo counts it): the
+	// resync runs it, after the FSM has read what it deletes.
 	resync := &writeOp{resync: true}
 	for _, op := range r.st.writes.fail() {
 		if op.deleteFrom > 0 && (resync.deleteFrom == 0 || op.deleteFrom < resync.deleteFrom) {
 			resync.deleteFrom = op.deleteFrom
 		}
 		resync.deleteTo = max(resync.deleteTo, op.deleteTo, op.last)
+		resync.compactTo = max(resync.compactTo, op.compactTo)
+		resync.waitApplied = max(resync.waitApplied, op.waitApplied)
 		for _, rep := range op.replies {
 			rep.resp.Success = false
 			rep.rpc.Respond(rep.resp, nil)
@@ -566,22 +589,52 @@ func (r *Raft) onWriteFailed(err error) {
 }
 
 // onResync adopts the end of the log as the store reports it after a
-// failed write.
+// failed write: the second half of the failed-write reset.
 func (r *Raft) onResync(res writeResult) {
-	r.st.writes.inflight = nil
+	w := &r.st.writes
+	w.inflight = nil
 	if res.err != nil {
 		r.fatal(fmt.Errorf("reading the log back after a failed write: %w", res.err))
 		return
 	}
+	if res.compactErr != nil {
+		r.logger.Error("compacting the log after a failed write", "error", res.compactErr)
+	} else {
+		w.compacted = max(w.compacted, res.op.compactTo)
+	}
+	// compactedTo counts only compactions done or still queued, so that
+	// the next snapshot queues again one that failed (invariant I6).
+	r.recountCompaction()
+	// The store was read before the ops queued after the resync ran. While
+	// the log is broken only a snapshot adopted meanwhile queues any: its
+	// delete of the whole log, or a compaction. The view is the store as
+	// they will leave it, or an adopted snapshot would be undone and the
+	// view would claim entries the store no longer holds.
+	last, lastTerm := res.lastIndex, res.lastTerm
+	durable := last
+	for _, op := range w.queued {
+		if op.deleteFrom > 0 && op.deleteFrom <= last {
+			last, lastTerm = op.deleteFrom-1, 0
+			durable = min(durable, last)
+		}
+		if n := len(op.entries); n > 0 {
+			last, lastTerm = op.last, op.entries[n-1].Term
+		}
+	}
 	// The log continues from the newest snapshot when the store holds
 	// nothing after it (compaction may have emptied it), as on start.
-	last, lastTerm := res.lastIndex, res.lastTerm
-	if r.st.lastSnapshotIndex > last {
+	if r.st.lastSnapshotIndex >= last {
 		last, lastTerm = r.st.lastSnapshotIndex, r.st.lastSnapshotTerm
 	}
+	if lastTerm == 0 && last > 0 {
+		// Only a suffix truncation could leave this, and none is queued
+		// while the log is broken.
+		r.fatal(fmt.Errorf("resynchronising the log: the term of entry %d is unknown", last))
+		return
+	}
 	r.st.log.reset(last, lastTerm)
-	r.st.writes.durable = last
-	r.st.writes.broken = false
+	w.durable = max(durable, w.floor)
+	w.broken = false
 	if r.st.configs.latestIndex > last {
 		r.setLatestConfiguration(r.st.configs.committed, r.st.configs.committedIndex)
 	}

@@ -23,7 +23,7 @@ import (
 // The replicator owns its follower's next index. It publishes the match
 // index, the last contact time and the acknowledged verification round as
 // atomics, and pokes the leader's progressCh; the run loop reads them and
-// decides on commitment and leases (design.md, ownership rules).
+// decides on commitment and leases (ARCHITECTURE.md, who owns what).
 
 const (
 	// failureWait is the first back-off after a failed RPC; it doubles

@@ -14,7 +14,8 @@ import (
 // RPC handlers. They run on the run loop and follow the Raft paper's rules
 // (§5, figure 2), with the reference's additions: pre-vote, leader
 // stickiness for votes, and refusal of vote requests from non-members
-// before any term changes hands (compat.md §10).
+// before any term changes hands (requestVote, requestPreVote; ARCHITECTURE.md
+// says where the run loop fits).
 
 // rpcHeader is the header of every RPC this node sends.
 // It is built once: its byte slices are shared by every message and must

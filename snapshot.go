@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-metrics"
@@ -214,10 +215,12 @@ func (r *Raft) onSnapshotTaken(s snapshotTaken) {
 	r.compactLog(s.index)
 }
 
-// setLastSnapshot records the newest snapshot.
+// setLastSnapshot records the newest snapshot. What it covers is durable,
+// whatever the log store holds (invariant I3).
 func (r *Raft) setLastSnapshot(index, term uint64) {
 	r.st.lastSnapshotIndex, r.st.lastSnapshotTerm = index, term
 	r.st.writes.floor = max(r.st.writes.floor, index)
+	r.st.writes.durable = max(r.st.writes.durable, r.st.writes.floor)
 	r.pub.setLastSnapshot(index, term)
 }
 
@@ -244,7 +247,7 @@ func (r *Raft) compactLog(snapIndex uint64) {
 		return
 	}
 	r.st.compactedTo = upTo
-	r.st.writes.enqueue(&writeOp{compactTo: upTo, last: r.st.log.lastIndex})
+	r.queueWrite(&writeOp{compactTo: upTo, last: r.st.log.lastIndex})
 }
 
 // --- Installing a snapshot sent by the leader. ---
@@ -338,13 +341,20 @@ func (r *Raft) onInstallDone(res installResult) {
 	r.logger.Info("installed remote snapshot", "index", req.LastLogIndex, "term", req.LastLogTerm)
 }
 
-// adoptSnapshot makes a stored snapshot the node's state. When the log
-// holds the snapshot's last entry it is kept, and only compacted (Raft
-// paper, figure 13, step 6); otherwise it is discarded. The FSM restores
-// the snapshot unless it is already past it.
+// adoptSnapshot makes a stored snapshot the node's state: the snapshot
+// adopt reset (write_path_invariants.go). When the log holds the
+// snapshot's last entry it is kept, and only compacted (Raft paper, figure
+// 13, step 6); otherwise it is discarded. The FSM restores the snapshot
+// unless it is already past it; committed entries whose futures this node
+// still holds (it led when they were appended) are applied first, so
+// those futures get their responses.
 func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIndex uint64) {
+	// The entry task built but not taken may reach past the snapshot, and
+	// the restore would then roll the FSM back: rebuild it after.
+	r.takeBackPendingFSM()
 	held, err := r.termAt(index)
 	keep := err == nil && held == term
+	r.applyFuturesBefore(index)
 	r.setLastSnapshot(index, term)
 	if keep {
 		r.compactLog(index)
@@ -357,7 +367,7 @@ func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIn
 	} else {
 		last := r.st.log.lastIndex
 		r.st.log.reset(index, term)
-		r.st.writes.enqueue(&writeOp{deleteFrom: 1, deleteTo: max(last, index), last: index, oldLogs: true})
+		r.queueWrite(&writeOp{deleteFrom: 1, deleteTo: max(last, index), last: index, oldLogs: true})
 		r.pub.setLastLog(index, term)
 		r.st.configs.committed, r.st.configs.committedIndex = c, cIndex
 		r.setLatestConfiguration(c, cIndex)
@@ -367,20 +377,76 @@ func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIn
 		r.pub.commitIndex.Store(index)
 	}
 	if index > r.st.dispatched {
-		r.st.fsmQueue = append(r.st.fsmQueue, &fsmTask{restoreID: id, from: index, to: index})
+		t := &fsmTask{restoreID: id, from: index, to: index}
+		// Reads waiting for an index the snapshot covers are answered
+		// once the FSM holds it.
+		n := 0
+		for n < len(r.st.reads) && r.st.reads[n].index <= index {
+			n++
+		}
+		t.reads = append([]*readIndexFuture(nil), r.st.reads[:n]...)
+		r.st.reads = r.st.reads[n:]
+		r.st.fsmQueue = append(r.st.fsmQueue, t)
 		r.st.dispatched = index
 	}
+}
+
+// applyFuturesBefore hands the FSM goroutine the committed entries up to
+// the last future at or below index, with their futures, ahead of a
+// snapshot at index: a snapshot moves dispatched past them, and no entry
+// task would answer those futures after it. They are taken from memLog,
+// which holds every entry not yet dispatched unless a resync emptied it;
+// then the futures are answered ErrLeadershipLost (the outcome is unknown
+// to this node: the entry is applied, but its response is lost).
+func (r *Raft) applyFuturesBefore(index uint64) {
+	n := 0
+	for n < len(r.st.futures) && r.st.futures[n].log.Index <= index {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	futures := append([]*logFuture(nil), r.st.futures[:n]...)
+	clear(r.st.futures[:n])
+	r.st.futures = r.st.futures[n:]
+	from, to := r.st.dispatched+1, futures[n-1].log.Index
+	if to > r.st.commitIndex || r.st.log.held() == 0 || r.st.log.firstHeld() > from || to > r.st.log.lastIndex {
+		for _, f := range futures {
+			f.respond(ErrLeadershipLost)
+		}
+		return
+	}
+	t := &fsmTask{from: from, to: to, futures: futures, entries: make([]*Log, 0, to-from+1)}
+	for i := from; i <= to; i++ {
+		l, _ := r.st.log.get(i)
+		t.entries = append(t.entries, l)
+	}
+	r.st.fsmQueue = append(r.st.fsmQueue, t)
+	r.st.dispatched = to
 }
 
 // --- Restoring a user's snapshot on the leader (Raft.Restore). ---
 
 // userRestore is a Restore in progress on the leader. Owned by the run
 // loop; only one runs at a time, and applies and membership changes wait
-// until it ends.
+// until it ends. Its stages: the snapshot is copied into the store; once
+// every entry committed when it started has been handed to the FSM
+// goroutine (after), its task is queued (task); the FSM goroutine takes
+// the task (handedOff) and restores; onUserRestoreApplied adopts it.
 type userRestore struct {
 	future      *userRestoreFuture
 	index, term uint64
 	id          string
+	after       uint64
+	copied      bool
+	task        *fsmTask
+	// prevDispatched is dispatched before the task was queued.
+	prevDispatched uint64
+	handedOff      bool
+	// abandoned is set by the run loop when leadership ends first; the
+	// copying goroutine then cancels the copy instead of closing it, so
+	// the store never holds a snapshot the cluster did not take.
+	abandoned atomic.Bool
 }
 
 // restoreCopied reports that a user's snapshot was copied into the store.
@@ -389,10 +455,12 @@ type restoreCopied struct {
 	err     error
 }
 
-// onUserRestore starts restoring a user's snapshot: in-flight entries are
-// aborted, and the snapshot is copied into the store on another goroutine.
-// It becomes the state at the next index after everything the log holds,
-// so followers must install it (Raft thesis §5.4).
+// onUserRestore starts restoring a user's snapshot: entries in flight
+// that are not committed are aborted, and the snapshot is copied into the
+// store on another goroutine. Committed ones are applied first, with their
+// responses, as the reference does. The snapshot becomes the state at the
+// next index after everything the log holds, so followers must install it
+// (Raft thesis §5.4).
 func (r *Raft) onUserRestore(f *userRestoreFuture) {
 	if err := r.leaderRefusal(); err != nil {
 		f.respond(err)
@@ -408,12 +476,18 @@ func (r *Raft) onUserRestore(f *userRestoreFuture) {
 			r.st.configs.latestIndex, r.st.configs.committedIndex))
 		return
 	}
+	kept := r.st.futures[:0]
 	for _, lf := range r.st.futures {
+		if lf.log.Index <= r.st.commitIndex {
+			kept = append(kept, lf)
+			continue
+		}
 		lf.respond(ErrAbortedByRestore)
 	}
-	r.st.futures = nil
+	clear(r.st.futures[len(kept):])
+	r.st.futures = kept
 	index := max(meta.Index, r.st.log.lastIndex, r.st.lastSnapshotIndex) + 1
-	ur := &userRestore{future: f, index: index, term: r.st.currentTerm}
+	ur := &userRestore{future: f, index: index, term: r.st.currentTerm, after: r.st.commitIndex}
 	r.st.restoring = ur
 	configuration, configIndex := r.st.configs.latest.Clone(), r.st.configs.latestIndex
 	r.routines.goFunc(func() {
@@ -445,6 +519,10 @@ func (r *Raft) copyUserSnapshot(ur *userRestore, c Configuration, cIndex uint64)
 		sink.Cancel()
 		return fmt.Errorf("failed to write snapshot, size didn't match (%d != %d)", n, meta.Size)
 	}
+	if ur.abandoned.Load() {
+		sink.Cancel()
+		return ErrLeadershipLost
+	}
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("failed to close snapshot: %v", err)
 	}
@@ -454,30 +532,94 @@ func (r *Raft) copyUserSnapshot(ur *userRestore, c Configuration, cIndex uint64)
 	return nil
 }
 
-// onRestoreCopied hands a copied user snapshot to the FSM goroutine.
+// onRestoreCopied hands a copied user snapshot to the FSM goroutine once
+// the committed entries before it are with it.
 func (r *Raft) onRestoreCopied(rc restoreCopied) {
 	ur := rc.restore
+	if ur != r.st.restoring {
+		// Leadership ended meanwhile; stopLeading answered the future.
+		if rc.err == nil {
+			r.logger.Warn("a user snapshot copied after leadership ended stays in the snapshot store unused",
+				"id", ur.id, "index", ur.index)
+		}
+		return
+	}
 	if rc.err != nil {
 		r.st.restoring = nil
 		ur.future.respond(rc.err)
 		return
 	}
-	if r.st.lead == nil || r.st.currentTerm != ur.term {
-		r.st.restoring = nil
-		ur.future.respond(ErrLeadershipLost)
+	ur.copied = true
+	r.queueUserRestore()
+}
+
+// queueUserRestore queues the FSM's restore of the copied user snapshot
+// once every entry committed when the restore started has been handed to
+// the FSM goroutine.
+func (r *Raft) queueUserRestore() {
+	ur := r.st.restoring
+	if ur == nil || !ur.copied || ur.task != nil || r.st.dispatched < ur.after {
 		return
 	}
-	r.st.fsmQueue = append(r.st.fsmQueue, &fsmTask{restoreID: ur.id, from: ur.index, to: ur.index, userRestore: true})
+	// An entry task built meanwhile holds only entries the restore
+	// replaces; it is rebuilt, from past the restore, after it.
+	r.takeBackPendingFSM()
+	t := &fsmTask{restoreID: ur.id, from: ur.index, to: ur.index, userRestore: true}
+	n := 0
+	for n < len(r.st.reads) && r.st.reads[n].index <= ur.index {
+		n++
+	}
+	t.reads = append([]*readIndexFuture(nil), r.st.reads[:n]...)
+	r.st.reads = r.st.reads[n:]
+	ur.task = t
+	ur.prevDispatched = r.st.dispatched
+	r.st.fsmQueue = append(r.st.fsmQueue, t)
 	r.st.dispatched = max(r.st.dispatched, ur.index)
 }
 
-// onUserRestoreApplied finishes a user restore once the FSM holds it.
-func (r *Raft) onUserRestoreApplied(err error) {
+// endUserRestore ends a user restore when this node stops leading, as part
+// of the step-down reset: the future fails with err, a copy in progress is
+// cancelled, and the FSM never restores the snapshot, which the cluster
+// never saw. If the FSM goroutine
+// already took it, the FSM holds a state no other server will ever have,
+// and the node stops.
+func (r *Raft) endUserRestore(err error) {
 	ur := r.st.restoring
-	r.st.restoring = nil
 	if ur == nil {
 		return
 	}
+	r.st.restoring = nil
+	ur.abandoned.Store(true)
+	switch {
+	case ur.handedOff:
+		r.st.abandonedRestore = ur.index
+		r.fatal(fmt.Errorf("leadership ended while the FSM restored the user snapshot at index %d, which the cluster never committed; this server's FSM no longer matches the cluster's", ur.index))
+	case ur.task != nil:
+		if r.st.pendingFSM == ur.task {
+			r.st.pendingFSM = nil
+		}
+		for i, t := range r.st.fsmQueue {
+			if t == ur.task {
+				r.st.fsmQueue = append(r.st.fsmQueue[:i], r.st.fsmQueue[i+1:]...)
+				break
+			}
+		}
+		r.st.reads = append(ur.task.reads, r.st.reads...)
+		r.st.dispatched = ur.prevDispatched
+	}
+	ur.future.respond(err)
+}
+
+// onUserRestoreApplied finishes a user restore once the FSM holds it: the
+// user restore reset (write_path_invariants.go). The log continues from
+// the snapshot.
+func (r *Raft) onUserRestoreApplied(err error) {
+	ur := r.st.restoring
+	if ur == nil || !ur.handedOff {
+		// Leadership ended first; endUserRestore stopped the node.
+		return
+	}
+	r.st.restoring = nil
 	if err != nil {
 		ur.future.respond(err)
 		return
@@ -492,7 +634,7 @@ func (r *Raft) onUserRestoreApplied(err error) {
 	if ml, ok := r.logs.LogStore.(MonotonicLogStore); ok && ml.IsMonotonic() {
 		// A store that cannot hold gaps loses its old entries instead.
 		r.st.compactedTo = ur.index
-		r.st.writes.enqueue(&writeOp{compactTo: ur.index, last: ur.index, oldLogs: true})
+		r.queueWrite(&writeOp{compactTo: ur.index, last: ur.index, oldLogs: true})
 	}
 	r.logger.Info("restored user snapshot", "index", ur.index)
 	ur.future.respond(nil)

@@ -159,7 +159,8 @@ type ServerAddressProvider interface {
 }
 
 // isHeartbeat reports whether req is a heartbeat in hashicorp/raft's exact
-// sense (compat.md §4.5): a term and a leader address, and nothing else.
+// sense: a term and a leader address, and nothing else (the transports'
+// fast path and testdata/wire/heartbeat_request.hex depend on it).
 func isHeartbeat(req *AppendEntriesRequest) bool {
 	leader := req.Addr
 	if len(leader) == 0 {

@@ -8,7 +8,8 @@ import (
 	"github.com/hashicorp/go-msgpack/v2/codec"
 )
 
-// The network transport's wire format (compat.md §4): a request is one type
+// The network transport's wire format, hashicorp/raft's (the golden files
+// in testdata/wire pin it byte for byte): a request is one type
 // byte followed by the msgpack encoding of the request struct; a response is
 // the msgpack encoding of an error string followed by the msgpack encoding
 // of the response struct. Both ends use go-msgpack's MsgpackHandle with its
@@ -86,7 +87,8 @@ func (t rpcType) newResponse() interface{} {
 // newWireEncodeHandle returns the handle that writes requests and
 // responses. The codec's defaults are kept; only the time format is chosen:
 // the 15-byte time.MarshalBinary form unless useNewTimeFormat asks for the
-// msgpack timestamp body (compat.md §4.3).
+// msgpack timestamp body (testdata/wire/compat_4_3_append_entries*.hex
+// hold one request in each form).
 func newWireEncodeHandle(useNewTimeFormat bool) *codec.MsgpackHandle {
 	h := &codec.MsgpackHandle{}
 	h.TimeNotBuiltin = !useNewTimeFormat

@@ -14,12 +14,14 @@ import (
 )
 
 // updateWire rewrites the golden files of testdata/wire from the current
-// encoder (except the compat.md example, which is fixed by the document).
+// encoder (except compat_4_3_append_entries*.hex, the bytes hashicorp/raft
+// writes for one request, which interop/wire_test.go checks against it).
 // Review the diff before committing it: any change is a wire-format change.
 var updateWire = flag.Bool("update-wire", false, "rewrite testdata/wire golden files")
 
-// compatExampleHex is the AppendEntriesRequest example of compat.md §4.3,
-// byte for byte as the document gives it.
+// compatExampleHex is one AppendEntriesRequest as hashicorp/raft's
+// transport encodes it, byte for byte (interop/wire_test.go has the
+// reference write it).
 const compatExampleHex = "89a441646472a3613a31a7456e74726965739186aa417070656e6465644174af010000000edd25742500000006ffffa444617461a26869aa457874656e73696f6e73c0a5496e64657805a45465726d02a45479706500a24944a26e31a64c6561646572c0b14c6561646572436f6d6d6974496e64657804ac507265764c6f67456e74727904ab507265764c6f675465726d02af50726f746f636f6c56657273696f6e03a45465726d07"
 
 // compatExample is the request that compatExampleHex encodes.
@@ -130,16 +132,16 @@ func readWireGolden(t testing.TB, name string) []byte {
 	return b
 }
 
-// The compat.md §4.3 example encodes to exactly the document's bytes, and
-// its golden file holds the same bytes.
+// The example request encodes to exactly the reference's bytes, and its
+// golden file holds the same bytes.
 func TestWire_CompatExample(t *testing.T) {
 	want, _ := hex.DecodeString(compatExampleHex)
 	frame := encodeFrame(t, rpcAppendEntries, compatExample(), false)
 	if frame[0] != byte(rpcAppendEntries) || !bytes.Equal(frame[1:], want) {
-		t.Fatalf("compat.md §4.3 example:\n got: %x\nwant: %x", frame[1:], want)
+		t.Fatalf("the reference's example request:\n got: %x\nwant: %x", frame[1:], want)
 	}
 	if got := readWireGolden(t, "compat_4_3_append_entries"); !bytes.Equal(got, want) {
-		t.Fatalf("testdata/wire/compat_4_3_append_entries.hex differs from compat.md §4.3")
+		t.Fatalf("testdata/wire/compat_4_3_append_entries.hex differs from the reference's bytes")
 	}
 	var decoded AppendEntriesRequest
 	decodeFrameForTest(t, want, &decoded)
@@ -235,7 +237,7 @@ func TestWire_TimeFormats(t *testing.T) {
 	zero := &Log{Index: 1}
 	old := encodeFrame(t, rpcAppendEntries, &AppendEntriesRequest{Entries: []*Log{zero}}, false)
 	if !bytes.Contains(old, []byte{0xaf, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}) {
-		t.Fatalf("zero time in the binary form not as in compat.md §4.3: %x", old)
+		t.Fatalf("zero time in the binary form not as the reference writes it: %x", old)
 	}
 	fresh := encodeFrame(t, rpcAppendEntries, &AppendEntriesRequest{Entries: []*Log{zero}}, true)
 	if !bytes.Contains(fresh, []byte{'A', 't', 0xc0}) {
@@ -250,7 +252,8 @@ func TestWire_TimeFormats(t *testing.T) {
 	}
 }
 
-// The same Log encoding is used in log stores (compat.md §5.3).
+// The same Log encoding is used in log stores (raftboltdb's
+// TestStoredEntryBytes).
 func TestWire_LogEntryMatchesStoreFormat(t *testing.T) {
 	const want = "86aa417070656e6465644174af010000000edd25742500000006ffffa444617461a26869aa457874656e73696f6e73c0a5496e64657805a45465726d02a45479706500"
 	var buf bytes.Buffer

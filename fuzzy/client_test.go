@@ -163,8 +163,8 @@ func (cl *client) apply(inc *incarnation, cmd kvCommand) (kvOutput, outcome) {
 	return kvOutput{Value: res.Value, Exists: res.Exists, OK: res.OK}, done
 }
 
-// classify tells from an Apply's error whether the entry took effect
-// (compat.md §10):
+// classify tells from an Apply's error whether the entry took effect (as
+// the raft package's ApplyLog and errors.go document them):
 //
 //   - nil: it was committed and applied, and Response is the FSM's answer.
 //   - ErrNotLeader, ErrEnqueueTimeout, ErrLeadershipTransferInProgress:

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/quorumkit/raft"
+	"github.com/quorumkit/raft/internal/testhook"
 )
 
 // cluster runs the servers of one run, inside a synctest bubble: the
@@ -119,6 +120,12 @@ func (c *cluster) config(id raft.ServerID) *raft.Config {
 	conf.TrailingLogs = c.sched.trailingLogs
 	conf.SnapshotInterval = c.sched.snapshotInterval
 	conf.Logger = c.logs.logger(string(id))
+	// Every step of the node's run loop checks the write path's
+	// invariants (the raft package's write_path_invariants.go); a break is
+	// a violation of the run, reported with the node's state.
+	testhook.CheckInvariants(conf, func(err error) {
+		c.check.violation("%v", err)
+	})
 	return conf
 }
 

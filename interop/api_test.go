@@ -19,8 +19,8 @@ const (
 )
 
 // optionalNames are exported by the reference but are not part of our
-// contract: the test helpers of compat.md §1.13, which the reference itself
-// calls unstable.
+// contract: the reference's test helpers, which it itself calls
+// unstable.
 var optionalNames = map[string]bool{
 	"MakeCluster": true, "MakeClusterNoBootstrap": true, "MakeClusterCustom": true,
 	"MakeClusterCustomWithErr": true, "MakeClusterOpts": true, "FileSnapTest": true,

@@ -156,7 +156,8 @@ func wireHexHead(b []byte) string {
 	return hex.EncodeToString(b)
 }
 
-// The compat.md §4.3 example, written by the reference's transport, is the
+// The request of testdata/wire/compat_4_3_append_entries.hex, written by
+// the reference's transport, is the
 // golden file of the main module byte for byte.
 func TestWire_CompatExampleFromReference(t *testing.T) {
 	golden := readWireGolden(t, "compat_4_3_append_entries")

@@ -46,7 +46,8 @@ func TestStoreLogsRoundTrip(t *testing.T) {
 	}
 }
 
-// The bytes of a stored entry are those raft-boltdb writes (compat.md §5.3).
+// The bytes of a stored entry are those raft-boltdb writes (the same
+// encoding as the wire's, see TestWire_LogEntryMatchesStoreFormat).
 func TestStoredEntryBytes(t *testing.T) {
 	var at time.Time
 	if err := at.UnmarshalBinary(mustHex(t, "010000000edd25742500000006ffff")); err != nil {

@@ -8,7 +8,8 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-// Metric names, shared with raft-boltdb (see compat.md §9). They go to
+// Metric names, shared with raft-boltdb (metrics_test.go checks names and
+// kinds). They go to
 // go-metrics' global sink, as raft's own metrics do.
 var (
 	metricGetLog        = []string{"raft", "boltdb", "getLog"}

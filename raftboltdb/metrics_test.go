@@ -63,7 +63,7 @@ func installSink(t *testing.T) *recordingSink {
 }
 
 // The store reports the metrics raft-boltdb reports, under the same names
-// and kinds (compat.md §9).
+// and kinds.
 func TestMetrics(t *testing.T) {
 	sink := installSink(t)
 	s := openTestStore(t)

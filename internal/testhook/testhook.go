@@ -1,0 +1,11 @@
+// Package testhook lets this module's test harnesses outside the raft
+// package (fuzzy/) switch on checks that only tests use. It is internal:
+// applications cannot reach it, and nothing in it runs unless a test calls
+// it.
+package testhook
+
+// CheckInvariants makes the node built from conf, which must be a
+// *raft.Config, check the write path's invariants after every step of its
+// run loop and call broken with the first one that breaks, state included.
+// The raft package sets it when it is initialised.
+var CheckInvariants func(conf any, broken func(error))
