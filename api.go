@@ -60,6 +60,11 @@ type Raft struct {
 	// heartbeatCh carries heartbeats from the transport's fast path; the
 	// run loop serves it before anything else.
 	heartbeatCh chan RPC
+	// rpcCh is the transport's Consumer channel, asked for once here: a
+	// transport may hand out a new channel on every call (a wrapper that
+	// forwards through a goroutine does), and then only the first one is
+	// ever served.
+	rpcCh <-chan RPC
 	// reloadCh (capacity one) pokes the run loop after ReloadConfig.
 	reloadCh chan struct{}
 
@@ -184,6 +189,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		userRestoreCh:        make(chan *userRestoreFuture),
 		leadershipTransferCh: make(chan *leadershipTransferFuture, 1),
 		heartbeatCh:          make(chan RPC),
+		rpcCh:                trans.Consumer(),
 		reloadCh:             make(chan struct{}, 1),
 		writeCh:              make(chan *writeOp),
 		writeDoneCh:          make(chan writeResult),

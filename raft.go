@@ -154,7 +154,7 @@ func (r *Raft) serveOne() bool {
 		return false
 	case rpc := <-r.heartbeatCh:
 		r.processRPC(rpc, true)
-	case rpc := <-r.trans.Consumer():
+	case rpc := <-r.rpcCh:
 		r.processRPC(rpc, false)
 	case <-r.st.timer.C:
 		r.onTimer()
