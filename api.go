@@ -98,7 +98,8 @@ type Raft struct {
 	// could leave an older snapshot in place of the one the node adopts.
 	// writtenUpTo, guarded by holding snapshotWriteCh, is the index of the
 	// newest snapshot installed or restored into the store; a snapshot of
-	// the node's own FSM at or below it is stale and is not written.
+	// the node's own FSM below it is stale and is not written (one at the
+	// same index holds the same state).
 	snapshotWriteCh chan struct{}
 	writtenUpTo     uint64
 
@@ -487,8 +488,10 @@ func (r *Raft) waitStopped() {
 }
 
 // Snapshot takes a snapshot of the FSM now, whatever this node's role.
-// It fails with ErrNothingNewToSnapshot when nothing was applied since the
-// last snapshot. Once Error returned nil, Open reads the snapshot.
+// It fails with ErrNothingNewToSnapshot only when nothing was ever applied
+// (or restored) on this node; with nothing applied since the last
+// snapshot, it takes another one at the same index and compacts the log
+// again, which applications use after lowering TrailingLogs. Once Error returned nil, Open reads the snapshot.
 func (r *Raft) Snapshot() SnapshotFuture {
 	f := &userSnapshotFuture{}
 	f.init(r.stoppedCh)

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -72,5 +73,84 @@ func TestContract_ClusterOverFreshConsumerChannels(t *testing.T) {
 		applyAll(t, leader, "y", 10)
 		c.start(follower)
 		c.waitForSameFSMs(60)
+	})
+}
+
+// An FSM that is also a ConfigurationStore, or a BatchingFSM too, strict
+// about being called from one goroutine at a time and never after
+// Shutdown, through snapshots, a snapshot install to a new voter, a removal
+// and a restart.
+func TestContract_StrictFSMsThroughSnapshotsAndMembership(t *testing.T) {
+	for _, kind := range []string{configFSM, batchingFSM} {
+		t.Run(kind, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { snapshotsAndMembership(t, kind) })
+		})
+	}
+}
+
+func snapshotsAndMembership(t *testing.T, kind string) {
+	c := newTestCluster(t, 3, clusterOpts{fsmKind: kind, conf: func(conf *Config) {
+		conf.TrailingLogs = 5
+		conf.SnapshotThreshold = 10
+		conf.SnapshotInterval = 20 * time.Millisecond
+	}})
+	defer c.shutdown()
+	leader := c.waitForLeader()
+	applyAll(t, leader, "a", 40)
+	if err := leader.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	// With nothing applied since, another snapshot is taken.
+	if err := leader.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("second Snapshot: %v", err)
+	}
+
+	// A new voter needs the snapshot: the log was compacted.
+	node := c.newNode("node3")
+	c.start(node)
+	if err := leader.raft.AddVoter(node.id, node.addr, 0, 0).Error(); err != nil {
+		t.Fatalf("AddVoter: %v", err)
+	}
+	applyAll(t, leader, "b", 20)
+	c.waitForSameFSMs(60)
+
+	follower := followerOf(c, leader)
+	if follower == node {
+		follower = c.nodes[0]
+		if follower == leader {
+			follower = c.nodes[1]
+		}
+	}
+	if err := leader.raft.RemoveServer(follower.id, 0, 0).Error(); err != nil {
+		t.Fatalf("RemoveServer: %v", err)
+	}
+	c.stop(follower)
+	applyAll(t, leader, "c", 20)
+	c.stop(node)
+	c.start(node)
+	c.waitFor(10*time.Second, "the restarted node to catch up", func() bool {
+		return node.fsm.len() == 80
+	})
+	var configs int
+	switch f := leader.strict.fsm.(type) {
+	case *strictConfigFSM:
+		configs = f.configurations()
+	case *strictBatchingFSM:
+		configs = f.configurations()
+	}
+	if configs < 2 {
+		t.Errorf("%d configuration entries reached the leader's FSM, want the AddVoter and the RemoveServer", configs)
+	}
+}
+
+// Raft.Snapshot is refused only when nothing was ever applied.
+func TestContract_SnapshotWithNothingEverAppliedIsRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 1, clusterOpts{noBootstrap: true})
+		defer c.shutdown()
+		err := c.nodes[0].raft.Snapshot().Error()
+		if !errors.Is(err, ErrNothingNewToSnapshot) {
+			t.Fatalf("Snapshot of a node that applied nothing: %v, want ErrNothingNewToSnapshot", err)
+		}
 	})
 }

@@ -187,7 +187,7 @@ func (r *Raft) runFSM() {
 				f.respond(nil)
 			}
 		case req := <-r.fsmSnapshotCh:
-			req.done <- a.snapshot()
+			req.done <- a.snapshot(req.user)
 		case <-r.shutdownCh:
 			return
 		}
@@ -195,9 +195,13 @@ func (r *Raft) runFSM() {
 }
 
 // snapshot takes a snapshot of the FSM as it is now, between two applies.
-func (a *fsmApplier) snapshot() snapshotResponse {
+// There is nothing to snapshot when nothing was ever applied (or restored);
+// a periodic request (user false) also skips it when nothing was applied
+// since the last snapshot, while a user's request takes another one then,
+// as the reference does.
+func (a *fsmApplier) snapshot(user bool) snapshotResponse {
 	snapIndex, _ := a.r.pub.lastSnapshot()
-	if a.lastIndex == 0 || a.lastIndex <= snapIndex {
+	if a.lastIndex == 0 || (!user && a.lastIndex <= snapIndex) {
 		return snapshotResponse{err: ErrNothingNewToSnapshot}
 	}
 	start := time.Now()
