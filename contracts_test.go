@@ -154,3 +154,57 @@ func TestContract_SnapshotWithNothingEverAppliedIsRefused(t *testing.T) {
 		}
 	})
 }
+
+// gatedSnapshotFSM is a testFSM whose Snapshot tells entered when it starts
+// and waits for gate.
+type gatedSnapshotFSM struct {
+	*testFSM
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (f *gatedSnapshotFSM) Snapshot() (FSMSnapshot, error) {
+	close(f.entered)
+	<-f.gate
+	return f.testFSM.Snapshot()
+}
+
+// An FSM snapshot that the FSM hands back while the node shuts down is
+// still released, once, before Shutdown returns: the strict FSMSnapshot
+// reports one that never is.
+func TestContract_SnapshotTakenDuringShutdownIsReleased(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		conf := testConfig(t, "solo")
+		store := NewInmemStore()
+		snaps := NewInmemSnapshotStore()
+		_, trans := NewInmemTransport("addr-solo")
+		boot := Configuration{Servers: []Server{{Suffrage: Voter, ID: "solo", Address: "addr-solo"}}}
+		if err := BootstrapCluster(conf, store, store, snaps, trans, boot); err != nil {
+			t.Fatal(err)
+		}
+		fsm := &gatedSnapshotFSM{testFSM: &testFSM{}, entered: make(chan struct{}), gate: make(chan struct{})}
+		parts := newStrictParts(t, "solo", fsm, store, store, snaps, trans, plainFSM)
+		r, err := NewRaft(conf, parts.fsm, parts.logs, parts.stable, parts.snaps, parts.trans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for !<-r.LeaderCh() {
+		}
+		if err := r.Apply([]byte("x"), time.Second).Error(); err != nil {
+			t.Fatal(err)
+		}
+		snapDone := make(chan error, 1)
+		go func() { snapDone <- r.Snapshot().Error() }()
+		<-fsm.entered
+		stopped := r.Shutdown()
+		synctest.Wait() // the snapshot goroutine has seen the shutdown
+		close(fsm.gate)
+		if err := stopped.Error(); err != nil {
+			t.Fatal(err)
+		}
+		parts.node.shutdownReturned()
+		if err := <-snapDone; !errors.Is(err, ErrRaftShutdown) {
+			t.Fatalf("Snapshot during Shutdown: %v, want ErrRaftShutdown", err)
+		}
+	})
+}

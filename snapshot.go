@@ -110,10 +110,11 @@ func (r *Raft) takeSnapshot(user bool) (string, error) {
 	case <-r.shutdownCh:
 		return "", ErrRaftShutdown
 	}
-	var snap snapshotResponse
-	select {
-	case snap = <-req.done:
-	case <-r.shutdownCh:
+	// The FSM goroutine answers every request it took, shutdown or not,
+	// and a snapshot it hands back must be released: wait for the answer.
+	snap := <-req.done
+	if snap.err == nil && r.stopping.Load() {
+		snap.snapshot.Release()
 		return "", ErrRaftShutdown
 	}
 	if snap.err != nil {
