@@ -2,6 +2,7 @@ package raft
 
 import (
 	"errors"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -206,5 +207,46 @@ func TestContract_SnapshotTakenDuringShutdownIsReleased(t *testing.T) {
 		if err := <-snapDone; !errors.Is(err, ErrRaftShutdown) {
 			t.Fatalf("Snapshot during Shutdown: %v, want ErrRaftShutdown", err)
 		}
+	})
+}
+
+// stuckLogStore is an InmemStore whose StoreLogs, once armed, tells entered
+// and waits for gate.
+type stuckLogStore struct {
+	*InmemStore
+	armed   atomic.Bool
+	entered chan struct{}
+	gate    chan struct{}
+}
+
+func (s *stuckLogStore) StoreLogs(logs []*Log) error {
+	if s.armed.CompareAndSwap(true, false) {
+		close(s.entered)
+		<-s.gate
+	}
+	return s.InmemStore.StoreLogs(logs)
+}
+
+// A store call still stuck when Shutdown gives up on it returns later into
+// a goroutine that exits: nothing else is called after Shutdown returned.
+func TestContract_NothingCalledAfterShutdownGaveUpOnAStuckStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var stuck *stuckLogStore
+		c := newTestCluster(t, 1, clusterOpts{logs: func(id ServerID, s *InmemStore) LogStore {
+			stuck = &stuckLogStore{InmemStore: s, entered: make(chan struct{}), gate: make(chan struct{})}
+			return stuck
+		}})
+		defer c.shutdown()
+		node := c.waitForLeader()
+		applyAll(t, node, "x", 5)
+		stuck.armed.Store(true)
+		applied := node.raft.Apply([]byte("stuck"), 0)
+		<-stuck.entered
+		c.stop(node) // gives up on the store call after the grace period
+		if err := applied.Error(); err == nil {
+			t.Fatal("an entry whose write never finished was applied")
+		}
+		close(stuck.gate)
+		synctest.Wait() // the abandoned call returns; the strict doubles watch what follows
 	})
 }

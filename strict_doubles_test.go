@@ -34,6 +34,8 @@ type strictNode struct {
 	// handed out, to check at Shutdown that each was finished.
 	sinks     []*strictSink
 	snapshots []*strictFSMSnapshot
+	// readers are every snapshot reader SnapshotStore.Open handed out.
+	readers []*strictReader
 }
 
 func newStrictNode(t *testing.T, name string) *strictNode {
@@ -87,8 +89,13 @@ func (n *strictNode) leave(active *string, what string) {
 func (n *strictNode) shutdownReturned() {
 	n.mu.Lock()
 	n.stopped = true
-	sinks, snaps := n.sinks, n.snapshots
+	sinks, snaps, readers := n.sinks, n.snapshots, n.readers
 	n.mu.Unlock()
+	for _, r := range readers {
+		if !r.closed.Load() {
+			n.violation("snapshot %s opened by SnapshotStore.Open and never closed by Shutdown", r.id)
+		}
+	}
 	for _, s := range sinks {
 		if !s.finished() {
 			n.violation("snapshot sink %s neither closed nor cancelled by Shutdown", s.ID())
@@ -455,7 +462,37 @@ func (s *strictSnapshotStore) List() ([]*SnapshotMeta, error) {
 
 func (s *strictSnapshotStore) Open(id string) (*SnapshotMeta, io.ReadCloser, error) {
 	s.n.call("SnapshotStore.Open")
-	return s.inner.Open(id)
+	meta, rc, err := s.inner.Open(id)
+	if err != nil {
+		return meta, rc, err
+	}
+	r := &strictReader{inner: rc, n: s.n, id: id}
+	s.n.mu.Lock()
+	s.n.readers = append(s.n.readers, r)
+	s.n.mu.Unlock()
+	return meta, r, nil
+}
+
+// strictReader wraps a snapshot reader: no Read after Close. Closing twice
+// is allowed: FSM.Restore closes the reader it is given, and the library
+// closes it again afterwards, as the reference does.
+type strictReader struct {
+	inner  io.ReadCloser
+	n      *strictNode
+	id     string
+	closed atomic.Bool
+}
+
+func (r *strictReader) Read(p []byte) (int, error) {
+	if r.closed.Load() {
+		r.n.violation("snapshot %s read after Close", r.id)
+	}
+	return r.inner.Read(p)
+}
+
+func (r *strictReader) Close() error {
+	r.closed.Store(true)
+	return r.inner.Close()
 }
 
 // strictSink wraps a SnapshotSink. The library closes or cancels it once,
