@@ -488,10 +488,13 @@ func (r *Raft) waitStopped() {
 }
 
 // Snapshot takes a snapshot of the FSM now, whatever this node's role.
-// It fails with ErrNothingNewToSnapshot only when nothing was ever applied
-// (or restored) on this node; with nothing applied since the last
-// snapshot, it takes another one at the same index and compacts the log
-// again, which applications use after lowering TrailingLogs. Once Error returned nil, Open reads the snapshot.
+// It fails with ErrNothingNewToSnapshot, as the reference does, while the
+// FSM has been given nothing since the node started: no command, barrier
+// or configuration entry it receives (ConfigurationStore, BatchingFSM),
+// and no installed or restored snapshot; the snapshot NewRaft restored and
+// no-op entries do not count. Otherwise, even with nothing applied since
+// the last snapshot, it takes another one and compacts the log again,
+// which applications use after lowering TrailingLogs. Once Error returned nil, Open reads the snapshot.
 func (r *Raft) Snapshot() SnapshotFuture {
 	f := &userSnapshotFuture{}
 	f.init(r.stoppedCh)

@@ -144,14 +144,45 @@ func snapshotsAndMembership(t *testing.T, kind string) {
 	}
 }
 
-// Raft.Snapshot is refused only when nothing was ever applied.
-func TestContract_SnapshotWithNothingEverAppliedIsRefused(t *testing.T) {
+// Raft.Snapshot is refused, as by the reference, only until the FSM has
+// been fed something since the node started: a node that applied nothing,
+// one that applied only its bootstrap configuration and its leader's no-op,
+// and one restarted from a snapshot that applied nothing since.
+func TestContract_SnapshotRefusedUntilTheFSMIsFed(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 1, clusterOpts{noBootstrap: true})
+		refused := func(what string, r *Raft) {
+			t.Helper()
+			if err := r.Snapshot().Error(); !errors.Is(err, ErrNothingNewToSnapshot) {
+				t.Fatalf("Snapshot %s: %v, want ErrNothingNewToSnapshot", what, err)
+			}
+		}
+		idle := newTestCluster(t, 1, clusterOpts{noBootstrap: true})
+		defer idle.shutdown()
+		refused("of a node that applied nothing", idle.nodes[0].raft)
+
+		c := newTestCluster(t, 1, clusterOpts{})
 		defer c.shutdown()
-		err := c.nodes[0].raft.Snapshot().Error()
-		if !errors.Is(err, ErrNothingNewToSnapshot) {
-			t.Fatalf("Snapshot of a node that applied nothing: %v, want ErrNothingNewToSnapshot", err)
+		node := c.waitForLeader()
+		c.waitFor(time.Second, "the no-op applied", func() bool { return node.raft.AppliedIndex() >= 2 })
+		refused("after only the configuration and the no-op", node.raft)
+
+		applyAll(t, node, "x", 3)
+		if err := node.raft.Snapshot().Error(); err != nil {
+			t.Fatalf("Snapshot after applying: %v", err)
+		}
+		if err := node.raft.Snapshot().Error(); err != nil {
+			t.Fatalf("second Snapshot with nothing new: %v", err)
+		}
+		c.stop(node)
+		c.start(node)
+		c.waitForLeader()
+		c.waitFor(time.Second, "the new term's no-op applied", func() bool {
+			return node.raft.AppliedIndex() == node.raft.LastIndex()
+		})
+		refused("after a restart from a snapshot with nothing applied since", node.raft)
+		applyAll(t, node, "y", 1)
+		if err := node.raft.Snapshot().Error(); err != nil {
+			t.Fatalf("Snapshot after applying again: %v", err)
 		}
 	})
 }
