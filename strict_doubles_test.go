@@ -117,9 +117,10 @@ type strictTransport struct {
 	*InmemTransport
 	n *strictNode
 
-	mu        sync.Mutex
-	consumers int
-	closed    bool
+	mu         sync.Mutex
+	consumers  int
+	heartbeats int // SetHeartbeatHandler calls
+	closed     bool
 	// doneCh, closed by Close, stops the forwarding goroutines.
 	doneCh chan struct{}
 
@@ -232,6 +233,13 @@ func (s *strictTransport) DecodePeer(b []byte) ServerAddress {
 
 func (s *strictTransport) SetHeartbeatHandler(cb func(RPC)) {
 	s.use("SetHeartbeatHandler")
+	s.mu.Lock()
+	s.heartbeats++
+	count := s.heartbeats
+	s.mu.Unlock()
+	if count > 1 {
+		s.n.violation("Transport.SetHeartbeatHandler called %d times; the reference calls it once", count)
+	}
 	s.InmemTransport.SetHeartbeatHandler(cb)
 }
 
