@@ -42,8 +42,9 @@ type snapshotRequest struct {
 	// done receives the answer; it has room for it.
 	done chan snapshotResponse
 	// user is set for Raft.Snapshot: a snapshot is taken even when nothing
-	// was applied since the last one, as long as something ever was. The
-	// periodic snapshots skip that case.
+	// was applied since the last one, once the FSM has been given anything
+	// since the node started (fsmApplier.fed). The periodic snapshots skip
+	// that case.
 	user bool
 }
 

@@ -49,8 +49,8 @@ func (n *strictNode) violation(format string, args ...any) {
 	n.t.Errorf("%s: contract with user code broken: %s", n.name, fmt.Sprintf(format, args...))
 }
 
-// call checks that what may be called at all (the node's Shutdown has not
-// returned).
+// call checks that anything may be called at all: the node's Shutdown has
+// not returned.
 func (n *strictNode) call(what string) {
 	n.mu.Lock()
 	stopped := n.stopped
