@@ -61,6 +61,11 @@ type Raft struct {
 	// heartbeatCh carries heartbeats from the transport's fast path; the
 	// run loop serves it before anything else.
 	heartbeatCh chan RPC
+	// rpcCh is the transport's Consumer channel, asked for once here: a
+	// transport may hand out a new channel on every call (a wrapper that
+	// forwards through a goroutine does), and then only the first one is
+	// ever served.
+	rpcCh <-chan RPC
 	// reloadCh (capacity one) pokes the run loop after ReloadConfig.
 	reloadCh chan struct{}
 
@@ -103,7 +108,8 @@ type Raft struct {
 	// could leave an older snapshot in place of the one the node adopts.
 	// writtenUpTo, guarded by holding snapshotWriteCh, is the index of the
 	// newest snapshot installed or restored into the store; a snapshot of
-	// the node's own FSM at or below it is stale and is not written.
+	// the node's own FSM below it is stale and is not written (one at the
+	// same index holds the same state).
 	snapshotWriteCh chan struct{}
 	writtenUpTo     uint64
 
@@ -205,6 +211,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		userRestoreCh:        make(chan *userRestoreFuture),
 		leadershipTransferCh: make(chan *leadershipTransferFuture, 1),
 		heartbeatCh:          make(chan RPC),
+		rpcCh:                trans.Consumer(),
 		reloadCh:             make(chan struct{}, 1),
 		writeCh:              make(chan *writeOp),
 		writeDoneCh:          make(chan writeResult),
@@ -524,8 +531,13 @@ func (r *Raft) waitStopped() {
 }
 
 // Snapshot takes a snapshot of the FSM now, whatever this node's role.
-// It fails with ErrNothingNewToSnapshot when nothing was applied since the
-// last snapshot. Once Error returned nil, Open reads the snapshot.
+// It fails with ErrNothingNewToSnapshot, as the reference does, while the
+// FSM has been given nothing since the node started: no command, barrier
+// or configuration entry it receives (ConfigurationStore, BatchingFSM),
+// and no installed or restored snapshot; the snapshot NewRaft restored and
+// no-op entries do not count. Otherwise, even with nothing applied since
+// the last snapshot, it takes another one and compacts the log again,
+// which applications use after lowering TrailingLogs. Once Error returned nil, Open reads the snapshot.
 func (r *Raft) Snapshot() SnapshotFuture {
 	f := &userSnapshotFuture{}
 	f.init(r.stoppedCh)

@@ -149,6 +149,9 @@ type testNode struct {
 	snaps SnapshotStore
 	trans *InmemTransport
 	raft  *Raft
+	// strict checks the running instance's calls into its parts
+	// (strict_doubles_test.go); nil with clusterOpts.lax.
+	strict *strictParts
 }
 
 type testCluster struct {
@@ -174,6 +177,12 @@ type clusterOpts struct {
 	logs func(id ServerID, s *InmemStore) LogStore
 	// snaps, when set, makes each node's snapshot store.
 	snaps func(id ServerID) SnapshotStore
+	// lax runs the nodes on their parts as they are, without the strict
+	// doubles that fail the test on a call the contract rules out.
+	lax bool
+	// fsmKind makes each node's strict FSM also a ConfigurationStore
+	// (configFSM) or a BatchingFSM too (batchingFSM).
+	fsmKind string
 }
 
 func newTestCluster(t *testing.T, n int, opts clusterOpts) *testCluster {
@@ -245,7 +254,18 @@ func (c *testCluster) start(node *testNode) {
 	c.t.Helper()
 	c.newTransport(node)
 	node.fsm = &testFSM{changed: c.poke}
-	r, err := NewRaft(node.conf, node.fsm, node.logs, node.store, node.snaps, node.trans)
+	var (
+		fsm    FSM           = node.fsm
+		logs   LogStore      = node.logs
+		stable StableStore   = node.store
+		snaps  SnapshotStore = node.snaps
+		trans  Transport     = node.trans
+	)
+	if !c.opts.lax {
+		node.strict = newStrictParts(c.t, string(node.id), fsm, logs, stable, snaps, node.trans, c.opts.fsmKind)
+		fsm, logs, stable, snaps, trans = node.strict.fsm, node.strict.logs, node.strict.stable, node.strict.snaps, node.strict.trans
+	}
+	r, err := NewRaft(node.conf, fsm, logs, stable, snaps, trans)
 	if err != nil {
 		c.t.Fatalf("starting %s: %v", node.id, err)
 	}
@@ -306,6 +326,9 @@ func (c *testCluster) stop(node *testNode) {
 	}
 	if err := node.raft.Shutdown().Error(); err != nil {
 		c.t.Fatalf("shutting down %s: %v", node.id, err)
+	}
+	if node.strict != nil {
+		node.strict.node.shutdownReturned()
 	}
 	c.mu.Lock()
 	node.raft = nil

@@ -36,8 +36,8 @@ var (
 	// node within the timeout the caller gave. The request was not started.
 	ErrEnqueueTimeout = errors.New("timed out enqueuing operation")
 
-	// ErrNothingNewToSnapshot is returned by Snapshot when nothing has been
-	// applied since the last snapshot.
+	// ErrNothingNewToSnapshot is returned by Snapshot while the FSM has
+	// been given nothing since the node started (see Raft.Snapshot).
 	ErrNothingNewToSnapshot = errors.New("nothing new to snapshot")
 
 	// ErrUnsupportedProtocol is returned when a request or RPC needs a

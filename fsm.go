@@ -242,7 +242,7 @@ func (r *Raft) runFSM() {
 			notify(r.fsmProgressCh)
 		case req := <-r.fsmSnapshotCh:
 			load.working()
-			req.done <- a.snapshot()
+			req.done <- a.snapshot(req.user)
 		case <-r.shutdownCh:
 			return
 		}
@@ -250,9 +250,13 @@ func (r *Raft) runFSM() {
 }
 
 // snapshot takes a snapshot of the FSM as it is now, between two applies.
-func (a *fsmApplier) snapshot() snapshotResponse {
+// As in the reference, there is nothing to snapshot until the FSM was fed
+// something since the node started (see fed); a periodic request (user
+// false) also skips it when nothing was applied since the last snapshot,
+// while a user's request takes another one then, as the reference does.
+func (a *fsmApplier) snapshot(user bool) snapshotResponse {
 	snapIndex, _ := a.r.pub.lastSnapshot()
-	if a.lastIndex == 0 || a.lastIndex <= snapIndex {
+	if !a.fed || a.lastIndex == 0 || (!user && a.lastIndex <= snapIndex) {
 		return snapshotResponse{err: ErrNothingNewToSnapshot}
 	}
 	start := time.Now()
@@ -286,6 +290,7 @@ func (a *fsmApplier) restore(t *fsmTask) bool {
 		r.fatal(err)
 	} else {
 		a.lastIndex, a.lastTerm = meta.Index, meta.Term
+		a.fed = true
 		r.pub.appliedIndex.Store(meta.Index)
 	}
 	if t.userRestore {
@@ -306,6 +311,28 @@ type fsmApplier struct {
 	// lastIndex and lastTerm are those of the last entry applied, which a
 	// snapshot of the FSM covers.
 	lastIndex, lastTerm uint64
+	// fed is set once this goroutine has handed the FSM something since
+	// the node started: a command, a barrier, a configuration entry the FSM
+	// receives (ConfigurationStore or BatchingFSM), or a snapshot to
+	// restore. Until then Raft.Snapshot answers ErrNothingNewToSnapshot,
+	// as the reference does (the snapshot restored by NewRaft and no-op
+	// entries do not count).
+	fed bool
+}
+
+// feeds reports whether applying entries hands the FSM anything (see fed).
+func (a *fsmApplier) feeds(entries []*Log) bool {
+	for _, e := range entries {
+		switch e.Type {
+		case LogCommand, LogBarrier:
+			return true
+		case LogConfiguration:
+			if a.configStore != nil || a.batching != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // apply applies one task; it returns false if the FSM goroutine must stop.
@@ -341,6 +368,7 @@ func (a *fsmApplier) apply(t *fsmTask) bool {
 	}
 	last := entries[len(entries)-1]
 	a.lastIndex, a.lastTerm = last.Index, last.Term
+	a.fed = a.fed || a.feeds(entries)
 	r.pub.appliedIndex.Store(last.Index)
 	fi := 0
 	for i, e := range entries {

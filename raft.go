@@ -184,7 +184,7 @@ func (r *Raft) serveOne() bool {
 	case rpc := <-r.heartbeatCh:
 		r.st.load.working()
 		r.processRPC(rpc, true)
-	case rpc := <-r.trans.Consumer():
+	case rpc := <-r.rpcCh:
 		r.st.load.working()
 		r.processRPC(rpc, false)
 	case <-r.st.timer.C:

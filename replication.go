@@ -540,9 +540,13 @@ func (s *replicator) runPipeline(commitTimer *time.Timer) bool {
 		s.collectPipeline(pipe, failedCh, quitCh)
 	})
 	defer func() {
-		pipe.Close()
+		// The collector stops first, so the pipeline is closed once, by
+		// this goroutine, after its last AppendEntries: never twice and
+		// never while another call on it is running, as a user's
+		// transport may expect.
 		close(quitCh)
 		<-doneCh
+		pipe.Close()
 		// Resume one request at a time from what the follower holds.
 		s.nextIndex = s.match.Load() + 1
 		s.trigger()
@@ -550,7 +554,7 @@ func (s *replicator) runPipeline(commitTimer *time.Timer) bool {
 	}()
 
 	for {
-		if !s.sendPipelined(pipe) {
+		if !s.sendPipelined(pipe, failedCh) {
 			return true
 		}
 		select {
@@ -653,9 +657,15 @@ func (s *replicator) sendSnapshot() sendResult {
 }
 
 // sendPipelined sends everything up to the leader's last index, in
-// batches, without waiting for answers. It returns false on failure.
-func (s *replicator) sendPipelined(pipe AppendPipeline) bool {
+// batches, without waiting for answers. It returns false on failure, or
+// once failedCh is closed (an answer failed).
+func (s *replicator) sendPipelined(pipe AppendPipeline, failedCh <-chan struct{}) bool {
 	for {
+		select {
+		case <-failedCh:
+			return false
+		default:
+		}
 		req, err := s.buildRequest(s.nextIndex)
 		if err != nil {
 			if !errors.Is(err, errLeadershipEnded) && !errors.Is(err, ErrRaftShutdown) {
@@ -674,22 +684,23 @@ func (s *replicator) sendPipelined(pipe AppendPipeline) bool {
 	}
 }
 
-// collectPipeline handles the pipeline's answers, in order, until one is
-// not a success (then it closes the pipeline and failedCh) or quitCh
-// closes. It touches only published figures, never nextIndex, which belongs
-// to the log goroutine.
+// collectPipeline handles the pipeline's answers, in order, until quitCh
+// closes. After the first answer that is not a success it closes failedCh
+// and goes on taking answers without looking at them: the log goroutine may
+// still be sending a backlog, and would block for good once the pipeline's
+// window is full if nobody took the answers. It never closes the pipeline
+// (runPipeline does, once this returned) and asks for the pipeline's
+// Consumer channel once. It touches only published figures, never
+// nextIndex, which belongs to the log goroutine.
 func (s *replicator) collectPipeline(pipe AppendPipeline, failedCh, quitCh chan struct{}) {
+	answers := pipe.Consumer()
+	failed := false
 	for {
 		select {
-		case f := <-pipe.Consumer():
-			if !s.handlePipelined(f) {
-				// Nobody reads the answers from here on, so the log
-				// goroutine, which may be sending a backlog, would block
-				// for good once the pipeline's window is full. Closing
-				// the pipeline makes its sends fail instead.
-				pipe.Close()
+		case f := <-answers:
+			if !failed && !s.handlePipelined(f) {
+				failed = true
 				close(failedCh)
-				return
 			}
 		case <-quitCh:
 			return

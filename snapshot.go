@@ -42,6 +42,11 @@ import (
 type snapshotRequest struct {
 	// done receives the answer; it has room for it.
 	done chan snapshotResponse
+	// user is set for Raft.Snapshot: a snapshot is taken even when nothing
+	// was applied since the last one, once the FSM has been given anything
+	// since the node started (fsmApplier.fed). The periodic snapshots skip
+	// that case.
+	user bool
 }
 
 type snapshotResponse struct {
@@ -67,12 +72,12 @@ func (r *Raft) runSnapshots() {
 			if !r.shouldSnapshot() {
 				continue
 			}
-			if _, err := r.takeSnapshot(); err != nil && !errors.Is(err, ErrNothingNewToSnapshot) && !errors.Is(err, ErrRaftShutdown) {
+			if _, err := r.takeSnapshot(false); err != nil && !errors.Is(err, ErrNothingNewToSnapshot) && !errors.Is(err, ErrRaftShutdown) {
 				r.logger.Error("failed to take snapshot", "error", err)
 			}
 		case f := <-r.userSnapshotCh:
 			timer.Stop()
-			id, err := r.takeSnapshot()
+			id, err := r.takeSnapshot(true)
 			if err != nil && !errors.Is(err, ErrNothingNewToSnapshot) {
 				r.logger.Error("failed to take snapshot", "error", err)
 			}
@@ -96,20 +101,22 @@ func (r *Raft) shouldSnapshot() bool {
 }
 
 // takeSnapshot snapshots the FSM, persists the snapshot and has the run
-// loop compact the log. It returns the new snapshot's ID.
-func (r *Raft) takeSnapshot() (string, error) {
+// loop compact the log. It returns the new snapshot's ID. user is set for
+// Raft.Snapshot (see snapshotRequest).
+func (r *Raft) takeSnapshot(user bool) (string, error) {
 	defer metrics.MeasureSince([]string{"raft", "snapshot", "takeSnapshot"}, time.Now())
 
-	req := snapshotRequest{done: make(chan snapshotResponse, 1)}
+	req := snapshotRequest{done: make(chan snapshotResponse, 1), user: user}
 	select {
 	case r.fsmSnapshotCh <- req:
 	case <-r.shutdownCh:
 		return "", ErrRaftShutdown
 	}
-	var snap snapshotResponse
-	select {
-	case snap = <-req.done:
-	case <-r.shutdownCh:
+	// The FSM goroutine answers every request it took, shutdown or not,
+	// and a snapshot it hands back must be released: wait for the answer.
+	snap := <-req.done
+	if snap.err == nil && r.stopping.Load() {
+		snap.snapshot.Release()
 		return "", ErrRaftShutdown
 	}
 	if snap.err != nil {
@@ -167,7 +174,7 @@ func (r *Raft) writeOwnSnapshot(snap snapshotResponse, c Configuration, cIndex u
 		return "", err
 	}
 	defer r.releaseSnapshotWrites()
-	if snap.index <= r.writtenUpTo {
+	if snap.index < r.writtenUpTo {
 		r.logger.Info("not writing a snapshot older than one installed or restored meanwhile",
 			"index", snap.index, "newer", r.writtenUpTo)
 		return "", ErrNothingNewToSnapshot

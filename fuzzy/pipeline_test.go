@@ -2,6 +2,7 @@ package fuzzy
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quorumkit/raft"
@@ -39,9 +40,15 @@ type faultPipeline struct {
 	innerCh chan *pipeFuture
 	// doneCh carries answered futures to raft.
 	doneCh chan raft.AppendFuture
-	// shutdownCh is closed once by Close.
+	// shutdownCh is closed once, by Close or by the transport's Close.
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
+
+	// raftCloses and consumers count raft's calls of Close and Consumer,
+	// which it makes once per pipeline (ARCHITECTURE.md, "Calls into user
+	// code"); a second one, or a send after Close, is a violation.
+	raftCloses atomic.Int32
+	consumers  atomic.Int32
 }
 
 func (t *faultTransport) pipelineWrapped() {}
@@ -75,6 +82,9 @@ func (t *faultTransport) AppendEntriesPipeline(id raft.ServerID, target raft.Ser
 }
 
 func (p *faultPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	if p.raftCloses.Load() > 0 {
+		p.t.check.violation("%s: AppendPipeline.AppendEntries called after Close", p.id)
+	}
 	select {
 	case <-p.shutdownCh:
 		return nil, raft.ErrPipelineShutdown
@@ -90,14 +100,28 @@ func (p *faultPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raf
 	}
 }
 
-func (p *faultPipeline) Consumer() <-chan raft.AppendFuture { return p.doneCh }
+func (p *faultPipeline) Consumer() <-chan raft.AppendFuture {
+	if p.consumers.Add(1) > 1 {
+		p.t.check.violation("%s: AppendPipeline.Consumer called more than once", p.id)
+	}
+	return p.doneCh
+}
 
+// Close is raft's: it must come once.
 func (p *faultPipeline) Close() error {
+	if p.raftCloses.Add(1) > 1 {
+		p.t.check.violation("%s: AppendPipeline.Close called twice", p.id)
+	}
+	p.shutdown()
+	return nil
+}
+
+// shutdown stops the pipeline; the transport's Close calls it too.
+func (p *faultPipeline) shutdown() {
 	p.closeOnce.Do(func() {
 		close(p.shutdownCh)
 		p.inner.Close()
 	})
-	return nil
 }
 
 // wait sleeps d in fake time unless the pipeline closes first.

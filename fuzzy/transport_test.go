@@ -36,6 +36,18 @@ type faultTransport struct {
 
 	mu        sync.Mutex
 	pipelines []*faultPipeline // guarded by mu
+
+	// consumers counts raft's Consumer calls: one per incarnation.
+	consumers atomic.Int32
+}
+
+// Consumer returns the inner transport's channel; raft must ask once and
+// keep it (ARCHITECTURE.md, "Calls into user code").
+func (t *faultTransport) Consumer() <-chan raft.RPC {
+	if t.consumers.Add(1) > 1 {
+		t.check.violation("%s: Transport.Consumer called more than once", t.id)
+	}
+	return t.InmemTransport.Consumer()
 }
 
 var (
@@ -144,7 +156,7 @@ func (t *faultTransport) Close() error {
 	t.pipelines = nil
 	t.mu.Unlock()
 	for _, p := range pipes {
-		p.Close()
+		p.shutdown()
 	}
 	return t.InmemTransport.Close()
 }

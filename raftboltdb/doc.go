@@ -27,8 +27,15 @@
 //     format, is not provided: it would make every user depend on that
 //     package. Run raft-boltdb's MigrateToV2 once, then open the result here.
 //   - New gives up waiting for the file lock after BoltOptions.Timeout, or
-//     DefaultOpenTimeout when that is zero, and says the file is locked;
-//     raft-boltdb waits forever.
+//     DefaultOpenTimeout when that is zero, with bbolt.ErrTimeout, and logs
+//     that the file is locked; raft-boltdb waits forever when Timeout is
+//     zero.
+//
+// Errors: where raft-boltdb passes one of bbolt's error values through
+// (bbolt.ErrTimeout, bbolt.ErrDatabaseReadOnly, bbolt.ErrKeyRequired, ...),
+// this package returns that value itself, so err == bbolt.ErrX holds as it
+// does there; the operation and file it concerns go to Options.Logger.
+// Other errors are wrapped with that context.
 //   - New checks an existing file before bbolt reads it, and refuses a
 //     damaged one with an error wrapping ErrCorrupt (below).
 //   - GetLog resets the Log it fills, and reports an entry that cannot be

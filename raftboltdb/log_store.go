@@ -41,7 +41,7 @@ func (b *BoltStore) edgeIndex(op string, move func(*bbolt.Cursor) ([]byte, []byt
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("raftboltdb: %s: %w", op, err)
+		return 0, withContext(b.logger, err, fmt.Errorf("raftboltdb: %s: %w", op, err))
 	}
 	return index, nil
 }
@@ -66,7 +66,7 @@ func (b *BoltStore) GetLog(idx uint64, log *raft.Log) error {
 		return err
 	}
 	if err != nil {
-		return fmt.Errorf("raftboltdb: get log %d: %w", idx, err)
+		return withContext(b.logger, err, fmt.Errorf("raftboltdb: get log %d: %w", idx, err))
 	}
 	return nil
 }
@@ -104,7 +104,7 @@ func (b *BoltStore) StoreLogs(logs []*raft.Log) error {
 	})
 	metrics.MeasureSince(metricStoreLogs, start)
 	if err != nil {
-		return fmt.Errorf("raftboltdb: store %d logs from index %d: %w", len(logs), logs[0].Index, err)
+		return withContext(b.logger, err, fmt.Errorf("raftboltdb: store %d logs from index %d: %w", len(logs), logs[0].Index, err))
 	}
 	emitBatchMetrics(enc, time.Since(start))
 	return nil
@@ -135,7 +135,7 @@ func (b *BoltStore) DeleteRange(min, max uint64) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("raftboltdb: delete logs %d to %d: %w", min, max, err)
+		return withContext(b.logger, err, fmt.Errorf("raftboltdb: delete logs %d to %d: %w", min, max, err))
 	}
 	return nil
 }

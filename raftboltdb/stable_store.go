@@ -15,7 +15,7 @@ func (b *BoltStore) Set(k, v []byte) error {
 		return tx.Bucket(bucketConf).Put(k, v)
 	})
 	if err != nil {
-		return fmt.Errorf("raftboltdb: set %q: %w", k, err)
+		return withContext(b.logger, err, fmt.Errorf("raftboltdb: set %q: %w", k, err))
 	}
 	return nil
 }
@@ -36,7 +36,7 @@ func (b *BoltStore) Get(k []byte) ([]byte, error) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("raftboltdb: get %q: %w", k, err)
+		return nil, withContext(b.logger, err, fmt.Errorf("raftboltdb: get %q: %w", k, err))
 	}
 	return val, nil
 }

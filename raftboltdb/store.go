@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/quorumkit/raft"
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -44,6 +45,10 @@ type BoltStore struct {
 	// useNewTimeFormat is Options.MsgpackUseNewTimeFormat.
 	useNewTimeFormat bool
 
+	// logger receives the context of errors returned as bare bbolt
+	// sentinels (sentinel.go).
+	logger hclog.Logger
+
 	// failed holds the error that stopped the store after bbolt panicked or
 	// faulted; once set, every call but Close returns it (see guard.go).
 	failed atomic.Pointer[error]
@@ -71,6 +76,12 @@ type Options struct {
 	// raft-boltdb writes by default. Reading accepts both forms either way;
 	// only readers built on go-msgpack older than v2.1.0 need the default.
 	MsgpackUseNewTimeFormat bool
+
+	// Logger receives the context of an error returned as bbolt's own value
+	// (bbolt.ErrTimeout, bbolt.ErrDatabaseReadOnly and bbolt's other
+	// sentinels are returned unwrapped, as raft-boltdb does, so callers can
+	// compare with ==). Nil means hclog's default logger.
+	Logger hclog.Logger
 }
 
 // NewBoltStore opens (or creates) the store at path with default options.
@@ -83,37 +94,43 @@ func NewBoltStore(path string) (*BoltStore, error) {
 // not a bolt database, is refused with an error wrapping ErrCorrupt instead
 // of crashing the process. If another process holds the file, New waits for
 // the lock up to BoltOptions.Timeout (DefaultOpenTimeout when zero) and then
-// fails with an error wrapping bbolt's errors.ErrTimeout.
+// fails with bbolt.ErrTimeout itself (the file's name and the wait go to the
+// log).
 func New(options Options) (*BoltStore, error) {
+	logger := storeLogger(options.Logger)
 	bo := boltOptions(options.BoltOptions)
 	checked, err := checkFile(options.Path, bo.ReadOnly, func(f *os.File) error { return lockShared(f, bo.Timeout) })
 	if err != nil {
-		return nil, openError(options.Path, bo, err)
+		return nil, openError(logger, options.Path, bo, err)
 	}
-	b := &BoltStore{path: options.Path, useNewTimeFormat: options.MsgpackUseNewTimeFormat}
+	b := &BoltStore{path: options.Path, useNewTimeFormat: options.MsgpackUseNewTimeFormat, logger: logger}
 	err = b.guard("open", func() error {
 		db, err := bbolt.Open(options.Path, dbFileMode, bo)
 		b.db = db
 		return err
 	})
 	if err != nil {
-		return nil, openError(options.Path, bo, err)
+		return nil, openError(logger, options.Path, bo, err)
 	}
 	b.db.NoSync = options.NoSync
 	if err := b.prepare(checked, bo.ReadOnly); err != nil {
 		b.db.Close()
-		return nil, openError(options.Path, bo, err)
+		return nil, openError(logger, options.Path, bo, err)
 	}
 	return b, nil
 }
 
 // openError explains why New failed, naming the file. A lock timeout says
-// that another process holds the file.
-func openError(path string, bo *bbolt.Options, err error) error {
+// that another process holds the file. A bbolt sentinel is returned bare,
+// with the explanation logged (sentinel.go).
+func openError(logger hclog.Logger, path string, bo *bbolt.Options, err error) error {
+	var wrapped error
 	if errors.Is(err, berrors.ErrTimeout) {
-		return fmt.Errorf("raftboltdb: open %s: the file is locked by another process or store; gave up after %v: %w", path, bo.Timeout, err)
+		wrapped = fmt.Errorf("raftboltdb: open %s: the file is locked by another process or store; gave up after %v: %w", path, bo.Timeout, err)
+	} else {
+		wrapped = fmt.Errorf("raftboltdb: open %s: %w", path, err)
 	}
-	return fmt.Errorf("raftboltdb: open %s: %w", path, err)
+	return withContext(logger, err, wrapped)
 }
 
 // boltOptions returns a copy of the caller's options (never changed in

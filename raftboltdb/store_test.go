@@ -1,6 +1,7 @@
 package raftboltdb
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -97,8 +98,9 @@ func TestNoSyncOption(t *testing.T) {
 	}
 }
 
-// Another process holding the file makes New fail after the timeout,
-// with an error that says so, instead of waiting forever. The other process
+// Another process holding the file makes New fail after the timeout with
+// bbolt.ErrTimeout itself, as raft-boltdb does, and a log line that says
+// the file is locked, instead of waiting forever. The other process
 // keeps writing meanwhile: New must not read the changing file and call it
 // damaged.
 func TestOpenLockedByAnotherProcess(t *testing.T) {
@@ -116,9 +118,14 @@ func TestOpenLockedByAnotherProcess(t *testing.T) {
 		t.Fatalf("child did not open the store: %q %v", c.lines.Text(), c.lines.Err())
 	}
 	for _, readOnly := range []bool{false, true, false} {
-		_, err = New(Options{Path: path, BoltOptions: &bbolt.Options{ReadOnly: readOnly, Timeout: 200 * time.Millisecond}})
-		if !errors.Is(err, berrors.ErrTimeout) || !strings.Contains(err.Error(), "locked") {
-			t.Fatalf("New (read-only %v) on a file another process holds = %v; want a lock timeout", readOnly, err)
+		var logged bytes.Buffer
+		_, err = New(Options{Path: path, Logger: bufferLogger(&logged),
+			BoltOptions: &bbolt.Options{ReadOnly: readOnly, Timeout: 200 * time.Millisecond}})
+		if err != bbolt.ErrTimeout {
+			t.Fatalf("New (read-only %v) on a file another process holds = %v; want bbolt.ErrTimeout", readOnly, err)
+		}
+		if !strings.Contains(logged.String(), "locked") || !strings.Contains(logged.String(), path) {
+			t.Fatalf("New (read-only %v) on a file another process holds logged %q; want the file and why", readOnly, logged.String())
 		}
 	}
 	t.Logf("New: %v", err)
@@ -133,9 +140,9 @@ func TestOpenLockedByAnotherProcess(t *testing.T) {
 func TestOpenLockedInProcess(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "raft.db")
 	openStoreAt(t, path, Options{})
-	_, err := New(Options{Path: path, BoltOptions: &bbolt.Options{Timeout: 100 * time.Millisecond}})
-	if !errors.Is(err, berrors.ErrTimeout) {
-		t.Fatalf("second New on an open file = %v; want a lock timeout", err)
+	_, err := New(Options{Path: path, Logger: bufferLogger(new(bytes.Buffer)), BoltOptions: &bbolt.Options{Timeout: 100 * time.Millisecond}})
+	if err != bbolt.ErrTimeout || err != berrors.ErrTimeout {
+		t.Fatalf("second New on an open file = %v; want bbolt.ErrTimeout itself", err)
 	}
 }
 
@@ -149,8 +156,14 @@ func TestReadOnly(t *testing.T) {
 	ro := func() Options { return Options{BoltOptions: &bbolt.Options{ReadOnly: true, Timeout: testTimeout}} }
 	r := openStoreAt(t, path, ro())
 	checkRange(t, r, 1, 5, func(i uint64) *raft.Log { return makeLogs(i, 1, 20)[0] })
-	if err := r.StoreLog(makeLogs(6, 1, 1)[0]); !errors.Is(err, berrors.ErrDatabaseReadOnly) {
-		t.Fatalf("StoreLog on a read-only store = %v", err)
+	if err := r.StoreLog(makeLogs(6, 1, 1)[0]); err != bbolt.ErrDatabaseReadOnly {
+		t.Fatalf("StoreLog on a read-only store = %v; want bbolt.ErrDatabaseReadOnly itself", err)
+	}
+	if err := r.SetUint64([]byte("k"), 1); err != bbolt.ErrDatabaseReadOnly {
+		t.Fatalf("SetUint64 on a read-only store = %v; want bbolt.ErrDatabaseReadOnly itself", err)
+	}
+	if err := r.DeleteRange(1, 2); err != bbolt.ErrDatabaseReadOnly {
+		t.Fatalf("DeleteRange on a read-only store = %v; want bbolt.ErrDatabaseReadOnly itself", err)
 	}
 	// Read-only opens share the lock.
 	openStoreAt(t, path, ro())
