@@ -1,0 +1,132 @@
+package wal
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/quorumkit/raft/wal/types"
+)
+
+// A view is one version of the log's segment list. Readers take the
+// current view with acquireView and release it when done; the writer
+// (holding writeMu) builds a new view and installs it. A view's segment
+// list never changes once installed; its tail's content grows by appends,
+// which the tail writer publishes safely to readers.
+//
+// Files a new view no longer uses (truncated or replaced segments) are
+// closed and deleted by the old view's finalizer, which runs once the old
+// view is retired and its last reader has released it, so a reader never
+// sees a file closed under it.
+type view struct {
+	// segs are the log's segments in index order; the last is the tail.
+	segs []segState
+	// tail writes the last segment; nil only in the closed view.
+	tail          types.SegmentWriter
+	nextSegmentID uint64
+
+	refs      atomic.Int64
+	retired   atomic.Bool
+	finalize  func() // set by installView before retired is set
+	finalOnce sync.Once
+}
+
+// segState is a segment's metadata and its open reader (for the tail, its
+// writer).
+type segState struct {
+	types.SegmentInfo
+	r types.SegmentReader
+}
+
+// acquireView returns the current view, or ErrClosed. The caller must
+// call releaseView once done with it.
+func (w *WAL) acquireView() (*view, error) {
+	w.viewMu.RLock()
+	v := w.view
+	v.refs.Add(1)
+	w.viewMu.RUnlock()
+	if v.tail == nil {
+		w.releaseView(v)
+		return nil, ErrClosed
+	}
+	return v, nil
+}
+
+func (w *WAL) releaseView(v *view) {
+	if v.refs.Add(-1) == 0 && v.retired.Load() {
+		v.finalOnce.Do(v.runFinalizer)
+	}
+}
+
+// installView makes next the current view; finalize runs once no reader
+// holds the view it replaces. Called with writeMu held.
+func (w *WAL) installView(next *view, finalize func()) {
+	w.viewMu.Lock()
+	old := w.view
+	old.finalize = finalize
+	old.retired.Store(true)
+	w.view = next
+	w.viewMu.Unlock()
+	if old.refs.Load() == 0 {
+		old.finalOnce.Do(old.runFinalizer)
+	}
+}
+
+func (v *view) runFinalizer() {
+	if v.finalize != nil {
+		v.finalize()
+	}
+}
+
+// clone returns a new, uninstalled view with the same segments.
+func (v *view) clone() *view {
+	return &view{
+		segs:          append([]segState(nil), v.segs...),
+		tail:          v.tail,
+		nextSegmentID: v.nextSegmentID,
+	}
+}
+
+// persistent returns the state the meta store records for v.
+func (v *view) persistent() types.PersistentState {
+	st := types.PersistentState{NextSegmentID: v.nextSegmentID, Segments: make([]types.SegmentInfo, len(v.segs))}
+	for i, s := range v.segs {
+		st.Segments[i] = s.SegmentInfo
+	}
+	return st
+}
+
+func (v *view) tailInfo() *segState { return &v.segs[len(v.segs)-1] }
+
+// firstIndex is the log's first index, zero if it is empty.
+func (v *view) firstIndex() uint64 {
+	if len(v.segs) == 1 && v.tail.LastIndex() == 0 {
+		return 0
+	}
+	return v.segs[0].MinIndex
+}
+
+// lastIndex is the log's last index, zero if it is empty. An empty tail
+// after sealed segments starts right after the last of them.
+func (v *view) lastIndex() uint64 {
+	if last := v.tail.LastIndex(); last > 0 {
+		return last
+	}
+	if len(v.segs) > 1 {
+		return v.tailInfo().BaseIndex - 1
+	}
+	return 0
+}
+
+// find returns the reader of the segment holding idx, or ErrNotFound.
+func (v *view) find(idx uint64) (types.SegmentReader, error) {
+	i := sort.Search(len(v.segs), func(i int) bool { return v.segs[i].BaseIndex > idx }) - 1
+	if i < 0 {
+		return nil, ErrNotFound
+	}
+	s := &v.segs[i]
+	if idx < s.MinIndex || !s.SealTime.IsZero() && idx > s.MaxIndex {
+		return nil, ErrNotFound
+	}
+	return s.r, nil
+}
