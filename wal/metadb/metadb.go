@@ -182,9 +182,9 @@ func (m *BoltMetaDB) run(op string, write bool, fn func(*bbolt.Tx) error) (err e
 	return m.db.View(fn)
 }
 
-// CommitState replaces the stored segment list with st, durably.
-func (m *BoltMetaDB) CommitState(st types.PersistentState) error {
-	raw, err := json.Marshal(st)
+// CommitState replaces the stored segment list with state, durably.
+func (m *BoltMetaDB) CommitState(state types.PersistentState) error {
+	raw, err := json.Marshal(state)
 	if err != nil {
 		return fmt.Errorf("failed to encode persisted state: %w", err)
 	}
