@@ -83,6 +83,9 @@ func (m *memFS) Create(dir, name string, size uint64) (types.WritableFile, error
 	if _, ok := m.files[name]; ok {
 		return nil, os.ErrExist
 	}
+	if size > 1<<20 {
+		return nil, fmt.Errorf("memFS: refusing to preallocate %d bytes", size)
+	}
 	f := &memFile{data: make([]byte, size), durable: make([]byte, size)}
 	m.files[name] = f
 	if crash {

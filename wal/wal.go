@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -140,6 +141,11 @@ func (w *WAL) open() error {
 			opened = append(opened, r)
 			v.segs = append(v.segs, segState{SegmentInfo: si, r: r})
 			continue
+		}
+		if si.SizeLimit == 0 || si.SizeLimit > math.MaxInt32 {
+			// Absent (written by an older raft-wal) or impossible: the
+			// tail seals at this WAL's size instead.
+			si.SizeLimit = uint32(w.segmentSize)
 		}
 		// The tail. If its file is missing, the last run crashed after
 		// recording it and before creating it (or before the first sync

@@ -50,6 +50,14 @@ func (s *scanner) view(off uint64, n uint64) ([]byte, error) {
 	if off >= s.bufOff && off+n <= s.bufOff+uint64(len(s.buf)) {
 		return s.buf[off-s.bufOff : off-s.bufOff+n], nil
 	}
+	if n > scanChunk {
+		// A damaged length can claim up to MaxEntrySize: check the file
+		// is that long before allocating for it.
+		var probe [1]byte
+		if got, _ := s.r.ReadAt(probe[:], int64(off+n-1)); got < 1 {
+			return nil, nil
+		}
+	}
 	size := max(n, scanChunk)
 	if uint64(cap(s.buf)) < size {
 		s.buf = make([]byte, size)
