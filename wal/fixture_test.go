@@ -98,14 +98,14 @@ func TestReferenceFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	noIndex := 0
-	for _, s := range w.view.segs {
+	for _, s := range w.view.Load().segs {
 		if !s.SealTime.IsZero() && s.IndexStart == 0 {
 			noIndex++
 		}
 	}
-	if noIndex != 1 || len(w.view.segs) < 5 || w.view.segs[0].MinIndex == w.view.segs[0].BaseIndex {
+	if noIndex != 1 || len(w.view.Load().segs) < 5 || w.view.Load().segs[0].MinIndex == w.view.Load().segs[0].BaseIndex {
 		t.Fatalf("the fixture no longer has what this test is for: %d segments, %d sealed without an index, first %+v",
-			len(w.view.segs), noIndex, w.view.segs[0].SegmentInfo)
+			len(w.view.Load().segs), noIndex, w.view.Load().segs[0].SegmentInfo)
 	}
 	checkFixtureEntries(t, w, 41, 230)
 	for key, want := range map[string]uint64{"CurrentTerm": 2, "LastVoteTerm": 2} {

@@ -16,8 +16,8 @@ import (
 //  3. create the new tail file (if the run stops before this, Open
 //     creates it: the meta store lists it and nothing in it was
 //     acknowledged);
-//  4. install the new view; once readers of the old one are done, close
-//     and delete the files it alone used (a crash before that leaves files
+//  4. install the new view; once every reader that could see an older one
+//     is done, close and delete the files the new one dropped (a crash before that leaves files
 //     the meta store no longer lists, which Open deletes).
 //
 // A failure after step 2 leaves the meta store ahead of the in-memory
@@ -58,7 +58,7 @@ func (w *WAL) startTail(next *view, base uint64) error {
 // rotateLocked records the sealed tail as sealed and starts the next
 // segment after it.
 func (w *WAL) rotateLocked() error {
-	v := w.view
+	v := w.view.Load()
 	sealed, indexStart, err := v.tail.Sealed()
 	if err != nil {
 		return err
@@ -86,7 +86,7 @@ func (w *WAL) rotateLocked() error {
 // resetTailLocked replaces the empty log's tail with one starting at base,
 // so that every segment's BaseIndex is its first entry's index.
 func (w *WAL) resetTailLocked(base uint64) error {
-	v := w.view
+	v := w.view.Load()
 	next := v.clone()
 	old := next.segs[len(next.segs)-1]
 	next.segs = next.segs[:len(next.segs)-1]
@@ -125,7 +125,7 @@ func (w *WAL) DeleteRange(min, max uint64) error {
 	if err := w.beginWriteLocked(); err != nil {
 		return err
 	}
-	first, last := w.view.firstIndex(), w.view.lastIndex()
+	first, last := w.view.Load().firstIndex(), w.view.Load().lastIndex()
 	switch {
 	case max < first || min > last:
 		return nil
@@ -140,7 +140,7 @@ func (w *WAL) DeleteRange(min, max uint64) error {
 
 // truncateHeadLocked removes every entry below newMin.
 func (w *WAL) truncateHeadLocked(newMin uint64) error {
-	v := w.view
+	v := w.view.Load()
 	oldFirst, oldLast := v.firstIndex(), v.lastIndex()
 	next := v.clone()
 	keep := len(next.segs)
@@ -178,7 +178,7 @@ func (w *WAL) truncateHeadLocked(newMin uint64) error {
 // truncateTailLocked removes every entry above newMax, which is at least
 // the first index.
 func (w *WAL) truncateTailLocked(newMax uint64) error {
-	v := w.view
+	v := w.view.Load()
 	oldLast := v.lastIndex()
 	next := v.clone()
 	keep := len(next.segs)

@@ -2,33 +2,29 @@ package wal
 
 import (
 	"sort"
-	"sync"
-	"sync/atomic"
 
 	"github.com/quorumkit/raft/wal/types"
 )
 
-// A view is one version of the log's segment list. Readers take the
-// current view with acquireView and release it when done; the writer
-// (holding writeMu) builds a new view and installs it. A view's segment
-// list never changes once installed; its tail's content grows by appends,
-// which the tail writer publishes safely to readers.
+// A view is one version of the log's segment list. Readers use the
+// current view between acquireView and releaseView; the writer (holding
+// writeMu) builds a new view and installs it. A view's segment list never
+// changes once installed; its tail's content grows by appends, which the
+// tail writer publishes safely to readers.
 //
-// Files a new view no longer uses (truncated or replaced segments) are
-// closed and deleted by the old view's finalizer, which runs once the old
-// view is retired and its last reader has released it, so a reader never
-// sees a file closed under it.
+// Files a new view no longer uses (truncated or replaced segments) must
+// not be closed under a reader still using an older view, however old.
+// So readers hold readMu shared from acquireView to releaseView, and the
+// writer, after installing a view, takes readMu exclusively once before
+// closing and deleting the files the new view dropped: every reader that
+// could still see them has finished, and later readers see the new view.
+// Only truncations and Close do this; appends and rotations drop nothing.
 type view struct {
 	// segs are the log's segments in index order; the last is the tail.
 	segs []segState
 	// tail writes the last segment; nil only in the closed view.
 	tail          types.SegmentWriter
 	nextSegmentID uint64
-
-	refs      atomic.Int64
-	retired   atomic.Bool
-	finalize  func() // set by installView before retired is set
-	finalOnce sync.Once
 }
 
 // segState is a segment's metadata and its open reader (for the tail, its
@@ -41,40 +37,28 @@ type segState struct {
 // acquireView returns the current view, or ErrClosed. The caller must
 // call releaseView once done with it.
 func (w *WAL) acquireView() (*view, error) {
-	w.viewMu.RLock()
-	v := w.view
-	v.refs.Add(1)
-	w.viewMu.RUnlock()
+	w.readMu.RLock()
+	v := w.view.Load()
 	if v.tail == nil {
-		w.releaseView(v)
+		w.readMu.RUnlock()
 		return nil, ErrClosed
 	}
 	return v, nil
 }
 
-func (w *WAL) releaseView(v *view) {
-	if v.refs.Add(-1) == 0 && v.retired.Load() {
-		v.finalOnce.Do(v.runFinalizer)
-	}
-}
+func (w *WAL) releaseView(*view) { w.readMu.RUnlock() }
 
-// installView makes next the current view; finalize runs once no reader
-// holds the view it replaces. Called with writeMu held.
-func (w *WAL) installView(next *view, finalize func()) {
-	w.viewMu.Lock()
-	old := w.view
-	old.finalize = finalize
-	old.retired.Store(true)
-	w.view = next
-	w.viewMu.Unlock()
-	if old.refs.Load() == 0 {
-		old.finalOnce.Do(old.runFinalizer)
-	}
-}
-
-func (v *view) runFinalizer() {
-	if v.finalize != nil {
-		v.finalize()
+// installView makes next the current view, then, if drop is not nil,
+// waits for every reader of an older view to finish and runs drop to
+// close the files next no longer uses. Called with writeMu held and
+// never by a reader.
+func (w *WAL) installView(next *view, drop func()) {
+	w.view.Store(next)
+	if drop != nil {
+		// An empty critical section: waiting for the readers is the point.
+		w.readMu.Lock()
+		w.readMu.Unlock()
+		drop()
 	}
 }
 

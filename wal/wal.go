@@ -61,10 +61,10 @@ type WAL struct {
 	log         hclog.Logger
 	segmentSize int
 
-	// viewMu orders readers taking the current view against the writer
-	// replacing it (view.go).
-	viewMu sync.RWMutex
-	view   *view
+	// view is the current segment list; readMu is held shared by its
+	// readers (view.go).
+	view   atomic.Pointer[view]
+	readMu sync.RWMutex
 
 	// writeMu is held by every change to the log: appends, truncations,
 	// rotations, Close. The fields below are owned by its holder.
@@ -165,7 +165,7 @@ func (w *WAL) open() error {
 		v.segs = append(v.segs, segState{SegmentInfo: si, r: sw})
 		v.tail = sw
 	}
-	w.view = &view{} // the closed view, replaced below
+	w.view.Store(&view{}) // the closed view, replaced below
 	if v.tail == nil {
 		// No segments at all (a new WAL, or a head truncation removed
 		// everything and the run ended before the new tail was recorded).
@@ -309,7 +309,7 @@ func (w *WAL) StoreLogs(logs []*raft.Log) error {
 	if err := w.beginWriteLocked(); err != nil {
 		return err
 	}
-	v := w.view
+	v := w.view.Load()
 	last := v.lastIndex()
 	if logs[0].Index == 0 {
 		return fmt.Errorf("cannot append index 0: raft indexes start at 1")
@@ -318,7 +318,7 @@ func (w *WAL) StoreLogs(logs []*raft.Log) error {
 		if err := w.resetTailLocked(logs[0].Index); err != nil {
 			return err
 		}
-		v = w.view
+		v = w.view.Load()
 	}
 	want := logs[0].Index
 	if last > 0 {
@@ -430,7 +430,7 @@ func (w *WAL) Close() error {
 // closeView installs the closed view; the segments close once the last
 // reader of the old view is done.
 func (w *WAL) closeView() {
-	old := w.view
+	old := w.view.Load()
 	w.installView(&view{}, func() { closeSegments(w.log, old.segs, nil) })
 }
 
