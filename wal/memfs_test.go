@@ -247,6 +247,8 @@ type memMeta struct {
 	state  types.PersistentState
 	stable map[string][]byte
 	loaded bool
+	// failCommits makes CommitState fail without committing.
+	failCommits bool
 }
 
 func newMemMeta(fs *memFS) *memMeta {
@@ -297,6 +299,9 @@ func (m *memMeta) commit(apply func()) error {
 }
 
 func (m *memMeta) CommitState(st types.PersistentState) error {
+	if m.failCommits {
+		return errors.New("commit refused by the test")
+	}
 	return m.commit(func() { m.state = copyState(st) })
 }
 
