@@ -125,9 +125,10 @@ func (w *WAL) DeleteRange(min, max uint64) error {
 	if err := w.beginWriteLocked(); err != nil {
 		return err
 	}
-	first, last := w.view.Load().firstIndex(), w.view.Load().lastIndex()
+	v := w.view.Load()
+	first, last := v.firstIndex(), v.lastIndex()
 	switch {
-	case max < first || min > last:
+	case last == 0 || max < first || min > last:
 		return nil
 	case min <= first:
 		return w.truncateHeadLocked(max + 1)
