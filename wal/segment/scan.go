@@ -33,7 +33,8 @@ type scanResult struct {
 	// dirtyEnd is the end of the furthest frame read after end: bytes
 	// a torn append left behind.
 	dirtyEnd uint64
-	// headerOK reports that the file header matched the metadata.
+	// headerErr says how the file header disagrees with the metadata;
+	// nil if it agrees. It matters only if a batch was complete.
 	headerErr error
 }
 
@@ -105,7 +106,8 @@ func scanSegment(info types.SegmentInfo, r io.ReaderAt) (scanResult, error) {
 		pendingIdx  uint64 // index array offset seen since it
 		pos         = uint64(fileHeaderLen)
 		badAt       uint64 // offset of the first commit frame that failed
-		batchStart  uint64
+		badBatch    uint64 // where that commit's batch started
+		batchStart  uint64 // where the current batch started
 		entriesSeen = 0
 	)
 scan:
@@ -132,9 +134,9 @@ scan:
 				}
 			} else if badAt != 0 && h.crc == crc {
 				return res, fmt.Errorf("%w: segment %s: the batch at offset %d fails its checksum but a later one at offset %d matches: damage, not a torn write",
-					types.ErrCorrupt, FileName(info), batchStart, pos)
+					types.ErrCorrupt, FileName(info), badBatch, pos)
 			} else if badAt == 0 {
-				badAt = pos
+				badAt, badBatch = pos, batchStart
 			}
 			pending, pendingIdx = pending[:0], 0
 			pos += frameHeaderLen
