@@ -18,8 +18,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	hraft "github.com/hashicorp/raft"
 	refbolt "github.com/hashicorp/raft-boltdb/v2"
+	refwal "github.com/hashicorp/raft-wal"
+	refmeta "github.com/hashicorp/raft-wal/metadb"
 	qraft "github.com/quorumkit/raft"
 	ourbolt "github.com/quorumkit/raft/raftboltdb"
+	ourwal "github.com/quorumkit/raft/wal"
 	"go.etcd.io/bbolt"
 )
 
@@ -41,6 +44,10 @@ type xlibSettings struct {
 	snapshotInterval  time.Duration
 	// retain is how many snapshots each FileSnapshotStore keeps.
 	retain int
+	// walLogs keeps each node's log and stable store in a raft-wal
+	// directory (wal/ in the node's directory: raft-wal v0.4.0 for the
+	// reference, our wal package for ours) instead of raft.db.
+	walLogs bool
 }
 
 var errXlibNodeDown = errors.New("node is down")
@@ -202,6 +209,9 @@ type xlibNode struct {
 	fsm         *xlibFSM
 	ourLogs     *ourbolt.BoltStore
 	refLogs     *refbolt.BoltStore
+	ourWAL      *ourwal.WAL
+	refWAL      *refwal.WAL
+	refWALMeta  *refmeta.BoltMetaDB // raft-wal's Close leaves its meta store open
 	ourSnaps    *qraft.FileSnapshotStore
 	refSnaps    *hraft.FileSnapshotStore
 	incarnation int
@@ -280,31 +290,63 @@ func (n *xlibNode) start(voters []xlibMember, cut bool) error {
 	n.incarnation++
 	n.fsm = &xlibFSM{}
 	dbPath := filepath.Join(n.dir, "raft.db")
+	walDir := filepath.Join(n.dir, "wal")
+	if n.set.walLogs {
+		if err := os.MkdirAll(walDir, 0o755); err != nil {
+			return err
+		}
+	}
 	netLogger := n.logger.Named("net")
 	snapLogger := n.logger.Named("snapshot")
 	var err error
 	switch n.lib {
 	case libOurs:
-		if n.ourLogs, err = ourbolt.New(ourbolt.Options{Path: dbPath}); err != nil {
-			return fmt.Errorf("%s: opening %s with raftboltdb: %w", n.id, dbPath, err)
+		var logs interface {
+			qraft.LogStore
+			qraft.StableStore
+		}
+		if n.set.walLogs {
+			if n.ourWAL, err = ourwal.Open(walDir, ourwal.WithLogger(n.logger.Named("wal"))); err != nil {
+				return fmt.Errorf("%s: opening %s with wal: %w", n.id, walDir, err)
+			}
+			logs = n.ourWAL
+		} else {
+			if n.ourLogs, err = ourbolt.New(ourbolt.Options{Path: dbPath}); err != nil {
+				return fmt.Errorf("%s: opening %s with raftboltdb: %w", n.id, dbPath, err)
+			}
+			logs = n.ourLogs
 		}
 		if n.ourSnaps, err = qraft.NewFileSnapshotStoreWithLogger(n.dir, n.set.retain, snapLogger); err != nil {
 			n.closeStoresLocked()
 			return fmt.Errorf("%s: opening our FileSnapshotStore: %w", n.id, err)
 		}
-		if n.ours, err = startOurRaft(n.ourConfig(), xlibOurFSM{n.fsm}, n.ourLogs, n.ourLogs, n.ourSnaps, n.layer, netLogger, bootVoters(voters)); err != nil {
+		if n.ours, err = startOurRaft(n.ourConfig(), xlibOurFSM{n.fsm}, logs, logs, n.ourSnaps, n.layer, netLogger, bootVoters(voters)); err != nil {
 			n.closeStoresLocked()
 			return fmt.Errorf("%s: %w", n.id, err)
 		}
 	case libRef:
-		if n.refLogs, err = refbolt.New(refbolt.Options{Path: dbPath, BoltOptions: &bbolt.Options{Timeout: 10 * time.Second}}); err != nil {
-			return fmt.Errorf("%s: opening %s with raft-boltdb: %w", n.id, dbPath, err)
+		var logs interface {
+			hraft.LogStore
+			hraft.StableStore
+		}
+		if n.set.walLogs {
+			n.refWALMeta = &refmeta.BoltMetaDB{}
+			if n.refWAL, err = refwal.Open(walDir, refwal.WithMetaStore(n.refWALMeta), refwal.WithLogger(n.logger.Named("raft-wal"))); err != nil {
+				n.closeStoresLocked()
+				return fmt.Errorf("%s: opening %s with raft-wal: %w", n.id, walDir, err)
+			}
+			logs = n.refWAL
+		} else {
+			if n.refLogs, err = refbolt.New(refbolt.Options{Path: dbPath, BoltOptions: &bbolt.Options{Timeout: 10 * time.Second}}); err != nil {
+				return fmt.Errorf("%s: opening %s with raft-boltdb: %w", n.id, dbPath, err)
+			}
+			logs = n.refLogs
 		}
 		if n.refSnaps, err = hraft.NewFileSnapshotStoreWithLogger(n.dir, n.set.retain, snapLogger); err != nil {
 			n.closeStoresLocked()
 			return fmt.Errorf("%s: opening the reference's FileSnapshotStore: %w", n.id, err)
 		}
-		if n.ref, err = startRefRaft(n.refConfig(), xlibRefFSM{n.fsm}, n.refLogs, n.refLogs, n.refSnaps, n.layer, netLogger, bootVoters(voters)); err != nil {
+		if n.ref, err = startRefRaft(n.refConfig(), xlibRefFSM{n.fsm}, logs, logs, n.refSnaps, n.layer, netLogger, bootVoters(voters)); err != nil {
 			n.closeStoresLocked()
 			return fmt.Errorf("%s: %w", n.id, err)
 		}
@@ -321,7 +363,17 @@ func (n *xlibNode) closeStoresLocked() error {
 	if n.refLogs != nil {
 		err = errors.Join(err, n.refLogs.Close())
 	}
+	if n.ourWAL != nil {
+		err = errors.Join(err, n.ourWAL.Close())
+	}
+	if n.refWAL != nil {
+		err = errors.Join(err, n.refWAL.Close())
+	}
+	if n.refWALMeta != nil {
+		err = errors.Join(err, n.refWALMeta.Close())
+	}
 	n.ourLogs, n.refLogs, n.ourSnaps, n.refSnaps = nil, nil, nil, nil
+	n.ourWAL, n.refWAL, n.refWALMeta = nil, nil, nil
 	return err
 }
 
@@ -377,6 +429,10 @@ func (n *xlibNode) stop() (xlibDisk, error) {
 		disk.lastAtShutdown, err1 = n.ourLogs.LastIndex()
 	case n.refLogs != nil:
 		disk.lastAtShutdown, err1 = n.refLogs.LastIndex()
+	case n.ourWAL != nil:
+		disk.lastAtShutdown, err1 = n.ourWAL.LastIndex()
+	case n.refWAL != nil:
+		disk.lastAtShutdown, err1 = n.refWAL.LastIndex()
 	}
 	disk.snaps, err2 = n.snapshotsLocked()
 	if err := n.closeStoresLocked(); err != nil {
@@ -384,6 +440,10 @@ func (n *xlibNode) stop() (xlibDisk, error) {
 	}
 	if err := errors.Join(err1, err2); err != nil {
 		return disk, fmt.Errorf("%s after shutdown: %w", n.id, err)
+	}
+	if n.set.walLogs {
+		disk.first, disk.last, disk.term, err = xlibReadWALDir(filepath.Join(n.dir, "wal"))
+		return disk, err
 	}
 	disk.first, disk.last, disk.term, err = xlibReadBoltFile(filepath.Join(n.dir, "raft.db"))
 	return disk, err
@@ -479,6 +539,12 @@ func (n *xlibNode) logBounds() (first, last uint64, err error) {
 	case n.refLogs != nil:
 		first, e1 = n.refLogs.FirstIndex()
 		last, e2 = n.refLogs.LastIndex()
+	case n.ourWAL != nil:
+		first, e1 = n.ourWAL.FirstIndex()
+		last, e2 = n.ourWAL.LastIndex()
+	case n.refWAL != nil:
+		first, e1 = n.refWAL.FirstIndex()
+		last, e2 = n.refWAL.LastIndex()
 	default:
 		return 0, 0, errXlibNodeDown
 	}

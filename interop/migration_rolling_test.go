@@ -56,6 +56,11 @@ const migWhileDown = 100
 // attempt of it had an uncertain outcome, at the index and position its
 // acknowledgement gave, and every FSM holds the same commands.
 func TestMigrationRollingFromReferenceToOurs(t *testing.T) {
+	runRollingMigration(t, xlibMigrationSettings)
+}
+
+// runRollingMigration runs the rolling migration above with settings set.
+func runRollingMigration(t *testing.T, set xlibSettings) {
 	const (
 		total   = 3000
 		clients = 8
@@ -70,7 +75,7 @@ func TestMigrationRollingFromReferenceToOurs(t *testing.T) {
 		{to: libOurs, pick: migSame},
 	}
 	start := time.Now()
-	c := newXlibCluster(t, xlibMigrationSettings)
+	c := newXlibCluster(t, set)
 	nodes := []*xlibNode{c.addNode("node-1", libRef), c.addNode("node-2", libRef), c.addNode("node-3", libRef)}
 	c.bootstrap(nodes...)
 	l := c.waitLeader()
