@@ -75,7 +75,9 @@
 //     segment past 4 GiB is refused rather than wrapped. Entries are
 //     limited to 64 MiB (segment.MaxEntrySize), as in raft-wal.
 //   - A panic or memory fault inside bbolt on a damaged wal-meta.db is
-//     returned as an error.
+//     returned as an error. (wal-meta.db is not put through raftboltdb's
+//     open-time page checker: a page cycle that makes bbolt recurse until
+//     the stack overflows would still stop the process.)
 //
 // # Differences from raft-wal v0.4.0
 //
