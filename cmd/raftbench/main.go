@@ -22,6 +22,7 @@ import (
 
 	"github.com/quorumkit/raft"
 	"github.com/quorumkit/raft/raftboltdb"
+	"github.com/quorumkit/raft/wal"
 )
 
 type options struct {
@@ -40,9 +41,9 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 64, "concurrent clients applying on the leader")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure")
 	flag.IntVar(&o.size, "size", 256, "bytes per command")
-	flag.StringVar(&o.store, "store", "bolt", "log store: bolt (fsync on) or inmem")
+	flag.StringVar(&o.store, "store", "bolt", "log store: bolt (fsync on), wal (fsync on) or inmem")
 	flag.StringVar(&o.transport, "transport", "tcp", "transport: tcp (loopback) or inmem")
-	flag.StringVar(&o.dir, "dir", "", "directory for the bolt files (a temporary one by default)")
+	flag.StringVar(&o.dir, "dir", "", "directory for the bolt or wal files (a temporary one by default)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "raftbench:", err)
@@ -61,7 +62,7 @@ func run(o options) error {
 	}
 	fmt.Printf("raftbench: %d nodes, %d clients, %d-byte commands, store=%s, transport=%s, %v\n",
 		o.nodes, o.clients, o.size, o.store, o.transport, o.duration)
-	if o.store == "bolt" {
+	if o.store == "bolt" || o.store == "wal" {
 		rate, err := fsyncRate(o.dir, o.size, 2*time.Second)
 		if err != nil {
 			return err
@@ -223,6 +224,16 @@ func startCluster(o options) (*cluster, error) {
 			n.store, stable = &countingStore{LogStore: s}, s
 		case "bolt":
 			s, err := raftboltdb.NewBoltStore(filepath.Join(o.dir, string(n.id)+".db"))
+			if err != nil {
+				return nil, err
+			}
+			n.store, stable = &countingStore{LogStore: s}, s
+		case "wal":
+			dir := filepath.Join(o.dir, string(n.id))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, err
+			}
+			s, err := wal.Open(dir)
 			if err != nil {
 				return nil, err
 			}

@@ -1,0 +1,188 @@
+package interop
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	hraft "github.com/hashicorp/raft"
+	refwal "github.com/hashicorp/raft-wal"
+	refmeta "github.com/hashicorp/raft-wal/metadb"
+	"github.com/quorumkit/raft"
+	"github.com/quorumkit/raft/wal"
+)
+
+// Benchmarks of wal beside raft-wal v0.4.0 in one run: StoreLogs of 1, 16
+// and 256 entries of 256 bytes (one sync per batch in both), GetLog of
+// recent entries (in the tail segment) and of older ones (in sealed
+// segments), and DeleteRange of the head and of the tail. Each library is
+// called with entries of its own type, so no conversion is timed.
+
+// walBench drives one library's WAL.
+type walBench struct {
+	benchStore
+	// rewind moves the prepared batch's indexes back by n, to continue
+	// the log after a tail truncation.
+	rewind func(n uint64)
+}
+
+func newWALBench[L any](size int, newLog func(index uint64) *L, index func(*L) *uint64,
+	storeLogs func([]*L) error, get func(uint64, *L) error, del func(min, max uint64) error) walBench {
+	batch := make([]*L, size)
+	for i := range batch {
+		batch[i] = newLog(uint64(i + 1))
+	}
+	var l L
+	return walBench{
+		benchStore: benchStore{
+			storeNext: func() error {
+				err := storeLogs(batch)
+				for _, e := range batch {
+					*index(e) += uint64(size)
+				}
+				return err
+			},
+			get: func(i uint64) error { return get(i, &l) },
+			del: del,
+		},
+		rewind: func(n uint64) {
+			for _, e := range batch {
+				*index(e) -= n
+			}
+		},
+	}
+}
+
+var walLibs = []struct {
+	name string
+	open func(b *testing.B, dir string, size, segmentSize int) walBench
+}{
+	{"wal", openOurWALBench},
+	{"raft-wal", openRefWALBench},
+}
+
+func openOurWALBench(b *testing.B, dir string, size, segmentSize int) walBench {
+	w, err := wal.Open(dir, wal.WithSegmentSize(segmentSize), wal.WithLogger(hclog.NewNullLogger()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close() })
+	return newWALBench(size,
+		func(i uint64) *raft.Log {
+			return &raft.Log{Index: i, Term: 1, Data: benchData(i), AppendedAt: time.Now()}
+		},
+		func(l *raft.Log) *uint64 { return &l.Index },
+		w.StoreLogs, w.GetLog, w.DeleteRange)
+}
+
+func openRefWALBench(b *testing.B, dir string, size, segmentSize int) walBench {
+	meta := &refmeta.BoltMetaDB{}
+	w, err := refwal.Open(dir, refwal.WithMetaStore(meta), refwal.WithSegmentSize(segmentSize),
+		refwal.WithLogger(hclog.NewNullLogger()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close(); meta.Close() })
+	return newWALBench(size,
+		func(i uint64) *hraft.Log {
+			return &hraft.Log{Index: i, Term: 1, Data: benchData(i), AppendedAt: time.Now()}
+		},
+		func(l *hraft.Log) *uint64 { return &l.Index },
+		w.StoreLogs, w.GetLog, w.DeleteRange)
+}
+
+func BenchmarkWALStoreLogs(b *testing.B) {
+	for _, size := range []int{1, 16, 256} {
+		for _, lib := range walLibs {
+			b.Run(fmt.Sprintf("%s/batch=%d", lib.name, size), func(b *testing.B) {
+				s := lib.open(b, b.TempDir(), size, wal.DefaultSegmentSize)
+				b.SetBytes(int64(size * benchEntrySize))
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := s.storeNext(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "entries/s")
+			})
+		}
+	}
+}
+
+// BenchmarkWALGetLog reads from a log of 20,000 entries in 1 MiB
+// segments: "hot" reads the last 256 entries (the tail segment, as a
+// leader replicating recent entries does), "cold" reads all over the
+// sealed segments (as a follower catching up does).
+func BenchmarkWALGetLog(b *testing.B) {
+	const n, chunk = 20_000, 500
+	for _, where := range []string{"hot", "cold"} {
+		for _, lib := range walLibs {
+			b.Run(where+"/"+lib.name, func(b *testing.B) {
+				s := lib.open(b, b.TempDir(), chunk, 1<<20)
+				for i := 0; i < n/chunk; i++ {
+					if err := s.storeNext(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				index := func(i int) uint64 { return n - 255 + uint64(i%256) }
+				if where == "cold" {
+					index = func(i int) uint64 { return uint64(i*7919%(n-2000)) + 1 }
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := s.get(index(i)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkWALDeleteRange times DeleteRange alone: "head" removes the
+// oldest 256 entries (a compaction after a snapshot), "tail" the newest
+// 16 (a follower's conflicting suffix). Appends between them are not
+// timed.
+func BenchmarkWALDeleteRange(b *testing.B) {
+	const chunk = 256
+	for _, where := range []string{"head", "tail"} {
+		for _, lib := range walLibs {
+			b.Run(where+"/"+lib.name, func(b *testing.B) {
+				s := lib.open(b, b.TempDir(), chunk, 1<<20)
+				for i := 0; i < 4; i++ {
+					if err := s.storeNext(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				first, last := uint64(1), uint64(4*chunk)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					if err := s.storeNext(); err != nil {
+						b.Fatal(err)
+					}
+					last += chunk
+					b.StartTimer()
+					var err error
+					if where == "head" {
+						err = s.del(first, first+chunk-1)
+						first += chunk
+					} else {
+						// Remove the newest 16; the next batch continues
+						// from the new end.
+						err = s.del(last-15, last)
+						last -= 16
+						s.rewind(16)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
