@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/quorumkit/raft"
 	"github.com/quorumkit/raft/raftboltdb"
 )
@@ -41,6 +42,7 @@ type options struct {
 	store     string
 	transport string
 	dir       string
+	inflight  int
 	cpuProf   string
 	blockProf string
 	mutexProf string
@@ -55,6 +57,7 @@ func main() {
 	flag.StringVar(&o.store, "store", "bolt", "log store: bolt (fsync on) or inmem")
 	flag.StringVar(&o.transport, "transport", "tcp", "transport: tcp (loopback) or inmem")
 	flag.StringVar(&o.dir, "dir", "", "directory for the bolt files (a temporary one by default)")
+	flag.IntVar(&o.inflight, "inflight", 0, "MaxRPCsInFlight of the TCP transports (0: the default)")
 	flag.StringVar(&o.cpuProf, "cpuprofile", "", "write a CPU profile of the measured window to this file")
 	flag.StringVar(&o.blockProf, "blockprofile", "", "write a block profile of the measured window to this file")
 	flag.StringVar(&o.mutexProf, "mutexprofile", "", "write a mutex profile of the measured window to this file")
@@ -278,7 +281,12 @@ func startCluster(o options) (*cluster, error) {
 			_, t = raft.NewInmemTransport("")
 		case "tcp":
 			err := withNodeLabel(id, func() error {
-				nt, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, io.Discard)
+				nt, err := raft.NewTCPTransportWithConfig("127.0.0.1:0", nil, &raft.NetworkTransportConfig{
+					MaxPool:         3,
+					Timeout:         10 * time.Second,
+					MaxRPCsInFlight: o.inflight,
+					Logger:          hclog.NewNullLogger(),
+				})
 				t = nt
 				return err
 			})
