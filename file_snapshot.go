@@ -65,8 +65,14 @@ const (
 	snapshotTmpSuffix    = ".tmp"
 	snapshotPermTestFile = "permTest"
 
-	// snapshotBufferSize is the buffer of the sink and of Open's reader.
-	snapshotBufferSize = 64 << 10
+	// snapshotBufferSize is the buffer of the sink, of Open's reader and
+	// of the CRC check: large enough that a snapshot of many MiB costs few
+	// system calls.
+	snapshotBufferSize = 1 << 20
+
+	// snapshotWritebackChunk is how much the sink writes before it asks
+	// the kernel to start putting it on disk (see startWriteback).
+	snapshotWritebackChunk = 8 << 20
 
 	// maxSnapshotMetaBytes bounds how much of a meta.json is read. Real
 	// ones are a few hundred bytes per server; anything near this is
@@ -264,8 +270,29 @@ func (f *FileSnapshotStore) newSink(dir string, meta fileSnapshotMeta) (*FileSna
 		meta:  meta,
 		state: state,
 		hash:  sum,
-		buf:   bufio.NewWriterSize(io.MultiWriter(state, sum), snapshotBufferSize),
+		buf:   bufio.NewWriterSize(&stateWriter{file: state, hash: sum}, snapshotBufferSize),
 	}, nil
+}
+
+// stateWriter writes a sink's bytes to state.bin and its hash, and has the
+// kernel start writing them to disk every snapshotWritebackChunk bytes.
+type stateWriter struct {
+	file *os.File
+	hash hash.Hash64
+	// written counts the bytes written; kicked is where the last
+	// writeback request ended.
+	written, kicked int64
+}
+
+func (w *stateWriter) Write(p []byte) (int, error) {
+	n, err := w.file.Write(p)
+	w.hash.Write(p[:n])
+	w.written += int64(n)
+	if w.written-w.kicked >= snapshotWritebackChunk {
+		startWriteback(w.file, w.kicked, w.written-w.kicked)
+		w.kicked = w.written
+	}
+	return n, err
 }
 
 // List returns the newest usable snapshots, at most retain of them, newest
@@ -421,7 +448,9 @@ func verifySnapshotState(state io.Reader, size int64, meta *fileSnapshotMeta) er
 		return err
 	}
 	sum := crc64.New(snapshotCRCTable)
-	n, err := io.Copy(sum, state)
+	// Read through a large buffer: io.Copy from an *os.File would read
+	// 32 KiB at a time.
+	n, err := io.CopyBuffer(sum, struct{ io.Reader }{state}, make([]byte, snapshotBufferSize))
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", snapshotStateFile, err)
 	}

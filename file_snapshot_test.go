@@ -802,3 +802,33 @@ func FuzzSnapshotMeta(f *testing.F) {
 		}
 	})
 }
+
+// A snapshot larger than several writeback chunks, written in pieces that
+// straddle the buffer and chunk boundaries, reads back whole with a
+// matching CRC.
+func TestFileSnapshotStoreLargeSnapshotAcrossWritebackChunks(t *testing.T) {
+	base := t.TempDir()
+	store, _ := openFileSnapTestStore(t, base, 2)
+	data := snapPatternBytes(2*snapshotWritebackChunk + 12345)
+	sink, err := store.Create(1, 10, 3, snapTestConfiguration, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for chunk := range slices.Chunk(data, 3*snapshotBufferSize/2+7) {
+		if n, err := sink.Write(chunk); n != len(chunk) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	meta, rc, err := store.Open(sink.ID())
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil || meta.Size != int64(len(data)) || !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes (meta size %d, %v); want the %d bytes written", len(got), meta.Size, err, len(data))
+	}
+}

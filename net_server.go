@@ -13,10 +13,12 @@ import (
 )
 
 // The server side. One goroutine accepts connections; each accepted
-// connection gets one goroutine that serves its requests one at a time:
-// wait for a request's first byte (no deadline, or IdleTimeout), read the
-// rest within FrameTimeout, hand the RPC to the node, wait for its answer,
-// write the answer within FrameTimeout, and loop. Anything wrong with a
+// connection gets one goroutine that reads its requests: wait for a
+// request's first byte (no deadline, or IdleTimeout), read the rest within
+// FrameTimeout, hand the RPC to the node, and loop without waiting for the
+// answer, up to serverReadAhead requests ahead of it. A second goroutine
+// per connection waits for the node's answers and writes them, each within
+// FrameTimeout, in the order of the requests (net_server_answers.go). Anything wrong with a
 // request (unknown type, bytes that are not msgpack, more than MaxRPCBytes,
 // a stall, a ServerID that VerifyPeer did not bind) closes the connection
 // without an answer, as hashicorp/raft does for the cases it checks.
@@ -82,7 +84,13 @@ func (n *NetworkTransport) pause(d time.Duration) bool {
 	}
 }
 
-// serveConn serves one incoming connection until it ends.
+// serveConn serves one incoming connection until it ends. This goroutine
+// reads requests and hands them to the node; a second one
+// (net_server_answers.go) writes the answers, in request order. Up to
+// serverReadAhead requests may be read before the first of them is
+// answered, so the requests of a pipeline all reach the node while the
+// oldest is still being made durable, and the node can store them
+// together.
 func (n *NetworkTransport) serveConn(c *serverConn) {
 	defer n.server.remove(c)
 	if err := n.admitPeer(c); err != nil {
@@ -92,13 +100,42 @@ func (n *NetworkTransport) serveConn(c *serverConn) {
 	c.r = bufio.NewReaderSize(c.conn, serverReadBufferSize)
 	c.enc = newWireEncoder(bufio.NewWriter(c.conn), n.encodeHandle)
 	c.dec = newWireDecoder(c.r, n.maxRPCBytes, n.decodeHandle)
+	q := newAnswerQueue(serverReadAhead)
+	n.goFunc(func() { n.writeAnswers(c, q) })
+	err := n.readRequests(c, q)
+	close(q.answers)
+	<-q.done
+	if q.err == nil {
+		// Otherwise the writer failed first, logged why and closed the
+		// connection under the reader.
+		n.logConnEnd(c, err)
+	}
+}
+
+// readRequests reads requests and hands them to the node until the
+// connection ends, and returns why it ended. Before starting on a request
+// it takes one of the queue's slots, which the writer gives back once the
+// request is answered: that bounds the requests read ahead.
+func (n *NetworkTransport) readRequests(c *serverConn, q *answerQueue) error {
 	for {
-		if err := n.serveRequest(c); err != nil {
-			n.logConnEnd(c, err)
-			return
+		select {
+		case q.slots <- struct{}{}:
+		case <-q.done:
+			return errAnswersFailed
 		}
-		if !c.endRequest() {
-			return
+		a, err := n.serveRequest(c, q)
+		if err != nil {
+			return err
+		}
+		q.answers <- a // never blocks: the slots bound what is queued
+		if a.resume != nil {
+			// The snapshot body comes before the next request: wait until
+			// the node has read it and the rest is drained.
+			select {
+			case <-a.resume:
+			case <-q.done:
+				return errAnswersFailed
+			}
 		}
 	}
 }
@@ -107,6 +144,7 @@ func (n *NetworkTransport) serveConn(c *serverConn) {
 var (
 	errIdleTimeout   = errors.New("connection idle for longer than IdleTimeout")
 	errStreamsClosed = errors.New("connection closed by CloseStreams or Close")
+	errAnswersFailed = errors.New("writing answers failed")
 )
 
 // errUnknownRPCType is a request whose type byte names no RPC.
@@ -125,16 +163,16 @@ func (e errWrongPeer) Error() string {
 	return fmt.Sprintf("request header carries server ID %q on a connection bound to %q", e.got, e.bound)
 }
 
-// serveRequest reads one request, has the node answer it and writes the
-// answer. Any error ends the connection.
-func (n *NetworkTransport) serveRequest(c *serverConn) error {
+// serveRequest reads one request and hands it to the node, and returns
+// what the writer needs to answer it. Any error ends the connection.
+func (n *NetworkTransport) serveRequest(c *serverConn, q *answerQueue) (*pendingAnswer, error) {
 	waitStart := time.Now()
 	t, err := n.awaitRequest(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !c.beginRequest() {
-		return errStreamsClosed
+		return nil, errStreamsClosed
 	}
 	if n.frameTimeout > 0 {
 		_ = c.conn.SetReadDeadline(time.Now().Add(n.frameTimeout))
@@ -144,51 +182,31 @@ func (n *NetworkTransport) serveRequest(c *serverConn) error {
 	decodeStart := time.Now()
 	rpc, label, heartbeat, err := n.readRequest(c, t)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	labels := rpcLabels[label]
 	metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcDecode"}, decodeStart, labels)
 
 	enqueueStart := time.Now()
-	respCh := make(chan RPCResponse, 1)
-	rpc.RespChan = respCh
+	a := &pendingAnswer{respCh: make(chan RPCResponse, 1), body: rpc.Reader, labels: labels}
+	if rpc.Reader != nil {
+		a.resume = make(chan struct{})
+	}
+	rpc.RespChan = a.respCh
 	if fn := n.heartbeatHandler(); heartbeat && fn != nil {
 		fn(rpc)
 	} else {
 		select {
 		case n.consumeCh <- rpc:
 		case <-n.shutdownCh:
-			return ErrTransportShutdown
+			return nil, ErrTransportShutdown
+		case <-q.done:
+			return nil, errAnswersFailed
 		}
 	}
 	metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcEnqueue"}, enqueueStart, labels)
-
-	respondStart := time.Now()
-	var resp RPCResponse
-	select {
-	case resp = <-respCh:
-	case <-n.shutdownCh:
-		return ErrTransportShutdown
-	}
-	if rpc.Reader != nil {
-		// The snapshot bytes the node did not read are still on the
-		// stream, before the next request.
-		if _, err := io.Copy(io.Discard, rpc.Reader); err != nil {
-			return fmt.Errorf("draining snapshot data: %w", err)
-		}
-	}
-	if n.frameTimeout > 0 {
-		_ = c.conn.SetWriteDeadline(time.Now().Add(n.frameTimeout))
-	}
-	errText := ""
-	if resp.Error != nil {
-		errText = resp.Error.Error()
-	}
-	if err := c.enc.writeResponse(errText, resp.Response); err != nil {
-		return err
-	}
-	metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcRespond"}, respondStart, labels)
-	return nil
+	a.enqueued = time.Now()
+	return a, nil
 }
 
 // awaitRequest waits for the type byte that opens the next request: for as

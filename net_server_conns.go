@@ -7,14 +7,17 @@ import (
 	"sync"
 )
 
-// serverConn is an incoming connection. Its goroutine (serveConn) owns the
-// reader, writer and codec state; only the close bookkeeping under mu is
-// shared.
+// serverConn is an incoming connection. Its reading goroutine (serveConn)
+// owns r and dec, its writing goroutine (writeAnswers) owns enc; only the
+// close bookkeeping under mu is shared.
 type serverConn struct {
 	conn     net.Conn
 	remoteIP string
 
-	// Owned by the connection's goroutine.
+	// Owned by the reading goroutine, except that an InstallSnapshot body
+	// is read through r by the node and then by the writing goroutine while
+	// the reading goroutine waits (net_server_answers.go); enc is the
+	// writing goroutine's.
 	r   *bufio.Reader
 	enc *wireEncoder
 	dec *wireDecoder
@@ -25,10 +28,11 @@ type serverConn struct {
 	// mu guards busy and closing: CloseStreams marks connections from the
 	// caller's goroutine while their own goroutines serve requests.
 	mu sync.Mutex
-	// busy is true from a request's first byte until its answer is written.
-	busy bool
-	// closing asks the goroutine to stop once the current request, if any,
-	// is answered.
+	// busy counts the requests between their first byte and the end of
+	// their answer.
+	busy int
+	// closing asks the goroutines to stop once the requests started, if
+	// any, are answered.
 	closing bool
 }
 
@@ -45,34 +49,37 @@ func remoteIP(addr net.Addr) string {
 	return s
 }
 
-// beginRequest marks the connection busy, or reports false if it should
-// close instead.
+// beginRequest counts one more request started, or reports false if the
+// connection should close instead.
 func (c *serverConn) beginRequest() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return false
 	}
-	c.busy = true
+	c.busy++
 	return true
 }
 
-// endRequest marks the connection idle, or reports false if it should
-// close now.
-func (c *serverConn) endRequest() bool {
+// endRequest counts one request answered. If that was the last one and
+// the connection was asked to close, it closes it, which stops the reading
+// goroutine.
+func (c *serverConn) endRequest() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.busy = false
-	return !c.closing
+	c.busy--
+	if c.closing && c.busy == 0 {
+		_ = c.conn.Close()
+	}
 }
 
-// closeWhenIdle closes the connection now if it is between requests, or
-// asks its goroutine to close it after the current answer.
+// closeWhenIdle closes the connection now if no request is started and
+// unanswered, or has it closed after the last such answer.
 func (c *serverConn) closeWhenIdle() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closing = true
-	if !c.busy {
+	if c.busy == 0 {
 		_ = c.conn.Close()
 	}
 }

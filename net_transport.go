@@ -24,10 +24,12 @@ import (
 //     cleanly. InstallSnapshot streams the snapshot after the request and
 //     never gives its connection back. Pipelines (net_pipeline.go) own one
 //     connection each, with a goroutine reading responses in order.
-//   - Server side (net_server.go): one goroutine accepts connections, and
-//     one goroutine per connection reads a request, hands it to the node
-//     (the Consumer channel, or the heartbeat handler for heartbeats),
-//     waits for the answer and writes it back, one request at a time.
+//   - Server side (net_server.go, net_server_answers.go): one goroutine
+//     accepts connections; per connection, one goroutine reads requests and
+//     hands them to the node (the Consumer channel, or the heartbeat
+//     handler for heartbeats) without waiting for their answers, up to
+//     serverReadAhead ahead, and another writes the answers back in
+//     request order.
 //   - Hostile input: the server side bounds every request's size before
 //     decoding it (wire_value.go), the time a request may take to arrive
 //     once started and the pace of snapshot bodies (net_server.go,

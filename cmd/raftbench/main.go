@@ -5,21 +5,31 @@
 //	go run ./cmd/raftbench                      # 3 nodes, TCP on loopback, bbolt files, 64 clients
 //	go run ./cmd/raftbench -clients 1 -duration 5s
 //	go run ./cmd/raftbench -store inmem -transport inmem
+//	go run ./cmd/raftbench -clients 1 -cpuprofile cpu.out -blockprofile block.out -mutexprofile mutex.out
+//
+// CPU profile samples carry a "node" label (n0, n1, ...) and the leader's
+// ID is printed, so that `go tool pprof -tagfocus node=n1 cpu.out` shows
+// one node alone. Block and mutex profiles carry no labels and cover the
+// whole process.
 //
 // It reports; it asserts nothing.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/quorumkit/raft"
 	"github.com/quorumkit/raft/raftboltdb"
 	"github.com/quorumkit/raft/wal"
@@ -33,6 +43,10 @@ type options struct {
 	store     string
 	transport string
 	dir       string
+	inflight  int
+	cpuProf   string
+	blockProf string
+	mutexProf string
 }
 
 func main() {
@@ -44,6 +58,10 @@ func main() {
 	flag.StringVar(&o.store, "store", "bolt", "log store: bolt (fsync on), wal (fsync on) or inmem")
 	flag.StringVar(&o.transport, "transport", "tcp", "transport: tcp (loopback) or inmem")
 	flag.StringVar(&o.dir, "dir", "", "directory for the bolt or wal files (a temporary one by default)")
+	flag.IntVar(&o.inflight, "inflight", 0, "MaxRPCsInFlight of the TCP transports (0: the default)")
+	flag.StringVar(&o.cpuProf, "cpuprofile", "", "write a CPU profile of the measured window to this file")
+	flag.StringVar(&o.blockProf, "blockprofile", "", "write a block profile of the measured window to this file")
+	flag.StringVar(&o.mutexProf, "mutexprofile", "", "write a mutex profile of the measured window to this file")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "raftbench:", err)
@@ -78,7 +96,19 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
+	for _, n := range c.nodes {
+		if n.raft == leader {
+			fmt.Printf("leader: %s\n", n.id)
+		}
+	}
+	stopProfiles, err := startProfiles(o)
+	if err != nil {
+		return err
+	}
 	res := measure(leader, o)
+	if err := stopProfiles(); err != nil {
+		return err
+	}
 	fmt.Printf("throughput: %.0f applies/s (%d applies, %d errors)\n", res.rate, res.n, res.errors)
 	fmt.Printf("latency: p50 %v  p90 %v  p99 %v  max %v\n", res.p(50), res.p(90), res.p(99), res.p(100))
 	for _, n := range c.nodes {
@@ -88,6 +118,62 @@ func run(o options) error {
 		}
 	}
 	return nil
+}
+
+// startProfiles starts the profiles o asks for and returns the function
+// that stops them and writes them out.
+func startProfiles(o options) (func() error, error) {
+	var cpu *os.File
+	if o.cpuProf != "" {
+		f, err := os.Create(o.cpuProf)
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		cpu = f
+	}
+	if o.blockProf != "" {
+		runtime.SetBlockProfileRate(1)
+	}
+	if o.mutexProf != "" {
+		runtime.SetMutexProfileFraction(1)
+	}
+	return func() error {
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			if err := cpu.Close(); err != nil {
+				return err
+			}
+		}
+		for _, p := range []struct{ name, path string }{{"block", o.blockProf}, {"mutex", o.mutexProf}} {
+			if p.path == "" {
+				continue
+			}
+			f, err := os.Create(p.path)
+			if err != nil {
+				return err
+			}
+			if err := pprof.Lookup(p.name).WriteTo(f, 0); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, nil
+}
+
+// withNodeLabel runs f with the pprof label node=id on the calling
+// goroutine, so that the goroutines f starts (and theirs) carry it too.
+func withNodeLabel(id raft.ServerID, f func() error) error {
+	var err error
+	pprof.Do(context.Background(), pprof.Labels("node", string(id)), func(context.Context) { err = f() })
+	return err
 }
 
 // fsyncRate measures how many write+fsync rounds the disk does per second.
@@ -190,20 +276,29 @@ func startCluster(o options) (*cluster, error) {
 	var cfg raft.Configuration
 	for i := 0; i < o.nodes; i++ {
 		var t raft.Transport
+		id := raft.ServerID(fmt.Sprintf("n%d", i))
 		switch o.transport {
 		case "inmem":
 			_, t = raft.NewInmemTransport("")
 		case "tcp":
-			nt, err := raft.NewTCPTransport("127.0.0.1:0", nil, 3, 10*time.Second, io.Discard)
+			err := withNodeLabel(id, func() error {
+				nt, err := raft.NewTCPTransportWithConfig("127.0.0.1:0", nil, &raft.NetworkTransportConfig{
+					MaxPool:         3,
+					Timeout:         10 * time.Second,
+					MaxRPCsInFlight: o.inflight,
+					Logger:          hclog.NewNullLogger(),
+				})
+				t = nt
+				return err
+			})
 			if err != nil {
 				return nil, err
 			}
-			t = nt
 		default:
 			return nil, fmt.Errorf("unknown transport %q", o.transport)
 		}
 		trans = append(trans, t)
-		cfg.Servers = append(cfg.Servers, raft.Server{ID: raft.ServerID(fmt.Sprintf("n%d", i)), Address: t.LocalAddr()})
+		cfg.Servers = append(cfg.Servers, raft.Server{ID: id, Address: t.LocalAddr()})
 	}
 	if o.transport == "inmem" {
 		for _, a := range trans {
@@ -249,7 +344,12 @@ func startCluster(o options) (*cluster, error) {
 		if err := raft.BootstrapCluster(conf, n.store, stable, snaps, t, cfg); err != nil {
 			return nil, err
 		}
-		r, err := raft.NewRaft(conf, &countFSM{}, n.store, stable, snaps, t)
+		var r *raft.Raft
+		err := withNodeLabel(n.id, func() error {
+			var err error
+			r, err = raft.NewRaft(conf, &countFSM{}, n.store, stable, snaps, t)
+			return err
+		})
 		if err != nil {
 			return nil, err
 		}

@@ -28,6 +28,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +62,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", time.Minute, "bound on each wait inside a run")
 	jsonPath := fs.String("json", "", "write one JSON line per measurement to this file (- for stdout)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (both libraries) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -98,6 +100,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		defer f.Close()
 		o.JSON = f
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	fmt.Fprintf(stdout, "sidebyside: %s, GOMAXPROCS %d, %d CPUs, load average %s at start\n\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), loadAverage())

@@ -1,0 +1,122 @@
+package raft
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hashicorp/go-metrics"
+)
+
+// serverReadAhead is how many requests one incoming connection may have
+// started (their first byte read) and not yet answered. It lets every
+// request of a pipeline reach the node while the oldest is still being
+// written to the log, so that the node stores them together instead of
+// one fsync each; answers still leave in request order. It also bounds
+// what a peer can make the server hold: at most this many decoded
+// requests, each within MaxRPCBytes, per connection. An InstallSnapshot
+// stops the reading until its body is consumed, since the body comes
+// before the next request on the stream.
+const serverReadAhead = 8
+
+// pendingAnswer is a request handed to the node, waiting for its answer.
+type pendingAnswer struct {
+	respCh chan RPCResponse
+	// body is the InstallSnapshot body reader, nil for other requests.
+	body io.Reader
+	// resume, set with body, is closed once the body is consumed (or the
+	// connection failed), which lets the reader go on to the next request.
+	resume   chan struct{}
+	labels   []metrics.Label
+	enqueued time.Time
+}
+
+// answerQueue connects a connection's reader (readRequests) to its writer
+// (writeAnswers).
+type answerQueue struct {
+	// answers carries requests handed to the node, in order. The reader
+	// closes it when it stops.
+	answers chan *pendingAnswer
+	// slots holds one token per request started and not yet answered: the
+	// reader puts one in before it reads a request, the writer takes one
+	// out after writing an answer.
+	slots chan struct{}
+	// done is closed when the writer stops: after the last answer, or
+	// after a failure.
+	done chan struct{}
+	// err is the writer's failure, if any; read after done is closed.
+	err error
+}
+
+func newAnswerQueue(readAhead int) *answerQueue {
+	return &answerQueue{
+		answers: make(chan *pendingAnswer, readAhead),
+		slots:   make(chan struct{}, readAhead),
+		done:    make(chan struct{}),
+	}
+}
+
+// writeAnswers writes the node's answers in request order until the reader
+// closes the queue. On a failure it logs why and closes the connection,
+// so that the reader stops too, and leaves the remaining requests
+// unanswered.
+func (n *NetworkTransport) writeAnswers(c *serverConn, q *answerQueue) {
+	defer close(q.done)
+	for a := range q.answers {
+		err := n.writeAnswer(c, a)
+		if err != nil {
+			q.err = err
+			n.logConnEnd(c, err)
+			_ = c.conn.Close()
+		}
+		if a.resume != nil {
+			// Only now: after a failed drain the stream is out of step,
+			// and the reader must find the connection closed.
+			close(a.resume)
+		}
+		if err != nil {
+			return
+		}
+		<-q.slots
+		c.endRequest()
+	}
+}
+
+// writeAnswer waits for the node's answer to one request and writes it.
+func (n *NetworkTransport) writeAnswer(c *serverConn, a *pendingAnswer) error {
+	resp, err := n.awaitAnswer(a)
+	if err != nil {
+		return err
+	}
+	if n.frameTimeout > 0 {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(n.frameTimeout))
+	}
+	errText := ""
+	if resp.Error != nil {
+		errText = resp.Error.Error()
+	}
+	if err := c.enc.writeResponse(errText, resp.Response); err != nil {
+		return err
+	}
+	metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcRespond"}, a.enqueued, a.labels)
+	return nil
+}
+
+// awaitAnswer waits for the node's answer and, for an InstallSnapshot,
+// drains what the node left of the body.
+func (n *NetworkTransport) awaitAnswer(a *pendingAnswer) (RPCResponse, error) {
+	var resp RPCResponse
+	select {
+	case resp = <-a.respCh:
+	case <-n.shutdownCh:
+		return RPCResponse{}, ErrTransportShutdown
+	}
+	if a.body != nil {
+		// The snapshot bytes the node did not read are still on the
+		// stream, before the next request.
+		if _, err := io.Copy(io.Discard, a.body); err != nil {
+			return RPCResponse{}, fmt.Errorf("draining snapshot data: %w", err)
+		}
+	}
+	return resp, nil
+}
