@@ -175,6 +175,9 @@ func TestFuzzyReplay(t *testing.T) {
 	t.Logf("replaying %s", sched)
 	res := run(t, seed, runLength(t))
 	t.Log(res.summary())
+	if os.Getenv("RAFT_FUZZY_EVENTS") != "" {
+		t.Logf("events:\n%s", res.events.tail(100000))
+	}
 }
 
 func TestFuzzySoak(t *testing.T) {

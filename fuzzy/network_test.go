@@ -242,10 +242,24 @@ func (n *network) stall(id raft.ServerID) time.Duration {
 	return d
 }
 
+// campaigningNow reports whether a campaign-write-error episode is active
+// and id is a candidate or a new leader.
+func (n *network) campaigningNow(id raft.ServerID) bool {
+	n.mu.Lock()
+	active := false
+	for a := range n.active {
+		active = active || a.ep.kind == faultCampaignWrite
+	}
+	campaigning := n.campaigning
+	n.mu.Unlock()
+	return active && campaigning != nil && campaigning(id)
+}
+
 // failLate decides whether a log write on id's disk completing now fails:
 // it does, with the episode's probability, while a campaign-write-error
-// episode is active and id is a candidate or a new leader.
-func (n *network) failLate(id raft.ServerID) (fail, landAnyway bool) {
+// episode is active and id is a candidate or a new leader now or was
+// when the write started (early).
+func (n *network) failLate(id raft.ServerID, early bool) (fail, landAnyway bool) {
 	n.mu.Lock()
 	p := 0.0
 	for a := range n.active {
@@ -255,7 +269,7 @@ func (n *network) failLate(id raft.ServerID) (fail, landAnyway bool) {
 	}
 	campaigning := n.campaigning
 	n.mu.Unlock()
-	if p == 0 || campaigning == nil || !campaigning(id) || !n.rnd.chance(p) {
+	if p == 0 || campaigning == nil || !(early || campaigning(id)) || !n.rnd.chance(p) {
 		return false, false
 	}
 	n.stats.campaignWriteFailures.Add(1)

@@ -171,8 +171,10 @@ func (h *diskHandle) write(log bool, f func(d *disk)) error {
 		}
 		return errDiskFailed
 	}
+	var early bool
 	if lf != nil {
 		wait = max(wait, lf.stall(h.d.id))
+		early = lf.campaigningNow(h.d.id)
 		defer h.d.pending()()
 	}
 	landFirst := wait > 0 && wait%2 == 0 // the low bit of a random duration is a fair coin
@@ -191,7 +193,7 @@ func (h *diskHandle) write(log bool, f func(d *disk)) error {
 		}
 	}
 	if lf != nil {
-		if fail, landAnyway := lf.failLate(h.d.id); fail {
+		if fail, landAnyway := lf.failLate(h.d.id, early); fail {
 			if !landFirst && landAnyway {
 				if err := h.land(f); err != nil {
 					return err
@@ -212,9 +214,12 @@ func (h *diskHandle) write(log bool, f func(d *disk)) error {
 type logFaults interface {
 	// stall returns how long a log write starting now must block.
 	stall(id raft.ServerID) time.Duration
+	// campaigningNow reports whether id is a candidate or a new leader.
+	campaigningNow(id raft.ServerID) bool
 	// failLate decides whether a log write completing now fails, and if
-	// so whether it landed anyway.
-	failLate(id raft.ServerID) (fail, landAnyway bool)
+	// so whether it landed anyway; early says whether its server was
+	// campaigning when the write started.
+	failLate(id raft.ServerID, early bool) (fail, landAnyway bool)
 }
 
 // pending records a log write in flight; the returned function ends it.

@@ -13,9 +13,9 @@ import (
 // write path or of leadership:
 //
 //   - campaign-write-error: the leader is cut off, so that the others
-//     elect a new one while every disk is slow; a log write that completes
-//     while its server is a candidate, or a leader of less than an
-//     election timeout, fails (and may have landed anyway).
+//     elect a new one while every disk is slow; a log write that starts or
+//     completes while its server is a candidate, or a leader of less than
+//     three election timeouts, fails (and may have landed anyway).
 //   - wipe-disk: a non-voter (or, when there is none, a server outside the
 //     configuration) loses its whole disk and comes back empty under the
 //     same ID; the leader must repair its log.
@@ -94,6 +94,9 @@ func (c *cluster) beginTargeted(a *activeEpisode) *activeEpisode {
 // endTargeted ends a fault of this file.
 func (c *cluster) endTargeted(a *activeEpisode) {
 	c.events.add("end %v", a.ep.kind)
+	if a.ep.kind == faultRemovedReturns {
+		c.watchRemoved(a)
+	}
 	c.net.deactivate(a)
 	switch a.ep.kind {
 	case faultWipe:
@@ -106,7 +109,7 @@ func (c *cluster) endTargeted(a *activeEpisode) {
 }
 
 // campaigning reports whether id is a candidate, or a leader since less
-// than an election timeout: the servers a campaign-write-error fails.
+// than three election timeouts: the servers a campaign-write-error fails.
 func (c *cluster) campaigning(id raft.ServerID) bool {
 	n := c.node(id)
 	inc := c.current(n)
@@ -118,7 +121,7 @@ func (c *cluster) campaigning(id raft.ServerID) bool {
 		return true
 	case raft.Leader:
 		since := inc.leaderSince.Load()
-		return since != 0 && time.Since(time.Unix(0, since)) < heartbeatTimeout
+		return since != 0 && time.Since(time.Unix(0, since)) < 3*heartbeatTimeout
 	}
 	return false
 }
@@ -189,7 +192,9 @@ func (c *cluster) beginRemovedReturns(a *activeEpisode) bool {
 			voters = append(voters, c.node(s.ID))
 		}
 	}
-	if len(voters) <= minVoters {
+	// The server is cut off already, so its removal leaves the cluster
+	// as fault-tolerant as it was; a three-voter cluster goes down to two.
+	if len(voters) < minVoters {
 		c.changing.Store(false)
 		c.events.add("skip %v: only %d voters", e.kind, len(voters))
 		return false
@@ -214,7 +219,12 @@ func (c *cluster) beginRemovedReturns(a *activeEpisode) bool {
 	c.ops.Go(func() {
 		defer c.changing.Store(false)
 		time.Sleep(e.length / 2)
-		l := c.leader()
+		// Other faults may have left no leader just then: wait a little.
+		var l *incarnation
+		c.waitFor(e.length/4, func() bool {
+			l = c.leader()
+			return l != nil
+		})
 		if l == nil {
 			c.events.add("%v: no leader to remove %s", e.kind, target.id)
 			return
@@ -223,6 +233,59 @@ func (c *cluster) beginRemovedReturns(a *activeEpisode) bool {
 		c.changeAnswered(a, opRemove, target, l, l.raft.RemoveServer(target.id, 0, changeTimeout))
 	})
 	return true
+}
+
+// watchRemoved runs as a removed-returns episode lets its server back.
+// When its removal committed and its term has climbed well above every
+// member's (it ran without pre-vote), no member may reach that term in the
+// next few election timeouts: the cluster's own elections cannot raise its
+// terms that fast (one per election timeout at most), so a member that
+// does took it from the removed server, which has deposed a leader.
+func (c *cluster) watchRemoved(a *activeEpisode) {
+	if !a.succeeded.Load() {
+		return
+	}
+	removed := c.current(c.node(a.node))
+	l := c.leader()
+	if removed == nil || l == nil {
+		return
+	}
+	high := removed.raft.CurrentTerm()
+	var memberMax uint64
+	var watched []*node
+	for _, s := range members(l) {
+		if s.ID == a.node {
+			return // added back since
+		}
+		n := c.node(s.ID)
+		watched = append(watched, n)
+		if inc := c.current(n); inc != nil {
+			memberMax = max(memberMax, inc.raft.CurrentTerm())
+		}
+	}
+	const margin = 10
+	const window = 5 * heartbeatTimeout
+	if high < memberMax+margin {
+		c.events.add("%v: %s comes back in term %d, members at most in term %d", a.ep.kind, removed.name, high, memberMax)
+		return
+	}
+	c.events.add("%v: %s comes back in term %d, members at most in term %d: watching", a.ep.kind, removed.name, high, memberMax)
+	c.ops.Go(func() {
+		var hit *incarnation
+		c.waitFor(window, func() bool {
+			for _, n := range watched {
+				if inc := c.current(n); inc != nil && inc.raft.CurrentTerm() >= high {
+					hit = inc
+					return true
+				}
+			}
+			return false
+		})
+		if hit != nil {
+			c.check.violation("removed server %s came back in term %d (members were at most in term %d) and %s reached term %d within %v: "+
+				"a server outside the configuration deposed the leader", removed.name, high, memberMax, hit.name, hit.raft.CurrentTerm(), window)
+		}
+	})
 }
 
 // onLeaderChecks runs as inc becomes leader: a non-voter never leads, and
