@@ -21,7 +21,7 @@ import (
 //     same ID; the leader must repair its log.
 //   - removed-returns: a voter is cut off for many election timeouts (its
 //     term climbs unless it runs pre-vote), removed half-way through, and
-//     then let back: it must not take the leadership away.
+//     let back soon after: it must not take the leadership away.
 //   - stall-leader: the leader's log writes block for longer than
 //     LogWriteStallTimeout, then complete.
 //   - late-timeout-now: a leadership transfer whose TimeoutNow is
@@ -94,9 +94,6 @@ func (c *cluster) beginTargeted(a *activeEpisode) *activeEpisode {
 // endTargeted ends a fault of this file.
 func (c *cluster) endTargeted(a *activeEpisode) {
 	c.events.add("end %v", a.ep.kind)
-	if a.ep.kind == faultRemovedReturns {
-		c.watchRemoved(a)
-	}
 	c.net.deactivate(a)
 	switch a.ep.kind {
 	case faultWipe:
@@ -231,11 +228,18 @@ func (c *cluster) beginRemovedReturns(a *activeEpisode) bool {
 		}
 		c.events.add("%v: remove %s through %s", e.kind, target.id, l.name)
 		c.changeAnswered(a, opRemove, target, l, l.raft.RemoveServer(target.id, 0, changeTimeout))
+		// Let it back soon after its removal, while the leader may still
+		// be retiring its replication to it.
+		time.Sleep(c.net.rnd.duration(0, 3*heartbeatTimeout))
+		c.events.add("%v: let %s back", e.kind, target.id)
+		c.watchRemoved(a)
+		c.net.deactivate(a)
 	})
 	return true
 }
 
-// watchRemoved runs as a removed-returns episode lets its server back.
+// watchRemoved runs as a removed-returns episode lets its server back,
+// soon after its removal.
 // When its removal committed and its term has climbed well above every
 // member's (it ran without pre-vote), no member may reach that term in the
 // next few election timeouts: the cluster's own elections cannot raise its
@@ -248,6 +252,7 @@ func (c *cluster) watchRemoved(a *activeEpisode) {
 	removed := c.current(c.node(a.node))
 	l := c.leader()
 	if removed == nil || l == nil {
+		c.events.add("%v: %s down or no leader, nothing to watch", a.ep.kind, a.node)
 		return
 	}
 	high := removed.raft.CurrentTerm()
@@ -255,7 +260,8 @@ func (c *cluster) watchRemoved(a *activeEpisode) {
 	var watched []*node
 	for _, s := range members(l) {
 		if s.ID == a.node {
-			return // added back since
+			c.events.add("%v: %s was added back", a.ep.kind, a.node)
+			return
 		}
 		n := c.node(s.ID)
 		watched = append(watched, n)
