@@ -371,8 +371,9 @@ func (s *schedule) drawEpisode(rnd *rand.Rand, kind faultKind) *episode {
 		if rnd.IntN(2) == 0 {
 			e.node = server()
 		}
-		e.delay = dur(time.Millisecond, 5*time.Millisecond)
-		e.rate = 200 + rnd.IntN(800)
+		// An FSM slower than the load: a backlog builds up.
+		e.delay = dur(2*time.Millisecond, 10*time.Millisecond)
+		e.rate = 100 + rnd.IntN(300)
 	case opRemove:
 		e.decommission = rnd.IntN(2) == 0
 	case opTransfer:
