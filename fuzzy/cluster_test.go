@@ -36,13 +36,17 @@ type cluster struct {
 	// the harness makes one at a time (ops_test.go).
 	changing atomic.Bool
 
-	mu sync.Mutex // guards every node's cur
+	mu sync.Mutex // guards every node's cur and disk, and preVote
+	// preVote overrides a server's pre-vote setting (removed-returns).
+	preVote map[raft.ServerID]bool
 }
 
 // node is one server.
 type node struct {
 	id   raft.ServerID
 	addr raft.ServerAddress
+	// disk is replaced when a wipe-disk episode wipes it; read it with
+	// cluster.diskOf.
 	disk *disk
 	// starts counts incarnations.
 	starts int
@@ -60,6 +64,9 @@ type incarnation struct {
 	raft  *raft.Raft
 	fsm   *kvFSM
 	trans *faultTransport
+	// leaderSince is when it last became leader, in Unix nanoseconds of
+	// fake time; 0 if never.
+	leaderSince atomic.Int64
 }
 
 func newCluster(sched *schedule, net *network, check *checker, stats *runStats, logs *logRing, events *eventLog) *cluster {
@@ -71,13 +78,17 @@ func newCluster(sched *schedule, net *network, check *checker, stats *runStats, 
 		logs:    logs,
 		events:  events,
 		changed: make(chan struct{}, 1),
+		preVote: make(map[raft.ServerID]bool),
 	}
+	net.campaigning = c.campaigning
+	net.stats = stats
 	for i, id := range sched.all() {
 		n := &node{
 			id:   id,
 			addr: raft.ServerAddress(fmt.Sprintf("addr-%d", i)),
 		}
 		n.disk = newDisk(id, net.disk, check)
+		n.disk.logFaults = net
 		net.register(n.id, n.addr)
 		c.nodes = append(c.nodes, n)
 	}
@@ -94,7 +105,7 @@ func (c *cluster) bootstrap() error {
 	}
 	for _, id := range c.sched.servers {
 		n := c.node(id)
-		h := n.disk.open()
+		h := c.diskOf(n).open()
 		_, trans := raft.NewInmemTransport(n.addr)
 		if err := raft.BootstrapCluster(c.config(n.id), h, h, h.snapshots(), trans, conf); err != nil {
 			return fmt.Errorf("bootstrapping %s: %w", n.id, err)
@@ -114,8 +125,8 @@ func (c *cluster) config(id raft.ServerID) *raft.Config {
 	conf.CommitTimeout = heartbeatTimeout / 10
 	conf.MaxAppendEntries = c.sched.maxAppendEntries
 	conf.BatchApplyCh = c.sched.batchApplyCh
-	conf.PreVoteDisabled = !c.sched.preVote
-	conf.LogWriteStallTimeout = 10 * heartbeatTimeout
+	conf.PreVoteDisabled = !c.preVoteOf(id)
+	conf.LogWriteStallTimeout = stallTimeout
 	conf.SnapshotThreshold = c.sched.snapshotThreshold
 	conf.TrailingLogs = c.sched.trailingLogs
 	conf.SnapshotInterval = c.sched.snapshotInterval
@@ -127,6 +138,30 @@ func (c *cluster) config(id raft.ServerID) *raft.Config {
 		c.check.violation("%v", err)
 	})
 	return conf
+}
+
+// preVoteOf returns whether id runs pre-vote.
+func (c *cluster) preVoteOf(id raft.ServerID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if on, ok := c.preVote[id]; ok {
+		return on
+	}
+	return c.sched.preVote
+}
+
+// setPreVote sets id's pre-vote setting from its next start on.
+func (c *cluster) setPreVote(id raft.ServerID, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.preVote[id] = on
+}
+
+// diskOf returns n's disk.
+func (c *cluster) diskOf(n *node) *disk {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return n.disk
 }
 
 func (c *cluster) poke() {
@@ -170,13 +205,21 @@ func (c *cluster) start(n *node) error {
 	n.starts++
 	name := fmt.Sprintf("%s#%d", n.id, n.starts)
 	inc := &incarnation{node: n, name: name, num: n.starts}
+	conf := c.config(n.id)
 	inc.trans = newFaultTransport(c.net, n.id, n.addr, n.starts, c.stats, c.check)
-	if err := capabilities(inc.trans); err != nil {
+	inc.trans.preVote = !conf.PreVoteDisabled
+	inc.trans.lateTimeoutNow = c.lateTimeoutNow
+	var trans raft.Transport = inc.trans
+	if c.sched.strict {
+		trans = newStrictTransport(inc.trans)
+	}
+	if err := capabilities(trans); err != nil {
 		return err
 	}
 	inc.fsm = newKVFSM(name, c.check, c.stats, c.poke)
-	h := n.disk.open()
-	r, err := raft.NewRaft(c.config(n.id), inc.fsm, h, h, h.snapshots(), inc.trans)
+	inc.fsm.slow = func() time.Duration { return c.net.fsmDelay(n.id) }
+	h := c.diskOf(n).open()
+	r, err := raft.NewRaft(conf, inc.fsm, h, h, h.snapshots(), trans)
 	if err != nil {
 		return fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -218,6 +261,7 @@ func (c *cluster) observe(inc *incarnation, o *raft.Observation) {
 	}
 	if s, ok := o.Data.(raft.RaftState); ok && s == raft.Leader {
 		c.check.onLeader(inc.node.id, term)
+		c.onLeaderChecks(inc, term)
 		c.events.add("%s leads term %d", inc.name, term)
 	}
 	c.poke()
@@ -229,6 +273,7 @@ func (c *cluster) crash(n *node) {
 	c.mu.Lock()
 	inc := n.cur
 	n.cur = nil
+	d := n.disk
 	if inc != nil {
 		for _, other := range c.nodes {
 			if other.cur != nil {
@@ -242,13 +287,13 @@ func (c *cluster) crash(n *node) {
 	}
 	c.net.setUp(n.id, 0)
 	inc.trans.kill()
-	n.disk.crash()
+	d.crash()
 	// Whatever term it published was durable before it was published.
 	if term := inc.raft.CurrentTerm(); term > n.maxTerm.Load() {
 		n.maxTerm.Store(term)
 	}
 	c.awaitShutdown(inc)
-	c.events.add("crash %s (term %d, disk term %d)", inc.name, inc.raft.CurrentTerm(), n.disk.currentTerm())
+	c.events.add("crash %s (term %d, disk term %d)", inc.name, inc.raft.CurrentTerm(), d.currentTerm())
 }
 
 // shutdownTimeout bounds, in fake time, how long a node may take to shut
@@ -342,7 +387,7 @@ func (c *cluster) shutdown() {
 	}
 	c.mu.Unlock()
 	for _, n := range c.nodes {
-		n.disk.crash()
+		c.diskOf(n).crash()
 	}
 	c.net.flights.Wait()
 	c.ops.Wait()
@@ -354,7 +399,7 @@ func (c *cluster) describe() string {
 	for _, n := range c.nodes {
 		inc := c.current(n)
 		if inc == nil {
-			out += fmt.Sprintf("  %s: down (disk term %d)\n", n.id, n.disk.currentTerm())
+			out += fmt.Sprintf("  %s: down (disk term %d)\n", n.id, c.diskOf(n).currentTerm())
 			continue
 		}
 		s := inc.raft.Stats()

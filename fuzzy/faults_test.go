@@ -50,6 +50,9 @@ func (c *cluster) begin(e *episode) *activeEpisode {
 	if e.kind >= firstOp {
 		return c.beginOp(a)
 	}
+	if isTargeted(e.kind) {
+		return c.beginTargeted(a)
+	}
 	switch e.kind {
 	case faultPartition:
 		a.cut = make(map[link]bool)
@@ -122,6 +125,10 @@ func (c *cluster) begin(e *episode) *activeEpisode {
 func (c *cluster) end(a *activeEpisode) {
 	if a.ep.kind >= firstOp {
 		c.endOp(a)
+		return
+	}
+	if isTargeted(a.ep.kind) {
+		c.endTargeted(a)
 		return
 	}
 	switch a.ep.kind {

@@ -69,6 +69,8 @@ type ciTotals struct {
 	installs, startRestores, transfers int64
 	readIndexReads                     int64
 	changes                            [numFaultKinds]int64
+	wipes, campaignWriteFailures       int64
+	lateTimeoutNows, openLoopWrites    int64
 }
 
 func (c *ciTotals) add(r *runResult) {
@@ -84,6 +86,10 @@ func (c *ciTotals) add(r *runResult) {
 	for k := range numFaultKinds {
 		c.changes[k] += r.stats.changes[k].Load()
 	}
+	c.wipes += r.stats.wipes.Load()
+	c.campaignWriteFailures += r.stats.campaignWriteFailures.Load()
+	c.lateTimeoutNows += r.stats.lateTimeoutNows.Load()
+	c.openLoopWrites += r.stats.openLoopWrites.Load()
 }
 
 func (c *ciTotals) check(t *testing.T) {
@@ -104,27 +110,54 @@ func (c *ciTotals) check(t *testing.T) {
 		{"AddNonvoter committed", c.changes[opAddNonvoter]},
 		{"RemoveServer committed", c.changes[opRemove]},
 		{"DemoteVoter committed", c.changes[opDemote]},
+		{"disk was wiped", c.wipes},
+		{"log write failed on a candidate or a new leader", c.campaignWriteFailures},
+		{"late TimeoutNow was delivered", c.lateTimeoutNows},
+		{"open-loop write was made", c.openLoopWrites},
 	} {
 		if x.n == 0 {
 			t.Errorf("over all the CI seeds, no %s", x.what)
 		}
 	}
 	t.Logf("CI seeds: %d snapshots stored (%d by users, %d read back), %d installed, %d restored at start; "+
-		"%d add-voter, %d add-nonvoter, %d remove, %d demote committed; %d transfers; %d read-index reads",
+		"%d add-voter, %d add-nonvoter, %d remove, %d demote committed; %d transfers; %d read-index reads; "+
+		"%d disks wiped, %d log writes failed while campaigning, %d late TimeoutNows, %d open-loop writes",
 		c.snapshots, c.userSnapshots, c.opened, c.installs, c.startRestores,
-		c.changes[opAddVoter], c.changes[opAddNonvoter], c.changes[opRemove], c.changes[opDemote], c.transfers, c.readIndexReads)
+		c.changes[opAddVoter], c.changes[opAddNonvoter], c.changes[opRemove], c.changes[opDemote], c.transfers, c.readIndexReads,
+		c.wipes, c.campaignWriteFailures, c.lateTimeoutNows, c.openLoopWrites)
 }
 
 func TestFuzzySeedsCoverEveryFault(t *testing.T) {
 	seen := make(map[faultKind]bool)
+	var strict, lax int
+	removedPreVote := make(map[bool]bool)
 	for _, seed := range ciSeeds {
-		for k := range newSchedule(seed, runLength(t)).kinds() {
+		s := newSchedule(seed, runLength(t))
+		for k := range s.kinds() {
 			seen[k] = true
+		}
+		if s.strict {
+			strict++
+		} else {
+			lax++
+		}
+		for _, e := range s.episodes {
+			if e.kind == faultRemovedReturns {
+				removedPreVote[e.preVote] = true
+			}
 		}
 	}
 	for k := range numFaultKinds {
 		if !seen[k] {
 			t.Errorf("no CI seed has a %v episode; add a seed that does", k)
+		}
+	}
+	if strict == 0 || lax == 0 {
+		t.Errorf("%d CI seeds run over the strict transport and %d over the plain one; both must be used", strict, lax)
+	}
+	for _, on := range []bool{false, true} {
+		if !removedPreVote[on] {
+			t.Errorf("no CI seed has a removed-returns episode whose server runs with pre-vote=%v", on)
 		}
 	}
 }
@@ -142,6 +175,9 @@ func TestFuzzyReplay(t *testing.T) {
 	t.Logf("replaying %s", sched)
 	res := run(t, seed, runLength(t))
 	t.Log(res.summary())
+	if os.Getenv("RAFT_FUZZY_EVENTS") != "" {
+		t.Logf("events:\n%s", res.events.tail(100000))
+	}
 }
 
 func TestFuzzySoak(t *testing.T) {

@@ -236,6 +236,14 @@ func (c *checker) onVote(id raft.ServerID, term uint64, cand string) {
 	byTerm[term] = cand
 }
 
+// forgetVotes forgets the votes id granted: its disk was wiped, and as
+// far as terms and votes go it is a new server.
+func (c *checker) forgetVotes(id raft.ServerID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.votes, id)
+}
+
 // onStored is called by a disk, holding its lock, after a batch of entries
 // landed on it. When the batch holds the no-op that opens a term this
 // server leads, everything before the no-op is on this disk (the log writer

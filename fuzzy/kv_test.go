@@ -7,6 +7,7 @@ import (
 	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quorumkit/raft"
 )
@@ -76,6 +77,8 @@ type kvFSM struct {
 	check *checker
 	stats *runStats
 	poke  func()
+	// slow, when set, returns how long an Apply takes (slow-fsm).
+	slow func() time.Duration
 	// started is set once NewRaft returned: a restore before is the
 	// server's start, one after an installed snapshot.
 	started atomic.Bool
@@ -99,6 +102,11 @@ func newKVFSM(inc string, check *checker, stats *runStats, poke func()) *kvFSM {
 }
 
 func (f *kvFSM) Apply(l *raft.Log) interface{} {
+	if f.slow != nil {
+		if d := f.slow(); d > 0 {
+			time.Sleep(d)
+		}
+	}
 	f.check.onApply(f.inc, l)
 	var cmd kvCommand
 	if err := json.Unmarshal(l.Data, &cmd); err != nil {

@@ -31,6 +31,11 @@ type network struct {
 	// up maps a server to its running incarnation; absent when down.
 	up     map[raft.ServerID]int
 	active map[*activeEpisode]bool
+	// campaigning tells whether a server is a candidate or a new leader
+	// (targeted_test.go); set once, before the run starts.
+	campaigning func(raft.ServerID) bool
+	// stats counts the failures failLate injects; set with campaigning.
+	stats *runStats
 }
 
 // activeEpisode is an episode in force, with the servers it was resolved
@@ -46,6 +51,8 @@ type activeEpisode struct {
 	node raft.ServerID
 	// succeeded is set when an operation's request was answered nil.
 	succeeded atomic.Bool
+	// stop is closed when a slow-fsm episode ends, stopping its load.
+	stop chan struct{}
 }
 
 type link struct{ from, to raft.ServerID }
@@ -207,6 +214,8 @@ func (n *network) disk(id raft.ServerID) (time.Duration, bool, bool) {
 			worst = max(worst, a.ep.delay)
 		case faultDiskError:
 			failP = max(failP, a.ep.prob)
+		case faultCampaignWrite:
+			worst = max(worst, a.ep.delay)
 		}
 	}
 	n.mu.Unlock()
@@ -217,4 +226,82 @@ func (n *network) disk(id raft.ServerID) (time.Duration, bool, bool) {
 		return 0, false, false
 	}
 	return n.rnd.duration(0, worst), false, false
+}
+
+// stall returns how long a log write on id's disk starting now blocks: to
+// the end of a stall-leader episode aimed at id.
+func (n *network) stall(id raft.ServerID) time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var d time.Duration
+	for a := range n.active {
+		if a.ep.kind == faultStallLeader && a.node == id {
+			d = max(d, time.Until(a.start.Add(a.ep.length)))
+		}
+	}
+	return d
+}
+
+// campaigningNow reports whether a campaign-write-error episode is active
+// and id is a candidate or a new leader.
+func (n *network) campaigningNow(id raft.ServerID) bool {
+	n.mu.Lock()
+	active := false
+	for a := range n.active {
+		active = active || a.ep.kind == faultCampaignWrite
+	}
+	campaigning := n.campaigning
+	n.mu.Unlock()
+	return active && campaigning != nil && campaigning(id)
+}
+
+// failLate decides whether a log write on id's disk completing now fails:
+// it does, with the episode's probability, while a campaign-write-error
+// episode is active and id is a candidate or a new leader now or was
+// when the write started (early).
+func (n *network) failLate(id raft.ServerID, early bool) (fail, landAnyway bool) {
+	n.mu.Lock()
+	p := 0.0
+	for a := range n.active {
+		if a.ep.kind == faultCampaignWrite {
+			p = max(p, a.ep.prob)
+		}
+	}
+	campaigning := n.campaigning
+	n.mu.Unlock()
+	if p == 0 || campaigning == nil || !(early || campaigning(id)) || !n.rnd.chance(p) {
+		return false, false
+	}
+	n.stats.campaignWriteFailures.Add(1)
+	return true, n.rnd.chance(0.5)
+}
+
+// lateTimeoutNowDelay returns the largest delay of a late TimeoutNow copy
+// while a late-timeout-now episode is active, or 0.
+func (n *network) lateTimeoutNowDelay() time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var d time.Duration
+	for a := range n.active {
+		if a.ep.kind == faultLateTimeoutNow {
+			d = max(d, a.ep.delay)
+		}
+	}
+	return d
+}
+
+// fsmDelay draws how long id's FSM takes to apply an entry now.
+func (n *network) fsmDelay(id raft.ServerID) time.Duration {
+	n.mu.Lock()
+	var worst time.Duration
+	for a := range n.active {
+		if a.ep.kind == faultSlowFSM && (a.node == "" || a.node == id) {
+			worst = max(worst, a.ep.delay)
+		}
+	}
+	n.mu.Unlock()
+	if worst == 0 {
+		return 0
+	}
+	return n.rnd.duration(0, worst)
 }

@@ -49,6 +49,8 @@ func (c *cluster) beginOp(a *activeEpisode) *activeEpisode {
 		ok = c.changeMembership(a)
 	case opTransfer:
 		ok = c.transferLeadership(a)
+	case opTransferOut:
+		ok = c.transferOut(a)
 	}
 	if !ok {
 		return nil
@@ -170,25 +172,32 @@ func (c *cluster) changeMembership(a *activeEpisode) bool {
 		case opDemote:
 			f = l.raft.DemoteVoter(target.id, 0, changeTimeout)
 		}
-		err := f.Error()
-		switch {
-		case err == nil:
-			a.succeeded.Store(true)
-			c.stats.changes[e.kind].Add(1)
-			if f.Index() == 0 {
-				c.check.violation("%v of %s through %s succeeded with index 0", e.kind, target.id, l.name)
-			}
-			c.events.add("%v of %s committed at index %d", e.kind, target.id, f.Index())
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
-			errors.Is(err, raft.ErrLeadershipTransferInProgress):
-			c.events.add("%v of %s refused: %v", e.kind, target.id, err)
-		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
-			c.events.add("%v of %s: outcome unknown: %v", e.kind, target.id, err)
-		default:
-			c.check.violation("%v of %s through %s failed with an unexpected error: %v", e.kind, target.id, l.name, err)
-		}
+		c.changeAnswered(a, e.kind, target, l, f)
 	})
 	return true
+}
+
+// changeAnswered waits for a membership change's answer and records its
+// outcome; kind is the change (remove-server for a removed-returns
+// episode).
+func (c *cluster) changeAnswered(a *activeEpisode, kind faultKind, target *node, l *incarnation, f raft.IndexFuture) {
+	err := f.Error()
+	switch {
+	case err == nil:
+		a.succeeded.Store(true)
+		c.stats.changes[kind].Add(1)
+		if f.Index() == 0 {
+			c.check.violation("%v of %s through %s succeeded with index 0", kind, target.id, l.name)
+		}
+		c.events.add("%v of %s committed at index %d", kind, target.id, f.Index())
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrEnqueueTimeout),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		c.events.add("%v of %s refused: %v", kind, target.id, err)
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
+		c.events.add("%v of %s: outcome unknown: %v", kind, target.id, err)
+	default:
+		c.check.violation("%v of %s through %s failed with an unexpected error: %v", kind, target.id, l.name, err)
+	}
 }
 
 // pickMember chooses the target of a membership change in conf, or nil
@@ -276,6 +285,64 @@ func (c *cluster) transferLeadership(a *activeEpisode) bool {
 			c.events.add("%v from %s: done", e.kind, l.name)
 		default:
 			c.events.add("%v from %s: %v", e.kind, l.name, err)
+		}
+	})
+	return true
+}
+
+// transferOut asks the leader to hand its leadership to a non-voter of
+// its configuration, or else to a server outside it. The library must
+// refuse: a nil answer is a violation. The harness makes no membership
+// change meanwhile, so the target cannot become a voter under it.
+func (c *cluster) transferOut(a *activeEpisode) bool {
+	e := a.ep
+	if !c.changing.CompareAndSwap(false, true) {
+		c.events.add("skip %v: a membership change is in progress", e.kind)
+		return false
+	}
+	l := c.leader()
+	if l == nil {
+		c.changing.Store(false)
+		c.events.add("skip %v: no leader", e.kind)
+		return false
+	}
+	conf := members(l)
+	var nonvoters, outside []*node
+	for _, n := range c.nodes {
+		i := slices.IndexFunc(conf, func(s raft.Server) bool { return s.ID == n.id })
+		switch {
+		case i < 0:
+			outside = append(outside, n)
+		case conf[i].Suffrage != raft.Voter:
+			nonvoters = append(nonvoters, n)
+		}
+	}
+	fit := nonvoters
+	if len(fit) == 0 {
+		fit = outside
+	}
+	if len(fit) == 0 {
+		c.changing.Store(false)
+		c.events.add("skip %v: every server is a voter", e.kind)
+		return false
+	}
+	target := fit[e.pick%len(fit)]
+	a.node = target.id
+	c.events.add("begin %v: %s to %s", e.kind, l.name, target.id)
+	c.ops.Go(func() {
+		defer c.changing.Store(false)
+		f := l.raft.LeadershipTransferToServer(target.id, target.addr)
+		err, answered := wait(f, transferAnswerBound)
+		switch {
+		case !answered:
+			if l.raft.State() != raft.Shutdown {
+				c.check.violation("liveness: the leadership transfer from %s to non-voter %s did not answer within %v",
+					l.name, target.id, transferAnswerBound)
+			}
+		case err == nil:
+			c.check.violation("the leadership transfer from %s to %s, not a voter in %v, succeeded", l.name, target.id, conf)
+		default:
+			c.events.add("%v from %s to %s: %v", e.kind, l.name, target.id, err)
 		}
 	})
 	return true

@@ -226,6 +226,7 @@ func (c *cluster) converge() {
 			final, index, recoveryTimeout, c.describe())
 		return
 	}
+	c.checkStable(leader)
 	var first *incarnation
 	var state map[string]string
 	for _, n := range want {
@@ -242,6 +243,29 @@ func (c *cluster) converge() {
 	}
 }
 
+// stableFor is how long a healed cluster must keep its leader and term.
+const stableFor = 20 * heartbeatTimeout
+
+// checkStable checks that, with every fault healed and every server
+// running (removed ones included, whatever their terms), leader keeps its
+// role and its term for stableFor: nothing outside a healthy quorum may
+// take the leadership away.
+func (c *cluster) checkStable(leader *incarnation) {
+	term := leader.raft.CurrentTerm()
+	moved := c.waitFor(stableFor, func() bool {
+		return leader.raft.State() != raft.Leader || leader.raft.CurrentTerm() != term
+	})
+	if moved {
+		l := c.leader()
+		now := "nobody"
+		if l != nil {
+			now = fmt.Sprintf("%s in term %d", l.name, l.raft.CurrentTerm())
+		}
+		c.check.violation("liveness: with every fault healed, %s lost the leadership of term %d within %v; now %s leads\n%s",
+			leader.name, term, stableFor, now, c.describe())
+	}
+}
+
 // checkCapabilities fails a run in which a feature the fault transport
 // should carry was never used: a wrapper that loses one would otherwise
 // switch it off silently.
@@ -252,11 +276,11 @@ func (r *runResult) checkCapabilities(c *cluster) {
 	if r.stats.pipelined.Load() == 0 {
 		c.check.violation("no AppendEntries was pipelined: the fault transport lost pipelining")
 	}
-	switch n := r.stats.preVotes.Load(); {
-	case r.sched.preVote && n == 0:
+	if r.sched.preVote && r.stats.preVotes.Load() == 0 {
 		c.check.violation("no pre-vote was sent: the fault transport lost pre-vote")
-	case !r.sched.preVote && n > 0:
-		c.check.violation("%d pre-votes were sent with pre-vote disabled", n)
+	}
+	if n := r.stats.preVotesDisabled.Load(); n > 0 {
+		c.check.violation("%d pre-votes were sent by servers with pre-vote disabled", n)
 	}
 }
 
@@ -283,11 +307,23 @@ func (r *runResult) summary() string {
 	st := r.stats
 	return fmt.Sprintf("seed %d: %d servers (+%d spares), %d ops checked (%d unknown, %d failed, %d read-index reads), "+
 		"%d commands applied, %v simulated; %d snapshots stored (%d by users), %d installed, %d restored at start; "+
-		"membership changes committed: %d add-voter, %d add-nonvoter, %d remove, %d demote; %d transfers; kinds %v",
+		"membership changes committed: %d add-voter, %d add-nonvoter, %d remove, %d demote; %d transfers; "+
+		"%d disks wiped, %d log writes failed while campaigning, %d late TimeoutNows (%d followed by a term rise), "+
+		"%d open-loop writes (%d failed, most bytes held %s); kinds %v",
 		r.sched.seed, len(r.sched.servers), len(r.sched.spares), len(r.ops), r.unknownN, r.failedN, st.readIndexReads.Load(),
 		r.applied, r.simTime.Round(time.Millisecond), r.snapshots, st.userSnapshots.Load(), st.installs.Load(), st.startRestores.Load(),
 		st.changes[opAddVoter].Load(), st.changes[opAddNonvoter].Load(), st.changes[opRemove].Load(), st.changes[opDemote].Load(),
-		st.transfers.Load(), kindList(r.sched))
+		st.transfers.Load(), st.wipes.Load(), st.campaignWriteFailures.Load(), st.lateTimeoutNows.Load(), st.lateTimeoutNowsObeyed.Load(),
+		st.openLoopWrites.Load(), st.openLoopFailed.Load(), heldBytesText(st.maxHeldBytes.Load()), kindList(r.sched))
+}
+
+// heldBytesText prints the most bytes held, or says the library does not
+// tell (see heldBytes).
+func heldBytesText(n int64) string {
+	if _, ok := heldBytes(nil); !ok {
+		return "not exposed"
+	}
+	return fmt.Sprint(n)
 }
 
 func kindList(s *schedule) string {

@@ -42,6 +42,12 @@ const (
 	faultCrash                           // crash a server, restart it later
 	faultCrashLeader                     // crash the current leader, restart it later
 	faultCrashMidWrite                   // slow every disk, then crash a server mid-write
+	faultCampaignWrite                   // log writes fail on candidates and new leaders
+	faultWipe                            // wipe a non-voter's (or non-member's) disk
+	faultRemovedReturns                  // cut a voter off, remove it, let it back
+	faultStallLeader                     // the leader's log writes block past the stall timeout
+	faultLateTimeoutNow                  // a transfer whose TimeoutNow is delivered late, twice, elsewhere
+	faultSlowFSM                         // slow FSMs under an open-loop load
 	// Operations.
 	opSnapshot    // Snapshot() on a server, and maybe read it back
 	opAddVoter    // AddVoter a spare, a removed server or a non-voter
@@ -49,6 +55,7 @@ const (
 	opRemove      // RemoveServer a member, then maybe shut it down
 	opDemote      // DemoteVoter a voter
 	opTransfer    // LeadershipTransfer, or LeadershipTransferToServer
+	opTransferOut // LeadershipTransferToServer to a non-voter or a non-member
 	numFaultKinds
 )
 
@@ -70,12 +77,19 @@ var faultNames = [numFaultKinds]string{
 	faultCrash:          "crash",
 	faultCrashLeader:    "crash-leader",
 	faultCrashMidWrite:  "crash-mid-write",
+	faultCampaignWrite:  "campaign-write-error",
+	faultWipe:           "wipe-disk",
+	faultRemovedReturns: "removed-returns",
+	faultStallLeader:    "stall-leader",
+	faultLateTimeoutNow: "late-timeout-now",
+	faultSlowFSM:        "slow-fsm",
 	opSnapshot:          "user-snapshot",
 	opAddVoter:          "add-voter",
 	opAddNonvoter:       "add-nonvoter",
 	opRemove:            "remove-server",
 	opDemote:            "demote-voter",
 	opTransfer:          "leadership-transfer",
+	opTransferOut:       "transfer-to-non-voter",
 }
 
 func (k faultKind) String() string { return faultNames[k] }
@@ -107,6 +121,11 @@ type episode struct {
 	// toServer names the transfer's target instead of letting the leader
 	// choose.
 	open, decommission, toServer bool
+	// preVote is the removed server's own pre-vote setting
+	// (removed-returns).
+	preVote bool
+	// rate is the open-loop load's writes per second (slow-fsm).
+	rate int
 }
 
 func (e *episode) String() string {
@@ -141,6 +160,20 @@ func (e *episode) String() string {
 		fmt.Fprintf(&b, " %s", e.node)
 	case faultCrashMidWrite:
 		fmt.Fprintf(&b, " %s, disks up to %v", e.node, e.delay)
+	case faultCampaignWrite:
+		fmt.Fprintf(&b, " the leader cut off, log writes up to %v, failing p=%.2f on candidates and new leaders", e.delay, e.prob)
+	case faultWipe:
+		fmt.Fprintf(&b, " pick %d", e.pick)
+	case faultRemovedReturns:
+		fmt.Fprintf(&b, " pick %d, its pre-vote=%v", e.pick, e.preVote)
+	case faultLateTimeoutNow:
+		fmt.Fprintf(&b, " copies up to %v late", e.delay)
+	case faultSlowFSM:
+		node := e.node
+		if node == "" {
+			node = "every server"
+		}
+		fmt.Fprintf(&b, " %s up to %v per entry, %d writes/s", node, e.delay, e.rate)
 	case opSnapshot:
 		node := e.node
 		if node == "" {
@@ -157,6 +190,8 @@ func (e *episode) String() string {
 		if e.decommission {
 			b.WriteString(", then shut it down")
 		}
+	case opTransferOut:
+		fmt.Fprintf(&b, " pick %d", e.pick)
 	case opTransfer:
 		if e.toServer {
 			fmt.Fprintf(&b, " to a named server, pick %d", e.pick)
@@ -185,6 +220,10 @@ type schedule struct {
 	maxAppendEntries int
 	batchApplyCh     bool
 	preVote          bool
+	// strict runs the servers over a transport that is strict about
+	// Close and hands out a fresh Consumer channel per call
+	// (strict_test.go).
+	strict bool
 	// snapshotThreshold, trailingLogs and snapshotInterval are small, so
 	// that servers snapshot and compact their logs often, and a follower
 	// that falls behind needs InstallSnapshot.
@@ -229,6 +268,7 @@ func newSchedule(seed uint64, length time.Duration) *schedule {
 		s.spares = append(s.spares, raft.ServerID(fmt.Sprintf("n%d", n+i)))
 	}
 	s.snapshotThreshold = []uint64{8, 32, 128}[rnd.IntN(3)]
+	s.strict = rnd.IntN(2) == 0
 	s.trailingLogs = []uint64{0, 4, 32, 256}[rnd.IntN(4)]
 	s.snapshotInterval = []time.Duration{heartbeatTimeout / 2, 2 * heartbeatTimeout, 10 * heartbeatTimeout}[rnd.IntN(3)]
 	// About one fault per simulated second, each between a few heartbeats
@@ -313,6 +353,27 @@ func (s *schedule) drawEpisode(rnd *rand.Rand, kind faultKind) *episode {
 			e.node = server()
 		}
 		e.open = rnd.IntN(2) == 0
+	case faultCampaignWrite:
+		e.delay = dur(heartbeatTimeout/2, 3*heartbeatTimeout)
+		e.prob = 0.3 + 0.7*rnd.Float64()
+	case faultRemovedReturns:
+		// Long enough for the server's election timer to fire many
+		// times before its removal, half-way through.
+		e.length = dur(20*heartbeatTimeout, 40*heartbeatTimeout)
+		e.preVote = rnd.IntN(2) == 0
+	case faultStallLeader:
+		// Longer than LogWriteStallTimeout (cluster_test.go).
+		e.length = dur(12*heartbeatTimeout, 30*heartbeatTimeout)
+	case faultLateTimeoutNow:
+		e.delay = dur(heartbeatTimeout, 20*heartbeatTimeout)
+		e.toServer = rnd.IntN(2) == 0
+	case faultSlowFSM:
+		if rnd.IntN(2) == 0 {
+			e.node = server()
+		}
+		// An FSM slower than the load: a backlog builds up.
+		e.delay = dur(2*time.Millisecond, 10*time.Millisecond)
+		e.rate = 100 + rnd.IntN(300)
 	case opRemove:
 		e.decommission = rnd.IntN(2) == 0
 	case opTransfer:
@@ -346,8 +407,8 @@ func drawOp(rnd *rand.Rand) faultKind {
 		opSnapshot, opSnapshot,
 		opAddVoter, opAddVoter, opAddNonvoter,
 		opRemove, opRemove, opDemote,
-		opTransfer, opTransfer,
-	}[rnd.IntN(10)]
+		opTransfer, opTransfer, opTransferOut,
+	}[rnd.IntN(11)]
 }
 
 // kinds returns the fault kinds the schedule uses.
@@ -362,10 +423,10 @@ func (s *schedule) kinds() map[faultKind]bool {
 func (s *schedule) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d: %d servers %v and spares %v, %d clients on %d keys, disk writes up to %v, "+
-		"MaxAppendEntries=%d BatchApplyCh=%v pre-vote=%v SnapshotThreshold=%d TrailingLogs=%d SnapshotInterval=%v, "+
+		"MaxAppendEntries=%d BatchApplyCh=%v pre-vote=%v strict transport=%v SnapshotThreshold=%d TrailingLogs=%d SnapshotInterval=%v, "+
 		"faults for %v:\n",
 		s.seed, len(s.servers), s.servers, s.spares, s.clients, s.keys, s.diskBase,
-		s.maxAppendEntries, s.batchApplyCh, s.preVote, s.snapshotThreshold, s.trailingLogs, s.snapshotInterval, s.length)
+		s.maxAppendEntries, s.batchApplyCh, s.preVote, s.strict, s.snapshotThreshold, s.trailingLogs, s.snapshotInterval, s.length)
 	for _, e := range s.episodes {
 		fmt.Fprintf(&b, "  %s\n", e)
 	}

@@ -155,7 +155,7 @@ func (s *snapshotSink) Close() error {
 	snap := &storedSnapshot{meta: s.meta, data: bytes.Clone(s.buf.Bytes()), seq: s.seq}
 	s.mu.Unlock()
 	snap.meta.Size = int64(len(snap.data))
-	return s.h.write(func(d *disk) {
+	return s.h.write(false, func(d *disk) {
 		d.snaps = append(d.snaps, snap)
 		slices.SortFunc(d.snaps, func(a, b *storedSnapshot) int {
 			return cmp.Or(cmp.Compare(b.meta.Term, a.meta.Term), cmp.Compare(b.meta.Index, a.meta.Index), cmp.Compare(b.seq, a.seq))

@@ -78,6 +78,14 @@ type disk struct {
 	// (snapshots_test.go); snapSeq numbers their IDs.
 	snaps   []*storedSnapshot
 	snapSeq int
+	// inflight maps the log writes in flight, numbered by writeSeq, to
+	// when they started.
+	inflight map[uint64]time.Time
+	writeSeq uint64
+
+	// logFaults, when set, adds the faults on log writes alone; set once,
+	// before the disk is used.
+	logFaults logFaults
 }
 
 func newDisk(id raft.ServerID, latency diskBehaviour, check *checker) *disk {
@@ -146,9 +154,15 @@ func (h *diskHandle) read(f func(d *disk) error) error {
 }
 
 // write lands f atomically, after or before a simulated disk latency, or
-// fails.
-func (h *diskHandle) write(f func(d *disk)) error {
+// fails. A log write (log set) also meets the faults that act on log
+// writes alone (logFaults): a stall, and a failure decided as it
+// completes.
+func (h *diskHandle) write(log bool, f func(d *disk)) error {
 	wait, fail, landAnyway := h.d.latency(h.d.id)
+	lf := h.d.logFaults
+	if !log {
+		lf = nil
+	}
 	if fail {
 		if landAnyway {
 			if err := h.land(f); err != nil {
@@ -157,26 +171,84 @@ func (h *diskHandle) write(f func(d *disk)) error {
 		}
 		return errDiskFailed
 	}
-	if wait <= 0 {
-		return h.land(f)
+	var early bool
+	if lf != nil {
+		wait = max(wait, lf.stall(h.d.id))
+		early = lf.campaigningNow(h.d.id)
+		defer h.d.pending()()
 	}
-	landFirst := wait%2 == 0 // the low bit of a random duration is a fair coin
+	landFirst := wait > 0 && wait%2 == 0 // the low bit of a random duration is a fair coin
 	if landFirst {
 		if err := h.land(f); err != nil {
 			return err
 		}
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-h.crashCh:
-		return errCrashed
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-h.crashCh:
+			return errCrashed
+		}
+	}
+	if lf != nil {
+		if fail, landAnyway := lf.failLate(h.d.id, early); fail {
+			if !landFirst && landAnyway {
+				if err := h.land(f); err != nil {
+					return err
+				}
+			}
+			return errDiskFailed
+		}
 	}
 	if landFirst {
 		return nil
 	}
 	return h.land(f)
+}
+
+// logFaults are the faults that act on a server's log writes alone
+// (faults_test.go): a stall that blocks them, and failures decided when a
+// write completes, from the server's role at that moment.
+type logFaults interface {
+	// stall returns how long a log write starting now must block.
+	stall(id raft.ServerID) time.Duration
+	// campaigningNow reports whether id is a candidate or a new leader.
+	campaigningNow(id raft.ServerID) bool
+	// failLate decides whether a log write completing now fails, and if
+	// so whether it landed anyway; early says whether its server was
+	// campaigning when the write started.
+	failLate(id raft.ServerID, early bool) (fail, landAnyway bool)
+}
+
+// pending records a log write in flight; the returned function ends it.
+func (d *disk) pending() func() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.writeSeq++
+	seq := d.writeSeq
+	if d.inflight == nil {
+		d.inflight = make(map[uint64]time.Time)
+	}
+	d.inflight[seq] = time.Now()
+	return func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		delete(d.inflight, seq)
+	}
+}
+
+// stalledFor returns how long the oldest log write in flight has been
+// waiting, or 0.
+func (d *disk) stalledFor() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var worst time.Duration
+	for _, start := range d.inflight {
+		worst = max(worst, time.Since(start))
+	}
+	return worst
 }
 
 // land applies f if this incarnation is alive.
@@ -226,7 +298,7 @@ func (h *diskHandle) StoreLogs(logs []*raft.Log) error {
 		}
 		copies[i] = *l
 	}
-	return h.write(func(d *disk) {
+	return h.write(true, func(d *disk) {
 		for i := range copies {
 			l := &copies[i]
 			d.logs[l.Index] = l
@@ -242,7 +314,7 @@ func (h *diskHandle) StoreLogs(logs []*raft.Log) error {
 }
 
 func (h *diskHandle) DeleteRange(lo, hi uint64) error {
-	return h.write(func(d *disk) {
+	return h.write(true, func(d *disk) {
 		for i := lo; i <= hi && i <= d.last; i++ {
 			delete(d.logs, i)
 		}
@@ -258,7 +330,7 @@ func (h *diskHandle) DeleteRange(lo, hi uint64) error {
 
 func (h *diskHandle) Set(key, val []byte) error {
 	v := append([]byte(nil), val...)
-	return h.write(func(d *disk) { d.kv[string(key)] = v })
+	return h.write(false, func(d *disk) { d.kv[string(key)] = v })
 }
 
 func (h *diskHandle) Get(key []byte) ([]byte, error) {
@@ -275,7 +347,7 @@ func (h *diskHandle) Get(key []byte) ([]byte, error) {
 }
 
 func (h *diskHandle) SetUint64(key []byte, val uint64) error {
-	return h.write(func(d *disk) { d.kvU64[string(key)] = val })
+	return h.write(false, func(d *disk) { d.kvU64[string(key)] = val })
 }
 
 func (h *diskHandle) GetUint64(key []byte) (uint64, error) {

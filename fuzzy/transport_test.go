@@ -39,6 +39,12 @@ type faultTransport struct {
 
 	// consumers counts raft's Consumer calls: one per incarnation.
 	consumers atomic.Int32
+
+	// preVote is the incarnation's pre-vote setting; lateTimeoutNow,
+	// when set, may deliver each TimeoutNow sent again, late
+	// (targeted_test.go). Both are set before raft starts.
+	preVote        bool
+	lateTimeoutNow func(from raft.ServerID, target raft.ServerAddress, send func(raft.ServerAddress) error)
 }
 
 // Consumer returns the inner transport's channel; raft must ask once and
@@ -127,6 +133,9 @@ func (t *faultTransport) RequestVote(id raft.ServerID, target raft.ServerAddress
 
 func (t *faultTransport) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
 	t.stats.preVotes.Add(1)
+	if !t.preVote {
+		t.stats.preVotesDisabled.Add(1)
+	}
 	return send(t, target, resp, func(out *raft.RequestPreVoteResponse) error {
 		return t.InmemTransport.RequestPreVote(id, target, args, out)
 	})
@@ -143,6 +152,12 @@ func (t *faultTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAdd
 }
 
 func (t *faultTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	if t.lateTimeoutNow != nil {
+		copied := *args
+		t.lateTimeoutNow(t.id, target, func(to raft.ServerAddress) error {
+			return t.InmemTransport.TimeoutNow(id, to, &copied, new(raft.TimeoutNowResponse))
+		})
+	}
 	return send(t, target, resp, func(out *raft.TimeoutNowResponse) error {
 		return t.InmemTransport.TimeoutNow(id, target, args, out)
 	})
@@ -280,4 +295,21 @@ type runStats struct {
 	transfers       atomic.Int64
 	// readIndexReads counts the reads that went through ReadIndex.
 	readIndexReads atomic.Int64
+	// preVotesDisabled counts pre-votes sent by servers that run without
+	// pre-vote.
+	preVotesDisabled atomic.Int64
+	// lateTimeoutNows counts late TimeoutNow copies delivered, and
+	// lateTimeoutNowsObeyed those after which their receiver's term rose.
+	lateTimeoutNows       atomic.Int64
+	lateTimeoutNowsObeyed atomic.Int64
+	// openLoopWrites and openLoopFailed count the slow-fsm load's writes
+	// and those answered with an error; maxHeldBytes is the most bytes a
+	// leader held (see heldBytes).
+	openLoopWrites atomic.Int64
+	openLoopFailed atomic.Int64
+	maxHeldBytes   atomic.Int64
+	// wipes counts the disks wiped; campaignWriteFailures the log
+	// writes failed on candidates and new leaders.
+	wipes                 atomic.Int64
+	campaignWriteFailures atomic.Int64
 }
