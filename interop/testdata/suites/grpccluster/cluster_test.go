@@ -138,18 +138,25 @@ func (n *node) machine() *fsm {
 }
 
 type cluster struct {
-	t     *testing.T
-	logs  *logBuffer
-	nodes []*node
+	t    *testing.T
+	logs *logBuffer
 
 	mu    sync.Mutex
+	nodes []*node
 	acked map[string]uint64 // command -> index, for every acknowledged Apply
+}
+
+// all returns the nodes added so far.
+func (c *cluster) all() []*node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*node(nil), c.nodes...)
 }
 
 func newCluster(t *testing.T) *cluster {
 	c := &cluster{t: t, logs: &logBuffer{}, acked: map[string]uint64{}}
 	t.Cleanup(func() {
-		for _, n := range c.nodes {
+		for _, n := range c.all() {
 			c.stop(n)
 		}
 		if t.Failed() {
@@ -168,8 +175,10 @@ func (c *cluster) add(id string) *node {
 		c.t.Fatal(err)
 	}
 	n := &node{id: raft.ServerID(id), addr: raft.ServerAddress(lis.Addr().String()), dir: filepath.Join(c.t.TempDir(), id)}
-	c.nodes = append(c.nodes, n)
 	c.start(n, lis)
+	c.mu.Lock()
+	c.nodes = append(c.nodes, n)
+	c.mu.Unlock()
 	return n
 }
 
@@ -267,7 +276,7 @@ func (c *cluster) leader() *node {
 	c.t.Helper()
 	var l *node
 	c.waitFor("a leader", func() bool {
-		for _, n := range c.nodes {
+		for _, n := range c.all() {
 			if r := n.raft(); r != nil && r.State() == raft.Leader {
 				l = n
 				return true
@@ -281,7 +290,7 @@ func (c *cluster) leader() *node {
 // apply submits cmd to whichever node leads; it returns whether the write
 // was acknowledged, and records it if so.
 func (c *cluster) apply(cmd string) bool {
-	for _, n := range c.nodes {
+	for _, n := range c.all() {
 		r := n.raft()
 		if r == nil || r.State() != raft.Leader {
 			continue
@@ -355,7 +364,7 @@ func (c *cluster) converge() {
 		last = r.AppliedIndex()
 		return true
 	})
-	for _, n := range c.nodes {
+	for _, n := range c.all() {
 		if n.raft() == nil {
 			continue
 		}
@@ -365,7 +374,7 @@ func (c *cluster) converge() {
 		})
 	}
 	var want []entry
-	for _, n := range c.nodes {
+	for _, n := range c.all() {
 		if n.raft() == nil {
 			continue
 		}
@@ -388,18 +397,22 @@ func (c *cluster) converge() {
 		at[e.Data] = e.Index
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	acked := make(map[string]uint64, len(c.acked))
 	for cmd, index := range c.acked {
+		acked[cmd] = index
+	}
+	c.mu.Unlock()
+	for cmd, index := range acked {
 		if got, ok := at[cmd]; !ok || got != index {
 			c.t.Errorf("acknowledged write %q at index %d: applied at %d (present %v)", cmd, index, got, ok)
 		}
 	}
-	c.t.Logf("%d nodes agree on %d entries up to index %d; %d acknowledged writes all there", c.running(), len(want), last, len(c.acked))
+	c.t.Logf("%d nodes agree on %d entries up to index %d; %d acknowledged writes all there", c.running(), len(want), last, len(acked))
 }
 
 func (c *cluster) running() int {
 	k := 0
-	for _, n := range c.nodes {
+	for _, n := range c.all() {
 		if n.raft() != nil {
 			k++
 		}
@@ -497,7 +510,7 @@ func TestGRPCCluster(t *testing.T) {
 	// A follower restarts on its files, missing writes while it is down.
 	stopLoad = c.load("during-restart")
 	var f *node
-	for _, n := range c.nodes {
+	for _, n := range c.all() {
 		if n != c.leader() {
 			f = n
 			break
