@@ -453,8 +453,8 @@ func (m *suiteModule) run(t *testing.T, ctx context.Context, s foreignSuite, ext
 			timeout = left
 		}
 	}
-	if timeout <= 0 {
-		t.Fatalf("no time left for the suite")
+	if timeout < s.Timeout/4 {
+		t.Fatalf("%v left before go test's -timeout: too little for this suite (up to %v); raise -timeout", timeout, s.Timeout)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -558,7 +558,7 @@ func (m *suiteModule) report(t *testing.T, r *suiteRun) (passed, failed int) {
 				case res.Action != "pass":
 					t.Errorf("%s after %.2fs:\n%s", suiteOr(res.Action, "did not finish"), res.Elapsed, res.Output.String())
 				default:
-					t.Logf("passed in %.2fs", res.Elapsed)
+					t.Logf("passed in %.2fs%s", res.Elapsed, suiteLogLines(res.Output.String()))
 				}
 			})
 		}
@@ -575,6 +575,20 @@ func (m *suiteModule) report(t *testing.T, r *suiteRun) (passed, failed int) {
 		t.Logf("output of go test outside the tests:\n%s", suiteTail(r.other.String(), 200))
 	}
 	return passed, failed
+}
+
+// suiteLogLines returns what a passing test logged (without the lines go
+// test adds around it), each line on a line of its own, or "" if nothing.
+func suiteLogLines(out string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		if strings.HasPrefix(line, "=== ") || strings.HasPrefix(line, "--- ") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		b.WriteString("\n")
+		b.WriteString(line)
+	}
+	return b.String()
 }
 
 func suiteOr(s, alt string) string {

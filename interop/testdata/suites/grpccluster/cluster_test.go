@@ -220,9 +220,8 @@ func (c *cluster) start(n *node, lis net.Listener) {
 
 	conf := raft.DefaultConfig()
 	conf.LocalID = n.id
-	conf.HeartbeatTimeout = 300 * time.Millisecond
-	conf.ElectionTimeout = 300 * time.Millisecond
-	conf.LeaderLeaseTimeout = 150 * time.Millisecond
+	// DefaultConfig's timeouts: shorter ones make a loaded machine (-race,
+	// another job beside) churn through elections.
 	conf.CommitTimeout = 5 * time.Millisecond
 	conf.TrailingLogs = trailing
 	// Snapshots only when the test asks.
@@ -468,22 +467,23 @@ func TestGRPCCluster(t *testing.T) {
 	c.write("replicate", 100)
 	c.converge()
 
-	// Snapshot on the leader, which compacts its log, then a new voter
-	// that can only catch up from that snapshot.
+	// A snapshot on every node, which compacts each one's log, then a new
+	// voter that can only catch up from a snapshot, whoever leads.
 	c.write("before-snapshot", 20)
-	var l *node
-	c.waitFor("a snapshot on the leader", func() bool {
-		l = c.leader()
-		err := l.raft().Snapshot().Error()
-		if err != nil {
-			t.Logf("snapshot on %s: %v", l.id, err)
-		}
-		return err == nil
-	})
-	c.waitFor("the leader's log compacted", func() bool {
-		first, err := l.store.FirstIndex()
-		return err == nil && first > 1
-	})
+	c.converge()
+	for _, n := range c.all() {
+		c.waitFor(fmt.Sprintf("a snapshot on %s", n.id), func() bool {
+			err := n.raft().Snapshot().Error()
+			if err != nil {
+				t.Logf("snapshot on %s: %v", n.id, err)
+			}
+			return err == nil
+		})
+		c.waitFor(fmt.Sprintf("%s's log compacted", n.id), func() bool {
+			first, err := n.store.FirstIndex()
+			return err == nil && first > 1
+		})
+	}
 	c.write("after-snapshot", 5)
 	stopLoad := c.load("during-add")
 	n4 := c.add("n4")
