@@ -45,6 +45,7 @@ func main() {
 		fs.StringVar(&cfg.dataDir, "data", "", "data directory (required)")
 		fs.BoolVar(&cfg.bootstrap, "bootstrap", false, "start a new cluster with this server")
 		fs.StringVar(&cfg.join, "join", "", "HTTP address of a member to join through")
+		fs.StringVar(&cfg.store, "store", storeWAL, "log store of a new data directory: wal or bolt (raftboltdb); a directory that holds one keeps it")
 		fs.Parse(os.Args[2:])
 		if cfg.id == "" || cfg.dataDir == "" {
 			fmt.Fprintln(os.Stderr, "raftkv serve: -id and -data are required")
