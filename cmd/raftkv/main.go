@@ -10,6 +10,9 @@
 //	raftkv serve -id node2 -raft 127.0.0.1:7002 -http 127.0.0.1:8002 -data data/node2 -join 127.0.0.1:8001
 //	curl -L -X PUT --data hello http://127.0.0.1:8001/kv/greeting
 //	curl -L http://127.0.0.1:8002/kv/greeting
+//
+// A server keeps its log in a wal directory under -data, or in a raftboltdb
+// file with -store bolt; a data directory that already holds either keeps it.
 package main
 
 import (
