@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -12,8 +13,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	hraft "github.com/hashicorp/raft"
 	refbolt "github.com/hashicorp/raft-boltdb/v2"
+	refwal "github.com/hashicorp/raft-wal"
+	refmeta "github.com/hashicorp/raft-wal/metadb"
 	qraft "github.com/quorumkit/raft"
 	ourbolt "github.com/quorumkit/raft/raftboltdb"
+	ourwal "github.com/quorumkit/raft/wal"
 	"go.etcd.io/bbolt"
 )
 
@@ -55,6 +59,10 @@ type mixedSettings struct {
 	// files. Otherwise the stores live in memory for the node's whole life
 	// (see mixedNode), and a node always runs the same library.
 	onDisk bool
+	// walLogs, with onDisk, keeps the log and stable store in a WAL
+	// directory, wal/ in the node's directory, instead of raft.db:
+	// raft-wal v0.4.0 for the reference, our wal package for ours.
+	walLogs bool
 }
 
 // mixedMemorySettings are the settings of the clusters whose nodes keep
@@ -131,6 +139,10 @@ type mixedNode struct {
 	refLogs  mixedRefLogs
 	ourSnaps qraft.SnapshotStore
 	refSnaps hraft.SnapshotStore
+	// refWALMeta is the meta store the reference's raft-wal runs on, given
+	// to it with WithMetaStore so that the test can close it: raft-wal's
+	// Close leaves the meta store it opened itself open and locked.
+	refWALMeta *refmeta.BoltMetaDB
 	// incarnation counts starts, for log messages.
 	incarnation int
 }
@@ -308,6 +320,9 @@ func (n *mixedNode) openStoresLocked() error {
 		}
 		return nil
 	}
+	if n.set.walLogs {
+		return n.openWALStoresLocked(snapLogger)
+	}
 	dbPath := filepath.Join(n.dir, "raft.db")
 	switch n.lib {
 	case libOurs:
@@ -336,20 +351,66 @@ func (n *mixedNode) openStoresLocked() error {
 	return nil
 }
 
-// closeStoresLocked closes the bolt file of a node on disk; a node in
-// memory keeps its stores.
+// openWALStoresLocked opens the node's WAL directory with the WAL of its
+// library, and its FileSnapshotStore.
+func (n *mixedNode) openWALStoresLocked(snapLogger hclog.Logger) error {
+	walDir := filepath.Join(n.dir, "wal")
+	if err := os.MkdirAll(walDir, 0o755); err != nil {
+		return err
+	}
+	switch n.lib {
+	case libOurs:
+		logs, err := ourwal.Open(walDir, ourwal.WithLogger(n.logger.Named("wal")))
+		if err != nil {
+			return fmt.Errorf("opening %s with wal: %w", walDir, err)
+		}
+		snaps, err := qraft.NewFileSnapshotStoreWithLogger(n.dir, n.set.retain, snapLogger)
+		if err != nil {
+			logs.Close()
+			return fmt.Errorf("opening our FileSnapshotStore: %w", err)
+		}
+		n.ourLogs, n.ourSnaps = logs, snaps
+	case libRef:
+		meta := &refmeta.BoltMetaDB{}
+		logs, err := refwal.Open(walDir, refwal.WithMetaStore(meta), refwal.WithLogger(n.logger.Named("raft-wal")))
+		if err != nil {
+			meta.Close()
+			return fmt.Errorf("opening %s with raft-wal: %w", walDir, err)
+		}
+		snaps, err := hraft.NewFileSnapshotStoreWithLogger(n.dir, n.set.retain, snapLogger)
+		if err != nil {
+			logs.Close()
+			meta.Close()
+			return fmt.Errorf("opening the reference's FileSnapshotStore: %w", err)
+		}
+		n.refLogs, n.refSnaps, n.refWALMeta = logs, snaps, meta
+	}
+	return nil
+}
+
+// closeStoresLocked closes the bolt file or WAL of a node on disk; a node
+// in memory keeps its stores.
 func (n *mixedNode) closeStoresLocked() error {
 	if !n.set.onDisk {
 		return nil
 	}
 	var err error
-	if c, ok := n.ourLogs.(*ourbolt.BoltStore); ok {
+	switch c := n.ourLogs.(type) {
+	case *ourbolt.BoltStore:
+		err = c.Close()
+	case *ourwal.WAL:
 		err = c.Close()
 	}
-	if c, ok := n.refLogs.(*refbolt.BoltStore); ok {
+	switch c := n.refLogs.(type) {
+	case *refbolt.BoltStore:
+		err = errors.Join(err, c.Close())
+	case *refwal.WAL:
 		err = errors.Join(err, c.Close())
 	}
-	n.ourLogs, n.refLogs, n.ourSnaps, n.refSnaps = nil, nil, nil, nil
+	if n.refWALMeta != nil {
+		err = errors.Join(err, n.refWALMeta.Close())
+	}
+	n.ourLogs, n.refLogs, n.ourSnaps, n.refSnaps, n.refWALMeta = nil, nil, nil, nil, nil
 	return err
 }
 
@@ -449,8 +510,30 @@ func (n *mixedNode) stop() (mixedDisk, error) {
 		disk.last = disk.lastAtShutdown
 		return disk, nil
 	}
+	if n.set.walLogs {
+		disk.first, disk.last, disk.term, err = mixedReadWALDir(filepath.Join(n.dir, "wal"))
+		return disk, err
+	}
 	disk.first, disk.last, disk.term, err = mixedReadBoltFile(filepath.Join(n.dir, "raft.db"))
 	return disk, err
+}
+
+// mixedReadWALDir reads the log bounds and CurrentTerm of a closed WAL
+// directory with our wal package, which reads either library's.
+func mixedReadWALDir(dir string) (first, last, term uint64, err error) {
+	w, err := ourwal.Open(dir, ourwal.WithLogger(hclog.NewNullLogger()))
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("opening %s: %w", dir, err)
+	}
+	defer w.Close()
+	if first, err = w.FirstIndex(); err != nil {
+		return 0, 0, 0, err
+	}
+	if last, err = w.LastIndex(); err != nil {
+		return 0, 0, 0, err
+	}
+	term, err = w.GetUint64([]byte("CurrentTerm"))
+	return first, last, term, err
 }
 
 // mixedReadBoltFile reads the log bounds and CurrentTerm of a closed

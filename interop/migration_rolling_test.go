@@ -57,6 +57,12 @@ const migWhileDown = 100
 // attempt of it had an uncertain outcome, at the index and position its
 // acknowledgement gave, and every FSM holds the same commands.
 func TestMigrationRollingFromReferenceToOurs(t *testing.T) {
+	runRollingMigration(t, migSettings)
+}
+
+// runRollingMigration runs the rolling migration above on nodes with the
+// settings set, which keep the nodes on disk.
+func runRollingMigration(t *testing.T, set mixedSettings) {
 	const (
 		// total is how many commands the clients have acknowledged, at
 		// least, when the test stops them.
@@ -74,7 +80,7 @@ func TestMigrationRollingFromReferenceToOurs(t *testing.T) {
 		{to: libOurs, pick: migSame},
 	}
 	start := time.Now()
-	c := newCluster(t, migSettings)
+	c := newCluster(t, set)
 	nodes := []*mixedNode{c.addNode("node-1", libRef), c.addNode("node-2", libRef), c.addNode("node-3", libRef)}
 	c.bootstrap(nodes...)
 	l := c.waitLeader()

@@ -2,7 +2,8 @@
 // running in this process: throughput and latency percentiles of Apply,
 // beside the physical limit that bounds them, the disk's fsync rate.
 //
-//	go run ./cmd/raftbench                      # 3 nodes, TCP on loopback, bbolt files, 64 clients
+//	go run ./cmd/raftbench                      # 3 nodes, TCP on loopback, wal directories, 64 clients
+//	go run ./cmd/raftbench -store bolt          # the same on raftboltdb files
 //	go run ./cmd/raftbench -clients 1 -duration 5s
 //	go run ./cmd/raftbench -store inmem -transport inmem
 //	go run ./cmd/raftbench -clients 1 -cpuprofile cpu.out -blockprofile block.out -mutexprofile mutex.out
@@ -55,7 +56,7 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 64, "concurrent clients applying on the leader")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to measure")
 	flag.IntVar(&o.size, "size", 256, "bytes per command")
-	flag.StringVar(&o.store, "store", "bolt", "log store: bolt (fsync on), wal (fsync on) or inmem")
+	flag.StringVar(&o.store, "store", "wal", "log store: wal (fsync on), bolt (raftboltdb, fsync on) or inmem")
 	flag.StringVar(&o.transport, "transport", "tcp", "transport: tcp (loopback) or inmem")
 	flag.StringVar(&o.dir, "dir", "", "directory for the bolt or wal files (a temporary one by default)")
 	flag.IntVar(&o.inflight, "inflight", 0, "MaxRPCsInFlight of the TCP transports (0: the default)")

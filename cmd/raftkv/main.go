@@ -10,6 +10,9 @@
 //	raftkv serve -id node2 -raft 127.0.0.1:7002 -http 127.0.0.1:8002 -data data/node2 -join 127.0.0.1:8001
 //	curl -L -X PUT --data hello http://127.0.0.1:8001/kv/greeting
 //	curl -L http://127.0.0.1:8002/kv/greeting
+//
+// A server keeps its log in a wal directory under -data, or in a raftboltdb
+// file with -store bolt; a data directory that already holds either keeps it.
 package main
 
 import (
@@ -45,6 +48,7 @@ func main() {
 		fs.StringVar(&cfg.dataDir, "data", "", "data directory (required)")
 		fs.BoolVar(&cfg.bootstrap, "bootstrap", false, "start a new cluster with this server")
 		fs.StringVar(&cfg.join, "join", "", "HTTP address of a member to join through")
+		fs.StringVar(&cfg.store, "store", storeWAL, "log store of a new data directory: wal or bolt (raftboltdb); a directory that holds one keeps it")
 		fs.Parse(os.Args[2:])
 		if cfg.id == "" || cfg.dataDir == "" {
 			fmt.Fprintln(os.Stderr, "raftkv serve: -id and -data are required")

@@ -8,13 +8,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/quorumkit/raft"
-	"github.com/quorumkit/raft/raftboltdb"
 )
 
 // httpKeyPrefix is where the cluster keeps each member's HTTP address, so
@@ -28,6 +26,10 @@ type serverConfig struct {
 	advertise string // raft address peers use, when it differs from raftAddr
 	httpAddr  string
 	dataDir   string
+	// store is the log and stable store a new data directory gets: "wal"
+	// (the default when empty) or "bolt". A directory that already holds
+	// one keeps it (see openStore in store.go).
+	store     string
 	bootstrap bool
 	join      string
 	// heartbeat, when set, replaces the heartbeat, election and lease
@@ -42,10 +44,13 @@ type server struct {
 	cfg   serverConfig
 	raft  *raft.Raft
 	kv    *kvFSM
-	store *raftboltdb.BoltStore
-	trans *raft.NetworkTransport
-	http  *http.Server
-	ln    net.Listener
+	store logStore
+	// storeKind is the kind of store the data directory runs on: "wal"
+	// or "bolt".
+	storeKind string
+	trans     *raft.NetworkTransport
+	http      *http.Server
+	ln        net.Listener
 }
 
 // startServer opens the server's stores, starts raft and serves HTTP. A
@@ -55,11 +60,11 @@ func startServer(cfg serverConfig) (*server, error) {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: cfg.id, Output: cfg.logOutput, Level: hclog.Info})
-	store, err := raftboltdb.NewBoltStore(filepath.Join(cfg.dataDir, "raft.db"))
+	store, kind, err := openStore(cfg.dataDir, cfg.store, logger)
 	if err != nil {
-		return nil, fmt.Errorf("opening the log store: %w", err)
+		return nil, err
 	}
-	s := &server{cfg: cfg, kv: newKV(), store: store}
+	s := &server{cfg: cfg, kv: newKV(), store: store, storeKind: kind}
 	fail := func(err error) (*server, error) {
 		s.close()
 		return nil, err

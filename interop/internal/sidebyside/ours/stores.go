@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/hashicorp/go-hclog"
 	qraft "github.com/quorumkit/raft"
 	"github.com/quorumkit/raft/raftboltdb"
+	"github.com/quorumkit/raft/wal"
 )
 
 // storeKind is one kind of log and stable store QuorumKit Raft can run on.
@@ -25,17 +27,11 @@ type stores struct {
 
 // storeKinds are this library's stores, by the kind names the command
 // line uses.
-//
-// HOOK for the wal store (github.com/quorumkit/raft/wal, being written):
-// once it lands, import it and add
-//
-//	"wal": {label: "wal", disk: true, open: openWAL},
-//
-// with an openWAL beside openBolt that opens the WAL in dir and returns
-// it as both stores and its Close as close. The "wal" comparison then
-// pits it against raft-wal instead of against raftboltdb.
+// The "wal" comparison pits our wal package against the reference's
+// raft-wal v0.4.0.
 var storeKinds = map[string]storeKind{
 	"bolt": {label: "raftboltdb", disk: true, open: openBolt},
+	"wal":  {label: "wal", disk: true, open: openWAL},
 	"mem":  {label: "InmemStore", open: openMem},
 }
 
@@ -45,6 +41,16 @@ func openBolt(dir string) (stores, error) {
 		return stores{}, fmt.Errorf("opening raftboltdb: %w", err)
 	}
 	return stores{log: s, stable: s, close: s.Close}, nil
+}
+
+// openWAL opens our wal package on dir; its Close also closes the meta
+// store it opened.
+func openWAL(dir string) (stores, error) {
+	w, err := wal.Open(dir, wal.WithLogger(hclog.NewNullLogger()))
+	if err != nil {
+		return stores{}, fmt.Errorf("opening wal: %w", err)
+	}
+	return stores{log: w, stable: w, close: w.Close}, nil
 }
 
 func openMem(string) (stores, error) {
