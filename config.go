@@ -160,8 +160,21 @@ type Config struct {
 	// never reported as committed. No server campaigns while one of its
 	// writes has been stuck that long, nor for ten election timeouts after
 	// (unless a later write succeeds), so the stalled leader does not win
-	// the next election. Zero turns the check off; DefaultConfig sets a
-	// generous value.
+	// the next election. Zero turns the check off.
+	//
+	// The trade-off: a leader whose disk stops answering keeps its
+	// followers' heartbeats flowing, so no election replaces it and writes
+	// are unavailable for about LogWriteStallTimeout, plus the followers'
+	// election timeout and one election. Set too low, a disk that is slow
+	// but healthy (an fsync spike, a large batch, a busy machine) makes
+	// its leader step down and the cluster elect another for nothing, and
+	// the server that stepped down may not campaign for ten election
+	// timeouts. Head compactions never count: they run beside the writes
+	// (log_compactor.go). DefaultConfig sets DefaultLogWriteStallTimeout,
+	// five times its ElectionTimeout: with it, writes resume on a new leader
+	// within LogWriteStallTimeout + 3 × ElectionTimeout (8 s) of a stall.
+	// Scale it with ElectionTimeout, and keep it well above the slowest
+	// write the disk makes when healthy.
 	LogWriteStallTimeout time.Duration
 
 	// MaxAppendEntriesBytes bounds the total Data and Extensions bytes of
@@ -198,6 +211,11 @@ type runHooks struct {
 	// so a test can inspect the run loop's state without a race.
 	afterStep func(*Raft)
 }
+
+// DefaultLogWriteStallTimeout is DefaultConfig's LogWriteStallTimeout:
+// five of its election timeouts (see Config.LogWriteStallTimeout for the
+// trade-off).
+const DefaultLogWriteStallTimeout = 5 * time.Second
 
 // DefaultMaxAppendEntriesBytes is the byte bound of one AppendEntries RPC
 // when Config.MaxAppendEntriesBytes is zero. It sits well below the network
@@ -263,7 +281,7 @@ func DefaultConfig() *Config {
 		SnapshotThreshold:    8192,
 		LeaderLeaseTimeout:   500 * time.Millisecond,
 		LogLevel:             "DEBUG",
-		LogWriteStallTimeout: 30 * time.Second,
+		LogWriteStallTimeout: DefaultLogWriteStallTimeout,
 	}
 }
 
