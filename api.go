@@ -487,8 +487,11 @@ func (r *Raft) requestConfigChange(req configurationChangeRequest, timeout time.
 // down by itself (for example ShutdownOnRemove) still knows, once Error
 // returns, that nothing runs.
 //
-// Shutdown itself returns at once and may be called from any goroutine,
-// including from inside the FSM's methods. Waiting on its future is what
+// Shutdown itself returns at once (but for the hand-off below) and may be
+// called from any goroutine, including from inside the FSM's methods.
+// With Config.LeadershipTransferOnShutdown, Shutdown called on a leader
+// first hands leadership to the most up-to-date voter, waiting for that
+// for at most three election timeouts, then stops the node. Waiting on its future is what
 // can deadlock: called from inside FSM.Apply, BatchingFSM.ApplyBatch,
 // ConfigurationStore.StoreConfiguration, FSM.Snapshot or FSM.Restore
 // (that is, on the FSM goroutine), or from FSMSnapshot.Persist, Error
@@ -516,6 +519,7 @@ func (r *Raft) Shutdown() Future {
 		return &shutdownFuture{raft: r}
 	default:
 	}
+	r.handOffLeadership()
 	r.stopping.Store(true)
 	close(r.shutdownCh)
 	r.pub.setState(Shutdown)

@@ -203,6 +203,18 @@ type Config struct {
 	// catches up, as with MaxUnwrittenBytes.
 	// Zero means DefaultMaxUnappliedMemoryBytes.
 	MaxUnappliedMemoryBytes int64
+
+	// LeadershipTransferOnShutdown makes Shutdown, called on a leader,
+	// first hand leadership to the most up-to-date voter (as
+	// LeadershipTransfer does) and only then stop the node, so that a
+	// server restarted on purpose (a rolling upgrade, say) costs the
+	// cluster the few round trips of the hand-off instead of the
+	// followers' election timeout and an election. Shutdown waits for the
+	// transfer for at most three election timeouts, then stops the node
+	// whatever the outcome; a node stopping after an unrecoverable error,
+	// or one that is not the leader, stops at once. Off by default, as the
+	// reference has no such step.
+	LeadershipTransferOnShutdown bool
 }
 
 // runHooks are test hooks into a node's goroutines.

@@ -45,11 +45,12 @@ func TestStall_DefaultBoundsTheWriteGap(t *testing.T) {
 		old.raft.Apply([]byte("stuck"), 0)
 		<-stores[old.id].entered
 		var gap time.Duration
-		for i := 0; gap == 0; i++ {
+		for i := 0; ; i++ {
 			leader := c.waitForLeader(c.others(old)...)
 			err := leader.raft.Apply([]byte(fmt.Sprintf("b-%d", i)), def.ElectionTimeout).Error()
 			if err == nil {
 				gap = time.Since(start)
+				break
 			}
 		}
 		bound := def.LogWriteStallTimeout + 3*def.ElectionTimeout
