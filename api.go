@@ -73,6 +73,14 @@ type Raft struct {
 	// writeCh and the writer answers each on writeDoneCh.
 	writeCh     chan *writeOp
 	writeDoneCh chan writeResult
+	// The log compactor's (log_compactor.go), the same way for head
+	// compactions.
+	compactCh     chan *writeOp
+	compactDoneCh chan writeResult
+	// compactTarget is the highest index a compaction handed (or about to
+	// be handed) to the writer or the compactor deletes up to: written by
+	// the run loop, read by replicators pinning a snapshot.
+	compactTarget atomic.Uint64
 
 	// fsmCh carries work from the run loop to the FSM goroutine (fsm.go).
 	fsmCh chan *fsmTask
@@ -215,6 +223,8 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		reloadCh:             make(chan struct{}, 1),
 		writeCh:              make(chan *writeOp),
 		writeDoneCh:          make(chan writeResult),
+		compactCh:            make(chan *writeOp),
+		compactDoneCh:        make(chan writeResult),
 		fsmCh:                make(chan *fsmTask, fsmQueueLen),
 		fsmSnapshotCh:        make(chan snapshotRequest),
 		userRestoreAppliedCh: make(chan error),
@@ -256,6 +266,7 @@ func (r *Raft) start() {
 	r.routines.goFunc(r.run)
 	r.routines.goFunc(r.runFSM)
 	r.routines.goFunc(r.runLogWriter)
+	r.routines.goFunc(r.runLogCompactor)
 	r.routines.goFunc(r.runSnapshots)
 	r.routines.goFunc(r.emitPeriodicMetrics)
 }
@@ -476,8 +487,11 @@ func (r *Raft) requestConfigChange(req configurationChangeRequest, timeout time.
 // down by itself (for example ShutdownOnRemove) still knows, once Error
 // returns, that nothing runs.
 //
-// Shutdown itself returns at once and may be called from any goroutine,
-// including from inside the FSM's methods. Waiting on its future is what
+// Shutdown itself returns at once (but for the hand-off below) and may be
+// called from any goroutine, including from inside the FSM's methods.
+// With Config.LeadershipTransferOnShutdown, Shutdown called on a leader
+// first hands leadership to the most up-to-date voter, waiting for that
+// for at most three election timeouts, then stops the node. Waiting on its future is what
 // can deadlock: called from inside FSM.Apply, BatchingFSM.ApplyBatch,
 // ConfigurationStore.StoreConfiguration, FSM.Snapshot or FSM.Restore
 // (that is, on the FSM goroutine), or from FSMSnapshot.Persist, Error
@@ -505,6 +519,7 @@ func (r *Raft) Shutdown() Future {
 		return &shutdownFuture{raft: r}
 	default:
 	}
+	r.handOffLeadership()
 	r.stopping.Store(true)
 	close(r.shutdownCh)
 	r.pub.setState(Shutdown)

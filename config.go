@@ -160,8 +160,21 @@ type Config struct {
 	// never reported as committed. No server campaigns while one of its
 	// writes has been stuck that long, nor for ten election timeouts after
 	// (unless a later write succeeds), so the stalled leader does not win
-	// the next election. Zero turns the check off; DefaultConfig sets a
-	// generous value.
+	// the next election. Zero turns the check off.
+	//
+	// The trade-off: a leader whose disk stops answering keeps its
+	// followers' heartbeats flowing, so no election replaces it and writes
+	// are unavailable for about LogWriteStallTimeout, plus the followers'
+	// election timeout and one election. Set too low, a disk that is slow
+	// but healthy (an fsync spike, a large batch, a busy machine) makes
+	// its leader step down and the cluster elect another for nothing, and
+	// the server that stepped down may not campaign for ten election
+	// timeouts. Head compactions never count: they run beside the writes
+	// (log_compactor.go). DefaultConfig sets DefaultLogWriteStallTimeout,
+	// five times its ElectionTimeout: with it, writes resume on a new leader
+	// within LogWriteStallTimeout + 3 × ElectionTimeout (8 s) of a stall.
+	// Scale it with ElectionTimeout, and keep it well above the slowest
+	// write the disk makes when healthy.
 	LogWriteStallTimeout time.Duration
 
 	// MaxAppendEntriesBytes bounds the total Data and Extensions bytes of
@@ -190,6 +203,18 @@ type Config struct {
 	// catches up, as with MaxUnwrittenBytes.
 	// Zero means DefaultMaxUnappliedMemoryBytes.
 	MaxUnappliedMemoryBytes int64
+
+	// LeadershipTransferOnShutdown makes Shutdown, called on a leader,
+	// first hand leadership to the most up-to-date voter (as
+	// LeadershipTransfer does) and only then stop the node, so that a
+	// server restarted on purpose (a rolling upgrade, say) costs the
+	// cluster the few round trips of the hand-off instead of the
+	// followers' election timeout and an election. Shutdown waits for the
+	// transfer for at most three election timeouts, then stops the node
+	// whatever the outcome; a node stopping after an unrecoverable error,
+	// or one that is not the leader, stops at once. Off by default, as the
+	// reference has no such step.
+	LeadershipTransferOnShutdown bool
 }
 
 // runHooks are test hooks into a node's goroutines.
@@ -198,6 +223,11 @@ type runHooks struct {
 	// so a test can inspect the run loop's state without a race.
 	afterStep func(*Raft)
 }
+
+// DefaultLogWriteStallTimeout is DefaultConfig's LogWriteStallTimeout:
+// five of its election timeouts (see Config.LogWriteStallTimeout for the
+// trade-off).
+const DefaultLogWriteStallTimeout = 5 * time.Second
 
 // DefaultMaxAppendEntriesBytes is the byte bound of one AppendEntries RPC
 // when Config.MaxAppendEntriesBytes is zero. It sits well below the network
@@ -263,7 +293,7 @@ func DefaultConfig() *Config {
 		SnapshotThreshold:    8192,
 		LeaderLeaseTimeout:   500 * time.Millisecond,
 		LogLevel:             "DEBUG",
-		LogWriteStallTimeout: 30 * time.Second,
+		LogWriteStallTimeout: DefaultLogWriteStallTimeout,
 	}
 }
 

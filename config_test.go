@@ -12,7 +12,7 @@ func TestDefaultConfig_MatchesTheReference(t *testing.T) {
 		CommitTimeout: 50 * time.Millisecond, MaxAppendEntries: 64, ShutdownOnRemove: true,
 		TrailingLogs: 10240, SnapshotInterval: 120 * time.Second, SnapshotThreshold: 8192,
 		LeaderLeaseTimeout: 500 * time.Millisecond, LogLevel: "DEBUG",
-		LogWriteStallTimeout: 30 * time.Second,
+		LogWriteStallTimeout: 5 * time.Second,
 	}
 	if *c != want {
 		t.Fatalf("DefaultConfig() = %+v\nwant %+v", *c, want)

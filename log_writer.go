@@ -38,6 +38,16 @@ import (
 // the run loop then resets memLog to it. The resync also carries what the
 // dropped ops still owed: a suffix to delete again and a compaction.
 //
+// A head compaction (the entries a snapshot of this node's own covers) is
+// not the writer's: the run loop hands it to the log compactor
+// (log_compactor.go), which runs it beside the writer's StoreLogs, as the
+// reference runs it from its snapshot goroutine beside the run loop's
+// writes. Entries therefore never wait behind a large DeleteRange, and a
+// slow compaction never looks like a stalled write. A compaction is still
+// ordered with every op that deletes or resyncs: such an op waits until the
+// compactions queued before it are done, and a compaction waits for the
+// deleting ops queued before it.
+//
 // A delete (a compaction, or the whole log an installed snapshot replaces)
 // never runs before the FSM goroutine has read the entries it was handed
 // to read from the store: such an op waits in the queue (waitApplied)
@@ -80,8 +90,23 @@ type writeOp struct {
 	// applied that index: the op deletes entries the FSM goroutine may
 	// still read from the store.
 	waitApplied uint64
+	// compaction marks a head compaction and nothing else (see
+	// newCompaction): the log compactor runs it, beside the writer.
+	compaction bool
 	// handedOff is when the writer took the op; stall detection uses it.
 	handedOff time.Time
+}
+
+// newCompaction returns an op deleting the log's head up to upTo, for the
+// log compactor.
+func newCompaction(upTo uint64) *writeOp {
+	return &writeOp{compactTo: upTo, compaction: true}
+}
+
+// ordered reports whether the op must not run beside a compaction: it
+// deletes entries (a suffix, or a log a snapshot replaced) or resyncs.
+func (op *writeOp) ordered() bool {
+	return !op.compaction && (op.deleteFrom > 0 || op.compactTo > 0 || op.resync)
 }
 
 // deletes returns the range of indexes the op removes from the store, or
@@ -102,6 +127,9 @@ func (op *writeOp) String() string {
 	var b strings.Builder
 	if op.resync {
 		b.WriteString("resync ")
+	}
+	if op.compaction {
+		b.WriteString("head ")
 	}
 	if op.deleteFrom > 0 {
 		fmt.Fprintf(&b, "delete %d-%d ", op.deleteFrom, op.deleteTo)
@@ -243,12 +271,15 @@ func lastEntry(logs LogStore) (uint64, uint64, error) {
 	return last, l.Term, nil
 }
 
-// writeQueue is the run loop's side of the log writer: the ops not yet
-// handed over, the one the writer is working on, and what is durable.
+// writeQueue is the run loop's side of the log writer and the log
+// compactor: the ops not yet handed over, the one the writer is working
+// on, the compaction the compactor is working on, and what is durable.
 // Owned by the run loop.
 type writeQueue struct {
 	queued   []*writeOp
 	inflight *writeOp
+	// compacting is the head compaction with the log compactor.
+	compacting *writeOp
 	// durable is the highest index such that every entry of the appended
 	// view up to it is in the store and no pending op will change it.
 	durable uint64
@@ -262,43 +293,113 @@ type writeQueue struct {
 	compacted uint64
 }
 
-// all returns the op in flight, if any, and the queued ones.
+// all returns the ops in flight, if any, and the queued ones.
 func (q *writeQueue) all() []*writeOp {
-	if q.inflight == nil {
+	if q.inflight == nil && q.compacting == nil {
 		return q.queued
 	}
-	return append([]*writeOp{q.inflight}, q.queued...)
+	var all []*writeOp
+	for _, op := range []*writeOp{q.inflight, q.compacting} {
+		if op != nil {
+			all = append(all, op)
+		}
+	}
+	return append(all, q.queued...)
 }
 
 // pending reports whether any op is queued or in flight.
-func (q *writeQueue) pending() bool { return q.inflight != nil || len(q.queued) > 0 }
-
-// next returns the op to hand to the writer, or nil.
-func (q *writeQueue) next() *writeOp {
-	if q.inflight != nil || len(q.queued) == 0 {
-		return nil
-	}
-	return q.queued[0]
+func (q *writeQueue) pending() bool {
+	return q.inflight != nil || q.compacting != nil || len(q.queued) > 0
 }
 
-// handedOff records that the writer took the op next returned.
-func (q *writeQueue) handedOff(now time.Time) {
-	q.inflight = q.queued[0]
+// next returns the position in queued of the op to hand to the writer, or
+// -1: the first op that is not a head compaction, unless it must be
+// ordered with a compaction queued before it or in flight.
+func (q *writeQueue) next() int {
+	if q.inflight != nil {
+		return -1
+	}
+	compactionFirst := q.compacting != nil
+	for i, op := range q.queued {
+		if op.compaction {
+			compactionFirst = true
+			continue
+		}
+		if op.ordered() && compactionFirst {
+			return -1
+		}
+		return i
+	}
+	return -1
+}
+
+// nextCompaction returns the position in queued of the head compaction to
+// hand to the log compactor, or -1: the first one, unless an op that must
+// be ordered with it is queued before it or with the writer.
+func (q *writeQueue) nextCompaction() int {
+	if q.compacting != nil || (q.inflight != nil && q.inflight.ordered()) {
+		return -1
+	}
+	for i, op := range q.queued {
+		if op.compaction {
+			return i
+		}
+		if op.ordered() {
+			return -1
+		}
+	}
+	return -1
+}
+
+// take removes the op at position i of queued and returns it.
+func (q *writeQueue) take(i int) *writeOp {
+	op := q.queued[i]
+	copy(q.queued[i:], q.queued[i+1:])
+	q.queued[len(q.queued)-1] = nil
+	q.queued = q.queued[:len(q.queued)-1]
+	return op
+}
+
+// handedOff records that the writer took the op at position i of queued.
+func (q *writeQueue) handedOff(i int, now time.Time) {
+	q.inflight = q.take(i)
 	q.inflight.handedOff = now
-	q.queued[0] = nil
-	q.queued = q.queued[1:]
+}
+
+// compactionHandedOff records that the log compactor took the head
+// compaction at position i of queued.
+func (q *writeQueue) compactionHandedOff(i int) {
+	q.compacting = q.take(i)
+}
+
+// compactionDone records that the compaction with the log compactor
+// ended, and returns it. A failed one is forgotten: the next snapshot
+// compacts again.
+func (q *writeQueue) compactionDone(ok bool) *writeOp {
+	op := q.compacting
+	q.compacting = nil
+	if ok {
+		q.compacted = max(q.compacted, op.compactTo)
+	}
+	return op
 }
 
 // enqueue adds op, merging it into the last queued op when both only
 // append, so that one StoreLogs call carries everything that accumulated
-// while the writer was busy.
+// while the writer was busy. Head compactions merge only with each other.
 func (q *writeQueue) enqueue(op *writeOp) {
 	if op.deleteFrom > 0 {
 		q.durable = max(min(q.durable, op.deleteFrom-1), q.floor)
 	}
-	if n := len(q.queued); n > 0 && op.deleteFrom == 0 && !op.resync {
+	if n := len(q.queued); n > 0 && op.compaction && q.queued[n-1].compaction {
 		last := q.queued[n-1]
-		if !last.resync && len(last.entries)+len(op.entries) <= maxMergedEntries {
+		last.compactTo = max(last.compactTo, op.compactTo)
+		last.waitApplied = max(last.waitApplied, op.waitApplied)
+		return
+	}
+	if n := len(q.queued); n > 0 && op.deleteFrom == 0 && !op.resync && !op.compaction {
+		last := q.queued[n-1]
+		if !last.resync && !last.compaction && len(last.entries)+len(op.entries) <= maxMergedEntries {
 			last.entries = append(last.entries, op.entries...)
 			last.last = op.last
 			last.compactTo = max(last.compactTo, op.compactTo)
@@ -312,19 +413,21 @@ func (q *writeQueue) enqueue(op *writeOp) {
 	q.queued = append(q.queued, op)
 }
 
-// addReply holds reply until every op pending now is durable. It returns
-// false when nothing is pending, and the reply may be sent at once.
+// addReply holds reply until every op pending now is durable (head
+// compactions change nothing that is durable, and never hold a reply). It
+// returns false when nothing is pending, and the reply may be sent at once.
 func (q *writeQueue) addReply(reply pendingReply) bool {
-	switch {
-	case len(q.queued) > 0:
-		last := q.queued[len(q.queued)-1]
-		last.replies = append(last.replies, reply)
-	case q.inflight != nil:
-		q.inflight.replies = append(q.inflight.replies, reply)
-	default:
-		return false
+	for i := len(q.queued) - 1; i >= 0; i-- {
+		if op := q.queued[i]; !op.compaction {
+			op.replies = append(op.replies, reply)
+			return true
+		}
 	}
-	return true
+	if q.inflight != nil {
+		q.inflight.replies = append(q.inflight.replies, reply)
+		return true
+	}
+	return false
 }
 
 // completed records that the in-flight op succeeded and returns it.
@@ -379,29 +482,53 @@ func (r *Raft) queueWrite(op *writeOp) {
 	r.st.writes.enqueue(op)
 }
 
-// nextWrite returns the op to hand to the log writer now, or nil; wait
-// reports that the next op waits for the FSM to apply more. A compaction
-// handed over on a leader is first cut down to spare the entries after
-// every snapshot a replicator has pinned since it was queued.
-func (r *Raft) nextWrite() (op *writeOp, wait bool) {
-	op = r.st.writes.next()
-	if op == nil {
+// nextWrite returns the op to hand to the log writer now and its
+// position in the queue, or nil; wait reports that the next op waits for
+// the FSM to apply more.
+func (r *Raft) nextWrite() (op *writeOp, pos int, wait bool) {
+	pos = r.st.writes.next()
+	op, wait = r.readyOp(pos)
+	return op, pos, wait
+}
+
+// nextCompaction is nextWrite for the log compactor.
+func (r *Raft) nextCompaction() (op *writeOp, pos int, wait bool) {
+	pos = r.st.writes.nextCompaction()
+	op, wait = r.readyOp(pos)
+	return op, pos, wait
+}
+
+// readyOp returns the queued op at pos if it may be handed over now, or
+// nil (with wait set when it waits for the FSM). A compaction is first
+// published in compactTarget, then cut down, on a leader, to spare the
+// entries after every snapshot a replicator has pinned since it was
+// queued. A replicator pins first and reads compactTarget after
+// (replicator.pinSnapshot): whichever of the two comes second sees the
+// other, so no compaction deletes what a pinned send still needs.
+func (r *Raft) readyOp(pos int) (op *writeOp, wait bool) {
+	if pos < 0 {
 		return nil, false
 	}
+	op = r.st.writes.queued[pos]
 	if op.waitApplied > r.pub.appliedIndex.Load() {
 		return nil, true
 	}
-	if op.compactTo > 0 && r.st.lead != nil {
-		upTo := op.compactTo
-		for _, repl := range r.st.lead.repls {
-			if pinned := repl.installing.Load(); pinned > 0 {
-				upTo = min(upTo, pinned-1)
-			}
+	if op.compactTo > 0 {
+		if op.compactTo > r.compactTarget.Load() {
+			r.compactTarget.Store(op.compactTo)
 		}
-		if upTo < op.compactTo {
-			r.logger.Debug("sparing the entries after a snapshot being sent", "compact-to", upTo, "wanted", op.compactTo)
-			op.compactTo = upTo
-			r.recountCompaction()
+		if r.st.lead != nil {
+			upTo := op.compactTo
+			for _, repl := range r.st.lead.repls {
+				if pinned := repl.installing.Load(); pinned > 0 {
+					upTo = min(upTo, pinned-1)
+				}
+			}
+			if upTo < op.compactTo {
+				r.logger.Debug("sparing the entries after a snapshot being sent", "compact-to", upTo, "wanted", op.compactTo)
+				op.compactTo = upTo
+				r.recountCompaction()
+			}
 		}
 	}
 	return op, false

@@ -139,10 +139,10 @@ func TestWriteQueue(t *testing.T) {
 	if len(q.queued) != 1 || len(q.queued[0].entries) != 3 || q.queued[0].last != 6 {
 		t.Fatalf("appends were not merged: %+v", q.queued)
 	}
-	if op := q.next(); op == nil || op.last != 6 {
+	if i := q.next(); i != 0 || q.queued[i].last != 6 {
 		t.Fatal("next() did not return the merged op")
 	}
-	q.handedOff(time.Now())
+	q.handedOff(0, time.Now())
 	// A truncation queued behind the in-flight op makes 5.. non-durable.
 	q.enqueue(&writeOp{deleteFrom: 5, deleteTo: 6, entries: entriesFrom(5, 2), last: 5})
 	if q.durable != 3 {
@@ -155,7 +155,7 @@ func TestWriteQueue(t *testing.T) {
 	if q.durable != 4 {
 		t.Fatalf("durable after the first op = %d, want 4 (5 and 6 are being replaced)", q.durable)
 	}
-	q.handedOff(time.Now())
+	q.handedOff(0, time.Now())
 	q.completed()
 	if q.durable != 5 || q.pending() {
 		t.Fatalf("durable after the truncation = %d, pending %v", q.durable, q.pending())
@@ -164,11 +164,70 @@ func TestWriteQueue(t *testing.T) {
 		t.Fatal("addReply held a reply with nothing pending")
 	}
 	q.enqueue(&writeOp{entries: entriesFrom(6, 2), last: 6})
-	q.handedOff(time.Now())
+	q.handedOff(0, time.Now())
 	q.enqueue(&writeOp{entries: entriesFrom(7, 2), last: 7})
 	dropped := q.fail()
 	if len(dropped) != 2 || !q.broken || q.pending() {
 		t.Fatalf("fail dropped %d ops, broken %v, pending %v", len(dropped), q.broken, q.pending())
+	}
+}
+
+// Head compactions go to the log compactor beside the writer's appends,
+// never merge with them nor hold their replies, and are ordered with ops
+// that delete.
+func TestWriteQueueCompactions(t *testing.T) {
+	var q writeQueue
+	q.enqueue(&writeOp{entries: entriesFrom(1, 1), last: 1})
+	q.handedOff(q.next(), time.Now())
+	q.enqueue(newCompaction(1))
+	q.enqueue(&writeOp{entries: entriesFrom(2, 1), last: 2})
+	q.enqueue(newCompaction(2))
+	if len(q.queued) != 3 {
+		t.Fatalf("queued %d ops, want 3 (a compaction merges with no append)", len(q.queued))
+	}
+	if !q.addReply(pendingReply{}) || len(q.queued[1].replies) != 1 {
+		t.Fatal("a reply was not attached to the last append")
+	}
+	if i := q.nextCompaction(); i != 0 {
+		t.Fatalf("nextCompaction = %d, want 0: appends with the writer do not hold it", i)
+	}
+	q.compactionHandedOff(0)
+	q.enqueue(newCompaction(3))
+	if len(q.queued) != 2 || q.queued[1].compactTo != 3 {
+		t.Fatalf("consecutive compactions were not merged: %v", q.queued)
+	}
+	if i := q.nextCompaction(); i != -1 {
+		t.Fatalf("nextCompaction = %d with a compaction in flight", i)
+	}
+	q.completed()
+	if i := q.next(); i != 0 || len(q.queued[0].entries) != 1 {
+		t.Fatalf("next = %d, want the append queued before no compaction of its own", i)
+	}
+	q.handedOff(0, time.Now())
+	q.completed()
+	// A suffix delete waits for the compaction in flight and the one
+	// queued before it; the compaction after it waits for it.
+	q.enqueue(&writeOp{deleteFrom: 2, deleteTo: 2, entries: entriesFrom(2, 2), last: 2})
+	q.enqueue(newCompaction(4))
+	if i := q.next(); i != -1 {
+		t.Fatalf("next = %d: a delete ran beside a compaction", i)
+	}
+	q.compactionDone(true)
+	if i := q.next(); i != -1 {
+		t.Fatalf("next = %d: a delete overtook a compaction queued before it", i)
+	}
+	q.compactionHandedOff(q.nextCompaction())
+	q.compactionDone(false)
+	if q.compacted != 1 {
+		t.Fatalf("compacted = %d, want 1 (the failed compaction does not count)", q.compacted)
+	}
+	q.handedOff(q.next(), time.Now())
+	if i := q.nextCompaction(); i != -1 {
+		t.Fatalf("nextCompaction = %d beside a delete", i)
+	}
+	q.completed()
+	if i := q.nextCompaction(); i != 0 {
+		t.Fatalf("nextCompaction = %d after the delete, want 0", i)
 	}
 }
 

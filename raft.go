@@ -139,13 +139,17 @@ func (r *Raft) serveOne() bool {
 	default:
 	}
 
-	var writeCh chan *writeOp
+	var writeCh, compactCh chan *writeOp
 	var fsmProgressCh <-chan struct{}
-	nextWrite, waitFSM := r.nextWrite()
+	nextWrite, writePos, waitFSM := r.nextWrite()
 	if nextWrite != nil {
 		writeCh = r.writeCh
 	}
-	if waitFSM {
+	nextCompaction, compactPos, compactionWaitsFSM := r.nextCompaction()
+	if nextCompaction != nil {
+		compactCh = r.compactCh
+	}
+	if waitFSM || compactionWaitsFSM {
 		fsmProgressCh = r.fsmProgressCh
 	}
 	var fsmCh chan *fsmTask
@@ -195,10 +199,16 @@ func (r *Raft) serveOne() bool {
 		r.onVote(v)
 	case writeCh <- nextWrite:
 		r.st.load.working()
-		r.st.writes.handedOff(time.Now())
+		r.st.writes.handedOff(writePos, time.Now())
 	case res := <-r.writeDoneCh:
 		r.st.load.working()
 		r.onWriteDone(res)
+	case compactCh <- nextCompaction:
+		r.st.load.working()
+		r.st.writes.compactionHandedOff(compactPos)
+	case res := <-r.compactDoneCh:
+		r.st.load.working()
+		r.onCompactionDone(res)
 	case <-fsmProgressCh:
 		// The FSM applied more: the next write, or the next request held
 		// back by backpressure, may go now.

@@ -575,8 +575,10 @@ func (s *replicator) runPipeline(commitTimer *time.Timer) bool {
 // pinSnapshot picks the newest snapshot and publishes its index in
 // installing, so that the run loop keeps the log entries after it until
 // the install ends. A compaction that raced with the publication may
-// already have removed them; then a newer snapshot exists, and it pins
-// that one instead.
+// already have removed them, or have been handed to the log writer or
+// compactor before the run loop could see the pin (it publishes its
+// target in compactTarget first, see Raft.readyOp); then a newer snapshot
+// exists, and it pins that one instead.
 func (s *replicator) pinSnapshot() (*SnapshotMeta, error) {
 	for attempt := 0; ; attempt++ {
 		snapshots, err := s.r.snapshots.List()
@@ -592,7 +594,8 @@ func (s *replicator) pinSnapshot() (*SnapshotMeta, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading first log index: %w", err)
 		}
-		if first == 0 || first <= latest.Index+1 || attempt == 2 {
+		compacting := s.r.compactTarget.Load()
+		if (first == 0 || first <= latest.Index+1) && compacting <= latest.Index || attempt == 2 {
 			return latest, nil
 		}
 	}

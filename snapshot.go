@@ -254,7 +254,7 @@ func (r *Raft) compactLog(snapIndex uint64) {
 		return
 	}
 	r.st.compactedTo = upTo
-	r.queueWrite(&writeOp{compactTo: upTo, last: r.st.log.lastIndex})
+	r.queueWrite(newCompaction(upTo))
 }
 
 // --- Installing a snapshot sent by the leader. ---

@@ -10,8 +10,9 @@ import (
 
 // The write path's invariants.
 //
-// The run loop's view of the log is shared, through messages, with four
-// asynchronous stages: the log writer (log_writer.go), the FSM goroutine
+// The run loop's view of the log is shared, through messages, with five
+// asynchronous stages: the log writer (log_writer.go), the log compactor
+// (log_compactor.go), the FSM goroutine
 // (fsm.go), the snapshot goroutines (snapshot.go) and, on a leader, the
 // replicators (replication.go). The run loop alone owns the fields below;
 // the invariants tie them together. checkInvariants tests every one of
@@ -19,7 +20,8 @@ import (
 // reset that forgets one fails the test at once, with the state.
 //
 // The fields: st.log (memLog, the appended view), st.writes (queued and
-// in-flight ops; durable, floor, broken, compacted), st.dispatched,
+// in-flight ops, the compaction with the compactor; durable, floor,
+// broken, compacted), st.dispatched,
 // st.pendingFSM, st.fsmQueue, st.fsmStoreReadsTo, st.commitIndex,
 // st.lastSnapshotIndex/Term, st.compactedTo, st.futures, st.reads,
 // st.restoring, st.role, st.lead, st.candidate.

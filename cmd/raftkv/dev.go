@@ -105,6 +105,7 @@ func startDevCluster(n int, logOut io.Writer) ([]*devNode, error) {
 		conf.HeartbeatTimeout = 200 * time.Millisecond
 		conf.ElectionTimeout = 200 * time.Millisecond
 		conf.LeaderLeaseTimeout = 200 * time.Millisecond
+		conf.LeadershipTransferOnShutdown = true
 		conf.Logger = hclog.New(&hclog.LoggerOptions{Name: string(node.id), Output: logOut, Level: hclog.Info})
 		store := raft.NewInmemStore()
 		snaps := raft.NewInmemSnapshotStore()

@@ -93,6 +93,9 @@ func startServer(cfg serverConfig) (*server, error) {
 	conf := raft.DefaultConfig()
 	conf.LocalID = raft.ServerID(cfg.id)
 	conf.Logger = logger
+	// A server stopped on purpose (a rolling restart) hands its leadership
+	// over first, so writes pause for milliseconds, not an election.
+	conf.LeadershipTransferOnShutdown = true
 	if cfg.heartbeat > 0 {
 		conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = cfg.heartbeat, cfg.heartbeat, cfg.heartbeat/2
 	}

@@ -1,0 +1,150 @@
+package raft
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// heldDeleteStore is an in-memory log store whose DeleteRange calls can be
+// held, as a slow disk would hold a large one.
+type heldDeleteStore struct {
+	*InmemStore
+	mu      sync.Mutex
+	hold    chan struct{}
+	entered chan struct{} // poked when a held DeleteRange starts waiting
+}
+
+func (s *heldDeleteStore) DeleteRange(lo, hi uint64) error {
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
+	if hold != nil {
+		notify(s.entered)
+		<-hold
+	}
+	return s.InmemStore.DeleteRange(lo, hi)
+}
+
+// holdDeletes makes later DeleteRange calls wait until the returned
+// function is called (once or more).
+func (s *heldDeleteStore) holdDeletes() (release func()) {
+	gate := make(chan struct{})
+	s.mu.Lock()
+	s.hold = gate
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.hold = nil
+			s.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+// Issue 13: the compaction after a snapshot ran on the log writer ahead of
+// the entries queued behind it, so a slow DeleteRange held back every
+// acknowledgement (and, past LogWriteStallTimeout, deposed the leader). The
+// compaction now runs beside the writes: while the leader's DeleteRange is
+// held, entries commit and apply on every node at once, in fake time.
+func TestCompaction_SlowDeleteRangeDelaysNoAcknowledgement(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stores := make(map[ServerID]*heldDeleteStore)
+		c := newTestCluster(t, 3, clusterOpts{
+			conf: func(c *Config) {
+				c.TrailingLogs = 0
+				c.SnapshotThreshold = 1 << 30
+				c.SnapshotInterval = time.Hour
+			},
+			logs: func(id ServerID, s *InmemStore) LogStore {
+				d := &heldDeleteStore{InmemStore: s, entered: make(chan struct{}, 1)}
+				stores[id] = d
+				return d
+			},
+		})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		term := leader.raft.CurrentTerm()
+		applyAll(t, leader, "a", 10)
+		c.waitForSameFSMs(10)
+
+		// Every node's compaction is held.
+		for _, n := range c.nodes {
+			release := stores[n.id].holdDeletes()
+			defer release()
+		}
+		for _, n := range c.nodes {
+			if err := n.raft.Snapshot().Error(); err != nil {
+				t.Fatalf("snapshot on %s: %v", n.id, err)
+			}
+			<-stores[n.id].entered
+		}
+		start := time.Now()
+		for i := 0; i < 50; i++ {
+			f := leader.raft.Apply([]byte(fmt.Sprintf("b-%d", i)), time.Second)
+			if err := f.Error(); err != nil {
+				t.Fatalf("apply %d while the compaction is held: %v", i, err)
+			}
+		}
+		if took := time.Since(start); took > 10*time.Millisecond {
+			t.Fatalf("50 applies took %v of fake time behind a held compaction, want under 10ms", took)
+		}
+		// The compaction stays held for many stall timeouts: nothing waits
+		// for it, and the leader keeps its place.
+		time.Sleep(2 * leader.raft.config().LogWriteStallTimeout)
+		applyAll(t, leader, "c", 5)
+		if leader.raft.State() != Leader || leader.raft.CurrentTerm() != term {
+			t.Fatalf("leader is %v in term %d, was leader in term %d", leader.raft.State(), leader.raft.CurrentTerm(), term)
+		}
+		c.waitForSameFSMs(65)
+	})
+}
+
+// listingSnapshots is a snapshot store whose List answers from a script:
+// the i-th call gets lists[min(i, len-1)].
+type listingSnapshots struct {
+	SnapshotStore
+	mu    sync.Mutex
+	calls int
+	lists [][]*SnapshotMeta
+}
+
+func (s *listingSnapshots) List() ([]*SnapshotMeta, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.lists[min(s.calls, len(s.lists)-1)]
+	s.calls++
+	return l, nil
+}
+
+// A compaction handed to the writer (or compactor) just before a
+// replicator pinned an older snapshot used to delete the entries after
+// that snapshot: the run loop had looked for pins before the pin, and the
+// replicator saw the log still whole. The run loop now publishes the
+// compaction's target before it looks, and the replicator, after pinning,
+// takes a newer snapshot when the target passes the pinned one.
+func TestCompaction_PinSeesACompactionHandedOver(t *testing.T) {
+	store := NewInmemStore()
+	if err := store.StoreLogs(entriesFrom(1, 1, 1, 1, 1, 1, 1, 1, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	old := &SnapshotMeta{ID: "old", Index: 5, Term: 1}
+	newer := &SnapshotMeta{ID: "newer", Index: 10, Term: 1}
+	snaps := &listingSnapshots{lists: [][]*SnapshotMeta{{old}, {newer, old}}}
+	_, trans := NewInmemTransport("a0")
+	r := newNode(testConfig(t, "n0"), &testFSM{}, store, store, snaps, trans)
+	// The run loop handed over a compaction up to 10 that has not run yet.
+	r.compactTarget.Store(10)
+	s := &replicator{r: r}
+	meta, err := s.pinSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.ID != "newer" || s.installing.Load() != 10 {
+		t.Fatalf("pinned %q (installing %d); the compaction to 10 deletes what follows %q", meta.ID, s.installing.Load(), old.ID)
+	}
+}
