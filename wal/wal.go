@@ -75,10 +75,15 @@ type WAL struct {
 	// failed is set when the files and the meta store may disagree with
 	// the in-memory view (a step after a committed meta change failed);
 	// every later write returns it, and reopening recovers.
-	failed  error
-	encBuf  []byte
-	ends    []int
-	entries []types.LogEntry
+	failed error
+	// encBuf, ends and entries are reused from batch to batch when the
+	// segment filer is package segment's, which copies a batch into its
+	// file before Append returns. Another filer may keep the entries it
+	// is given, so each batch then gets buffers of its own.
+	reuseBufs bool
+	encBuf    []byte
+	ends      []int
+	entries   []types.LogEntry
 }
 
 // Open opens the WAL in dir, which must exist, creating an empty one if
@@ -373,9 +378,12 @@ func (w *WAL) beginWriteLocked() error {
 	return nil
 }
 
-// encodeLocked encodes logs into one reused buffer and returns the
-// entries, slices of it, and their total size.
+// encodeLocked encodes logs into one buffer (reused when w.reuseBufs)
+// and returns the entries, slices of it, and their total size.
 func (w *WAL) encodeLocked(logs []*raft.Log) ([]types.LogEntry, uint64, error) {
+	if !w.reuseBufs {
+		w.encBuf, w.ends, w.entries = nil, nil, nil
+	}
 	ends := w.ends[:0]
 	var buf []byte
 	if _, ours := w.codec.(*BinaryCodec); ours {
