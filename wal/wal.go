@@ -131,7 +131,7 @@ func (w *WAL) open() error {
 	}
 	for _, si := range persisted.Segments {
 		if si.Codec != w.codec.ID() {
-			return fail(fmt.Errorf("segment with BaseIndex=%d uses codec %d, not this WAL's %d", si.BaseIndex, si.Codec, w.codec.ID()))
+			return fail(fmt.Errorf("segment with BaseIndex=%d uses an unknown codec %d (this WAL's is %d)", si.BaseIndex, si.Codec, w.codec.ID()))
 		}
 		_, exists := present[si.ID]
 		delete(present, si.ID)
@@ -218,7 +218,7 @@ func checkPersisted(st types.PersistentState) error {
 		case sealed && s.MaxIndex < s.MinIndex:
 			return bad("MaxIndex is below MinIndex")
 		case !sealed && i != len(st.Segments)-1:
-			return bad("an unsealed segment is not the last")
+			return bad("an unsealed segment is not at tail")
 		}
 		if i > 0 {
 			prev := st.Segments[i-1]
