@@ -41,8 +41,6 @@ var suiteWALDrop = map[string]map[string]string{
 		"stubStorage": "replaced by the shim (it sets unexported fields; the shim uses WithMetaStore and WithSegmentFiler)",
 	},
 	"segment": {
-		"TestDumpSegment":         "Filer.DumpSegment (raft-wal's waldump tool) is not part of ours",
-		"TestDumpLogs":            "Filer.DumpLogs (raft-wal's waldump tool) is not part of ours",
 		"TestFileHeaderCodec":     "tests unexported functions of raft-wal's segment package (writeFileHeader, readFileHeader, validateFileHeader)",
 		"TestFileHeaderCodecFuzz": "tests unexported functions of raft-wal's segment package (writeFileHeader, readFileHeader, validateFileHeader)",
 		"TestFrameCodecFuzz":      "tests unexported functions of raft-wal's segment package (writeFrame, readFrameHeader, padLen)",
