@@ -19,7 +19,8 @@ import (
 // option type, the file behind a segment reader or writer, the sizes of
 // the format), small equivalents written against our exported API and the
 // format's facts. Their imports of raft, raft-wal/types and raft-wal/metrics
-// go to ours.
+// go to ours, and armon/go-metrics to hashicorp/go-metrics (the one our
+// metrics package reports to).
 
 // suiteWALModule and suiteWALVersion name the reference.
 const (
