@@ -556,7 +556,7 @@ func (m *suiteModule) report(t *testing.T, r *suiteRun) (passed, failed int) {
 				case res == nil:
 					t.Errorf("did not run (package %s: %q)", dir, r.packages[dir])
 				case res.Action != "pass":
-					t.Errorf("%s after %.2fs:\n%s", suiteOr(res.Action, "did not finish"), res.Elapsed, res.Output.String())
+					t.Errorf("%s after %.2fs:\n%s%s", suiteOr(res.Action, "did not finish"), res.Elapsed, res.Output.String(), r.failedSubtests(dir+"/"+name))
 				default:
 					t.Logf("passed in %.2fs%s", res.Elapsed, suiteLogLines(res.Output.String()))
 				}
@@ -575,6 +575,24 @@ func (m *suiteModule) report(t *testing.T, r *suiteRun) (passed, failed int) {
 		t.Logf("output of go test outside the tests:\n%s", suiteTail(r.other.String(), 200))
 	}
 	return passed, failed
+}
+
+// failedSubtests returns the output of the subtests of the test named by
+// key (package directory/TestName) that did not pass, "" if none.
+func (r *suiteRun) failedSubtests(key string) string {
+	var keys []string
+	for k, res := range r.results {
+		if strings.HasPrefix(k, key+"/") && res.Action != "pass" && res.Action != "skip" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		res := r.results[k]
+		fmt.Fprintf(&b, "subtest %s: %s:\n%s", k, suiteOr(res.Action, "did not finish"), res.Output.String())
+	}
+	return b.String()
 }
 
 // suiteLogLines returns what a passing test logged (without the lines go

@@ -104,7 +104,7 @@ func TestDamagedFilesRefused(t *testing.T) {
 		}, "failed to parse persisted state"},
 		{"meta state inconsistent", func(t *testing.T, dir string, segs []string) {
 			setMetaValue(t, dir, []byte(`{"NextSegmentID":3,"Segments":[{"ID":1,"BaseIndex":5,"MinIndex":5,"Codec":1},{"ID":2,"BaseIndex":9,"MinIndex":9,"Codec":1}]}`))
-		}, "unsealed segment is not the last"},
+		}, "unsealed segment is not at tail"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

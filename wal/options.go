@@ -29,7 +29,9 @@ func WithMetaStore(db types.MetaStore) walOpt {
 }
 
 // WithSegmentFiler sets the segment filer (default: package segment's,
-// on the operating system's files).
+// on the operating system's files). Another filer's segment writers may
+// keep the entries Append gives them, Data included: the WAL never
+// reuses a batch's buffers with them.
 func WithSegmentFiler(sf types.SegmentFiler) walOpt {
 	return func(w *WAL) { w.sf = sf }
 }
@@ -70,6 +72,7 @@ func (w *WAL) applyDefaultsAndValidate() error {
 	if w.sf == nil {
 		w.sf = segment.NewFiler(w.dir, fs.New())
 	}
+	_, w.reuseBufs = w.sf.(*segment.Filer)
 	if w.metrics == nil {
 		w.metrics = &metrics.NoOpCollector{}
 	}

@@ -75,10 +75,15 @@ type WAL struct {
 	// failed is set when the files and the meta store may disagree with
 	// the in-memory view (a step after a committed meta change failed);
 	// every later write returns it, and reopening recovers.
-	failed  error
-	encBuf  []byte
-	ends    []int
-	entries []types.LogEntry
+	failed error
+	// encBuf, ends and entries are reused from batch to batch when the
+	// segment filer is package segment's, which copies a batch into its
+	// file before Append returns. Another filer may keep the entries it
+	// is given, so each batch then gets buffers of its own.
+	reuseBufs bool
+	encBuf    []byte
+	ends      []int
+	entries   []types.LogEntry
 }
 
 // Open opens the WAL in dir, which must exist, creating an empty one if
@@ -126,7 +131,7 @@ func (w *WAL) open() error {
 	}
 	for _, si := range persisted.Segments {
 		if si.Codec != w.codec.ID() {
-			return fail(fmt.Errorf("segment with BaseIndex=%d uses codec %d, not this WAL's %d", si.BaseIndex, si.Codec, w.codec.ID()))
+			return fail(fmt.Errorf("segment with BaseIndex=%d uses an unknown codec %d (this WAL's is %d)", si.BaseIndex, si.Codec, w.codec.ID()))
 		}
 		_, exists := present[si.ID]
 		delete(present, si.ID)
@@ -213,7 +218,7 @@ func checkPersisted(st types.PersistentState) error {
 		case sealed && s.MaxIndex < s.MinIndex:
 			return bad("MaxIndex is below MinIndex")
 		case !sealed && i != len(st.Segments)-1:
-			return bad("an unsealed segment is not the last")
+			return bad("an unsealed segment is not at tail")
 		}
 		if i > 0 {
 			prev := st.Segments[i-1]
@@ -373,9 +378,12 @@ func (w *WAL) beginWriteLocked() error {
 	return nil
 }
 
-// encodeLocked encodes logs into one reused buffer and returns the
-// entries, slices of it, and their total size.
+// encodeLocked encodes logs into one buffer (reused when w.reuseBufs)
+// and returns the entries, slices of it, and their total size.
 func (w *WAL) encodeLocked(logs []*raft.Log) ([]types.LogEntry, uint64, error) {
+	if !w.reuseBufs {
+		w.encBuf, w.ends, w.entries = nil, nil, nil
+	}
 	ends := w.ends[:0]
 	var buf []byte
 	if _, ours := w.codec.(*BinaryCodec); ours {

@@ -99,7 +99,7 @@ func (w *Writer) Append(entries []types.LogEntry) error {
 	}
 	for i, e := range entries {
 		if e.Index != next+uint64(i) {
-			return fmt.Errorf("non-monotonic append to segment with BaseIndex=%d: entry index %d, expected %d",
+			return fmt.Errorf("non-monotonic append to segment with BaseIndex=%d. Entry index %d, expected %d",
 				w.info.BaseIndex, e.Index, next+uint64(i))
 		}
 		if len(e.Data) > MaxEntrySize {
