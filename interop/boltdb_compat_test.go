@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,9 +43,14 @@ func TestBoltStoreAPIMatchesReference(t *testing.T) {
 		if k == "MigrateToV2" {
 			continue
 		}
-		if got, ok := ours[k]; !ok {
+		got, ok := ours[k]
+		switch {
+		case !ok:
 			t.Errorf("missing %s: reference has %s", k, ref[k])
-		} else if got != ref[k] {
+		case strings.HasSuffix(k, " fields") && strings.HasPrefix(got, ref[k]+"; "):
+			// Fields appended after the reference's (Options.Logger) keep
+			// keyed composite literals and field access compiling.
+		case got != ref[k]:
 			t.Errorf("%s differs:\n  reference: %s\n  ours:      %s", k, ref[k], got)
 		}
 	}
