@@ -481,3 +481,90 @@ func TestRecoverCluster_AfterLosingTwoOfThree(t *testing.T) {
 		}
 	})
 }
+
+// A member that lags behind a removal (here: it was down while the removal
+// committed, and comes back with its old log) still counts the removed
+// server as a voter. The removed server, cut off without pre-vote, comes
+// back in a much higher term with a log behind the member's. The member
+// must refuse its vote without taking its term: with the term, its first
+// answer to the leader's AppendEntries would depose a leader that has a
+// quorum, on behalf of a server outside the configuration.
+func TestMembership_LaggingMemberKeepsItsTermAgainstARemovedServer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 4, clusterOpts{conf: func(c *Config) {
+			c.ShutdownOnRemove = false
+			c.PreVoteDisabled = c.LocalID == "node3"
+		}})
+		defer c.shutdown()
+		var leader *testNode
+		for {
+			leader = c.waitForLeader()
+			if leader.id != "node3" {
+				break
+			}
+			if err := leader.raft.LeadershipTransfer().Error(); err != nil {
+				t.Fatalf("moving leadership off node3: %v", err)
+			}
+		}
+		removed := c.node("node3")
+		var lagging *testNode
+		for _, n := range c.nodes {
+			if n != leader && n != removed {
+				lagging = n
+				break
+			}
+		}
+		applyAll(t, leader, "x", 5)
+		term := leader.raft.CurrentTerm()
+
+		// The removed server is cut off; its term climbs while the
+		// others write, so its log falls behind theirs.
+		removedTerm := removed.raft.CurrentTerm()
+		c.partition(removed)
+		time.Sleep(20 * removed.conf.ElectionTimeout)
+		applyAll(t, leader, "y", 5)
+		if got := removed.raft.CurrentTerm(); got < removedTerm+10 {
+			t.Fatalf("the cut-off server's term should have climbed, it went from %d to %d", removedTerm, got)
+		}
+
+		// The lagging member is down while the removal commits.
+		laggingTerm := lagging.raft.CurrentTerm()
+		c.stop(lagging)
+		if err := leader.raft.RemoveServer(removed.id, 0, 0).Error(); err != nil {
+			t.Fatal(err)
+		}
+
+		// It comes back with its old log, reachable only by the removed
+		// server, and with timers long enough that it never campaigns
+		// itself: it knows no leader, so only the log check stands
+		// between the removed server's term and its own.
+		lagging.conf.HeartbeatTimeout = time.Hour
+		lagging.conf.ElectionTimeout = time.Hour
+		for _, n := range c.nodes {
+			if n != lagging && n != removed {
+				c.cut[string(n.id)+">"+string(lagging.id)] = true
+				c.cut[string(lagging.id)+">"+string(n.id)] = true
+			}
+		}
+		delete(c.cut, string(removed.id)+">"+string(lagging.id))
+		delete(c.cut, string(lagging.id)+">"+string(removed.id))
+		c.start(lagging)
+		time.Sleep(10 * removed.conf.ElectionTimeout)
+		if got := lagging.raft.CurrentTerm(); got != laggingTerm {
+			t.Errorf("the lagging member took the removed server's term: %d, was %d (removed server in %d)",
+				got, laggingTerm, removed.raft.CurrentTerm())
+		}
+
+		// Everything heals: the leader keeps its term and brings the
+		// lagging member up to date.
+		c.heal()
+		c.waitFor(time.Second, "the lagging member to learn of the removal", func() bool {
+			return !inConfiguration(lagging.raft.pub.latestConfiguration(), removed.id)
+		})
+		time.Sleep(10 * removed.conf.ElectionTimeout)
+		if leader.raft.State() != Leader || leader.raft.CurrentTerm() != term {
+			t.Fatalf("the removed server deposed the leader through the lagging member: %v in term %d, want Leader in %d\n%s",
+				leader.raft.State(), leader.raft.CurrentTerm(), term, c.describe())
+		}
+	})
+}

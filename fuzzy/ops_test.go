@@ -262,7 +262,11 @@ func (c *cluster) transferLeadership(a *activeEpisode) bool {
 			return false
 		}
 		target = others[e.pick%len(others)]
+		// late-timeout-now activates its episode before it gets here,
+		// and the network reads a.node under its lock meanwhile.
+		c.net.mu.Lock()
 		a.node = target.id
+		c.net.mu.Unlock()
 		c.events.add("begin %v: %s to %s", e.kind, l.name, target.id)
 	} else {
 		c.events.add("begin %v: %s to its choice", e.kind, l.name)

@@ -232,28 +232,34 @@ func (c *cluster) beginRemovedReturns(a *activeEpisode) bool {
 		// be retiring its replication to it.
 		time.Sleep(c.net.rnd.duration(0, 3*heartbeatTimeout))
 		c.events.add("%v: let %s back", e.kind, target.id)
-		c.watchRemoved(a)
+		watch := c.watchRemoved(a)
 		c.net.deactivate(a)
+		// The watch runs while changing is still set, so that no other
+		// membership change adds the server back meanwhile: once a member
+		// again, its term would rightly depose the leader.
+		watch()
 	})
 	return true
 }
 
 // watchRemoved runs as a removed-returns episode lets its server back,
-// soon after its removal.
+// soon after its removal; the function it returns watches, and returns
+// when the watch is over.
 // When its removal committed and its term has climbed well above every
 // member's (it ran without pre-vote), no member may reach that term in the
 // next few election timeouts: the cluster's own elections cannot raise its
 // terms that fast (one per election timeout at most), so a member that
 // does took it from the removed server, which has deposed a leader.
-func (c *cluster) watchRemoved(a *activeEpisode) {
+func (c *cluster) watchRemoved(a *activeEpisode) (watch func()) {
+	none := func() {}
 	if !a.succeeded.Load() {
-		return
+		return none
 	}
 	removed := c.current(c.node(a.node))
 	l := c.leader()
 	if removed == nil || l == nil {
 		c.events.add("%v: %s down or no leader, nothing to watch", a.ep.kind, a.node)
-		return
+		return none
 	}
 	high := removed.raft.CurrentTerm()
 	var memberMax uint64
@@ -261,7 +267,7 @@ func (c *cluster) watchRemoved(a *activeEpisode) {
 	for _, s := range members(l) {
 		if s.ID == a.node {
 			c.events.add("%v: %s was added back", a.ep.kind, a.node)
-			return
+			return none
 		}
 		n := c.node(s.ID)
 		watched = append(watched, n)
@@ -273,10 +279,10 @@ func (c *cluster) watchRemoved(a *activeEpisode) {
 	const window = 5 * heartbeatTimeout
 	if high < memberMax+margin {
 		c.events.add("%v: %s comes back in term %d, members at most in term %d", a.ep.kind, removed.name, high, memberMax)
-		return
+		return none
 	}
 	c.events.add("%v: %s comes back in term %d, members at most in term %d: watching", a.ep.kind, removed.name, high, memberMax)
-	c.ops.Go(func() {
+	return func() {
 		var hit *incarnation
 		c.waitFor(window, func() bool {
 			for _, n := range watched {
@@ -291,7 +297,7 @@ func (c *cluster) watchRemoved(a *activeEpisode) {
 			c.check.violation("removed server %s came back in term %d (members were at most in term %d) and %s reached term %d within %v: "+
 				"a server outside the configuration deposed the leader", removed.name, high, memberMax, hit.name, hit.raft.CurrentTerm(), window)
 		}
-	})
+	}
 }
 
 // onLeaderChecks runs as inc becomes leader: a non-voter never leads, and
