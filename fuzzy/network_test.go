@@ -36,6 +36,9 @@ type network struct {
 	campaigning func(raft.ServerID) bool
 	// stats counts the failures failLate injects; set with campaigning.
 	stats *runStats
+	// onActivate, when set (by a test, before the run starts), is called
+	// with every episode as it comes in force, under mu.
+	onActivate func(*activeEpisode)
 }
 
 // activeEpisode is an episode in force, with the servers it was resolved
@@ -101,10 +104,15 @@ func (n *network) alive(id raft.ServerID, inc int) bool {
 	return n.up[id] == inc
 }
 
+// activate puts a in force. From then on other goroutines read it, so
+// its fields must not change any more.
 func (n *network) activate(a *activeEpisode) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.active[a] = true
+	if n.onActivate != nil {
+		n.onActivate(a)
+	}
 }
 
 func (n *network) deactivate(a *activeEpisode) {

@@ -48,7 +48,7 @@ func (c *cluster) beginOp(a *activeEpisode) *activeEpisode {
 	case opAddVoter, opAddNonvoter, opRemove, opDemote:
 		ok = c.changeMembership(a)
 	case opTransfer:
-		ok = c.transferLeadership(a)
+		ok = c.transferLeadership(a, false)
 	case opTransferOut:
 		ok = c.transferOut(a)
 	}
@@ -241,8 +241,12 @@ func (c *cluster) pickMember(e *episode, conf raft.Configuration) *node {
 
 // transferLeadership asks the leader to hand over leadership, to a server
 // it chooses or to a named member (which may be a non-voter: the leader
-// must cope).
-func (c *cluster) transferLeadership(a *activeEpisode) bool {
+// must cope). With activate set, it puts a in force on the network once
+// a.node is final and before the request goes out (a late-timeout-now
+// episode must be in force when the TimeoutNow is sent): the network's
+// goroutines read an active episode's fields, so they must not change
+// after it is activated.
+func (c *cluster) transferLeadership(a *activeEpisode, activate bool) bool {
 	e := a.ep
 	l := c.leader()
 	if l == nil {
@@ -270,6 +274,9 @@ func (c *cluster) transferLeadership(a *activeEpisode) bool {
 		c.events.add("begin %v: %s to %s", e.kind, l.name, target.id)
 	} else {
 		c.events.add("begin %v: %s to its choice", e.kind, l.name)
+	}
+	if activate {
+		c.net.activate(a)
 	}
 	c.ops.Go(func() {
 		var f raft.Future

@@ -47,6 +47,11 @@ func run(t *testing.T, seed uint64, length time.Duration) *runResult {
 	var res *runResult
 	var live liveRun
 	stopWatchdog := watchdog(seed, length, &live)
+	// synctest.Test calls t.FailNow, which ends this goroutine, when the
+	// bubble's test failed (the race detector found a race during it,
+	// say): the watchdog must stop then too, or minutes later it crashes
+	// the test binary with a false report of a hang.
+	defer stopWatchdog()
 	synctest.Test(t, func(t *testing.T) {
 		res = runBubble(seed, length, &live)
 	})

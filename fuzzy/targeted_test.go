@@ -72,18 +72,16 @@ func (c *cluster) beginTargeted(a *activeEpisode) *activeEpisode {
 		a.node = c.leaderOrAny(e)
 		c.events.add("begin %v: %s's log writes block for %v", e.kind, a.node, e.length)
 	case faultLateTimeoutNow:
-		c.net.activate(a)
 		c.events.add("begin %v", e)
-		if !c.transferLeadership(a) {
-			c.net.deactivate(a)
+		if !c.transferLeadership(a, true) {
 			return nil
 		}
 		return a
 	case faultSlowFSM:
 		c.events.add("begin %s", e)
-		c.net.activate(a)
 		stop := make(chan struct{})
 		a.stop = stop
+		c.net.activate(a)
 		c.ops.Go(func() { c.openLoop(e.rate, stop) })
 		return a
 	}
