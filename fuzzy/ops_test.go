@@ -266,8 +266,8 @@ func (c *cluster) transferLeadership(a *activeEpisode, activate bool) bool {
 			return false
 		}
 		target = others[e.pick%len(others)]
-		// late-timeout-now activates its episode before it gets here,
-		// and the network reads a.node under its lock meanwhile.
+		// The network reads a.node under its lock; an episode that is
+		// already in force must not change it without the lock.
 		c.net.mu.Lock()
 		a.node = target.id
 		c.net.mu.Unlock()
