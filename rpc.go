@@ -296,33 +296,6 @@ func (r *Raft) requestVote(rpc RPC, req *RequestVoteRequest) {
 	if req.Term < r.st.currentTerm {
 		return
 	}
-	lastIndex, lastTerm := r.st.log.last()
-	upToDate := candidateUpToDate(lastIndex, lastTerm, req.LastLogIndex, req.LastLogTerm)
-	// A candidate whose log is behind ours cannot get our vote, so its
-	// higher term is not adopted either. The case that matters: a server
-	// that was removed while this one lagged (restarted with an old log,
-	// or not yet sent the entry that removes it) still looks like a voter
-	// here; had this node taken its term, its next answer to the leader
-	// would depose a leader that has a quorum, on behalf of a server
-	// outside the configuration.
-	//
-	// Safety: the answer (our own, lower term and no vote) counts as a
-	// refusal, and this node changes nothing: as far as safety goes that
-	// is the same as the request being lost, which Raft always tolerates.
-	// Liveness: the term still spreads the way Raft needs it to. A member
-	// whose log is behind and whose term is higher still raises the
-	// leader's term through its answers to AppendEntries, and every
-	// candidate's term through its refusals of their vote requests, so
-	// a server with a more up-to-date log always ends up campaigning in a
-	// term above the stale one and can win it. Refusing without the term
-	// only spares a round in which this node could not have helped the
-	// candidate anyway.
-	if req.Term > r.st.currentTerm && !upToDate {
-		r.logger.Warn("rejecting vote request with a newer term from a candidate whose log is behind, keeping our term",
-			"candidate", candidate, "term", req.Term, "last-index", lastIndex, "last-term", lastTerm,
-			"candidate-last-index", req.LastLogIndex, "candidate-last-term", req.LastLogTerm)
-		return
-	}
 	if req.Term > r.st.currentTerm {
 		r.logger.Debug("vote request with a newer term", "term", req.Term)
 		if err := r.becomeFollower(req.Term); err != nil {
@@ -344,7 +317,8 @@ func (r *Raft) requestVote(rpc RPC, req *RequestVoteRequest) {
 		}
 		return
 	}
-	if !upToDate {
+	lastIndex, lastTerm := r.st.log.last()
+	if !candidateUpToDate(lastIndex, lastTerm, req.LastLogIndex, req.LastLogTerm) {
 		r.logger.Warn("rejecting vote request from a candidate whose log is behind",
 			"candidate", candidate, "last-index", lastIndex, "last-term", lastTerm,
 			"candidate-last-index", req.LastLogIndex, "candidate-last-term", req.LastLogTerm)
