@@ -256,7 +256,9 @@ func (c *checker) forgetVotes(id raft.ServerID) {
 // Entries of the leader's own term or later ones may be applied before the
 // no-op lands here: followers can commit them without the leader's own
 // write, and a former leader may store its old no-op again, as a follower,
-// long after.
+// long after, or its own write of it may land late, once a later leader
+// has committed other entries below it; only entries of earlier terms are
+// checked.
 func (c *checker) onStored(d *disk, batch []raft.Log) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -272,6 +274,13 @@ func (c *checker) onStored(d *disk, batch []raft.Log) {
 					c.violationLocked("leader completeness: %s opened term %d with a no-op at index %d, but index %d of the earlier term %d was applied",
 						d.id, e.Term, e.Index, index, want.term)
 				}
+				continue
+			}
+			if want.term > e.Term {
+				// Committed in a later term than this leader's: a leader
+				// holds what was committed before its term, and its own
+				// no-op can land late (a stalled disk) after a later
+				// leader committed other entries below it.
 				continue
 			}
 			got, ok := d.entryLocked(index)
