@@ -65,17 +65,19 @@ func (n *NetworkTransport) writeAnswers(c *serverConn, q *answerQueue) {
 	for a := range q.answers {
 		err := n.writeAnswer(c, a)
 		if err != nil {
+			// The reader, waiting for a slot or for a snapshot body to be
+			// consumed, sees done and stops without reading again: after
+			// a failed answer (Shutdown included) the node may still be
+			// reading the body, and the stream is out of step anyway.
 			q.err = err
 			n.logConnEnd(c, err)
 			_ = c.conn.Close()
+			return
 		}
 		if a.resume != nil {
-			// Only now: after a failed drain the stream is out of step,
-			// and the reader must find the connection closed.
+			// The node has answered and the rest of the body is drained:
+			// the next request may be read.
 			close(a.resume)
-		}
-		if err != nil {
-			return
 		}
 		<-q.slots
 		c.endRequest()
