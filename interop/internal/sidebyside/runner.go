@@ -141,25 +141,17 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// storeFallback is the store ours runs on in a comparison whose store it
-// does not have yet: the reference on raft-wal against ours on raftboltdb
-// until ours has a wal store.
-var storeFallback = map[string]string{"wal": "bolt"}
-
-// pairStores picks each library's store for a comparison.
+// pairStores picks each library's store for a comparison: both run on the
+// store the comparison names.
 func pairStores(ref, ours Library, cmp string) (refStore, oursStore, oursLabel string, err error) {
 	if _, ok := ref.StoreLabel(cmp); !ok {
 		return "", "", "", fmt.Errorf("unknown store %q (stores: bolt, wal, mem)", cmp)
 	}
-	if label, ok := ours.StoreLabel(cmp); ok {
-		return cmp, cmp, label, nil
-	}
-	fb, ok := storeFallback[cmp]
-	label, has := ours.StoreLabel(fb)
-	if !ok || !has {
+	label, ok := ours.StoreLabel(cmp)
+	if !ok {
 		return "", "", "", fmt.Errorf("ours has no store for %q", cmp)
 	}
-	return cmp, fb, label + " (no " + cmp + " store yet)", nil
+	return cmp, cmp, label, nil
 }
 
 // runOne runs one measurement on a fresh cluster in a fresh directory and
