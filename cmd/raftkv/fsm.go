@@ -11,10 +11,20 @@ import (
 
 // command is one change to the key-value store, as stored in the log.
 type command struct {
-	Op    string `json:"op"` // "put" or "delete"
+	Op    string `json:"op"` // "put", "delete" or "cas"
 	Key   string `json:"key"`
 	Value string `json:"value,omitempty"`
+	// Expected is, for "cas", the value Key must hold (the empty string
+	// for an absent key) for Value to replace it.
+	Expected string `json:"expected,omitempty"`
 }
+
+// casMismatch is what Apply returns for a "cas" whose key did not hold the
+// expected value: nothing was written. The FSM decides, in log order, so
+// two concurrent compare-and-sets of one key cannot both succeed.
+type casMismatch struct{}
+
+func (casMismatch) Error() string { return "the current value differs from If-Match" }
 
 // kvFSM is the replicated state machine: a map from keys to values.
 type kvFSM struct {
@@ -38,6 +48,11 @@ func (f *kvFSM) Apply(l *raft.Log) interface{} {
 		f.data[c.Key] = c.Value
 	case "delete":
 		delete(f.data, c.Key)
+	case "cas":
+		if f.data[c.Key] != c.Expected {
+			return casMismatch{}
+		}
+		f.data[c.Key] = c.Value
 	default:
 		return fmt.Errorf("unknown operation %q at index %d", c.Op, l.Index)
 	}

@@ -6,10 +6,13 @@
 //
 // A real cluster, one process per server (see README.md):
 //
-//	raftkv serve -id node1 -raft 127.0.0.1:7001 -http 127.0.0.1:8001 -data data/node1 -bootstrap
-//	raftkv serve -id node2 -raft 127.0.0.1:7002 -http 127.0.0.1:8002 -data data/node2 -join 127.0.0.1:8001
+//	raftkv serve -id node1 -raft 127.0.0.1:7001 -http 127.0.0.1:8001 -data data/node1 -bootstrap -secret s3cret
+//	raftkv serve -id node2 -raft 127.0.0.1:7002 -http 127.0.0.1:8002 -data data/node2 -join 127.0.0.1:8001 -secret s3cret
 //	curl -L -X PUT --data hello http://127.0.0.1:8001/kv/greeting
 //	curl -L http://127.0.0.1:8002/kv/greeting
+//
+// With -ca, -cert and -key, raft runs over mutual TLS and the API over
+// HTTPS for clients with a certificate of the same CA (see tls.go).
 //
 // A server keeps its log in a wal directory under -data, or in a raftboltdb
 // file with -store bolt; a data directory that already holds either keeps it.
@@ -49,6 +52,10 @@ func main() {
 		fs.BoolVar(&cfg.bootstrap, "bootstrap", false, "start a new cluster with this server")
 		fs.StringVar(&cfg.join, "join", "", "HTTP address of a member to join through")
 		fs.StringVar(&cfg.store, "store", storeWAL, "log store of a new data directory: wal or bolt (raftboltdb); a directory that holds one keeps it")
+		fs.StringVar(&cfg.caFile, "ca", "", "TLS: the cluster's CA certificate (PEM); with -cert and -key, raft runs over mutual TLS and the API over HTTPS")
+		fs.StringVar(&cfg.certFile, "cert", "", "TLS: this server's certificate (PEM), naming its -id as common name")
+		fs.StringVar(&cfg.keyFile, "key", "", "TLS: this server's private key (PEM)")
+		fs.StringVar(&cfg.secret, "secret", "", "shared secret that authorises membership changes (Authorization: Bearer SECRET); also sent by -join")
 		fs.Parse(os.Args[2:])
 		if cfg.id == "" || cfg.dataDir == "" {
 			fmt.Fprintln(os.Stderr, "raftkv serve: -id and -data are required")

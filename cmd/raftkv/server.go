@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -36,6 +39,12 @@ type serverConfig struct {
 	// timeouts of DefaultConfig.
 	heartbeat time.Duration
 	logOutput io.Writer
+	// caFile, certFile and keyFile, all set or none, turn TLS on: raft
+	// over mutual TLS and the API over HTTPS (see tls.go).
+	caFile, certFile, keyFile string
+	// secret, when set, authorises membership changes that carry it as
+	// a bearer token (see members.go).
+	secret string
 }
 
 // server is one member of a raftkv cluster: a raft node and the HTTP API in
@@ -51,11 +60,26 @@ type server struct {
 	trans     *raft.NetworkTransport
 	http      *http.Server
 	ln        net.Listener
+	// tls is nil in plain mode.
+	tls *tlsSetup
+	// scheme is "https" under TLS, else "http": the scheme of redirects.
+	scheme string
+	// client calls other servers (joining).
+	client    *http.Client
+	closeOnce sync.Once
 }
 
 // startServer opens the server's stores, starts raft and serves HTTP. A
 // new cluster starts on one server with bootstrap; others join it.
 func startServer(cfg serverConfig) (*server, error) {
+	tlsSet, err := loadTLS(cfg.caFile, cfg.certFile, cfg.keyFile, cfg.id)
+	if err != nil {
+		return nil, err
+	}
+	m, err := getMetrics()
+	if err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating data directory: %w", err)
 	}
@@ -64,7 +88,11 @@ func startServer(cfg serverConfig) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{cfg: cfg, kv: newKV(), store: store, storeKind: kind}
+	s := &server{cfg: cfg, kv: newKV(), store: store, storeKind: kind, tls: tlsSet,
+		scheme: "http", client: &http.Client{Timeout: 15 * time.Second}}
+	if tlsSet != nil {
+		s.scheme, s.client = "https", tlsSet.httpClient()
+	}
 	fail := func(err error) (*server, error) {
 		s.close()
 		return nil, err
@@ -86,7 +114,13 @@ func startServer(cfg serverConfig) (*server, error) {
 			return fail(fmt.Errorf("resolving %s: %w", cfg.advertise, err))
 		}
 	}
-	s.trans, err = raft.NewTCPTransportWithLogger(cfg.raftAddr, advertise, 3, 10*time.Second, logger.Named("net"))
+	if tlsSet != nil {
+		s.trans, err = raft.NewTLSTransportWithConfig(cfg.raftAddr, advertise, tlsSet.raftConfig(), &raft.NetworkTransportConfig{
+			MaxPool: 3, Timeout: 10 * time.Second, Logger: logger.Named("net"), VerifyPeer: verifyPeer,
+		})
+	} else {
+		s.trans, err = raft.NewTCPTransportWithLogger(cfg.raftAddr, advertise, 3, 10*time.Second, logger.Named("net"))
+	}
 	if err != nil {
 		return fail(fmt.Errorf("listening for raft on %s: %w", cfg.raftAddr, err))
 	}
@@ -94,7 +128,8 @@ func startServer(cfg serverConfig) (*server, error) {
 	conf.LocalID = raft.ServerID(cfg.id)
 	conf.Logger = logger
 	// A server stopped on purpose (a rolling restart) hands its leadership
-	// over first, so writes pause for milliseconds, not an election.
+	// to the most up-to-date voter first (handoff.go), so writes pause for
+	// milliseconds, not an election.
 	conf.LeadershipTransferOnShutdown = true
 	if cfg.heartbeat > 0 {
 		conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = cfg.heartbeat, cfg.heartbeat, cfg.heartbeat/2
@@ -115,12 +150,29 @@ func startServer(cfg serverConfig) (*server, error) {
 	s.cfg.httpAddr = s.ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /kv/{key}", s.handleGet)
-	mux.HandleFunc("PUT /kv/{key}", s.handleWrite)
-	mux.HandleFunc("DELETE /kv/{key}", s.handleWrite)
-	mux.HandleFunc("POST /join", s.handleJoin)
+	mux.HandleFunc("PUT /kv/{key}", s.handlePut)
+	mux.HandleFunc("DELETE /kv/{key}", s.handleDelete)
+	mux.HandleFunc("/kv/{$}", handleEmptyKey)
+	mux.HandleFunc("GET /members", s.handleMembers)
+	mux.HandleFunc("POST /members", s.handleAddMember)
+	mux.HandleFunc("DELETE /members/{id}", s.handleRemoveMember)
+	mux.HandleFunc("POST /join", s.handleAddMember)
 	mux.HandleFunc("GET /status", s.handleStatus)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go s.http.Serve(s.ln)
+	mux.Handle("GET /metrics", m.handler())
+	s.http = &http.Server{
+		Handler:           m.instrument(jsonFallback(mux)),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// Refused handshakes and broken requests are the client's
+		// business: they go to the debug level, not to the log.
+		ErrorLog: logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+	}
+	if tlsSet != nil {
+		s.http.TLSConfig = tlsSet.serverConfig()
+		go s.http.ServeTLS(s.ln, "", "")
+	} else {
+		go s.http.Serve(s.ln)
+	}
 	if cfg.bootstrap {
 		go s.announceSelf()
 	}
@@ -149,17 +201,24 @@ func checkNotWiped(cfg serverConfig, logs raft.LogStore, stable raft.StableStore
 		"if this server was a member and lost its data, remove it from the cluster first", cfg.dataDir)
 }
 
-// close stops the HTTP server, raft and the stores.
+// close stops the HTTP server, then raft (a leader first hands its
+// leadership over, see Config.LeadershipTransferOnShutdown), which closes
+// the transport once stopped, and only then the stores raft was using.
+// It may be called more than once.
 func (s *server) close() {
-	if s.http != nil {
-		s.http.Close()
-	}
-	if s.raft != nil {
-		s.raft.Shutdown().Error()
-	} else if s.trans != nil {
-		s.trans.Close()
-	}
-	s.store.Close()
+	s.closeOnce.Do(func() {
+		if s.http != nil {
+			s.http.Close()
+		}
+		if s.raft != nil {
+			s.raft.Shutdown().Error()
+		} else if s.trans != nil {
+			s.trans.Close()
+		}
+		if s.store != nil {
+			s.store.Close()
+		}
+	})
 }
 
 // announceSelf records this server's HTTP address once it leads.
@@ -176,35 +235,57 @@ func (s *server) announceSelf() {
 	}
 }
 
-// joinCluster asks the server at joinAddr (HTTP) to add this one.
+// joinCluster asks the server at joinAddr (HTTP) to add this one, with
+// this server's certificate under TLS, else with the secret. A refusal
+// (4xx) ends it; other failures are retried for a while, since the
+// cluster may be electing a leader.
 func (s *server) joinCluster(joinAddr string) error {
-	body, _ := json.Marshal(joinRequest{ID: s.cfg.id, RaftAddr: string(s.trans.LocalAddr()), HTTPAddr: s.cfg.httpAddr})
+	body, _ := json.Marshal(memberRequest{ID: s.cfg.id, RaftAddr: string(s.trans.LocalAddr()), HTTPAddr: s.cfg.httpAddr})
 	var lastErr error
 	for attempt := 0; attempt < 20; attempt++ {
-		resp, err := http.Post("http://"+joinAddr+"/join", "application/json", strings.NewReader(string(body)))
-		if err == nil {
-			msg, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("join refused: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		if attempt > 0 {
+			time.Sleep(500 * time.Millisecond)
 		}
-		lastErr = err
-		time.Sleep(500 * time.Millisecond)
+		req, err := http.NewRequest(http.MethodPost, s.scheme+"://"+joinAddr+"/join", bytes.NewReader(body))
+		if err != nil {
+			return fmt.Errorf("joining through %s: %w", joinAddr, err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if s.cfg.secret != "" {
+			req.Header.Set("Authorization", "Bearer "+s.cfg.secret)
+		}
+		resp, err := s.client.Do(req)
+		if err != nil {
+			lastErr = err
+			if refusedCertificate(err) {
+				break
+			}
+			continue
+		}
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return nil
+		}
+		lastErr = fmt.Errorf("join refused: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			break
+		}
 	}
 	return fmt.Errorf("joining through %s: %w", joinAddr, lastErr)
 }
 
-type joinRequest struct {
-	ID       string `json:"id"`
-	RaftAddr string `json:"raft_addr"`
-	HTTPAddr string `json:"http_addr"`
+// refusedCertificate reports whether err is a TLS handshake that failed
+// on a certificate, ours or the other side's: trying again cannot help.
+func refusedCertificate(err error) bool {
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &verify) || strings.Contains(err.Error(), "remote error: tls:")
 }
 
-// apply writes a command through raft; it must run on the leader.
+// apply writes a command through raft; it must run on the leader. The
+// FSM's answer, when it is an error, is returned.
 func (s *server) apply(c command) error {
-	f := s.raft.Apply(c.encode(), 5*time.Second)
+	f := s.raft.Apply(c.encode(), applyTimeout)
 	if err := f.Error(); err != nil {
 		return err
 	}
@@ -214,86 +295,39 @@ func (s *server) apply(c command) error {
 	return nil
 }
 
-// redirectToLeader sends the client to the leader's HTTP address, when it
-// is known; it reports whether it answered.
-func (s *server) redirectToLeader(w http.ResponseWriter, r *http.Request) bool {
-	if s.raft.State() == raft.Leader {
-		return false
-	}
+// leads reports whether this node is the leader.
+func (s *server) leads() bool { return s.raft.State() == raft.Leader }
+
+// sendToLeader redirects the client to the same path and query on the
+// leader, or answers 503 when no leader is known.
+func (s *server) sendToLeader(w http.ResponseWriter, r *http.Request) {
 	_, leaderID := s.raft.LeaderWithID()
-	addr, ok := s.kv.get(httpKeyPrefix + string(leaderID))
-	if leaderID == "" || !ok {
-		http.Error(w, "no leader known yet, try again", http.StatusServiceUnavailable)
-		return true
+	addr, ok := "", false
+	if leaderID != "" && string(leaderID) != s.cfg.id {
+		addr, ok = s.kv.get(httpKeyPrefix + string(leaderID))
 	}
-	http.Redirect(w, r, "http://"+addr+r.URL.RequestURI(), http.StatusTemporaryRedirect)
-	return true
-}
-
-// handleGet reads a key. By default the read is linearizable (ReadIndex
-// on the leader); ?stale=true reads this server's copy, which may lag.
-func (s *server) handleGet(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Query().Get("stale") != "true" {
-		if s.redirectToLeader(w, r) {
-			return
-		}
-		if err := s.raft.ReadIndex(5 * time.Second).Error(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-	}
-	v, ok := s.kv.get(r.PathValue("key"))
 	if !ok {
-		http.NotFound(w, r)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "no leader known")
 		return
 	}
-	io.WriteString(w, v)
+	w.Header().Set("Location", s.scheme+"://"+addr+r.URL.RequestURI())
+	w.WriteHeader(http.StatusTemporaryRedirect)
 }
 
-// handleWrite puts (PUT, the body is the value) or deletes a key.
-func (s *server) handleWrite(w http.ResponseWriter, r *http.Request) {
-	if s.redirectToLeader(w, r) {
-		return
-	}
-	c := command{Op: "delete", Key: r.PathValue("key")}
-	if r.Method == http.MethodPut {
-		value, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		c = command{Op: "put", Key: c.Key, Value: string(value)}
-	}
-	if err := s.apply(c); err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+// statusAnswer is the body of GET /status.
+type statusAnswer struct {
+	ID         string            `json:"id"`
+	State      string            `json:"state"`
+	LeaderID   string            `json:"leader_id"`
+	LeaderHTTP string            `json:"leader_http"`
+	Stats      map[string]string `json:"stats"`
 }
 
-// handleJoin adds a server to the cluster, on the leader.
-func (s *server) handleJoin(w http.ResponseWriter, r *http.Request) {
-	if s.redirectToLeader(w, r) {
-		return
-	}
-	var req joinRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.ID == "" || req.RaftAddr == "" {
-		http.Error(w, "want {\"id\", \"raft_addr\", \"http_addr\"}", http.StatusBadRequest)
-		return
-	}
-	if err := s.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.RaftAddr), 0, 10*time.Second).Error(); err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	if err := s.apply(command{Op: "put", Key: httpKeyPrefix + req.ID, Value: req.HTTPAddr}); err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	io.WriteString(w, "joined\n")
-}
-
-// handleStatus reports raft's figures.
+// handleStatus reports this node's view of the cluster and raft's figures.
 func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(s.raft.Stats())
+	_, leaderID := s.raft.LeaderWithID()
+	leaderHTTP, _ := s.kv.get(httpKeyPrefix + string(leaderID))
+	writeJSON(w, statusAnswer{ID: s.cfg.id, State: s.raft.State().String(), LeaderID: string(leaderID),
+		LeaderHTTP: leaderHTTP, Stats: s.raft.Stats()})
 }

@@ -19,6 +19,7 @@ func startTestServer(t *testing.T, id string, bootstrap bool, join string) *serv
 	s, err := startServer(serverConfig{
 		id: id, raftAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", dataDir: t.TempDir(),
 		bootstrap: bootstrap, join: join, heartbeat: 300 * time.Millisecond, logOutput: io.Discard,
+		secret: "test-secret",
 	})
 	if err != nil {
 		t.Fatalf("starting %s: %v", id, err)

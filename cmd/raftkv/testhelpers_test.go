@@ -1,0 +1,234 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testCA is a certificate authority made for one test, which issues
+// certificates into a temporary directory.
+type testCA struct {
+	dir    string
+	name   string
+	cert   *x509.Certificate
+	key    *ecdsa.PrivateKey
+	caFile string
+	serial int64
+}
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	ca := &testCA{dir: t.TempDir(), name: name, cert: cert, key: key, serial: 1}
+	ca.caFile = filepath.Join(ca.dir, "ca.crt")
+	writePEM(t, ca.caFile, "CERTIFICATE", der)
+	return ca
+}
+
+func writePEM(t *testing.T, path, kind string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// issue makes a key and a certificate for cn, valid for 127.0.0.1 as
+// client and server, and returns the two files.
+func (ca *testCA) issue(t *testing.T, cn string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca.serial++
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(ca.serial),
+		Subject:      pkix.Name{CommonName: cn},
+		DNSNames:     []string{cn},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(ca.dir, cn+".crt"), filepath.Join(ca.dir, cn+".key")
+	writePEM(t, certFile, "CERTIFICATE", der)
+	writePEM(t, keyFile, "PRIVATE KEY", kder)
+	return certFile, keyFile
+}
+
+// httpsClient is a client that trusts ca and presents the certificate of
+// cn issued by issuer (no certificate when issuer is nil).
+func httpsClient(t *testing.T, ca, issuer *testCA, cn string) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(ca.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if issuer != nil {
+		certFile, keyFile := issuer.issue(t, cn)
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	tr := &http.Transport{TLSClientConfig: cfg}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: settle / 2}
+}
+
+// node is a server under test and the client that talks to it.
+type node struct {
+	*server
+	c    *http.Client
+	base string // scheme://host:port
+}
+
+// nodeOpts are what a test may change in a server's configuration.
+type nodeOpts struct {
+	bootstrap bool
+	join      string // HTTP address
+	secret    string
+	ca        *testCA // TLS when set
+	log       io.Writer
+	dataDir   string
+}
+
+// startNode starts a server on 127.0.0.1 with short timeouts.
+func startNode(t *testing.T, id string, o nodeOpts) *node {
+	t.Helper()
+	n, err := tryStartNode(t, id, o)
+	if err != nil {
+		t.Fatalf("starting %s: %v", id, err)
+	}
+	return n
+}
+
+func tryStartNode(t *testing.T, id string, o nodeOpts) (*node, error) {
+	t.Helper()
+	if o.log == nil {
+		o.log = io.Discard
+	}
+	if o.dataDir == "" {
+		o.dataDir = t.TempDir()
+	}
+	cfg := serverConfig{
+		id: id, raftAddr: "127.0.0.1:0", httpAddr: "127.0.0.1:0", dataDir: o.dataDir,
+		bootstrap: o.bootstrap, join: o.join, heartbeat: 300 * time.Millisecond, logOutput: o.log,
+		secret: o.secret,
+	}
+	c, scheme := client, "http"
+	if o.ca != nil {
+		cfg.caFile = o.ca.caFile
+		cfg.certFile, cfg.keyFile = o.ca.issue(t, id)
+		c, scheme = httpsClient(t, o.ca, o.ca, "client-"+id), "https"
+	}
+	s, err := startServer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(s.close)
+	return &node{server: s, c: c, base: scheme + "://" + s.cfg.httpAddr}, nil
+}
+
+// do sends a request and returns the status and body; redirects are
+// followed by the client.
+func (n *node) do(method, path, body string, header ...string) (int, string, error) {
+	req, err := http.NewRequest(method, n.base+path, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := n.c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// want checks a request's answer, for use inside eventually.
+func (n *node) want(code int, method, path, body string, header ...string) error {
+	got, ans, err := n.do(method, path, body, header...)
+	if err != nil {
+		return err
+	}
+	if got != code {
+		return fmt.Errorf("%s %s: %d %s, want %d", method, path, got, ans, code)
+	}
+	return nil
+}
+
+// leaderOf waits until one of nodes leads and returns it.
+func leaderOf(t *testing.T, nodes ...*node) *node {
+	t.Helper()
+	var l *node
+	eventually(t, "a leader", func() error {
+		for _, n := range nodes {
+			if n.leads() {
+				l = n
+				return nil
+			}
+		}
+		return fmt.Errorf("no leader among %d nodes", len(nodes))
+	})
+	return l
+}
+
+// waitStale waits until n's own copy of key holds value.
+func waitStale(t *testing.T, n *node, key, value string) {
+	t.Helper()
+	eventually(t, n.cfg.id+" applies "+key, func() error {
+		if v, _ := n.kv.get(key); v != value {
+			return fmt.Errorf("%s=%q", key, v)
+		}
+		return nil
+	})
+}
