@@ -37,7 +37,7 @@ const settle = time.Minute
 var client = &http.Client{Timeout: settle / 2}
 
 // eventually retries op until it succeeds, failing the test after settle.
-func eventually(t *testing.T, what string, op func() error) {
+func eventually(t testing.TB, what string, op func() error) {
 	t.Helper()
 	var err error
 	for deadline := time.Now().Add(settle); time.Now().Before(deadline); {

@@ -31,7 +31,7 @@ type testCA struct {
 	serial int64
 }
 
-func newTestCA(t *testing.T, name string) *testCA {
+func newTestCA(t testing.TB, name string) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -57,7 +57,7 @@ func newTestCA(t *testing.T, name string) *testCA {
 	return ca
 }
 
-func writePEM(t *testing.T, path, kind string, der []byte) {
+func writePEM(t testing.TB, path, kind string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
@@ -66,7 +66,7 @@ func writePEM(t *testing.T, path, kind string, der []byte) {
 
 // issue makes a key and a certificate for cn, valid for 127.0.0.1 as
 // client and server, and returns the two files.
-func (ca *testCA) issue(t *testing.T, cn string) (certFile, keyFile string) {
+func (ca *testCA) issue(t testing.TB, cn string) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -99,7 +99,7 @@ func (ca *testCA) issue(t *testing.T, cn string) (certFile, keyFile string) {
 
 // httpsClient is a client that trusts ca and presents the certificate of
 // cn issued by issuer (no certificate when issuer is nil).
-func httpsClient(t *testing.T, ca, issuer *testCA, cn string) *http.Client {
+func httpsClient(t testing.TB, ca, issuer *testCA, cn string) *http.Client {
 	t.Helper()
 	pem, err := os.ReadFile(ca.caFile)
 	if err != nil {
@@ -139,7 +139,7 @@ type nodeOpts struct {
 }
 
 // startNode starts a server on 127.0.0.1 with short timeouts.
-func startNode(t *testing.T, id string, o nodeOpts) *node {
+func startNode(t testing.TB, id string, o nodeOpts) *node {
 	t.Helper()
 	n, err := tryStartNode(t, id, o)
 	if err != nil {
@@ -148,7 +148,7 @@ func startNode(t *testing.T, id string, o nodeOpts) *node {
 	return n
 }
 
-func tryStartNode(t *testing.T, id string, o nodeOpts) (*node, error) {
+func tryStartNode(t testing.TB, id string, o nodeOpts) (*node, error) {
 	t.Helper()
 	if o.log == nil {
 		o.log = io.Discard
@@ -207,7 +207,7 @@ func (n *node) want(code int, method, path, body string, header ...string) error
 }
 
 // leaderOf waits until one of nodes leads and returns it.
-func leaderOf(t *testing.T, nodes ...*node) *node {
+func leaderOf(t testing.TB, nodes ...*node) *node {
 	t.Helper()
 	var l *node
 	eventually(t, "a leader", func() error {
@@ -223,7 +223,7 @@ func leaderOf(t *testing.T, nodes ...*node) *node {
 }
 
 // waitStale waits until n's own copy of key holds value.
-func waitStale(t *testing.T, n *node, key, value string) {
+func waitStale(t testing.TB, n *node, key, value string) {
 	t.Helper()
 	eventually(t, n.cfg.id+" applies "+key, func() error {
 		if v, _ := n.kv.get(key); v != value {

@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-func readFile(t *testing.T, path string) []byte {
+func readFile(t testing.TB, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -158,7 +158,7 @@ func TestTLS_CertificateMustNameTheServerID(t *testing.T) {
 }
 
 // members returns the IDs GET /members lists on n.
-func members(t *testing.T, n *node) map[string]string {
+func members(t testing.TB, n *node) map[string]string {
 	t.Helper()
 	got := map[string]string{}
 	eventually(t, "GET /members", func() error {
