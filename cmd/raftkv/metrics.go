@@ -50,7 +50,7 @@ func newProcessMetrics() (*processMetrics, error) {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency,
+	for _, c := range []prometheus.Collector{m.requests, m.latency, stats,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("registering metrics: %w", err)

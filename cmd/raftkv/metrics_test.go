@@ -22,7 +22,9 @@ func TestMetrics_RequestsAndRaftMetricsAreExposed(t *testing.T) {
 		"raft_commitTime",   // the library's commit latency
 		"raft_state_leader", // leader changes
 		"raft_fsm_apply",    // FSM
-		"go_goroutines",     // the process
+		`raftkv_raft_fsm_pending{server_id="n1"} 0`,
+		`raftkv_raft_is_leader{server_id="n1"} 1`,
+		"go_goroutines", // the process
 		"# TYPE raft_apply counter",
 	}
 	eventually(t, "metrics", func() error {

@@ -173,6 +173,7 @@ func startServer(cfg serverConfig) (*server, error) {
 	} else {
 		go s.http.Serve(s.ln)
 	}
+	stats.add(s)
 	if cfg.bootstrap {
 		go s.announceSelf()
 	}
@@ -207,6 +208,7 @@ func checkNotWiped(cfg serverConfig, logs raft.LogStore, stable raft.StableStore
 // It may be called more than once.
 func (s *server) close() {
 	s.closeOnce.Do(func() {
+		stats.remove(s)
 		if s.http != nil {
 			s.http.Close()
 		}
