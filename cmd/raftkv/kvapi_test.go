@@ -155,6 +155,7 @@ func TestKV_HostileRequestsGet4xxAndNeverReachTheLog(t *testing.T) {
 	n := startNode(t, "n1", nodeOpts{bootstrap: true, secret: "k"})
 	leaderOf(t, n)
 	eventually(t, "write", func() error { return n.want(http.StatusNoContent, "PUT", "/kv/a", "1") })
+	waitStale(t, n, httpKeyPrefix+"n1", n.cfg.httpAddr) // the server's own entry is in
 	before := n.raft.LastIndex()
 	for _, hr := range hostileRequests {
 		req := httptest.NewRequest(hr.method, hr.path, strings.NewReader(hr.body))
