@@ -5,18 +5,61 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/quorumkit/raft"
 )
 
 // command is one change to the key-value store, as stored in the log.
+//
+// Values are bytes. JSON strings carry only UTF-8, so a value that is not
+// UTF-8 travels in the base64 field ValueRaw instead of Value (and an
+// expected value in ExpectedRaw); entries written before these fields
+// existed hold text values and decode as before.
 type command struct {
 	Op    string `json:"op"` // "put", "delete" or "cas"
 	Key   string `json:"key"`
 	Value string `json:"value,omitempty"`
 	// Expected is, for "cas", the value Key must hold (the empty string
 	// for an absent key) for Value to replace it.
-	Expected string `json:"expected,omitempty"`
+	Expected    string `json:"expected,omitempty"`
+	ValueRaw    []byte `json:"value_raw,omitempty"`
+	ExpectedRaw []byte `json:"expected_raw,omitempty"`
+}
+
+// withValue sets the command's value, in whichever field carries it.
+func (c command) withValue(v string) command {
+	if utf8.ValidString(v) {
+		c.Value, c.ValueRaw = v, nil
+	} else {
+		c.Value, c.ValueRaw = "", []byte(v)
+	}
+	return c
+}
+
+// withExpected sets the command's expected value.
+func (c command) withExpected(v string) command {
+	if utf8.ValidString(v) {
+		c.Expected, c.ExpectedRaw = v, nil
+	} else {
+		c.Expected, c.ExpectedRaw = "", []byte(v)
+	}
+	return c
+}
+
+// value and expected read the fields withValue and withExpected set.
+func (c command) value() string {
+	if c.ValueRaw != nil {
+		return string(c.ValueRaw)
+	}
+	return c.Value
+}
+
+func (c command) expected() string {
+	if c.ExpectedRaw != nil {
+		return string(c.ExpectedRaw)
+	}
+	return c.Expected
 }
 
 // casMismatch is what Apply returns for a "cas" whose key did not hold the
@@ -45,14 +88,14 @@ func (f *kvFSM) Apply(l *raft.Log) interface{} {
 	defer f.mu.Unlock()
 	switch c.Op {
 	case "put":
-		f.data[c.Key] = c.Value
+		f.data[c.Key] = c.value()
 	case "delete":
 		delete(f.data, c.Key)
 	case "cas":
-		if f.data[c.Key] != c.Expected {
+		if f.data[c.Key] != c.expected() {
 			return casMismatch{}
 		}
-		f.data[c.Key] = c.Value
+		f.data[c.Key] = c.value()
 	default:
 		return fmt.Errorf("unknown operation %q at index %d", c.Op, l.Index)
 	}
@@ -78,12 +121,53 @@ func (f *kvFSM) Snapshot() (raft.FSMSnapshot, error) {
 	return kvSnapshot(clone), nil
 }
 
-// Restore replaces the map with a snapshot's.
+// snapshotFormat marks a snapshot in the current format: a JSON object
+// {"raftkv_snapshot": 2, "data": {key: text value}, "raw": {key: base64
+// value}}, values that are not UTF-8 going to "raw". The first format was
+// a bare object of keys to string values; a number under
+// "raftkv_snapshot" cannot be one of its values, so the two cannot be
+// mistaken for each other.
+const snapshotFormat = 2
+
+type snapshotV2 struct {
+	Format int               `json:"raftkv_snapshot"`
+	Data   map[string]string `json:"data"`
+	Raw    map[string][]byte `json:"raw,omitempty"`
+}
+
+// Restore replaces the map with a snapshot's, in either format.
 func (f *kvFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	data := make(map[string]string)
-	if err := json.NewDecoder(rc).Decode(&data); err != nil {
+	var top map[string]json.RawMessage
+	if err := json.NewDecoder(rc).Decode(&top); err != nil {
 		return fmt.Errorf("decoding snapshot: %w", err)
+	}
+	data := make(map[string]string, len(top))
+	var format int
+	if json.Unmarshal(top["raftkv_snapshot"], &format) == nil && format == snapshotFormat {
+		var v2 snapshotV2
+		if err := json.Unmarshal(top["data"], &v2.Data); err != nil {
+			return fmt.Errorf("decoding snapshot data: %w", err)
+		}
+		if raw, ok := top["raw"]; ok {
+			if err := json.Unmarshal(raw, &v2.Raw); err != nil {
+				return fmt.Errorf("decoding snapshot data: %w", err)
+			}
+		}
+		for k, v := range v2.Data {
+			data[k] = v
+		}
+		for k, v := range v2.Raw {
+			data[k] = string(v)
+		}
+	} else {
+		for k, raw := range top {
+			var v string
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return fmt.Errorf("decoding snapshot value of %q: %w", k, err)
+			}
+			data[k] = v
+		}
 	}
 	f.mu.Lock()
 	f.data = data
@@ -93,8 +177,20 @@ func (f *kvFSM) Restore(rc io.ReadCloser) error {
 
 type kvSnapshot map[string]string
 
+// Persist writes the snapshot in the current format.
 func (s kvSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := json.NewEncoder(sink).Encode(map[string]string(s)); err != nil {
+	out := snapshotV2{Format: snapshotFormat, Data: make(map[string]string, len(s))}
+	for k, v := range s {
+		if utf8.ValidString(v) {
+			out.Data[k] = v
+			continue
+		}
+		if out.Raw == nil {
+			out.Raw = make(map[string][]byte)
+		}
+		out.Raw[k] = []byte(v)
+	}
+	if err := json.NewEncoder(sink).Encode(out); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("writing snapshot: %w", err)
 	}

@@ -118,10 +118,12 @@ func (s *server) handlePut(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusBadRequest, "more than one If-Match header")
 			return
 		}
-		c.Op, c.Expected = "cas", m[0]
-		if c.Expected == `""` {
-			c.Expected = ""
+		expected := m[0]
+		if expected == `""` {
+			expected = ""
 		}
+		c.Op = "cas"
+		c = c.withExpected(expected)
 	}
 	if !s.leads() {
 		s.sendToLeader(w, r)
@@ -137,12 +139,7 @@ func (s *server) handlePut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "reading the value: "+err.Error())
 		return
 	}
-	if !utf8.Valid(value) {
-		writeError(w, http.StatusBadRequest, "value is not UTF-8")
-		return
-	}
-	c.Value = string(value)
-	s.applyAndAnswer(w, c)
+	s.applyAndAnswer(w, c.withValue(string(value)))
 }
 
 // handleDelete removes a key; an absent key is fine.

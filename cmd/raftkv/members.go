@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/quorumkit/raft"
 )
@@ -79,7 +80,7 @@ func validID(id string) bool {
 // validAddr reports whether addr is a host:port.
 func validAddr(addr string) bool {
 	host, port, err := net.SplitHostPort(addr)
-	return err == nil && host != "" && port != "" && len(addr) <= 1024 && !strings.ContainsAny(addr, "/?#@ ")
+	return err == nil && host != "" && port != "" && len(addr) <= 1024 && utf8.ValidString(addr) && !strings.ContainsAny(addr, "/?#@ ")
 }
 
 // decodeJSON reads a JSON body of at most maxJSONBytes into v, answering
