@@ -84,3 +84,23 @@ func TestGraceful_ClosingTheLeaderHandsOverAndClosesItsStores(t *testing.T) {
 		return nil
 	})
 }
+
+// A server restarted with another HTTP address records it once it leads,
+// so that followers send clients to the right place.
+func TestGraceful_RestartWithANewHTTPAddressIsRecorded(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, "n1", nodeOpts{bootstrap: true, dataDir: dir})
+	waitStale(t, n, httpKeyPrefix+"n1", n.cfg.httpAddr)
+	raftAddr, oldHTTP := string(n.trans.LocalAddr()), n.cfg.httpAddr
+	n.close()
+	back, err := startServer(serverConfig{id: "n1", raftAddr: raftAddr, httpAddr: "127.0.0.1:0", dataDir: dir,
+		heartbeat: n.cfg.heartbeat, logOutput: discard{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(back.close)
+	if back.cfg.httpAddr == oldHTTP {
+		t.Skip("the new listener got the old port")
+	}
+	waitStale(t, &node{server: back}, httpKeyPrefix+"n1", back.cfg.httpAddr)
+}

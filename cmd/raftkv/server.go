@@ -67,6 +67,8 @@ type server struct {
 	// client calls other servers (joining).
 	client    *http.Client
 	closeOnce sync.Once
+	// stop is closed by close; announced once announceSelf has returned.
+	stop, announced chan struct{}
 }
 
 // startServer opens the server's stores, starts raft and serves HTTP. A
@@ -174,9 +176,9 @@ func startServer(cfg serverConfig) (*server, error) {
 		go s.http.Serve(s.ln)
 	}
 	stats.add(s)
-	if cfg.bootstrap {
-		go s.announceSelf()
-	}
+	s.stop = make(chan struct{})
+	s.announced = make(chan struct{})
+	go s.announceSelf()
 	if cfg.join != "" {
 		if err := s.joinCluster(cfg.join); err != nil {
 			return fail(err)
@@ -204,18 +206,24 @@ func checkNotWiped(cfg serverConfig, logs raft.LogStore, stable raft.StableStore
 
 // close stops the HTTP server, then raft (a leader first hands its
 // leadership over, see Config.LeadershipTransferOnShutdown), which closes
-// the transport once stopped, and only then the stores raft was using.
-// It may be called more than once.
+// the transport once stopped, waits for announceSelf, and only then closes
+// the stores raft was using. It may be called more than once.
 func (s *server) close() {
 	s.closeOnce.Do(func() {
 		stats.remove(s)
 		if s.http != nil {
 			s.http.Close()
 		}
+		if s.stop != nil {
+			close(s.stop)
+		}
 		if s.raft != nil {
 			s.raft.Shutdown().Error()
 		} else if s.trans != nil {
 			s.trans.Close()
+		}
+		if s.announced != nil {
+			<-s.announced
 		}
 		if s.store != nil {
 			s.store.Close()
@@ -223,16 +231,40 @@ func (s *server) close() {
 	})
 }
 
-// announceSelf records this server's HTTP address once it leads.
+// announceSelf keeps this server's HTTP address in the replicated map
+// while it runs: each time it becomes the leader, it records the address
+// if the map holds another (a server restarted with a new -http) or none
+// (the first server of a new cluster), so that followers can send clients
+// to it. It returns when the server closes.
 func (s *server) announceSelf() {
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
-		if s.raft.State() == raft.Leader {
-			s.apply(command{Op: "put", Key: httpKeyPrefix + s.cfg.id, Value: s.cfg.httpAddr})
-			return
-		}
+	defer close(s.announced)
+	key := httpKeyPrefix + s.cfg.id
+	for {
 		select {
-		case <-s.raft.LeaderCh():
-		case <-time.After(time.Second):
+		case <-s.stop:
+			return
+		case leads := <-s.raft.LeaderCh():
+			if !leads {
+				continue
+			}
+		}
+		for attempt := 0; attempt < 10 && s.leads(); attempt++ {
+			// A new leader applies the entries of earlier terms before
+			// ReadIndex answers, so the map read next is up to date.
+			err := s.raft.ReadIndex(readTimeout).Error()
+			if err == nil {
+				if addr, ok := s.kv.get(key); ok && addr == s.cfg.httpAddr {
+					break
+				}
+				if err = s.apply(command{Op: "put", Key: key, Value: s.cfg.httpAddr}); err == nil {
+					break
+				}
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 	}
 }
