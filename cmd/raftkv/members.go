@@ -165,6 +165,10 @@ func (s *server) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if id == s.cfg.id {
+		if !s.hasOtherVoter() {
+			writeError(w, http.StatusConflict, "cannot remove the only voter")
+			return
+		}
 		if err := s.raft.LeadershipTransfer().Error(); err != nil {
 			s.writeRaftError(w, err)
 			return
@@ -181,6 +185,21 @@ func (s *server) handleRemoveMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// hasOtherVoter reports whether the configuration has a voter besides
+// this server.
+func (s *server) hasOtherVoter() bool {
+	f := s.raft.GetConfiguration()
+	if f.Error() != nil {
+		return true // let the transfer report the trouble
+	}
+	for _, m := range f.Configuration().Servers {
+		if m.Suffrage == raft.Voter && string(m.ID) != s.cfg.id {
+			return true
+		}
+	}
+	return false
 }
 
 // handleMembers lists the members this node knows of.

@@ -138,6 +138,9 @@ func TestMembers_BadRequests(t *testing.T) {
 			t.Errorf("%.60q: %v", tc.body, err)
 		}
 	}
+	if err := n.want(http.StatusConflict, "DELETE", "/members/n1", "", auth...); err != nil {
+		t.Errorf("removing the only voter: %v", err)
+	}
 	if m := members(t, n); len(m) != 1 {
 		t.Fatalf("members: %v", m)
 	}
