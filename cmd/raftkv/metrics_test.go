@@ -15,6 +15,9 @@ func TestMetrics_RequestsAndRaftMetricsAreExposed(t *testing.T) {
 	if err := n.want(http.StatusNotFound, "GET", "/nowhere", ""); err != nil {
 		t.Fatal(err)
 	}
+	if err := n.raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
 	want := []string{
 		`raftkv_http_requests_total{code="204",method="PUT",route="PUT /kv/{key}"}`,
 		`raftkv_http_requests_total{code="404",method="GET",route="unmatched"}`,
