@@ -93,8 +93,9 @@ func TestGraceful_RestartWithANewHTTPAddressIsRecorded(t *testing.T) {
 	waitStale(t, n, httpKeyPrefix+"n1", n.cfg.httpAddr)
 	raftAddr, oldHTTP := string(n.trans.LocalAddr()), n.cfg.httpAddr
 	n.close()
+	logs := &syncBuffer{}
 	back, err := startServer(serverConfig{id: "n1", raftAddr: raftAddr, httpAddr: "127.0.0.1:0", dataDir: dir,
-		heartbeat: n.cfg.heartbeat, logOutput: discard{}})
+		heartbeat: n.cfg.heartbeat, logOutput: logs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,5 +103,10 @@ func TestGraceful_RestartWithANewHTTPAddressIsRecorded(t *testing.T) {
 	if back.cfg.httpAddr == oldHTTP {
 		t.Skip("the new listener got the old port")
 	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("the restarted server's log:\n%s", logs)
+		}
+	}()
 	waitStale(t, &node{server: back}, httpKeyPrefix+"n1", back.cfg.httpAddr)
 }

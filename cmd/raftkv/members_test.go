@@ -66,7 +66,7 @@ func TestMembers_RemoveAndReAdd(t *testing.T) {
 	eventually(t, "first write", func() error { return n1.want(http.StatusNoContent, "PUT", "/kv/a", "1") })
 	n2 := startNode(t, "n2", nodeOpts{join: n1.cfg.httpAddr, secret: secret})
 	n3 := startNode(t, "n3", nodeOpts{join: n1.cfg.httpAddr, secret: secret})
-	if m := members(t, n2); len(m) != 3 || m["n3"] != "voter" {
+	if m := membersWhen(t, n2, func(m map[string]string) bool { return !(len(m) != 3 || m["n3"] != "voter") }); len(m) != 3 || m["n3"] != "voter" {
 		t.Fatalf("members: %v", m)
 	}
 
@@ -76,7 +76,7 @@ func TestMembers_RemoveAndReAdd(t *testing.T) {
 		via = n1
 	}
 	eventually(t, "remove n3", func() error { return via.want(http.StatusNoContent, "DELETE", "/members/n3", "", auth...) })
-	if m := members(t, leaderOf(t, n1, n2)); len(m) != 2 || m["n3"] != "" {
+	if m := membersWhen(t, leaderOf(t, n1, n2), func(m map[string]string) bool { return !(len(m) != 2 || m["n3"] != "") }); len(m) != 2 || m["n3"] != "" {
 		t.Fatalf("members after removing n3: %v", m)
 	}
 	waitStale(t, n1, httpKeyPrefix+"n3", "")
@@ -85,7 +85,7 @@ func TestMembers_RemoveAndReAdd(t *testing.T) {
 	eventually(t, "write without n3", func() error { return n1.want(http.StatusNoContent, "PUT", "/kv/a", "2") })
 	body := `{"id":"n3","raft_addr":"` + string(n3.trans.LocalAddr()) + `","http_addr":"` + n3.cfg.httpAddr + `","voter":false}`
 	eventually(t, "add n3 as a nonvoter", func() error { return n1.want(http.StatusOK, "POST", "/members", body, auth...) })
-	if m := members(t, n1); m["n3"] != "nonvoter" {
+	if m := membersWhen(t, n1, func(m map[string]string) bool { return !(m["n3"] != "nonvoter") }); m["n3"] != "nonvoter" {
 		t.Fatalf("members after adding n3 as a nonvoter: %v", m)
 	}
 	waitStale(t, n3, "a", "2")
@@ -93,7 +93,7 @@ func TestMembers_RemoveAndReAdd(t *testing.T) {
 	// Promote it.
 	body = `{"id":"n3","raft_addr":"` + string(n3.trans.LocalAddr()) + `","http_addr":"` + n3.cfg.httpAddr + `"}`
 	eventually(t, "promote n3", func() error { return n1.want(http.StatusOK, "POST", "/members", body, auth...) })
-	if m := members(t, n3); len(m) != 3 || m["n3"] != "voter" {
+	if m := membersWhen(t, n3, func(m map[string]string) bool { return !(len(m) != 3 || m["n3"] != "voter") }); len(m) != 3 || m["n3"] != "voter" {
 		t.Fatalf("members after promoting n3: %v", m)
 	}
 
@@ -109,7 +109,7 @@ func TestMembers_RemoveAndReAdd(t *testing.T) {
 			rest = append(rest, n)
 		}
 	}
-	if m := members(t, leaderOf(t, rest...)); len(m) != 2 || m[old.cfg.id] != "" {
+	if m := membersWhen(t, leaderOf(t, rest...), func(m map[string]string) bool { return !(len(m) != 2 || m[old.cfg.id] != "") }); len(m) != 2 || m[old.cfg.id] != "" {
 		t.Fatalf("members after removing the old leader %s: %v", old.cfg.id, m)
 	}
 }

@@ -164,7 +164,11 @@ func startServer(cfg serverConfig) (*server, error) {
 	s.http = &http.Server{
 		Handler:           m.instrument(jsonFallback(mux)),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		// A request's body (at most 1 MiB) must arrive, and its answer
+		// leave, within these; membership changes take at most 20s.
+		ReadTimeout:  time.Minute,
+		WriteTimeout: time.Minute,
+		IdleTimeout:  2 * time.Minute,
 		// Refused handshakes and broken requests are the client's
 		// business: they go to the debug level, not to the log.
 		ErrorLog: logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
@@ -232,39 +236,36 @@ func (s *server) close() {
 }
 
 // announceSelf keeps this server's HTTP address in the replicated map
-// while it runs: each time it becomes the leader, it records the address
-// if the map holds another (a server restarted with a new -http) or none
-// (the first server of a new cluster), so that followers can send clients
-// to it. It returns when the server closes.
+// while it runs: when it leads (on becoming leader, and every second
+// after, in case an attempt failed), it records the address if the map
+// holds another (a server restarted with a new -http) or none (the first
+// server of a new cluster), so that followers can send clients to it. It
+// returns when the server closes.
 func (s *server) announceSelf() {
 	defer close(s.announced)
 	key := httpKeyPrefix + s.cfg.id
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
-		case leads := <-s.raft.LeaderCh():
-			if !leads {
-				continue
-			}
+		case <-s.raft.LeaderCh():
+		case <-tick.C:
 		}
-		for attempt := 0; attempt < 10 && s.leads(); attempt++ {
-			// A new leader applies the entries of earlier terms before
-			// ReadIndex answers, so the map read next is up to date.
-			err := s.raft.ReadIndex(readTimeout).Error()
-			if err == nil {
-				if addr, ok := s.kv.get(key); ok && addr == s.cfg.httpAddr {
-					break
-				}
-				if err = s.apply(command{Op: "put", Key: key, Value: s.cfg.httpAddr}); err == nil {
-					break
-				}
-			}
-			select {
-			case <-s.stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
+		if !s.leads() {
+			continue
+		}
+		if addr, ok := s.kv.get(key); ok && addr == s.cfg.httpAddr {
+			continue
+		}
+		// A new leader applies the entries of earlier terms before
+		// ReadIndex answers, so the map read next is up to date.
+		if s.raft.ReadIndex(readTimeout).Error() != nil {
+			continue
+		}
+		if addr, ok := s.kv.get(key); !ok || addr != s.cfg.httpAddr {
+			s.apply(command{Op: "put", Key: key, Value: s.cfg.httpAddr})
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func readFile(t testing.TB, path string) []byte {
@@ -40,10 +41,14 @@ func TestTLS_ClusterFormsAndReplicates(t *testing.T) {
 	eventually(t, "write through n3", func() error { return n3.want(http.StatusNoContent, "PUT", "/kv/b", "2") })
 	for _, n := range []*node{n1, n2, n3} {
 		waitStale(t, n, "b", "2")
-		code, body, err := n.do("GET", "/kv/b", "")
-		if err != nil || code != http.StatusOK || body != "2" {
-			t.Fatalf("linearizable read through %s: %d %q %v", n.cfg.id, code, body, err)
-		}
+		// (eventually: a loaded machine may see an election meanwhile)
+		eventually(t, "linearizable read through "+n.cfg.id, func() error {
+			code, body, err := n.do("GET", "/kv/b", "")
+			if err == nil && (code != http.StatusOK || body != "2") {
+				err = fmt.Errorf("%d %q", code, body)
+			}
+			return err
+		})
 	}
 	resp, err := n3.c.Do(mustRequest(t, "PUT", n3.base+"/kv/c", "3"))
 	if err != nil {
@@ -157,10 +162,18 @@ func TestTLS_CertificateMustNameTheServerID(t *testing.T) {
 	}
 }
 
-// members returns the IDs GET /members lists on n.
+// members returns the IDs GET /members lists on n, and their suffrage.
 func members(t testing.TB, n *node) map[string]string {
 	t.Helper()
+	return membersWhen(t, n, func(map[string]string) bool { return true })
+}
+
+// membersWhen is members once ok accepts the list (or the last list
+// after the tests' patience ran out).
+func membersWhen(t testing.TB, n *node, ok func(map[string]string) bool) map[string]string {
+	t.Helper()
 	got := map[string]string{}
+	deadline := time.Now().Add(settle)
 	eventually(t, "GET /members", func() error {
 		var ans membersAnswer
 		code, body, err := n.do("GET", "/members", "")
@@ -176,6 +189,9 @@ func members(t testing.TB, n *node) map[string]string {
 		clear(got)
 		for _, m := range ans.Members {
 			got[m.ID] = m.Suffrage
+		}
+		if !ok(got) && time.Now().Before(deadline) {
+			return fmt.Errorf("members %v", got)
 		}
 		return nil
 	})
