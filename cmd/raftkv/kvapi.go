@@ -80,8 +80,7 @@ func (s *server) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if mode != "stale" {
-		// TODO(issue 16): lease reads switch to ReadLease once it lands;
-		// until then they are linearizable reads.
+		// TODO(issue 16): serve consistency=lease with ReadLease once it lands; until then it is a ReadIndex read.
 		if err := s.raft.ReadIndex(readTimeout).Error(); err != nil {
 			if errors.Is(err, raft.ErrNotLeader) {
 				s.sendToLeader(w, r)

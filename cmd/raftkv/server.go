@@ -150,6 +150,10 @@ func startServer(cfg serverConfig) (*server, error) {
 		return fail(fmt.Errorf("listening for HTTP on %s: %w", cfg.httpAddr, err))
 	}
 	s.cfg.httpAddr = s.ln.Addr().String()
+	// The HTTP API, v1: keys in kvapi.go, membership in members.go, the
+	// JSON errors and limits in httperr.go, metrics in metrics.go. Every
+	// node serves every route; one that cannot serve a request itself
+	// redirects (307) to the leader.
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /kv/{key}", s.handleGet)
 	mux.HandleFunc("PUT /kv/{key}", s.handlePut)
