@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/quorumkit/raft"
 )
 
 func readFile(t testing.TB, path string) []byte {
@@ -196,4 +199,42 @@ func membersWhen(t testing.TB, n *node, ok func(map[string]string) bool) map[str
 		return nil
 	})
 	return got
+}
+
+// A raft connection speaks only as the server ID its certificate names:
+// a holder of a client certificate of the CA who claims to be a member is
+// cut off, and its claim never reaches raft.
+func TestTLS_RaftPeersAreBoundToTheirCertificateID(t *testing.T) {
+	ca := newTestCA(t, "raftkv-test-ca")
+	n1 := startNode(t, "n1", nodeOpts{bootstrap: true, ca: ca})
+	eventually(t, "first write", func() error { return n1.want(http.StatusNoContent, "PUT", "/kv/a", "1") })
+	term := n1.raft.CurrentTerm()
+
+	certFile, keyFile := ca.issue(t, "client")
+	setup, err := loadTLS(ca.caFile, certFile, keyFile, "client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	trans, err := raft.NewTLSTransportWithConfig("127.0.0.1:0", nil, setup.raftConfig(), &raft.NetworkTransportConfig{
+		MaxPool: 1, Timeout: settle / 2, Logger: hclog.NewNullLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trans.Close()
+	vote := func(claim string) error {
+		req := &raft.RequestVoteRequest{
+			RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(claim), Addr: []byte(trans.LocalAddr())},
+			Term:      term + 100, LastLogIndex: 1 << 40, LastLogTerm: term + 99,
+		}
+		var resp raft.RequestVoteResponse
+		return trans.RequestVote(raft.ServerID("n1"), n1.trans.LocalAddr(), req, &resp)
+	}
+	if err := vote("n1"); err == nil {
+		t.Fatal("a vote request claiming another server's ID was answered")
+	}
+	// Under its own name it is answered (and refused: it is no member).
+	if err := vote("client"); err != nil {
+		t.Fatalf("a vote request under the certificate's own ID: %v", err)
+	}
 }
