@@ -9,12 +9,18 @@ package client
 //   - Where to go next. A 307 names the leader: the client remembers it and
 //     goes there at once. A node that is unreachable, knows no leader or
 //     fails transiently is dropped: the next attempt goes to the next node.
-//   - Whether a write may have been applied. An attempt whose request never
-//     left the client (the connection or TLS handshake failed before the
-//     headers were written), was redirected, or was answered "no leader
-//     known" or with a 4xx, certainly was not. Any other failure after the
-//     headers were written (a reset connection, the deadline, a 503 from a
-//     node that was applying it) leaves the outcome unknown.
+//   - Whether a write may have been applied. An attempt whose request was
+//     never written whole (the connection or the TLS handshake failed, or
+//     writing failed part way: a handler needs the whole request, body
+//     included), was redirected, or was answered "no leader known" or with
+//     a 4xx, certainly was not. Any other failure once the request was
+//     written (a reset connection, the deadline, a 503 from a node that was
+//     applying it) leaves the outcome unknown.
+//
+//     Writing part way happens to a TLS 1.3 client that a node refuses:
+//     the client's side of the handshake completes before the node checks
+//     the client's certificate, so the client starts writing and finds the
+//     connection closed.
 //   - Whether to try again: on transient failures, after a jittered
 //     exponential pause, until the call's deadline; but a write that may
 //     have been applied is sent again only when it says it can be
@@ -164,7 +170,7 @@ func (c *Client) call(ctx context.Context, req *request) (*response, error) {
 }
 
 // attempt sends req to the node at base. sent reports whether the request
-// may have reached the node: its headers were written.
+// may have reached the node: it was written whole.
 func (c *Client) attempt(ctx context.Context, base string, req *request) (resp *response, sent bool, err error) {
 	u := base + req.path
 	if len(req.query) > 0 {
@@ -175,7 +181,11 @@ func (c *Client) attempt(ctx context.Context, base string, req *request) (resp *
 		body = bytes.NewReader(req.body)
 	}
 	var wrote atomic.Bool
-	trace := &httptrace.ClientTrace{WroteHeaders: func() { wrote.Store(true) }}
+	trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
+		if info.Err == nil {
+			wrote.Store(true)
+		}
+	}}
 	hr, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), req.method, u, body)
 	if err != nil {
 		return nil, false, fmt.Errorf("building the request for %s: %w", base, err)

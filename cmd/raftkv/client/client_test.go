@@ -6,9 +6,11 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -351,5 +353,42 @@ func TestParseRetryAfter(t *testing.T) {
 		if got := parseRetryAfter(http.Header{"Retry-After": {in}}); got != want {
 			t.Errorf("Retry-After %q: %v, want %v", in, got, want)
 		}
+	}
+}
+
+// roundTripFunc is a transport scripted by a test.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A request whose writing failed part way never reached a handler whole,
+// so it was not applied, even though its headers went out. This is what a
+// TLS 1.3 client without a certificate sees when the node refuses the
+// handshake while the request is being written ("broken pipe"): the
+// handshake completes on the client's side first.
+func TestClient_ARequestCutShortWhileWritingIsNotAnUnknownOutcome(t *testing.T) {
+	f := newFakeCluster(t, 2, nil)
+	c := newTestClient(t, f, Config{AtMostOnce: true})
+	real := c.http.Transport
+	var cut atomic.Bool
+	c.http.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if !cut.CompareAndSwap(false, true) {
+			return real.RoundTrip(r)
+		}
+		trace := httptrace.ContextClientTrace(r.Context())
+		err := &net.OpError{Op: "write", Net: "tcp", Err: syscall.EPIPE}
+		if trace.WroteHeaders != nil {
+			trace.WroteHeaders()
+		}
+		if trace.WroteRequest != nil {
+			trace.WroteRequest(httptrace.WroteRequestInfo{Err: err})
+		}
+		return nil, err
+	})
+	if err := c.CAS(context.Background(), "k", nil, []byte("v")); err != nil {
+		t.Fatalf("cas after an attempt cut short while writing: %v; want it sent again and applied", err)
+	}
+	if v, _ := f.value("k"); v != "v" {
+		t.Fatalf("value %q, want v", v)
 	}
 }
