@@ -13,9 +13,9 @@
 // any other error means it certainly was not. CAS is never sent again once
 // an attempt may have been applied, since a second attempt could see the
 // first one's value and report a mismatch. Put, Delete and the membership
-// changes are (unless Config.AtMostOnce is set), which makes them
-// at-least-once: a put applied twice can overwrite a concurrent write in
-// between.
+// changes are sent again unless Config.AtMostOnce is set, which makes them
+// at-least-once: a put applied twice can overwrite a concurrent write made
+// between the two.
 //
 //	c, err := client.New(client.Config{Nodes: []string{"127.0.0.1:8001", "127.0.0.1:8002"}})
 //	...

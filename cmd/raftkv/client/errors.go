@@ -6,8 +6,9 @@ import (
 	"net/http"
 )
 
-// The errors callers branch on. Every error a call returns wraps at most one
-// of them; test with errors.Is.
+// The errors callers branch on; test with errors.Is. ErrUnknownOutcome can
+// come with another: a write whose first attempt may have been applied and
+// whose retry was refused wraps both.
 var (
 	// ErrUnknownOutcome marks a write (Put, Delete, CAS, AddMember,
 	// RemoveMember) that may or may not have been applied: a request reached
