@@ -20,7 +20,11 @@ package client
 //     Writing part way happens to a TLS 1.3 client that a node refuses:
 //     the client's side of the handshake completes before the node checks
 //     the client's certificate, so the client starts writing and finds the
-//     connection closed.
+//     connection closed. If the whole request fits in the socket first, the
+//     refusal arrives as a TLS alert when the client reads, which it
+//     recognises (refusedByTLS); but a reset can beat the alert, and then
+//     the client cannot tell the refusal from a node that failed while
+//     applying the write, and reports the outcome unknown.
 //   - Whether to try again: on transient failures, after a jittered
 //     exponential pause, until the call's deadline; but a write that may
 //     have been applied is sent again only when it says it can be
@@ -154,11 +158,8 @@ func (c *Client) call(ctx context.Context, req *request) (*response, error) {
 			return nil, withUnknown(deadlineError(ctx, last), unknown)
 		}
 		hops = 0
-		pause := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, c.cfg.MaxBackoff)
-		if retryAfter > pause {
-			pause = min(retryAfter, c.cfg.MaxBackoff)
-		}
+		var pause time.Duration
+		pause, backoff = c.pause(backoff, retryAfter)
 		timer := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
@@ -167,6 +168,19 @@ func (c *Client) call(ctx context.Context, req *request) (*response, error) {
 		case <-timer.C:
 		}
 	}
+}
+
+// pause returns how long to wait before the next attempt, given the
+// current backoff and a node's Retry-After (0 if none), and the backoff
+// after that. The wait is jittered between half the backoff and all of it,
+// so that clients that failed together do not retry together; a
+// Retry-After is honoured up to MaxBackoff.
+func (c *Client) pause(backoff, retryAfter time.Duration) (wait, next time.Duration) {
+	wait = backoff/2 + rand.N(backoff/2+1)
+	if retryAfter > wait {
+		wait = min(retryAfter, c.cfg.MaxBackoff)
+	}
+	return wait, min(2*backoff, c.cfg.MaxBackoff)
 }
 
 // attempt sends req to the node at base. sent reports whether the request

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -81,8 +82,18 @@ func TestClient_WaitsOutAClusterWithoutLeader(t *testing.T) {
 
 func TestClient_AClusterWithoutLeaderEndsInADefiniteFailure(t *testing.T) {
 	f := newFakeCluster(t, 2, nil)
-	f.setLeader(-1)
 	c := newTestClient(t, f, Config{Timeout: 50 * time.Millisecond})
+	// Every node answers at once that it knows no leader, so the deadline
+	// always passes between attempts, never during one (which would leave
+	// the outcome unknown).
+	c.http.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{
+			StatusCode: http.StatusServiceUnavailable,
+			Header:     http.Header{"Retry-After": {"1"}, "Content-Type": {"application/json"}},
+			Body:       io.NopCloser(strings.NewReader(`{"error":"no leader known"}`)),
+			Request:    r,
+		}, nil
+	})
 	err := c.Put(context.Background(), "k", []byte("v"))
 	if err == nil || errors.Is(err, ErrUnknownOutcome) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("put without a leader: %v; want a deadline error, not an unknown outcome", err)
@@ -331,10 +342,14 @@ func TestClient_TLS(t *testing.T) {
 	}
 
 	// Without a client certificate, every node refuses the handshake: the
-	// call fails at once, and certainly applied nothing.
+	// call fails without waiting for its deadline. Whether the client can
+	// tell that nothing was applied depends on how the refusal reaches it:
+	// a TLS alert or a failed write it can, a reset while it awaits the
+	// answer it cannot (TLS 1.3 completes the client's side of the
+	// handshake first).
 	anon := newTestClient(t, f, Config{TLS: &tls.Config{RootCAs: ca.Pool()}, Timeout: time.Minute})
 	err := anon.Put(ctx, "k", []byte("w"))
-	if err == nil || errors.Is(err, ErrUnknownOutcome) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("put without a client certificate: %v; want a refusal", err)
 	}
 	// A server the client's CA did not sign is refused too.
@@ -390,5 +405,29 @@ func TestClient_ARequestCutShortWhileWritingIsNotAnUnknownOutcome(t *testing.T) 
 	}
 	if v, _ := f.value("k"); v != "v" {
 		t.Fatalf("value %q, want v", v)
+	}
+}
+
+func TestClient_PauseGrowsWithJitterAndHonoursRetryAfter(t *testing.T) {
+	c, err := New(Config{Nodes: []string{"127.0.0.1:1"}, MinBackoff: 10 * time.Millisecond, MaxBackoff: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	backoff := c.cfg.MinBackoff
+	for i := 0; i < 12; i++ {
+		wait, next := c.pause(backoff, 0)
+		if wait < backoff/2 || wait > backoff {
+			t.Fatalf("backoff %v: waits %v, want within [%v, %v]", backoff, wait, backoff/2, backoff)
+		}
+		if want := min(2*backoff, c.cfg.MaxBackoff); next != want {
+			t.Fatalf("backoff %v: next %v, want %v", backoff, next, want)
+		}
+		backoff = next
+	}
+	if wait, _ := c.pause(10*time.Millisecond, time.Second); wait != time.Second {
+		t.Fatalf("Retry-After 1s: waits %v", wait)
+	}
+	if wait, _ := c.pause(10*time.Millisecond, time.Minute); wait != c.cfg.MaxBackoff {
+		t.Fatalf("Retry-After 1m: waits %v, want MaxBackoff %v", wait, c.cfg.MaxBackoff)
 	}
 }
