@@ -72,15 +72,15 @@ type clusterOpts struct {
 	secret string
 }
 
-// cluster is three raftkv processes and what the test needs to talk to
+// e2eCluster is three raftkv processes and what the test needs to talk to
 // them.
-type cluster struct {
+type e2eCluster struct {
 	t     *testing.T
 	bin   string
 	dir   string
 	opts  clusterOpts
 	caps  issue15ServerCaps
-	nodes []*proc
+	nodes []*e2eNode
 
 	// With TLS: the CA's file, and the client certificate of the test's
 	// clients (any certificate from the CA may change membership).
@@ -89,12 +89,12 @@ type cluster struct {
 	// status asks single nodes for their view.
 	status *kvclient.Client
 	// local holds a client per node for stale reads of its own copy.
-	local map[*proc]*kvclient.Client
+	local map[*e2eNode]*kvclient.Client
 }
 
-// proc is one raftkv server process. Its addresses are fixed once it first
+// e2eNode is one raftkv server process. Its addresses are fixed once it first
 // started, so that it comes back where the others expect it.
-type proc struct {
+type e2eNode struct {
 	id                 string
 	raftAddr, httpAddr string // "127.0.0.1:0" until the first start
 	dataDir            string
@@ -109,7 +109,7 @@ type proc struct {
 }
 
 // running reports whether the process is up.
-func (p *proc) running() bool {
+func (p *e2eNode) running() bool {
 	if p.done == nil {
 		return false
 	}
@@ -123,22 +123,22 @@ func (p *proc) running() bool {
 
 // startCluster starts a three-node cluster: n1 bootstraps it, n2 and n3
 // join through n1. It returns once all three are up and a leader is known.
-func startCluster(t *testing.T, bin string, caps issue15ServerCaps, opts clusterOpts) *cluster {
+func startCluster(t *testing.T, bin string, caps issue15ServerCaps, opts clusterOpts) *e2eCluster {
 	t.Helper()
-	c := &cluster{t: t, bin: bin, dir: t.TempDir(), opts: opts, caps: caps, local: map[*proc]*kvclient.Client{}}
+	c := &e2eCluster{t: t, bin: bin, dir: t.TempDir(), opts: opts, caps: caps, local: map[*e2eNode]*kvclient.Client{}}
 	if opts.tls {
 		ca := testpki.NewCA(t, "raftkv e2e CA")
 		c.caFile = ca.WriteCA(t, c.dir)
 		c.clientTLS = &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.Issue(t, "e2e-client").TLS(t)}}
 		for i := 1; i <= 3; i++ {
 			id := fmt.Sprintf("n%d", i)
-			p := &proc{id: id}
+			p := &e2eNode{id: id}
 			p.certFile, p.keyFile = ca.Issue(t, id).Write(t, c.dir, id)
 			c.nodes = append(c.nodes, p)
 		}
 	} else {
 		for i := 1; i <= 3; i++ {
-			c.nodes = append(c.nodes, &proc{id: fmt.Sprintf("n%d", i)})
+			c.nodes = append(c.nodes, &e2eNode{id: fmt.Sprintf("n%d", i)})
 		}
 	}
 	for _, p := range c.nodes {
@@ -159,7 +159,7 @@ func startCluster(t *testing.T, bin string, caps issue15ServerCaps, opts cluster
 
 // newClient returns a client of the cluster with the test's credentials;
 // cfg.Nodes defaults to every node.
-func (c *cluster) newClient(cfg kvclient.Config) *kvclient.Client {
+func (c *e2eCluster) newClient(cfg kvclient.Config) *kvclient.Client {
 	if cfg.Nodes == nil {
 		cfg.Nodes = c.httpAddrs()
 	}
@@ -175,7 +175,7 @@ func (c *cluster) newClient(cfg kvclient.Config) *kvclient.Client {
 	return kc
 }
 
-func (c *cluster) httpAddrs() []string {
+func (c *e2eCluster) httpAddrs() []string {
 	var out []string
 	for _, p := range c.nodes {
 		out = append(out, p.httpAddr)
@@ -188,7 +188,7 @@ var addrLine = regexp.MustCompile(`raft on (\S+?),? HTTP on (\S+)`)
 
 // start runs p with the given extra flags and returns once it printed its
 // addresses. The test's cleanup kills it if it still runs.
-func (c *cluster) start(p *proc, extra ...string) {
+func (c *e2eCluster) start(p *e2eNode, extra ...string) {
 	t := c.t
 	t.Helper()
 	args := []string{"serve", "-id", p.id, "-raft", p.raftAddr, "-http", p.httpAddr, "-data", p.dataDir, "-heartbeat", "300ms"}
@@ -247,7 +247,7 @@ func (c *cluster) start(p *proc, extra ...string) {
 
 // signal sends sig to p and, for SIGKILL and SIGTERM, waits for it to
 // exit; it returns how the process ended.
-func (c *cluster) signal(p *proc, sig syscall.Signal) error {
+func (c *e2eCluster) signal(p *e2eNode, sig syscall.Signal) error {
 	c.t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		c.t.Fatalf("signalling %s: %v", p.id, err)
@@ -262,7 +262,7 @@ func (c *cluster) signal(p *proc, sig syscall.Signal) error {
 }
 
 // logTail returns the end of p's log, for failure messages.
-func (c *cluster) logTail(p *proc) string {
+func (c *e2eCluster) logTail(p *e2eNode) string {
 	b, _ := os.ReadFile(p.logFile)
 	if len(b) > 4000 {
 		b = b[len(b)-4000:]
@@ -271,7 +271,7 @@ func (c *cluster) logTail(p *proc) string {
 }
 
 // logTails returns the end of every node's log.
-func (c *cluster) logTails() string {
+func (c *e2eCluster) logTails() string {
 	var b strings.Builder
 	for _, p := range c.nodes {
 		b.WriteString(c.logTail(p))
@@ -281,7 +281,7 @@ func (c *cluster) logTails() string {
 
 // waitFor polls cond until it returns nil, failing the test after e2eWait
 // with cond's last error.
-func (c *cluster) waitFor(what string, cond func() error) {
+func (c *e2eCluster) waitFor(what string, cond func() error) {
 	c.t.Helper()
 	deadline := time.Now().Add(e2eWait)
 	for {
@@ -299,9 +299,9 @@ func (c *cluster) waitFor(what string, cond func() error) {
 
 // waitLeader returns the running node that says it leads, once exactly
 // one does.
-func (c *cluster) waitLeader() *proc {
+func (c *e2eCluster) waitLeader() *e2eNode {
 	c.t.Helper()
-	var leader *proc
+	var leader *e2eNode
 	c.waitFor("a single leader", func() error {
 		leader = nil
 		var states []string
@@ -331,8 +331,8 @@ func (c *cluster) waitLeader() *proc {
 }
 
 // followers returns the running nodes other than leader.
-func (c *cluster) followers(leader *proc) []*proc {
-	var out []*proc
+func (c *e2eCluster) followers(leader *e2eNode) []*e2eNode {
+	var out []*e2eNode
 	for _, p := range c.nodes {
 		if p != leader && p.running() {
 			out = append(out, p)
@@ -342,7 +342,7 @@ func (c *cluster) followers(leader *proc) []*proc {
 }
 
 // staleGet reads key from p's own copy.
-func (c *cluster) staleGet(p *proc, key string) (string, bool, error) {
+func (c *e2eCluster) staleGet(p *e2eNode, key string) (string, bool, error) {
 	kc := c.local[p]
 	if kc == nil {
 		kc = c.newClient(kvclient.Config{Nodes: []string{p.httpAddr}, Timeout: 2 * time.Second})
@@ -357,7 +357,7 @@ func (c *cluster) staleGet(p *proc, key string) (string, bool, error) {
 
 // waitCaughtUp writes a fresh marker through the cluster and waits until p
 // holds it: p has applied everything committed before.
-func (c *cluster) waitCaughtUp(p *proc, marker string) {
+func (c *e2eCluster) waitCaughtUp(p *e2eNode, marker string) {
 	c.t.Helper()
 	kc := c.newClient(kvclient.Config{})
 	c.waitFor("writing marker "+marker, func() error {
@@ -375,7 +375,7 @@ func (c *cluster) waitCaughtUp(p *proc, marker string) {
 // probeRoutes fills caps.members and caps.cas: a server without the
 // members routes answers GET /members with 404, and one without CAS
 // ignores If-Match and overwrites.
-func (c *cluster) probeRoutes() {
+func (c *e2eCluster) probeRoutes() {
 	kc := c.newClient(kvclient.Config{Timeout: e2eWait})
 	ctx := context.Background()
 	if err := kc.Put(ctx, "e2e-cas-probe", []byte("a")); err != nil {

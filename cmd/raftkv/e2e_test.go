@@ -138,14 +138,14 @@ func testE2E(t *testing.T, bin string, caps issue15ServerCaps, opts clusterOpts)
 
 // use makes the cluster's helpers report to t (a subtest) until the
 // returned function restores the previous test.
-func (c *cluster) use(t *testing.T) (restore func()) {
+func (c *e2eCluster) use(t *testing.T) (restore func()) {
 	prev := c.t
 	c.t = t
 	return func() { c.t = prev }
 }
 
 // progress waits until e2eProgress more writes are acknowledged.
-func (c *cluster) progress(h *e2eHistory, what string) {
+func (c *e2eCluster) progress(h *e2eHistory, what string) {
 	c.t.Helper()
 	want := h.acked() + e2eProgress
 	c.waitFor(what, func() error {
@@ -198,7 +198,7 @@ func e2eWorkload(h *e2eHistory, kc *kvclient.Client, id int, rng *rand.Rand, use
 // checkRefusals checks that the cluster refuses who it should: with TLS, a
 // client without a certificate from the cluster's CA; without, a
 // membership change without the secret.
-func (c *cluster) checkRefusals() {
+func (c *e2eCluster) checkRefusals() {
 	t := c.t
 	ctx := context.Background()
 	if c.opts.tls {
@@ -282,7 +282,7 @@ func (c *cluster) checkRefusals() {
 
 // removeAndReAdd removes a follower, lets the cluster write without it,
 // adds it back as a voter and waits for it to catch up.
-func (c *cluster) removeAndReAdd(h *e2eHistory) {
+func (c *e2eCluster) removeAndReAdd(h *e2eHistory) {
 	t := c.t
 	ctx := context.Background()
 	f := c.followers(c.waitLeader())[0]
@@ -330,7 +330,7 @@ func (c *cluster) removeAndReAdd(h *e2eHistory) {
 // checkFinalValues reads every key linearizably (recording the reads in
 // the history) and waits until every node's own copy holds that value:
 // every acknowledged write has reached every node.
-func (c *cluster) checkFinalValues(h *e2eHistory) {
+func (c *e2eCluster) checkFinalValues(h *e2eHistory) {
 	c.t.Helper()
 	kc := c.newClient(kvclient.Config{AtMostOnce: true, Timeout: 5 * time.Second})
 	for _, key := range e2eKeys {
