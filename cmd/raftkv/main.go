@@ -72,6 +72,8 @@ func main() {
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 		<-sig
 		s.close()
+	case "put", "get", "del", "cas", "members", "status":
+		os.Exit(runClientCommand(os.Args[1], os.Args[2:]))
 	default:
 		usage()
 		os.Exit(2)
@@ -83,5 +85,7 @@ func usage() {
 
 commands:
   dev    run a 3-node cluster in memory and show elections and replication
-  serve  run one server of a cluster (raftkv serve -h for its flags)`)
+  serve  run one server of a cluster (raftkv serve -h for its flags)
+  put, get, del, cas, members, status
+         talk to a cluster (raftkv get -h for all of them)`)
 }
