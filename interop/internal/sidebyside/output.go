@@ -44,6 +44,10 @@ type Measurement struct {
 	StaleSamples     []string `json:"stale_samples,omitempty"`
 	CPUCores         float64  `json:"cpu_cores,omitempty"`
 	CPUMicrosPerRead float64  `json:"cpu_us_per_read,omitempty"`
+	// RunWaitCores is the time the process's threads spent runnable but
+	// waiting for a CPU, per second of the window (Linux only): beside
+	// CPUCores, it says whether the run was starved of CPU.
+	RunWaitCores float64 `json:"run_wait_cores,omitempty"`
 	// Unsupported says why the library could not read this way; the run
 	// measured nothing and is no failure.
 	Unsupported string `json:"unsupported,omitempty"`

@@ -225,7 +225,8 @@ func probe(v readVariant, leader Node, targets []Node, o Options) error {
 // acknowledged for its register before it started (a cheap
 // linearizability check: a read may never go back before a completed
 // write). Readers and writer load the cluster through the warm-up; reads,
-// latencies, acknowledged writes and process CPU count over the window.
+// latencies, acknowledged writes, process CPU and the time the process's
+// threads waited for a CPU count over the window.
 func reads(c Cluster, v readVariant, readers int, o Options, m *Measurement) error {
 	leader, err := awaitLeader(c, o)
 	if err != nil {
@@ -284,12 +285,14 @@ func reads(c Cluster, v readVariant, readers int, o Options, m *Measurement) err
 	}
 	time.Sleep(o.Warmup) // the warm-up is a length of load, not a condition
 	cpu0, cpuOK := processCPU()
+	wait0, waitOK := processRunWait()
 	start := time.Now()
 	phase.Store(phaseMeasure)
 	time.Sleep(o.Duration) // the window is a length of time
 	phase.Store(phaseStop)
 	elapsed := time.Since(start)
 	cpu1, _ := processCPU()
+	wait1, _ := processRunWait()
 	wg.Wait()
 	w.wait()
 
@@ -304,6 +307,9 @@ func reads(c Cluster, v readVariant, readers int, o Options, m *Measurement) err
 		if n > 0 {
 			m.CPUMicrosPerRead = float64((cpu1-cpu0)/time.Microsecond) / float64(n)
 		}
+	}
+	if waitOK {
+		m.RunWaitCores = max(wait1-wait0, 0).Seconds() / elapsed.Seconds()
 	}
 	if n == 0 {
 		return fmt.Errorf("no read completed in the %v window (%d errors)", o.Duration, m.Errors)

@@ -44,8 +44,8 @@ func (c *cell) stale(lib string) uint64 {
 func readsTable(w io.Writer, cells []*cell) {
 	fmt.Fprintln(w, "Reads (closed-loop readers, each on one register that an open-loop writer puts to through the leader alongside; medians over repetitions; ratios of median reads/s; every read checked against the writes acknowledged before it started):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| stores (reference / ours) | readers | read | reference reads/s | p50 / p99 ms | ours reads/s | p50 / p99 ms | ours ÷ reference | ours ÷ ours log | target for ours | writes/s ref / ours | CPU cores ref / ours | stale reads ref / ours |")
-	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+	fmt.Fprintln(w, "| stores (reference / ours) | readers | read | reference reads/s | p50 / p99 ms | ours reads/s | p50 / p99 ms | ours ÷ reference | ours ÷ ours log | target for ours | writes/s ref / ours | CPU cores ref / ours | waiting for a CPU ref / ours | stale reads ref / ours |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
 	find := func(like *cell, read string) *cell {
 		for _, c := range cells {
 			if c.key.compare == like.key.compare && c.key.clients == like.key.clients && c.key.read == read {
@@ -85,15 +85,17 @@ func readsTable(w io.Writer, cells []*cell) {
 				target += fmt.Sprintf(": %s×, %s", num(r, 2), verdict)
 			}
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %d / %d |\n",
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %d / %d |\n",
 			storesOf(c), c.key.clients, c.key.read,
 			rOps, rLat, oOps, oLat,
 			num(o/get(libReference, opsOf), 2), num(o/oursOps(find(c, "log")), 2), target,
 			num(get(libReference, writesOf), 0), num(get(libOurs, writesOf), 0),
 			num(get(libReference, coresOf), 2), num(get(libOurs, coresOf), 2),
+			num(get(libReference, waitOf), 2), num(get(libOurs, waitOf), 2),
 			c.stale(libReference), c.stale(libOurs))
 	}
 }
 
 func writesOf(m Measurement) float64 { return m.WritesPerSec }
 func coresOf(m Measurement) float64  { return m.CPUCores }
+func waitOf(m Measurement) float64   { return m.RunWaitCores }

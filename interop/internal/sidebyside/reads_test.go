@@ -110,10 +110,10 @@ func readCell(readers int, read string, runs ...Measurement) *cell {
 
 func TestReadsTable(t *testing.T) {
 	ref := func(ops float64) Measurement {
-		return Measurement{Library: libReference, OpsPerSec: ops, P50Ms: 1, P99Ms: 9, WritesPerSec: 1000, CPUCores: 1.5}
+		return Measurement{Library: libReference, OpsPerSec: ops, P50Ms: 1, P99Ms: 9, WritesPerSec: 1000, CPUCores: 1.5, RunWaitCores: 3}
 	}
 	ours := func(ops float64) Measurement {
-		return Measurement{Library: libOurs, OpsPerSec: ops, P50Ms: 0.5, P99Ms: 4, WritesPerSec: 990, CPUCores: 1.25}
+		return Measurement{Library: libOurs, OpsPerSec: ops, P50Ms: 0.5, P99Ms: 4, WritesPerSec: 990, CPUCores: 1.25, RunWaitCores: 2.5}
 	}
 	refNo := Measurement{Library: libReference, Unsupported: "hashicorp/raft has no ReadIndex"}
 	cells := []*cell{
@@ -127,8 +127,8 @@ func TestReadsTable(t *testing.T) {
 	writeTables(&buf, cells)
 	out := buf.String()
 	for _, want := range []string{
-		"| raft-wal v0.4.0 / wal | 16 | log | 1,000 | 1.00 / 9.00 | 2,000 | 0.50 / 4.00 | 2.00 | 1.00 | — | 1,000 / 990 | 1.50 / 1.25 | 0 / 0 |",
-		"| raft-wal v0.4.0 / wal (1 failed runs) | 16 | verify | 8,000 | 1.00 / 9.00 | 4,000 | 0.50 / 4.00 | 0.50 | 2.00 | — | 1,000 / 990 | 1.50 / 1.25 | 0 / 2 |",
+		"| raft-wal v0.4.0 / wal | 16 | log | 1,000 | 1.00 / 9.00 | 2,000 | 0.50 / 4.00 | 2.00 | 1.00 | — | 1,000 / 990 | 1.50 / 1.25 | 3.00 / 2.50 | 0 / 0 |",
+		"| raft-wal v0.4.0 / wal (1 failed runs) | 16 | verify | 8,000 | 1.00 / 9.00 | 4,000 | 0.50 / 4.00 | 0.50 | 2.00 | — | 1,000 / 990 | 1.50 / 1.25 | 3.00 / 2.50 | 0 / 2 |",
 		"| 16 | readindex | n/a | n/a | 24,000 | 0.50 / 4.00 | n/a | 12.00 | ≥ 10× log: 12.00×, met |",
 		"| 16 | follower | n/a | n/a | unsupported (follower ReadIndex answered ErrNotLeader) | n/a | n/a | n/a | ≥ 1.5× readindex | n/a / n/a |",
 		"| 16 | lease | n/a | n/a | 30,000 | 0.50 / 4.00 | n/a | 15.00 | ≥ 30× log: 15.00×, not met |",
@@ -141,7 +141,7 @@ func TestReadsTable(t *testing.T) {
 
 func TestReadsProgressLine(t *testing.T) {
 	m := Measurement{Mode: modeReads, Compare: "bolt", Library: libOurs, Store: "raftboltdb", Clients: 128, Read: "readindex", Rep: 2,
-		OpsPerSec: 1234, P50Ms: 1, P99Ms: 2, WritesPerSec: 999, CPUCores: 1.9, CPUMicrosPerRead: 1500, Checked: 10, Stale: 1,
+		OpsPerSec: 1234, P50Ms: 1, P99Ms: 2, WritesPerSec: 999, CPUCores: 1.9, RunWaitCores: 0.5, CPUMicrosPerRead: 1500, Checked: 10, Stale: 1,
 		StaleSamples: []string{"reader 1 on n1, register 1: read 1, but 2 was acknowledged before the read started"},
 		Err:          "1 stale reads of 10 checked"}
 	got := progressLine(m)
@@ -151,11 +151,21 @@ func TestReadsProgressLine(t *testing.T) {
 		}
 	}
 	m.Err, m.Stale, m.StaleSamples = "", 0, nil
-	if got := progressLine(m); !strings.Contains(got, "1234 reads/s p50 1.00 ms p99 2.00 ms, 999 writes/s, 1.90 cores, 1500 µs CPU/read, 0 stale of 10 checked") {
+	if got := progressLine(m); !strings.Contains(got, "1234 reads/s p50 1.00 ms p99 2.00 ms, 999 writes/s, 1.90 cores, 0.50 waiting for a CPU, 1500 µs CPU/read, 0 stale of 10 checked") {
 		t.Errorf("progress line %q", got)
 	}
 	m.Unsupported = "no ReadLease method"
 	if got := progressLine(m); !strings.HasSuffix(got, "rep=2 unsupported: no ReadLease method") {
 		t.Errorf("progress line %q", got)
+	}
+}
+
+func TestProcessRunWait(t *testing.T) {
+	d, ok := processRunWait()
+	if !ok {
+		t.Skip("no per-thread schedstat here")
+	}
+	if d < 0 {
+		t.Errorf("run-queue wait %v", d)
 	}
 }

@@ -264,8 +264,8 @@ func progressLine(m Measurement) string {
 	case m.Unsupported != "":
 		s += " unsupported: " + m.Unsupported
 	case m.Mode == modeReads && m.Err == "":
-		s += fmt.Sprintf(" %.0f reads/s p50 %.2f ms p99 %.2f ms, %.0f writes/s, %.2f cores, %.0f µs CPU/read, %d stale of %d checked",
-			m.OpsPerSec, m.P50Ms, m.P99Ms, m.WritesPerSec, m.CPUCores, m.CPUMicrosPerRead, m.Stale, m.Checked)
+		s += fmt.Sprintf(" %.0f reads/s p50 %.2f ms p99 %.2f ms, %.0f writes/s, %.2f cores, %.2f waiting for a CPU, %.0f µs CPU/read, %d stale of %d checked",
+			m.OpsPerSec, m.P50Ms, m.P99Ms, m.WritesPerSec, m.CPUCores, m.RunWaitCores, m.CPUMicrosPerRead, m.Stale, m.Checked)
 	case m.Err != "":
 		s += " ERROR: " + m.Err
 	case m.Mode == modeThroughput:
