@@ -35,6 +35,7 @@ type Measurement struct {
 	// acknowledged in the window), the check of every read against the
 	// writes acknowledged before it started, and the process's CPU over
 	// the window (writes included).
+	Leader           string   `json:"leader,omitempty"` // the leader's ID, as the profiler labels its goroutines
 	WriteRate        int      `json:"write_rate,omitempty"`
 	WritesPerSec     float64  `json:"writes_per_sec,omitempty"`
 	WriteErrors      uint64   `json:"write_errors,omitempty"`

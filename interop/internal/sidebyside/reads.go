@@ -232,6 +232,7 @@ func reads(c Cluster, v readVariant, readers int, o Options, m *Measurement) err
 	if err != nil {
 		return err
 	}
+	m.Leader = leader.ID()
 	targets := []Node{leader}
 	if v.everyNode {
 		targets = c.Nodes()
