@@ -39,7 +39,8 @@ type Measurement struct {
 	WriteRate        int      `json:"write_rate,omitempty"`
 	WritesPerSec     float64  `json:"writes_per_sec,omitempty"`
 	WriteErrors      uint64   `json:"write_errors,omitempty"`
-	WritesLate       uint64   `json:"writes_late,omitempty"` // due but not issued: too many in flight
+	WritesLate       uint64   `json:"writes_late,omitempty"`      // due but not issued: too many in flight
+	FirstReadError   string   `json:"first_read_error,omitempty"` // the first of the Errors
 	Checked          uint64   `json:"checked,omitempty"`
 	Stale            uint64   `json:"stale,omitempty"`
 	StaleSamples     []string `json:"stale_samples,omitempty"`

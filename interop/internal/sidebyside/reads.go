@@ -248,6 +248,7 @@ func reads(c Cluster, v readVariant, readers int, o Options, m *Measurement) err
 		ops    atomic.Uint64
 		errs   atomic.Uint64
 		check  staleCheck
+		first  sync.Once
 	)
 	w := startWriter(leader, o.WriteRate, o.CmdSize, &phase)
 	for i := range readers {
@@ -274,6 +275,7 @@ func reads(c Cluster, v readVariant, readers int, o Options, m *Measurement) err
 				}
 				if err != nil {
 					errs.Add(1)
+					first.Do(func() { m.FirstReadError = fmt.Sprintf("on %s: %v", node.ID(), err) })
 					continue
 				}
 				ops.Add(1)

@@ -154,6 +154,10 @@ func TestReadsProgressLine(t *testing.T) {
 	if got := progressLine(m); !strings.Contains(got, "1234 reads/s p50 1.00 ms p99 2.00 ms, 999 writes/s, 1.90 cores, 0.50 waiting for a CPU, 1500 µs CPU/read, 0 stale of 10 checked") {
 		t.Errorf("progress line %q", got)
 	}
+	m.Errors, m.FirstReadError = 3, "on n2: not the leader"
+	if got := progressLine(m); !strings.HasSuffix(got, "0 stale of 10 checked, 3 failed reads (the first on n2: not the leader)") {
+		t.Errorf("progress line %q", got)
+	}
 	m.Unsupported = "no ReadLease method"
 	if got := progressLine(m); !strings.HasSuffix(got, "rep=2 unsupported: no ReadLease method") {
 		t.Errorf("progress line %q", got)

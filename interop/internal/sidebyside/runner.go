@@ -266,6 +266,9 @@ func progressLine(m Measurement) string {
 	case m.Mode == modeReads && m.Err == "":
 		s += fmt.Sprintf(" %.0f reads/s p50 %.2f ms p99 %.2f ms, %.0f writes/s, %.2f cores, %.2f waiting for a CPU, %.0f µs CPU/read, %d stale of %d checked",
 			m.OpsPerSec, m.P50Ms, m.P99Ms, m.WritesPerSec, m.CPUCores, m.RunWaitCores, m.CPUMicrosPerRead, m.Stale, m.Checked)
+		if m.Errors > 0 {
+			s += fmt.Sprintf(", %d failed reads (the first %s)", m.Errors, m.FirstReadError)
+		}
 	case m.Err != "":
 		s += " ERROR: " + m.Err
 	case m.Mode == modeThroughput:
