@@ -145,7 +145,7 @@ func TestReadsProgressLine(t *testing.T) {
 		StaleSamples: []string{"reader 1 on n1, register 1: read 1, but 2 was acknowledged before the read started"},
 		Err:          "1 stale reads of 10 checked"}
 	got := progressLine(m)
-	for _, want := range []string{"read=readindex clients=128 rep=2 ERROR: 1 stale reads", "\n  STALE READ: reader 1 on n1"} {
+	for _, want := range []string{"read=readindex readers=128 rep=2 ERROR: 1 stale reads", "\n  STALE READ: reader 1 on n1"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("progress line %q lacks %q", got, want)
 		}

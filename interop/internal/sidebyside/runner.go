@@ -256,7 +256,10 @@ func progressLine(m Measurement) string {
 	if m.Read != "" {
 		s += " read=" + m.Read
 	}
-	if m.Clients > 0 {
+	switch {
+	case m.Mode == modeReads:
+		s += fmt.Sprintf(" readers=%d", m.Clients)
+	case m.Clients > 0:
 		s += fmt.Sprintf(" clients=%d", m.Clients)
 	}
 	s += fmt.Sprintf(" rep=%d", m.Rep)
