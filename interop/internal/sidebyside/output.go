@@ -35,15 +35,14 @@ type Measurement struct {
 	// acknowledged in the window), the check of every read against the
 	// writes acknowledged before it started, and the process's CPU over
 	// the window (writes included).
-	Leader         string  `json:"leader,omitempty"` // the leader's ID, as the profiler labels its goroutines
-	WriteRate      int     `json:"write_rate,omitempty"`
-	WritesPerSec   float64 `json:"writes_per_sec,omitempty"`
-	WriteErrors    uint64  `json:"write_errors,omitempty"`
-	WritesLate     uint64  `json:"writes_late,omitempty"`      // due but not issued: too many in flight
-	FirstReadError string  `json:"first_read_error,omitempty"` // the first of the Errors
-	Checked        uint64  `json:"checked,omitempty"`
-	Stale          uint64  `json:"stale,omitempty"` // absent: none
-
+	Leader           string   `json:"leader,omitempty"` // the leader's ID, as the profiler labels its goroutines
+	WriteRate        int      `json:"write_rate,omitempty"`
+	WritesPerSec     float64  `json:"writes_per_sec,omitempty"`
+	WriteErrors      uint64   `json:"write_errors,omitempty"`
+	WritesLate       uint64   `json:"writes_late,omitempty"`      // due but not issued: too many in flight
+	FirstReadError   string   `json:"first_read_error,omitempty"` // the first of the Errors
+	Checked          uint64   `json:"checked,omitempty"`
+	Stale            uint64   `json:"stale,omitempty"` // absent: none
 	StaleSamples     []string `json:"stale_samples,omitempty"`
 	CPUCores         float64  `json:"cpu_cores,omitempty"`
 	CPUMicrosPerRead float64  `json:"cpu_us_per_read,omitempty"`
