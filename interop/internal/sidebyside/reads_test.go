@@ -33,7 +33,8 @@ func (p *putNode) Apply(cmd []byte, _ time.Duration) error {
 
 // TestWriterAcknowledgesLargestPut checks that, once the writer has
 // stopped and every put answered, each register's acknowledged value is
-// the largest value put to it.
+// the largest value put to it, whether the put answered inside the window
+// or after it.
 func TestWriterAcknowledgesLargestPut(t *testing.T) {
 	node := &putNode{}
 	var phase atomic.Int32
@@ -44,8 +45,10 @@ func TestWriterAcknowledgesLargestPut(t *testing.T) {
 	}
 	phase.Store(phaseStop)
 	w.wait()
-	if got, want := w.acks.Load(), node.n.Load(); got != want {
-		t.Errorf("%d puts acknowledged, %d applied", got, want)
+	// Puts that answer after the window closed are not counted as window
+	// acknowledgements, but they still raise the registers.
+	if got, applied := w.acks.Load(), node.n.Load(); got == 0 || got > applied {
+		t.Errorf("%d puts acknowledged in the window, %d applied", got, applied)
 	}
 	for k := range ReadKeys {
 		if got, want := w.acked[k].Load(), node.max[k]; got != want {
