@@ -8,12 +8,16 @@
 //	cd interop && go run ./cmd/sidebyside                      # everything, a few minutes
 //	go run ./cmd/sidebyside -modes throughput -stores bolt -clients 1,16 -duration 2s
 //	go run ./cmd/sidebyside -modes failover-crash -stores bolt -kills 30 -json crash.jsonl
+//	go run ./cmd/sidebyside -modes reads -stores wal,bolt -readers 16,128 -duration 3s
 //
 // Modes: throughput (ops/s, p50 and p99 latency, allocations and bytes
 // per committed Apply for the whole process), failover-graceful (leader
 // Shutdown to the first commit by the new leader), failover-crash (the
 // leader cut off without a goodbye, same measure), snapshot (install MB/s
-// to a new voter). Store comparisons: bolt (raft-boltdb v2.3.0 against
+// to a new voter), reads (reads/s and p50/p99 latency of closed-loop
+// readers, each way of reading: log, verify, verify-barrier, readindex,
+// follower, lease, with an open-loop writer alongside; see
+// interop/internal/sidebyside/reads.go; not run unless named). Store comparisons: bolt (raft-boltdb v2.3.0 against
 // raftboltdb), wal (raft-wal v0.4.0 against ours' wal store, raftboltdb
 // until that exists), mem (the InmemStores).
 //
@@ -50,12 +54,15 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sidebyside", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	modes := fs.String("modes", strings.Join(sidebyside.Modes, ","), "modes to run: "+strings.Join(sidebyside.Modes, ", "))
+	modes := fs.String("modes", strings.Join(sidebyside.DefaultModes, ","), "modes to run: "+strings.Join(sidebyside.Modes, ", "))
 	stores := fs.String("stores", "bolt,mem,wal", "store comparisons: bolt, wal, mem")
 	clients := fs.String("clients", "1,16,128", "client counts for the throughput mode")
-	duration := fs.Duration("duration", 5*time.Second, "measured window of each throughput run")
-	warmup := fs.Duration("warmup", time.Second, "load before each throughput window opens")
-	reps := fs.Int("reps", 2, "runs of each library per throughput or snapshot cell, alternating")
+	readers := fs.String("readers", "16,128", "reader counts for the reads mode")
+	readVariants := fs.String("reads", strings.Join(sidebyside.ReadVariants, ","), "read variants for the reads mode: "+strings.Join(sidebyside.ReadVariants, ", "))
+	writeRate := fs.Int("write-rate", 1000, "open-loop writes per second alongside the readers of the reads mode (0 for none)")
+	duration := fs.Duration("duration", 5*time.Second, "measured window of each throughput or reads run")
+	warmup := fs.Duration("warmup", time.Second, "load before each throughput or reads window opens")
+	reps := fs.Int("reps", 2, "runs of each library per throughput, reads or snapshot cell, alternating")
 	kills := fs.Int("kills", 10, "leader kills of each library per failover cell, alternating (30 or more to compare crash failover)")
 	snapshot := fs.Int("snapshot-mib", 64, "FSM state for the snapshot mode, in MiB")
 	cmdSize := fs.Int("size", 256, "bytes per command")
@@ -73,18 +80,25 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("-clients: %w", err)
 	}
+	rd, err := parseInts(*readers)
+	if err != nil {
+		return fmt.Errorf("-readers: %w", err)
+	}
 	o := sidebyside.Options{
-		Modes:    split(*modes),
-		Stores:   split(*stores),
-		Clients:  cl,
-		Duration: *duration,
-		Warmup:   *warmup,
-		Reps:     *reps,
-		Kills:    *kills,
-		Snapshot: *snapshot << 20,
-		CmdSize:  *cmdSize,
-		Timeout:  *timeout,
-		Table:    stdout,
+		Modes:     split(*modes),
+		Stores:    split(*stores),
+		Clients:   cl,
+		Readers:   rd,
+		Reads:     split(*readVariants),
+		WriteRate: *writeRate,
+		Duration:  *duration,
+		Warmup:    *warmup,
+		Reps:      *reps,
+		Kills:     *kills,
+		Snapshot:  *snapshot << 20,
+		CmdSize:   *cmdSize,
+		Timeout:   *timeout,
+		Table:     stdout,
 	}
 	if !*quiet {
 		o.Progress = stderr

@@ -62,3 +62,75 @@ func TestTinyRun(t *testing.T) {
 		}
 	}
 }
+
+// TestTinyReadsRun runs the reads mode on tiny settings: a read variant
+// both libraries have, one only ours has, and the two that wait for other
+// work (follower ReadIndex, ReadLease), which must come back either
+// measured or marked unsupported, never failed, and with no stale read.
+func TestTinyReadsRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three-node clusters")
+	}
+	jsonPath := filepath.Join(t.TempDir(), "reads.jsonl")
+	var stdout, stderr bytes.Buffer
+	args := []string{"-modes", "reads", "-stores", "mem", "-readers", "3", "-reads", "log,readindex,follower,lease",
+		"-write-rate", "200", "-duration", "1s", "-warmup", "0s", "-reps", "1", "-json", jsonPath, "-quiet"}
+	if err := run(args, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
+	}
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	s := bufio.NewScanner(bytes.NewReader(b))
+	for s.Scan() {
+		lines = append(lines, s.Text())
+	}
+	if want := 2 * 4; len(lines) != want {
+		t.Fatalf("%d JSON lines, want %d:\n%s", len(lines), want, strings.Join(lines, "\n"))
+	}
+	for _, l := range lines {
+		var m struct {
+			Library, Read, Error, Unsupported string
+			Ops                               uint64
+			Stale                             uint64
+			Leaked                            int `json:"leaked_goroutines"`
+		}
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("bad JSON line %q: %v", l, err)
+		}
+		refLacks := m.Library == "reference" && (m.Read == "readindex" || m.Read == "follower" || m.Read == "lease")
+		pending := m.Library == "ours" && (m.Read == "follower" || m.Read == "lease")
+		switch {
+		case m.Error != "" || m.Leaked != 0 || m.Stale != 0:
+			t.Errorf("%s %s: error %q, %d goroutines outlived the run, %d stale reads", m.Library, m.Read, m.Error, m.Leaked, m.Stale)
+		case refLacks && m.Unsupported == "":
+			t.Errorf("reference %s: not marked unsupported: %s", m.Read, l)
+		case m.Unsupported == "" && m.Ops == 0:
+			t.Errorf("%s %s: no reads measured: %s", m.Library, m.Read, l)
+		case m.Unsupported != "" && !refLacks && !pending:
+			t.Errorf("%s %s: unsupported: %s", m.Library, m.Read, m.Unsupported)
+		}
+	}
+	if !strings.Contains(stdout.String(), "| InmemStore / InmemStore | 3 | readindex | n/a | n/a |") {
+		t.Errorf("no reads table row for the reference's missing ReadIndex:\n%s", stdout.String())
+	}
+}
+
+func TestReadsFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-modes", "reads", "-readers", "16,x"}, "-readers"},
+		{[]string{"-modes", "reads", "-reads", "log,sideways"}, `unknown read variant "sideways"`},
+		{[]string{"-modes", "reads", "-write-rate", "-5"}, "write rate"},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := run(append(c.args, "-quiet"), &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("run %q = %v, want an error saying %q", c.args, err, c.want)
+		}
+	}
+}

@@ -9,8 +9,40 @@
 package sidebyside
 
 import (
+	"errors"
 	"time"
 )
+
+// ReadWay is how a node makes one read linearizable (see reads.go for
+// what the reads mode measures with each).
+type ReadWay string
+
+// The ways of reading.
+const (
+	// ReadLog applies a get command through the log and answers what the
+	// leader's FSM returned for it.
+	ReadLog ReadWay = "log"
+	// ReadVerify calls VerifyLeader, then reads the node's machine
+	// directly.
+	ReadVerify ReadWay = "verify"
+	// ReadVerifyBarrier calls VerifyLeader, then Barrier, then reads the
+	// node's machine directly.
+	ReadVerifyBarrier ReadWay = "verify-barrier"
+	// ReadIndex calls ReadIndex on the node, leader or follower, then
+	// reads the node's machine directly.
+	ReadIndex ReadWay = "readindex"
+	// ReadLease calls ReadLease on the node, then reads the node's machine
+	// directly.
+	ReadLease ReadWay = "lease"
+)
+
+// ErrUnsupported is wrapped by the errors that say a library has no way
+// of making a read.
+var ErrUnsupported = errors.New("not supported")
+
+// ErrNotLeader is what a node's Read answers, wrapped, when the library
+// answered its own ErrNotLeader.
+var ErrNotLeader = errors.New("not the leader")
 
 // Library starts clusters of one Raft implementation.
 type Library interface {
@@ -23,6 +55,10 @@ type Library interface {
 	// Start starts and bootstraps a cluster as spec says. It returns once
 	// every node runs; electing a leader is left to the caller.
 	Start(spec ClusterSpec) (Cluster, error)
+	// ReadSupport says, without starting anything, whether the library
+	// can read the given way: nil, or an error wrapping ErrUnsupported
+	// that says why not.
+	ReadSupport(way ReadWay) error
 }
 
 // ClusterSpec says what cluster to start.
@@ -38,6 +74,9 @@ type ClusterSpec struct {
 	// stop them. Modes other than the crash failover leave it off, so that
 	// they measure the stores as a user would run them.
 	Crashable bool
+	// Leases configures every node for lease reads (ReadLease), which
+	// other modes leave off: the setting delays votes after a start.
+	Leases bool
 }
 
 // Cluster is a running cluster of one library.
@@ -73,6 +112,11 @@ type Node interface {
 	Machine() *Machine
 	// Shutdown is the library's Shutdown, waited for: a graceful stop.
 	Shutdown() error
+	// Read reads register key of the node's machine the way given and
+	// returns the value it observed: a linearizable read once it answers
+	// nil. A library's ErrNotLeader comes back wrapping ErrNotLeader; a
+	// way the library lacks, wrapping ErrUnsupported.
+	Read(way ReadWay, key uint32, timeout time.Duration) (uint64, error)
 	// Crash cuts the node off without a goodbye: its connections drop,
 	// new ones are refused, and its stores stop answering. The library
 	// keeps running unaware until Close. Only on a Crashable cluster.

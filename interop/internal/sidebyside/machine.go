@@ -16,9 +16,13 @@ import (
 // own FSM type. A workload command only counts; a grow command (see
 // GrowCommand) replaces the machine's state by that many pseudo-random
 // bytes, so that the snapshot mode can give the FSM a state of a chosen
-// size in one entry. A snapshot is the count and the state.
+// size in one entry. The reads mode adds ReadKeys registers: a put
+// command (PutCommand) raises one to a value, a get command (GetCommand)
+// answers its value through the log. A snapshot is the count, the state
+// and the registers.
 type Machine struct {
 	applied atomic.Uint64
+	regs    [ReadKeys]atomic.Uint64 // written on the FSM goroutine, read by anyone
 
 	mu    sync.Mutex // guards state; Apply and Restore run on the library's FSM goroutine
 	state []byte     // replaced, never modified in place, so a snapshot may keep it
@@ -49,11 +53,55 @@ func GrowCommand(size int, seed uint64) []byte {
 	return binary.BigEndian.AppendUint64(b, seed)
 }
 
-// Apply applies one committed command.
-func (m *Machine) Apply(data []byte) {
+// ReadKeys is how many registers the machine holds.
+const ReadKeys = 16
+
+// Kinds of register commands, their first byte. Workload commands start
+// with a zero byte and grow commands with growMagic.
+const (
+	cmdPut = 1 // then the key (4 bytes) and the value (8 bytes)
+	cmdGet = 2 // then the key (4 bytes)
+)
+
+// PutCommand returns a command of size bytes (at least 13) that raises
+// register key (modulo ReadKeys) to value: a register keeps the largest
+// value ever put, so that puts applied out of the order they were issued
+// in still leave it monotonic.
+func PutCommand(size int, key uint32, value uint64) []byte {
+	b := make([]byte, max(size, 13))
+	b[0] = cmdPut
+	binary.BigEndian.PutUint32(b[1:5], key)
+	binary.BigEndian.PutUint64(b[5:13], value)
+	return b
+}
+
+// GetCommand returns the command that reads register key through the log:
+// Apply answers the register's value.
+func GetCommand(key uint32) []byte {
+	b := []byte{cmdGet, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[1:5], key)
+	return b
+}
+
+// Get reads register key (modulo ReadKeys) directly, as a read served
+// from this node's state after a read index or lease says it may.
+func (m *Machine) Get(key uint32) uint64 { return m.regs[key%ReadKeys].Load() }
+
+// Apply applies one committed command and returns its answer: a get
+// command's register value, 0 for every other command.
+func (m *Machine) Apply(data []byte) uint64 {
 	m.applied.Add(1)
-	if len(data) != growLen || !bytes.HasPrefix(data, growMagic) {
-		return
+	switch {
+	case len(data) >= 13 && data[0] == cmdPut:
+		r := &m.regs[binary.BigEndian.Uint32(data[1:5])%ReadKeys]
+		if v := binary.BigEndian.Uint64(data[5:13]); v > r.Load() {
+			r.Store(v) // only the FSM goroutine writes
+		}
+		return 0
+	case len(data) == 5 && data[0] == cmdGet:
+		return m.Get(binary.BigEndian.Uint32(data[1:5]))
+	case len(data) != growLen || !bytes.HasPrefix(data, growMagic):
+		return 0
 	}
 	size := binary.BigEndian.Uint64(data[8:16])
 	seed := binary.BigEndian.Uint64(data[16:24])
@@ -65,6 +113,7 @@ func (m *Machine) Apply(data []byte) {
 	m.state = state
 	m.mu.Unlock()
 	m.growOnce.Do(func() { close(m.grown) })
+	return 0
 }
 
 // Grown is closed once the machine has applied a grow command (rather
@@ -96,6 +145,7 @@ func (m *Machine) RestoredAt() time.Time {
 type Capture struct {
 	applied uint64
 	state   []byte
+	regs    [ReadKeys]uint64
 }
 
 // Capture takes the machine's current state; writing it out may run
@@ -103,7 +153,11 @@ type Capture struct {
 func (m *Machine) Capture() Capture {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return Capture{applied: m.applied.Load(), state: m.state}
+	c := Capture{applied: m.applied.Load(), state: m.state}
+	for i := range m.regs {
+		c.regs[i] = m.regs[i].Load()
+	}
+	return c
 }
 
 // persistChunk is the size of each Write to a snapshot sink, the buffer
@@ -111,7 +165,7 @@ func (m *Machine) Capture() Capture {
 const persistChunk = 32 << 10
 
 // WriteTo writes the snapshot: the applied count, the state's length and
-// the state, in writes of persistChunk bytes.
+// the state, in writes of persistChunk bytes, then the registers.
 func (c Capture) WriteTo(w io.Writer) (int64, error) {
 	var head [16]byte
 	binary.BigEndian.PutUint64(head[:8], c.applied)
@@ -120,6 +174,14 @@ func (c Capture) WriteTo(w io.Writer) (int64, error) {
 	total := int64(n)
 	for off := 0; err == nil && off < len(c.state); off += persistChunk {
 		n, err = w.Write(c.state[off:min(off+persistChunk, len(c.state))])
+		total += int64(n)
+	}
+	if err == nil {
+		var regs [ReadKeys * 8]byte
+		for i, v := range c.regs {
+			binary.BigEndian.PutUint64(regs[i*8:], v)
+		}
+		n, err = w.Write(regs[:])
 		total += int64(n)
 	}
 	if err != nil {
@@ -146,9 +208,16 @@ func (m *Machine) Restore(r io.Reader) error {
 	if _, err := io.ReadFull(r, state); err != nil {
 		return fmt.Errorf("reading the snapshot state: %w", err)
 	}
+	var regs [ReadKeys * 8]byte
+	if _, err := io.ReadFull(r, regs[:]); err != nil {
+		return fmt.Errorf("reading the snapshot registers: %w", err)
+	}
 	m.mu.Lock()
 	m.state = state
 	m.applied.Store(applied)
+	for i := range m.regs {
+		m.regs[i].Store(binary.BigEndian.Uint64(regs[i*8:]))
+	}
 	m.mu.Unlock()
 	m.restoreOnce.Do(func() {
 		m.restoredAt = time.Now()

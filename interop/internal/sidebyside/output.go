@@ -11,12 +11,13 @@ import (
 // Measurement is one run of one library in one cell, written as one JSON
 // line. Fields that do not apply to its mode are left out.
 type Measurement struct {
-	Mode    string `json:"mode"`    // throughput, failover-graceful, failover-crash, snapshot
-	Compare string `json:"compare"` // the store comparison: bolt, wal, mem
-	Library string `json:"library"` // reference or ours
-	Store   string `json:"store"`   // the library's store, e.g. "raft-boltdb v2.3.0"
-	Clients int    `json:"clients,omitempty"`
-	Rep     int    `json:"rep"` // repetition (or kill) number, from 1
+	Mode    string `json:"mode"`              // throughput, failover-graceful, failover-crash, snapshot, reads
+	Compare string `json:"compare"`           // the store comparison: bolt, wal, mem
+	Library string `json:"library"`           // reference or ours
+	Store   string `json:"store"`             // the library's store, e.g. "raft-boltdb v2.3.0"
+	Clients int    `json:"clients,omitempty"` // throughput clients, or readers
+	Read    string `json:"read,omitempty"`    // reads: the read variant (ReadVariants)
+	Rep     int    `json:"rep"`               // repetition (or kill) number, from 1
 	Start   string `json:"start"`
 
 	// throughput
@@ -28,6 +29,30 @@ type Measurement struct {
 	P99Ms       float64 `json:"p99_ms,omitempty"`
 	AllocsPerOp float64 `json:"allocs_per_op,omitempty"`
 	BytesPerOp  float64 `json:"bytes_per_op,omitempty"`
+
+	// reads: Ops, Errors, Seconds, OpsPerSec, P50Ms and P99Ms count the
+	// reads; then the open-loop writes alongside them (asked for, and
+	// acknowledged in the window), the check of every read against the
+	// writes acknowledged before it started, and the process's CPU over
+	// the window (writes included).
+	Leader           string   `json:"leader,omitempty"` // the leader's ID, as the profiler labels its goroutines
+	WriteRate        int      `json:"write_rate,omitempty"`
+	WritesPerSec     float64  `json:"writes_per_sec,omitempty"`
+	WriteErrors      uint64   `json:"write_errors,omitempty"`
+	WritesLate       uint64   `json:"writes_late,omitempty"`      // due but not issued: too many in flight
+	FirstReadError   string   `json:"first_read_error,omitempty"` // the first of the Errors
+	Checked          uint64   `json:"checked,omitempty"`
+	Stale            uint64   `json:"stale,omitempty"` // absent: none
+	StaleSamples     []string `json:"stale_samples,omitempty"`
+	CPUCores         float64  `json:"cpu_cores,omitempty"`
+	CPUMicrosPerRead float64  `json:"cpu_us_per_read,omitempty"`
+	// RunWaitCores is the time the process's threads spent runnable but
+	// waiting for a CPU, per second of the window (Linux only): beside
+	// CPUCores, it says whether the run was starved of CPU.
+	RunWaitCores float64 `json:"run_wait_cores,omitempty"`
+	// Unsupported says why the library could not read this way; the run
+	// measured nothing and is no failure.
+	Unsupported string `json:"unsupported,omitempty"`
 
 	// failover: from the kill to the first commit by the new leader
 	FailoverMs float64 `json:"failover_ms,omitempty"`
@@ -60,11 +85,13 @@ func (j *jsonLines) write(m Measurement) error {
 }
 
 // cellKey names one cell of the table: a mode, a store comparison and,
-// for throughput, a number of clients.
+// for throughput, a number of clients; for reads, a number of readers
+// and a read variant.
 type cellKey struct {
 	mode    string
 	compare string
 	clients int
+	read    string
 }
 
 // cell collects a cell's measurements by library.
@@ -78,7 +105,7 @@ type cell struct {
 func (c *cell) values(lib string, f func(Measurement) float64) []float64 {
 	var out []float64
 	for _, m := range c.runs[lib] {
-		if m.Err == "" {
+		if m.Err == "" && m.Unsupported == "" {
 			out = append(out, f(m))
 		}
 	}
@@ -116,6 +143,8 @@ func writeTables(w io.Writer, cells []*cell) {
 			failoverTable(w, mode, byMode[mode])
 		case modeSnapshot:
 			snapshotTable(w, byMode[mode])
+		case modeReads:
+			readsTable(w, byMode[mode])
 		}
 		fmt.Fprintln(w)
 	}

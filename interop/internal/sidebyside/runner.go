@@ -16,10 +16,15 @@ const (
 	modeGraceful   = "failover-graceful"
 	modeCrash      = "failover-crash"
 	modeSnapshot   = "snapshot"
+	modeReads      = "reads"
 )
 
 // Modes lists every mode in the order they run.
-var Modes = []string{modeThroughput, modeGraceful, modeCrash, modeSnapshot}
+var Modes = []string{modeThroughput, modeGraceful, modeCrash, modeSnapshot, modeReads}
+
+// DefaultModes are the modes run when none are named: all but reads, which
+// has its own, longer matrix (see reads.go).
+var DefaultModes = Modes[:4]
 
 const (
 	libReference = "reference"
@@ -28,16 +33,21 @@ const (
 
 // Options say what to measure and where the results go.
 type Options struct {
-	Modes    []string      // a subset of Modes
-	Stores   []string      // store comparisons: bolt, wal, mem
-	Clients  []int         // client counts for the throughput mode
-	Duration time.Duration // measured window of a throughput run
-	Warmup   time.Duration // load before the window opens
-	Reps     int           // runs of each library per throughput or snapshot cell
-	Kills    int           // kills of each library per failover cell
-	Snapshot int           // FSM state, in bytes, for the snapshot mode
-	CmdSize  int           // bytes per workload command
-	Timeout  time.Duration // bound on each wait inside a run (an election, an install)
+	Modes   []string // a subset of Modes
+	Stores  []string // store comparisons: bolt, wal, mem
+	Clients []int    // client counts for the throughput mode
+	Readers []int    // reader counts for the reads mode
+	Reads   []string // read variants for the reads mode (ReadVariants)
+	// WriteRate is the open-loop writes per second that run alongside the
+	// readers of the reads mode; 0 for none.
+	WriteRate int
+	Duration  time.Duration // measured window of a throughput run
+	Warmup    time.Duration // load before the window opens
+	Reps      int           // runs of each library per throughput or snapshot cell
+	Kills     int           // kills of each library per failover cell
+	Snapshot  int           // FSM state, in bytes, for the snapshot mode
+	CmdSize   int           // bytes per workload command
+	Timeout   time.Duration // bound on each wait inside a run (an election, an install)
 
 	Table    io.Writer // the Markdown tables; nil for none
 	JSON     io.Writer // one JSON line per measurement; nil for none
@@ -67,36 +77,26 @@ func Run(ref, ours Library, o Options) error {
 			}
 			refLabel, _ := ref.StoreLabel(refStore)
 			clients := []int{0}
+			variants := []string{""}
 			reps := o.Reps
 			switch mode {
 			case modeThroughput:
 				clients = o.Clients
 			case modeGraceful, modeCrash:
 				reps = o.Kills
+			case modeReads:
+				clients, variants = o.Readers, o.Reads
 			}
 			for _, n := range clients {
-				c := &cell{
-					key:    cellKey{mode: mode, compare: cmp, clients: n},
-					stores: map[string]string{libReference: refLabel, libOurs: oursLabel},
-					runs:   map[string][]Measurement{},
-				}
-				cells = append(cells, c)
-				for rep := 1; rep <= reps; rep++ {
-					type side struct {
-						lib   Library
-						store string
+				for _, variant := range variants {
+					c := &cell{
+						key:    cellKey{mode: mode, compare: cmp, clients: n, read: variant},
+						stores: map[string]string{libReference: refLabel, libOurs: oursLabel},
+						runs:   map[string][]Measurement{},
 					}
-					order := []side{{ref, refStore}, {ours, oursStore}}
-					if rep%2 == 0 {
-						order[0], order[1] = order[1], order[0]
-					}
-					for _, s := range order {
-						m := runOne(s.lib, s.store, c.stores[s.lib.Name()], mode, cmp, n, rep, o)
-						c.runs[m.Library] = append(c.runs[m.Library], m)
-						if err := out.write(m); err != nil {
-							return fmt.Errorf("writing JSON: %w", err)
-						}
-						fmt.Fprintln(progress, progressLine(m))
+					cells = append(cells, c)
+					if err := runCell(c, ref, ours, refStore, oursStore, reps, o, out, progress); err != nil {
+						return err
 					}
 				}
 			}
@@ -108,6 +108,29 @@ func Run(ref, ours Library, o Options) error {
 	return nil
 }
 
+// runCell runs a cell's repetitions, alternating the libraries.
+func runCell(c *cell, ref, ours Library, refStore, oursStore string, reps int, o Options, out *jsonLines, progress io.Writer) error {
+	for rep := 1; rep <= reps; rep++ {
+		type side struct {
+			lib   Library
+			store string
+		}
+		order := []side{{ref, refStore}, {ours, oursStore}}
+		if rep%2 == 0 {
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, s := range order {
+			m := runOne(s.lib, s.store, c.stores[s.lib.Name()], c.key, rep, o)
+			c.runs[m.Library] = append(c.runs[m.Library], m)
+			if err := out.write(m); err != nil {
+				return fmt.Errorf("writing JSON: %w", err)
+			}
+			fmt.Fprintln(progress, progressLine(m))
+		}
+	}
+	return nil
+}
+
 func (o *Options) check() error {
 	var errs []error
 	for _, m := range o.Modes {
@@ -115,10 +138,21 @@ func (o *Options) check() error {
 			errs = append(errs, fmt.Errorf("unknown mode %q (modes: %s)", m, strings.Join(Modes, ", ")))
 		}
 	}
-	for _, n := range o.Clients {
+	for _, n := range append(append([]int(nil), o.Clients...), o.Readers...) {
 		if n < 1 {
-			errs = append(errs, fmt.Errorf("clients must be at least 1, not %d", n))
+			errs = append(errs, fmt.Errorf("clients and readers must be at least 1, not %d", n))
 		}
+	}
+	for _, r := range o.Reads {
+		if _, ok := variantNamed(r); !ok {
+			errs = append(errs, fmt.Errorf("unknown read variant %q (variants: %s)", r, strings.Join(ReadVariants, ", ")))
+		}
+	}
+	if contains(o.Modes, modeReads) && (len(o.Readers) == 0 || len(o.Reads) == 0) {
+		errs = append(errs, errors.New("the reads mode needs reader counts and read variants"))
+	}
+	if o.WriteRate < 0 {
+		errs = append(errs, fmt.Errorf("write rate must not be negative, not %d", o.WriteRate))
 	}
 	if o.Duration <= 0 || o.Warmup < 0 || o.Timeout <= 0 {
 		errs = append(errs, errors.New("duration and timeout must be positive, warmup not negative"))
@@ -158,8 +192,17 @@ func pairStores(ref, ours Library, cmp string) (refStore, oursStore, oursLabel s
 // cleans up after it: the cluster is closed, the directory removed, and
 // the goroutines the run started are waited for, so that nothing of one
 // run weighs on the next.
-func runOne(lib Library, store, label, mode, cmp string, clients, rep int, o Options) Measurement {
-	m := Measurement{Mode: mode, Compare: cmp, Library: lib.Name(), Store: label, Clients: clients, Rep: rep}
+func runOne(lib Library, store, label string, key cellKey, rep int, o Options) Measurement {
+	mode := key.mode
+	m := Measurement{Mode: mode, Compare: key.compare, Library: lib.Name(), Store: label, Clients: key.clients, Read: key.read, Rep: rep}
+	variant, _ := variantNamed(key.read)
+	if mode == modeReads {
+		m.WriteRate = o.WriteRate
+		if err := lib.ReadSupport(variant.way); err != nil {
+			m.Unsupported = unsupportedReason(err) // nothing to start
+			return m
+		}
+	}
 	runtime.GC() // garbage of the previous run is not this run's to collect
 	before := runtime.NumGoroutine()
 	m.Start = time.Now().UTC().Format(time.RFC3339)
@@ -168,12 +211,18 @@ func runOne(lib Library, store, label, mode, cmp string, clients, rep int, o Opt
 		m.Err = err.Error()
 		return m
 	}
-	spec := ClusterSpec{Nodes: 3, Store: store, Dir: dir, Crashable: mode == modeCrash}
+	spec := ClusterSpec{Nodes: 3, Store: store, Dir: dir, Crashable: mode == modeCrash, Leases: variant.way == ReadLease}
 	c, err := lib.Start(spec)
 	if err == nil {
 		switch mode {
 		case modeThroughput:
-			err = throughput(c, clients, o, &m)
+			err = throughput(c, key.clients, o, &m)
+		case modeReads:
+			err = reads(c, variant, key.clients, o, &m)
+			var u errUnsupported
+			if errors.As(err, &u) {
+				m.Unsupported, err = u.reason, nil
+			}
 		case modeGraceful, modeCrash:
 			err = failover(c, mode == modeCrash, o, &m)
 		case modeSnapshot:
@@ -204,11 +253,25 @@ func settle(before int, timeout time.Duration) int {
 
 func progressLine(m Measurement) string {
 	s := fmt.Sprintf("%s %s %-9s %-34s", m.Mode, m.Compare, m.Library, m.Store)
-	if m.Clients > 0 {
+	if m.Read != "" {
+		s += " read=" + m.Read
+	}
+	switch {
+	case m.Mode == modeReads:
+		s += fmt.Sprintf(" readers=%d", m.Clients)
+	case m.Clients > 0:
 		s += fmt.Sprintf(" clients=%d", m.Clients)
 	}
 	s += fmt.Sprintf(" rep=%d", m.Rep)
 	switch {
+	case m.Unsupported != "":
+		s += " unsupported: " + m.Unsupported
+	case m.Mode == modeReads && m.Err == "":
+		s += fmt.Sprintf(" %.0f reads/s p50 %.2f ms p99 %.2f ms, %.0f writes/s, %.2f cores, %.2f waiting for a CPU, %.0f µs CPU/read, %d stale of %d checked",
+			m.OpsPerSec, m.P50Ms, m.P99Ms, m.WritesPerSec, m.CPUCores, m.RunWaitCores, m.CPUMicrosPerRead, m.Stale, m.Checked)
+		if m.Errors > 0 {
+			s += fmt.Sprintf(", %d failed reads (the first %s)", m.Errors, m.FirstReadError)
+		}
 	case m.Err != "":
 		s += " ERROR: " + m.Err
 	case m.Mode == modeThroughput:
@@ -217,6 +280,9 @@ func progressLine(m Measurement) string {
 		s += fmt.Sprintf(" %.0f MB/s (%d bytes in %.0f ms)", m.MBPerSec, m.SnapshotBytes, m.InstallMs)
 	default:
 		s += fmt.Sprintf(" %.0f ms", m.FailoverMs)
+	}
+	for _, st := range m.StaleSamples {
+		s += "\n  STALE READ: " + st
 	}
 	if m.LeakedGoroutines > 0 {
 		s += fmt.Sprintf(" (%d goroutines outlived the run)", m.LeakedGoroutines)

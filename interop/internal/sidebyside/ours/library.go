@@ -37,7 +37,9 @@ func (Library) Start(spec sidebyside.ClusterSpec) (sidebyside.Cluster, error) {
 	c := &cluster{spec: spec, kind: kind}
 	var conf qraft.Configuration
 	for i := 0; i < spec.Nodes; i++ {
-		n, err := c.newNode()
+		var n *node
+		var err error
+		sidebyside.Labelled(fmt.Sprintf("n%d", i+1), func() { n, err = c.newNode() })
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -45,7 +47,7 @@ func (Library) Start(spec sidebyside.ClusterSpec) (sidebyside.Cluster, error) {
 		conf.Servers = append(conf.Servers, qraft.Server{ID: n.id, Address: n.trans.LocalAddr()})
 	}
 	for _, n := range c.nodes {
-		if err := n.start(&conf); err != nil {
+		if err := n.start(&conf, spec.Leases); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -80,11 +82,13 @@ func (c *cluster) Nodes() []sidebyside.Node {
 }
 
 func (c *cluster) AddNode() (sidebyside.Node, error) {
-	n, err := c.newNode()
+	var n *node
+	var err error
+	sidebyside.Labelled(fmt.Sprintf("n%d", len(c.Nodes())+1), func() { n, err = c.newNode() })
 	if err != nil {
 		return nil, err
 	}
-	if err := n.start(nil); err != nil {
+	if err := n.start(nil, c.spec.Leases); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -168,14 +172,24 @@ type node struct {
 	closeErr  error
 }
 
-// start runs Raft on the node, bootstrapping it with conf if not nil.
-func (n *node) start(conf *qraft.Configuration) error {
+// start runs Raft on the node, bootstrapping it with conf if not nil,
+// configured for lease reads if leases is set. Its goroutines carry the
+// node's profiler label (see sidebyside.Labelled).
+func (n *node) start(conf *qraft.Configuration, leases bool) (err error) {
+	sidebyside.Labelled(string(n.id), func() { err = n.startLabelled(conf, leases) })
+	return err
+}
+
+func (n *node) startLabelled(conf *qraft.Configuration, leases bool) error {
 	cfg := qraft.DefaultConfig()
 	cfg.LocalID = n.id
 	cfg.Logger = logger(string(n.id))
 	// The graceful failover mode measures the hand-off raftkv uses; a
 	// crash never reaches Shutdown, so it is unaffected.
 	cfg.LeadershipTransferOnShutdown = true
+	if leases {
+		configureLeases(cfg)
+	}
 	if conf != nil {
 		if err := qraft.BootstrapCluster(cfg, n.log, n.stable, n.snaps, n.trans, *conf); err != nil {
 			return fmt.Errorf("bootstrapping %s: %w", n.id, err)

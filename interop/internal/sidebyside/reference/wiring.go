@@ -13,8 +13,7 @@ import (
 type fsm struct{ m *sidebyside.Machine }
 
 func (f fsm) Apply(l *hraft.Log) interface{} {
-	f.m.Apply(l.Data)
-	return nil
+	return f.m.Apply(l.Data)
 }
 
 func (f fsm) Snapshot() (hraft.FSMSnapshot, error) { return fsmSnapshot{f.m.Capture()}, nil }
