@@ -135,6 +135,8 @@ type Raft struct {
 	// which starts the vote hold (vote_hold.go). Fixed by newNode.
 	clock     clock
 	startedAt time.Time
+	// leaseReads counts the reads answered from the lease (lease.go).
+	leaseReads atomic.Uint64
 	// failed is set by fatal: the node is stopping after an error it
 	// cannot recover from, and its state no longer has to make sense.
 	failed atomic.Bool

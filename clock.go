@@ -67,4 +67,5 @@ func init() {
 	testhook.ScaleClock = func(conf any, rate float64) {
 		conf.(*Config).clock = newScaledClock(rate)
 	}
+	testhook.LeaseReads = func(r any) uint64 { return r.(*Raft).leaseReads.Load() }
 }

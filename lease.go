@@ -111,6 +111,7 @@ func (r *Raft) readFromLease(f *readIndexFuture) bool {
 		return false
 	}
 	metrics.IncrCounter([]string{"raft", "lease", "read"}, 1)
+	r.leaseReads.Add(1)
 	f.index = index
 	r.readConfirmed(f)
 	return true

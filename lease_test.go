@@ -161,6 +161,8 @@ func TestNewLease_ReadAfterWriteObservesIt(t *testing.T) {
 			if err := last.Error(); err != nil {
 				t.Fatal(err)
 			}
+			// Let the followers learn the commit index first.
+			synctest.Wait()
 			before := sentAppends(leader)
 			f := leader.raft.ReadLease(0)
 			if err := f.Error(); err != nil {

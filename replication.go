@@ -193,7 +193,7 @@ func (s *replicator) runHeartbeat() {
 	failures := 0
 	for {
 		interval := randomDuration(r.config().HeartbeatTimeout / 10)
-		t := r.clock.newTimer(interval)
+		t := time.NewTimer(interval)
 		select {
 		case <-t.C:
 		case <-s.hbPokeCh:

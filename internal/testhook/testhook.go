@@ -15,3 +15,7 @@ var CheckInvariants func(conf any, broken func(error))
 // gains 5%), for its elections, heartbeats, leases and vote hold. The
 // raft package sets it when it is initialised.
 var ScaleClock func(conf any, rate float64)
+
+// LeaseReads returns how many reads the node r, a *raft.Raft, answered
+// from its lease. The raft package sets it when it is initialised.
+var LeaseReads func(r any) uint64
