@@ -142,9 +142,10 @@ func (r *Raft) readFromLease(f *readIndexFuture) bool {
 // once).
 //
 //  1. The read returns state at least up to c, the commit index L read at
-//     t. Every entry committed before t by L or an earlier leader is at or
-//     below c, because L has committed an entry of term T (§5.4.2, and the
-//     rule in leaseRefusal).
+//     t, which comes after the call. Every entry committed before t by L
+//     or an earlier leader, so every write that completed before the
+//     call, is at or below c, because L has committed an entry of term T
+//     (§5.4.2, and the rule in leaseRefusal).
 //  2. So the read is stale only if, before t, a leader L' of a term
 //     T' > T was elected and committed an entry that L does not know.
 //     Electing L' needs votes from a quorum of its configuration, which
@@ -166,9 +167,9 @@ func (r *Raft) readFromLease(f *readIndexFuture) bool {
 //     clock since it started again (vote_hold.go), while its own first
 //     campaign comes at least HT after it started; (c) V received a
 //     TimeoutNow or a vote request flagged as a leadership transfer,
-//     which only a transfer started by L in term T produces, and L
-//     stops serving lease reads for the rest of T the moment it starts
-//     one. So, barring (c), V's vote comes after at least
+//     which (by the last assumption below) only a transfer started by L
+//     in term T produces, and L stops serving lease reads for the rest of
+//     T the moment it starts one. So, barring (c), V's vote comes after at least
 //     min(HT, StartupVoteHold) ≥ LRT has passed on V's clock since r,
 //     and so since s.
 //  5. L measured less than LRT − D between s and t on its clock. With

@@ -424,3 +424,43 @@ func TestNewLease_NewLeaderWaitsForItsFirstCommit(t *testing.T) {
 		}
 	})
 }
+
+func TestNewLease_ShutdownHandOffEndsTheLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
+			leaseConf(conf)
+			conf.LeadershipTransferOnShutdown = true
+		}})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 1)
+		synctest.Wait()
+		if err := leader.raft.ReadLease(0).Error(); err != nil {
+			t.Fatalf("lease read before the hand-off: %v", err)
+		}
+		// Cut the leader off and give it an entry no follower has, so the
+		// hand-off waits to catch its target up, while the lease, renewed
+		// a moment ago, still runs.
+		c.partition(leader)
+		leader.raft.Apply([]byte("late"), 0)
+		stopped := make(chan error, 1)
+		go func() { stopped <- leader.raft.Shutdown().Error() }()
+		synctest.Wait()
+		if leader.raft.State() != Leader {
+			t.Fatal("the leader stepped down before the hand-off started")
+		}
+		// Errors, not fatal: the node must finish stopping either way.
+		if err := leader.raft.ReadLease(0).Error(); err == nil {
+			t.Error("a lease read was served during the hand-off at Shutdown")
+		}
+		if err := <-stopped; err != nil {
+			t.Fatal(err)
+		}
+		c.mu.Lock()
+		leader.raft = nil
+		c.mu.Unlock()
+		if leader.strict != nil {
+			leader.strict.node.shutdownReturned()
+		}
+	})
+}
