@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-metrics"
@@ -52,12 +53,18 @@ func leaseExpiry(start uint64, conf *Config) uint64 {
 	return start + uint64(length)
 }
 
-// leaseStart returns the start of the lease given when each voter last
-// accepted a request (sent, by ID) and this leader's own stamp now: the
-// newest send time a quorum of voters has reached. 0 means no lease.
-func leaseStart(voters []ServerID, self ServerID, now uint64, sent map[ServerID]uint64) uint64 {
-	sent[self] = now
-	return quorumMatchIndex(voters, sent)
+// leaseStart returns the start of the lease given, for each voter, the
+// send time of the newest request it accepted (this leader's own stamp
+// being now, and 0 for a voter that accepted none): the newest send time
+// that a quorum of voters has reached. 0 means no lease. It sorts stamps.
+func leaseStart(stamps []uint64) uint64 {
+	if len(stamps) == 0 {
+		return 0
+	}
+	slices.Sort(stamps)
+	// Ascending, the stamp at len-quorum is reached by exactly a quorum
+	// (itself and every one above it).
+	return stamps[len(stamps)-quorumSize(len(stamps))]
 }
 
 // leaseRefusal returns why this leader cannot answer a read from its lease
@@ -81,11 +88,18 @@ func (r *Raft) leaseRefusal() string {
 		return "a leadership transfer was started in this term"
 	}
 	now := r.leaseStamp()
-	sent := make(map[ServerID]uint64, len(lead.repls)+1)
-	for id, repl := range lead.repls {
-		sent[id] = repl.leaseSent.Load()
+	var buf [9]uint64
+	stamps := buf[:0]
+	for _, id := range r.st.configs.latestVoters {
+		var sent uint64
+		if id == r.localID {
+			sent = now
+		} else if repl, ok := lead.repls[id]; ok {
+			sent = repl.leaseSent.Load()
+		}
+		stamps = append(stamps, sent)
 	}
-	start := leaseStart(r.st.configs.latestVoters, r.localID, now, sent)
+	start := leaseStart(stamps)
 	if end := leaseExpiry(start, conf); now >= end {
 		return "the lease has expired"
 	}

@@ -95,16 +95,19 @@ func TestNewLeaseConfig_ReloadKeepsTheBound(t *testing.T) {
 }
 
 func TestNewLeaseStart_QuorumOfSendTimes(t *testing.T) {
-	voters := []ServerID{"a", "b", "c", "d", "e"}
-	sent := map[ServerID]uint64{"b": 50, "c": 70, "d": 0, "e": 90}
-	// Sorted, with a at 100: 0 50 70 90 100. Three voters reached 70.
-	if got := leaseStart(voters, "a", 100, sent); got != 70 {
+	// The leader at 100, four followers: three voters reached 70.
+	if got := leaseStart([]uint64{100, 50, 70, 0, 90}); got != 70 {
 		t.Fatalf("lease start %d, want 70", got)
 	}
-	// Two that never answered leave no quorum.
-	sent = map[ServerID]uint64{"b": 0, "c": 0, "d": 0, "e": 90}
-	if got := leaseStart(voters, "a", 100, sent); got != 0 {
+	// Three that never answered leave no quorum.
+	if got := leaseStart([]uint64{100, 0, 0, 0, 90}); got != 0 {
 		t.Fatalf("lease start %d without a quorum, want 0", got)
+	}
+	if got := leaseStart([]uint64{100}); got != 100 {
+		t.Fatalf("lease start of a single voter %d, want its own stamp", got)
+	}
+	if got := leaseStart(nil); got != 0 {
+		t.Fatalf("lease start with no voters %d, want 0", got)
 	}
 	conf := &Config{LeaseReadTimeout: 100, LeaseClockDrift: 10}
 	if got := leaseExpiry(70, conf); got != 160 {
