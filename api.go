@@ -130,6 +130,13 @@ type Raft struct {
 	// invariantBroken is Config's test-only hook (write_path_invariants.go);
 	// nil in production.
 	invariantBroken func(error)
+	// clock is this server's clock for elections, leases and the vote
+	// hold (clock.go), and startedAt when this instance was made on it,
+	// which starts the vote hold (vote_hold.go). Fixed by newNode.
+	clock     clock
+	startedAt time.Time
+	// leaseReads counts the reads answered from the lease (lease.go).
+	leaseReads atomic.Uint64
 	// failed is set by fatal: the node is stopping after an error it
 	// cannot recover from, and its state no longer has to make sense.
 	failed atomic.Bool
@@ -243,6 +250,11 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		routines:             newRoutineGroup(),
 	}
 	r.conf.Store(&c)
+	r.clock = c.clock
+	if r.clock == nil {
+		r.clock = realClock{}
+	}
+	r.startedAt = r.clock.now()
 	r.encodedAddr = trans.EncodePeer(c.LocalID, r.localAddr)
 	r.header = RPCHeader{ProtocolVersion: c.ProtocolVersion, ID: []byte(c.LocalID), Addr: r.encodedAddr}
 	r.logs = &trackedLogStore{LogStore: logs, g: r.routines, stopped: &r.stopping}

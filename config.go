@@ -153,6 +153,10 @@ type Config struct {
 	// comparable.
 	invariantCheck *invariantCheck
 
+	// clock, set only by tests (testhook.ScaleClock), replaces the real
+	// clock of the node (clock.go).
+	clock clock
+
 	// LogWriteStallTimeout bounds how long a leader waits for its own log
 	// write to finish. A leader whose StoreLogs call has not returned within
 	// it steps down, so that a healthy server can lead instead of the whole
@@ -215,6 +219,34 @@ type Config struct {
 	// or one that is not the leader, stops at once. Off by default, as the
 	// reference has no such step.
 	LeadershipTransferOnShutdown bool
+
+	// LeaseReadTimeout turns on lease reads (Raft.ReadLease) when
+	// positive: a leader that a quorum of voters accepted within it,
+	// counted from when the leader sent the requests they accepted, answers
+	// reads with no round trip. It must not exceed HeartbeatTimeout, since
+	// a follower that heard from its leader refuses to vote for anyone else
+	// only until a HeartbeatTimeout passes in silence, and StartupVoteHold
+	// must be at least as long. Every voter of the cluster must run with
+	// these settings; see ReadLease for the safety argument and its
+	// assumptions. Zero, the default, turns leases off: ReadLease then
+	// always takes the ReadIndex path.
+	LeaseReadTimeout time.Duration
+
+	// LeaseClockDrift is the margin a leader takes off its lease for clock
+	// drift and pauses: the most two servers' monotonic clocks may
+	// disagree over an interval of LeaseReadTimeout, plus the longest
+	// pause a server may take without noticing. It must be less than
+	// LeaseReadTimeout. Ignored when leases are off.
+	LeaseClockDrift time.Duration
+
+	// StartupVoteHold makes a server refuse to grant votes and pre-votes
+	// for this long after it starts or restarts, unless the vote request
+	// is part of a leadership transfer. A restarted server has forgotten
+	// the leader it followed, and would otherwise vote at once for a
+	// candidate while that leader's lease still runs. It must be at least
+	// LeaseReadTimeout when leases are on, and it can be set on its own.
+	// Zero, the default, holds nothing back.
+	StartupVoteHold time.Duration
 }
 
 // runHooks are test hooks into a node's goroutines.
@@ -358,7 +390,7 @@ func ValidateConfig(config *Config) error {
 	if config.MaxUnappliedMemoryBytes < 0 {
 		return fmt.Errorf("MaxUnappliedMemoryBytes (%d) cannot be negative", config.MaxUnappliedMemoryBytes)
 	}
-	return nil
+	return validateLeaseConfig(config)
 }
 
 // maxAppendBytes is the effective byte bound of one AppendEntries RPC.

@@ -182,6 +182,9 @@ type verifyFuture struct {
 type readIndexFuture struct {
 	deferError
 	index uint64
+	// lease is set by ReadLease: the leader may answer from its lease
+	// (lease.go) instead of confirming with a quorum.
+	lease bool
 }
 
 func (f *readIndexFuture) Index() uint64 { return f.index }

@@ -47,6 +47,10 @@ type leaderState struct {
 	configChange *configurationChangeFuture
 	// transfer is the leadership transfer in progress, if any.
 	transfer *transferState
+	// transferStarted is set when this leader starts a leadership
+	// transfer, and ends its lease reads for the rest of its term
+	// (lease.go).
+	transferStarted bool
 }
 
 // pendingVerify is a VerifyLeader or a ReadIndex waiting for a quorum to
@@ -340,14 +344,14 @@ func (r *Raft) updateCommitIndex() {
 func (r *Raft) checkLeaderLease() {
 	conf := r.config()
 	lease := conf.LeaderLeaseTimeout
-	now := time.Now()
-	if r.noteStall(now) {
+	if now := time.Now(); r.noteStall(now) {
 		// The stall also starts the cool-down of the campaign rule
 		// (election.go), so this server does not win the next election.
 		r.logger.Error("stepping down: the log store has not finished a write", "waited", r.st.writes.stalledFor(now))
 		r.becomeFollower(r.st.currentTerm)
 		return
 	}
+	now := r.clock.now()
 	contacted, oldest := 0, time.Duration(0)
 	voters := r.st.configs.latestVoters
 	for _, id := range voters {
@@ -407,6 +411,9 @@ func (r *Raft) startVerifyRound(v pendingVerify) {
 
 // onReadIndex takes a ReadIndex request (Raft thesis §6.4).
 func (r *Raft) onReadIndex(f *readIndexFuture) {
+	if f.lease && r.readFromLease(f) {
+		return
+	}
 	lead := r.st.lead
 	if lead == nil {
 		f.respond(ErrNotLeader)
@@ -598,6 +605,7 @@ func (r *Raft) onLeadershipTransfer(f *leadershipTransferFuture) {
 		addr = *f.address
 	}
 	r.logger.Info("starting leadership transfer", "id", repl.peer.ID, "address", addr)
+	lead.transferStarted = true
 	lead.transfer = &transferState{future: f, target: repl, addr: addr, timer: time.NewTimer(r.config().ElectionTimeout)}
 	repl.trigger()
 	r.checkTransfer()

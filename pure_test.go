@@ -256,7 +256,7 @@ func TestReplicatorMismatchBackoff(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := &replicator{r: &Raft{logger: hclog.NewNullLogger()}, lead: &replicationShared{term: 3}, nextIndex: tc.next}
+			s := &replicator{r: &Raft{logger: hclog.NewNullLogger(), clock: realClock{}}, lead: &replicationShared{term: 3}, nextIndex: tc.next}
 			s.match.Store(tc.match)
 			req := &AppendEntriesRequest{Term: 3, PrevLogEntry: tc.next - 1}
 			resp := &AppendEntriesResponse{Term: 3, LastLog: tc.hint, NoRetryBackoff: tc.noBackoff}

@@ -103,7 +103,7 @@ const writeFailureCooldown = 10
 
 // run is the run loop goroutine.
 func (r *Raft) run() {
-	r.st.timer = time.NewTimer(randomDuration(r.config().HeartbeatTimeout))
+	r.st.timer = r.clock.newTimer(randomDuration(r.config().HeartbeatTimeout))
 	r.st.load = newLoadMeter(keyRunLoopLoad)
 	defer r.st.timer.Stop()
 	defer r.exitRunLoop()
@@ -325,7 +325,7 @@ func (r *Raft) onTimer() {
 
 // resetTimer arms the role's timer.
 func (r *Raft) resetTimer(d time.Duration) {
-	r.st.timer.Reset(d)
+	r.clock.resetTimer(r.st.timer, d)
 }
 
 // onHeartbeatTimeout starts an election if the leader has been silent for
@@ -333,7 +333,7 @@ func (r *Raft) resetTimer(d time.Duration) {
 func (r *Raft) onHeartbeatTimeout() {
 	timeout := r.config().HeartbeatTimeout
 	r.resetTimer(randomDuration(timeout))
-	if time.Since(r.st.lastContact) < timeout {
+	if r.clock.now().Sub(r.st.lastContact) < timeout {
 		return
 	}
 	lastLeader := r.st.leader

@@ -56,6 +56,9 @@ type replicator struct {
 	match       atomic.Uint64
 	lastContact atomic.Int64 // Unix nanoseconds
 	verified    atomic.Uint64
+	// leaseSent is when the newest request the peer accepted was sent, on
+	// the leader's clock (lease.go, leaseStamp); 0 until one is.
+	leaseSent atomic.Uint64
 	// installing is the index of the snapshot being sent, 0 when none; the
 	// run loop keeps the log after it until the install ends.
 	installing atomic.Uint64
@@ -107,7 +110,7 @@ func newReplicator(r *Raft, lead *leaderState, peer Server) *replicator {
 		names:      make(map[string]replicationMetric),
 	}
 	// A new leader gives every follower a full lease to answer.
-	s.lastContact.Store(time.Now().UnixNano())
+	s.lastContact.Store(s.r.clock.now().UnixNano())
 	return s
 }
 
@@ -137,7 +140,7 @@ func (s *replicator) retired(failures int) bool {
 }
 
 func (s *replicator) setContact() {
-	s.lastContact.Store(time.Now().UnixNano())
+	s.lastContact.Store(s.r.clock.now().UnixNano())
 	notify(s.progressCh)
 }
 
@@ -207,6 +210,7 @@ func (s *replicator) runHeartbeat() {
 		}
 		var resp AppendEntriesResponse
 		start := time.Now()
+		sent := r.leaseStamp()
 		if err := r.trans.AppendEntries(s.peer.ID, s.peer.Address, req, &resp); err != nil {
 			failures++
 			r.logger.Error("failed to heartbeat to", "peer", s.peer.Address, "backoff", backoff(failureWait, failures, r.config().HeartbeatTimeout/2), "error", err)
@@ -226,6 +230,7 @@ func (s *replicator) runHeartbeat() {
 		}
 		if resp.Success {
 			s.verified.Store(max(s.verified.Load(), round))
+			s.noteAccepted(sent)
 		}
 		s.setContact()
 		s.measure("heartbeat", start)
@@ -342,12 +347,17 @@ func (s *replicator) sendOne() sendResult {
 	}
 	var resp AppendEntriesResponse
 	start := time.Now()
+	sent := r.leaseStamp()
 	if err := r.trans.AppendEntries(s.peer.ID, s.peer.Address, req, &resp); err != nil {
 		r.logger.Error("failed to append to follower", "peer", s.peer.ID, "error", err)
 		return sendFailed
 	}
 	s.measure("appendEntries.rpc", start)
-	return s.handleResponse(req, &resp)
+	res := s.handleResponse(req, &resp)
+	if res == sendOK {
+		s.noteAccepted(sent)
+	}
+	return res
 }
 
 // handleResponse acts on a follower's answer and returns what to do next.
@@ -358,7 +368,7 @@ func (s *replicator) handleResponse(req *AppendEntriesRequest, resp *AppendEntri
 	}
 	if !resp.Success {
 		// The follower answered, so it is alive.
-		s.lastContact.Store(time.Now().UnixNano())
+		s.lastContact.Store(s.r.clock.now().UnixNano())
 		if match := s.match.Load(); resp.LastLog < match {
 			s.wentBackwards(match, resp.LastLog)
 		}
@@ -646,7 +656,7 @@ func (s *replicator) sendSnapshot() sendResult {
 		return sendStop
 	}
 	if !resp.Success {
-		s.lastContact.Store(time.Now().UnixNano())
+		s.lastContact.Store(s.r.clock.now().UnixNano())
 		r.logger.Warn("installSnapshot rejected to", "peer", s.peer.ID, "id", meta.ID)
 		return sendFailed
 	}

@@ -111,7 +111,7 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 		}
 		resp.Term = a.Term
 	}
-	now := time.Now()
+	now := r.clock.now()
 	r.setLeader(leaderInfo{addr: r.senderAddr(a.RPCHeader, a.Leader), id: ServerID(a.ID)})
 	r.setLastContact(now)
 	if r.st.role == Follower {
@@ -293,6 +293,9 @@ func (r *Raft) requestVote(rpc RPC, req *RequestVoteRequest) {
 			"from", candidate, "leader", l.addr, "leader-id", l.id)
 		return
 	}
+	if r.voteHeld(candidate, req.LeadershipTransfer) {
+		return
+	}
 	if req.Term < r.st.currentTerm {
 		return
 	}
@@ -329,7 +332,7 @@ func (r *Raft) requestVote(rpc RPC, req *RequestVoteRequest) {
 		return
 	}
 	resp.Granted = true
-	r.setLastContact(time.Now())
+	r.setLastContact(r.clock.now())
 	r.resetTimer(randomDuration(r.config().HeartbeatTimeout))
 }
 
@@ -379,6 +382,9 @@ func (r *Raft) requestPreVote(rpc RPC, req *RequestPreVoteRequest) {
 	if l := r.st.leader; l.addr != "" {
 		r.logger.Debug("rejecting pre-vote request while a leader is known",
 			"from", candidate, "leader", l.addr, "leader-id", l.id)
+		return
+	}
+	if r.voteHeld(candidate, false) {
 		return
 	}
 	if req.Term < r.st.currentTerm {
@@ -431,7 +437,7 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 		resp.Term = req.Term
 	}
 	r.setLeader(leaderInfo{addr: r.senderAddr(req.RPCHeader, req.Leader), id: ServerID(req.ID)})
-	r.setLastContact(time.Now())
+	r.setLastContact(r.clock.now())
 	r.resetTimer(randomDuration(r.config().HeartbeatTimeout))
 	if r.st.installing != nil {
 		refuse(fmt.Errorf("a snapshot install is already in progress"))

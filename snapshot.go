@@ -344,7 +344,7 @@ func (r *Raft) onInstallDone(res installResult) {
 	r.adoptSnapshot(res.id, req.LastLogIndex, req.LastLogTerm, in.configuration, in.configIndex)
 	in.resp.Success = true
 	in.rpc.Respond(in.resp, nil)
-	r.setLastContact(time.Now())
+	r.setLastContact(r.clock.now())
 	r.logger.Info("installed remote snapshot", "index", req.LastLogIndex, "term", req.LastLogTerm)
 }
 

@@ -129,6 +129,9 @@ type strictTransport struct {
 	// refused counts those answers.
 	refuseAppends atomic.Bool
 	refused       atomic.Int64
+
+	// appends counts the AppendEntries requests sent, pipelined or not.
+	appends atomic.Int64
 }
 
 // errRefusedByTest answers an AppendEntries refused by refuseAppends.
@@ -198,11 +201,12 @@ func (s *strictTransport) AppendEntriesPipeline(id ServerID, target ServerAddres
 	if err != nil {
 		return nil, err
 	}
-	return &strictPipeline{inner: p, n: s.n, closedCh: make(chan struct{})}, nil
+	return &strictPipeline{inner: p, n: s.n, closedCh: make(chan struct{}), appends: &s.appends}, nil
 }
 
 func (s *strictTransport) AppendEntries(id ServerID, target ServerAddress, args *AppendEntriesRequest, resp *AppendEntriesResponse) error {
 	s.use("AppendEntries")
+	s.appends.Add(1)
 	return s.InmemTransport.AppendEntries(id, target, args, resp)
 }
 
@@ -267,6 +271,8 @@ func (s *strictTransport) Close() error {
 type strictPipeline struct {
 	inner AppendPipeline
 	n     *strictNode
+	// appends is the transport's count of AppendEntries sent.
+	appends *atomic.Int64
 
 	mu        sync.Mutex
 	sending   bool // an AppendEntries call is running
@@ -285,6 +291,7 @@ func (p *strictPipeline) isClosed() bool {
 
 func (p *strictPipeline) AppendEntries(args *AppendEntriesRequest, resp *AppendEntriesResponse) (AppendFuture, error) {
 	p.n.call("AppendPipeline.AppendEntries")
+	p.appends.Add(1)
 	if p.isClosed() {
 		p.n.violation("AppendPipeline.AppendEntries called after Close")
 		return nil, ErrPipelineShutdown

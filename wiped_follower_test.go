@@ -204,7 +204,7 @@ func TestReplicator_RefusalBelowMatchIndexDropsIt(t *testing.T) {
 		{match: 100, next: 120, lastLog: 100, wantMatch: 100, wantNext: 101},
 	} {
 		t.Run(fmt.Sprintf("match=%d,last=%d", tc.match, tc.lastLog), func(t *testing.T) {
-			r := &Raft{logger: hclog.NewNullLogger()}
+			r := &Raft{logger: hclog.NewNullLogger(), clock: realClock{}}
 			r.conf.Store(DefaultConfig())
 			s := &replicator{r: r, lead: &replicationShared{term: 3}, progressCh: make(chan struct{}, 1), nextIndex: tc.next}
 			s.match.Store(tc.match)

@@ -39,6 +39,12 @@ type cluster struct {
 	mu sync.Mutex // guards every node's cur and disk, and preVote
 	// preVote overrides a server's pre-vote setting (removed-returns).
 	preVote map[raft.ServerID]bool
+
+	// leases turns lease reads on for every server (lease_test.go);
+	// clockRate, when set, overrides each server's clock rate. Both are
+	// set before the run starts.
+	leases    bool
+	clockRate func(raft.ServerID) float64
 }
 
 // node is one server.
@@ -79,6 +85,7 @@ func newCluster(sched *schedule, net *network, check *checker, stats *runStats, 
 		events:  events,
 		changed: make(chan struct{}, 1),
 		preVote: make(map[raft.ServerID]bool),
+		leases:  leasesOn(sched.seed),
 	}
 	net.campaigning = c.campaigning
 	net.stats = stats
@@ -137,6 +144,7 @@ func (c *cluster) config(id raft.ServerID) *raft.Config {
 	testhook.CheckInvariants(conf, func(err error) {
 		c.check.violation("%v", err)
 	})
+	c.leaseConfig(conf)
 	return conf
 }
 
@@ -209,6 +217,7 @@ func (c *cluster) start(n *node) error {
 	inc.trans = newFaultTransport(c.net, n.id, n.addr, n.starts, c.stats, c.check)
 	inc.trans.preVote = !conf.PreVoteDisabled
 	inc.trans.lateTimeoutNow = c.lateTimeoutNow
+	inc.trans.timeoutNowValid = c.timeoutNowValidity(n, n.starts)
 	var trans raft.Transport = inc.trans
 	if c.sched.strict {
 		trans = newStrictTransport(inc.trans)

@@ -68,6 +68,7 @@ type ciTotals struct {
 	snapshots, userSnapshots, opened   int64
 	installs, startRestores, transfers int64
 	readIndexReads                     int64
+	leaseReads, leaseServed            int64
 	changes                            [numFaultKinds]int64
 	wipes, campaignWriteFailures       int64
 	lateTimeoutNows, openLoopWrites    int64
@@ -83,6 +84,8 @@ func (c *ciTotals) add(r *runResult) {
 	c.startRestores += r.stats.startRestores.Load()
 	c.transfers += r.stats.transfers.Load()
 	c.readIndexReads += r.stats.readIndexReads.Load()
+	c.leaseReads += r.stats.leaseReads.Load()
+	c.leaseServed += r.stats.leaseServed.Load()
 	for k := range numFaultKinds {
 		c.changes[k] += r.stats.changes[k].Load()
 	}
@@ -106,6 +109,8 @@ func (c *ciTotals) check(t *testing.T) {
 		{"server restored a snapshot as it started", c.startRestores},
 		{"leadership transfer succeeded", c.transfers},
 		{"read went through ReadIndex", c.readIndexReads},
+		{"read went through ReadLease", c.leaseReads},
+		{"read was answered from a lease", c.leaseServed},
 		{"AddVoter committed", c.changes[opAddVoter]},
 		{"AddNonvoter committed", c.changes[opAddNonvoter]},
 		{"RemoveServer committed", c.changes[opRemove]},
@@ -121,9 +126,11 @@ func (c *ciTotals) check(t *testing.T) {
 	}
 	t.Logf("CI seeds: %d snapshots stored (%d by users, %d read back), %d installed, %d restored at start; "+
 		"%d add-voter, %d add-nonvoter, %d remove, %d demote committed; %d transfers; %d read-index reads; "+
+		"%d lease reads (about %d from a lease); "+
 		"%d disks wiped, %d log writes failed while campaigning, %d late TimeoutNows, %d open-loop writes",
 		c.snapshots, c.userSnapshots, c.opened, c.installs, c.startRestores,
 		c.changes[opAddVoter], c.changes[opAddNonvoter], c.changes[opRemove], c.changes[opDemote], c.transfers, c.readIndexReads,
+		c.leaseReads, c.leaseServed,
 		c.wipes, c.campaignWriteFailures, c.lateTimeoutNows, c.openLoopWrites)
 }
 

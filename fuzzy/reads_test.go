@@ -29,7 +29,7 @@ type readMode interface {
 }
 
 // readModes are the modes clients pick from.
-var readModes = []readMode{logRead{}, barrierRead{}, readIndexRead{}}
+var readModes = []readMode{logRead{}, barrierRead{}, readIndexRead{}, leaseRead{}}
 
 // logRead sends a get through the log, like a write: the answer is the
 // state at the entry's index, and the entry committed while the read was

@@ -45,6 +45,9 @@ type faultTransport struct {
 	// (targeted_test.go). Both are set before raft starts.
 	preVote        bool
 	lateTimeoutNow func(from raft.ServerID, target raft.ServerAddress, send func(raft.ServerAddress) error)
+	// timeoutNowValid, when set, is called as a TimeoutNow is sent and
+	// returns whether it may still be delivered (lease_test.go).
+	timeoutNowValid func() func() bool
 }
 
 // Consumer returns the inner transport's channel; raft must ask once and
@@ -152,13 +155,23 @@ func (t *faultTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAdd
 }
 
 func (t *faultTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	valid := func() bool { return true }
+	if t.timeoutNowValid != nil {
+		valid = t.timeoutNowValid()
+	}
 	if t.lateTimeoutNow != nil {
 		copied := *args
 		t.lateTimeoutNow(t.id, target, func(to raft.ServerAddress) error {
+			if !valid() {
+				return errDropped
+			}
 			return t.InmemTransport.TimeoutNow(id, to, &copied, new(raft.TimeoutNowResponse))
 		})
 	}
 	return send(t, target, resp, func(out *raft.TimeoutNowResponse) error {
+		if !valid() {
+			return errDropped
+		}
 		return t.InmemTransport.TimeoutNow(id, target, args, out)
 	})
 }
@@ -295,6 +308,10 @@ type runStats struct {
 	transfers       atomic.Int64
 	// readIndexReads counts the reads that went through ReadIndex.
 	readIndexReads atomic.Int64
+	// leaseReads counts the reads that went through ReadLease, and
+	// leaseServed those its server answered from its lease.
+	leaseReads  atomic.Int64
+	leaseServed atomic.Int64
 	// preVotesDisabled counts pre-votes sent by servers that run without
 	// pre-vote.
 	preVotesDisabled atomic.Int64

@@ -1,0 +1,248 @@
+package raft
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/go-metrics"
+)
+
+// Lease reads (Raft thesis §6.4.1), opt-in through Config.LeaseReadTimeout.
+//
+// A leader that a quorum of voters has recently accepted knows that no
+// other leader can have been elected since: each of those voters refuses
+// to vote for anyone else for a while after hearing from it. Within that
+// while, the leader answers reads from its own state, with no round trip.
+// The argument, its assumptions and the settings it needs are in the doc
+// comment of ReadLease; this file holds the bookkeeping.
+//
+// The lease is measured from send times, never from answer times: each
+// replicator publishes in leaseSent when the newest request its follower
+// accepted was sent (heartbeats and one-at-a-time appends; pipelined
+// appends are not counted, as their send times are not tracked, and the
+// heartbeats keep flowing beside them). The lease starts at the newest
+// send time that a quorum of voters (this leader counting as now) has
+// reached, and it is held until that start plus LeaseReadTimeout minus
+// LeaseClockDrift, on this server's monotonic clock (clock.go).
+
+// leaseStamp returns now on this server's clock as a positive count of
+// nanoseconds since this instance started, for leaseSent.
+func (r *Raft) leaseStamp() uint64 {
+	return uint64(r.clock.now().Sub(r.startedAt)) + 1
+}
+
+// noteAccepted records that the peer accepted, in this term, a request
+// sent at sent (a leaseStamp).
+func (s *replicator) noteAccepted(sent uint64) {
+	for {
+		old := s.leaseSent.Load()
+		if sent <= old || s.leaseSent.CompareAndSwap(old, sent) {
+			return
+		}
+	}
+}
+
+// leaseExpiry returns the stamp at which a lease starting at start ends,
+// or 0 when leases are off or the margin leaves no lease at all.
+func leaseExpiry(start uint64, conf *Config) uint64 {
+	length := conf.LeaseReadTimeout - conf.LeaseClockDrift
+	if start == 0 || conf.LeaseReadTimeout <= 0 || length <= 0 {
+		return 0
+	}
+	return start + uint64(length)
+}
+
+// leaseStart returns the start of the lease given, for each voter, the
+// send time of the newest request it accepted (this leader's own stamp
+// being now, and 0 for a voter that accepted none): the newest send time
+// that a quorum of voters has reached. 0 means no lease. It sorts stamps.
+func leaseStart(stamps []uint64) uint64 {
+	if len(stamps) == 0 {
+		return 0
+	}
+	slices.Sort(stamps)
+	// Ascending, the stamp at len-quorum is reached by exactly a quorum
+	// (itself and every one above it).
+	return stamps[len(stamps)-quorumSize(len(stamps))]
+}
+
+// leaseRefusal returns why this leader cannot answer a read from its lease
+// now, or "" when it can. It is called on the run loop.
+func (r *Raft) leaseRefusal() string {
+	lead := r.st.lead
+	conf := r.config()
+	switch {
+	case conf.LeaseReadTimeout <= 0:
+		return "leases are off"
+	case lead == nil:
+		return "not the leader"
+	case r.st.commitIndex < lead.termStart:
+		// Until then its commit index may lag what earlier leaders
+		// committed.
+		return "no entry of this term is committed yet"
+	case lead.transferStarted:
+		// The transfer's TimeoutNow lets its target win votes from
+		// servers that still follow this leader (vote_hold.go), and may
+		// arrive however late.
+		return "a leadership transfer was started in this term"
+	}
+	now := r.leaseStamp()
+	var buf [9]uint64
+	stamps := buf[:0]
+	for _, id := range r.st.configs.latestVoters {
+		var sent uint64
+		if id == r.localID {
+			sent = now
+		} else if repl, ok := lead.repls[id]; ok {
+			sent = repl.leaseSent.Load()
+		}
+		stamps = append(stamps, sent)
+	}
+	start := leaseStart(stamps)
+	if end := leaseExpiry(start, conf); now >= end {
+		return "the lease has expired"
+	}
+	return ""
+}
+
+// readFromLease answers a ReadLease request from the lease when this
+// leader holds one, and reports whether it did. Otherwise the request
+// takes the ReadIndex path.
+//
+// The commit index is read before the clock: a pause between the two
+// only shortens the lease, never lengthens it.
+func (r *Raft) readFromLease(f *readIndexFuture) bool {
+	var index uint64
+	if r.st.lead != nil {
+		index = r.st.commitIndex
+	}
+	if why := r.leaseRefusal(); why != "" {
+		metrics.IncrCounter([]string{"raft", "lease", "fallback"}, 1)
+		if r.st.lead != nil {
+			r.logger.Trace("lease read falls back to a read index", "reason", why)
+		}
+		return false
+	}
+	metrics.IncrCounter([]string{"raft", "lease", "read"}, 1)
+	r.leaseReads.Add(1)
+	f.index = index
+	r.readConfirmed(f)
+	return true
+}
+
+// ReadLease makes a linearizable read possible with no round trip when
+// this server leads and holds a lease, and with the round trip of
+// ReadIndex otherwise. Once the future answers nil, reading this node's
+// FSM observes every write that completed before ReadLease was called;
+// Index returns the index the read waited for. On a leader holding a
+// valid lease it records the commit index and waits only for its own FSM
+// to apply it. When the lease is not held (Config.LeaseReadTimeout is
+// zero, the lease expired, no entry of this leader's term is committed
+// yet, a leadership transfer was started in this term, or this server is
+// not the leader), it does exactly what ReadIndex does, with the same
+// errors. The counters raft.lease.read and raft.lease.fallback say which
+// way reads went. timeout bounds only the wait for the run loop to take
+// the request. This method is an addition: the reference has no
+// equivalent.
+//
+// Why a lease read is linearizable. Write L for this leader, T for its
+// term, Q for the latest configuration's voters, LRT for
+// Config.LeaseReadTimeout, D for Config.LeaseClockDrift, HT for
+// Config.HeartbeatTimeout. L answers a read from its lease at time t when,
+// on its own clock, t < s + LRT − D, where s is a send time of L's
+// requests that a quorum of Q accepted (each of them accepted some
+// request of term T sent at s or later; L itself counts as accepting at
+// once).
+//
+//  1. The read returns state at least up to c, the commit index L read at
+//     t, which comes after the call. Every entry committed before t by L
+//     or an earlier leader, so every write that completed before the
+//     call, is at or below c, because L has committed an entry of term T
+//     (§5.4.2, and the rule in leaseRefusal).
+//  2. So the read is stale only if, before t, a leader L' of a term
+//     T' > T was elected and committed an entry that L does not know.
+//     Electing L' needs votes from a quorum of its configuration, which
+//     shares a voter V with the quorum behind s: membership changes one
+//     server at a time (§4.1), and L' holds every configuration L
+//     committed, so its configuration is L's latest or the one before.
+//     (A leader of a term older than T commits nothing once L is elected:
+//     the voters that elected L refuse it, and what it committed earlier
+//     is at or below c.)
+//  3. If V is L itself: L grants no vote while it leads (it knows a
+//     leader), and once it steps down it serves no lease read.
+//  4. Otherwise V accepted, at some time r ≥ s, a request of term T, so
+//     it then followed L. Before r it cannot have voted in T' > T (it
+//     would have refused L's request of an older term). After r, V
+//     votes for another candidate (or campaigns itself) only when one
+//     of these happened first: (a) HT passed on V's clock with no word
+//     from L, after which it forgets L (raft.go, onHeartbeatTimeout);
+//     (b) V restarted, and then StartupVoteHold ≥ LRT passed on its
+//     clock since it started again (vote_hold.go), while its own first
+//     campaign comes at least HT after it started; (c) V received a
+//     TimeoutNow or a vote request flagged as a leadership transfer,
+//     which (by the last assumption below) only a transfer started by L
+//     in term T produces, and L stops serving lease reads for the rest of
+//     T the moment it starts one. So, barring (c), V's vote comes after at least
+//     min(HT, StartupVoteHold) ≥ LRT has passed on V's clock since r,
+//     and so since s.
+//  5. L measured less than LRT − D between s and t on its clock. With
+//     any two servers' clocks disagreeing by at most D over such an
+//     interval, V measured less than LRT between s and t: V's vote, and
+//     so L', comes after t. The read is linearizable.
+//
+// The assumptions, which the library cannot check:
+//
+//   - Bounded drift: over any interval of about LRT, the clocks of any
+//     two servers differ by at most D. The monotonic clock is used, so
+//     wall-clock steps do not count; rate differences and any time a
+//     server's clock stands still while the others run (a suspended
+//     virtual machine, a laptop asleep) do.
+//   - No pause longer than the margin: a server whose process or host
+//     stops for longer than D at the wrong moment (between reading its
+//     clock and acting on it, or while its clock stands still) breaks
+//     the bound above.
+//   - Every voter runs with these settings: HeartbeatTimeout ≥ LRT and
+//     StartupVoteHold ≥ LRT on every voter, and a TimeoutNow sent by a
+//     leader is delivered within that leader's term or not at all. A
+//     cluster that mixes in servers running hashicorp/raft, or this
+//     library without StartupVoteHold, cannot use leases safely: such a
+//     server votes as soon as it restarts, and nothing warns about it.
+func (r *Raft) ReadLease(timeout time.Duration) IndexFuture {
+	timer, stop := enqueueTimer(timeout)
+	defer stop()
+	f := &readIndexFuture{lease: true}
+	f.init(r.stoppedCh)
+	select {
+	case r.readIndexCh <- f:
+		return f
+	case <-timer:
+		return errorFuture{ErrEnqueueTimeout}
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	}
+}
+
+// validateLeaseConfig checks the lease settings of config (ValidateConfig).
+func validateLeaseConfig(config *Config) error {
+	switch {
+	case config.LeaseReadTimeout < 0:
+		return fmt.Errorf("LeaseReadTimeout (%s) cannot be negative", config.LeaseReadTimeout)
+	case config.LeaseClockDrift < 0:
+		return fmt.Errorf("LeaseClockDrift (%s) cannot be negative", config.LeaseClockDrift)
+	case config.StartupVoteHold < 0:
+		return fmt.Errorf("StartupVoteHold (%s) cannot be negative", config.StartupVoteHold)
+	case config.LeaseReadTimeout == 0:
+		return nil
+	case config.LeaseClockDrift >= config.LeaseReadTimeout:
+		return fmt.Errorf("LeaseClockDrift (%s) must be less than LeaseReadTimeout (%s)",
+			config.LeaseClockDrift, config.LeaseReadTimeout)
+	case config.LeaseReadTimeout > config.HeartbeatTimeout:
+		return fmt.Errorf("LeaseReadTimeout (%s) cannot be larger than HeartbeatTimeout (%s): followers may vote for another leader after it",
+			config.LeaseReadTimeout, config.HeartbeatTimeout)
+	case config.StartupVoteHold < config.LeaseReadTimeout:
+		return fmt.Errorf("StartupVoteHold (%s) must be at least LeaseReadTimeout (%s) when leases are on",
+			config.StartupVoteHold, config.LeaseReadTimeout)
+	}
+	return nil
+}
