@@ -2,17 +2,18 @@ package ours
 
 import qraft "github.com/quorumkit/raft"
 
-// configureLeases is THE ONE PLACE where the benchmark sets up lease
-// reads for ours: the reads mode calls it on every node's Config of a
-// cluster that measures the lease variant, and nowhere else. It returns
-// whether it configured leases.
+// configureLeases is the one place where the benchmark sets up lease reads
+// for ours: the reads mode calls it on every node's Config of a cluster
+// that measures the lease variant, and nowhere else. It returns whether it
+// configured leases.
 //
-// TO FILL when the lease branch (issue 16) lands: set LeaseReadTimeout,
-// LeaseClockDrift and StartupVoteHold (at least the lease) on cfg, and
-// return true. Until then it sets nothing and returns false, so that the
-// reads mode reports the lease variant as unsupported rather than measure
-// ReadLease falling back to a ReadIndex round trip under a lease label.
+// The lease is half the heartbeat timeout (the library requires it to be
+// at most the heartbeat timeout), with a tenth of it as the clock-drift
+// margin, and every server refuses votes for one lease after it starts,
+// as the lease's safety argument in lease.go requires.
 func configureLeases(cfg *qraft.Config) bool {
-	_ = cfg
-	return false
+	cfg.LeaseReadTimeout = cfg.HeartbeatTimeout / 2
+	cfg.LeaseClockDrift = cfg.LeaseReadTimeout / 10
+	cfg.StartupVoteHold = cfg.LeaseReadTimeout
+	return true
 }
