@@ -53,6 +53,7 @@ type Raft struct {
 	applyCh              chan *logFuture
 	verifyCh             chan *verifyFuture
 	readIndexCh          chan *readIndexFuture
+	followerReadDoneCh   chan followerReadResult
 	configChangeCh       chan *configurationChangeFuture
 	bootstrapCh          chan *bootstrapFuture
 	userSnapshotCh       chan *userSnapshotFuture
@@ -213,6 +214,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		applyCh:              make(chan *logFuture, applyCap),
 		verifyCh:             make(chan *verifyFuture, 64),
 		readIndexCh:          make(chan *readIndexFuture, 64),
+		followerReadDoneCh:   make(chan followerReadResult),
 		configChangeCh:       make(chan *configurationChangeFuture),
 		bootstrapCh:          make(chan *bootstrapFuture),
 		userSnapshotCh:       make(chan *userSnapshotFuture),

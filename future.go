@@ -182,6 +182,9 @@ type verifyFuture struct {
 type readIndexFuture struct {
 	deferError
 	index uint64
+	// remote is set for a follower's ReadIndex RPC (follower_read.go): it
+	// is answered once confirmed, without waiting for this node's FSM.
+	remote bool
 }
 
 func (f *readIndexFuture) Index() uint64 { return f.index }

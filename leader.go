@@ -437,6 +437,10 @@ func (r *Raft) startDeferredReads() {
 // readConfirmed hands a confirmed read to the FSM path: it is answered once
 // the FSM goroutine has applied its index.
 func (r *Raft) readConfirmed(f *readIndexFuture) {
+	if f.remote {
+		f.respond(nil)
+		return
+	}
 	if f.index <= r.st.dispatched {
 		// Everything up to the index is already on its way to the FSM; a
 		// marker behind it answers the read.
