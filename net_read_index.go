@@ -12,20 +12,25 @@ import (
 // request and before answering anything is taken for one that does not
 // know the RPC, as a server running hashicorp/raft closes it on a request
 // type it does not know: the error then wraps ErrReadIndexUnsupported.
-// Since a pooled connection may have been closed by the peer while idle,
-// that conclusion is drawn only on a connection dialed for the request; a
-// pooled one that fails so, or on which the request cannot be written, is
-// followed by one attempt on a fresh one (a read index may be asked for
-// twice).
+//
+// That conclusion needs a connection the peer cannot have closed for
+// another reason, such as its idle timeout. So the first request to an
+// address goes on a connection dialed for it, and costs a peer without
+// the RPC one connection and one request. Once the address has answered
+// one, requests use pooled connections, and one that fails so, or on
+// which the request cannot be written, is followed by one attempt on a
+// fresh connection (a read index may be asked for twice).
 func (n *NetworkTransport) ReadIndex(id ServerID, target ServerAddress, args *ReadIndexRequest, resp *ReadIndexResponse) error {
 	addr := n.dialAddress(id, target)
 	if n.IsShutdown() {
 		return ErrTransportShutdown
 	}
-	if c := n.pool.take(addr); c != nil {
-		err := n.readIndexOn(c, args, resp)
-		if err == nil || !(peerClosedWithoutAnswer(err) || errors.Is(err, errSendFailed)) {
-			return err
+	if _, known := n.readIndexPeers.Load(addr); known {
+		if c := n.pool.take(addr); c != nil {
+			err := n.readIndexOn(c, args, resp)
+			if err == nil || !(peerClosedWithoutAnswer(err) || errors.Is(err, errSendFailed)) {
+				return err
+			}
 		}
 	}
 	c, err := n.dialConn(addr)
@@ -34,13 +39,18 @@ func (n *NetworkTransport) ReadIndex(id ServerID, target ServerAddress, args *Re
 	}
 	err = n.readIndexOn(c, args, resp)
 	if peerClosedWithoutAnswer(err) {
+		n.readIndexPeers.Delete(addr)
 		return fmt.Errorf("%w: %s closed the connection without answering (%v)", ErrReadIndexUnsupported, addr, err)
 	}
 	var remote remoteError
 	if errors.As(err, &remote) && string(remote) == errUnexpectedCommand {
 		// A peer whose transport hands unknown requests to its node,
 		// which refuses them so.
+		n.readIndexPeers.Delete(addr)
 		return fmt.Errorf("%w: %s answered %q", ErrReadIndexUnsupported, addr, errUnexpectedCommand)
+	}
+	if err == nil {
+		n.readIndexPeers.Store(addr, struct{}{})
 	}
 	return err
 }

@@ -67,7 +67,7 @@ type ciTotals struct {
 	mu                                 sync.Mutex
 	snapshots, userSnapshots, opened   int64
 	installs, startRestores, transfers int64
-	readIndexReads                     int64
+	readIndexReads, followerReads      int64
 	changes                            [numFaultKinds]int64
 	wipes, campaignWriteFailures       int64
 	lateTimeoutNows, openLoopWrites    int64
@@ -83,6 +83,7 @@ func (c *ciTotals) add(r *runResult) {
 	c.startRestores += r.stats.startRestores.Load()
 	c.transfers += r.stats.transfers.Load()
 	c.readIndexReads += r.stats.readIndexReads.Load()
+	c.followerReads += r.stats.followerReads.Load()
 	for k := range numFaultKinds {
 		c.changes[k] += r.stats.changes[k].Load()
 	}
@@ -106,6 +107,7 @@ func (c *ciTotals) check(t *testing.T) {
 		{"server restored a snapshot as it started", c.startRestores},
 		{"leadership transfer succeeded", c.transfers},
 		{"read went through ReadIndex", c.readIndexReads},
+		{"read went through ReadIndex on a follower", c.followerReads},
 		{"AddVoter committed", c.changes[opAddVoter]},
 		{"AddNonvoter committed", c.changes[opAddNonvoter]},
 		{"RemoveServer committed", c.changes[opRemove]},
@@ -120,10 +122,10 @@ func (c *ciTotals) check(t *testing.T) {
 		}
 	}
 	t.Logf("CI seeds: %d snapshots stored (%d by users, %d read back), %d installed, %d restored at start; "+
-		"%d add-voter, %d add-nonvoter, %d remove, %d demote committed; %d transfers; %d read-index reads; "+
+		"%d add-voter, %d add-nonvoter, %d remove, %d demote committed; %d transfers; %d read-index reads (%d on followers); "+
 		"%d disks wiped, %d log writes failed while campaigning, %d late TimeoutNows, %d open-loop writes",
 		c.snapshots, c.userSnapshots, c.opened, c.installs, c.startRestores,
-		c.changes[opAddVoter], c.changes[opAddNonvoter], c.changes[opRemove], c.changes[opDemote], c.transfers, c.readIndexReads,
+		c.changes[opAddVoter], c.changes[opAddNonvoter], c.changes[opRemove], c.changes[opDemote], c.transfers, c.readIndexReads, c.followerReads,
 		c.wipes, c.campaignWriteFailures, c.lateTimeoutNows, c.openLoopWrites)
 }
 
