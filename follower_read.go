@@ -3,8 +3,6 @@ package raft
 import (
 	"errors"
 	"fmt"
-	"slices"
-	"sort"
 
 	"github.com/hashicorp/go-metrics"
 )
@@ -132,7 +130,7 @@ func (r *Raft) onFollowerReadDone(res followerReadResult) {
 			continue
 		}
 		f.index = res.resp.ReadIndex
-		r.followerReadConfirmed(f)
+		r.queueConfirmedRead(f)
 	}
 	queued := fr.queued
 	fr.queued = nil
@@ -145,35 +143,6 @@ func (r *Raft) onFollowerReadDone(res followerReadResult) {
 	default:
 		r.sendFollowerReads(queued)
 	}
-}
-
-// followerReadConfirmed hands a read whose index the leader confirmed to
-// the FSM path: it is answered once this node's FSM applied its index.
-// Unlike the leader's own reads, whose indexes grow with the commit index
-// they record, a follower's may arrive below reads already waiting, so it
-// is placed in index order.
-func (r *Raft) followerReadConfirmed(f *readIndexFuture) {
-	t := r.st.pendingFSM
-	switch {
-	case t != nil && t.restoreID == "" && t.from > 0 && f.index >= t.from && f.index <= t.to:
-		// The entries built into a task and not yet taken cover the
-		// index: the task answers the read, since no later one may come.
-		t.reads = insertRead(t.reads, f)
-	case f.index <= r.st.dispatched,
-		t != nil && t.restoreID != "" && !t.userRestore && f.index <= t.to:
-		// Everything up to the index is on its way to the FSM; a marker
-		// behind it answers the read.
-		r.st.fsmQueue = append(r.st.fsmQueue, &fsmTask{reads: []*readIndexFuture{f}})
-	default:
-		r.st.reads = insertRead(r.st.reads, f)
-	}
-}
-
-// insertRead inserts f into reads, kept in index order, after the reads
-// at the same index.
-func insertRead(reads []*readIndexFuture, f *readIndexFuture) []*readIndexFuture {
-	i := sort.Search(len(reads), func(i int) bool { return reads[i].index > f.index })
-	return slices.Insert(reads, i, f)
 }
 
 // onReadIndexRequest takes a follower's ReadIndex RPC: on the leader, a

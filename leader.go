@@ -441,13 +441,7 @@ func (r *Raft) readConfirmed(f *readIndexFuture) {
 		f.respond(nil)
 		return
 	}
-	if f.index <= r.st.dispatched {
-		// Everything up to the index is already on its way to the FSM; a
-		// marker behind it answers the read.
-		r.st.fsmQueue = append(r.st.fsmQueue, &fsmTask{reads: []*readIndexFuture{f}})
-		return
-	}
-	r.st.reads = append(r.st.reads, f)
+	r.queueConfirmedRead(f)
 }
 
 // checkVerifies answers the verification rounds a quorum acknowledged.
