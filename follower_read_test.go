@@ -296,3 +296,30 @@ func TestNewFollowerRead_UnsupportedLeaderProbedOncePerTerm(t *testing.T) {
 		}
 	})
 }
+
+// basicTransport offers only the Transport interface, and Close.
+type basicTransport struct {
+	Transport
+	WithClose
+}
+
+// Without WithReadIndex, ReadIndex on a follower answers ErrNotLeader
+// itself, as before follower reads existed.
+func TestNewFollowerRead_TransportWithoutReadIndex(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{lax: true, trans: func(i *InmemTransport) Transport {
+			return basicTransport{i, i}
+		}})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 1)
+		for _, f := range followersOf(c, leader) {
+			if err := f.raft.ReadIndex(0).Error(); err != ErrNotLeader {
+				t.Fatalf("ReadIndex on %s without WithReadIndex: %v, want ErrNotLeader itself", f.id, err)
+			}
+		}
+		if err := leader.raft.ReadIndex(0).Error(); err != nil {
+			t.Fatalf("ReadIndex on the leader: %v", err)
+		}
+	})
+}
