@@ -53,6 +53,7 @@ type Raft struct {
 	applyCh              chan *logFuture
 	verifyCh             chan *verifyFuture
 	readIndexCh          chan *readIndexFuture
+	followerReadDoneCh   chan followerReadResult
 	configChangeCh       chan *configurationChangeFuture
 	bootstrapCh          chan *bootstrapFuture
 	userSnapshotCh       chan *userSnapshotFuture
@@ -220,6 +221,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		applyCh:              make(chan *logFuture, applyCap),
 		verifyCh:             make(chan *verifyFuture, 64),
 		readIndexCh:          make(chan *readIndexFuture, 64),
+		followerReadDoneCh:   make(chan followerReadResult),
 		configChangeCh:       make(chan *configurationChangeFuture),
 		bootstrapCh:          make(chan *bootstrapFuture),
 		userSnapshotCh:       make(chan *userSnapshotFuture),
@@ -364,12 +366,23 @@ func (r *Raft) VerifyLeader() Future {
 // returns the recorded index.
 //
 // A new leader first commits an entry of its own term, so a read never
-// misses entries committed by an earlier leader. timeout bounds only the
-// wait for the leader to take the request. Errors: ErrNotLeader on a
-// follower or when a newer term shows this node was deposed;
-// ErrLeadershipLost when it stepped down before confirming;
-// ErrEnqueueTimeout; ErrRaftShutdown. This method is an addition: the
-// reference has no equivalent.
+// misses entries committed by an earlier leader.
+//
+// On a follower, it asks the leader for a read index (the ReadIndex RPC,
+// follower_read.go), which the leader records and confirms as above, and
+// waits until this node's FSM has applied up to it: reading this node's
+// FSM then observes every write that completed before the call, as on the
+// leader. Concurrent calls on one follower share one request. This needs a
+// transport that implements WithReadIndex and a leader that knows the RPC.
+//
+// timeout bounds only the wait for this node to take the request. Errors:
+// ErrNotLeader on a candidate, on a follower that knows no leader, whose
+// transport lacks WithReadIndex or whose leader does not know the RPC
+// (hashicorp/raft), when the leader asked no longer leads, or when a newer
+// term shows this node was deposed; ErrLeadershipLost when this leader
+// stepped down before confirming; an error wrapping the transport's when
+// the leader could not be asked; ErrEnqueueTimeout; ErrRaftShutdown. This
+// method is an addition: the reference has no equivalent.
 func (r *Raft) ReadIndex(timeout time.Duration) IndexFuture {
 	timer, stop := enqueueTimer(timeout)
 	defer stop()

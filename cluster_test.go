@@ -183,6 +183,8 @@ type clusterOpts struct {
 	// fsmKind makes each node's strict FSM also a ConfigurationStore
 	// (configFSM) or a BatchingFSM too (batchingFSM).
 	fsmKind string
+	// trans, when set with lax, wraps each node's transport.
+	trans func(*InmemTransport) Transport
 }
 
 func newTestCluster(t *testing.T, n int, opts clusterOpts) *testCluster {
@@ -264,6 +266,8 @@ func (c *testCluster) start(node *testNode) {
 	if !c.opts.lax {
 		node.strict = newStrictParts(c.t, string(node.id), fsm, logs, stable, snaps, node.trans, c.opts.fsmKind)
 		fsm, logs, stable, snaps, trans = node.strict.fsm, node.strict.logs, node.strict.stable, node.strict.snaps, node.strict.trans
+	} else if c.opts.trans != nil {
+		trans = c.opts.trans(node.trans)
 	}
 	r, err := NewRaft(node.conf, fsm, logs, stable, snaps, trans)
 	if err != nil {

@@ -185,6 +185,9 @@ type readIndexFuture struct {
 	// lease is set by ReadLease: the leader may answer from its lease
 	// (lease.go) instead of confirming with a quorum.
 	lease bool
+	// remote is set for a follower's ReadIndex RPC (follower_read.go): it
+	// is answered once confirmed, without waiting for this node's FSM.
+	remote bool
 }
 
 func (f *readIndexFuture) Index() uint64 { return f.index }

@@ -116,6 +116,11 @@ func (i *InmemTransport) TimeoutNow(id ServerID, target ServerAddress, args *Tim
 	return call(i, target, args, nil, 10*i.timeout, resp)
 }
 
+// ReadIndex sends a ReadIndex RPC (WithReadIndex).
+func (i *InmemTransport) ReadIndex(id ServerID, target ServerAddress, args *ReadIndexRequest, resp *ReadIndexResponse) error {
+	return call(i, target, args, nil, i.timeout, resp)
+}
+
 // call makes an RPC and copies the answer into resp.
 func call[T any](i *InmemTransport, target ServerAddress, args interface{}, data io.Reader, timeout time.Duration, resp *T) error {
 	out, err := i.makeRPC(target, args, data, timeout)

@@ -444,13 +444,11 @@ func (r *Raft) startDeferredReads() {
 // readConfirmed hands a confirmed read to the FSM path: it is answered once
 // the FSM goroutine has applied its index.
 func (r *Raft) readConfirmed(f *readIndexFuture) {
-	if f.index <= r.st.dispatched {
-		// Everything up to the index is already on its way to the FSM; a
-		// marker behind it answers the read.
-		r.st.fsmQueue = append(r.st.fsmQueue, &fsmTask{reads: []*readIndexFuture{f}})
+	if f.remote {
+		f.respond(nil)
 		return
 	}
-	r.st.reads = append(r.st.reads, f)
+	r.queueConfirmedRead(f)
 }
 
 // checkVerifies answers the verification rounds a quorum acknowledged.

@@ -123,6 +123,11 @@ func (n *NetworkTransport) getConn(target ServerAddress) (*netConn, error) {
 	if c := n.pool.take(target); c != nil {
 		return c, nil
 	}
+	return n.dialConn(target)
+}
+
+// dialConn dials a new connection to target.
+func (n *NetworkTransport) dialConn(target ServerAddress) (*netConn, error) {
 	conn, err := n.stream.Dial(target, n.timeout)
 	if err != nil {
 		return nil, fmt.Errorf("dialing %s: %w", target, err)

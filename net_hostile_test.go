@@ -109,6 +109,11 @@ var netHostileCases = []struct {
 	{"ext claiming 4 GiB", []byte{4, 0x81, 0xa4, 'T', 'e', 'r', 'm', 0xc9, 0xff, 0xff, 0xff, 0xff}, "request too large"},
 	// One million one-byte entries would decode into a million structs.
 	{"entry count amplification", append([]byte{0, 0x81, 0xa7}, append([]byte("Entries"), 0xdd, 0x00, 0x10, 0x00, 0x00)...), "request too large"},
+	// The ReadIndex RPC (read_index_rpc.go) and the first type after it.
+	{"unknown rpc type after ReadIndex", []byte{6, 0x80}, "unknown rpc type 6"},
+	{"ReadIndex with a string for its version", append([]byte{5, 0x81, 0xaf}, append([]byte("ProtocolVersion"), 0xa3, 'a', 'b', 'c')...), "failed to decode incoming command"},
+	{"ReadIndex ID claiming 4 GiB", []byte{5, 0x81, 0xa2, 'I', 'D', 0xc6, 0xff, 0xff, 0xff, 0xff}, "request too large"},
+	{"ReadIndex map claiming 4G keys", []byte{5, 0xdf, 0xff, 0xff, 0xff, 0xff}, "request too large"},
 }
 
 // Every kind of malformed or oversized request closes its connection at

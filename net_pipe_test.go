@@ -207,6 +207,8 @@ func netEchoAnswer(rpc RPC) {
 		rpc.Respond(&TimeoutNowResponse{RPCHeader: req.RPCHeader}, nil)
 	case *InstallSnapshotRequest:
 		rpc.Respond(&InstallSnapshotResponse{RPCHeader: req.RPCHeader, Term: req.Term, Success: true}, nil)
+	case *ReadIndexRequest:
+		rpc.Respond(&ReadIndexResponse{RPCHeader: req.RPCHeader, Term: 11, ReadIndex: 42, Success: true}, nil)
 	default:
 		rpc.Respond(nil, errors.New(errUnexpectedCommand))
 	}

@@ -33,7 +33,7 @@ const (
 // Metric labels per kind of request, built once.
 var rpcLabels = func() map[string][]metrics.Label {
 	labels := make(map[string][]metrics.Label)
-	for _, name := range []string{"AppendEntries", "Heartbeat", "RequestVote", "RequestPreVote", "InstallSnapshot", "TimeoutNow"} {
+	for _, name := range []string{"AppendEntries", "Heartbeat", "RequestVote", "RequestPreVote", "InstallSnapshot", "TimeoutNow", "ReadIndex"} {
 		labels[name] = []metrics.Label{{Name: "rpcType", Value: name}}
 	}
 	return labels

@@ -217,6 +217,9 @@ type NetworkTransport struct {
 
 	// pool holds the idle outgoing connections.
 	pool connPool
+	// readIndexPeers holds the addresses (ServerAddress keys) that have
+	// answered a ReadIndex request (net_read_index.go).
+	readIndexPeers sync.Map
 
 	// pipelines are the open pipelines, closed with the transport.
 	pipelines pipelineSet

@@ -58,6 +58,12 @@ var netRoundTripCases = []struct {
 		err := n.InstallSnapshot("n2", target, req, resp, strings.NewReader("state"))
 		return req, resp, &InstallSnapshotResponse{RPCHeader: req.RPCHeader, Term: 10, Success: true}, err
 	}},
+	{"ReadIndex", func(n *NetworkTransport, target ServerAddress) (interface{}, interface{}, interface{}, error) {
+		req := &ReadIndexRequest{RPCHeader: netTestHeader("n1")}
+		resp := &ReadIndexResponse{}
+		err := n.ReadIndex("n2", target, req, resp)
+		return req, resp, &ReadIndexResponse{RPCHeader: req.RPCHeader, Term: 11, ReadIndex: 42, Success: true}, err
+	}},
 }
 
 // Every RPC type crosses the transport with all its fields intact, and its

@@ -57,6 +57,9 @@ type runState struct {
 	// reads are confirmed ReadIndex requests, in index order, waiting for
 	// the FSM to reach their index.
 	reads []*readIndexFuture
+	// freads are this node's ReadIndex requests to its leader, while it
+	// follows (follower_read.go).
+	freads followerReads
 
 	configs configurations
 
@@ -226,7 +229,10 @@ func (r *Raft) serveOne() bool {
 		r.onVerify(f)
 	case f := <-r.readIndexCh:
 		r.st.load.working()
-		r.onReadIndex(f)
+		r.onLocalReadIndex(f)
+	case res := <-r.followerReadDoneCh:
+		r.st.load.working()
+		r.onFollowerReadDone(res)
 	case f := <-r.bootstrapCh:
 		r.st.load.working()
 		f.respond(r.liveBootstrap(f.configuration))

@@ -75,6 +75,8 @@ func (r *Raft) processRPC(rpc RPC, fastPath bool) {
 		r.installSnapshot(rpc, cmd)
 	case *TimeoutNowRequest:
 		r.timeoutNow(rpc, cmd)
+	case *ReadIndexRequest:
+		r.onReadIndexRequest(rpc, cmd)
 	default:
 		r.logger.Error("got an unexpected command", "command", hclog.Fmt("%T", rpc.Command))
 		rpc.Respond(nil, errors.New(errUnexpectedCommand))

@@ -132,6 +132,13 @@ type strictTransport struct {
 
 	// appends counts the AppendEntries requests sent, pipelined or not.
 	appends atomic.Int64
+	// readIndexCalls counts the ReadIndex requests the node sent;
+	// readIndexHook, when set, runs before each is sent, and an error it
+	// returns is the request's answer.
+	readIndexCalls atomic.Int64
+	readIndexHook  atomic.Pointer[func() error]
+	// onDeliver, when set, sees every request Consumer delivers.
+	onDeliver atomic.Pointer[func(RPC)]
 }
 
 // errRefusedByTest answers an AppendEntries refused by refuseAppends.
@@ -172,6 +179,9 @@ func (s *strictTransport) Consumer() <-chan RPC {
 		for {
 			select {
 			case rpc := <-in:
+				if fn := s.onDeliver.Load(); fn != nil {
+					(*fn)(rpc)
+				}
 				if _, ok := rpc.Command.(*AppendEntriesRequest); ok && s.refuseAppends.Load() {
 					s.refused.Add(1)
 					rpc.Respond(nil, errRefusedByTest)
@@ -250,6 +260,19 @@ func (s *strictTransport) SetHeartbeatHandler(cb func(RPC)) {
 func (s *strictTransport) TimeoutNow(id ServerID, target ServerAddress, args *TimeoutNowRequest, resp *TimeoutNowResponse) error {
 	s.use("TimeoutNow")
 	return s.InmemTransport.TimeoutNow(id, target, args, resp)
+}
+
+// ReadIndex is the WithReadIndex a follower calls for a follower read;
+// readIndexCalls counts the calls.
+func (s *strictTransport) ReadIndex(id ServerID, target ServerAddress, args *ReadIndexRequest, resp *ReadIndexResponse) error {
+	s.use("ReadIndex")
+	s.readIndexCalls.Add(1)
+	if hook := s.readIndexHook.Load(); hook != nil {
+		if err := (*hook)(); err != nil {
+			return err
+		}
+	}
+	return s.InmemTransport.ReadIndex(id, target, args, resp)
 }
 
 // Close is the WithClose the node calls when it stops.

@@ -26,6 +26,9 @@ const (
 	rpcInstallSnapshot
 	rpcTimeoutNow
 	rpcRequestPreVote
+	// rpcReadIndex is this library's addition (read_index_rpc.go), after
+	// every type hashicorp/raft knows.
+	rpcReadIndex
 )
 
 // String returns the name used in metric labels and log lines.
@@ -41,6 +44,8 @@ func (t rpcType) String() string {
 		return "TimeoutNow"
 	case rpcRequestPreVote:
 		return "RequestPreVote"
+	case rpcReadIndex:
+		return "ReadIndex"
 	default:
 		return fmt.Sprintf("rpcType(%d)", uint8(t))
 	}
@@ -60,6 +65,8 @@ func (t rpcType) newRequest() interface{} {
 		return &TimeoutNowRequest{}
 	case rpcRequestPreVote:
 		return &RequestPreVoteRequest{}
+	case rpcReadIndex:
+		return &ReadIndexRequest{}
 	default:
 		return nil
 	}
@@ -79,6 +86,8 @@ func (t rpcType) newResponse() interface{} {
 		return &TimeoutNowResponse{}
 	case rpcRequestPreVote:
 		return &RequestPreVoteResponse{}
+	case rpcReadIndex:
+		return &ReadIndexResponse{}
 	default:
 		return nil
 	}

@@ -91,6 +91,10 @@ func FuzzDecodeTimeoutNowRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) { fuzzDecodeRequest(t, rpcTimeoutNow, data) })
 }
 
+func FuzzDecodeReadIndexRequest(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzDecodeRequest(t, rpcReadIndex, data) })
+}
+
 // FuzzDecodeResponse feeds the client's response reader: the first byte
 // picks the RPC type, the rest is what the server sent.
 func FuzzDecodeResponse(f *testing.F) {
@@ -98,7 +102,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		if len(data) == 0 {
 			return
 		}
-		typ := rpcType(data[0] % 5)
+		typ := rpcType(data[0] % 6)
 		c := &netConn{
 			target: "fuzz",
 			dec:    newWireDecoder(bufio.NewReader(bytes.NewReader(data[1:])), wireFuzzLimit, newWireDecodeHandle()),
@@ -170,6 +174,7 @@ func wireFuzzSeeds(t *testing.T) map[string][][]byte {
 	for i, g := range goldenResponses {
 		responses = append(responses, append([]byte{byte(i % 5)}, readWireGolden(t, g.file)...))
 	}
+	responses = append(responses, append([]byte{byte(rpcReadIndex)}, readWireGolden(t, "read_index_response")...))
 	for _, h := range netHostileCases {
 		frames = append(frames, h.payload)
 		values = append(values, h.payload[1:])
@@ -180,6 +185,7 @@ func wireFuzzSeeds(t *testing.T) map[string][][]byte {
 	// A snapshot request, its 3-byte body, then a TimeoutNow request.
 	snapshotThenNext := append(encodeFrame(t, rpcInstallSnapshot, &InstallSnapshotRequest{Size: 3}, false), 'a', 'b', 'c', 3, 0x80)
 	frames = append(frames, append([]byte{0}, example...), append([]byte{0}, newTime...), snapshotThenNext)
+	frames = append(frames, readWireGolden(t, "read_index_request"))
 	return map[string][][]byte{
 		"FuzzValueReader":                  values,
 		"FuzzDecodeAppendEntriesRequest":   {values[0], values[1], example, newTime},
@@ -187,6 +193,7 @@ func wireFuzzSeeds(t *testing.T) map[string][][]byte {
 		"FuzzDecodeRequestPreVoteRequest":  {readWireGolden(t, "request_pre_vote_request")[1:]},
 		"FuzzDecodeInstallSnapshotRequest": {readWireGolden(t, "install_snapshot_request")[1:]},
 		"FuzzDecodeTimeoutNowRequest":      {readWireGolden(t, "timeout_now_request")[1:]},
+		"FuzzDecodeReadIndexRequest":       {readWireGolden(t, "read_index_request")[1:]},
 		"FuzzDecodeResponse":               responses,
 		"FuzzReadRequestFrame":             frames,
 	}

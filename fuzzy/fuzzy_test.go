@@ -67,7 +67,7 @@ type ciTotals struct {
 	mu                                 sync.Mutex
 	snapshots, userSnapshots, opened   int64
 	installs, startRestores, transfers int64
-	readIndexReads                     int64
+	readIndexReads, followerReads      int64
 	leaseReads, leaseServed            int64
 	changes                            [numFaultKinds]int64
 	wipes, campaignWriteFailures       int64
@@ -86,6 +86,7 @@ func (c *ciTotals) add(r *runResult) {
 	c.readIndexReads += r.stats.readIndexReads.Load()
 	c.leaseReads += r.stats.leaseReads.Load()
 	c.leaseServed += r.stats.leaseServed.Load()
+	c.followerReads += r.stats.followerReads.Load()
 	for k := range numFaultKinds {
 		c.changes[k] += r.stats.changes[k].Load()
 	}
@@ -111,6 +112,7 @@ func (c *ciTotals) check(t *testing.T) {
 		{"read went through ReadIndex", c.readIndexReads},
 		{"read went through ReadLease", c.leaseReads},
 		{"read was answered from a lease", c.leaseServed},
+		{"read went through ReadIndex on a follower", c.followerReads},
 		{"AddVoter committed", c.changes[opAddVoter]},
 		{"AddNonvoter committed", c.changes[opAddNonvoter]},
 		{"RemoveServer committed", c.changes[opRemove]},
@@ -125,11 +127,11 @@ func (c *ciTotals) check(t *testing.T) {
 		}
 	}
 	t.Logf("CI seeds: %d snapshots stored (%d by users, %d read back), %d installed, %d restored at start; "+
-		"%d add-voter, %d add-nonvoter, %d remove, %d demote committed; %d transfers; %d read-index reads; "+
+		"%d add-voter, %d add-nonvoter, %d remove, %d demote committed; %d transfers; %d read-index reads (%d on followers); "+
 		"%d lease reads (about %d from a lease); "+
 		"%d disks wiped, %d log writes failed while campaigning, %d late TimeoutNows, %d open-loop writes",
 		c.snapshots, c.userSnapshots, c.opened, c.installs, c.startRestores,
-		c.changes[opAddVoter], c.changes[opAddNonvoter], c.changes[opRemove], c.changes[opDemote], c.transfers, c.readIndexReads,
+		c.changes[opAddVoter], c.changes[opAddNonvoter], c.changes[opRemove], c.changes[opDemote], c.transfers, c.readIndexReads, c.followerReads,
 		c.leaseReads, c.leaseServed,
 		c.wipes, c.campaignWriteFailures, c.lateTimeoutNows, c.openLoopWrites)
 }

@@ -29,7 +29,7 @@ type readMode interface {
 }
 
 // readModes are the modes clients pick from.
-var readModes = []readMode{logRead{}, barrierRead{}, readIndexRead{}, leaseRead{}}
+var readModes = []readMode{logRead{}, barrierRead{}, readIndexRead{}, followerRead{}, leaseRead{}}
 
 // logRead sends a get through the log, like a write: the answer is the
 // state at the entry's index, and the entry committed while the read was
@@ -82,25 +82,62 @@ type readIndexRead struct{}
 func (readIndexRead) name() string { return "read-index" }
 
 func (readIndexRead) read(cl *client, inc *incarnation, key string) (kvOutput, outcome) {
+	out, how, err := readThroughIndex(cl, inc, key)
+	if how == failed || errors.Is(err, raft.ErrRaftShutdown) {
+		cl.redirect(inc)
+	}
+	return out, how
+}
+
+// followerRead is a readIndexRead on a server that does not lead, when
+// there is one: ReadIndex on a follower asks its leader for the read index
+// (the ReadIndex RPC, through the fault transport like every other), and
+// answers once that follower's FSM has applied it. The argument for
+// readIndexRead holds as it is: the leader confirmed the index after the
+// call, and the follower's FSM only holds committed entries. A refusal
+// changes nothing about where the client sends its writes.
+type followerRead struct{}
+
+func (followerRead) name() string { return "follower-read-index" }
+
+func (followerRead) read(cl *client, inc *incarnation, key string) (kvOutput, outcome) {
+	var followers []*incarnation
+	for _, other := range cl.c.running() {
+		if s := other.raft.State(); s == raft.Follower {
+			followers = append(followers, other)
+		}
+	}
+	if len(followers) > 0 {
+		inc = followers[cl.rnd.IntN(len(followers))]
+	}
+	onFollower := inc.raft.State() == raft.Follower
+	out, how, _ := readThroughIndex(cl, inc, key)
+	if how == done && onFollower {
+		cl.c.stats.followerReads.Add(1)
+	}
+	return out, how
+}
+
+// readThroughIndex calls ReadIndex on inc's server, checks that it
+// answered only once its FSM had applied the index, and reads that FSM.
+// err is ReadIndex's error.
+func readThroughIndex(cl *client, inc *incarnation, key string) (kvOutput, outcome, error) {
 	f := inc.raft.ReadIndex(enqueueTimeout)
 	err, answered := wait(f, clientTimeout)
 	if !answered {
-		return kvOutput{}, unknown
+		return kvOutput{}, unknown, nil
 	}
 	if how := classify(err); how != done {
-		if how == failed || errors.Is(err, raft.ErrRaftShutdown) {
-			cl.redirect(inc)
-		}
-		return kvOutput{}, how
+		return kvOutput{}, how, err
 	}
 	index := f.Index()
 	if applied := inc.raft.AppliedIndex(); applied < index {
 		cl.c.check.violation("%s answered ReadIndex with index %d while its FSM had applied only up to %d", inc.name, index, applied)
 	}
 	if !cl.c.waitFor(clientTimeout, func() bool { return inc.raft.AppliedIndex() >= index }) {
-		return kvOutput{}, unknown
+		return kvOutput{}, unknown, nil
 	}
 	cl.c.stats.readIndexReads.Add(1)
 	v, ok := inc.fsm.get(key)
-	return kvOutput{Value: v, Exists: ok}, done
+	return kvOutput{Value: v, Exists: ok}, done, nil
 }

@@ -325,13 +325,13 @@ func (r *runResult) report() string {
 // summary is a one-line description of a passed run.
 func (r *runResult) summary() string {
 	st := r.stats
-	return fmt.Sprintf("seed %d: %d servers (+%d spares), leases %v, %d ops checked (%d unknown, %d failed, %d read-index reads, "+
+	return fmt.Sprintf("seed %d: %d servers (+%d spares), leases %v, %d ops checked (%d unknown, %d failed, %d read-index reads, %d on followers, "+
 		"%d lease reads, about %d from a lease), "+
 		"%d commands applied, %v simulated; %d snapshots stored (%d by users), %d installed, %d restored at start; "+
 		"membership changes committed: %d add-voter, %d add-nonvoter, %d remove, %d demote; %d transfers; "+
 		"%d disks wiped, %d log writes failed while campaigning, %d late TimeoutNows (%d followed by a term rise), "+
 		"%d open-loop writes (%d failed, most bytes held %s); kinds %v",
-		r.sched.seed, len(r.sched.servers), len(r.sched.spares), leasesOn(r.sched.seed), len(r.ops), r.unknownN, r.failedN, st.readIndexReads.Load(),
+		r.sched.seed, len(r.sched.servers), len(r.sched.spares), leasesOn(r.sched.seed), len(r.ops), r.unknownN, r.failedN, st.readIndexReads.Load(), st.followerReads.Load(),
 		st.leaseReads.Load(), st.leaseServed.Load(),
 		r.applied, r.simTime.Round(time.Millisecond), r.snapshots, st.userSnapshots.Load(), st.installs.Load(), st.startRestores.Load(),
 		st.changes[opAddVoter].Load(), st.changes[opAddNonvoter].Load(), st.changes[opRemove].Load(), st.changes[opDemote].Load(),

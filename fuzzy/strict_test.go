@@ -73,6 +73,11 @@ func (s *strictTransport) RequestPreVote(id raft.ServerID, target raft.ServerAdd
 	return s.faultTransport.RequestPreVote(id, target, args, resp)
 }
 
+func (s *strictTransport) ReadIndex(id raft.ServerID, target raft.ServerAddress, args *raft.ReadIndexRequest, resp *raft.ReadIndexResponse) error {
+	s.after("ReadIndex")
+	return s.faultTransport.ReadIndex(id, target, args, resp)
+}
+
 func (s *strictTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
 	s.after("InstallSnapshot")
 	return s.faultTransport.InstallSnapshot(id, target, args, resp, data)

@@ -60,9 +60,10 @@ func (t *faultTransport) Consumer() <-chan raft.RPC {
 }
 
 var (
-	_ raft.WithPreVote = (*faultTransport)(nil)
-	_ raft.WithClose   = (*faultTransport)(nil)
-	_ raft.WithPeers   = (*faultTransport)(nil)
+	_ raft.WithPreVote   = (*faultTransport)(nil)
+	_ raft.WithReadIndex = (*faultTransport)(nil)
+	_ raft.WithClose     = (*faultTransport)(nil)
+	_ raft.WithPeers     = (*faultTransport)(nil)
 )
 
 var (
@@ -92,6 +93,9 @@ func capabilities(t raft.Transport) error {
 	}
 	if _, ok := t.(raft.WithClose); !ok {
 		return errors.New("the fault transport lost Close")
+	}
+	if _, ok := t.(raft.WithReadIndex); !ok {
+		return errors.New("the fault transport lost ReadIndex")
 	}
 	if _, ok := t.(interface{ pipelineWrapped() }); !ok {
 		return errors.New("the fault transport does not wrap pipelines")
@@ -173,6 +177,14 @@ func (t *faultTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress,
 			return errDropped
 		}
 		return t.InmemTransport.TimeoutNow(id, target, args, out)
+	})
+}
+
+// ReadIndex carries a follower's ReadIndex request to its leader through
+// the network model, as any other request.
+func (t *faultTransport) ReadIndex(id raft.ServerID, target raft.ServerAddress, args *raft.ReadIndexRequest, resp *raft.ReadIndexResponse) error {
+	return send(t, target, resp, func(out *raft.ReadIndexResponse) error {
+		return t.InmemTransport.ReadIndex(id, target, args, out)
 	})
 }
 
@@ -306,12 +318,14 @@ type runStats struct {
 	openedSnapshots atomic.Int64
 	changes         [numFaultKinds]atomic.Int64
 	transfers       atomic.Int64
-	// readIndexReads counts the reads that went through ReadIndex.
+	// readIndexReads counts the reads that went through ReadIndex;
+	// followerReads those of them made on a follower.
 	readIndexReads atomic.Int64
 	// leaseReads counts the reads that went through ReadLease, and
 	// leaseServed those its server answered from its lease.
-	leaseReads  atomic.Int64
-	leaseServed atomic.Int64
+	leaseReads    atomic.Int64
+	leaseServed   atomic.Int64
+	followerReads atomic.Int64
 	// preVotesDisabled counts pre-votes sent by servers that run without
 	// pre-vote.
 	preVotesDisabled atomic.Int64

@@ -68,6 +68,15 @@ type mixedLayer struct {
 	// Guarded by nw.mu.
 	cut   bool
 	conns map[*mixedConn]struct{}
+	// dials counts the connections dialed from this layer, by address.
+	dials map[string]int
+}
+
+// dialsTo returns how many connections the node dialed to address.
+func (l *mixedLayer) dialsTo(address string) int {
+	l.nw.mu.Lock()
+	defer l.nw.mu.Unlock()
+	return l.dials[address]
 }
 
 // mixedConn is a connection a layer keeps track of.
@@ -183,6 +192,10 @@ func (l *mixedLayer) dial(address string, timeout time.Duration) (net.Conn, erro
 	target := l.nw.layers[address]
 	refused := l.cut || target == nil || target.cut
 	epoch := l.nw.epoch
+	if l.dials == nil {
+		l.dials = make(map[string]int)
+	}
+	l.dials[address]++
 	l.nw.mu.Unlock()
 	if refused {
 		return nil, errMixedPartitioned

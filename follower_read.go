@@ -1,0 +1,168 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/go-metrics"
+)
+
+// Follower reads (Raft thesis §6.4, "serving reads from followers").
+//
+// ReadIndex on a follower asks the leader for a read index with the
+// ReadIndex RPC (read_index_rpc.go). The leader treats the request as one
+// of its own ReadIndex calls: it records its commit index, waits until it
+// has committed an entry of its term, confirms with a quorum of voters that
+// it still leads (one heartbeat round, shared with its other pending reads
+// and VerifyLeader calls, leader.go) and answers the recorded index. The
+// follower then waits until its own FSM has applied that index and answers
+// the future. A read started after a write completed therefore observes
+// it: the write was committed before the leader took the request, so its
+// index is at most the one recorded.
+//
+// A deposed leader cannot answer an index: it never completes the quorum
+// round, and fails the request when it steps down. Which term the follower
+// is in when the answer arrives does not matter: the index was confirmed
+// by a leader after the read began.
+//
+// One request is in flight per follower at a time. Reads that arrive
+// meanwhile wait and share the next request, sent as soon as the answer
+// to the current one is in; they cannot use the current one, which the
+// leader may have taken before they began.
+//
+// A leader running hashicorp/raft does not know the RPC. The transport
+// reports that as ErrReadIndexUnsupported; the follower then remembers the
+// leader and term and answers ReadIndex with ErrNotLeader without asking
+// again until either changes, so a mixed cluster costs one probe per term.
+
+// followerReads is the state of a follower's requests to its leader. Owned
+// by the run loop.
+type followerReads struct {
+	// inflight are the reads the request in flight serves; sending is set
+	// while a request is in flight.
+	inflight []*readIndexFuture
+	sending  bool
+	// queued arrived while a request was in flight.
+	queued []*readIndexFuture
+	// unsupported is the leader, and the term, found not to know the RPC.
+	unsupported leaderTerm
+}
+
+// leaderTerm is a leader in one term.
+type leaderTerm struct {
+	leader leaderInfo
+	term   uint64
+}
+
+// followerReadResult is a request's outcome, reported to the run loop.
+type followerReadResult struct {
+	to   leaderTerm
+	resp ReadIndexResponse
+	err  error
+}
+
+// onLocalReadIndex takes a ReadIndex call made on this node.
+func (r *Raft) onLocalReadIndex(f *readIndexFuture) {
+	if r.st.lead != nil {
+		r.onReadIndex(f)
+		return
+	}
+	fr := &r.st.freads
+	if fr.sending {
+		fr.queued = append(fr.queued, f)
+		return
+	}
+	r.sendFollowerReads([]*readIndexFuture{f})
+}
+
+// sendFollowerReads asks the leader for one read index that serves every
+// read of batch, or answers them all ErrNotLeader when that cannot be done.
+func (r *Raft) sendFollowerReads(batch []*readIndexFuture) {
+	fr := &r.st.freads
+	l := r.st.leader
+	to := leaderTerm{leader: l, term: r.st.currentTerm}
+	trans, ok := r.trans.(WithReadIndex)
+	if !ok || r.st.role != Follower || l.addr == "" || fr.unsupported == to {
+		for _, f := range batch {
+			f.respond(ErrNotLeader)
+		}
+		return
+	}
+	fr.inflight, fr.sending = batch, true
+	req := &ReadIndexRequest{RPCHeader: r.rpcHeader()}
+	metrics.IncrCounter([]string{"raft", "follower_read", "request"}, 1)
+	r.routines.goFunc(func() {
+		res := followerReadResult{to: to}
+		res.err = trans.ReadIndex(l.id, l.addr, req, &res.resp)
+		select {
+		case r.followerReadDoneCh <- res:
+		case <-r.shutdownCh:
+			// The futures fall back to ErrRaftShutdown.
+		}
+	})
+}
+
+// onFollowerReadDone takes the leader's answer to a request: the reads it
+// served wait for the FSM, or fail; the reads queued behind it go next.
+func (r *Raft) onFollowerReadDone(res followerReadResult) {
+	fr := &r.st.freads
+	batch := fr.inflight
+	fr.inflight, fr.sending = nil, false
+	var err error
+	switch {
+	case errors.Is(res.err, ErrReadIndexUnsupported):
+		if fr.unsupported != res.to {
+			r.logger.Warn("the leader does not support follower reads; ReadIndex on this follower answers ErrNotLeader until the leader or term changes",
+				"leader", res.to.leader.addr, "leader-id", res.to.leader.id, "term", res.to.term, "error", res.err)
+		}
+		fr.unsupported = res.to
+		err = ErrNotLeader
+	case res.err != nil:
+		err = fmt.Errorf("asking leader %s (%s) for a read index: %w", res.to.leader.id, res.to.leader.addr, res.err)
+	case !res.resp.Success:
+		// The server does not lead, or could not confirm that it still
+		// does.
+		err = ErrNotLeader
+	}
+	for _, f := range batch {
+		if err != nil {
+			f.respond(err)
+			continue
+		}
+		f.index = res.resp.ReadIndex
+		r.queueConfirmedRead(f)
+	}
+	queued := fr.queued
+	fr.queued = nil
+	switch {
+	case len(queued) == 0:
+	case r.st.lead != nil:
+		for _, f := range queued {
+			r.onReadIndex(f)
+		}
+	default:
+		r.sendFollowerReads(queued)
+	}
+}
+
+// onReadIndexRequest takes a follower's ReadIndex RPC: on the leader, a
+// ReadIndex of its own whose answer, once confirmed, goes back to the
+// follower; anywhere else an answer without Success.
+func (r *Raft) onReadIndexRequest(rpc RPC, req *ReadIndexRequest) {
+	resp := &ReadIndexResponse{RPCHeader: r.rpcHeader(), Term: r.st.currentTerm}
+	if r.st.lead == nil {
+		rpc.Respond(resp, nil)
+		return
+	}
+	f := &readIndexFuture{remote: true}
+	f.init(r.stoppedCh)
+	go func() {
+		// Error returns once the run loop answered f, or the node
+		// stopped without answering it.
+		if err := f.Error(); err == nil {
+			resp.ReadIndex, resp.Success = f.index, true
+		}
+		rpc.Respond(resp, nil)
+	}()
+	r.onReadIndex(f)
+}
