@@ -3,6 +3,7 @@ package raft
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-metrics"
@@ -26,7 +27,10 @@ import (
 //     call: group commit on every server, sized by how long the disk takes.
 //   - A follower answers an AppendEntries only after the op holding its
 //     entries (or any earlier op) completed, so it never acknowledges what
-//     it has not stored.
+//     it has not stored. The writer sends the answers the op held when it
+//     took it as soon as the op is durable, without a round through the
+//     run loop; answers the run loop attached while the op was in flight
+//     (writeQueue.lateReplies) go when the run loop hears of it.
 //   - A write that fails, or on a leader stalls past
 //     Config.LogWriteStallTimeout, makes the leader step down instead of
 //     hanging (see Raft.onWriteDone and Raft.checkLeaderLease).
@@ -81,7 +85,14 @@ type writeOp struct {
 	// last is the index of the log's last entry once the op is done.
 	last uint64
 	// replies are AppendEntries answers to send once the op is durable.
+	// The run loop adds to them only while the op is queued; once the
+	// writer took the op, they are the writer's to send on success, and
+	// whoever claims them first (repliesClaimed) sends them.
 	replies []pendingReply
+	// repliesClaimed is set by the one goroutine that sends replies: the
+	// writer after a successful write, or the run loop when the op failed
+	// or the node stops.
+	repliesClaimed atomic.Bool
 	// resync asks the writer to read the end of the log back from the
 	// store instead of writing, after deleting deleteFrom..deleteTo when
 	// deleteFrom is not 0 (a suffix a failed op was to delete).
@@ -154,6 +165,23 @@ type pendingReply struct {
 	resp *AppendEntriesResponse
 }
 
+// claimReplies reports whether the caller is the one to send the op's
+// replies; it returns true once per op.
+func (op *writeOp) claimReplies() bool {
+	return op.repliesClaimed.CompareAndSwap(false, true)
+}
+
+// answerDurable sends the op's replies, which its write made true, unless
+// they were claimed already.
+func (op *writeOp) answerDurable() {
+	if !op.claimReplies() {
+		return
+	}
+	for _, rep := range op.replies {
+		rep.rpc.Respond(rep.resp, nil)
+	}
+}
+
 // writeResult is the writer's report on one op.
 type writeResult struct {
 	op  *writeOp
@@ -171,6 +199,11 @@ func (r *Raft) runLogWriter() {
 		select {
 		case op := <-r.writeCh:
 			res := r.performWrite(op)
+			if res.err == nil && !op.resync {
+				// The follower's answers leave now; the run loop hears
+				// of the write after.
+				op.answerDurable()
+			}
 			select {
 			case r.writeDoneCh <- res:
 			case <-r.shutdownCh:
@@ -278,6 +311,10 @@ func lastEntry(logs LogStore) (uint64, uint64, error) {
 type writeQueue struct {
 	queued   []*writeOp
 	inflight *writeOp
+	// lateReplies are answers held for the in-flight op that arrived
+	// after the writer took it: the run loop sends them when the op is
+	// done.
+	lateReplies []pendingReply
 	// compacting is the head compaction with the log compactor.
 	compacting *writeOp
 	// durable is the highest index such that every entry of the appended
@@ -424,10 +461,18 @@ func (q *writeQueue) addReply(reply pendingReply) bool {
 		}
 	}
 	if q.inflight != nil {
-		q.inflight.replies = append(q.inflight.replies, reply)
+		q.lateReplies = append(q.lateReplies, reply)
 		return true
 	}
 	return false
+}
+
+// takeLateReplies returns the replies held for the in-flight op after the
+// writer took it, and forgets them.
+func (q *writeQueue) takeLateReplies() []pendingReply {
+	late := q.lateReplies
+	q.lateReplies = nil
+	return late
 }
 
 // completed records that the in-flight op succeeded and returns it.

@@ -292,16 +292,20 @@ func (r *Raft) exitRunLoop() {
 			f.respond(ErrRaftShutdown)
 		}
 	}
-	// A snapshot being received is answered by its own goroutine.
-	for _, op := range append(r.st.writes.queued, r.st.writes.inflight) {
-		if op == nil {
-			continue
-		}
-		for _, rep := range op.replies {
+	// A snapshot being received is answered by its own goroutine. The
+	// writer may have sent the in-flight op's replies already.
+	refuse := func(replies []pendingReply) {
+		for _, rep := range replies {
 			rep.resp.Success = false
 			rep.rpc.Respond(rep.resp, ErrRaftShutdown)
 		}
 	}
+	for _, op := range append(r.st.writes.queued, r.st.writes.inflight) {
+		if op != nil && op.claimReplies() {
+			refuse(op.replies)
+		}
+	}
+	refuse(r.st.writes.takeLateReplies())
 	// Requests buffered in channels were never taken; their futures fall
 	// back to ErrRaftShutdown once the node has stopped (deferError).
 }
@@ -554,7 +558,8 @@ func (r *Raft) onWriteDone(res writeResult) {
 	}
 	op := r.st.writes.completed()
 	r.noteWriteSucceeded(op)
-	for _, rep := range op.replies {
+	op.answerDurable() // the writer has, unless it is a resync
+	for _, rep := range r.st.writes.takeLateReplies() {
 		rep.rpc.Respond(rep.resp, nil)
 	}
 	r.trimMemLog()
@@ -584,10 +589,17 @@ func (r *Raft) onWriteFailed(err error) {
 		resync.deleteTo = max(resync.deleteTo, op.deleteTo, op.last)
 		resync.compactTo = max(resync.compactTo, op.compactTo)
 		resync.waitApplied = max(resync.waitApplied, op.waitApplied)
+		if !op.claimReplies() {
+			continue
+		}
 		for _, rep := range op.replies {
 			rep.resp.Success = false
 			rep.rpc.Respond(rep.resp, nil)
 		}
+	}
+	for _, rep := range r.st.writes.takeLateReplies() {
+		rep.resp.Success = false
+		rep.rpc.Respond(rep.resp, nil)
 	}
 	// A candidate's vote requests claimed entries that are now lost: it
 	// must not win with them. A leader cannot serve without its log.
