@@ -300,12 +300,15 @@ func (r *Raft) exitRunLoop() {
 			rep.rpc.Respond(rep.resp, ErrRaftShutdown)
 		}
 	}
-	for _, op := range append(r.st.writes.queued, r.st.writes.inflight) {
-		if op != nil && op.claimReplies() {
+	for _, op := range append(r.st.writes.queued, r.st.writes.inflight, r.st.writes.onDeck) {
+		if op == nil {
+			continue
+		}
+		if op.claimReplies() {
 			refuse(op.replies)
 		}
+		refuse(op.lateReplies)
 	}
-	refuse(r.st.writes.takeLateReplies())
 	// Requests buffered in channels were never taken; their futures fall
 	// back to ErrRaftShutdown once the node has stopped (deferError).
 }
@@ -552,6 +555,11 @@ func (r *Raft) onWriteDone(res writeResult) {
 		r.onResync(res)
 		return
 	}
+	if res.op != r.st.writes.inflight {
+		// An op that was on deck behind a failed write, dropped with it
+		// and skipped by the writer (errWriteSkipped).
+		return
+	}
 	if res.err != nil {
 		r.onWriteFailed(res.err)
 		return
@@ -559,7 +567,7 @@ func (r *Raft) onWriteDone(res writeResult) {
 	op := r.st.writes.completed()
 	r.noteWriteSucceeded(op)
 	op.answerDurable() // the writer has, unless it is a resync
-	for _, rep := range r.st.writes.takeLateReplies() {
+	for _, rep := range op.lateReplies {
 		rep.rpc.Respond(rep.resp, nil)
 	}
 	r.trimMemLog()
@@ -589,17 +597,14 @@ func (r *Raft) onWriteFailed(err error) {
 		resync.deleteTo = max(resync.deleteTo, op.deleteTo, op.last)
 		resync.compactTo = max(resync.compactTo, op.compactTo)
 		resync.waitApplied = max(resync.waitApplied, op.waitApplied)
-		if !op.claimReplies() {
-			continue
+		replies := op.lateReplies
+		if op.claimReplies() {
+			replies = append(op.replies, replies...)
 		}
-		for _, rep := range op.replies {
+		for _, rep := range replies {
 			rep.resp.Success = false
 			rep.rpc.Respond(rep.resp, nil)
 		}
-	}
-	for _, rep := range r.st.writes.takeLateReplies() {
-		rep.resp.Success = false
-		rep.rpc.Respond(rep.resp, nil)
 	}
 	// A candidate's vote requests claimed entries that are now lost: it
 	// must not win with them. A leader cannot serve without its log.
