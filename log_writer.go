@@ -1,8 +1,10 @@
 package raft
 
 import (
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-metrics"
@@ -26,7 +28,15 @@ import (
 //     call: group commit on every server, sized by how long the disk takes.
 //   - A follower answers an AppendEntries only after the op holding its
 //     entries (or any earlier op) completed, so it never acknowledges what
-//     it has not stored.
+//     it has not stored. The writer sends the answers the op held when it
+//     took it as soon as the op is durable, without a round through the
+//     run loop; answers the run loop attached while the op was in flight
+//     (writeOp.lateReplies) go when the run loop hears of it.
+//   - While the writer stores one append, the run loop may hand it the
+//     next one (writeQueue.onDeck), so that consecutive writes follow each
+//     other without a round through the run loop between them. Later ops
+//     still merge in the queue behind. After a failed write the writer
+//     skips the op on deck (errWriteSkipped): the run loop dropped it.
 //   - A write that fails, or on a leader stalls past
 //     Config.LogWriteStallTimeout, makes the leader step down instead of
 //     hanging (see Raft.onWriteDone and Raft.checkLeaderLease).
@@ -81,7 +91,18 @@ type writeOp struct {
 	// last is the index of the log's last entry once the op is done.
 	last uint64
 	// replies are AppendEntries answers to send once the op is durable.
+	// The run loop adds to them only while the op is queued; once the
+	// writer took the op, they are the writer's to send on success, and
+	// whoever claims them first (repliesClaimed) sends them.
 	replies []pendingReply
+	// repliesClaimed is set by the one goroutine that sends replies: the
+	// writer after a successful write, or the run loop when the op failed
+	// or the node stops.
+	repliesClaimed atomic.Bool
+	// lateReplies are answers the run loop attached after the writer took
+	// the op; only the run loop touches them, and sends them when it hears
+	// the op is done.
+	lateReplies []pendingReply
 	// resync asks the writer to read the end of the log back from the
 	// store instead of writing, after deleting deleteFrom..deleteTo when
 	// deleteFrom is not 0 (a suffix a failed op was to delete).
@@ -154,6 +175,34 @@ type pendingReply struct {
 	resp *AppendEntriesResponse
 }
 
+// mayGoAhead reports whether the op may be handed to the writer while
+// another one is being written: a plain append, which deletes nothing,
+// waits for nothing and stages no commit index out of order.
+func (op *writeOp) mayGoAhead() bool {
+	return !op.resync && !op.compaction && op.deleteFrom == 0 && op.compactTo == 0 && op.waitApplied == 0
+}
+
+// errWriteSkipped is the writer's report on an op handed to it ahead of
+// one that failed: the run loop dropped it, and it was not performed.
+var errWriteSkipped = errors.New("log write skipped after a failed one")
+
+// claimReplies reports whether the caller is the one to send the op's
+// replies; it returns true once per op.
+func (op *writeOp) claimReplies() bool {
+	return op.repliesClaimed.CompareAndSwap(false, true)
+}
+
+// answerDurable sends the op's replies, which its write made true, unless
+// they were claimed already.
+func (op *writeOp) answerDurable() {
+	if !op.claimReplies() {
+		return
+	}
+	for _, rep := range op.replies {
+		rep.rpc.Respond(rep.resp, nil)
+	}
+}
+
 // writeResult is the writer's report on one op.
 type writeResult struct {
 	op  *writeOp
@@ -167,10 +216,27 @@ type writeResult struct {
 // runLogWriter is the log writer goroutine. It receives ops on writeCh and
 // answers each on writeDoneCh, in order.
 func (r *Raft) runLogWriter() {
+	// failed is set after a failed write until the resync: the op the run
+	// loop handed ahead of the failure is skipped.
+	failed := false
 	for {
 		select {
 		case op := <-r.writeCh:
+			if failed && !op.resync {
+				select {
+				case r.writeDoneCh <- writeResult{op: op, err: errWriteSkipped}:
+				case <-r.shutdownCh:
+					return
+				}
+				continue
+			}
 			res := r.performWrite(op)
+			failed = res.err != nil && !op.resync
+			if res.err == nil && !op.resync {
+				// The follower's answers leave now; the run loop hears
+				// of the write after.
+				op.answerDurable()
+			}
 			select {
 			case r.writeDoneCh <- res:
 			case <-r.shutdownCh:
@@ -278,6 +344,9 @@ func lastEntry(logs LogStore) (uint64, uint64, error) {
 type writeQueue struct {
 	queued   []*writeOp
 	inflight *writeOp
+	// onDeck is an append handed to the writer while inflight is being
+	// written; it becomes inflight when that one completes.
+	onDeck *writeOp
 	// compacting is the head compaction with the log compactor.
 	compacting *writeOp
 	// durable is the highest index such that every entry of the appended
@@ -295,11 +364,11 @@ type writeQueue struct {
 
 // all returns the ops in flight, if any, and the queued ones.
 func (q *writeQueue) all() []*writeOp {
-	if q.inflight == nil && q.compacting == nil {
+	if q.inflight == nil && q.onDeck == nil && q.compacting == nil {
 		return q.queued
 	}
 	var all []*writeOp
-	for _, op := range []*writeOp{q.inflight, q.compacting} {
+	for _, op := range []*writeOp{q.inflight, q.onDeck, q.compacting} {
 		if op != nil {
 			all = append(all, op)
 		}
@@ -309,14 +378,15 @@ func (q *writeQueue) all() []*writeOp {
 
 // pending reports whether any op is queued or in flight.
 func (q *writeQueue) pending() bool {
-	return q.inflight != nil || q.compacting != nil || len(q.queued) > 0
+	return q.inflight != nil || q.onDeck != nil || q.compacting != nil || len(q.queued) > 0
 }
 
 // next returns the position in queued of the op to hand to the writer, or
 // -1: the first op that is not a head compaction, unless it must be
-// ordered with a compaction queued before it or in flight.
+// ordered with a compaction queued before it or in flight. While the
+// writer holds a plain append, a plain append may go on deck behind it.
 func (q *writeQueue) next() int {
-	if q.inflight != nil {
+	if q.onDeck != nil || (q.inflight != nil && !q.inflight.mayGoAhead()) {
 		return -1
 	}
 	compactionFirst := q.compacting != nil
@@ -326,6 +396,9 @@ func (q *writeQueue) next() int {
 			continue
 		}
 		if op.ordered() && compactionFirst {
+			return -1
+		}
+		if q.inflight != nil && !op.mayGoAhead() {
 			return -1
 		}
 		return i
@@ -360,10 +433,16 @@ func (q *writeQueue) take(i int) *writeOp {
 	return op
 }
 
-// handedOff records that the writer took the op at position i of queued.
+// handedOff records that the writer took the op at position i of queued:
+// to write now, or on deck behind the one it is writing.
 func (q *writeQueue) handedOff(i int, now time.Time) {
-	q.inflight = q.take(i)
-	q.inflight.handedOff = now
+	op := q.take(i)
+	op.handedOff = now
+	if q.inflight != nil {
+		q.onDeck = op
+		return
+	}
+	q.inflight = op
 }
 
 // compactionHandedOff records that the log compactor took the head
@@ -423,17 +502,24 @@ func (q *writeQueue) addReply(reply pendingReply) bool {
 			return true
 		}
 	}
-	if q.inflight != nil {
-		q.inflight.replies = append(q.inflight.replies, reply)
-		return true
+	for _, op := range []*writeOp{q.onDeck, q.inflight} {
+		if op != nil {
+			op.lateReplies = append(op.lateReplies, reply)
+			return true
+		}
 	}
 	return false
 }
 
-// completed records that the in-flight op succeeded and returns it.
+// completed records that the in-flight op succeeded and returns it; the
+// op on deck, if any, is now the one being written.
 func (q *writeQueue) completed() *writeOp {
 	op := q.inflight
-	q.inflight = nil
+	q.inflight, q.onDeck = q.onDeck, nil
+	if q.inflight != nil {
+		// The writer starts it now: stall detection counts from here.
+		q.inflight.handedOff = time.Now()
+	}
 	durable := op.last
 	// A later op that deletes entries makes them non-durable again.
 	for _, later := range q.queued {
@@ -450,8 +536,12 @@ func (q *writeQueue) completed() *writeOp {
 // dropped and returned, so their replies can be refused, and the queue is
 // broken until a resync completes.
 func (q *writeQueue) fail() []*writeOp {
-	dropped := append([]*writeOp{q.inflight}, q.queued...)
-	q.inflight = nil
+	dropped := []*writeOp{q.inflight}
+	if q.onDeck != nil {
+		dropped = append(dropped, q.onDeck)
+	}
+	dropped = append(dropped, q.queued...)
+	q.inflight, q.onDeck = nil, nil
 	q.queued = nil
 	q.broken = true
 	return dropped

@@ -172,6 +172,62 @@ func TestWriteQueue(t *testing.T) {
 	}
 }
 
+// While the writer holds a plain append, the next plain append goes on
+// deck behind it; nothing that deletes or resyncs does, the op on deck no
+// longer merges with later ones, and a failure drops it with the rest.
+func TestWriteQueueOnDeck(t *testing.T) {
+	var q writeQueue
+	q.enqueue(&writeOp{entries: entriesFrom(1, 1), last: 1})
+	q.handedOff(q.next(), time.Now())
+	q.enqueue(&writeOp{entries: entriesFrom(2, 1), last: 2})
+	i := q.next()
+	if i != 0 {
+		t.Fatalf("next() = %d with a plain append queued behind one in flight, want 0", i)
+	}
+	q.handedOff(i, time.Now())
+	if q.onDeck == nil || q.onDeck.last != 2 {
+		t.Fatalf("the second append is not on deck: %v", q.onDeck)
+	}
+	q.enqueue(&writeOp{entries: entriesFrom(3, 1), last: 3})
+	if q.next() != -1 {
+		t.Fatal("a third op was handed with one on deck")
+	}
+	if !q.addReply(pendingReply{}) || len(q.queued[0].replies) != 1 {
+		t.Fatal("a reply was not attached to the queued op")
+	}
+	if op := q.completed(); op.last != 1 || q.inflight == nil || q.inflight.last != 2 || q.onDeck != nil {
+		t.Fatalf("completion did not move the op on deck in flight: done %v, in flight %v", op, q.inflight)
+	}
+	if q.durable != 1 {
+		t.Fatalf("durable = %d, want 1", q.durable)
+	}
+	// A truncation never goes on deck.
+	q.handedOff(q.next(), time.Now())
+	q.completed()
+	q.enqueue(&writeOp{deleteFrom: 3, deleteTo: 3, entries: entriesFrom(3, 2), last: 3})
+	if q.next() != -1 {
+		t.Fatal("a truncation was handed on deck")
+	}
+	// Nor goes anything on deck behind a truncation.
+	q.completed()
+	q.handedOff(q.next(), time.Now())
+	q.enqueue(&writeOp{entries: entriesFrom(4, 2), last: 4})
+	if q.next() != -1 {
+		t.Fatal("an append was handed on deck behind a truncation")
+	}
+	// A reply with nothing queued waits for the op on deck.
+	q.completed()
+	q.handedOff(q.next(), time.Now())
+	q.enqueue(&writeOp{entries: entriesFrom(5, 2), last: 5})
+	q.handedOff(q.next(), time.Now())
+	if !q.addReply(pendingReply{}) || len(q.onDeck.lateReplies) != 1 || len(q.inflight.lateReplies) != 0 {
+		t.Fatal("a reply with nothing queued was not held for the op on deck")
+	}
+	if dropped := q.fail(); len(dropped) != 2 || q.inflight != nil || q.onDeck != nil || q.pending() {
+		t.Fatalf("fail dropped %d ops, pending %v", len(dropped), q.pending())
+	}
+}
+
 // Head compactions go to the log compactor beside the writer's appends,
 // never merge with them nor hold their replies, and are ordered with ops
 // that delete.

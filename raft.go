@@ -298,15 +298,22 @@ func (r *Raft) exitRunLoop() {
 			f.respond(ErrRaftShutdown)
 		}
 	}
-	// A snapshot being received is answered by its own goroutine.
-	for _, op := range append(r.st.writes.queued, r.st.writes.inflight) {
-		if op == nil {
-			continue
-		}
-		for _, rep := range op.replies {
+	// A snapshot being received is answered by its own goroutine. The
+	// writer may have sent the in-flight op's replies already.
+	refuse := func(replies []pendingReply) {
+		for _, rep := range replies {
 			rep.resp.Success = false
 			rep.rpc.Respond(rep.resp, ErrRaftShutdown)
 		}
+	}
+	for _, op := range append(r.st.writes.queued, r.st.writes.inflight, r.st.writes.onDeck) {
+		if op == nil {
+			continue
+		}
+		if op.claimReplies() {
+			refuse(op.replies)
+		}
+		refuse(op.lateReplies)
 	}
 	// Requests buffered in channels were never taken; their futures fall
 	// back to ErrRaftShutdown once the node has stopped (deferError).
@@ -554,13 +561,19 @@ func (r *Raft) onWriteDone(res writeResult) {
 		r.onResync(res)
 		return
 	}
+	if res.op != r.st.writes.inflight {
+		// An op that was on deck behind a failed write, dropped with it
+		// and skipped by the writer (errWriteSkipped).
+		return
+	}
 	if res.err != nil {
 		r.onWriteFailed(res.err)
 		return
 	}
 	op := r.st.writes.completed()
 	r.noteWriteSucceeded(op)
-	for _, rep := range op.replies {
+	op.answerDurable() // the writer has, unless it is a resync
+	for _, rep := range op.lateReplies {
 		rep.rpc.Respond(rep.resp, nil)
 	}
 	r.trimMemLog()
@@ -590,7 +603,11 @@ func (r *Raft) onWriteFailed(err error) {
 		resync.deleteTo = max(resync.deleteTo, op.deleteTo, op.last)
 		resync.compactTo = max(resync.compactTo, op.compactTo)
 		resync.waitApplied = max(resync.waitApplied, op.waitApplied)
-		for _, rep := range op.replies {
+		replies := op.lateReplies
+		if op.claimReplies() {
+			replies = append(op.replies, replies...)
+		}
+		for _, rep := range replies {
 			rep.resp.Success = false
 			rep.rpc.Respond(rep.resp, nil)
 		}

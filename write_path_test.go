@@ -15,11 +15,13 @@ import (
 // fail, or hold it until released, and count its calls.
 type controlledStore struct {
 	*InmemStore
-	mu      sync.Mutex
-	fail    bool
-	hold    chan struct{} // when set, StoreLogs waits for it to close
-	calls   atomic.Int64
-	entered chan struct{} // poked when a held call starts waiting
+	mu   sync.Mutex
+	fail bool
+	hold chan struct{} // when set, StoreLogs waits for it to close
+	// failNext makes the next StoreLogs call fail, once.
+	failNext atomic.Bool
+	calls    atomic.Int64
+	entered  chan struct{} // poked when a held call starts waiting
 }
 
 func newControlledStore(s *InmemStore) *controlledStore {
@@ -35,7 +37,7 @@ func (s *controlledStore) StoreLogs(logs []*Log) error {
 		notify(s.entered)
 		<-hold
 	}
-	if fail {
+	if fail || s.failNext.CompareAndSwap(true, false) {
 		return errors.New("disk on fire")
 	}
 	return s.InmemStore.StoreLogs(logs)
@@ -306,6 +308,45 @@ func TestLeader_StepsDownWhenStoreLogsFails(t *testing.T) {
 		c.waitForSameFSMs(newLeader.fsm.len())
 		if n := countData(newLeader.fsm, "doomed"); err == nil && n != 1 {
 			t.Fatalf("doomed apply succeeded but the FSMs hold it %d times", n)
+		}
+	})
+}
+
+// An append handed to the writer on deck behind one that fails is never
+// stored: the store would hold it after a gap.
+func TestLeader_FailedWriteSkipsTheAppendOnDeck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, stores := controlledCluster(t, 3, nil)
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "ok", 10)
+		store := stores[leader.id]
+		release := store.holdWrites()
+		first := leader.raft.Apply([]byte("first"), 0)
+		<-store.entered
+		second := leader.raft.Apply([]byte("second"), 0)
+		synctest.Wait() // the second append is on deck
+		store.failNext.Store(true)
+		release()
+		for _, f := range []ApplyFuture{first, second} {
+			if err := f.Error(); err != nil && !errors.Is(err, ErrLeadershipLost) {
+				t.Fatalf("apply: %v", err)
+			}
+		}
+		newLeader := c.waitForLeader()
+		if err := newLeader.raft.Barrier(0).Error(); err != nil {
+			t.Fatal(err)
+		}
+		c.waitForSameFSMs(newLeader.fsm.len())
+		for id, s := range stores {
+			lo, _ := s.FirstIndex()
+			hi, _ := s.LastIndex()
+			for i := lo; i <= hi && lo > 0; i++ {
+				var l Log
+				if err := s.GetLog(i, &l); err != nil {
+					t.Fatalf("%s: log has a gap at %d (%d-%d): %v", id, i, lo, hi, err)
+				}
+			}
 		}
 	})
 }
