@@ -277,6 +277,8 @@ func (r *Raft) config() *Config { return r.conf.Load() }
 
 // start launches the node's goroutines.
 func (r *Raft) start() {
+	r.st.startedAt = time.Now()
+	r.st.startHold = r.config().HeartbeatTimeout
 	r.routines.goFunc(r.run)
 	r.routines.goFunc(r.runFSM)
 	r.routines.goFunc(r.runLogWriter)

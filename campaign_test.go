@@ -475,10 +475,12 @@ func TestTimeoutNow_ObeyedOnlyFromTheCurrentLeaderByAHealthyVoter(t *testing.T) 
 // request, as it refuses anyone's while it knows a leader.
 func TestPreVote_KnownLeaderAskingIsRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := startHandPlayed(t, func(c *Config) {
-			c.HeartbeatTimeout, c.ElectionTimeout = time.Hour, time.Hour
-		}, Voter)
+		h := startHandPlayed(t, nil, Voter)
 		defer h.stop()
+		// Past the hold after its start (election.go), so that only the
+		// known leader can be the reason for a refusal.
+		neverCampaign(t, h.d)
+		time.Sleep(testConfig(t, "d").HeartbeatTimeout)
 		if resp := h.send(1, 2, 5, 5); !resp.Success {
 			t.Fatalf("d refused a's entries: %+v", resp)
 		}
@@ -504,11 +506,11 @@ func TestCampaign_StalledLeaderDoesNotStandAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, stores := controlledCluster(t, 3, func(conf *Config) {
 			conf.LogWriteStallTimeout = 300 * time.Millisecond
-			if conf.LocalID != "node0" {
-				conf.HeartbeatTimeout, conf.ElectionTimeout = time.Hour, time.Hour
-			}
 		})
 		defer c.shutdown()
+		for _, n := range c.nodes[1:] {
+			neverCampaign(t, n.raft)
+		}
 		leader := c.waitForLeader()
 		if leader.id != "node0" {
 			t.Fatalf("%s leads, want node0, the only one that campaigns", leader.id)

@@ -160,6 +160,44 @@ func (r *Raft) noteWriteSucceeded(op *writeOp) {
 	}
 }
 
+// Leader stickiness (Raft thesis §4.2.3): a server that hears from a
+// leader refuses vote and pre-vote requests without looking at their term,
+// so a server that cannot see that leader cannot raise this server's term
+// and, through its next answer to the leader, depose a leader that has a
+// quorum. The reference refuses while it knows a leader; this server also
+// counts its own start as contact with a leader for one heartbeat timeout
+// (Config.HeartbeatTimeout as it started, the least time its own heartbeat
+// timer waits before it campaigns). A server restarting behind a membership change may
+// still count a removed server as a voter and cannot refuse it as a
+// non-member; by the end of the hold it has normally heard from the leader,
+// whose heartbeats keep the refusal going until it has caught up and
+// learned of the removal. No server's first heartbeat timer fires within a
+// heartbeat timeout of its start, so servers starting together are all
+// past their hold when the first of them campaigns.
+
+// stickyRefusal returns why this server refuses a vote (or, with preVote,
+// a pre-vote) request from candidate before looking at its term, or "" if
+// it does not. A vote request marked as a leadership transfer is exempt:
+// the leader itself asked for it.
+func (r *Raft) stickyRefusal(now time.Time, candidate ServerAddress, preVote, transfer bool) string {
+	if transfer && !preVote {
+		return ""
+	}
+	// While this node follows a leader it refuses every pre-vote, the
+	// leader's own included: a leader that asks has stepped down (a stalled
+	// disk, a lost quorum), and its earlier leadership must not earn it the
+	// next election. Once this node's heartbeat timeout forgets the
+	// leader, that server competes like any other.
+	if l := r.st.leader; l.addr != "" && (preVote || l.addr != candidate) {
+		return fmt.Sprintf("a leader is known (%s, %s)", l.id, l.addr)
+	}
+	if since := now.Sub(r.st.startedAt); since < r.st.startHold {
+		return fmt.Sprintf("started %s ago, within a heartbeat timeout (%s): a leader may not have been heard from yet",
+			since, r.st.startHold)
+	}
+	return ""
+}
+
 // becomeCandidate starts a new round of campaigning: a pre-vote round, or
 // straight to an election when pre-vote is off or a leader asked this node
 // to take over. Callers have checked the campaign rule (mayCampaign).
@@ -173,17 +211,19 @@ func (r *Raft) becomeCandidate() {
 	if r.preVote && !r.st.transferring {
 		r.startPreVote()
 	} else {
-		r.startElection()
+		r.startElection(r.st.currentTerm + 1)
 	}
 }
 
 // startPreVote asks every voter whether it would vote for this node in the
-// next term, without changing any term.
+// next term, without changing any term. The next term is the one after the
+// current term, or after a higher term an earlier round's answers carried
+// (see onVote).
 func (r *Raft) startPreVote() {
 	lastIndex, lastTerm := r.st.log.last()
 	req := &RequestPreVoteRequest{
 		RPCHeader:    r.rpcHeader(),
-		Term:         r.st.currentTerm + 1,
+		Term:         max(r.st.currentTerm, r.st.preVoteTermSeen) + 1,
 		LastLogIndex: lastIndex,
 		LastLogTerm:  lastTerm,
 	}
@@ -208,10 +248,10 @@ func (r *Raft) startPreVote() {
 	})
 }
 
-// startElection moves to the next term, votes for this node and asks every
-// voter for its vote.
-func (r *Raft) startElection() {
-	if err := r.setTerm(r.st.currentTerm + 1); err != nil {
+// startElection moves to term (the next term, or the term of the pre-vote
+// round just won), votes for this node and asks every voter for its vote.
+func (r *Raft) startElection(term uint64) {
+	if err := r.setTerm(term); err != nil {
 		return
 	}
 	lastIndex, lastTerm := r.st.log.last()
@@ -274,9 +314,25 @@ func (r *Raft) askVoters(c *candidateState, ask func(Server) voteResult) {
 }
 
 // onVote counts one answer of the current round.
+//
+// A pre-vote answer carrying a later term is a refusal, and the term is
+// not taken: a pre-vote round changes no term (Raft thesis §9.6). The
+// server that answered may be one this node still counts as a voter only
+// because it has not yet learned of its removal, and a term taken from it
+// would depose, at this node's next answer, a leader that has a quorum.
+// The term is remembered instead, and the next pre-vote round asks about
+// the term after it, so a node whose voters all moved past its term can
+// still win them over; only a won pre-vote round then raises its term.
 func (r *Raft) onVote(v voteResult) {
 	c := r.st.candidate
 	if c == nil {
+		return
+	}
+	if v.term > c.term && c.preVote {
+		r.logger.Debug("pre-vote refused with a newer term", "from", v.from, "term", v.term)
+		r.st.preVoteTermSeen = max(r.st.preVoteTermSeen, v.term)
+		c.tally.record(v.from, false)
+		r.checkRound()
 		return
 	}
 	if v.term > c.term {
@@ -301,7 +357,7 @@ func (r *Raft) checkRound() {
 		r.logger.Info("pre-vote successful, starting election", "term", c.term,
 			"granted", len(c.tally.granted), "refused", len(c.tally.refused))
 		r.resetTimer(randomDuration(r.config().ElectionTimeout))
-		r.startElection()
+		r.startElection(c.term)
 	case c.tally.won():
 		r.logger.Info("election won", "term", c.term, "tally", len(c.tally.granted))
 		r.becomeLeader()

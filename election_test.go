@@ -241,15 +241,13 @@ func TestElection_TermAndVoteSurviveRestart(t *testing.T) {
 		if err := BootstrapCluster(conf, store, store, snaps, trans, cfg); err != nil {
 			t.Fatal(err)
 		}
-		// The node's heartbeat timeout is long, so it never campaigns itself.
-		conf.HeartbeatTimeout = time.Hour
-		conf.ElectionTimeout = time.Hour
 		start := func() (*Raft, *InmemTransport) {
 			_, trans := NewInmemTransport("addr-voter")
 			r, err := NewRaft(conf, &testFSM{}, store, store, snaps, trans)
 			if err != nil {
 				t.Fatal(err)
 			}
+			neverCampaign(t, r)
 			return r, trans
 		}
 		ask := func(trans *InmemTransport, from ServerID, term uint64) *RequestVoteResponse {
@@ -267,6 +265,9 @@ func TestElection_TermAndVoteSurviveRestart(t *testing.T) {
 		}
 
 		r, trans := start()
+		// Past the hold after its start (election.go), in which it
+		// refuses every vote.
+		time.Sleep(conf.HeartbeatTimeout)
 		if resp := ask(trans, "a", 5); !resp.Granted {
 			t.Fatalf("first vote in term 5 refused: %+v", resp)
 		}
@@ -279,6 +280,7 @@ func TestElection_TermAndVoteSurviveRestart(t *testing.T) {
 
 		r, trans = start()
 		defer r.Shutdown()
+		time.Sleep(conf.HeartbeatTimeout)
 		if got := r.CurrentTerm(); got != 5 {
 			t.Fatalf("term after restart %d, want 5", got)
 		}
@@ -368,9 +370,8 @@ func TestPreVote_UnexpectedCommandCountsAsGranted(t *testing.T) {
 		// The others never campaign.
 		for _, n := range c.nodes[1:] {
 			c.stop(n)
-			n.conf.HeartbeatTimeout, n.conf.ElectionTimeout = time.Hour, time.Hour
-			n.conf.LeaderLeaseTimeout = 50 * time.Millisecond
 			c.start(n)
+			neverCampaign(t, n.raft)
 		}
 		node0.trans = inner
 		node0.fsm = &testFSM{changed: c.poke}

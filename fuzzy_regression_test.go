@@ -251,6 +251,10 @@ func TestFuzzyRegression_RunLoopLeavesTheStoreAloneAfterShutdown(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Past the hold after its start, in which it refuses every vote
+			// request without taking its term (election.go).
+			neverCampaign(t, r)
+			time.Sleep(conf.HeartbeatTimeout)
 
 			ch := make(chan struct{})
 			stable.mu.Lock()

@@ -34,6 +34,11 @@ type runState struct {
 	// lastContact is when the known leader was last heard from (a vote
 	// granted counts too, as in the reference: it restarts the wait).
 	lastContact time.Time
+	// startedAt is when the node started; the start counts as contact
+	// with a leader for vote requests for startHold, the heartbeat timeout
+	// it started with (leader stickiness, election.go).
+	startedAt time.Time
+	startHold time.Duration
 
 	// commitIndex is the highest index known committed. The invariants
 	// that tie it to the fields below are in write_path_invariants.go.
@@ -89,6 +94,9 @@ type runState struct {
 	// transferring is set by TimeoutNow: the next election skips pre-vote
 	// and tells voters it is a leadership transfer.
 	transferring bool
+	// preVoteTermSeen is the highest term a pre-vote answer carried since
+	// this node last heard from a leader (onVote, election.go).
+	preVoteTermSeen uint64
 	// logTroubleAt is when this node last saw a log write fail or stall,
 	// zero once a write handed to the writer after that succeeded;
 	// troubledWrite is the write the writer held at that moment. A node
@@ -438,6 +446,9 @@ func (r *Raft) setRole(role RaftState) {
 
 // setLeader records the known leader and tells observers when it changes.
 func (r *Raft) setLeader(l leaderInfo) {
+	if l.addr != "" {
+		r.st.preVoteTermSeen = 0
+	}
 	if r.st.leader == l {
 		return
 	}

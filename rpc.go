@@ -285,14 +285,14 @@ func (r *Raft) requestVote(rpc RPC, req *RequestVoteRequest) {
 
 	// These two checks come before the term rule, so that a server that was
 	// removed, or one that cannot see the leader everyone else sees, cannot
-	// raise this node's term. Old peers send no ID; they are let through.
+	// raise this node's term (leader stickiness, election.go). Old peers
+	// send no ID; they are let through.
 	if len(req.ID) > 0 && len(latest.Servers) > 0 && !inConfiguration(latest, candidateID) {
 		r.logger.Warn("rejecting vote request from a server not in the configuration", "from", candidate)
 		return
 	}
-	if l := r.st.leader; l.addr != "" && l.addr != candidate && !req.LeadershipTransfer {
-		r.logger.Warn("rejecting vote request while a leader is known",
-			"from", candidate, "leader", l.addr, "leader-id", l.id)
+	if why := r.stickyRefusal(time.Now(), candidate, false, req.LeadershipTransfer); why != "" {
+		r.logger.Warn("rejecting vote request", "from", candidate, "reason", why)
 		return
 	}
 	if r.voteHeld(candidate, req.LeadershipTransfer) {
@@ -376,14 +376,8 @@ func (r *Raft) requestPreVote(rpc RPC, req *RequestPreVoteRequest) {
 		r.logger.Warn("rejecting pre-vote request from a server not in the configuration", "from", candidate)
 		return
 	}
-	// While this node follows a leader it refuses every pre-vote, the
-	// leader's own included: a leader that asks has stepped down (a
-	// stalled disk, a lost quorum), and its earlier leadership must not
-	// earn it the next election. Once this node's heartbeat timeout
-	// forgets the leader, the server competes like any other.
-	if l := r.st.leader; l.addr != "" {
-		r.logger.Debug("rejecting pre-vote request while a leader is known",
-			"from", candidate, "leader", l.addr, "leader-id", l.id)
+	if why := r.stickyRefusal(time.Now(), candidate, true, false); why != "" {
+		r.logger.Debug("rejecting pre-vote request", "from", candidate, "reason", why)
 		return
 	}
 	if r.voteHeld(candidate, false) {
