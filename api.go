@@ -131,11 +131,13 @@ type Raft struct {
 	// invariantBroken is Config's test-only hook (write_path_invariants.go);
 	// nil in production.
 	invariantBroken func(error)
-	// clock is this server's clock for elections, leases and the vote
-	// hold (clock.go), and startedAt when this instance was made on it,
-	// which starts the vote hold (vote_hold.go). Fixed by newNode.
-	clock     clock
-	startedAt time.Time
+	// clock is this server's clock for elections, leases and the startup
+	// hold (clock.go), startedAt when this instance was made on it, which
+	// starts the hold, and startHoldFor the hold's length (vote_hold.go).
+	// Fixed by newNode.
+	clock        clock
+	startedAt    time.Time
+	startHoldFor time.Duration
 	// leaseReads counts the reads answered from the lease (lease.go).
 	leaseReads atomic.Uint64
 	// failed is set by fatal: the node is stopping after an error it
@@ -257,6 +259,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		r.clock = realClock{}
 	}
 	r.startedAt = r.clock.now()
+	r.startHoldFor = max(c.HeartbeatTimeout, c.StartupVoteHold)
 	r.encodedAddr = trans.EncodePeer(c.LocalID, r.localAddr)
 	r.header = RPCHeader{ProtocolVersion: c.ProtocolVersion, ID: []byte(c.LocalID), Addr: r.encodedAddr}
 	r.logs = &trackedLogStore{LogStore: logs, g: r.routines, stopped: &r.stopping}
@@ -277,8 +280,6 @@ func (r *Raft) config() *Config { return r.conf.Load() }
 
 // start launches the node's goroutines.
 func (r *Raft) start() {
-	r.st.startedAt = time.Now()
-	r.st.startHold = r.config().HeartbeatTimeout
 	r.routines.goFunc(r.run)
 	r.routines.goFunc(r.runFSM)
 	r.routines.goFunc(r.runLogWriter)

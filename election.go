@@ -165,11 +165,11 @@ func (r *Raft) noteWriteSucceeded(op *writeOp) {
 // so a server that cannot see that leader cannot raise this server's term
 // and, through its next answer to the leader, depose a leader that has a
 // quorum. The reference refuses while it knows a leader; this server also
-// counts its own start as contact with a leader for one heartbeat timeout
-// (Config.HeartbeatTimeout as it started, the least time its own heartbeat
-// timer waits before it campaigns). A server restarting behind a membership change may
-// still count a removed server as a voter and cannot refuse it as a
-// non-member; by the end of the hold it has normally heard from the leader,
+// counts its own start as contact with a leader for the startup hold
+// (vote_hold.go: at least a heartbeat timeout, the least time its own
+// heartbeat timer waits before it campaigns). A server restarting behind a
+// membership change may still count a removed server as a voter and cannot
+// refuse it as a non-member; by the end of the hold it has normally heard from the leader,
 // whose heartbeats keep the refusal going until it has caught up and
 // learned of the removal. No server's first heartbeat timer fires within a
 // heartbeat timeout of its start, so servers starting together are all
@@ -179,7 +179,8 @@ func (r *Raft) noteWriteSucceeded(op *writeOp) {
 // a pre-vote) request from candidate before looking at its term, or "" if
 // it does not. A vote request marked as a leadership transfer is exempt:
 // the leader itself asked for it.
-func (r *Raft) stickyRefusal(now time.Time, candidate ServerAddress, preVote, transfer bool) string {
+func (r *Raft) stickyRefusal(candidate ServerAddress, preVote, transfer bool) string {
+	now := r.clock.now()
 	if transfer && !preVote {
 		return ""
 	}
@@ -191,9 +192,9 @@ func (r *Raft) stickyRefusal(now time.Time, candidate ServerAddress, preVote, tr
 	if l := r.st.leader; l.addr != "" && (preVote || l.addr != candidate) {
 		return fmt.Sprintf("a leader is known (%s, %s)", l.id, l.addr)
 	}
-	if since := now.Sub(r.st.startedAt); since < r.st.startHold {
-		return fmt.Sprintf("started %s ago, within a heartbeat timeout (%s): a leader may not have been heard from yet",
-			since, r.st.startHold)
+	if since, hold := now.Sub(r.startedAt), r.startHold(); since < hold {
+		return fmt.Sprintf("started %s ago, within the startup hold (%s): a leader may not have been heard from yet",
+			since, hold)
 	}
 	return ""
 }

@@ -363,7 +363,10 @@ func TestNewLease_RestartedVoterHoldsItsVote(t *testing.T) {
 	})
 }
 
-func TestNewLease_WithoutHoldARestartedVoterVotesAtOnce(t *testing.T) {
+// Without StartupVoteHold a restarted voter still holds its vote for one
+// HeartbeatTimeout (the startup hold every server has, vote_hold.go), and
+// no longer.
+func TestNewLease_WithoutHoldARestartedVoterVotesAfterOneHeartbeatTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newTestCluster(t, 3, clusterOpts{})
 		defer c.shutdown()
@@ -372,18 +375,27 @@ func TestNewLease_WithoutHoldARestartedVoterVotesAtOnce(t *testing.T) {
 		c.shutdown()
 		voter, cand := c.nodes[0], c.nodes[1]
 		c.start(voter)
+		started := time.Now()
 		_, probe := NewInmemTransport(cand.addr)
 		probe.Connect(voter.addr, voter.trans)
-		var resp RequestVoteResponse
-		req := &RequestVoteRequest{
-			RPCHeader: RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte(cand.id), Addr: probe.EncodePeer(cand.id, cand.addr)},
-			Term:      voter.raft.CurrentTerm() + 1, LastLogIndex: 1 << 40, LastLogTerm: 1 << 40,
+		vote := func() bool {
+			t.Helper()
+			var resp RequestVoteResponse
+			req := &RequestVoteRequest{
+				RPCHeader: RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte(cand.id), Addr: probe.EncodePeer(cand.id, cand.addr)},
+				Term:      voter.raft.CurrentTerm() + 1, LastLogIndex: 1 << 40, LastLogTerm: 1 << 40,
+			}
+			if err := probe.RequestVote(voter.id, voter.addr, req, &resp); err != nil {
+				t.Fatal(err)
+			}
+			return resp.Granted
 		}
-		if err := probe.RequestVote(voter.id, voter.addr, req, &resp); err != nil {
-			t.Fatal(err)
+		if vote() {
+			t.Fatal("the restarted voter voted at once, within its startup hold")
 		}
-		if !resp.Granted {
-			t.Fatal("without StartupVoteHold the restarted voter refused")
+		time.Sleep(voter.raft.config().HeartbeatTimeout - time.Since(started) + time.Millisecond)
+		if !vote() {
+			t.Fatalf("without StartupVoteHold the restarted voter still refused %v after it started", time.Since(started))
 		}
 	})
 }

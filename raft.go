@@ -34,11 +34,6 @@ type runState struct {
 	// lastContact is when the known leader was last heard from (a vote
 	// granted counts too, as in the reference: it restarts the wait).
 	lastContact time.Time
-	// startedAt is when the node started; the start counts as contact
-	// with a leader for vote requests for startHold, the heartbeat timeout
-	// it started with (leader stickiness, election.go).
-	startedAt time.Time
-	startHold time.Duration
 
 	// commitIndex is the highest index known committed. The invariants
 	// that tie it to the fields below are in write_path_invariants.go.

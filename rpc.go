@@ -291,11 +291,8 @@ func (r *Raft) requestVote(rpc RPC, req *RequestVoteRequest) {
 		r.logger.Warn("rejecting vote request from a server not in the configuration", "from", candidate)
 		return
 	}
-	if why := r.stickyRefusal(time.Now(), candidate, false, req.LeadershipTransfer); why != "" {
+	if why := r.stickyRefusal(candidate, false, req.LeadershipTransfer); why != "" {
 		r.logger.Warn("rejecting vote request", "from", candidate, "reason", why)
-		return
-	}
-	if r.voteHeld(candidate, req.LeadershipTransfer) {
 		return
 	}
 	if req.Term < r.st.currentTerm {
@@ -376,11 +373,8 @@ func (r *Raft) requestPreVote(rpc RPC, req *RequestPreVoteRequest) {
 		r.logger.Warn("rejecting pre-vote request from a server not in the configuration", "from", candidate)
 		return
 	}
-	if why := r.stickyRefusal(time.Now(), candidate, true, false); why != "" {
+	if why := r.stickyRefusal(candidate, true, false); why != "" {
 		r.logger.Debug("rejecting pre-vote request", "from", candidate, "reason", why)
-		return
-	}
-	if r.voteHeld(candidate, false) {
 		return
 	}
 	if req.Term < r.st.currentTerm {

@@ -2,38 +2,26 @@ package raft
 
 import "time"
 
-// The startup vote hold (Config.StartupVoteHold).
+// The startup hold: what a server does with vote requests just after it
+// starts.
 //
 // A server that follows a leader refuses to vote for anyone else until a
-// HeartbeatTimeout passes without word from it (rpc.go, requestVote);
-// leases rely on that (lease.go). A server that restarts has forgotten
-// its leader, so for StartupVoteHold after it starts, measured on its own
-// clock (clock.go), it grants no vote and no pre-vote. The hold covers
-// votes for others; its own first campaign waits at least a
-// HeartbeatTimeout anyway. A vote request flagged as a leadership
-// transfer is let through: the leader that sent the TimeoutNow behind it
-// stopped serving lease reads when it started the transfer.
+// HeartbeatTimeout passes without word from it (stickyRefusal in
+// election.go); leases rely on that (lease.go). A server that restarts has
+// forgotten its leader, so for a while after it starts, measured on its own
+// clock (clock.go), it refuses vote and pre-vote requests before looking at
+// their term, as if it had just heard from a leader: for one
+// HeartbeatTimeout always (so that a member restarting behind a removal
+// cannot take a removed server's raised term), and for
+// Config.StartupVoteHold when that is longer (so that a lease granted
+// before the restart runs out before this server votes again). Its own
+// first campaign waits at least a HeartbeatTimeout anyway. A vote request
+// flagged as a leadership transfer is let through: the leader that sent
+// the TimeoutNow behind it stopped serving lease reads when it started the
+// transfer.
 
-// voteHoldLeft returns how much of the startup vote hold is left, zero
-// once it is over or when there is none.
-func (r *Raft) voteHoldLeft() time.Duration {
-	hold := r.config().StartupVoteHold
-	if hold <= 0 {
-		return 0
-	}
-	return max(0, hold-r.clock.now().Sub(r.startedAt))
-}
-
-// voteHeld reports whether a vote (or a pre-vote, with transfer false)
-// must be refused because of the startup vote hold, and logs why.
-func (r *Raft) voteHeld(candidate ServerAddress, transfer bool) bool {
-	if transfer {
-		return false
-	}
-	left := r.voteHoldLeft()
-	if left <= 0 {
-		return false
-	}
-	r.logger.Debug("refusing to vote during the startup vote hold", "from", candidate, "left", left)
-	return true
-}
+// startHold returns how long after its start this server refuses vote and
+// pre-vote requests: the longer of HeartbeatTimeout and
+// Config.StartupVoteHold, as they were when it started (a HeartbeatTimeout
+// reloaded later does not change it).
+func (r *Raft) startHold() time.Duration { return r.startHoldFor }
