@@ -30,8 +30,8 @@ const e2eWait = 30 * time.Second
 
 // raftkvCommand returns a command that runs raftkv with args as a process
 // of its own: the test binary, which TestMain (process_test.go) turns into
-// raftkv's main when RAFTKV_TEST_RUN_MAIN is set. It is the same program
-// `go build ./cmd/raftkv` makes, without the build.
+// raftkv's main() when RAFTKV_TEST_RUN_MAIN is set, so that no build is
+// needed. Signals reach main() as they reach a built raftkv.
 func raftkvCommand(args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "RAFTKV_TEST_RUN_MAIN=1")

@@ -2,15 +2,15 @@ package main
 
 // An end-to-end test of raftkv as its users run it: three `raftkv serve`
 // processes run on 127.0.0.1 (the test binary as raftkv, see
-// raftkvCommand), with TLS and without, and concurrent clients
-// (the client package, cmd/raftkv/client) write and read while the test
-// SIGKILLs the leader and restarts it, SIGTERMs the next leader and
-// restarts it, and removes a member and adds it back; clients without
-// credentials are refused first. Every operation's
-// call and return are recorded and the history is checked for
-// linearizability with porcupine; at the end every node must hold the
-// final value of every key. Processes, helpers and the history live in
-// e2e_cluster_test.go and e2e_history_test.go.
+// raftkvCommand), with TLS and without. Clients without credentials are
+// refused; then concurrent clients (the client package, cmd/raftkv/client)
+// write, read and compare-and-set while the test SIGKILLs the leader and
+// restarts it, SIGTERMs the next leader and restarts it, and removes a
+// member and adds it back. Every operation's call and return are recorded
+// and the history is checked for linearizability with porcupine; at the
+// end every node must hold the final value of every key. Processes,
+// helpers and the history live in e2e_cluster_test.go and
+// e2e_history_test.go.
 //
 // Every wait is for a condition (a process printing its addresses, a node
 // saying it leads, writes being acknowledged, a node holding a marker),

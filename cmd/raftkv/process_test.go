@@ -36,8 +36,7 @@ type proc struct {
 // it serves (printed once it has joined, when -join is given).
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"serve", "-heartbeat", "300ms"}, args...)...)
-	cmd.Env = append(os.Environ(), "RAFTKV_TEST_RUN_MAIN=1")
+	cmd := raftkvCommand(append([]string{"serve", "-heartbeat", "300ms"}, args...)...)
 	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
