@@ -124,9 +124,12 @@ func TestProcess_SIGTERMOnTheLeaderHandsOver(t *testing.T) {
 		}
 	}
 	eventually(t, "write after the hand-off", func() error { return put(rest[0].httpAddr, "k", "2") })
-	// A follower's SIGTERM is clean too.
+	// A follower's SIGTERM is clean too. (Only what it logs once told to
+	// stop counts: on a loaded machine it may have led for a moment
+	// while the old leader was gone, and logged failures to reach it.)
+	logged := len(rest[1].stderr.String())
 	rest[1].terminate(t)
-	if l := rest[1].stderr.String(); strings.Contains(l, "[ERROR]") {
+	if l := rest[1].stderr.String()[logged:]; strings.Contains(l, "[ERROR]") {
 		t.Errorf("a follower logged errors while stopping:\n%s", l)
 	}
 
