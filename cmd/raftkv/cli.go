@@ -35,7 +35,7 @@ const clientUsage = `client commands (flags may come before or after the argumen
   put KEY VALUE              set KEY
   get KEY                    read KEY (-consistency linearizable|lease|stale)
   del KEY                    delete KEY (an absent key is fine)
-  cas KEY EXPECTED NEW       set KEY to NEW if it holds EXPECTED ("" = absent)
+  cas KEY EXPECTED NEW       set KEY to NEW if it holds EXPECTED (empty = absent)
   members                    list the members
   members add ID RAFT_ADDR HTTP_ADDR [-nonvoter]
   members remove ID          (membership changes need -secret or a certificate)

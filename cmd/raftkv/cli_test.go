@@ -48,7 +48,13 @@ func (f *cliFake) handler(secret string) http.Handler {
 		body, _ := io.ReadAll(r.Body)
 		key := r.PathValue("key")
 		if exp, ok := r.Header["If-Match"]; ok {
-			if cur, exists := f.kv[key]; cur != exp[0] || exists != (exp[0] != "") {
+			// As the server (kvapi.go): `""` expects an absent key or an
+			// empty value.
+			want := exp[0]
+			if want == `""` {
+				want = ""
+			}
+			if f.kv[key] != want {
 				jsonErr(w, http.StatusPreconditionFailed, "the current value differs")
 				return
 			}

@@ -1,8 +1,7 @@
 package main
 
-// The processes of the end-to-end test (e2e_test.go): the raftkv binary,
-// built once per test, run as three `raftkv serve` processes on 127.0.0.1,
-// each killed by the test's cleanup at the latest.
+// The processes of the end-to-end test (e2e_test.go): three `raftkv serve`
+// processes on 127.0.0.1, each killed by the test's cleanup at the latest.
 
 import (
 	"bufio"
@@ -11,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,39 +28,14 @@ import (
 // it is a failure, never a measurement.
 const e2eWait = 30 * time.Second
 
-// buildRaftkv builds the raftkv binary into a temporary directory.
-func buildRaftkv(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "raftkv")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("building raftkv: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// issue15ServerCaps says which parts of the issue 15 server work the
-// binary under test has. It exists only while the client and the server
-// sides of issue 15 live on different branches: once both are merged,
-// every field is true, and probeIssue15ServerCaps and the skips behind it
-// are to be deleted.
-type issue15ServerCaps struct {
-	tlsFlags   bool // serve -ca -cert -key
-	secretFlag bool // serve -secret
-	members    bool // GET/POST /members, DELETE /members/{id}
-	cas        bool // PUT /kv/{key} with If-Match
-}
-
-// probeIssue15ServerCaps reads the flags `raftkv serve -h` lists. The
-// members routes are probed on a running cluster (cluster.probeMembers).
-func probeIssue15ServerCaps(t *testing.T, bin string) issue15ServerCaps {
-	t.Helper()
-	out, _ := exec.Command(bin, "serve", "-h").CombinedOutput()
-	help := string(out)
-	return issue15ServerCaps{
-		tlsFlags:   strings.Contains(help, "-ca ") && strings.Contains(help, "-cert ") && strings.Contains(help, "-key "),
-		secretFlag: strings.Contains(help, "-secret "),
-	}
+// raftkvCommand returns a command that runs raftkv with args as a process
+// of its own: the test binary, which TestMain (process_test.go) turns into
+// raftkv's main() when RAFTKV_TEST_RUN_MAIN is set, so that no build is
+// needed. Signals reach main() as they reach a built raftkv.
+func raftkvCommand(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "RAFTKV_TEST_RUN_MAIN=1")
+	return cmd
 }
 
 // clusterOpts is how a test cluster is run: TLS on or off, and the shared
@@ -76,10 +49,8 @@ type clusterOpts struct {
 // them.
 type e2eCluster struct {
 	t     *testing.T
-	bin   string
 	dir   string
 	opts  clusterOpts
-	caps  issue15ServerCaps
 	nodes []*e2eNode
 
 	// With TLS: the CA's file, and the client certificate of the test's
@@ -123,9 +94,9 @@ func (p *e2eNode) running() bool {
 
 // startCluster starts a three-node cluster: n1 bootstraps it, n2 and n3
 // join through n1. It returns once all three are up and a leader is known.
-func startCluster(t *testing.T, bin string, caps issue15ServerCaps, opts clusterOpts) *e2eCluster {
+func startCluster(t *testing.T, opts clusterOpts) *e2eCluster {
 	t.Helper()
-	c := &e2eCluster{t: t, bin: bin, dir: t.TempDir(), opts: opts, caps: caps, local: map[*e2eNode]*kvclient.Client{}}
+	c := &e2eCluster{t: t, dir: t.TempDir(), opts: opts, local: map[*e2eNode]*kvclient.Client{}}
 	if opts.tls {
 		ca := testpki.NewCA(t, "raftkv e2e CA")
 		c.caFile = ca.WriteCA(t, c.dir)
@@ -163,10 +134,7 @@ func (c *e2eCluster) newClient(cfg kvclient.Config) *kvclient.Client {
 	if cfg.Nodes == nil {
 		cfg.Nodes = c.httpAddrs()
 	}
-	cfg.TLS = c.clientTLS
-	if c.caps.secretFlag {
-		cfg.Secret = c.opts.secret
-	}
+	cfg.TLS, cfg.Secret = c.clientTLS, c.opts.secret
 	kc, err := kvclient.New(cfg)
 	if err != nil {
 		c.t.Fatal(err)
@@ -195,7 +163,7 @@ func (c *e2eCluster) start(p *e2eNode, extra ...string) {
 	if c.opts.tls {
 		args = append(args, "-ca", c.caFile, "-cert", p.certFile, "-key", p.keyFile)
 	}
-	if c.opts.secret != "" && c.caps.secretFlag {
+	if c.opts.secret != "" {
 		args = append(args, "-secret", c.opts.secret)
 	}
 	args = append(args, extra...)
@@ -205,7 +173,7 @@ func (c *e2eCluster) start(p *e2eNode, extra ...string) {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "=== raftkv %s\n", strings.Join(args, " "))
-	cmd := exec.Command(c.bin, args...)
+	cmd := raftkvCommand(args...)
 	cmd.Stderr = logf
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -370,34 +338,4 @@ func (c *e2eCluster) waitCaughtUp(p *e2eNode, marker string) {
 		}
 		return err
 	})
-}
-
-// probeRoutes fills caps.members and caps.cas: a server without the
-// members routes answers GET /members with 404, and one without CAS
-// ignores If-Match and overwrites.
-func (c *e2eCluster) probeRoutes() {
-	kc := c.newClient(kvclient.Config{Timeout: e2eWait})
-	ctx := context.Background()
-	if err := kc.Put(ctx, "e2e-cas-probe", []byte("a")); err != nil {
-		c.t.Fatal(err)
-	}
-	switch err := kc.CAS(ctx, "e2e-cas-probe", []byte("b"), []byte("c")); {
-	case err == nil:
-		c.caps.cas = false
-	case errors.Is(err, kvclient.ErrCASMismatch):
-		c.caps.cas = true
-	default:
-		c.t.Fatal(err)
-	}
-
-	_, err := kc.Members(ctx)
-	var api *kvclient.APIError
-	switch {
-	case errors.As(err, &api) && api.Status == http.StatusNotFound:
-		c.caps.members = false
-	case err != nil:
-		c.t.Fatalf("GET /members: %v", err)
-	default:
-		c.caps.members = true
-	}
 }

@@ -1,14 +1,16 @@
 package main
 
-// An end-to-end test of raftkv as its users run it: the binary is built,
-// three `raftkv serve` processes run on 127.0.0.1, and concurrent clients
-// (the client package, cmd/raftkv/client) write and read while the test
-// SIGKILLs the leader and restarts it, SIGTERMs the next leader and
-// restarts it, and removes a member and adds it back. Every operation's
-// call and return are recorded and the history is checked for
-// linearizability with porcupine; at the end every node must hold the
-// final value of every key. Processes, helpers and the history live in
-// e2e_cluster_test.go and e2e_history_test.go.
+// An end-to-end test of raftkv as its users run it: three `raftkv serve`
+// processes run on 127.0.0.1 (the test binary as raftkv, see
+// raftkvCommand), with TLS and without. Clients without credentials are
+// refused; then concurrent clients (the client package, cmd/raftkv/client)
+// write, read and compare-and-set while the test SIGKILLs the leader and
+// restarts it, SIGTERMs the next leader and restarts it, and removes a
+// member and adds it back. Every operation's call and return are recorded
+// and the history is checked for linearizability with porcupine; at the
+// end every node must hold the final value of every key. Processes,
+// helpers and the history live in e2e_cluster_test.go and
+// e2e_history_test.go.
 //
 // Every wait is for a condition (a process printing its addresses, a node
 // saying it leads, writes being acknowledged, a node holding a marker),
@@ -46,31 +48,19 @@ var e2eKeys = []string{"k0", "k1", "k2"}
 
 func TestE2E(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds raftkv and runs three processes")
+		t.Skip("runs three raftkv processes")
 	}
-	bin := buildRaftkv(t)
-	caps := probeIssue15ServerCaps(t, bin)
 	t.Run("plain", func(t *testing.T) {
-		testE2E(t, bin, caps, clusterOpts{secret: "e2e-secret"})
+		testE2E(t, clusterOpts{secret: "e2e-secret"})
 	})
 	t.Run("tls", func(t *testing.T) {
-		if !caps.tlsFlags {
-			t.Skip("server lacks -ca/-cert/-key (issue 15 server branch)")
-		}
-		testE2E(t, bin, caps, clusterOpts{tls: true})
+		testE2E(t, clusterOpts{tls: true})
 	})
 }
 
-func testE2E(t *testing.T, bin string, caps issue15ServerCaps, opts clusterOpts) {
+func testE2E(t *testing.T, opts clusterOpts) {
 	began := time.Now()
-	if opts.secret != "" && !caps.secretFlag {
-		t.Log("server lacks -secret (issue 15 server branch): the cluster runs without one")
-	}
-	c := startCluster(t, bin, caps, opts)
-	c.probeRoutes()
-	if !c.caps.cas {
-		t.Log("server lacks CAS (If-Match; issue 15 server branch): the clients do not use it")
-	}
+	c := startCluster(t, opts)
 	t.Logf("cluster up after %v: %v", time.Since(began).Round(time.Millisecond), c.httpAddrs())
 	t.Run("refusals", func(t *testing.T) {
 		defer c.use(t)()
@@ -88,7 +78,7 @@ func testE2E(t *testing.T, bin string, caps issue15ServerCaps, opts clusterOpts)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e2eWorkload(h, kc, i, rng, c.caps.cas, stop)
+			e2eWorkload(h, kc, i, rng, stop)
 		}()
 	}
 	stopClients := sync.OnceFunc(func() {
@@ -117,9 +107,6 @@ func testE2E(t *testing.T, bin string, caps issue15ServerCaps, opts clusterOpts)
 	c.progress(h, "writes after the stopped leader came back")
 
 	t.Run("remove and re-add a member", func(t *testing.T) {
-		if !c.caps.members {
-			t.Skip("server lacks /members (issue 15 server branch)")
-		}
 		defer c.use(t)()
 		c.removeAndReAdd(h)
 	})
@@ -157,9 +144,8 @@ func (c *e2eCluster) progress(h *e2eHistory, what string) {
 }
 
 // e2eWorkload runs random operations on e2eKeys until stop is closed. A
-// CAS expects the value the client last saw, so that many succeed; without
-// useCAS a put stands in for it.
-func e2eWorkload(h *e2eHistory, kc *kvclient.Client, id int, rng *rand.Rand, useCAS bool, stop <-chan struct{}) {
+// CAS expects the value the client last saw, so that many succeed.
+func e2eWorkload(h *e2eHistory, kc *kvclient.Client, id int, rng *rand.Rand, stop <-chan struct{}) {
 	seen := map[string]string{} // the last value seen per key; "" for absent
 	for n := 0; ; n++ {
 		select {
@@ -174,8 +160,6 @@ func e2eWorkload(h *e2eHistory, kc *kvclient.Client, id int, rng *rand.Rand, use
 		case r < 4:
 			in = e2eInput{Op: e2eGet, Key: key}
 		case r < 7:
-			in = e2eInput{Op: e2ePut, Key: key, Value: value}
-		case r < 9 && !useCAS:
 			in = e2eInput{Op: e2ePut, Key: key, Value: value}
 		case r < 9:
 			in = e2eInput{Op: e2eCAS, Key: key, Value: value, Expect: seen[key]}
@@ -232,9 +216,6 @@ func (c *e2eCluster) checkRefusals() {
 			}
 		}
 	} else {
-		if !c.caps.members || !c.caps.secretFlag {
-			t.Skip("server lacks /members or -secret (issue 15 server branch)")
-		}
 		for _, secret := range []string{"", "not-the-secret"} {
 			kc, err := kvclient.New(kvclient.Config{Nodes: c.httpAddrs(), Secret: secret, Timeout: e2eWait})
 			if err != nil {
@@ -265,9 +246,6 @@ func (c *e2eCluster) checkRefusals() {
 				t.Errorf("POST /join refused with Content-Type %q; want JSON", ct)
 			}
 		}
-	}
-	if !c.caps.members {
-		return
 	}
 	m, err := c.newClient(kvclient.Config{}).Members(ctx)
 	if err != nil {

@@ -36,8 +36,7 @@ type proc struct {
 // it serves (printed once it has joined, when -join is given).
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"serve", "-heartbeat", "300ms"}, args...)...)
-	cmd.Env = append(os.Environ(), "RAFTKV_TEST_RUN_MAIN=1")
+	cmd := raftkvCommand(append([]string{"serve", "-heartbeat", "300ms"}, args...)...)
 	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
@@ -125,9 +124,12 @@ func TestProcess_SIGTERMOnTheLeaderHandsOver(t *testing.T) {
 		}
 	}
 	eventually(t, "write after the hand-off", func() error { return put(rest[0].httpAddr, "k", "2") })
-	// A follower's SIGTERM is clean too.
+	// A follower's SIGTERM is clean too. (Only what it logs once told to
+	// stop counts: on a loaded machine it may have led for a moment
+	// while the old leader was gone, and logged failures to reach it.)
+	logged := len(rest[1].stderr.String())
 	rest[1].terminate(t)
-	if l := rest[1].stderr.String(); strings.Contains(l, "[ERROR]") {
+	if l := rest[1].stderr.String()[logged:]; strings.Contains(l, "[ERROR]") {
 		t.Errorf("a follower logged errors while stopping:\n%s", l)
 	}
 

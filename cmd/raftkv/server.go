@@ -340,6 +340,11 @@ func (s *server) leads() bool { return s.raft.State() == raft.Leader }
 // sendToLeader redirects the client to the same path and query on the
 // leader, or answers 503 when no leader is known.
 func (s *server) sendToLeader(w http.ResponseWriter, r *http.Request) {
+	// The client sends the body again where it is sent. This copy is read
+	// to its end (up to a value's limit) before the answer: over HTTP/2
+	// an answer to a request whose body is still arriving resets the
+	// stream, which clients such as curl report as a failed request.
+	io.Copy(io.Discard, io.LimitReader(r.Body, maxValueBytes+1))
 	_, leaderID := s.raft.LeaderWithID()
 	addr, ok := "", false
 	if leaderID != "" && string(leaderID) != s.cfg.id {

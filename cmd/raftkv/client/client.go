@@ -233,11 +233,18 @@ func (c *Client) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// absentIfMatch is the If-Match value that asks for an absent key (or an
+// empty value): two double quotes, as the API has it. An empty header
+// would mean the same to a raftkv server, but a proxy may drop it, which
+// would turn the compare-and-set into a plain put.
+const absentIfMatch = `""`
+
 // CAS sets key to value if its current value is expected; an empty
-// expected value stands for an absent key. It returns an error wrapping
-// ErrCASMismatch when the value differs (nothing was written), and one
-// wrapping ErrUnknownOutcome when an attempt may have been applied: CAS is
-// never sent twice.
+// expected value stands for an absent key (or an empty value). It returns
+// an error wrapping ErrCASMismatch when the value differs (nothing was
+// written), and one wrapping ErrUnknownOutcome when an attempt may have
+// been applied: CAS is never sent twice. The expected value `""` (two
+// double quotes) cannot be asked for: the API reads it as "absent".
 func (c *Client) CAS(ctx context.Context, key string, expected, value []byte) error {
 	if err := checkKey(key); err != nil {
 		return fmt.Errorf("cas: %w", err)
@@ -248,9 +255,15 @@ func (c *Client) CAS(ctx context.Context, key string, expected, value []byte) er
 	if !validHeaderValue(expected) {
 		return fmt.Errorf("cas %q: the expected value holds bytes an HTTP header cannot carry", key)
 	}
-	// An empty expected value is sent as a present, empty header.
+	ifMatch := string(expected)
+	switch ifMatch {
+	case absentIfMatch:
+		return fmt.Errorf("cas %q: the expected value %s stands for an absent key in the API; to expect an absent key, expect the empty value", key, absentIfMatch)
+	case "":
+		ifMatch = absentIfMatch
+	}
 	h := http.Header{}
-	h.Set("If-Match", string(expected))
+	h.Set("If-Match", ifMatch)
 	_, err := c.call(ctx, &request{method: http.MethodPut, path: kvPath(key), body: value, header: h, write: true})
 	if err != nil {
 		return fmt.Errorf("cas %q: %w", key, err)

@@ -240,6 +240,21 @@ func TestClient_CASAndNotFound(t *testing.T) {
 	if err := c.CAS(ctx, "k", []byte("one"), []byte("two")); err != nil {
 		t.Fatalf("cas: %v", err)
 	}
+	// The API's form of "absent" is If-Match: "" (an empty header could
+	// be dropped on the way, turning the CAS into a put); the value `""`
+	// itself cannot be expected, and is refused without being sent.
+	f.mu.Lock()
+	sent := slices.Clone(f.mu.ifMatch)
+	f.mu.Unlock()
+	if want := []string{`""`, `""`, "zero", "one"}; !slices.Equal(sent, want) {
+		t.Fatalf("If-Match headers sent: %q, want %q", sent, want)
+	}
+	if err := c.CAS(ctx, "quoted", []byte(`""`), []byte("v")); err == nil || errors.Is(err, ErrCASMismatch) || errors.Is(err, ErrUnknownOutcome) {
+		t.Fatalf(`cas expecting the value "": %v; want a refusal`, err)
+	}
+	if _, ok := f.value("quoted"); ok {
+		t.Fatal(`a cas expecting the value "" wrote to an absent key`)
+	}
 	if err := c.Delete(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}

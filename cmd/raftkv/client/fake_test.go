@@ -28,6 +28,8 @@ type fakeCluster struct {
 		members []Member
 		// log records every request as "n<i> METHOD /path?query".
 		log []string
+		// ifMatch records the If-Match headers of PUTs, as received.
+		ifMatch []string
 		// hook, when set, may answer a request before the fake does; it
 		// returns whether it answered. It runs without mu held.
 		hook func(node int, w http.ResponseWriter, r *http.Request) bool
@@ -153,8 +155,14 @@ func (f *fakeCluster) serveKV(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPut:
 		body, _ := io.ReadAll(r.Body)
 		if expected, ok := r.Header["If-Match"]; ok {
-			cur, exists := f.mu.kv[key]
-			if (expected[0] == "" && exists) || (expected[0] != "" && (!exists || cur != expected[0])) {
+			// As the server (cmd/raftkv/kvapi.go): `""` expects an absent
+			// key or an empty value, any other value itself.
+			f.mu.ifMatch = append(f.mu.ifMatch, expected...)
+			want := expected[0]
+			if want == `""` {
+				want = ""
+			}
+			if f.mu.kv[key] != want {
 				jsonError(w, http.StatusPreconditionFailed, "the current value differs")
 				return
 			}
