@@ -80,8 +80,14 @@ func (s *server) handleGet(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if mode != "stale" {
-		// TODO(issue 16): serve consistency=lease with ReadLease once it lands; until then it is a ReadIndex read.
-		if err := s.raft.ReadIndex(readTimeout).Error(); err != nil {
+		// A lease read answers from the leader's lease with no round trip
+		// when it holds one, and takes the ReadIndex path otherwise; on a
+		// follower both ask the leader for a read index (follower reads).
+		read := s.raft.ReadIndex
+		if mode == "lease" {
+			read = s.raft.ReadLease
+		}
+		if err := read(readTimeout).Error(); err != nil {
 			if errors.Is(err, raft.ErrNotLeader) {
 				s.sendToLeader(w, r)
 				return

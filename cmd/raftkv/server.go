@@ -136,6 +136,15 @@ func startServer(cfg serverConfig) (*server, error) {
 	if cfg.heartbeat > 0 {
 		conf.HeartbeatTimeout, conf.ElectionTimeout, conf.LeaderLeaseTimeout = cfg.heartbeat, cfg.heartbeat, cfg.heartbeat/2
 	}
+	// Lease reads (?consistency=lease): every server of a raftkv cluster
+	// runs this library with the same settings, which the lease's safety
+	// argument needs (lease.go). The lease is half the heartbeat timeout,
+	// with a tenth of it as the clock-drift margin; the startup vote hold
+	// of one lease costs nothing, since every server already holds its
+	// vote for a heartbeat timeout after it starts.
+	conf.LeaseReadTimeout = conf.HeartbeatTimeout / 2
+	conf.LeaseClockDrift = conf.LeaseReadTimeout / 10
+	conf.StartupVoteHold = conf.LeaseReadTimeout
 	if cfg.bootstrap {
 		boot := raft.Configuration{Servers: []raft.Server{{ID: conf.LocalID, Address: s.trans.LocalAddr()}}}
 		err := raft.BootstrapCluster(conf, logs, store, snaps, s.trans, boot)
