@@ -303,6 +303,14 @@ func (r *Raft) checkRound() {
 		r.resetTimer(randomDuration(r.config().ElectionTimeout))
 		r.startElection()
 	case c.tally.won():
+		// The rule is checked again at the win: a write that began to
+		// stall, or failed and is being read back, after the round
+		// started must not give the cluster a leader that cannot write.
+		if reason, _ := r.campaignRefusal(time.Now()); reason != "" {
+			r.logger.Warn("election won, but not taking the leadership", "term", c.term, "reason", reason)
+			r.becomeFollower(r.st.currentTerm)
+			return
+		}
 		r.logger.Info("election won", "term", c.term, "tally", len(c.tally.granted))
 		r.becomeLeader()
 	case c.tally.lost() && c.preVote:
