@@ -5,8 +5,6 @@ import (
 	"maps"
 	"os"
 	"runtime/debug"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,12 +31,14 @@ type runResult struct {
 	applied  int
 	// snapshots counts the snapshots that landed on disks.
 	snapshots int
-	simTime   time.Duration
-	failures  []string
-	events    *eventLog
-	logs      *logRing
-	desc      string
-	stats     *runStats
+	// restoresMade and restoresCommitted count the user restores.
+	restoresMade, restoresCommitted int
+	simTime                         time.Duration
+	failures                        []string
+	events                          *eventLog
+	logs                            *logRing
+	desc                            string
+	stats                           *runStats
 }
 
 // run plays one seed and reports any failure on t.
@@ -149,6 +149,7 @@ func runBubble(seed uint64, length time.Duration, live *liveRun) *runResult {
 	defer c.shutdown()
 
 	hist := &history{}
+	c.hist = hist
 	stop := make(chan struct{})
 	var clients sync.WaitGroup
 	for i := range sched.clients {
@@ -172,12 +173,14 @@ func runBubble(seed uint64, length time.Duration, live *liveRun) *runResult {
 	clients.Wait()
 	c.converge(lagging)
 	check.checkApplySequences()
+	check.checkSnapshots()
 	res.checkCapabilities(c)
 	res.desc = c.describe()
 	res.ops = hist.operations()
 	_, res.unknownN, res.failedN = hist.counts()
 	res.applied = check.appliedCount()
 	res.snapshots = check.snapshotCount()
+	res.restoresMade, res.restoresCommitted = check.restoreCount()
 	return res
 }
 
@@ -194,29 +197,12 @@ func (c *cluster) converge(lagging []laggingPair) {
 		c.check.violation("liveness: a membership change was not answered within %v of healing\n%s", recoveryTimeout, c.describe())
 		return
 	}
-	var index, term uint64
-	var leader *incarnation
-	ok := c.waitFor(time.Until(deadline), func() bool {
-		l := c.leader()
-		if l == nil {
-			return false
-		}
-		// The term is read before the barrier: once it committed, the
-		// leader held this term then.
-		t := l.raft.CurrentTerm()
-		f := l.raft.Barrier(enqueueTimeout)
-		err, answered := wait(f, clientTimeout)
-		if !answered || err != nil {
-			return false
-		}
-		index = f.(raft.IndexFuture).Index()
-		leader, term = l, t
-		return true
-	})
+	leader, index, term, ok := c.commitBarrier(time.Until(deadline))
 	if !ok {
 		c.check.violation("liveness: no leader committed an entry within %v of healing\n%s", recoveryTimeout, c.describe())
 		return
 	}
+	base := c.stabilityBaseline(leader, term)
 	final := members(leader)
 	c.events.add("barrier committed at index %d by %s; final configuration %v", index, leader.name, final)
 	var want []*node
@@ -237,7 +223,7 @@ func (c *cluster) converge(lagging []laggingPair) {
 			final, index, recoveryTimeout, c.describe())
 		return
 	}
-	c.checkStable(leader, term, lagging)
+	c.checkStable(leader, term, base, lagging)
 	var first *incarnation
 	var state map[string]string
 	for _, n := range want {
@@ -254,36 +240,27 @@ func (c *cluster) converge(lagging []laggingPair) {
 	}
 }
 
-// stableFor is how long a healed cluster must keep its leader and term.
-const stableFor = 20 * heartbeatTimeout
-
-// checkStable checks that, with every fault healed and every server
-// running (removed ones included, whatever their terms), leader keeps its
-// role and its term for stableFor: nothing outside a healthy quorum may
-// take the leadership away. term is the one leader held when it committed
-// the barrier: read any later, it could be the term of whatever deposed it.
-// The one exception is a pair of lagging, found as everything healed, whose
-// removed server is indeed outside the final configuration.
-func (c *cluster) checkStable(leader *incarnation, term uint64, lagging []laggingPair) {
-	moved := c.waitFor(stableFor, func() bool {
-		return leader.raft.State() != raft.Leader || leader.raft.CurrentTerm() != term
-	})
-	if moved {
-		final := members(leader)
-		for _, p := range lagging {
-			if !slices.ContainsFunc(final, func(s raft.Server) bool { return s.ID == p.removed }) {
-				c.events.add("%s lost the leadership of term %d, excused: %s", leader.name, term, p.why)
-				return
-			}
-		}
+// commitBarrier waits for a leader that commits a barrier, for at most
+// timeout, and returns it with the barrier's index and the term the leader
+// held when it committed it (read before the barrier: read later, it could
+// be the term of whatever deposed it).
+func (c *cluster) commitBarrier(timeout time.Duration) (leader *incarnation, index, term uint64, ok bool) {
+	ok = c.waitFor(timeout, func() bool {
 		l := c.leader()
-		now := "nobody"
-		if l != nil {
-			now = fmt.Sprintf("%s in term %d", l.name, l.raft.CurrentTerm())
+		if l == nil {
+			return false
 		}
-		c.check.violation("liveness: with every fault healed, %s lost the leadership of term %d within %v; now %s leads\n%s",
-			leader.name, term, stableFor, now, c.describe())
-	}
+		t := l.raft.CurrentTerm()
+		f := l.raft.Barrier(enqueueTimeout)
+		err, answered := wait(f, clientTimeout)
+		if !answered || err != nil {
+			return false
+		}
+		index = f.(raft.IndexFuture).Index()
+		leader, term = l, t
+		return true
+	})
+	return leader, index, term, ok
 }
 
 // checkCapabilities fails a run in which a feature the fault transport
@@ -329,12 +306,13 @@ func (r *runResult) summary() string {
 		"%d commands applied, %v simulated; %d snapshots stored (%d by users), %d installed, %d restored at start; "+
 		"membership changes committed: %d add-voter, %d add-nonvoter, %d remove, %d demote; %d transfers; "+
 		"%d disks wiped, %d log writes failed while campaigning, %d late TimeoutNows (%d followed by a term rise), "+
-		"%d open-loop writes (%d failed, most bytes held %s); kinds %v",
+		"%d open-loop writes (%d failed, most bytes held %s); %d user restores (%d returned nil, %d committed); kinds %v",
 		r.sched.seed, len(r.sched.servers), len(r.sched.spares), len(r.ops), r.unknownN, r.failedN, st.readIndexReads.Load(),
 		r.applied, r.simTime.Round(time.Millisecond), r.snapshots, st.userSnapshots.Load(), st.installs.Load(), st.startRestores.Load(),
 		st.changes[opAddVoter].Load(), st.changes[opAddNonvoter].Load(), st.changes[opRemove].Load(), st.changes[opDemote].Load(),
 		st.transfers.Load(), st.wipes.Load(), st.campaignWriteFailures.Load(), st.lateTimeoutNows.Load(), st.lateTimeoutNowsObeyed.Load(),
-		st.openLoopWrites.Load(), st.openLoopFailed.Load(), heldBytesText(st.maxHeldBytes.Load()), kindList(r.sched))
+		st.openLoopWrites.Load(), st.openLoopFailed.Load(), heldBytesText(st.maxHeldBytes.Load()),
+		r.restoresMade, st.restores.Load(), r.restoresCommitted, kindList(r.sched))
 }
 
 // heldBytesText prints the most bytes held, or says the library does not
@@ -354,77 +332,4 @@ func kindList(s *schedule) string {
 		}
 	}
 	return strings.Join(out, ",")
-}
-
-// laggingPair is a member that, as everything heals, still counts a removed
-// server as a voter. If its log is no more up to date than that server's,
-// no library can tell that server from a legitimate candidate there, so the
-// member may grant it its vote and take its term, and its next answer to
-// the leader's AppendEntries deposes the leader (the reference does the
-// same). If its log is ahead, it refuses the removed server's vote requests
-// without taking their term (the library's rule, tested in the root
-// package); but when it does not hear the leader soon enough after its
-// restart it runs a pre-vote round of its own, and the removed server's
-// refusal carries its higher term, which a candidate adopts (as the
-// reference's does). That second case is avoidable in principle and is
-// left open: see README.md. One that already holds the removal refuses
-// the removed server before looking at any term.
-type laggingPair struct {
-	member, removed raft.ServerID
-	why             string
-}
-
-// laggingBehindRemovals finds the laggingPairs among the running servers:
-// removed is a voter in its own latest configuration and in member's, but
-// not in that of some other running server whose log went past removed's. checkStable excuses a lost leadership only when removed
-// is outside the final configuration.
-func (c *cluster) laggingBehindRemovals() []laggingPair {
-	type view struct {
-		inc        *incarnation
-		conf       []raft.Server
-		last, term uint64
-	}
-	var views []view
-	for _, inc := range c.running() {
-		st := inc.raft.Stats()
-		last, _ := strconv.ParseUint(st["last_log_index"], 10, 64)
-		term, _ := strconv.ParseUint(st["last_log_term"], 10, 64)
-		views = append(views, view{inc, members(inc), last, term})
-	}
-	voter := func(v view, id raft.ServerID) bool {
-		return slices.ContainsFunc(v.conf, func(s raft.Server) bool { return s.ID == id && s.Suffrage == raft.Voter })
-	}
-	after := func(a, b view) bool {
-		return a.term > b.term || (a.term == b.term && a.last > b.last)
-	}
-	var out []laggingPair
-	for _, r := range views {
-		id := r.inc.node.id
-		// A witness of the removal: a server whose configuration leaves
-		// r out, and whose log went past r's (the removal is an entry r
-		// does not hold).
-		removedBy := func(w view) bool {
-			return len(w.conf) > 0 && !voter(w, id) && after(w, r)
-		}
-		if !voter(r, id) || !slices.ContainsFunc(views, removedBy) {
-			continue
-		}
-		for _, m := range views {
-			if m.inc == r.inc || !voter(m, id) {
-				continue
-			}
-			how := "its log was not ahead"
-			if after(m, r) {
-				// See laggingPair: its own (pre-)vote round can take the
-				// removed server's term from a refusal.
-				how = "its log was ahead, but a refusal of its own (pre-)vote request carries the removed server's term"
-			}
-			p := laggingPair{member: m.inc.node.id, removed: id, why: fmt.Sprintf(
-				"as everything healed, %s (last log %d in term %d) still counted %s (last log %d in term %d) as a voter; %s",
-				m.inc.name, m.last, m.term, r.inc.name, r.last, r.term, how)}
-			c.events.add("lagging member: %s", p.why)
-			out = append(out, p)
-		}
-	}
-	return out
 }
