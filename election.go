@@ -77,7 +77,9 @@ type voteResult struct {
 
 // The campaign rule: the one place that decides whether this server may
 // start a pre-vote or vote round, whatever asks it to (its heartbeat or
-// election timer, or a leader's TimeoutNow).
+// election timer, or a leader's TimeoutNow), and again whether it may take
+// the leadership once a round is won (a write may have begun to stall
+// after the round started).
 //
 // A server campaigns only as a voter of its latest configuration (never a
 // non-voter, a removed server, or one with no configuration), and only
