@@ -232,6 +232,40 @@ type logFaults interface {
 	failLate(id raft.ServerID, early bool) (fail, landAnyway bool)
 }
 
+// latestConfiguration returns the servers of the newest configuration on
+// the disk: the last configuration entry of its log, or its newest
+// snapshot's when that is newer.
+func (d *disk) latestConfiguration() []raft.Server {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var conf []raft.Server
+	var at uint64
+	for index, l := range d.logs {
+		if l.Type == raft.LogConfiguration && index > at {
+			if c, err := decodeConfiguration(l.Data); err == nil {
+				conf, at = c.Servers, index
+			}
+		}
+	}
+	for _, s := range d.snaps {
+		if s.meta.ConfigurationIndex > at {
+			conf, at = s.meta.Configuration.Servers, s.meta.ConfigurationIndex
+		}
+	}
+	return conf
+}
+
+// decodeConfiguration decodes a configuration entry's data, without the
+// panic raft.DecodeConfiguration raises on bad input.
+func decodeConfiguration(data []byte) (c raft.Configuration, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("undecodable configuration: %v", r)
+		}
+	}()
+	return raft.DecodeConfiguration(data), nil
+}
+
 // pending records a log write in flight; the returned function ends it.
 func (d *disk) pending() func() {
 	d.mu.Lock()
