@@ -548,3 +548,43 @@ func TestCampaign_StalledLeaderDoesNotStandAgain(t *testing.T) {
 		}
 	})
 }
+
+// A write that begins to stall after the round started: d starts its
+// election with entry 10's write only just handed to the writer, well
+// within LogWriteStallTimeout; the write then stays stuck past it before
+// the votes come in. The campaign rule is checked again when the round is
+// won: before the fix, d became leader with a writer it knew was stuck
+// (the fuzzy harness's stall-leader fault found it).
+func TestCampaign_StallDuringTheRoundBlocksTheWin(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const stall = 200 * time.Millisecond
+		h := startHandPlayed(t, func(c *Config) {
+			c.ElectionTimeout = time.Second
+			c.LogWriteStallTimeout = stall
+		}, Voter)
+		defer h.stop()
+		if resp := h.send(1, 2, 9, 9); !resp.Success {
+			t.Fatalf("d refused entries 2-9: %+v", resp)
+		}
+		fail := h.store.holdStores()
+		go h.send(9, 10, 10, 9)
+		<-h.store.entered
+		handed := time.Now()
+		votes := h.collectVotes()
+		if since := time.Since(handed); since >= stall {
+			t.Fatalf("d started its round %v after the write was handed over, want less than %v", since, stall)
+		}
+		time.Sleep(time.Until(handed.Add(stall + 10*time.Millisecond)))
+		for _, v := range votes {
+			v.answer(true)
+		}
+		synctest.Wait()
+		if led := h.led(); len(led) > 0 {
+			t.Fatalf("d became leader (terms %v) while its write had been stuck for longer than LogWriteStallTimeout", led)
+		}
+		// Let the write fail so the AppendEntries it belongs to is answered
+		// before Shutdown.
+		fail()
+		synctest.Wait()
+	})
+}

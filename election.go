@@ -77,7 +77,9 @@ type voteResult struct {
 
 // The campaign rule: the one place that decides whether this server may
 // start a pre-vote or vote round, whatever asks it to (its heartbeat or
-// election timer, or a leader's TimeoutNow).
+// election timer, or a leader's TimeoutNow), and again whether it may take
+// the leadership once a round is won (a write may have begun to stall
+// after the round started).
 //
 // A server campaigns only as a voter of its latest configuration (never a
 // non-voter, a removed server, or one with no configuration), and only
@@ -360,6 +362,14 @@ func (r *Raft) checkRound() {
 		r.resetTimer(randomDuration(r.config().ElectionTimeout))
 		r.startElection(c.term)
 	case c.tally.won():
+		// The rule is checked again at the win: a write that began to
+		// stall, or failed and is being read back, after the round
+		// started must not give the cluster a leader that cannot write.
+		if reason, _ := r.campaignRefusal(time.Now()); reason != "" {
+			r.logger.Warn("election won, but not taking the leadership", "term", c.term, "reason", reason)
+			r.becomeFollower(r.st.currentTerm)
+			return
+		}
 		r.logger.Info("election won", "term", c.term, "tally", len(c.tally.granted))
 		r.becomeLeader()
 	case c.tally.lost() && c.preVote:

@@ -2,8 +2,10 @@ package raft
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -464,4 +466,109 @@ func startHandLedFollower(t *testing.T, logs LogStore, stable *InmemStore, fsm F
 		return &resp
 	}
 	return r, send
+}
+
+// Found by the fuzzy soak (seed 7392399948086879820, as a write-path
+// invariant break: "I6: compactedTo 551 past the newest snapshot 550"): an
+// InstallSnapshot is checked when it arrives, but the follower goes on
+// taking AppendEntries while the snapshot streams in, and may meanwhile
+// snapshot and compact its own log past the snapshot being received (a
+// late install, sent before the leader learned the follower caught up).
+// Before the fix the follower then adopted the older snapshot: it moved
+// its newest snapshot back below its own, and, the snapshot's last entry
+// being compacted, reset its log to it and deleted the entries after,
+// committed ones included.
+func TestFuzzyRegression_LateInstallBelowOwnSnapshotIsNotAdopted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := startHandPlayed(t, func(c *Config) {
+			c.TrailingLogs = 0
+			c.SnapshotThreshold = 1 << 20
+			c.SnapshotInterval = time.Hour
+			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = time.Hour, time.Hour, time.Hour
+		}, Voter)
+		defer h.stop()
+		if resp := h.send(1, 2, 9, 9); !resp.Success {
+			t.Fatalf("d refused entries 2-9: %+v", resp)
+		}
+		synctest.Wait()
+
+		// a sends a snapshot at index 5, whose stream d waits for.
+		var cfg Configuration
+		for _, id := range []ServerID{"a", "b", "c", "d", "e"} {
+			cfg.Servers = append(cfg.Servers, Server{Suffrage: Voter, ID: id, Address: ServerAddress("addr-" + id)})
+		}
+		var cmds [][]byte
+		for i := 2; i <= 5; i++ {
+			cmds = append(cmds, []byte(fmt.Sprintf("cmd-%d", i)))
+		}
+		data, err := json.Marshal(cmds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := &InstallSnapshotRequest{
+			RPCHeader:          RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte("a"), Addr: []byte("addr-a")},
+			SnapshotVersion:    SnapshotVersionMax,
+			Term:               2,
+			Leader:             []byte("addr-a"),
+			LastLogIndex:       5,
+			LastLogTerm:        2,
+			Configuration:      EncodeConfiguration(cfg),
+			ConfigurationIndex: 1,
+			Size:               int64(len(data)),
+		}
+		stream := &heldEOFReader{data: data, release: make(chan struct{})}
+		installed := make(chan *InstallSnapshotResponse, 1)
+		go func() {
+			var resp InstallSnapshotResponse
+			if err := h.trans["a"].InstallSnapshot("d", "addr-d", req, &resp, stream); err != nil {
+				t.Errorf("InstallSnapshot: %v", err)
+			}
+			installed <- &resp
+		}()
+		synctest.Wait()
+
+		// d has stored the snapshot, and waits for the end of the stream
+		// before it adopts it. Meanwhile it snapshots and compacts its own
+		// log up to 9.
+		if err := h.d.Snapshot().Error(); err != nil {
+			t.Fatalf("d's snapshot: %v", err)
+		}
+		synctest.Wait()
+		close(stream.release)
+		resp := <-installed
+		synctest.Wait()
+		if !resp.Success {
+			t.Errorf("the install was answered %+v; d holds everything it covers, so it should succeed", resp)
+		}
+		if got := h.d.LastIndex(); got != 9 {
+			t.Errorf("after the late install d's last index is %d, want 9", got)
+		}
+		if got := h.d.Stats()["last_snapshot_index"]; got != "9" {
+			t.Errorf("after the late install d's newest snapshot is at %s, want 9", got)
+		}
+	})
+}
+
+// heldEOFReader is an InstallSnapshot stream: data, one io.EOF (which ends
+// the receiver's copy into its store), and then nothing until release is
+// closed (the receiver reads the stream to its end before the run loop
+// adopts the snapshot).
+type heldEOFReader struct {
+	data    []byte
+	eofSent bool
+	release chan struct{}
+}
+
+func (r *heldEOFReader) Read(p []byte) (int, error) {
+	if len(r.data) > 0 {
+		n := copy(p, r.data)
+		r.data = r.data[n:]
+		return n, nil
+	}
+	if !r.eofSent {
+		r.eofSent = true
+		return 0, io.EOF
+	}
+	<-r.release
+	return 0, io.EOF
 }

@@ -341,6 +341,17 @@ func (r *Raft) onInstallDone(res installResult) {
 		return
 	}
 	req := in.req
+	if req.LastLogIndex <= r.st.commitIndex && req.LastLogIndex <= r.st.lastSnapshotIndex {
+		// This node took a snapshot of its own at or past it while it
+		// streamed in (installSnapshot checked only on arrival): it already
+		// holds everything the snapshot does, and adopting it would move
+		// its snapshot, and its log if compacted, back.
+		r.logger.Info("a received snapshot is no newer than this node's own: not adopted",
+			"index", req.LastLogIndex, "own-snapshot", r.st.lastSnapshotIndex)
+		in.resp.Success = true
+		in.rpc.Respond(in.resp, nil)
+		return
+	}
 	r.adoptSnapshot(res.id, req.LastLogIndex, req.LastLogTerm, in.configuration, in.configIndex)
 	in.resp.Success = true
 	in.rpc.Respond(in.resp, nil)

@@ -32,6 +32,8 @@ type cluster struct {
 	changed chan struct{}
 	// ops tracks the goroutines that wait for operations' answers.
 	ops sync.WaitGroup
+	// hist is the run's history; user restores are in it too.
+	hist *history
 	// changing is set while a membership change waits for its answer:
 	// the harness makes one at a time (ops_test.go).
 	changing atomic.Bool

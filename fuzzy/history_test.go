@@ -30,6 +30,8 @@ type kvInput struct {
 	Key    string
 	Value  string
 	Expect string
+	// Exists is whether a restore sets the key (opRestore).
+	Exists bool
 }
 
 // kvOutput is what a client saw. Unknown means the client cannot tell

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 
@@ -65,6 +66,32 @@ type checker struct {
 	replayLast uint64
 	// snapshots counts the snapshots that landed on disks.
 	snapshots int
+	// elections lists the elections started (vote requests sent), each
+	// (candidate, term) once, in the order they were first sent.
+	elections []electionStart
+	// electionSeen holds the (candidate, term) pairs in elections.
+	electionSeen map[electionStart]bool
+	// restores tracks the user restores (restore_test.go).
+	restores restoreBook
+	// snapshotChecks are the snapshots to check against the committed
+	// state once the run is over, when every user restore's fate is known.
+	snapshotChecks []snapshotCheck
+}
+
+// snapshotCheck is a snapshot whose state checkSnapshots compares with
+// the committed state at its index.
+type snapshotCheck struct {
+	what  string
+	index uint64
+	file  kvSnapshotFile
+}
+
+// electionStart is an election a candidate started: it sent a vote request
+// in term. preVote is the candidate's pre-vote setting.
+type electionStart struct {
+	id      raft.ServerID
+	term    uint64
+	preVote bool
 }
 
 // applyEvent is a command an FSM applied at index, or, when restore is
@@ -88,6 +115,9 @@ func newChecker() *checker {
 		applied:   make(map[string][]applyEvent),
 		decoded:   make(map[uint64]kvCommand),
 		replay:    make(map[string]string),
+
+		electionSeen: make(map[electionStart]bool),
+		restores:     newRestoreBook(),
 	}
 }
 
@@ -123,8 +153,9 @@ func (c *checker) onLeader(id raft.ServerID, term uint64) {
 	c.leaders[term] = id
 }
 
-// onApply records that incarnation inc of a node applied l.
-func (c *checker) onApply(inc string, l *raft.Log) {
+// onApply records that incarnation inc of a node applied l to a state that
+// descends from user restore base (0: none).
+func (c *checker) onApply(inc string, l *raft.Log, base uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	got := appliedEntry{term: l.Term, data: string(l.Data)}
@@ -139,6 +170,7 @@ func (c *checker) onApply(inc string, l *raft.Log) {
 		c.violationLocked("%s applied index %d after index %d", inc, l.Index, seq[n-1].index)
 	}
 	c.applied[inc] = append(seq, applyEvent{index: l.Index})
+	c.restores.onApplyLocked(c, inc, l, base)
 }
 
 // onRestore records that incarnation inc restored a snapshot whose last
@@ -146,6 +178,11 @@ func (c *checker) onApply(inc string, l *raft.Log) {
 func (c *checker) onRestore(inc string, index uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.onRestoreLocked(inc, index)
+}
+
+// onRestoreLocked is onRestore with mu held.
+func (c *checker) onRestoreLocked(inc string, index uint64) {
 	seq := c.applied[inc]
 	if n := len(seq); n > 0 && seq[n-1].index > index {
 		c.violationLocked("%s restored a snapshot whose last command is at index %d after reaching index %d",
@@ -167,13 +204,40 @@ func (c *checker) onSnapshotStored(id raft.ServerID, meta *raft.SnapshotMeta, da
 		c.violation("%s stored snapshot %s, which does not decode: %v", id, meta.ID, err)
 		return
 	}
+	if file.Restore != 0 {
+		// A user's snapshot copied by Restore, or installed from a
+		// leader that restored it: it holds what the user gave.
+		c.onUserSnapshotStored(id, meta, file)
+		return
+	}
 	c.checkSnapshotState(fmt.Sprintf("%s's snapshot %s", id, meta.ID), meta.Index, file)
 }
 
-// checkSnapshotState checks that file is the committed state at index.
+// checkSnapshotState queues the check that file is the committed state at
+// index, for checkSnapshots.
 func (c *checker) checkSnapshotState(what string, index uint64, file kvSnapshotFile) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.snapshotChecks = append(c.snapshotChecks, snapshotCheck{what: what, index: index, file: file})
+}
+
+// checkSnapshots checks, once the run is over, every snapshot queued by
+// checkSnapshotState, in index order. It runs after checkApplySequences,
+// which settles which user restores committed.
+func (c *checker) checkSnapshots() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	checks := c.snapshotChecks
+	c.snapshotChecks = nil
+	sort.SliceStable(checks, func(a, b int) bool { return checks[a].index < checks[b].index })
+	for _, sc := range checks {
+		c.checkSnapshotStateLocked(sc.what, sc.index, sc.file)
+	}
+}
+
+// checkSnapshotStateLocked checks that file is the committed state at
+// index. The caller holds mu.
+func (c *checker) checkSnapshotStateLocked(what string, index uint64, file kvSnapshotFile) {
 	want, last := c.stateAtLocked(index)
 	if file.Index != last {
 		c.violationLocked("%s at index %d holds the commands up to index %d, but the last command committed at or below it is at index %d",
@@ -193,6 +257,12 @@ func (c *checker) stateAtLocked(index uint64) (map[string]string, uint64) {
 		c.replayAt, c.replayLast = 0, 0
 	}
 	for i := c.replayAt + 1; i <= index; i++ {
+		if r := c.restores.committedAt(i); r != nil {
+			// A user restore committed here replaces the whole state.
+			c.replay = maps.Clone(r.state)
+			c.replayLast = i
+			continue
+		}
 		e, ok := c.committed[i]
 		if !ok {
 			continue
@@ -234,6 +304,38 @@ func (c *checker) onVote(id raft.ServerID, term uint64, cand string) {
 		return
 	}
 	byTerm[term] = cand
+}
+
+// onElection records that id, whose pre-vote setting is preVote, sent a
+// vote request in term.
+func (c *checker) onElection(id raft.ServerID, term uint64, preVote bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := electionStart{id: id, term: term, preVote: preVote}
+	if !c.electionSeen[e] {
+		c.electionSeen[e] = true
+		c.elections = append(c.elections, e)
+	}
+}
+
+// electionCount returns how many elections were recorded so far.
+func (c *checker) electionCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.elections)
+}
+
+// firstElectionAbove returns the first election recorded after the first
+// mark ones whose term is above term.
+func (c *checker) firstElectionAbove(mark int, term uint64) (electionStart, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.elections[mark:] {
+		if e.term > term {
+			return e, true
+		}
+	}
+	return electionStart{}, false
 }
 
 // forgetVotes forgets the votes id granted: its disk was wiped, and as
@@ -300,21 +402,34 @@ func (c *checker) onStored(d *disk, batch []raft.Log) {
 // checkApplySequences verifies, once the run is over, that every
 // incarnation applied exactly the committed commands up to the last one it
 // applied, with none skipped; a restored snapshot stands for the commands
-// up to its last one.
+// up to its last one. A committed user restore is a position of its own:
+// an incarnation that goes past it must have restored it (or a snapshot
+// above it). It first settles which user restores committed, and checks
+// them (restoreBook.settleLocked).
 func (c *checker) checkApplySequences() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.restores.settleLocked(c)
 	all := make([]uint64, 0, len(c.committed))
 	for i := range c.committed {
 		all = append(all, i)
 	}
+	for _, r := range c.restores.committed() {
+		all = append(all, r.index)
+	}
 	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
+	all = slices.Compact(all)
 	for inc, seq := range c.applied {
 		pos := 0
 		for _, ev := range seq {
 			if ev.restore {
 				pos = sort.Search(len(all), func(i int) bool { return all[i] > ev.index })
 				continue
+			}
+			if pos < len(all) && all[pos] < ev.index && c.restores.committedAt(all[pos]) != nil {
+				c.violationLocked("%s applied index %d without restoring the user snapshot committed at index %d",
+					inc, ev.index, all[pos])
+				break
 			}
 			if pos >= len(all) || all[pos] != ev.index {
 				want := uint64(0)

@@ -22,6 +22,9 @@ const (
 	opPut
 	opDelete
 	opCAS
+	// opRestore is a user restore, in the history only: it sets a key to
+	// Value, or deletes it when Exists is false (restore_test.go).
+	opRestore
 )
 
 func (o kvOp) String() string {
@@ -34,6 +37,8 @@ func (o kvOp) String() string {
 		return "delete"
 	case opCAS:
 		return "cas"
+	case opRestore:
+		return "restore"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -88,13 +93,23 @@ type kvFSM struct {
 	// last is the index of the last command applied (or restored). Guarded
 	// by mu.
 	last uint64
+	// base is the user restore the state descends from, 0 if none
+	// (restore_test.go). Guarded by mu.
+	base uint64
 }
 
 // kvSnapshotFile is a snapshot's bytes: JSON of the state at the command
 // at Index (0 when no command had been applied).
+//
+// Restore, when not 0, names the user restore whose state a user's
+// snapshot holds (restore_test.go); its Index is then 0, and the index it
+// stands at is the one the library stored it at.
 type kvSnapshotFile struct {
-	Index uint64            `json:"i"`
-	Data  map[string]string `json:"d"`
+	Index   uint64            `json:"i"`
+	Data    map[string]string `json:"d"`
+	Restore uint64            `json:"r,omitempty"`
+	// Base is the user restore the state descends from, 0 if none.
+	Base uint64 `json:"b,omitempty"`
 }
 
 func newKVFSM(inc string, check *checker, stats *runStats, poke func()) *kvFSM {
@@ -107,7 +122,10 @@ func (f *kvFSM) Apply(l *raft.Log) interface{} {
 			time.Sleep(d)
 		}
 	}
-	f.check.onApply(f.inc, l)
+	f.mu.Lock()
+	base := f.base
+	f.mu.Unlock()
+	f.check.onApply(f.inc, l, base)
 	var cmd kvCommand
 	if err := json.Unmarshal(l.Data, &cmd); err != nil {
 		f.check.violation("%s: undecodable command at index %d: %v", f.inc, l.Index, err)
@@ -154,7 +172,7 @@ func (f *kvFSM) state() map[string]string {
 func (f *kvFSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &kvSnapshot{file: kvSnapshotFile{Index: f.last, Data: maps.Clone(f.data)}}, nil
+	return &kvSnapshot{file: kvSnapshotFile{Index: f.last, Data: maps.Clone(f.data), Base: f.base}}, nil
 }
 
 // Restore replaces the whole state with the snapshot's.
@@ -167,7 +185,17 @@ func (f *kvFSM) Restore(rc io.ReadCloser) error {
 	if file.Data == nil {
 		file.Data = make(map[string]string)
 	}
-	f.check.onRestore(f.inc, file.Index)
+	base := file.Base
+	if file.Restore != 0 {
+		base = file.Restore
+		index, ok := f.check.onUserRestored(f.inc, file.Restore)
+		if !ok {
+			return fmt.Errorf("user restore %d: its snapshot never landed", file.Restore)
+		}
+		file.Index = index
+	} else {
+		f.check.onRestore(f.inc, file.Index)
+	}
 	if f.started.Load() {
 		f.stats.installs.Add(1)
 	} else {
@@ -176,6 +204,7 @@ func (f *kvFSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.data = file.Data
 	f.last = file.Index
+	f.base = base
 	f.mu.Unlock()
 	f.poke()
 	return nil

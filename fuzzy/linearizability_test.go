@@ -49,6 +49,8 @@ var kvModel = porcupine.Model{
 			return before, kvState{Value: in.Value, Exists: true}
 		case opDelete:
 			return before && (out.Unknown || out.OK == st.Exists), kvState{}
+		case opRestore:
+			return true, kvState{Value: in.Value, Exists: in.Exists}
 		case opCAS:
 			match := st.Exists && st.Value == in.Expect
 			if !out.Unknown && out.OK != match {
@@ -64,6 +66,12 @@ var kvModel = porcupine.Model{
 	DescribeOperation: func(input, output interface{}) string {
 		in := input.(kvInput)
 		out := output.(kvOutput)
+		if in.Op == opRestore {
+			if !in.Exists {
+				return fmt.Sprintf("restore(%s, ∅)", in.Key)
+			}
+			return fmt.Sprintf("restore(%s, %s)", in.Key, in.Value)
+		}
 		cmd := kvCommand{Op: in.Op, Key: in.Key, Value: in.Value, Expect: in.Expect}
 		if out.Unknown {
 			return fmt.Sprintf("%v → ?", cmd)

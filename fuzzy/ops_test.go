@@ -51,6 +51,8 @@ func (c *cluster) beginOp(a *activeEpisode) *activeEpisode {
 		ok = c.transferLeadership(a, false)
 	case opTransferOut:
 		ok = c.transferOut(a)
+	case opUserRestore:
+		ok = c.userRestore(a)
 	}
 	if !ok {
 		return nil

@@ -31,12 +31,14 @@ type runResult struct {
 	applied  int
 	// snapshots counts the snapshots that landed on disks.
 	snapshots int
-	simTime   time.Duration
-	failures  []string
-	events    *eventLog
-	logs      *logRing
-	desc      string
-	stats     *runStats
+	// restoresMade and restoresCommitted count the user restores.
+	restoresMade, restoresCommitted int
+	simTime                         time.Duration
+	failures                        []string
+	events                          *eventLog
+	logs                            *logRing
+	desc                            string
+	stats                           *runStats
 }
 
 // run plays one seed and reports any failure on t.
@@ -147,6 +149,7 @@ func runBubble(seed uint64, length time.Duration, live *liveRun) *runResult {
 	defer c.shutdown()
 
 	hist := &history{}
+	c.hist = hist
 	stop := make(chan struct{})
 	var clients sync.WaitGroup
 	for i := range sched.clients {
@@ -169,12 +172,14 @@ func runBubble(seed uint64, length time.Duration, live *liveRun) *runResult {
 	clients.Wait()
 	c.converge()
 	check.checkApplySequences()
+	check.checkSnapshots()
 	res.checkCapabilities(c)
 	res.desc = c.describe()
 	res.ops = hist.operations()
 	_, res.unknownN, res.failedN = hist.counts()
 	res.applied = check.appliedCount()
 	res.snapshots = check.snapshotCount()
+	res.restoresMade, res.restoresCommitted = check.restoreCount()
 	return res
 }
 
@@ -191,29 +196,12 @@ func (c *cluster) converge() {
 		c.check.violation("liveness: a membership change was not answered within %v of healing\n%s", recoveryTimeout, c.describe())
 		return
 	}
-	var index, term uint64
-	var leader *incarnation
-	ok := c.waitFor(time.Until(deadline), func() bool {
-		l := c.leader()
-		if l == nil {
-			return false
-		}
-		// The term is read before the barrier: once it committed, the
-		// leader held this term then.
-		t := l.raft.CurrentTerm()
-		f := l.raft.Barrier(enqueueTimeout)
-		err, answered := wait(f, clientTimeout)
-		if !answered || err != nil {
-			return false
-		}
-		index = f.(raft.IndexFuture).Index()
-		leader, term = l, t
-		return true
-	})
+	leader, index, term, ok := c.commitBarrier(time.Until(deadline))
 	if !ok {
 		c.check.violation("liveness: no leader committed an entry within %v of healing\n%s", recoveryTimeout, c.describe())
 		return
 	}
+	base := c.stabilityBaseline(leader, term)
 	final := members(leader)
 	c.events.add("barrier committed at index %d by %s; final configuration %v", index, leader.name, final)
 	var want []*node
@@ -234,7 +222,7 @@ func (c *cluster) converge() {
 			final, index, recoveryTimeout, c.describe())
 		return
 	}
-	c.checkStable(leader, term)
+	c.checkStable(leader, term, base)
 	var first *incarnation
 	var state map[string]string
 	for _, n := range want {
@@ -251,31 +239,27 @@ func (c *cluster) converge() {
 	}
 }
 
-// stableFor is how long a healed cluster must keep its leader and term.
-const stableFor = 20 * heartbeatTimeout
-
-// checkStable checks that, with every fault healed and every server
-// running (removed ones included, whatever their terms), leader keeps its
-// role and its term for stableFor: nothing outside a healthy quorum may
-// take the leadership away. term is the one leader held when it committed
-// the barrier: read any later, it could be the term of whatever deposed it.
-// A member restarted behind a removal, still counting the removed server
-// as a voter, is no exception: its start and then the leader's heartbeats
-// keep it from taking that server's term (leader stickiness in the raft
-// package's election.go).
-func (c *cluster) checkStable(leader *incarnation, term uint64) {
-	moved := c.waitFor(stableFor, func() bool {
-		return leader.raft.State() != raft.Leader || leader.raft.CurrentTerm() != term
-	})
-	if moved {
+// commitBarrier waits for a leader that commits a barrier, for at most
+// timeout, and returns it with the barrier's index and the term the leader
+// held when it committed it (read before the barrier: read later, it could
+// be the term of whatever deposed it).
+func (c *cluster) commitBarrier(timeout time.Duration) (leader *incarnation, index, term uint64, ok bool) {
+	ok = c.waitFor(timeout, func() bool {
 		l := c.leader()
-		now := "nobody"
-		if l != nil {
-			now = fmt.Sprintf("%s in term %d", l.name, l.raft.CurrentTerm())
+		if l == nil {
+			return false
 		}
-		c.check.violation("liveness: with every fault healed, %s lost the leadership of term %d within %v; now %s leads\n%s",
-			leader.name, term, stableFor, now, c.describe())
-	}
+		t := l.raft.CurrentTerm()
+		f := l.raft.Barrier(enqueueTimeout)
+		err, answered := wait(f, clientTimeout)
+		if !answered || err != nil {
+			return false
+		}
+		index = f.(raft.IndexFuture).Index()
+		leader, term = l, t
+		return true
+	})
+	return leader, index, term, ok
 }
 
 // checkCapabilities fails a run in which a feature the fault transport
@@ -322,13 +306,14 @@ func (r *runResult) summary() string {
 		"%d commands applied, %v simulated; %d snapshots stored (%d by users), %d installed, %d restored at start; "+
 		"membership changes committed: %d add-voter, %d add-nonvoter, %d remove, %d demote; %d transfers; "+
 		"%d disks wiped, %d log writes failed while campaigning, %d late TimeoutNows (%d followed by a term rise), "+
-		"%d open-loop writes (%d failed, most bytes held %s); kinds %v",
+		"%d open-loop writes (%d failed, most bytes held %s); %d user restores (%d returned nil, %d committed); kinds %v",
 		r.sched.seed, len(r.sched.servers), len(r.sched.spares), leasesOn(r.sched.seed), len(r.ops), r.unknownN, r.failedN, st.readIndexReads.Load(), st.followerReads.Load(),
 		st.leaseReads.Load(), st.leaseServed.Load(),
 		r.applied, r.simTime.Round(time.Millisecond), r.snapshots, st.userSnapshots.Load(), st.installs.Load(), st.startRestores.Load(),
 		st.changes[opAddVoter].Load(), st.changes[opAddNonvoter].Load(), st.changes[opRemove].Load(), st.changes[opDemote].Load(),
 		st.transfers.Load(), st.wipes.Load(), st.campaignWriteFailures.Load(), st.lateTimeoutNows.Load(), st.lateTimeoutNowsObeyed.Load(),
-		st.openLoopWrites.Load(), st.openLoopFailed.Load(), heldBytesText(st.maxHeldBytes.Load()), kindList(r.sched))
+		st.openLoopWrites.Load(), st.openLoopFailed.Load(), heldBytesText(st.maxHeldBytes.Load()),
+		r.restoresMade, st.restores.Load(), r.restoresCommitted, kindList(r.sched))
 }
 
 // heldBytesText prints the most bytes held, or says the library does not

@@ -3,6 +3,7 @@ package fuzzy
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -56,6 +57,7 @@ const (
 	opDemote      // DemoteVoter a voter
 	opTransfer    // LeadershipTransfer, or LeadershipTransferToServer
 	opTransferOut // LeadershipTransferToServer to a non-voter or a non-member
+	opUserRestore // Restore on the leader, often as the leadership changes
 	numFaultKinds
 )
 
@@ -90,6 +92,7 @@ var faultNames = [numFaultKinds]string{
 	opDemote:            "demote-voter",
 	opTransfer:          "leadership-transfer",
 	opTransferOut:       "transfer-to-non-voter",
+	opUserRestore:       "user-restore",
 }
 
 func (k faultKind) String() string { return faultNames[k] }
@@ -281,8 +284,38 @@ func newSchedule(seed uint64, length time.Duration) *schedule {
 	for range max(2, count*2/3) {
 		s.episodes = append(s.episodes, s.drawEpisode(rnd, drawOp(rnd)))
 	}
+	if restoresOn() {
+		s.drawRestores(rnd, count)
+	}
 	slices.SortStableFunc(s.episodes, func(a, b *episode) int { return int(a.at - b.at) })
 	return s
+}
+
+// restoresOn reports whether user-restore episodes are drawn: only with
+// RAFT_FUZZY_RESTORE=1, until the library settles the divergence they
+// find (restore_test.go, README.md).
+func restoresOn() bool { return os.Getenv("RAFT_FUZZY_RESTORE") == "1" }
+
+// drawRestores adds user restores to the schedule. They are drawn last, so
+// that adding them left every earlier draw of a seed as it was. Half of
+// them begin just as the leadership changes (or may change): a transfer,
+// a crash or an isolation of the leader, a stall of its disk.
+func (s *schedule) drawRestores(rnd *rand.Rand, count int) {
+	var changes []*episode
+	for _, e := range s.episodes {
+		switch e.kind {
+		case opTransfer, faultLateTimeoutNow, faultCrashLeader, faultIsolateLeader, faultIsolateInbound, faultStallLeader, faultCampaignWrite:
+			changes = append(changes, e)
+		}
+	}
+	for range max(1, count/10) {
+		e := s.drawEpisode(rnd, opUserRestore)
+		if len(changes) > 0 && rnd.IntN(2) == 0 {
+			at := changes[rnd.IntN(len(changes))].at
+			e.at = at + time.Duration(rnd.Int64N(int64(2*heartbeatTimeout))).Round(time.Millisecond)
+		}
+		s.episodes = append(s.episodes, e)
+	}
 }
 
 // all returns every server of the run, members or spares.

@@ -158,6 +158,14 @@ func (h *diskHandle) read(f func(d *disk) error) error {
 // writes alone (logFaults): a stall, and a failure decided as it
 // completes.
 func (h *diskHandle) write(log bool, f func(d *disk)) error {
+	return h.writeTracked(log, log, f)
+}
+
+// writeTracked is write; tracked says whether a log write counts as one
+// in flight for stalledFor. A head compaction does not: raft runs it on
+// its log compactor, beside the log writer's writes, and never takes a
+// slow one for a stalled write (log_writer.go in the raft package).
+func (h *diskHandle) writeTracked(log, tracked bool, f func(d *disk)) error {
 	wait, fail, landAnyway := h.d.latency(h.d.id)
 	lf := h.d.logFaults
 	if !log {
@@ -175,7 +183,9 @@ func (h *diskHandle) write(log bool, f func(d *disk)) error {
 	if lf != nil {
 		wait = max(wait, lf.stall(h.d.id))
 		early = lf.campaigningNow(h.d.id)
-		defer h.d.pending()()
+		if tracked {
+			defer h.d.pending()()
+		}
 	}
 	landFirst := wait > 0 && wait%2 == 0 // the low bit of a random duration is a fair coin
 	if landFirst {
@@ -220,6 +230,40 @@ type logFaults interface {
 	// so whether it landed anyway; early says whether its server was
 	// campaigning when the write started.
 	failLate(id raft.ServerID, early bool) (fail, landAnyway bool)
+}
+
+// latestConfiguration returns the servers of the newest configuration on
+// the disk: the last configuration entry of its log, or its newest
+// snapshot's when that is newer.
+func (d *disk) latestConfiguration() []raft.Server {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var conf []raft.Server
+	var at uint64
+	for index, l := range d.logs {
+		if l.Type == raft.LogConfiguration && index > at {
+			if c, err := decodeConfiguration(l.Data); err == nil {
+				conf, at = c.Servers, index
+			}
+		}
+	}
+	for _, s := range d.snaps {
+		if s.meta.ConfigurationIndex > at {
+			conf, at = s.meta.Configuration.Servers, s.meta.ConfigurationIndex
+		}
+	}
+	return conf
+}
+
+// decodeConfiguration decodes a configuration entry's data, without the
+// panic raft.DecodeConfiguration raises on bad input.
+func decodeConfiguration(data []byte) (c raft.Configuration, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("undecodable configuration: %v", r)
+		}
+	}()
+	return raft.DecodeConfiguration(data), nil
 }
 
 // pending records a log write in flight; the returned function ends it.
@@ -314,7 +358,12 @@ func (h *diskHandle) StoreLogs(logs []*raft.Log) error {
 }
 
 func (h *diskHandle) DeleteRange(lo, hi uint64) error {
-	return h.write(true, func(d *disk) {
+	// A range that starts at the log's first entry and keeps its last is
+	// a head compaction.
+	h.d.mu.Lock()
+	head := lo <= h.d.first && hi < h.d.last
+	h.d.mu.Unlock()
+	return h.writeTracked(true, !head, func(d *disk) {
 		for i := lo; i <= hi && i <= d.last; i++ {
 			delete(d.logs, i)
 		}

@@ -137,6 +137,13 @@ func (c *cluster) pickWipe(e *episode) *node {
 	for _, n := range c.nodes {
 		i := slices.IndexFunc(conf, func(s raft.Server) bool { return s.ID == n.id })
 		switch {
+		case c.countedAsVoter(n.id):
+			// Some server still counts it as a voter (it lags behind the
+			// removal or demotion): wiping it would lose the votes and the
+			// log that server's quorums rely on, which Raft cannot survive
+			// (soak seed 7319672431220895631: a removed server that lagged
+			// behind two removals won term 7 with the vote of the other,
+			// wiped, while the cluster's leader held term 7 too).
 		case i < 0:
 			outside = append(outside, n)
 		case conf[i].Suffrage != raft.Voter && n.id != l.node.id:
@@ -150,6 +157,30 @@ func (c *cluster) pickWipe(e *episode) *node {
 		return outside[e.pick%len(outside)]
 	}
 	return nil
+}
+
+// countedAsVoter reports whether a server other than id counts id as a
+// voter in its latest configuration: a running one as it says, one that
+// is down as its disk says (it restarts with that configuration).
+func (c *cluster) countedAsVoter(id raft.ServerID) bool {
+	voter := func(conf []raft.Server) bool {
+		return slices.ContainsFunc(conf, func(s raft.Server) bool { return s.ID == id && s.Suffrage == raft.Voter })
+	}
+	for _, n := range c.nodes {
+		if n.id == id {
+			continue
+		}
+		if inc := c.current(n); inc != nil {
+			if voter(members(inc)) {
+				return true
+			}
+			continue
+		}
+		if voter(c.diskOf(n).latestConfiguration()) {
+			return true
+		}
+	}
+	return false
 }
 
 // wipe gives n an empty disk. The checker forgets the votes and terms of

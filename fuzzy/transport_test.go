@@ -126,6 +126,7 @@ func (t *faultTransport) AppendEntries(id raft.ServerID, target raft.ServerAddre
 }
 
 func (t *faultTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	t.check.onElection(t.id, args.Term, t.preVote)
 	err := send(t, target, resp, func(out *raft.RequestVoteResponse) error {
 		err := t.InmemTransport.RequestVote(id, target, args, out)
 		if err == nil && out.Granted {
@@ -315,6 +316,7 @@ type runStats struct {
 	// read back; changes counts the membership changes that committed,
 	// by kind; transfers the leadership transfers that succeeded.
 	userSnapshots   atomic.Int64
+	restores        atomic.Int64
 	openedSnapshots atomic.Int64
 	changes         [numFaultKinds]atomic.Int64
 	transfers       atomic.Int64

@@ -1,0 +1,293 @@
+package fuzzy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/quorumkit/raft"
+)
+
+// user-restore: Raft.Restore called on the leader with a state of the
+// harness's making, often just as the leadership changes (a transfer, a
+// crash or an isolation of the leader begins).
+//
+// How it is modelled:
+//
+//   - The user's snapshot is a kvSnapshotFile whose Restore field names
+//     the restore (an ID unique to the run); its keys get values unique to
+//     the run, or are left out (deleted). The library stores it at an
+//     index of its choosing, R, above the leader's log; the disk sees it
+//     land with that index (checker.onUserSnapshotStored), and every FSM
+//     that restores it, the leader's or a follower's through an installed
+//     snapshot, learns R from there.
+//   - Every FSM knows which user restore its state descends from (its
+//     base: set by restoring a user's snapshot, carried in the snapshots
+//     it takes and restored from them). Every incarnation that applies a
+//     committed command must apply it on the same base; one that applies
+//     it on top of a restore the others never had, or without one they
+//     had, has diverged (state machine safety).
+//   - The restore counts as committed at R once Restore returned nil (its
+//     no-op after R committed), or once a command was applied on top of
+//     it by every incarnation that applied that command. A committed
+//     restore is a position of the log of its own: no command may be
+//     committed at R, the committed state at R and above starts from the
+//     restored state, and every incarnation that goes past R must restore
+//     it (or a snapshot above it) on the way. Snapshots are checked
+//     against that state once the run is over, when every restore's fate
+//     is known.
+//   - In the history, a restore is a write of every client key at once (the
+//     value it sets, or a delete), called when Restore is called and
+//     returning when it returns nil: it takes effect somewhere between.
+//     The linearizability check goes key by key, so the restore is checked
+//     per key, not as one atomic write of all of them. Restore answered
+//     ErrNotLeader, ErrLeadershipTransferInProgress
+//     or "cannot restore snapshot now" (a configuration change not yet
+//     applied) did not take effect; any other error, ErrEnqueueTimeout
+//     included (it also answers a no-op that did not commit in time),
+//     leaves it unknown (it may take effect at any time after its call,
+//     or never), as for a client's write. A client write that Restore
+//     aborted (ErrAbortedByRestore) is unknown too: another leader may
+//     have it and commit it.
+
+// restoreClient is the porcupine client ID of user restores, apart from
+// the clients'.
+const restoreClient = 1 << 20
+
+// userRestoreRec is one user restore.
+type userRestoreRec struct {
+	id    uint64
+	state map[string]string
+	// index and term are where its snapshot landed; 0 until it did.
+	index, term uint64
+	// why says why it counts as committed; "" while it does not.
+	why string
+}
+
+// restoreBook tracks the user restores. Guarded by checker.mu.
+type restoreBook struct {
+	byID map[uint64]*userRestoreRec
+	next uint64
+	// at maps an index to the committed restore there, once settled.
+	at map[uint64]*userRestoreRec
+	// baseAt maps a command's index to the base it was first applied on;
+	// disputed holds the indexes applied on different bases.
+	baseAt   map[uint64]appliedBase
+	disputed map[uint64]bool
+	// reported holds the incarnations a divergence was reported for.
+	reported map[string]bool
+}
+
+// appliedBase is the base one incarnation applied a command on.
+type appliedBase struct {
+	base uint64
+	inc  string
+}
+
+func newRestoreBook() restoreBook {
+	return restoreBook{
+		byID:     make(map[uint64]*userRestoreRec),
+		at:       make(map[uint64]*userRestoreRec),
+		baseAt:   make(map[uint64]appliedBase),
+		disputed: make(map[uint64]bool),
+		reported: make(map[string]bool),
+	}
+}
+
+// newUserRestore registers a restore whose state build returns, given
+// the restore's ID, and returns the ID and the state.
+func (c *checker) newUserRestore(build func(id uint64) map[string]string) (uint64, map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := &c.restores
+	b.next++
+	r := &userRestoreRec{id: b.next, state: build(b.next)}
+	b.byID[r.id] = r
+	return r.id, r.state
+}
+
+// onUserSnapshotStored records where a user's snapshot landed on a disk.
+func (c *checker) onUserSnapshotStored(id raft.ServerID, meta *raft.SnapshotMeta, file kvSnapshotFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.restores.byID[file.Restore]
+	switch {
+	case r == nil:
+		c.violationLocked("%s stored snapshot %s of an unknown user restore %d", id, meta.ID, file.Restore)
+	case !maps.Equal(r.state, file.Data):
+		c.violationLocked("%s stored snapshot %s of user restore %d holding %v, but the user gave %v", id, meta.ID, r.id, file.Data, r.state)
+	case r.index == 0:
+		r.index, r.term = meta.Index, meta.Term
+	case r.index != meta.Index || r.term != meta.Term:
+		c.violationLocked("%s stored user restore %d at (%d, %d), but it landed at (%d, %d) before",
+			id, r.id, meta.Index, meta.Term, r.index, r.term)
+	}
+}
+
+// onUserRestored records that incarnation inc's FSM restored user restore
+// id, and returns the index it stands at.
+func (c *checker) onUserRestored(inc string, id uint64) (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.restores.byID[id]
+	if r == nil || r.index == 0 {
+		c.violationLocked("%s restored user restore %d, whose snapshot never landed on a disk", inc, id)
+		return 0, false
+	}
+	c.onRestoreLocked(inc, r.index)
+	return r.index, true
+}
+
+// restoreReturned records that Restore of id returned nil.
+func (c *checker) restoreReturned(id uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.restores.byID[id]; r != nil && r.why == "" {
+		r.why = "Restore returned nil"
+	}
+}
+
+// onApplyLocked notes that inc applied the committed command l on a state
+// that descends from user restore base. Every incarnation that applies a
+// command must apply it on the same state, so on the same base: one that
+// applied it on top of a restore the others never had (or without one they
+// had) diverged. A command applied on top of a restore, by everyone who
+// applied it, commits the restore (settleLocked). The caller holds c.mu.
+func (b *restoreBook) onApplyLocked(c *checker, inc string, l *raft.Log, base uint64) {
+	prev, ok := b.baseAt[l.Index]
+	switch {
+	case !ok:
+		b.baseAt[l.Index] = appliedBase{base: base, inc: inc}
+	case prev.base != base && !b.disputed[l.Index]:
+		b.disputed[l.Index] = true
+		// One report per incarnation: every command after the first
+		// disputed one would repeat it.
+		if b.reported[inc] {
+			return
+		}
+		b.reported[inc] = true
+		c.violationLocked("state machine safety: %s applied index %d on a state descending from %s, %s on one descending from %s",
+			inc, l.Index, b.describe(base), prev.inc, b.describe(prev.base))
+	}
+}
+
+// describe names a base.
+func (b *restoreBook) describe(base uint64) string {
+	r := b.byID[base]
+	if r == nil {
+		return "no user restore"
+	}
+	return fmt.Sprintf("user restore %d (at index %d)", r.id, r.index)
+}
+
+// settleLocked decides, once the run is over, which restores committed,
+// and checks them: one per index, and no command committed at the same
+// index. The caller holds c.mu.
+func (b *restoreBook) settleLocked(c *checker) {
+	for _, index := range slices.Sorted(maps.Keys(b.baseAt)) {
+		ab := b.baseAt[index]
+		if r := b.byID[ab.base]; r != nil && r.why == "" && !b.disputed[index] {
+			r.why = fmt.Sprintf("index %d was applied on top of it", index)
+		}
+	}
+	clear(b.at)
+	for _, id := range slices.Sorted(maps.Keys(b.byID)) {
+		r := b.byID[id]
+		if r.why == "" || r.index == 0 {
+			continue
+		}
+		if other := b.at[r.index]; other != nil {
+			c.violationLocked("state machine safety: user restores %d (%s) and %d (%s) both committed at index %d",
+				other.id, other.why, r.id, r.why, r.index)
+			continue
+		}
+		b.at[r.index] = r
+		if e, ok := c.committed[r.index]; ok {
+			c.violationLocked("state machine safety: user restore %d committed at index %d (%s), where %q (term %d) was applied",
+				r.id, r.index, r.why, e.data, e.term)
+		}
+	}
+}
+
+// committedAt returns the committed restore at index, if any.
+func (b *restoreBook) committedAt(index uint64) *userRestoreRec { return b.at[index] }
+
+// committed returns the committed restores.
+func (b *restoreBook) committed() []*userRestoreRec {
+	return slices.Collect(maps.Values(b.at))
+}
+
+// restoreCount returns how many restores were made and how many committed.
+func (c *checker) restoreCount() (made, committed int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.restores.byID), len(c.restores.at)
+}
+
+// userRestore calls Restore on the leader with a fresh state.
+func (c *cluster) userRestore(a *activeEpisode) bool {
+	e := a.ep
+	l := c.leader()
+	if l == nil {
+		c.events.add("skip %v: no leader", e.kind)
+		return false
+	}
+	a.node = l.node.id
+	rnd := c.net.rnd
+	var keys []string
+	keep := make(map[string]bool)
+	for i := range c.sched.keys {
+		k := fmt.Sprintf("k%d", i)
+		keys = append(keys, k)
+		keep[k] = rnd.chance(0.7)
+	}
+	// Its values name the restore, so they are unique to the run.
+	id, state := c.check.newUserRestore(func(id uint64) map[string]string {
+		state := make(map[string]string)
+		for _, k := range keys {
+			if keep[k] {
+				state[k] = fmt.Sprintf("restore%d-%s", id, k)
+			}
+		}
+		return state
+	})
+	data, err := json.Marshal(kvSnapshotFile{Restore: id, Data: state})
+	if err != nil {
+		c.check.violation("encoding user restore %d: %v", id, err)
+		return false
+	}
+	c.events.add("begin %v %d on %s: %v", e.kind, id, l.name, state)
+	call := c.hist.stamp()
+	c.ops.Go(func() {
+		meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: int64(len(data))}
+		err := l.raft.Restore(meta, bytes.NewReader(data), changeTimeout)
+		how := unknown
+		switch {
+		case err == nil:
+			how = done
+			c.check.restoreReturned(id)
+			c.stats.restores.Add(1)
+			c.events.add("%v %d on %s: restored", e.kind, id, l.name)
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress),
+			strings.Contains(err.Error(), "cannot restore snapshot now"):
+			how = failed
+			c.events.add("%v %d on %s refused: %v", e.kind, id, l.name, err)
+		default:
+			c.events.add("%v %d on %s: outcome unknown: %v", e.kind, id, l.name, err)
+		}
+		ret := c.hist.stamp()
+		if how == failed {
+			c.hist.record(restoreClient+int(id), kvInput{Op: opRestore}, kvOutput{}, call, ret, how)
+			return
+		}
+		for _, k := range keys {
+			v, ok := state[k]
+			c.hist.record(restoreClient+int(id), kvInput{Op: opRestore, Key: k, Value: v, Exists: ok}, kvOutput{}, call, ret, how)
+		}
+	})
+	return true
+}
