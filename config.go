@@ -239,13 +239,16 @@ type Config struct {
 	// LeaseReadTimeout. Ignored when leases are off.
 	LeaseClockDrift time.Duration
 
-	// StartupVoteHold makes a server refuse to grant votes and pre-votes
-	// for this long after it starts or restarts, unless the vote request
-	// is part of a leadership transfer. A restarted server has forgotten
-	// the leader it followed, and would otherwise vote at once for a
-	// candidate while that leader's lease still runs. It must be at least
-	// LeaseReadTimeout when leases are on, and it can be set on its own.
-	// Zero, the default, holds nothing back.
+	// StartupVoteHold makes a server refuse vote and pre-vote requests
+	// (before looking at their term) for this long after it starts or
+	// restarts, unless the vote request is part of a leadership transfer.
+	// A restarted server has forgotten the leader it followed, and would
+	// otherwise vote at once for a candidate while that leader's lease
+	// still runs. It must be at least LeaseReadTimeout when leases are on,
+	// and it can be set on its own. Every server holds its vote for at
+	// least one HeartbeatTimeout after it starts whatever this says
+	// (vote_hold.go); a longer StartupVoteHold lengthens that hold. Zero,
+	// the default, adds nothing to it.
 	StartupVoteHold time.Duration
 }
 
