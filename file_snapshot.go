@@ -28,7 +28,9 @@ package raft
 // follower), List remembers which snapshots it verified, keyed by the
 // state.bin size and modification time and the recorded CRC, and reads a
 // snapshot's bytes again only when one of those changed. Open always
-// verifies.
+// verifies. Raft restoring a snapshot it has just received goes through
+// openWritten instead, which trusts the same record as List: the sink
+// hashed those bytes as it wrote them.
 //
 // Differences from hashicorp/raft, all about damaged or unfinished data:
 // leftover ".tmp" directories are removed when the store is opened (the
@@ -505,7 +507,7 @@ func (f *FileSnapshotStore) forgetVerifiedExcept(present map[string]bool) {
 // reported here rather than half-way through a restore. Errors name the
 // snapshot; a checksum failure reads "... CRC mismatch".
 func (f *FileSnapshotStore) Open(id string) (*SnapshotMeta, io.ReadCloser, error) {
-	meta, rc, err := f.open(id)
+	meta, rc, err := f.open(id, false)
 	if err != nil {
 		f.logger.Error("failed to open snapshot", "id", id, "error", err)
 		return nil, nil, fmt.Errorf("opening snapshot %s: %w", id, err)
@@ -513,7 +515,11 @@ func (f *FileSnapshotStore) Open(id string) (*SnapshotMeta, io.ReadCloser, error
 	return meta, rc, nil
 }
 
-func (f *FileSnapshotStore) open(id string) (*SnapshotMeta, io.ReadCloser, error) {
+// open opens a snapshot after checking its state.bin. With trustStamp,
+// the CRC pass is skipped when the store hashed every byte of the file
+// (writing or checking it) and its size and modification time have not
+// changed since.
+func (f *FileSnapshotStore) open(id string, trustStamp bool) (*SnapshotMeta, io.ReadCloser, error) {
 	if !validSnapshotDirName(id) {
 		return nil, nil, errors.New("not a snapshot ID")
 	}
@@ -528,20 +534,56 @@ func (f *FileSnapshotStore) open(id string) (*SnapshotMeta, io.ReadCloser, error
 	}
 	info, err := fh.Stat()
 	if err == nil {
-		err = verifySnapshotState(fh, info.Size(), meta)
+		err = checkSnapshotSize(info.Size(), meta)
 	}
+	var stamp snapshotStamp
 	if err == nil {
-		_, err = fh.Seek(0, io.SeekStart)
+		stamp = snapshotStamp{size: info.Size(), modTime: info.ModTime().UnixNano(), crc: string(meta.CRC)}
+		if !trustStamp || !f.wasVerified(id, stamp) {
+			err = verifySnapshotState(fh, info.Size(), meta)
+			if err == nil {
+				_, err = fh.Seek(0, io.SeekStart)
+			}
+		}
 	}
 	if err != nil {
 		fh.Close()
 		return nil, nil, err
 	}
-	f.rememberVerified(id, snapshotStamp{size: info.Size(), modTime: info.ModTime().UnixNano(), crc: string(meta.CRC)})
+	f.rememberVerified(id, stamp)
 	return &meta.SnapshotMeta, &snapshotFileReader{
 		Reader: bufio.NewReaderSize(fh, snapshotBufferSize),
 		file:   fh,
 	}, nil
+}
+
+// openWritten is Open for a snapshot this node has just finished writing
+// through one of this store's sinks, such as one received from the leader,
+// about to be restored. The sink hashed every byte on its way to
+// state.bin, and Close recorded the CRC with the file's size and
+// modification time; while those are unchanged, reading the file once
+// more to check it would only read back the page cache the sink just
+// filled, so that pass is skipped. A snapshot whose file changed is
+// checked in full, as Open, which always checks, does.
+func (f *FileSnapshotStore) openWritten(id string) (*SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := f.open(id, true)
+	if err != nil {
+		f.logger.Error("failed to open snapshot", "id", id, "error", err)
+		return nil, nil, fmt.Errorf("opening snapshot %s: %w", id, err)
+	}
+	return meta, rc, nil
+}
+
+// openWrittenSnapshot opens a snapshot that this node's own sink has just
+// finished, through the store's openWritten when it has one (see
+// FileSnapshotStore.openWritten), and through Open otherwise.
+func openWrittenSnapshot(store SnapshotStore, id string) (*SnapshotMeta, io.ReadCloser, error) {
+	if w, ok := store.(interface {
+		openWritten(id string) (*SnapshotMeta, io.ReadCloser, error)
+	}); ok {
+		return w.openWritten(id)
+	}
+	return store.Open(id)
 }
 
 // validSnapshotDirName reports whether id can name a directory directly

@@ -832,3 +832,79 @@ func TestFileSnapshotStoreLargeSnapshotAcrossWritebackChunks(t *testing.T) {
 		t.Fatalf("read back %d bytes (meta size %d, %v); want the %d bytes written", len(got), meta.Size, err, len(data))
 	}
 }
+
+func TestFileSnapshotStoreOpenWrittenSkipsOnlyUnchangedFiles(t *testing.T) {
+	base := t.TempDir()
+	store, _ := openFileSnapTestStore(t, base, 2)
+	data := snapPatternBytes(3*snapshotBufferSize + 7)
+	id := writeFileSnapshot(t, store, 10, 1, data)
+	state := filepath.Join(base, snapshotsDirName, id, snapshotStateFile)
+	info, err := os.Stat(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll := func(rc io.ReadCloser) []byte {
+		t.Helper()
+		defer rc.Close()
+		got, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	meta, rc, err := openWrittenSnapshot(store, id)
+	if err != nil {
+		t.Fatalf("openWrittenSnapshot: %v", err)
+	}
+	if meta.ID != id || meta.Size != int64(len(data)) || !bytes.Equal(readAll(rc), data) {
+		t.Fatalf("openWrittenSnapshot gave %+v and other bytes than written", meta)
+	}
+
+	// Damage with the size and modification time the sink recorded: the
+	// CRC pass is skipped (what makes it cheap), while Open still checks.
+	damaged := slices.Clone(data)
+	damaged[len(damaged)/2] ^= 0xff
+	if err := os.WriteFile(state, damaged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(state, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if _, rc, err := openWrittenSnapshot(store, id); err != nil {
+		t.Fatalf("openWrittenSnapshot of an unchanged stamp = %v; want the check skipped", err)
+	} else {
+		rc.Close()
+	}
+	if _, _, err := store.Open(id); !errors.Is(err, errCRCMismatch) {
+		t.Fatalf("Open = %v; want a CRC mismatch", err)
+	}
+
+	// A new modification time, or a store that did not write the
+	// snapshot, reads and checks the file in full.
+	later := info.ModTime().Add(time.Second)
+	if err := os.Chtimes(state, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openWrittenSnapshot(store, id); !errors.Is(err, errCRCMismatch) {
+		t.Fatalf("openWrittenSnapshot after a change = %v; want a CRC mismatch", err)
+	}
+	if err := os.Chtimes(state, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := openFileSnapTestStore(t, base, 2)
+	if _, _, err := openWrittenSnapshot(other, id); !errors.Is(err, errCRCMismatch) {
+		t.Fatalf("openWrittenSnapshot on another store = %v; want a CRC mismatch", err)
+	}
+
+	// A truncated file is caught by its size alone.
+	if err := os.WriteFile(state, data[:10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(state, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openWrittenSnapshot(store, id); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("openWrittenSnapshot of a truncated file = %v; want a size error", err)
+	}
+}

@@ -384,7 +384,8 @@ func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIn
 		r.pub.commitIndex.Store(index)
 	}
 	if index > r.st.dispatched {
-		t := &fsmTask{restoreID: id, from: index, to: index}
+		// The snapshot was received by this node's own sink a moment ago.
+		t := &fsmTask{restoreID: id, from: index, to: index, received: true}
 		// Reads waiting for an index the snapshot covers are answered
 		// once the FSM holds it.
 		n := 0
