@@ -30,7 +30,9 @@ package raft
 // snapshot's bytes again only when one of those changed. Open always
 // verifies. Raft restoring a snapshot it has just received goes through
 // openWritten instead, which trusts the same record as List: the sink
-// hashed those bytes as it wrote them.
+// hashed those bytes as it wrote them. A leader sending a snapshot goes
+// through openToSend, which checks the CRC as the bytes go out and holds
+// back the last read until it matches.
 //
 // Differences from hashicorp/raft, all about damaged or unfinished data:
 // leftover ".tmp" directories are removed when the store is opened (the
@@ -572,6 +574,111 @@ func (f *FileSnapshotStore) openWritten(id string) (*SnapshotMeta, io.ReadCloser
 		return nil, nil, fmt.Errorf("opening snapshot %s: %w", id, err)
 	}
 	return meta, rc, nil
+}
+
+// openToSend is Open for a snapshot about to be streamed to a follower.
+// Instead of reading state.bin once to check its CRC and once more to send
+// it, the returned reader checks the CRC as the bytes go out and holds
+// back the read that would complete the file until the CRC matches: a
+// damaged snapshot ends in an error a few bytes short of its Size, so the
+// receiver never gets all of it. The size is checked before anything is
+// read.
+func (f *FileSnapshotStore) openToSend(id string) (*SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := f.openChecking(id)
+	if err != nil {
+		f.logger.Error("failed to open snapshot", "id", id, "error", err)
+		return nil, nil, fmt.Errorf("opening snapshot %s: %w", id, err)
+	}
+	return meta, rc, nil
+}
+
+func (f *FileSnapshotStore) openChecking(id string) (*SnapshotMeta, io.ReadCloser, error) {
+	if !validSnapshotDirName(id) {
+		return nil, nil, errors.New("not a snapshot ID")
+	}
+	dir := filepath.Join(f.path, id)
+	meta, err := readSnapshotMeta(dir, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	fh, err := os.Open(filepath.Join(dir, snapshotStateFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("missing or unreadable %s: %w", snapshotStateFile, err)
+	}
+	info, err := fh.Stat()
+	if err == nil {
+		err = checkSnapshotSize(info.Size(), meta)
+	}
+	if err != nil {
+		fh.Close()
+		return nil, nil, err
+	}
+	return &meta.SnapshotMeta, &checkingSnapshotReader{
+		r:    bufio.NewReaderSize(fh, snapshotBufferSize),
+		file: fh,
+		id:   id,
+		hash: crc64.New(snapshotCRCTable),
+		left: meta.Size,
+		want: meta.CRC,
+	}, nil
+}
+
+// checkingSnapshotReader reads a state.bin of a known size and CRC and
+// fails, instead of returning the read that completes it, when the CRC of
+// the whole does not match.
+type checkingSnapshotReader struct {
+	r    *bufio.Reader
+	file *os.File
+	id   string
+	hash hash.Hash64
+	left int64 // bytes not read yet
+	want []byte
+	err  error // sticky
+}
+
+func (c *checkingSnapshotReader) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.hash.Write(p[:n])
+	c.left -= int64(n)
+	switch {
+	case c.left == 0 && !bytes.Equal(c.hash.Sum(nil), c.want):
+		c.err = fmt.Errorf("snapshot %s: %w", c.id, errCRCMismatch)
+		return 0, c.err
+	case c.left == 0:
+		return n, nil
+	case err == io.EOF:
+		c.err = fmt.Errorf("snapshot %s: %s ended %d bytes before the size meta.json records", c.id, snapshotStateFile, c.left)
+		return n, c.err
+	case err != nil:
+		c.err = fmt.Errorf("snapshot %s: reading %s: %w", c.id, snapshotStateFile, err)
+		return n, c.err
+	}
+	return n, nil
+}
+
+func (c *checkingSnapshotReader) Close() error {
+	return c.file.Close()
+}
+
+// openSnapshotToSend opens a snapshot for a replicator to stream, through
+// the store's openToSend when it has one (see FileSnapshotStore.openToSend),
+// and through Open otherwise.
+func openSnapshotToSend(store SnapshotStore, id string) (*SnapshotMeta, io.ReadCloser, error) {
+	if s, ok := store.(interface {
+		openToSend(id string) (*SnapshotMeta, io.ReadCloser, error)
+	}); ok {
+		return s.openToSend(id)
+	}
+	return store.Open(id)
 }
 
 // openWrittenSnapshot opens a snapshot that this node's own sink has just

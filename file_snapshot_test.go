@@ -908,3 +908,50 @@ func TestFileSnapshotStoreOpenWrittenSkipsOnlyUnchangedFiles(t *testing.T) {
 		t.Fatalf("openWrittenSnapshot of a truncated file = %v; want a size error", err)
 	}
 }
+
+func TestFileSnapshotStoreOpenToSendHoldsBackDamagedEnd(t *testing.T) {
+	base := t.TempDir()
+	store, _ := openFileSnapTestStore(t, base, 2)
+	for _, size := range []int{1, 100, 3*snapshotBufferSize + 7} {
+		data := snapPatternBytes(size)
+		id := writeFileSnapshot(t, store, uint64(size), 1, data)
+		state := filepath.Join(base, snapshotsDirName, id, snapshotStateFile)
+
+		meta, rc, err := openSnapshotToSend(store, id)
+		if err != nil {
+			t.Fatalf("size %d: openSnapshotToSend: %v", size, err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || meta.Size != int64(size) || !bytes.Equal(got, data) {
+			t.Fatalf("size %d: read %d bytes, err %v, meta size %d; want the snapshot whole", size, len(got), err, meta.Size)
+		}
+
+		// The same size with one byte changed, at the start or the end:
+		// the reader fails before the last bytes leave it.
+		for _, at := range []int{0, size - 1} {
+			damaged := slices.Clone(data)
+			damaged[at] ^= 0xff
+			if err := os.WriteFile(state, damaged, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, rc, err := openSnapshotToSend(store, id)
+			if err != nil {
+				t.Fatalf("size %d: openSnapshotToSend: %v", size, err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if !errors.Is(err, errCRCMismatch) || len(got) >= size {
+				t.Fatalf("size %d, byte %d damaged: read %d bytes, err %v; want a CRC mismatch short of the end", size, at, len(got), err)
+			}
+		}
+
+		// A file of the wrong size is refused before anything is read.
+		if err := os.WriteFile(state, append(slices.Clone(data), 0), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := openSnapshotToSend(store, id); err == nil || !strings.Contains(err.Error(), "truncated or overwritten") {
+			t.Fatalf("size %d: openSnapshotToSend of a longer file = %v; want a size error", size, err)
+		}
+	}
+}
