@@ -268,13 +268,15 @@ func (f *FileSnapshotStore) newSink(dir string, meta fileSnapshotMeta) (*FileSna
 		return nil, err
 	}
 	sum := crc64.New(snapshotCRCTable)
+	w := &stateWriter{file: state, hash: sum}
 	return &FileSnapshotSink{
-		store: f,
-		dir:   dir,
-		meta:  meta,
-		state: state,
-		hash:  sum,
-		buf:   bufio.NewWriterSize(&stateWriter{file: state, hash: sum}, snapshotBufferSize),
+		store:  f,
+		dir:    dir,
+		meta:   meta,
+		state:  state,
+		hash:   sum,
+		direct: w,
+		buf:    bufio.NewWriterSize(w, snapshotBufferSize),
 	}, nil
 }
 
@@ -832,8 +834,9 @@ type FileSnapshotSink struct {
 	state *os.File
 	// hash sums what reaches state, for the CRC.
 	hash hash.Hash64
-	// buf buffers writes to state and hash.
-	buf *bufio.Writer
+	// buf buffers writes to direct, which writes to state and hash.
+	buf    *bufio.Writer
+	direct *stateWriter
 	// done is set by the first Close or Cancel; later writes fail and
 	// later Close or Cancel calls do nothing.
 	done bool
@@ -851,6 +854,11 @@ func (s *FileSnapshotSink) Write(b []byte) (int, error) {
 	defer s.mu.Unlock()
 	if s.done {
 		return 0, errSinkDone
+	}
+	if len(b) >= s.buf.Size() && s.buf.Buffered() == 0 {
+		// As large as the buffer: copying it there first would gain
+		// nothing (the receiving goroutine writes in such chunks).
+		return s.direct.Write(b)
 	}
 	return s.buf.Write(b)
 }

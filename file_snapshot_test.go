@@ -955,3 +955,61 @@ func TestFileSnapshotStoreOpenToSendHoldsBackDamagedEnd(t *testing.T) {
 		}
 	}
 }
+
+func TestFileSnapshotSinkMixedWriteSizes(t *testing.T) {
+	base := t.TempDir()
+	store, _ := openFileSnapTestStore(t, base, 2)
+	var want []byte
+	sink, err := store.Create(1, 5, 1, snapTestConfiguration, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Chunks of the buffer's size and more go straight to the file when
+	// nothing is buffered, through the buffer otherwise.
+	for i, n := range []int{snapshotBufferSize, 100, snapshotBufferSize, snapshotBufferSize + 3, 5, snapshotBufferSize - 105, snapshotBufferSize, 1} {
+		chunk := bytes.Repeat([]byte{byte(i + 1)}, n)
+		if w, err := sink.Write(chunk); err != nil || w != n {
+			t.Fatalf("write %d of %d bytes = %d, %v", i, n, w, err)
+		}
+		want = append(want, chunk...)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	meta, rc, err := store.Open(sink.ID())
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil || meta.Size != int64(len(want)) || !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes (err %v, meta size %d); want the %d written, in order", len(got), err, meta.Size, len(want))
+	}
+}
+
+func TestCopyInChunks(t *testing.T) {
+	for _, n := range []int{0, 1, installChunk - 1, installChunk, installChunk + 1, 3*installChunk + 5} {
+		src := snapPatternBytes(n)
+		var dst bytes.Buffer
+		got, err := copyInChunks(&dst, bytes.NewReader(src))
+		if err != nil || got != int64(n) || !bytes.Equal(dst.Bytes(), src) {
+			t.Fatalf("%d bytes: copied %d, err %v", n, got, err)
+		}
+	}
+	broken := errors.New("connection reset")
+	r := io.MultiReader(bytes.NewReader(make([]byte, 10)), iotestErrReader{broken})
+	if n, err := copyInChunks(io.Discard, r); !errors.Is(err, broken) || n != 10 {
+		t.Fatalf("reader failing after 10 bytes: copied %d, err %v; want the 10 bytes and the read error", n, err)
+	}
+	if _, err := copyInChunks(failingWriter{broken}, bytes.NewReader(make([]byte, 10))); !errors.Is(err, broken) {
+		t.Fatalf("failing writer: err %v; want its error", err)
+	}
+}
+
+type iotestErrReader struct{ err error }
+
+func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }
+
+type failingWriter struct{ err error }
+
+func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }
