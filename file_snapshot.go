@@ -28,7 +28,11 @@ package raft
 // follower), List remembers which snapshots it verified, keyed by the
 // state.bin size and modification time and the recorded CRC, and reads a
 // snapshot's bytes again only when one of those changed. Open always
-// verifies.
+// verifies. Raft restoring a snapshot it has just received goes through
+// openWritten instead, which trusts the same record as List: the sink
+// hashed those bytes as it wrote them. A leader sending a snapshot goes
+// through openToSend, which checks the CRC as the bytes go out and holds
+// back the last read until it matches.
 //
 // Differences from hashicorp/raft, all about damaged or unfinished data:
 // leftover ".tmp" directories are removed when the store is opened (the
@@ -264,13 +268,15 @@ func (f *FileSnapshotStore) newSink(dir string, meta fileSnapshotMeta) (*FileSna
 		return nil, err
 	}
 	sum := crc64.New(snapshotCRCTable)
+	w := &stateWriter{file: state, hash: sum}
 	return &FileSnapshotSink{
-		store: f,
-		dir:   dir,
-		meta:  meta,
-		state: state,
-		hash:  sum,
-		buf:   bufio.NewWriterSize(&stateWriter{file: state, hash: sum}, snapshotBufferSize),
+		store:  f,
+		dir:    dir,
+		meta:   meta,
+		state:  state,
+		hash:   sum,
+		direct: w,
+		buf:    bufio.NewWriterSize(w, snapshotBufferSize),
 	}, nil
 }
 
@@ -505,7 +511,7 @@ func (f *FileSnapshotStore) forgetVerifiedExcept(present map[string]bool) {
 // reported here rather than half-way through a restore. Errors name the
 // snapshot; a checksum failure reads "... CRC mismatch".
 func (f *FileSnapshotStore) Open(id string) (*SnapshotMeta, io.ReadCloser, error) {
-	meta, rc, err := f.open(id)
+	meta, rc, err := f.open(id, false)
 	if err != nil {
 		f.logger.Error("failed to open snapshot", "id", id, "error", err)
 		return nil, nil, fmt.Errorf("opening snapshot %s: %w", id, err)
@@ -513,7 +519,11 @@ func (f *FileSnapshotStore) Open(id string) (*SnapshotMeta, io.ReadCloser, error
 	return meta, rc, nil
 }
 
-func (f *FileSnapshotStore) open(id string) (*SnapshotMeta, io.ReadCloser, error) {
+// open opens a snapshot after checking its state.bin. With trustStamp,
+// the CRC pass is skipped when the store hashed every byte of the file
+// (writing or checking it) and its size and modification time have not
+// changed since.
+func (f *FileSnapshotStore) open(id string, trustStamp bool) (*SnapshotMeta, io.ReadCloser, error) {
 	if !validSnapshotDirName(id) {
 		return nil, nil, errors.New("not a snapshot ID")
 	}
@@ -528,20 +538,161 @@ func (f *FileSnapshotStore) open(id string) (*SnapshotMeta, io.ReadCloser, error
 	}
 	info, err := fh.Stat()
 	if err == nil {
-		err = verifySnapshotState(fh, info.Size(), meta)
+		err = checkSnapshotSize(info.Size(), meta)
 	}
+	var stamp snapshotStamp
 	if err == nil {
-		_, err = fh.Seek(0, io.SeekStart)
+		stamp = snapshotStamp{size: info.Size(), modTime: info.ModTime().UnixNano(), crc: string(meta.CRC)}
+		if !trustStamp || !f.wasVerified(id, stamp) {
+			err = verifySnapshotState(fh, info.Size(), meta)
+			if err == nil {
+				_, err = fh.Seek(0, io.SeekStart)
+			}
+		}
 	}
 	if err != nil {
 		fh.Close()
 		return nil, nil, err
 	}
-	f.rememberVerified(id, snapshotStamp{size: info.Size(), modTime: info.ModTime().UnixNano(), crc: string(meta.CRC)})
+	f.rememberVerified(id, stamp)
 	return &meta.SnapshotMeta, &snapshotFileReader{
 		Reader: bufio.NewReaderSize(fh, snapshotBufferSize),
 		file:   fh,
 	}, nil
+}
+
+// openWritten is Open for a snapshot this node has just finished writing
+// through one of this store's sinks, such as one received from the leader,
+// about to be restored. The sink hashed every byte on its way to
+// state.bin, and Close recorded the CRC with the file's size and
+// modification time; while those are unchanged, reading the file once
+// more to check it would only read back the page cache the sink just
+// filled, so that pass is skipped. A snapshot whose file changed is
+// checked in full, as Open, which always checks, does.
+func (f *FileSnapshotStore) openWritten(id string) (*SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := f.open(id, true)
+	if err != nil {
+		f.logger.Error("failed to open snapshot", "id", id, "error", err)
+		return nil, nil, fmt.Errorf("opening snapshot %s: %w", id, err)
+	}
+	return meta, rc, nil
+}
+
+// openToSend is Open for a snapshot about to be streamed to a follower.
+// Instead of reading state.bin once to check its CRC and once more to send
+// it, the returned reader checks the CRC as the bytes go out and holds
+// back the read that would complete the file until the CRC matches: a
+// damaged snapshot ends in an error a few bytes short of its Size, so the
+// receiver never gets all of it. The size is checked before anything is
+// read.
+func (f *FileSnapshotStore) openToSend(id string) (*SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := f.openChecking(id)
+	if err != nil {
+		f.logger.Error("failed to open snapshot", "id", id, "error", err)
+		return nil, nil, fmt.Errorf("opening snapshot %s: %w", id, err)
+	}
+	return meta, rc, nil
+}
+
+func (f *FileSnapshotStore) openChecking(id string) (*SnapshotMeta, io.ReadCloser, error) {
+	if !validSnapshotDirName(id) {
+		return nil, nil, errors.New("not a snapshot ID")
+	}
+	dir := filepath.Join(f.path, id)
+	meta, err := readSnapshotMeta(dir, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	fh, err := os.Open(filepath.Join(dir, snapshotStateFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("missing or unreadable %s: %w", snapshotStateFile, err)
+	}
+	info, err := fh.Stat()
+	if err == nil {
+		err = checkSnapshotSize(info.Size(), meta)
+	}
+	if err != nil {
+		fh.Close()
+		return nil, nil, err
+	}
+	return &meta.SnapshotMeta, &checkingSnapshotReader{
+		r:    bufio.NewReaderSize(fh, snapshotBufferSize),
+		file: fh,
+		id:   id,
+		hash: crc64.New(snapshotCRCTable),
+		left: meta.Size,
+		want: meta.CRC,
+	}, nil
+}
+
+// checkingSnapshotReader reads a state.bin of a known size and CRC and
+// fails, instead of returning the read that completes it, when the CRC of
+// the whole does not match.
+type checkingSnapshotReader struct {
+	r    *bufio.Reader
+	file *os.File
+	id   string
+	hash hash.Hash64
+	left int64 // bytes not read yet
+	want []byte
+	err  error // sticky
+}
+
+func (c *checkingSnapshotReader) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.left == 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.hash.Write(p[:n])
+	c.left -= int64(n)
+	switch {
+	case c.left == 0 && !bytes.Equal(c.hash.Sum(nil), c.want):
+		c.err = fmt.Errorf("snapshot %s: %w", c.id, errCRCMismatch)
+		return 0, c.err
+	case c.left == 0:
+		return n, nil
+	case err == io.EOF:
+		c.err = fmt.Errorf("snapshot %s: %s ended %d bytes before the size meta.json records", c.id, snapshotStateFile, c.left)
+		return n, c.err
+	case err != nil:
+		c.err = fmt.Errorf("snapshot %s: reading %s: %w", c.id, snapshotStateFile, err)
+		return n, c.err
+	}
+	return n, nil
+}
+
+func (c *checkingSnapshotReader) Close() error {
+	return c.file.Close()
+}
+
+// openSnapshotToSend opens a snapshot for a replicator to stream, through
+// the store's openToSend when it has one (see FileSnapshotStore.openToSend),
+// and through Open otherwise.
+func openSnapshotToSend(store SnapshotStore, id string) (*SnapshotMeta, io.ReadCloser, error) {
+	if s, ok := store.(interface {
+		openToSend(id string) (*SnapshotMeta, io.ReadCloser, error)
+	}); ok {
+		return s.openToSend(id)
+	}
+	return store.Open(id)
+}
+
+// openWrittenSnapshot opens a snapshot that this node's own sink has just
+// finished, through the store's openWritten when it has one (see
+// FileSnapshotStore.openWritten), and through Open otherwise.
+func openWrittenSnapshot(store SnapshotStore, id string) (*SnapshotMeta, io.ReadCloser, error) {
+	if w, ok := store.(interface {
+		openWritten(id string) (*SnapshotMeta, io.ReadCloser, error)
+	}); ok {
+		return w.openWritten(id)
+	}
+	return store.Open(id)
 }
 
 // validSnapshotDirName reports whether id can name a directory directly
@@ -683,8 +834,9 @@ type FileSnapshotSink struct {
 	state *os.File
 	// hash sums what reaches state, for the CRC.
 	hash hash.Hash64
-	// buf buffers writes to state and hash.
-	buf *bufio.Writer
+	// buf buffers writes to direct, which writes to state and hash.
+	buf    *bufio.Writer
+	direct *stateWriter
 	// done is set by the first Close or Cancel; later writes fail and
 	// later Close or Cancel calls do nothing.
 	done bool
@@ -702,6 +854,11 @@ func (s *FileSnapshotSink) Write(b []byte) (int, error) {
 	defer s.mu.Unlock()
 	if s.done {
 		return 0, errSinkDone
+	}
+	if len(b) >= s.buf.Size() && s.buf.Buffered() == 0 {
+		// As large as the buffer: copying it there first would gain
+		// nothing (the receiving goroutine writes in such chunks).
+		return s.direct.Write(b)
 	}
 	return s.buf.Write(b)
 }

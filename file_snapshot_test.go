@@ -832,3 +832,184 @@ func TestFileSnapshotStoreLargeSnapshotAcrossWritebackChunks(t *testing.T) {
 		t.Fatalf("read back %d bytes (meta size %d, %v); want the %d bytes written", len(got), meta.Size, err, len(data))
 	}
 }
+
+func TestFileSnapshotStoreOpenWrittenSkipsOnlyUnchangedFiles(t *testing.T) {
+	base := t.TempDir()
+	store, _ := openFileSnapTestStore(t, base, 2)
+	data := snapPatternBytes(3*snapshotBufferSize + 7)
+	id := writeFileSnapshot(t, store, 10, 1, data)
+	state := filepath.Join(base, snapshotsDirName, id, snapshotStateFile)
+	info, err := os.Stat(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll := func(rc io.ReadCloser) []byte {
+		t.Helper()
+		defer rc.Close()
+		got, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	meta, rc, err := openWrittenSnapshot(store, id)
+	if err != nil {
+		t.Fatalf("openWrittenSnapshot: %v", err)
+	}
+	if meta.ID != id || meta.Size != int64(len(data)) || !bytes.Equal(readAll(rc), data) {
+		t.Fatalf("openWrittenSnapshot gave %+v and other bytes than written", meta)
+	}
+
+	// Damage with the size and modification time the sink recorded: the
+	// CRC pass is skipped (what makes it cheap), while Open still checks.
+	damaged := slices.Clone(data)
+	damaged[len(damaged)/2] ^= 0xff
+	if err := os.WriteFile(state, damaged, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(state, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if _, rc, err := openWrittenSnapshot(store, id); err != nil {
+		t.Fatalf("openWrittenSnapshot of an unchanged stamp = %v; want the check skipped", err)
+	} else {
+		rc.Close()
+	}
+	if _, _, err := store.Open(id); !errors.Is(err, errCRCMismatch) {
+		t.Fatalf("Open = %v; want a CRC mismatch", err)
+	}
+
+	// A new modification time, or a store that did not write the
+	// snapshot, reads and checks the file in full.
+	later := info.ModTime().Add(time.Second)
+	if err := os.Chtimes(state, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openWrittenSnapshot(store, id); !errors.Is(err, errCRCMismatch) {
+		t.Fatalf("openWrittenSnapshot after a change = %v; want a CRC mismatch", err)
+	}
+	if err := os.Chtimes(state, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := openFileSnapTestStore(t, base, 2)
+	if _, _, err := openWrittenSnapshot(other, id); !errors.Is(err, errCRCMismatch) {
+		t.Fatalf("openWrittenSnapshot on another store = %v; want a CRC mismatch", err)
+	}
+
+	// A truncated file is caught by its size alone.
+	if err := os.WriteFile(state, data[:10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(state, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := openWrittenSnapshot(store, id); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("openWrittenSnapshot of a truncated file = %v; want a size error", err)
+	}
+}
+
+func TestFileSnapshotStoreOpenToSendHoldsBackDamagedEnd(t *testing.T) {
+	base := t.TempDir()
+	store, _ := openFileSnapTestStore(t, base, 2)
+	for _, size := range []int{1, 100, 3*snapshotBufferSize + 7} {
+		data := snapPatternBytes(size)
+		id := writeFileSnapshot(t, store, uint64(size), 1, data)
+		state := filepath.Join(base, snapshotsDirName, id, snapshotStateFile)
+
+		meta, rc, err := openSnapshotToSend(store, id)
+		if err != nil {
+			t.Fatalf("size %d: openSnapshotToSend: %v", size, err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || meta.Size != int64(size) || !bytes.Equal(got, data) {
+			t.Fatalf("size %d: read %d bytes, err %v, meta size %d; want the snapshot whole", size, len(got), err, meta.Size)
+		}
+
+		// The same size with one byte changed, at the start or the end:
+		// the reader fails before the last bytes leave it.
+		for _, at := range []int{0, size - 1} {
+			damaged := slices.Clone(data)
+			damaged[at] ^= 0xff
+			if err := os.WriteFile(state, damaged, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, rc, err := openSnapshotToSend(store, id)
+			if err != nil {
+				t.Fatalf("size %d: openSnapshotToSend: %v", size, err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if !errors.Is(err, errCRCMismatch) || len(got) >= size {
+				t.Fatalf("size %d, byte %d damaged: read %d bytes, err %v; want a CRC mismatch short of the end", size, at, len(got), err)
+			}
+		}
+
+		// A file of the wrong size is refused before anything is read.
+		if err := os.WriteFile(state, append(slices.Clone(data), 0), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := openSnapshotToSend(store, id); err == nil || !strings.Contains(err.Error(), "truncated or overwritten") {
+			t.Fatalf("size %d: openSnapshotToSend of a longer file = %v; want a size error", size, err)
+		}
+	}
+}
+
+func TestFileSnapshotSinkMixedWriteSizes(t *testing.T) {
+	base := t.TempDir()
+	store, _ := openFileSnapTestStore(t, base, 2)
+	var want []byte
+	sink, err := store.Create(1, 5, 1, snapTestConfiguration, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Chunks of the buffer's size and more go straight to the file when
+	// nothing is buffered, through the buffer otherwise.
+	for i, n := range []int{snapshotBufferSize, 100, snapshotBufferSize, snapshotBufferSize + 3, 5, snapshotBufferSize - 105, snapshotBufferSize, 1} {
+		chunk := bytes.Repeat([]byte{byte(i + 1)}, n)
+		if w, err := sink.Write(chunk); err != nil || w != n {
+			t.Fatalf("write %d of %d bytes = %d, %v", i, n, w, err)
+		}
+		want = append(want, chunk...)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	meta, rc, err := store.Open(sink.ID())
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil || meta.Size != int64(len(want)) || !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes (err %v, meta size %d); want the %d written, in order", len(got), err, meta.Size, len(want))
+	}
+}
+
+func TestCopyInChunks(t *testing.T) {
+	for _, n := range []int{0, 1, installChunk - 1, installChunk, installChunk + 1, 3*installChunk + 5} {
+		src := snapPatternBytes(n)
+		var dst bytes.Buffer
+		got, err := copyInChunks(&dst, bytes.NewReader(src))
+		if err != nil || got != int64(n) || !bytes.Equal(dst.Bytes(), src) {
+			t.Fatalf("%d bytes: copied %d, err %v", n, got, err)
+		}
+	}
+	broken := errors.New("connection reset")
+	r := io.MultiReader(bytes.NewReader(make([]byte, 10)), iotestErrReader{broken})
+	if n, err := copyInChunks(io.Discard, r); !errors.Is(err, broken) || n != 10 {
+		t.Fatalf("reader failing after 10 bytes: copied %d, err %v; want the 10 bytes and the read error", n, err)
+	}
+	if _, err := copyInChunks(failingWriter{broken}, bytes.NewReader(make([]byte, 10))); !errors.Is(err, broken) {
+		t.Fatalf("failing writer: err %v; want its error", err)
+	}
+}
+
+type iotestErrReader struct{ err error }
+
+func (r iotestErrReader) Read([]byte) (int, error) { return 0, r.err }
+
+type failingWriter struct{ err error }
+
+func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }

@@ -98,6 +98,10 @@ type fsmTask struct {
 	// Raft.Restore, whose outcome the run loop waits for.
 	restoreID   string
 	userRestore bool
+	// received says that restoreID is a snapshot this node's receive
+	// goroutine has just written, so its store may skip checking it again
+	// (openWrittenSnapshot).
+	received bool
 	// entries are the entries from..to when the run loop held them in
 	// memory; nil means the FSM goroutine reads them from the log store.
 	// heldBytes is their memory charge (backpressure.go), counted in
@@ -275,7 +279,11 @@ func (a *fsmApplier) snapshot(user bool) snapshotResponse {
 // if the FSM goroutine must stop.
 func (a *fsmApplier) restore(t *fsmTask) bool {
 	r := a.r
-	meta, source, err := r.snapshots.Open(t.restoreID)
+	open := r.snapshots.Open
+	if t.received {
+		open = func(id string) (*SnapshotMeta, io.ReadCloser, error) { return openWrittenSnapshot(r.snapshots, id) }
+	}
+	meta, source, err := open(t.restoreID)
 	if err == nil {
 		start := time.Now()
 		r.fsmCall.begin("FSM.Restore", meta.Index, meta.Index)

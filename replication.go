@@ -622,7 +622,7 @@ func (s *replicator) sendSnapshot() sendResult {
 		r.logger.Error("failed to send snapshot", "peer", s.peer.ID, "error", err)
 		return sendFailed
 	}
-	meta, data, err := r.snapshots.Open(latest.ID)
+	meta, data, err := openSnapshotToSend(r.snapshots, latest.ID)
 	if err != nil {
 		r.logger.Error("failed to open snapshot", "id", latest.ID, "error", err)
 		return sendFailed

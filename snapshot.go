@@ -302,7 +302,7 @@ func (r *Raft) receiveSnapshot(in *pendingInstall) {
 		res.err = fmt.Errorf("failed to create snapshot: %v", err)
 		return
 	}
-	n, err := io.Copy(sink, in.rpc.Reader)
+	n, err := copyInChunks(sink, in.rpc.Reader)
 	if err != nil {
 		sink.Cancel()
 		res.err = fmt.Errorf("failed to copy snapshot: %w", err)
@@ -321,6 +321,37 @@ func (r *Raft) receiveSnapshot(in *pendingInstall) {
 	r.writtenUpTo = max(r.writtenUpTo, req.LastLogIndex)
 	r.logger.Info("copied to local snapshot", "bytes", n)
 	res.id = sink.ID()
+}
+
+// installChunk is how much a received snapshot is read before it is
+// handed to the sink: a FileSnapshotSink writes chunks of its buffer's
+// size straight to its file, without copying them into the buffer.
+const installChunk = snapshotBufferSize
+
+// copyInChunks copies src to dst until src ends, in writes of installChunk
+// bytes (the last one shorter), and returns how many bytes it copied.
+func copyInChunks(dst io.Writer, src io.Reader) (int64, error) {
+	buf := make([]byte, installChunk)
+	var total int64
+	for {
+		n, err := io.ReadFull(src, buf)
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			total += int64(w)
+			if werr != nil {
+				return total, werr
+			}
+			if w != n {
+				return total, io.ErrShortWrite
+			}
+		}
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			return total, nil
+		case err != nil:
+			return total, err
+		}
+	}
 }
 
 // onInstallDone finishes installing a received snapshot: the log is reset
@@ -395,7 +426,8 @@ func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIn
 		r.pub.commitIndex.Store(index)
 	}
 	if index > r.st.dispatched {
-		t := &fsmTask{restoreID: id, from: index, to: index}
+		// The snapshot was received by this node's own sink a moment ago.
+		t := &fsmTask{restoreID: id, from: index, to: index, received: true}
 		// Reads waiting for an index the snapshot covers are answered
 		// once the FSM holds it.
 		n := 0

@@ -30,6 +30,7 @@ type Machine struct {
 	restoreOnce sync.Once
 	restored    chan struct{}
 	restoredAt  time.Time // set before restored is closed
+	restoreTook time.Duration
 
 	growOnce sync.Once
 	grown    chan struct{}
@@ -141,6 +142,15 @@ func (m *Machine) RestoredAt() time.Time {
 	return m.restoredAt
 }
 
+// RestoreTook is how long the first restore's Restore call took: the
+// machine's own work (allocating its state and reading the snapshot from
+// the library's reader), the same code under either library. Valid once
+// Restored is closed.
+func (m *Machine) RestoreTook() time.Duration {
+	<-m.restored
+	return m.restoreTook
+}
+
 // Capture is a point-in-time copy of the machine for a snapshot.
 type Capture struct {
 	applied uint64
@@ -195,6 +205,7 @@ const maxRestore = 16 << 30
 
 // Restore replaces the machine by the snapshot read from r.
 func (m *Machine) Restore(r io.Reader) error {
+	start := time.Now()
 	var head [16]byte
 	if _, err := io.ReadFull(r, head[:]); err != nil {
 		return fmt.Errorf("reading the snapshot header: %w", err)
@@ -221,6 +232,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	m.mu.Unlock()
 	m.restoreOnce.Do(func() {
 		m.restoredAt = time.Now()
+		m.restoreTook = m.restoredAt.Sub(start)
 		close(m.restored)
 	})
 	return nil

@@ -277,7 +277,7 @@ func progressLine(m Measurement) string {
 	case m.Mode == modeThroughput:
 		s += fmt.Sprintf(" %.0f ops/s p50 %.2f ms p99 %.2f ms %.1f allocs/op %.0f B/op", m.OpsPerSec, m.P50Ms, m.P99Ms, m.AllocsPerOp, m.BytesPerOp)
 	case m.Mode == modeSnapshot:
-		s += fmt.Sprintf(" %.0f MB/s (%d bytes in %.0f ms)", m.MBPerSec, m.SnapshotBytes, m.InstallMs)
+		s += fmt.Sprintf(" %.0f MB/s (%d bytes in %.0f ms, %.0f ms of them in the FSM's Restore)", m.MBPerSec, m.SnapshotBytes, m.InstallMs, m.FSMRestoreMs)
 	default:
 		s += fmt.Sprintf(" %.0f ms", m.FailoverMs)
 	}
