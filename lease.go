@@ -223,18 +223,9 @@ func (r *Raft) readFromLease(batch []*readIndexFuture) bool {
 //     library without StartupVoteHold, cannot use leases safely: such a
 //     server votes as soon as it restarts, and nothing warns about it.
 func (r *Raft) ReadLease(timeout time.Duration) IndexFuture {
-	timer, stop := enqueueTimer(timeout)
-	defer stop()
 	f := &readIndexFuture{lease: true}
 	f.init(r.stoppedCh)
-	select {
-	case r.readIndexCh <- f:
-		return f
-	case <-timer:
-		return errorFuture{ErrEnqueueTimeout}
-	case <-r.shutdownCh:
-		return errorFuture{ErrRaftShutdown}
-	}
+	return r.enqueueRead(f, timeout)
 }
 
 // validateLeaseConfig checks the lease settings of config (ValidateConfig).
