@@ -387,10 +387,28 @@ func (r *Raft) VerifyLeader() Future {
 // the leader could not be asked; ErrEnqueueTimeout; ErrRaftShutdown. This
 // method is an addition: the reference has no equivalent.
 func (r *Raft) ReadIndex(timeout time.Duration) IndexFuture {
-	timer, stop := enqueueTimer(timeout)
-	defer stop()
 	f := &readIndexFuture{}
 	f.init(r.stoppedCh)
+	return r.enqueueRead(f, timeout)
+}
+
+// enqueueRead hands a ReadIndex or ReadLease call to the run loop, waiting
+// at most timeout (forever if it is zero or less) for room in the channel.
+// The timer is made only when there is no room at once: most calls find
+// some.
+func (r *Raft) enqueueRead(f *readIndexFuture, timeout time.Duration) IndexFuture {
+	select {
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	default:
+	}
+	select {
+	case r.readIndexCh <- f:
+		return f
+	default:
+	}
+	timer, stop := enqueueTimer(timeout)
+	defer stop()
 	select {
 	case r.readIndexCh <- f:
 		return f

@@ -3,6 +3,7 @@ package raft
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/go-metrics"
 )
@@ -61,18 +62,19 @@ type followerReadResult struct {
 	err  error
 }
 
-// onLocalReadIndex takes a ReadIndex call made on this node.
-func (r *Raft) onLocalReadIndex(f *readIndexFuture) {
+// onLocalReadIndexes takes ReadIndex and ReadLease calls made on this
+// node. batch is only borrowed: nothing keeps it after the call.
+func (r *Raft) onLocalReadIndexes(batch []*readIndexFuture) {
 	if r.st.lead != nil {
-		r.onReadIndex(f)
+		r.onReadIndexes(batch)
 		return
 	}
 	fr := &r.st.freads
 	if fr.sending {
-		fr.queued = append(fr.queued, f)
+		fr.queued = append(fr.queued, batch...)
 		return
 	}
-	r.sendFollowerReads([]*readIndexFuture{f})
+	r.sendFollowerReads(slices.Clone(batch))
 }
 
 // sendFollowerReads asks the leader for one read index that serves every
@@ -137,9 +139,7 @@ func (r *Raft) onFollowerReadDone(res followerReadResult) {
 	switch {
 	case len(queued) == 0:
 	case r.st.lead != nil:
-		for _, f := range queued {
-			r.onReadIndex(f)
-		}
+		r.onReadIndexes(queued)
 	default:
 		r.sendFollowerReads(queued)
 	}

@@ -118,6 +118,9 @@ type fsmTask struct {
 	ready time.Time
 }
 
+// isMarker reports whether the task only answers reads.
+func (t *fsmTask) isMarker() bool { return t.restoreID == "" && t.from == 0 }
+
 // readsStore reports whether the FSM goroutine reads the task's entries
 // from the log store.
 func (t *fsmTask) readsStore() bool { return t.restoreID == "" && t.from > 0 && t.entries == nil }

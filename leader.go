@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,9 @@ type leaderState struct {
 	// waiting on one, in round order.
 	verifyRound uint64
 	verifies    []pendingVerify
+	// acked and ackedBuf are reused by checkVerifies.
+	acked    map[ServerID]uint64
+	ackedBuf []uint64
 
 	// readsBeforeCommit are ReadIndex requests that arrived before this
 	// leader committed an entry of its term; until then its commit index
@@ -394,37 +398,65 @@ func (r *Raft) onVerify(f *verifyFuture) {
 	r.startVerifyRound(pendingVerify{future: f})
 }
 
-// startVerifyRound starts a verification round: every heartbeat goroutine
-// sends a heartbeat now, and the round completes once a quorum of voters
-// acknowledged one sent after it started.
+// startVerifyRound starts a verification round for v: see
+// beginVerifyRound.
 func (r *Raft) startVerifyRound(v pendingVerify) {
 	lead := r.st.lead
-	lead.verifyRound++
-	lead.shared.verifyRound.Store(lead.verifyRound)
-	v.round = lead.verifyRound
+	v.round = r.beginVerifyRound()
 	lead.verifies = append(lead.verifies, v)
-	for _, repl := range lead.repls {
-		repl.pokeHeartbeat()
-	}
 	r.checkVerifies()
 }
 
-// onReadIndex takes a ReadIndex request (Raft thesis §6.4).
-func (r *Raft) onReadIndex(f *readIndexFuture) {
-	if f.lease && r.readFromLease(f) {
-		return
+// beginVerifyRound starts a verification round and returns its number:
+// every heartbeat goroutine sends a heartbeat now, and the round completes
+// once a quorum of voters acknowledged one sent after it started. The
+// caller adds the requests the round serves to lead.verifies and then
+// calls checkVerifies.
+func (r *Raft) beginVerifyRound() uint64 {
+	lead := r.st.lead
+	lead.verifyRound++
+	lead.shared.verifyRound.Store(lead.verifyRound)
+	for _, repl := range lead.repls {
+		repl.pokeHeartbeat()
 	}
+	return lead.verifyRound
+}
+
+// onReadIndex takes one ReadIndex request (Raft thesis §6.4).
+func (r *Raft) onReadIndex(f *readIndexFuture) {
+	r.onReadIndexes([]*readIndexFuture{f})
+}
+
+// onReadIndexes takes ReadIndex requests that arrived together: those a
+// lease answers (lease.go) go to the FSM path at once, and the others
+// share one verification round, which records the commit index for all of
+// them. batch is only borrowed.
+func (r *Raft) onReadIndexes(batch []*readIndexFuture) {
 	lead := r.st.lead
 	if lead == nil {
-		f.respond(ErrNotLeader)
+		for _, f := range batch {
+			f.respond(ErrNotLeader)
+		}
 		return
 	}
-	if r.st.commitIndex < lead.termStart {
-		lead.readsBeforeCommit = append(lead.readsBeforeCommit, f)
-		return
+	leased := r.readFromLease(batch)
+	var round uint64
+	for _, f := range batch {
+		switch {
+		case leased && f.lease:
+		case r.st.commitIndex < lead.termStart:
+			lead.readsBeforeCommit = append(lead.readsBeforeCommit, f)
+		default:
+			if round == 0 {
+				round = r.beginVerifyRound()
+			}
+			f.index = r.st.commitIndex
+			lead.verifies = append(lead.verifies, pendingVerify{round: round, read: f})
+		}
 	}
-	f.index = r.st.commitIndex
-	r.startVerifyRound(pendingVerify{read: f})
+	if round != 0 {
+		r.checkVerifies()
+	}
 }
 
 // startDeferredReads starts the reads that waited for this leader's first
@@ -436,9 +468,7 @@ func (r *Raft) startDeferredReads() {
 	}
 	reads := lead.readsBeforeCommit
 	lead.readsBeforeCommit = nil
-	for _, f := range reads {
-		r.onReadIndex(f)
-	}
+	r.onReadIndexes(reads)
 }
 
 // readConfirmed hands a confirmed read to the FSM path: it is answered once
@@ -458,12 +488,17 @@ func (r *Raft) checkVerifies() {
 		return
 	}
 	voters := r.st.configs.latestVoters
-	acked := make(map[ServerID]uint64, len(voters))
+	if lead.acked == nil {
+		lead.acked = make(map[ServerID]uint64, len(voters))
+	}
+	acked := lead.acked
+	clear(acked)
 	acked[r.localID] = lead.verifyRound
 	for id, repl := range lead.repls {
 		acked[id] = repl.verified.Load()
 	}
-	done := quorumMatchIndex(voters, acked)
+	lead.ackedBuf = slices.Grow(lead.ackedBuf[:0], len(voters))
+	done := quorumMatchIndexInto(lead.ackedBuf, voters, acked)
 	n := 0
 	for _, v := range lead.verifies {
 		if v.round > done {

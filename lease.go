@@ -106,28 +106,42 @@ func (r *Raft) leaseRefusal() string {
 	return ""
 }
 
-// readFromLease answers a ReadLease request from the lease when this
-// leader holds one, and reports whether it did. Otherwise the request
-// takes the ReadIndex path.
+// readFromLease answers the ReadLease requests of batch from the lease
+// when this leader holds one, all at the commit index of one instant, and
+// reports whether it did. Otherwise they take the ReadIndex path, as the
+// batch's ReadIndex requests always do.
 //
 // The commit index is read before the clock: a pause between the two
 // only shortens the lease, never lengthens it.
-func (r *Raft) readFromLease(f *readIndexFuture) bool {
+func (r *Raft) readFromLease(batch []*readIndexFuture) bool {
+	leases := 0
+	for _, f := range batch {
+		if f.lease {
+			leases++
+		}
+	}
+	if leases == 0 {
+		return false
+	}
 	var index uint64
 	if r.st.lead != nil {
 		index = r.st.commitIndex
 	}
 	if why := r.leaseRefusal(); why != "" {
-		metrics.IncrCounter([]string{"raft", "lease", "fallback"}, 1)
+		metrics.IncrCounter([]string{"raft", "lease", "fallback"}, float32(leases))
 		if r.st.lead != nil {
-			r.logger.Trace("lease read falls back to a read index", "reason", why)
+			r.logger.Trace("lease read falls back to a read index", "reason", why, "reads", leases)
 		}
 		return false
 	}
-	metrics.IncrCounter([]string{"raft", "lease", "read"}, 1)
-	r.leaseReads.Add(1)
-	f.index = index
-	r.readConfirmed(f)
+	metrics.IncrCounter([]string{"raft", "lease", "read"}, float32(leases))
+	r.leaseReads.Add(uint64(leases))
+	for _, f := range batch {
+		if f.lease {
+			f.index = index
+			r.readConfirmed(f)
+		}
+	}
 	return true
 }
 
@@ -209,18 +223,9 @@ func (r *Raft) readFromLease(f *readIndexFuture) bool {
 //     library without StartupVoteHold, cannot use leases safely: such a
 //     server votes as soon as it restarts, and nothing warns about it.
 func (r *Raft) ReadLease(timeout time.Duration) IndexFuture {
-	timer, stop := enqueueTimer(timeout)
-	defer stop()
 	f := &readIndexFuture{lease: true}
 	f.init(r.stoppedCh)
-	select {
-	case r.readIndexCh <- f:
-		return f
-	case <-timer:
-		return errorFuture{ErrEnqueueTimeout}
-	case <-r.shutdownCh:
-		return errorFuture{ErrRaftShutdown}
-	}
+	return r.enqueueRead(f, timeout)
 }
 
 // validateLeaseConfig checks the lease settings of config (ValidateConfig).

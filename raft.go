@@ -60,6 +60,8 @@ type runState struct {
 	// freads are this node's ReadIndex requests to its leader, while it
 	// follows (follower_read.go).
 	freads followerReads
+	// readBatch is reused by drainReadIndexCh (read_batch.go).
+	readBatch []*readIndexFuture
 
 	configs configurations
 
@@ -232,7 +234,9 @@ func (r *Raft) serveOne() bool {
 		r.onVerify(f)
 	case f := <-r.readIndexCh:
 		r.st.load.working()
-		r.onLocalReadIndex(f)
+		batch := r.drainReadIndexCh(f)
+		r.onLocalReadIndexes(batch)
+		clear(batch)
 	case res := <-r.followerReadDoneCh:
 		r.st.load.working()
 		r.onFollowerReadDone(res)

@@ -109,3 +109,48 @@ func TestReadIndex_NewLeaderWaitsForItsFirstCommit(t *testing.T) {
 		}
 	})
 }
+
+// Calls that wait in the channel while the leader is busy are taken in one
+// turn of its run loop and share one verification round.
+func TestReadIndex_WaitingCallsShareOneVerifyRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		notify := make(map[ServerID]chan bool)
+		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
+			ch := make(chan bool)
+			notify[conf.LocalID] = ch
+			conf.NotifyCh = ch
+		}})
+		defer c.shutdown()
+		// The new leader's run loop waits to tell NotifyCh, before it
+		// takes any request.
+		var leader *testNode
+		c.waitFor(5*time.Second, "a leader", func() bool {
+			for _, n := range c.running() {
+				if n.raft.State() == Leader {
+					leader = n
+					return true
+				}
+			}
+			return false
+		})
+		const reads = 50
+		futures := make([]IndexFuture, reads)
+		for i := range futures {
+			futures[i] = leader.raft.ReadIndex(0)
+		}
+		if got := len(leader.raft.readIndexCh); got != reads {
+			t.Fatalf("%d calls wait in the channel, want %d", got, reads)
+		}
+		if !<-notify[leader.id] {
+			t.Fatal("NotifyCh said false")
+		}
+		for i, f := range futures {
+			if err := f.Error(); err != nil {
+				t.Fatalf("read %d: %v", i, err)
+			}
+		}
+		if got := leader.raft.st.lead.shared.verifyRound.Load(); got != 1 {
+			t.Fatalf("%d reads took %d verification rounds, want 1", reads, got)
+		}
+	})
+}

@@ -9,13 +9,20 @@ import (
 // by this leader or by the leader a follower asked (follower_read.go), to
 // the FSM path: it is answered once this node's FSM has applied its index.
 //
-// The read joins the FSM task that covers its index if one is built and
-// not yet taken: with the FSM goroutine's queue full, the task can be built
-// up to the very index the read recorded, and no later task might ever
-// come to answer it. A follower's reads may arrive below reads already
-// waiting (a leader's grow with its commit index), so reads are kept in
-// index order.
+// A read whose index the FSM has applied already is answered at once: the
+// FSM's state only moves forward. One whose index is on its way to the FSM
+// joins a marker task queued behind it, shared by every such read until
+// the FSM goroutine takes it. The read joins the FSM task that covers its
+// index if one is built and not yet taken: with the FSM goroutine's queue
+// full, the task can be built up to the very index the read recorded, and
+// no later task might ever come to answer it. A follower's reads may
+// arrive below reads already waiting (a leader's grow with its commit
+// index), so reads are kept in index order.
 func (r *Raft) queueConfirmedRead(f *readIndexFuture) {
+	if f.index <= r.pub.appliedIndex.Load() {
+		f.respond(nil)
+		return
+	}
 	t := r.st.pendingFSM
 	switch {
 	case t != nil && t.restoreID == "" && t.from > 0 && f.index >= t.from && f.index <= t.to:
@@ -24,10 +31,27 @@ func (r *Raft) queueConfirmedRead(f *readIndexFuture) {
 		t != nil && t.restoreID != "" && !t.userRestore && f.index <= t.to:
 		// Everything up to the index is on its way to the FSM; a marker
 		// behind it answers the read.
-		r.st.fsmQueue = append(r.st.fsmQueue, &fsmTask{reads: []*readIndexFuture{f}})
+		r.readMarker().reads = append(r.readMarker().reads, f)
 	default:
 		r.st.reads = insertRead(r.st.reads, f)
 	}
+}
+
+// readMarker returns a marker task (reads only) that the FSM goroutine
+// takes after every task handed to it or queued so far: the last one
+// queued, or the one built and not yet taken when nothing is queued behind
+// it, or else a new one at the end of the queue.
+func (r *Raft) readMarker() *fsmTask {
+	if n := len(r.st.fsmQueue); n > 0 {
+		if t := r.st.fsmQueue[n-1]; t.isMarker() {
+			return t
+		}
+	} else if t := r.st.pendingFSM; t != nil && t.isMarker() {
+		return t
+	}
+	t := &fsmTask{}
+	r.st.fsmQueue = append(r.st.fsmQueue, t)
+	return t
 }
 
 // insertRead inserts f into reads, kept in index order, after the reads

@@ -47,3 +47,54 @@ func TestReadIndex_AnsweredWhenItsTaskWaitsForTheFSM(t *testing.T) {
 		}
 	})
 }
+
+// Confirmed reads the FSM has applied are answered at once; reads whose
+// index is on its way to the FSM share one marker task behind it.
+func TestQueueConfirmedRead_AnswersAppliedAndSharesMarkers(t *testing.T) {
+	r := &Raft{}
+	r.pub.appliedIndex.Store(10)
+	r.st.dispatched = 20
+	read := func(index uint64) *readIndexFuture {
+		f := &readIndexFuture{index: index}
+		f.init(nil)
+		r.queueConfirmedRead(f)
+		return f
+	}
+	answered := func(f *readIndexFuture) bool {
+		select {
+		case <-f.doneCh:
+			return true
+		default:
+			return false
+		}
+	}
+	if f := read(10); !answered(f) || f.Error() != nil {
+		t.Fatal("a read the FSM has applied was not answered at once")
+	}
+	a, b := read(15), read(20)
+	if answered(a) || answered(b) {
+		t.Fatal("a read was answered before the FSM applied its index")
+	}
+	if len(r.st.fsmQueue) != 1 || len(r.st.fsmQueue[0].reads) != 2 || !r.st.fsmQueue[0].isMarker() {
+		t.Fatalf("two reads behind the FSM: queue %v, want one marker with both", r.st.fsmQueue)
+	}
+	// A restore queued after the marker: later reads need a marker
+	// behind the restore.
+	r.st.fsmQueue = append(r.st.fsmQueue, &fsmTask{restoreID: "snap", to: 30})
+	r.st.dispatched = 30
+	read(25)
+	if len(r.st.fsmQueue) != 3 || len(r.st.fsmQueue[2].reads) != 1 || len(r.st.fsmQueue[0].reads) != 2 {
+		t.Fatalf("a read behind a queued restore: queue %v", r.st.fsmQueue)
+	}
+	// Nothing queued, the marker built and not yet taken: it is joined.
+	r.st.pendingFSM, r.st.fsmQueue = r.st.fsmQueue[2], nil
+	read(26)
+	if len(r.st.fsmQueue) != 0 || len(r.st.pendingFSM.reads) != 2 {
+		t.Fatalf("a read while a marker waits to be taken: pending %v, queue %v", r.st.pendingFSM, r.st.fsmQueue)
+	}
+	// Beyond what was handed to the FSM: it waits with the run loop.
+	read(40)
+	if len(r.st.reads) != 1 {
+		t.Fatalf("a read beyond the dispatched index: %d waiting, want 1", len(r.st.reads))
+	}
+}

@@ -191,15 +191,16 @@ func (s *replicator) stopped() bool {
 func (s *replicator) runHeartbeat() {
 	r := s.r
 	failures := 0
+	// One timer for the goroutine's life, not one per heartbeat: with
+	// reads waiting, a heartbeat goes out per verification round.
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
 	for {
-		interval := randomDuration(r.config().HeartbeatTimeout / 10)
-		t := time.NewTimer(interval)
+		t.Reset(randomDuration(r.config().HeartbeatTimeout / 10))
 		select {
 		case <-t.C:
 		case <-s.hbPokeCh:
-			t.Stop()
 		case <-s.stopCh:
-			t.Stop()
 			return
 		}
 		round := s.lead.verifyRound.Load()
