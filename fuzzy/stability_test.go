@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"testing"
 
 	"github.com/quorumkit/raft"
 )
@@ -19,8 +20,8 @@ const stableFor = 20 * heartbeatTimeout
 // stabilityBase is what the check knows right after a barrier committed.
 type stabilityBase struct {
 	// higher maps each member of the leader's configuration (voter or
-	// not, the leader left out) that held a term above the leader's then
-	// to that term.
+	// not, the leader left out) that held a term above the leader's then,
+	// or was writing one (disk.termInFlight), to that term.
 	higher map[raft.ServerID]uint64
 	// mark is the number of elections the checker had seen start then
 	// (checker.onElection).
@@ -35,8 +36,11 @@ func (c *cluster) stabilityBaseline(leader *incarnation, term uint64) stabilityB
 		if s.ID == leader.node.id {
 			continue
 		}
-		if inc := c.current(c.node(s.ID)); inc != nil {
-			if t := inc.raft.CurrentTerm(); t > term {
+		n := c.node(s.ID)
+		if inc := c.current(n); inc != nil {
+			// A term still being written counts: the member is past
+			// its pre-vote round and will enter that term.
+			if t := max(inc.raft.CurrentTerm(), c.diskOf(n).termInFlight()); t > term {
 				base.higher[s.ID] = t
 			}
 		}
@@ -111,7 +115,25 @@ func (c *cluster) checkStable(leader *incarnation, term uint64, base stabilityBa
 // the loss is one checkStable excuses, with the reason; otherwise it says
 // what it saw.
 func (c *cluster) disruption(leader *incarnation, term uint64, base stabilityBase, excused map[raft.ServerID]bool) (cause raft.ServerID, why string, ok bool) {
-	conf := members(leader)
+	first, found := c.check.firstElectionAbove(base.mark, term)
+	return blame(members(leader), term, base, excused, first, found)
+}
+
+// blame is disruption's decision, from the leader's configuration conf,
+// the term it lost, what the check saw at the barrier, and the first
+// election above term recorded after it (if found).
+//
+// An election is recorded when its vote requests go out, after the
+// candidate wrote its new term and its own vote. A member that won a
+// pre-vote round before the barrier may have written the term before the
+// barrier (it is in base.higher) and its vote after (a slow disk), so its
+// election in that very term is recorded after the barrier: that is the
+// term it already held, not a new election above the leader (soak seed
+// 229745966249759311: n4 won its pre-vote for term 22 at 21.098s, before
+// the heal, while a campaign-write-error slowed every disk; its term write
+// and vote write took until 21.427s, after n0 had won term 21 and committed
+// the barrier).
+func blame(conf []raft.Server, term uint64, base stabilityBase, excused map[raft.ServerID]bool, first electionStart, found bool) (cause raft.ServerID, why string, ok bool) {
 	member := func(id raft.ServerID) bool {
 		return slices.ContainsFunc(conf, func(s raft.Server) bool { return s.ID == id })
 	}
@@ -125,8 +147,10 @@ func (c *cluster) disruption(leader *incarnation, term uint64, base stabilityBas
 			higherMax, holder = t, id
 		}
 	}
-	first, found := c.check.firstElectionAbove(base.mark, term)
 	switch {
+	case found && !excused[first.id] && member(first.id) && base.higher[first.id] >= first.term:
+		return first.id, fmt.Sprintf("%s already held term %d, above the leader's, when the barrier committed; its election in term %d "+
+			"had begun then (its vote requests went out after)", first.id, base.higher[first.id], first.term), true
 	case found && (holder == "" || first.term <= higherMax):
 		// The first election above the leader's term did not start from
 		// a higher term the cluster already held: its candidate caused
@@ -144,4 +168,27 @@ func (c *cluster) disruption(leader *incarnation, term uint64, base stabilityBas
 		return holder, fmt.Sprintf("%s already held term %d, above the leader's, when the barrier committed", holder, higherMax), true
 	}
 	return "", "no member held a higher term when the barrier committed and nobody started an election above it", false
+}
+
+// TestBlameOwnElectionInHeldTerm: a member that held a term above the
+// leader's at the barrier, and whose vote requests in that very term went
+// out only after it (its vote write was slow), is the holder excuse, not a
+// pre-vote member starting a new election above the leader (soak seed
+// 229745966249759311). An election by another member into that term is
+// still blamed on its candidate.
+func TestBlameOwnElectionInHeldTerm(t *testing.T) {
+	conf := []raft.Server{{ID: "n0"}, {ID: "n2"}, {ID: "n4"}}
+	base := stabilityBase{higher: map[raft.ServerID]uint64{"n4": 22}}
+	cause, why, ok := blame(conf, 21, base, map[raft.ServerID]bool{}, electionStart{id: "n4", term: 22, preVote: true}, true)
+	if !ok || cause != "n4" {
+		t.Errorf("n4's own election in the term it held: got cause %q ok %v (%s), want n4 excused", cause, ok, why)
+	}
+	cause, why, ok = blame(conf, 21, base, map[raft.ServerID]bool{}, electionStart{id: "n2", term: 22, preVote: true}, true)
+	if ok {
+		t.Errorf("n2's pre-vote election into n4's term: got cause %q excused (%s), want a violation", cause, why)
+	}
+	cause, why, ok = blame(conf, 21, base, map[raft.ServerID]bool{"n4": true}, electionStart{id: "n4", term: 22, preVote: true}, true)
+	if ok {
+		t.Errorf("n4 already excused once: got cause %q excused (%s), want a violation", cause, why)
+	}
 }

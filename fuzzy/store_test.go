@@ -82,6 +82,9 @@ type disk struct {
 	// when they started.
 	inflight map[uint64]time.Time
 	writeSeq uint64
+	// termWriting is the term a write of raft's current term in flight
+	// carries, 0 when none is.
+	termWriting uint64
 
 	// logFaults, when set, adds the faults on log writes alone; set once,
 	// before the disk is used.
@@ -396,7 +399,30 @@ func (h *diskHandle) Get(key []byte) ([]byte, error) {
 }
 
 func (h *diskHandle) SetUint64(key []byte, val uint64) error {
+	if string(key) == currentTermKey {
+		h.d.setTermWriting(val)
+		defer h.d.setTermWriting(0)
+	}
 	return h.write(false, func(d *disk) { d.kvU64[string(key)] = val })
+}
+
+// currentTermKey is the stable-store key raft keeps its current term under.
+const currentTermKey = "CurrentTerm"
+
+func (d *disk) setTermWriting(term uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.termWriting = term
+}
+
+// termInFlight returns the term a write of raft's current term still in
+// flight carries, or 0: a server whose election is past its pre-vote round
+// but still writing its new term (a slow disk) already belongs to that
+// term as far as the stability check goes (stability_test.go).
+func (d *disk) termInFlight() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.termWriting
 }
 
 func (h *diskHandle) GetUint64(key []byte) (uint64, error) {
