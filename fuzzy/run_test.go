@@ -168,9 +168,10 @@ func runBubble(seed uint64, length time.Duration, live *liveRun) *runResult {
 			c.restart(n)
 		}
 	}
+	lagging := c.laggingBehindRemovals()
 	close(stop)
 	clients.Wait()
-	c.converge()
+	c.converge(lagging)
 	check.checkApplySequences()
 	check.checkSnapshots()
 	res.checkCapabilities(c)
@@ -188,7 +189,7 @@ func runBubble(seed uint64, length time.Duration, live *liveRun) *runResult {
 // it; then their FSMs must hold the same state. Servers the configuration
 // left out (spares never added, removed servers, running or not) are not
 // waited for: they need not hear of anything after their removal.
-func (c *cluster) converge() {
+func (c *cluster) converge(lagging []laggingPair) {
 	deadline := time.Now().Add(recoveryTimeout)
 	// A membership change still waiting for its answer could change the
 	// configuration after it is read.
@@ -222,7 +223,7 @@ func (c *cluster) converge() {
 			final, index, recoveryTimeout, c.describe())
 		return
 	}
-	c.checkStable(leader, term, base)
+	c.checkStable(leader, term, base, lagging)
 	var first *incarnation
 	var state map[string]string
 	for _, n := range want {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/quorumkit/raft"
@@ -73,17 +74,21 @@ func (c *cluster) stabilityBaseline(leader *incarnation, term uint64) stabilityB
 //     avoid exactly this; without it Raft allows it.
 //
 // After an excused loss, the check starts again with the next leader that
-// commits a barrier. A member that restarted behind a removal, still
-// counting the removed server as a voter, is no excuse: its startup hold
-// and then the leader's heartbeats keep it from taking that server's term
-// (leader stickiness in the raft package's election.go and vote_hold.go).
-func (c *cluster) checkStable(leader *incarnation, term uint64, base stabilityBase) {
+// commits a barrier. A pair of lagging (laggingBehindRemovals) whose
+// removed server is outside the final configuration, and whose term is
+// above the leader's when the loss is seen, also excuses the loss, and
+// ends the check (see README.md).
+func (c *cluster) checkStable(leader *incarnation, term uint64, base stabilityBase, lagging []laggingPair) {
 	excused := make(map[raft.ServerID]bool)
 	for {
 		moved := c.waitFor(stableFor, func() bool {
 			return leader.raft.State() != raft.Leader || leader.raft.CurrentTerm() != term
 		})
 		if !moved {
+			return
+		}
+		if why, ok := c.laggingExcuse(leader, term, lagging); ok {
+			c.events.add("%s lost the leadership of term %d, excused: %s", leader.name, term, why)
 			return
 		}
 		cause, why, ok := c.disruption(leader, term, base, excused)
@@ -168,6 +173,105 @@ func blame(conf []raft.Server, term uint64, base stabilityBase, excused map[raft
 		return holder, fmt.Sprintf("%s already held term %d, above the leader's, when the barrier committed", holder, higherMax), true
 	}
 	return "", "no member held a higher term when the barrier committed and nobody started an election above it", false
+}
+
+// laggingExcuse reports whether a pair of lagging explains leader's loss of
+// term: the pair's removed server is outside leader's configuration, and
+// its term is now above the leader's (only so can the lagging member take
+// a term that deposes the leader).
+func (c *cluster) laggingExcuse(leader *incarnation, term uint64, lagging []laggingPair) (why string, ok bool) {
+	final := members(leader)
+	for _, p := range lagging {
+		if slices.ContainsFunc(final, func(s raft.Server) bool { return s.ID == p.removed }) {
+			continue
+		}
+		inc := c.current(c.node(p.removed))
+		if inc == nil {
+			continue
+		}
+		if t := inc.raft.CurrentTerm(); t > term {
+			return fmt.Sprintf("%s (now in term %d)", p.why, t), true
+		}
+	}
+	return "", false
+}
+
+// laggingPair is a member that, as everything heals, still counts a removed
+// server as a voter. If its log is no more up to date than that server's,
+// no library can tell that server from a legitimate candidate there, so the
+// member may grant it its vote and take its term, and its next answer to
+// the leader's AppendEntries deposes the leader (the reference does the
+// same). If its log is ahead, it refuses the removed server's vote requests
+// without taking their term (the library's rule, tested in the root
+// package); but when it does not hear the leader soon enough after its
+// restart it runs a pre-vote round of its own, and the removed server's
+// refusal carried its higher term, which a candidate adopted (as the
+// reference's does); since a pre-vote candidate no longer adopts a term
+// from an answer and a restarted server holds its vote for a heartbeat
+// timeout (the raft package's election.go and vote_hold.go), what is left
+// is a member that knows no leader for longer than that while the removed
+// server reaches it (README.md). One that already holds the removal
+// refuses the removed server before looking at any term.
+type laggingPair struct {
+	member, removed raft.ServerID
+	why             string
+}
+
+// laggingBehindRemovals finds the laggingPairs among the running servers:
+// removed is a voter in its own latest configuration and in member's, but
+// not in that of some other running server whose log went past removed's.
+// checkStable (laggingExcuse) excuses a lost leadership only when removed
+// is outside the final configuration and its term is above the leader's;
+// watchRemoved excuses a member reaching the removed server's term.
+func (c *cluster) laggingBehindRemovals() []laggingPair {
+	type view struct {
+		inc        *incarnation
+		conf       []raft.Server
+		last, term uint64
+	}
+	var views []view
+	for _, inc := range c.running() {
+		st := inc.raft.Stats()
+		last, _ := strconv.ParseUint(st["last_log_index"], 10, 64)
+		term, _ := strconv.ParseUint(st["last_log_term"], 10, 64)
+		views = append(views, view{inc, members(inc), last, term})
+	}
+	voter := func(v view, id raft.ServerID) bool {
+		return slices.ContainsFunc(v.conf, func(s raft.Server) bool { return s.ID == id && s.Suffrage == raft.Voter })
+	}
+	after := func(a, b view) bool {
+		return a.term > b.term || (a.term == b.term && a.last > b.last)
+	}
+	var out []laggingPair
+	for _, r := range views {
+		id := r.inc.node.id
+		// A witness of the removal: a server whose configuration leaves
+		// r out, and whose log went past r's (the removal is an entry r
+		// does not hold).
+		removedBy := func(w view) bool {
+			return len(w.conf) > 0 && !voter(w, id) && after(w, r)
+		}
+		if !voter(r, id) || !slices.ContainsFunc(views, removedBy) {
+			continue
+		}
+		for _, m := range views {
+			if m.inc == r.inc || !voter(m, id) {
+				continue
+			}
+			how := "its log was not ahead"
+			if after(m, r) {
+				// See laggingPair: its own (pre-)vote round can take the
+				// removed server's term from a refusal.
+				how = "its log was ahead, but a refusal of its own (pre-)vote request carries the removed server's term"
+			}
+			p := laggingPair{member: m.inc.node.id, removed: id, why: fmt.Sprintf(
+				"as everything healed, %s (last log %d in term %d) still counted %s (last log %d in term %d) as a voter; %s",
+				m.inc.name, m.last, m.term, r.inc.name, r.last, r.term, how)}
+			c.events.add("lagging member: %s", p.why)
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // TestBlameOwnElectionInHeldTerm: a member that held a term above the

@@ -311,6 +311,7 @@ func (c *cluster) watchRemoved(a *activeEpisode) (watch func()) {
 		return none
 	}
 	c.events.add("%v: %s comes back in term %d, members at most in term %d: watching", a.ep.kind, removed.name, high, memberMax)
+	lagging := c.laggingBehindRemovals()
 	return func() {
 		var hit *incarnation
 		c.waitFor(window, func() bool {
@@ -323,6 +324,16 @@ func (c *cluster) watchRemoved(a *activeEpisode) (watch func()) {
 			return false
 		})
 		if hit != nil {
+			// A member that lags behind the removal (it was down or cut
+			// off when the removal committed) may take the removed
+			// server's term: the case checkStable excuses too
+			// (laggingBehindRemovals).
+			for _, p := range append(lagging, c.laggingBehindRemovals()...) {
+				if p.removed == a.node {
+					c.events.add("%v: %s reached term %d, excused: %s", a.ep.kind, hit.name, hit.raft.CurrentTerm(), p.why)
+					return
+				}
+			}
 			c.check.violation("removed server %s came back in term %d (members were at most in term %d) and %s reached term %d within %v: "+
 				"a server outside the configuration deposed the leader", removed.name, high, memberMax, hit.name, hit.raft.CurrentTerm(), window)
 		}
