@@ -616,8 +616,10 @@ func (r *Raft) Snapshot() SnapshotFuture {
 // request. Entries in flight are answered with ErrAbortedByRestore.
 //
 // The restored state takes the index after everything the log holds, so
-// every follower receives it as an InstallSnapshot. Restore returns once a
-// no-op entry after it has committed. Errors: those of ApplyLog, and errors
+// every follower receives it as an InstallSnapshot. Restore returns nil once a
+// no-op entry after it has committed; until then reads wait. A leader that
+// loses its leadership before that stops (its FSM may hold a state the
+// cluster never commits) and must be wiped and added back. Errors: those of ApplyLog, and errors
 // reading or storing the snapshot.
 func (r *Raft) Restore(meta *SnapshotMeta, reader io.Reader, timeout time.Duration) error {
 	metrics.IncrCounter([]string{"raft", "restore"}, 1)
@@ -633,20 +635,10 @@ func (r *Raft) Restore(meta *SnapshotMeta, reader io.Reader, timeout time.Durati
 	case <-r.shutdownCh:
 		return ErrRaftShutdown
 	}
-	if err := f.Error(); err != nil {
-		return err
-	}
-	// Once a no-op after it commits, a majority holds the restored state.
-	noop := &logFuture{log: Log{Type: LogNoop}}
-	noop.init(r.stoppedCh)
-	select {
-	case r.applyCh <- noop:
-		return noop.Error()
-	case <-timer:
-		return ErrEnqueueTimeout
-	case <-r.shutdownCh:
-		return ErrRaftShutdown
-	}
+	// The leader appends a no-op after the snapshot and answers once it
+	// committed: only then does a majority hold the restored state
+	// (unconfirmed_snapshot.go).
+	return f.Error()
 }
 
 // State returns the node's current role.

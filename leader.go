@@ -45,6 +45,14 @@ type leaderState struct {
 	// leader committed an entry of its term; until then its commit index
 	// may lag the cluster's.
 	readsBeforeCommit []*readIndexFuture
+	// heldVerifies are VerifyLeader requests held while the FSM holds, or
+	// is about to hold, a state that may not be committed
+	// (unconfirmed_snapshot.go): a read after them would show it.
+	heldVerifies []*verifyFuture
+	// restored is the Restore whose snapshot, at restoredAt, the FSM
+	// holds; it is answered once the no-op after it commits.
+	restored   *userRestoreFuture
+	restoredAt uint64
 
 	// configChange is the membership change in flight: appended, not yet
 	// committed. At most one exists (Raft thesis §4.1).
@@ -165,7 +173,17 @@ func (r *Raft) stopLeading(err, verifyErr error) {
 	for _, f := range lead.readsBeforeCommit {
 		f.respond(verifyErr)
 	}
+	for _, f := range lead.heldVerifies {
+		f.respond(verifyErr)
+	}
 	r.endUserRestore(err)
+	if f := lead.restored; f != nil {
+		// The FSM holds the user's snapshot, and the no-op after it has
+		// not committed: the next leader may never have it.
+		f.respond(err)
+		r.st.abandonedRestore = lead.restoredAt
+		r.fatal(errUncommittedRestore(lead.restoredAt, r.st.lastSnapshotTerm, "leadership ended before the no-op after it committed"))
+	}
 	// Entries above the commit index may or may not commit under a later
 	// leader; their outcome is unknown here. Committed ones keep their
 	// futures: the FSM goroutine still answers them.
@@ -333,6 +351,7 @@ func (r *Raft) updateCommitIndex() {
 		return
 	}
 	lead.shared.commitIndex.Store(next)
+	r.confirmAsLeader()
 	r.startDeferredReads()
 	for _, f := range r.st.futures {
 		if f.log.Index > next {
@@ -393,6 +412,10 @@ func (r *Raft) checkLeaderLease() {
 func (r *Raft) onVerify(f *verifyFuture) {
 	if r.st.lead == nil {
 		f.respond(ErrNotLeader)
+		return
+	}
+	if r.readsHeld() {
+		r.st.lead.heldVerifies = append(r.st.lead.heldVerifies, f)
 		return
 	}
 	r.startVerifyRound(pendingVerify{future: f})

@@ -77,6 +77,9 @@ type runState struct {
 	// abandonedRestore is the index of a user restore the FSM goroutine
 	// took before leadership ended; the node is stopping (endUserRestore).
 	abandonedRestore uint64
+	// unconfirmedSnapshot is the index of the newest snapshot while it is
+	// not known to be committed (unconfirmed_snapshot.go), else 0.
+	unconfirmedSnapshot uint64
 
 	// load measures how busy the run loop is.
 	load *loadMeter
@@ -181,11 +184,16 @@ func (r *Raft) serveOne() bool {
 	// channels until it ends. So do entries a leader cannot take until its
 	// disk or its FSM catches up (backpressure.go); the log writer's
 	// reports wake the loop, and so does the FSM's progress.
-	applyCh, restoreCh := r.applyCh, r.userRestoreCh
+	applyCh, restoreCh, transferCh := r.applyCh, r.userRestoreCh, r.leadershipTransferCh
 	if r.st.restoring != nil {
 		applyCh, restoreCh = nil, nil
 	} else if r.st.lead != nil && r.leaderFull(0) {
 		applyCh, fsmProgressCh = nil, r.fsmProgressCh
+	}
+	if r.st.restoring != nil || (r.st.lead != nil && r.st.lead.restored != nil) {
+		// A transfer would end the leadership before the restore
+		// commits, which stops this node (unconfirmed_snapshot.go).
+		transferCh = nil
 	}
 
 	// The wait below is the run loop's idle time; every arm starts work.
@@ -249,7 +257,7 @@ func (r *Raft) serveOne() bool {
 	case f := <-restoreCh:
 		r.st.load.working()
 		r.onUserRestore(f)
-	case f := <-r.leadershipTransferCh:
+	case f := <-transferCh:
 		r.st.load.working()
 		r.onLeadershipTransfer(f)
 	case res := <-r.transferDoneCh:
@@ -290,6 +298,10 @@ func (r *Raft) exitRunLoop() {
 		r.st.restoring = nil
 		ur.abandoned.Store(true)
 		ur.future.respond(ErrRaftShutdown)
+	}
+	if lead := r.st.lead; lead != nil && lead.restored != nil {
+		lead.restored.respond(ErrRaftShutdown)
+		lead.restored, lead.restoredAt = nil, 0
 	}
 	if r.st.lead != nil {
 		replaceBool(r.leaderCh, false)

@@ -425,17 +425,13 @@ func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIn
 		r.st.commitIndex = index
 		r.pub.commitIndex.Store(index)
 	}
+	// A leader may send a user restore that its cluster never commits:
+	// until one shows it committed, reads wait, in st.reads
+	// (unconfirmed_snapshot.go).
+	r.markUnconfirmed(index)
 	if index > r.st.dispatched {
 		// The snapshot was received by this node's own sink a moment ago.
 		t := &fsmTask{restoreID: id, from: index, to: index, received: true}
-		// Reads waiting for an index the snapshot covers are answered
-		// once the FSM holds it.
-		n := 0
-		for n < len(r.st.reads) && r.st.reads[n].index <= index {
-			n++
-		}
-		t.reads = append([]*readIndexFuture(nil), r.st.reads[:n]...)
-		r.st.reads = r.st.reads[n:]
 		r.st.fsmQueue = append(r.st.fsmQueue, t)
 		r.st.dispatched = index
 	}
@@ -493,6 +489,9 @@ type userRestore struct {
 	// prevDispatched is dispatched before the task was queued.
 	prevDispatched uint64
 	handedOff      bool
+	// termStart is the leader's termStart before the restore moved it
+	// past the snapshot; a restore that fails puts it back.
+	termStart uint64
 	// abandoned is set by the run loop when leadership ends first; the
 	// copying goroutine then cancels the copy instead of closing it, so
 	// the store never holds a snapshot the cluster did not take.
@@ -537,8 +536,11 @@ func (r *Raft) onUserRestore(f *userRestoreFuture) {
 	clear(r.st.futures[len(kept):])
 	r.st.futures = kept
 	index := max(meta.Index, r.st.log.lastIndex, r.st.lastSnapshotIndex) + 1
-	ur := &userRestore{future: f, index: index, term: r.st.currentTerm, after: r.st.commitIndex}
+	ur := &userRestore{future: f, index: index, term: r.st.currentTerm, after: r.st.commitIndex, termStart: r.st.lead.termStart}
 	r.st.restoring = ur
+	// Nothing commits, and no read or lease is answered, until the no-op
+	// after the snapshot does (unconfirmed_snapshot.go).
+	r.st.lead.termStart = index + 1
 	configuration, configIndex := r.st.configs.latest.Clone(), r.st.configs.latestIndex
 	r.routines.goFunc(func() {
 		err := r.copyUserSnapshot(ur, configuration, configIndex)
@@ -595,8 +597,7 @@ func (r *Raft) onRestoreCopied(rc restoreCopied) {
 		return
 	}
 	if rc.err != nil {
-		r.st.restoring = nil
-		ur.future.respond(rc.err)
+		r.failUserRestore(ur, rc.err)
 		return
 	}
 	ur.copied = true
@@ -614,13 +615,9 @@ func (r *Raft) queueUserRestore() {
 	// An entry task built meanwhile holds only entries the restore
 	// replaces; it is rebuilt, from past the restore, after it.
 	r.takeBackPendingFSM()
+	// Reads stay in st.reads: the restored state may never commit
+	// (unconfirmed_snapshot.go).
 	t := &fsmTask{restoreID: ur.id, from: ur.index, to: ur.index, userRestore: true}
-	n := 0
-	for n < len(r.st.reads) && r.st.reads[n].index <= ur.index {
-		n++
-	}
-	t.reads = append([]*readIndexFuture(nil), r.st.reads[:n]...)
-	r.st.reads = r.st.reads[n:]
 	ur.task = t
 	ur.prevDispatched = r.st.dispatched
 	r.st.fsmQueue = append(r.st.fsmQueue, t)
@@ -669,11 +666,11 @@ func (r *Raft) onUserRestoreApplied(err error) {
 		// Leadership ended first; endUserRestore stopped the node.
 		return
 	}
-	r.st.restoring = nil
 	if err != nil {
-		ur.future.respond(err)
+		r.failUserRestore(ur, err)
 		return
 	}
+	r.st.restoring = nil
 	r.st.log.reset(ur.index, ur.term)
 	r.pub.setLastLog(ur.index, ur.term)
 	r.setLastSnapshot(ur.index, ur.term)
@@ -687,7 +684,31 @@ func (r *Raft) onUserRestoreApplied(err error) {
 		r.queueWrite(&writeOp{compactTo: ur.index, last: ur.index, oldLogs: true})
 	}
 	r.logger.Info("restored user snapshot", "index", ur.index)
-	ur.future.respond(nil)
+	// The snapshot is committed once an entry after it of this term is
+	// (§5.4.2): the no-op appended here. Until then the FSM holds a state
+	// the next leader may not have; Restore is answered then
+	// (confirmAsLeader), or this node stops if the leadership ends first
+	// (stopLeading).
+	r.markUnconfirmed(ur.index)
+	r.st.lead.restored, r.st.lead.restoredAt = ur.future, ur.index
+	noop := &logFuture{log: Log{Type: LogNoop}}
+	noop.init(r.stoppedCh)
+	r.appendAsLeader([]*logFuture{noop})
+}
+
+// failUserRestore ends a user restore that failed while this node still
+// leads: the leader's termStart goes back to where it was, and the reads
+// held meanwhile go on.
+func (r *Raft) failUserRestore(ur *userRestore, err error) {
+	r.st.restoring = nil
+	if lead := r.st.lead; lead != nil {
+		lead.termStart = ur.termStart
+	}
+	ur.future.respond(err)
+	r.releaseHeldReads()
+	if r.st.lead != nil {
+		r.startDeferredReads()
+	}
 }
 
 // --- Restoring on start. ---
@@ -721,6 +742,8 @@ func (r *Raft) restoreSnapshotOnStart(restoreFSM bool) error {
 		r.pub.appliedIndex.Store(meta.Index)
 		r.st.dispatched = meta.Index
 		r.restored = indexTerm{meta.Index, meta.Term}
+		// It may be a user restore that never committed.
+		r.markUnconfirmed(meta.Index)
 		r.logger.Info("restored from snapshot", "id", meta.ID, "index", meta.Index)
 		return nil
 	}

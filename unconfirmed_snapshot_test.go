@@ -1,0 +1,204 @@
+package raft
+
+import (
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// holdingCluster starts n nodes on holding snapshot stores (seams_test.go).
+func holdingCluster(t *testing.T, n int) (*testCluster, map[ServerID]*holdingSnapshots) {
+	snaps := make(map[ServerID]*holdingSnapshots)
+	c := newTestCluster(t, n, clusterOpts{
+		conf: func(c *Config) { c.LogWriteStallTimeout = 0 },
+		snaps: func(id ServerID) SnapshotStore {
+			s := newHoldingSnapshots()
+			snaps[id] = s
+			return s
+		},
+	})
+	return c, snaps
+}
+
+// holdsUserState reports whether node's FSM holds exactly the state a
+// Restore of commandList("user", n) gives.
+func holdsUserState(node *testNode, n int) bool {
+	cmds := node.fsm.commands()
+	if len(cmds) != n {
+		return false
+	}
+	for i, c := range cmds {
+		if string(c) != string(commandList("user", n)[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// appliedOnUserState reports whether node's FSM applied a command on top
+// of the user's restored state.
+func appliedOnUserState(node *testNode) bool {
+	cmds := node.fsm.commands()
+	return len(cmds) > 0 && strings.HasPrefix(string(cmds[0]), "user-") && len(cmds) > 3
+}
+
+// Issue 12, a user restore that never commits: the leader's FSM held the
+// user's state from the restore until the no-op after it committed. A
+// leader cut off in between answered reads and VerifyLeader with that
+// state, went on as a follower of a leader that never had the restore,
+// cleared its log from the restore's index and applied that leader's
+// commands on top of the user's state (state machine divergence; seeds
+// 12 and 16 of the fuzzy harness with RAFT_FUZZY_RESTORE=1). Now reads
+// wait for the no-op, and the deposed leader stops.
+func TestUnconfirmedSnapshot_DeposedRestoringLeaderStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, snaps := holdingCluster(t, 3)
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "a", 5)
+		c.waitForSameFSMs(5)
+
+		// The followers never receive the user's snapshot, so the no-op
+		// after it cannot commit.
+		for _, f := range c.others(leader) {
+			release := snaps[f.id].hold(&snaps[f.id].holdCreate)
+			defer release()
+		}
+		restored := startRestore(leader, commandList("user", 3))
+		c.waitFor(5*time.Second, "the leader's FSM to hold the user's state", func() bool { return holdsUserState(leader, 3) })
+
+		read := leader.raft.ReadIndex(0)
+		verify := leader.raft.VerifyLeader()
+		lease := leader.raft.ReadLease(0)
+		synctest.Wait()
+		for what, f := range map[string]Future{"ReadIndex": read, "VerifyLeader": verify, "ReadLease": lease} {
+			if f.(interface{ answered() bool }).answered() && f.Error() == nil {
+				t.Fatalf("%s on the leader answered nil while its FSM held a restore that had not committed", what)
+			}
+		}
+
+		c.partition(leader)
+		c.waitFor(5*time.Second, "the cut-off leader to step down", func() bool { return leader.raft.State() != Leader })
+		if err := <-restored; err == nil {
+			t.Fatal("Restore answered nil for a restore that never committed")
+		}
+		for what, f := range map[string]Future{"ReadIndex": read, "VerifyLeader": verify, "ReadLease": lease} {
+			if err := f.Error(); err == nil {
+				t.Fatalf("%s on the deposed leader answered nil with the uncommitted restore in its FSM", what)
+			}
+		}
+
+		c.heal()
+		others := c.others(leader)
+		newLeader := c.waitForLeader(others...)
+		applyAll(t, newLeader, "b", 3)
+		c.waitFor(10*time.Second, "the old leader to stop or to catch up", func() bool {
+			return leader.raft.State() == Shutdown || appliedOnUserState(leader)
+		})
+		if appliedOnUserState(leader) {
+			t.Fatalf("the deposed leader applied the new leader's commands on top of the uncommitted restore: %q", leader.fsm.commands())
+		}
+		if s := leader.raft.State(); s != Shutdown {
+			t.Fatalf("the deposed leader, whose FSM holds a restore that never committed, is %v", s)
+		}
+	})
+}
+
+// Issue 12, a user restore that never commits, on a follower that
+// installed it: it counted the snapshot as committed, answered a follower
+// read from the next leader (whose read index was at or below the
+// snapshot) with the user's state, and refused that leader's entries for
+// ever. Now its reads wait until a leader confirms the snapshot, and the
+// conflict stops it.
+func TestUnconfirmedSnapshot_FollowerThatInstalledAnUncommittedRestoreStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, snaps := holdingCluster(t, 5)
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "a", 5)
+		c.waitForSameFSMs(5)
+
+		others := c.others(leader)
+		installed, rest := others[0], others[1:]
+		for _, f := range rest {
+			release := snaps[f.id].hold(&snaps[f.id].holdCreate)
+			defer release()
+		}
+		restored := startRestore(leader, commandList("user", 3))
+		c.waitFor(5*time.Second, "the follower to install the user's snapshot", func() bool { return holdsUserState(installed, 3) })
+
+		// The leader and the follower holding the restore are cut off;
+		// the others elect a leader that never had it.
+		c.partition(leader, installed)
+		newLeader := c.waitForLeader(rest...)
+		c.waitFor(10*time.Second, "the new leader to commit its no-op", func() bool {
+			last, _ := newLeader.raft.pub.lastLog()
+			return newLeader.raft.pub.commitIndex.Load() >= last
+		})
+		if err := <-restored; err == nil {
+			t.Fatal("Restore answered nil for a restore that never committed")
+		}
+
+		// The follower meets the new leader.
+		c.heal()
+		c.partition(leader)
+		c.waitFor(10*time.Second, "the follower to know the new leader", func() bool {
+			_, id := installed.raft.LeaderWithID()
+			return id == newLeader.id || installed.raft.State() == Shutdown
+		})
+		if err := installed.raft.ReadIndex(time.Second).Error(); err == nil && holdsUserState(installed, 3) {
+			t.Fatal("a follower read answered with a restore the cluster never committed")
+		}
+		applyAll(t, newLeader, "b", 3)
+		c.waitFor(10*time.Second, "the follower to stop", func() bool { return installed.raft.State() == Shutdown })
+		if appliedOnUserState(installed) {
+			t.Fatalf("the follower applied commands on top of the uncommitted restore: %q", installed.fsm.commands())
+		}
+	})
+}
+
+// A committed restore: Restore answers nil only once the no-op after it
+// committed, and reads, VerifyLeader and transfers then go on as usual.
+func TestUnconfirmedSnapshot_CommittedRestoreAnswersAndReads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, _ := holdingCluster(t, 3)
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "a", 5)
+		c.waitForSameFSMs(5)
+		if err := <-startRestore(leader, commandList("user", 3)); err != nil {
+			t.Fatalf("Restore: %v", err)
+		}
+		last, _ := leader.raft.pub.lastLog()
+		if commit := leader.raft.pub.commitIndex.Load(); commit < last {
+			t.Fatalf("Restore answered with commit index %d below the no-op at %d", commit, last)
+		}
+		if err := leader.raft.VerifyLeader().Error(); err != nil {
+			t.Fatalf("VerifyLeader: %v", err)
+		}
+		if err := leader.raft.ReadIndex(time.Second).Error(); err != nil {
+			t.Fatalf("ReadIndex: %v", err)
+		}
+		for _, f := range c.others(leader) {
+			c.waitFor(5*time.Second, "the follower to hold the restore", func() bool { return holdsUserState(f, 3) })
+			if err := f.raft.ReadIndex(time.Second).Error(); err != nil {
+				t.Fatalf("follower ReadIndex: %v", err)
+			}
+		}
+		applyAll(t, leader, "b", 2)
+		if err := leader.raft.LeadershipTransfer().Error(); err != nil {
+			t.Fatalf("LeadershipTransfer: %v", err)
+		}
+		newLeader := c.waitForLeader()
+		applyAll(t, newLeader, "c", 2)
+		c.waitFor(5*time.Second, "every FSM to apply on the restored state", func() bool {
+			for _, n := range c.running() {
+				if cmds := n.fsm.commands(); len(cmds) != 7 || string(cmds[0]) != "user-0" {
+					return false
+				}
+			}
+			return true
+		})
+	})
+}
