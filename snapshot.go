@@ -424,11 +424,12 @@ func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIn
 	if index > r.st.commitIndex {
 		r.st.commitIndex = index
 		r.pub.commitIndex.Store(index)
+		// A leader may send a user restore that its cluster never
+		// commits: until one shows it committed, reads wait, in st.reads
+		// (unconfirmed_snapshot.go). One at or below the commit index
+		// is known committed.
+		r.markUnconfirmed(index)
 	}
-	// A leader may send a user restore that its cluster never commits:
-	// until one shows it committed, reads wait, in st.reads
-	// (unconfirmed_snapshot.go).
-	r.markUnconfirmed(index)
 	if index > r.st.dispatched {
 		// The snapshot was received by this node's own sink a moment ago.
 		t := &fsmTask{restoreID: id, from: index, to: index, received: true}
@@ -640,7 +641,7 @@ func (r *Raft) endUserRestore(err error) {
 	switch {
 	case ur.handedOff:
 		r.st.abandonedRestore = ur.index
-		r.fatal(fmt.Errorf("leadership ended while the FSM restored the user snapshot at index %d, which the cluster never committed; this server's FSM no longer matches the cluster's", ur.index))
+		r.fatal(errUncommittedRestore(ur.index, ur.term, "leadership ended while the FSM restored it"))
 	case ur.task != nil:
 		if r.st.pendingFSM == ur.task {
 			r.st.pendingFSM = nil

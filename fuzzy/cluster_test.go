@@ -62,6 +62,10 @@ type node struct {
 	cur *incarnation
 	// maxTerm is the highest term any incarnation published.
 	maxTerm atomic.Uint64
+	// uncommittedRestore is set when an incarnation stopped itself
+	// because its FSM held a user restore the cluster did not commit: it
+	// stays down until readmitWiped wipes it and adds it back.
+	uncommittedRestore atomic.Bool
 }
 
 // incarnation is one life of a server, from start to crash.
@@ -216,6 +220,7 @@ func (c *cluster) start(n *node) error {
 	name := fmt.Sprintf("%s#%d", n.id, n.starts)
 	inc := &incarnation{node: n, name: name, num: n.starts}
 	conf := c.config(n.id)
+	conf.Logger = c.logs.watchingLogger(string(n.id), n)
 	inc.trans = newFaultTransport(c.net, n.id, n.addr, n.starts, c.stats, c.check)
 	inc.trans.preVote = !conf.PreVoteDisabled
 	inc.trans.lateTimeoutNow = c.lateTimeoutNow

@@ -151,6 +151,12 @@ func (c *cluster) end(a *activeEpisode) {
 
 // restart starts n again, recording a failure to start as a violation.
 func (c *cluster) restart(n *node) {
+	if n.uncommittedRestore.Load() {
+		// As the raft package's README says of such a server: it is
+		// wiped and added back, once the run heals (readmitWiped).
+		c.events.add("%s stays down: it stopped holding a user restore the cluster did not commit", n.id)
+		return
+	}
 	if err := c.start(n); err != nil {
 		c.check.violation("restarting %s: %v", n.id, err)
 	}
