@@ -617,9 +617,10 @@ func (r *Raft) Snapshot() SnapshotFuture {
 //
 // The restored state takes the index after everything the log holds, so
 // every follower receives it as an InstallSnapshot. Restore returns nil once a
-// no-op entry after it has committed; until then reads wait. A leader that
-// loses its leadership before that stops (its FSM may hold a state the
-// cluster never commits) and must be wiped and added back. Errors: those of ApplyLog, and errors
+// no-op entry after it has committed; until then reads wait. If the leader
+// loses its leadership first, the restore may or may not commit; a server
+// whose FSM holds a restore that the next leader's log shows uncommitted
+// stops (unconfirmed_snapshot.go) and must be wiped and added back. Errors: those of ApplyLog, and errors
 // reading or storing the snapshot.
 func (r *Raft) Restore(meta *SnapshotMeta, reader io.Reader, timeout time.Duration) error {
 	metrics.IncrCounter([]string{"raft", "restore"}, 1)

@@ -179,10 +179,14 @@ func (r *Raft) stopLeading(err, verifyErr error) {
 	r.endUserRestore(err)
 	if f := lead.restored; f != nil {
 		// The FSM holds the user's snapshot, and the no-op after it has
-		// not committed: the next leader may never have it.
+		// not committed: the next leader may or may not have it. The
+		// snapshot stays unconfirmed, as one a follower installed
+		// (unconfirmed_snapshot.go): reads wait until a leader shows it
+		// committed, and a leader whose log conflicts with it stops
+		// this node.
+		r.logger.Warn("leadership ended before the user snapshot restore committed; it stays unconfirmed",
+			"index", lead.restoredAt, "commit-index", r.st.commitIndex)
 		f.respond(err)
-		r.st.abandonedRestore = lead.restoredAt
-		r.fatal(errUncommittedRestore(lead.restoredAt, r.st.lastSnapshotTerm, "leadership ended before the no-op after it committed"))
 	}
 	// Entries above the commit index may or may not commit under a later
 	// leader; their outcome is unknown here. Committed ones keep their

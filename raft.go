@@ -405,6 +405,9 @@ func (r *Raft) setTerm(term uint64) error {
 	}
 	r.st.currentTerm = term
 	r.pub.term.Store(term)
+	if in := r.st.installing; in != nil {
+		in.stale.Store(true)
+	}
 	// A leader leads one term: in a newer one, none is known yet.
 	r.setLeader(leaderInfo{})
 	return nil

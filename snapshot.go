@@ -269,7 +269,17 @@ type pendingInstall struct {
 	term          uint64
 	configuration Configuration
 	configIndex   uint64
+	// stale is set by the run loop when its term moves on (setTerm): the
+	// receiving goroutine then cancels the sink instead of closing it, so
+	// that a restart does not load a snapshot this node never adopted,
+	// which may be a user restore the cluster never commits
+	// (unconfirmed_snapshot.go).
+	stale atomic.Bool
 }
+
+// errStaleInstall reports a received snapshot cancelled because the
+// node's term moved on while it streamed in.
+var errStaleInstall = errors.New("the term moved on while the snapshot streamed in")
 
 // installResult reports the end of a snapshot's reception.
 type installResult struct {
@@ -312,6 +322,11 @@ func (r *Raft) receiveSnapshot(in *pendingInstall) {
 		sink.Cancel()
 		r.logger.Error("failed to receive whole snapshot", "received", n, "size", req.Size)
 		res.err = fmt.Errorf("short read")
+		return
+	}
+	if in.stale.Load() {
+		sink.Cancel()
+		res.err = errStaleInstall
 		return
 	}
 	if err := sink.Close(); err != nil {
@@ -359,14 +374,21 @@ func copyInChunks(dst io.Writer, src io.Reader) (int64, error) {
 func (r *Raft) onInstallDone(res installResult) {
 	in := res.install
 	r.st.installing = nil
+	if errors.Is(res.err, errStaleInstall) {
+		in.resp.Term = r.st.currentTerm
+		in.rpc.Respond(in.resp, nil)
+		return
+	}
 	if res.err != nil {
 		r.logger.Error("failed to install snapshot", "error", res.err)
 		in.rpc.Respond(in.resp, res.err)
 		return
 	}
 	if r.st.currentTerm != in.term || r.st.role != Follower {
-		// A newer leader appeared meanwhile; the snapshot stays in the
-		// store, which is harmless (it only holds committed state).
+		// A newer leader appeared meanwhile (as the sink closed: before,
+		// it is cancelled); the snapshot stays in the store, and a
+		// restart may load it: if it is a user restore the cluster never
+		// commits, the node stops then (unconfirmed_snapshot.go).
 		in.resp.Term = r.st.currentTerm
 		in.rpc.Respond(in.resp, nil)
 		return

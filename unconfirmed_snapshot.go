@@ -46,8 +46,13 @@ import "fmt"
 // starts, so its commit index, its reads, leases, follower read indexes
 // (leader.go, lease.go) wait for it, VerifyLeader and leadership transfers
 // are held, and Restore answers nil only then. If it loses the leadership
-// first, its FSM may hold a state the cluster never commits, so it stops
-// (stopLeading), as it does when leadership ends while the FSM restores.
+// first, the restore may still commit (a follower that installed it may
+// win the next election, or this node again): it goes on as a follower
+// whose snapshot is unconfirmed, as above. Stopping it at once would be
+// no safer, and could leave a cluster without a quorum (two voters that
+// both hold the restore, one of them stopped). Only a loss of leadership
+// while the FSM restores stops the node at once (endUserRestore), since
+// its log does not know of the snapshot yet.
 
 // markUnconfirmed records that the newest snapshot, at index, is not yet
 // known to be committed.
