@@ -422,3 +422,43 @@ func (c *cluster) changeUntil(change func(l *incarnation) raft.IndexFuture) erro
 	}
 	return fmt.Errorf("not done within %v: %v", recoveryTimeout, last)
 }
+
+// passUnconfirmedRestores makes the leader's log reach past every
+// server's applied index once the clients stopped, and waits until every
+// member caught up with it or stopped. A server whose FSM holds a user
+// restore the cluster did not commit has applied past the leader's log,
+// and learns that the restore is not the cluster's (and stops) only once
+// the leader's log has an entry at its index; until then it refuses the
+// entries below it, and its FSM would hold a state that is not the
+// cluster's at the end of the run. Barriers move the log on.
+func (c *cluster) passUnconfirmedRestores() {
+	l := c.awaitLeader()
+	if l == nil {
+		return
+	}
+	var ahead uint64
+	for _, inc := range c.running() {
+		ahead = max(ahead, inc.raft.AppliedIndex())
+	}
+	if last := l.raft.LastIndex(); ahead > last {
+		c.events.add("a server applied up to %d, past the leader %s's log at %d: %d barriers", ahead, l.name, last, ahead-last)
+		var f raft.Future
+		for range ahead - last {
+			f = l.raft.Barrier(changeTimeout)
+		}
+		if err := f.Error(); err != nil {
+			return
+		}
+	}
+	last := l.raft.LastIndex()
+	c.waitFor(recoveryTimeout/2, func() bool {
+		for _, s := range members(l) {
+			inc := c.current(c.node(s.ID))
+			if inc != nil && inc.raft.State() != raft.Shutdown && inc.raft.AppliedIndex() < last {
+				return false
+			}
+		}
+		return true
+	})
+	c.reviveSelfStopped()
+}

@@ -171,6 +171,7 @@ func runBubble(seed uint64, length time.Duration, live *liveRun) *runResult {
 	lagging := c.laggingBehindRemovals()
 	close(stop)
 	clients.Wait()
+	c.passUnconfirmedRestores()
 	c.readmitWiped()
 	c.converge(lagging)
 	check.checkApplySequences()
