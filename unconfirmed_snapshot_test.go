@@ -256,3 +256,42 @@ func TestUnconfirmedSnapshot_DeposedLeaderGoesOnWhenTheNextLeaderCommitsTheResto
 		}
 	})
 }
+
+// A snapshot received from a leader whose term ended while it streamed in
+// was closed into the store although the node never adopted it; a restart
+// then loaded it, and it may be a user restore the cluster never committed
+// (fuzzy seed 12 with user restores on: the restarted follower stopped for
+// it). Now the sink is cancelled.
+func TestUnconfirmedSnapshot_StaleInstallIsNotStored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newSeamStore()
+		snaps := newHoldingSnapshots()
+		h := startHandLed(t, store, store, snaps, &testFSM{}, true, nil)
+		defer h.r.Shutdown()
+		if resp := h.appendEntries(2, 1, 1, 2, 5, 2, 5); !resp.Success {
+			t.Fatalf("refused the first entries: %+v", resp)
+		}
+		release := snaps.hold(&snaps.holdCreate)
+		defer release()
+		done := make(chan *InstallSnapshotResponse, 1)
+		go func() { done <- h.installSnapshot(2, 9, 2, commandList("user", 3)) }()
+		<-snaps.entered
+		// A leader of term 3 appears while the snapshot streams in.
+		if resp := h.appendEntries(3, 5, 2, 0, 0, 0, 5); !resp.Success {
+			t.Fatalf("refused term 3's leader: %+v", resp)
+		}
+		release()
+		if resp := <-done; resp.Success {
+			t.Fatalf("the stale install succeeded: %+v", resp)
+		}
+		metas, err := snaps.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range metas {
+			if m.Index == 9 {
+				t.Fatalf("the store keeps the snapshot of the stale install: %+v", m)
+			}
+		}
+	})
+}
