@@ -599,7 +599,7 @@ func (s *replicator) pinSnapshot() (*SnapshotMeta, error) {
 		if len(snapshots) == 0 {
 			return nil, fmt.Errorf("no snapshots found")
 		}
-		latest := snapshots[0]
+		latest := ownSnapshot(snapshots, s.r)
 		s.installing.Store(latest.Index)
 		first, err := s.r.logs.FirstIndex()
 		if err != nil {
@@ -610,6 +610,22 @@ func (s *replicator) pinSnapshot() (*SnapshotMeta, error) {
 			return latest, nil
 		}
 	}
+}
+
+// ownSnapshot returns, of the stored snapshots (newest first), the one
+// this node adopted as its newest, or else the newest. The store may hold
+// newer ones the node never adopted: one received from a leader whose
+// term ended, or one its own state had already passed, may be a user
+// restore the cluster never committed (unconfirmed_snapshot.go), and
+// sending it would hand a follower a state that is not this leader's.
+func ownSnapshot(snapshots []*SnapshotMeta, r *Raft) *SnapshotMeta {
+	index, term := r.pub.lastSnapshot()
+	for _, m := range snapshots {
+		if m.Index == index && m.Term == term {
+			return m
+		}
+	}
+	return snapshots[0]
 }
 
 // sendSnapshot sends the newest snapshot to a follower whose next entries

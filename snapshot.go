@@ -179,6 +179,11 @@ func (r *Raft) writeOwnSnapshot(snap snapshotResponse, c Configuration, cIndex u
 			"index", snap.index, "newer", r.writtenUpTo)
 		return "", ErrNothingNewToSnapshot
 	}
+	if u := r.pub.unconfirmed.Load(); u != 0 && snap.index <= u {
+		r.logger.Info("not writing a snapshot of a state not yet known to be committed",
+			"index", snap.index, "unconfirmed-snapshot", u)
+		return "", ErrNothingNewToSnapshot
+	}
 	r.logger.Info("starting snapshot up to", "index", snap.index)
 	start := time.Now()
 	sink, err := r.snapshots.Create(SnapshotVersionMax, snap.index, snap.term, c, cIndex, r.trans)

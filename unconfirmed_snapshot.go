@@ -25,6 +25,8 @@ import "fmt"
 // replicator sends one at least every CommitTimeout).
 //
 // While a snapshot is unconfirmed:
+//   - the node writes no snapshot of its own FSM at or below it
+//     (writeOwnSnapshot): it would be a state the cluster may not have;
 //   - no read is answered (queueConfirmedRead holds it in st.reads, and a
 //     leader holds VerifyLeader): it would show a state that may never
 //     commit. Reads confirmed by a leader that never had X (a follower's
@@ -58,6 +60,7 @@ import "fmt"
 // known to be committed.
 func (r *Raft) markUnconfirmed(index uint64) {
 	r.st.unconfirmedSnapshot = index
+	r.pub.unconfirmed.Store(index)
 }
 
 // unconfirmed returns the index of the newest snapshot while it is not
@@ -84,6 +87,7 @@ func (r *Raft) confirmSnapshot() {
 		return
 	}
 	r.st.unconfirmedSnapshot = 0
+	r.pub.unconfirmed.Store(0)
 	r.releaseHeldReads()
 }
 
@@ -129,6 +133,7 @@ func (r *Raft) confirmAsLeader() {
 		f.respond(nil)
 	}
 	r.st.unconfirmedSnapshot = 0
+	r.pub.unconfirmed.Store(0)
 	r.releaseHeldReads()
 }
 
