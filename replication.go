@@ -600,6 +600,16 @@ func (s *replicator) pinSnapshot() (*SnapshotMeta, error) {
 			return nil, fmt.Errorf("no snapshots found")
 		}
 		latest := ownSnapshot(snapshots, s.r)
+		if latest == nil && attempt < 2 {
+			// Its own snapshot may have been written just after the
+			// listing.
+			continue
+		}
+		if latest == nil {
+			index, term := s.r.pub.lastSnapshot()
+			return nil, fmt.Errorf("the snapshot this node adopted, at index %d (term %d), is no longer in the store; "+
+				"waiting for its next snapshot", index, term)
+		}
 		s.installing.Store(latest.Index)
 		first, err := s.r.logs.FirstIndex()
 		if err != nil {
@@ -613,7 +623,7 @@ func (s *replicator) pinSnapshot() (*SnapshotMeta, error) {
 }
 
 // ownSnapshot returns, of the stored snapshots (newest first), the one
-// this node adopted as its newest, or else the newest. The store may hold
+// this node adopted as its newest, or nil. The store may hold
 // newer ones the node never adopted: one received from a leader whose
 // term ended, or one its own state had already passed, may be a user
 // restore the cluster never committed (unconfirmed_snapshot.go), and
@@ -625,7 +635,7 @@ func ownSnapshot(snapshots []*SnapshotMeta, r *Raft) *SnapshotMeta {
 			return m
 		}
 	}
-	return snapshots[0]
+	return nil
 }
 
 // sendSnapshot sends the newest snapshot to a follower whose next entries

@@ -295,3 +295,30 @@ func TestUnconfirmedSnapshot_StaleInstallIsNotStored(t *testing.T) {
 		}
 	})
 }
+
+// Soak seed 6126470574880890659 (fuzzy harness): a node's store kept a
+// user restore's snapshot it never adopted (its own state was already
+// past it), newer in the store's order than its own; as leader it sent
+// that one, the store's newest, to a new voter, which then applied the
+// cluster's commands on the user's state. A leader sends the snapshot it
+// adopted.
+func TestUnconfirmedSnapshot_LeaderSendsTheSnapshotItAdopted(t *testing.T) {
+	store := NewInmemStore()
+	if err := store.StoreLogs(entriesFrom(1, 1, 1, 1, 1, 1, 1, 1, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	stray := &SnapshotMeta{ID: "stray-user-restore", Index: 12, Term: 3}
+	own := &SnapshotMeta{ID: "own", Index: 10, Term: 1}
+	snaps := &listingSnapshots{lists: [][]*SnapshotMeta{{stray, own}}}
+	_, trans := NewInmemTransport("a0")
+	r := newNode(testConfig(t, "n0"), &testFSM{}, store, store, snaps, trans)
+	r.pub.setLastSnapshot(10, 1)
+	s := &replicator{r: r}
+	meta, err := s.pinSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.ID != "own" {
+		t.Fatalf("pinned %q, want the snapshot the node adopted", meta.ID)
+	}
+}
