@@ -568,7 +568,7 @@ func (r *Raft) onUserRestore(f *userRestoreFuture) {
 	r.st.restoring = ur
 	// Nothing commits, and no read or lease is answered, until the no-op
 	// after the snapshot does (unconfirmed_snapshot.go).
-	r.st.lead.termStart = index + 1
+	r.st.lead.termStart = max(r.st.lead.termStart, index+1)
 	configuration, configIndex := r.st.configs.latest.Clone(), r.st.configs.latestIndex
 	r.routines.goFunc(func() {
 		err := r.copyUserSnapshot(ur, configuration, configIndex)
