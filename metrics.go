@@ -30,18 +30,35 @@ func (r *Raft) emitPeriodicMetrics() {
 }
 
 // oldestLogAge returns the age of the first entry in the log store, or 0
-// when it is unknown.
+// when it is unknown: an empty log, a store error, or an entry without
+// AppendedAt, such as the one BootstrapCluster writes (so the age reads 0
+// until a compaction removes that entry, as the reference's does). A
+// compaction may remove the first entry between the reads of FirstIndex
+// and of the entry; the entry that is first then is read instead, as long
+// as the first index keeps moving.
 func (r *Raft) oldestLogAge() time.Duration {
-	first, err := r.logs.FirstIndex()
-	if err != nil || first == 0 {
-		return 0
+	var failed uint64 // the first index whose entry could not be read
+	for range maxOldestLogReads {
+		first, err := r.logs.FirstIndex()
+		if err != nil || first == 0 || first == failed {
+			return 0
+		}
+		var l Log
+		if err := r.logs.GetLog(first, &l); err != nil {
+			failed = first
+			continue
+		}
+		if l.AppendedAt.IsZero() {
+			return 0
+		}
+		return time.Since(l.AppendedAt)
 	}
-	var l Log
-	if err := r.logs.GetLog(first, &l); err != nil || l.AppendedAt.IsZero() {
-		return 0
-	}
-	return time.Since(l.AppendedAt)
+	return 0
 }
+
+// maxOldestLogReads bounds how many times oldestLogAge follows a moving
+// first index.
+const maxOldestLogReads = 5
 
 // metricKey splits a dotted metric name into the key parts go-metrics hands
 // to its sinks: "raft.replication.appendEntries.rpc" is four parts, as the

@@ -462,10 +462,12 @@ func (r *Raft) setLastContact(now time.Time) {
 	r.pub.setLastContact(now)
 }
 
-// fatal logs an error the node cannot recover from and shuts it down.
+// fatal logs an error the node cannot recover from and shuts it down. A
+// store call cut off by a shutdown already under way is logged, but not as
+// an error (logFailure).
 func (r *Raft) fatal(err error) {
 	r.failed.Store(true)
-	r.logger.Error("shutting down after an unrecoverable error", "error", err)
+	r.logFailure("shutting down after an unrecoverable error", err)
 	go r.Shutdown()
 }
 

@@ -327,7 +327,7 @@ func (r *Raft) requestVote(rpc RPC, req *RequestVoteRequest) {
 		return
 	}
 	if err := r.persistVote(req.Term, candidateBytes); err != nil {
-		r.logger.Error("failed to persist vote", "error", err)
+		r.logFailure("failed to persist vote", err)
 		return
 	}
 	resp.Granted = true
