@@ -309,7 +309,7 @@ func (r *Raft) Apply(cmd []byte, timeout time.Duration) ApplyFuture {
 // says the entry could never be replicated through this node's transport
 // (WithMaxRPCBytes); it was not appended.
 func (r *Raft) ApplyLog(log Log, timeout time.Duration) ApplyFuture {
-	metrics.IncrCounter([]string{"raft", "apply"}, 1)
+	metrics.IncrCounter(keyApply, 1)
 	f := &logFuture{log: Log{Type: LogCommand, Data: log.Data, Extensions: log.Extensions}}
 	if err := r.checkEntryFits(&f.log); err != nil {
 		return errorFuture{err}

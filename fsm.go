@@ -188,6 +188,23 @@ func (r *Raft) nextFSMTask() *fsmTask {
 }
 
 // onFSMDispatched records that the FSM goroutine took a task.
+// dispatchFSM hands the next FSM task to the FSM goroutine now if its
+// queue has room, as the run loop's select would on its next round. The
+// run loop calls it right after an event that may make entries
+// applicable, which saves a round of its select (the costliest part of
+// the loop under load) and starts the FSM before anything else is woken.
+func (r *Raft) dispatchFSM() {
+	t := r.nextFSMTask()
+	if t == nil {
+		return
+	}
+	select {
+	case r.fsmCh <- t:
+		r.onFSMDispatched(t)
+	default:
+	}
+}
+
 func (r *Raft) onFSMDispatched(t *fsmTask) {
 	r.st.dispatched = max(r.st.dispatched, t.to)
 	r.st.pendingFSM = nil
@@ -429,7 +446,7 @@ func (a *fsmApplier) applyEach(entries []*Log) []interface{} {
 			a.r.fsmCall.begin("FSM.Apply", e.Index, e.Index)
 			responses[i] = a.r.fsm.Apply(e)
 			a.r.fsmCall.end()
-			metrics.MeasureSince([]string{"raft", "fsm", "apply"}, start)
+			metrics.MeasureSince(keyFSMApply, start)
 		case LogConfiguration:
 			a.storeConfiguration(e)
 		}
@@ -473,8 +490,8 @@ func (a *fsmApplier) applyBatch(entries []*Log) []interface{} {
 	a.r.fsmCall.begin("BatchingFSM.ApplyBatch", batch[0].Index, batch[len(batch)-1].Index)
 	got := a.batching.ApplyBatch(batch)
 	a.r.fsmCall.end()
-	metrics.MeasureSince([]string{"raft", "fsm", "applyBatch"}, start)
-	metrics.AddSample([]string{"raft", "fsm", "applyBatchNum"}, float32(len(batch)))
+	metrics.MeasureSince(keyFSMApplyBatch, start)
+	metrics.AddSample(keyFSMApplyBatchNum, float32(len(batch)))
 	if len(got) != len(batch) {
 		a.r.logger.Error("BatchingFSM.ApplyBatch returned the wrong number of responses",
 			"entries", len(batch), "responses", len(got))

@@ -275,14 +275,18 @@ func (r *Raft) appendAsLeader(batch []*logFuture) {
 	}
 	r.st.futures = append(r.st.futures, batch...)
 	r.appendToLog(entries, 0, 0)
+	// The write first, the replicators last: the goroutine woken last
+	// runs first once the run loop waits, and on the way to a commit the
+	// round trip to the followers is the longer leg.
+	r.handOffWrite()
 	lead := r.st.lead
 	lead.ledger.add(entries)
 	lead.shared.lastIndex.Store(index)
 	for _, repl := range lead.repls {
 		repl.trigger()
 	}
-	metrics.SetGauge([]string{"raft", "leader", "dispatchNumLogs"}, float32(len(batch)))
-	metrics.MeasureSince([]string{"raft", "leader", "dispatchLog"}, start)
+	metrics.SetGauge(keyDispatchNumLogs, float32(len(batch)))
+	metrics.MeasureSince(keyDispatchLog, start)
 }
 
 // onReplicationProgress reacts to replication goroutines' news.
@@ -325,7 +329,7 @@ func (r *Raft) updateCommitIndex() {
 	if next == r.st.commitIndex {
 		return
 	}
-	metrics.SetGauge([]string{"raft", "commitNumLogs"}, float32(next-r.st.commitIndex))
+	metrics.SetGauge(keyCommitNumLogs, float32(next-r.st.commitIndex))
 	r.setCommitIndex(next)
 	if r.st.lead != lead {
 		// Committing a configuration without this node ended its
@@ -338,7 +342,7 @@ func (r *Raft) updateCommitIndex() {
 		if f.log.Index > next {
 			break
 		}
-		metrics.MeasureSince([]string{"raft", "commitTime"}, f.dispatched)
+		metrics.MeasureSince(keyCommitTime, f.dispatched)
 	}
 }
 

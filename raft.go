@@ -211,6 +211,9 @@ func (r *Raft) serveOne() bool {
 	case res := <-r.writeDoneCh:
 		r.st.load.working()
 		r.onWriteDone(res)
+		// What the select would do next, without another round of it.
+		r.handOffWrite()
+		r.dispatchFSM()
 	case compactCh <- nextCompaction:
 		r.st.load.working()
 		r.st.writes.compactionHandedOff(compactPos)
@@ -226,6 +229,7 @@ func (r *Raft) serveOne() bool {
 	case <-progressCh:
 		r.st.load.working()
 		r.onReplicationProgress()
+		r.dispatchFSM()
 	case f := <-applyCh:
 		r.st.load.working()
 		r.onApply(f)

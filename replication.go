@@ -544,19 +544,32 @@ func (s *replicator) runPipeline(commitTimer *time.Timer) bool {
 	r.logger.Info("pipelining replication", "peer", s.peer)
 
 	failedCh := make(chan struct{})
-	quitCh := make(chan struct{})
-	doneCh := make(chan struct{})
-	r.routines.goFunc(func() {
-		defer close(doneCh)
-		s.collectPipeline(pipe, failedCh, quitCh)
-	})
+	// Answers reach handlePipelined straight from this package's
+	// pipelines (pipeline_answers.go), or through a collector goroutine
+	// reading Consumer() for any other.
+	stopAnswers := func() {}
+	if dp, ok := pipe.(directAnswerPipeline); ok {
+		d := &directAnswers{s: s, failedCh: failedCh}
+		dp.deliverTo(d.handle)
+		stopAnswers = d.stop
+	} else {
+		quitCh := make(chan struct{})
+		doneCh := make(chan struct{})
+		r.routines.goFunc(func() {
+			defer close(doneCh)
+			s.collectPipeline(pipe, failedCh, quitCh)
+		})
+		stopAnswers = func() {
+			close(quitCh)
+			<-doneCh
+		}
+	}
 	defer func() {
-		// The collector stops first, so the pipeline is closed once, by
-		// this goroutine, after its last AppendEntries: never twice and
-		// never while another call on it is running, as a user's
-		// transport may expect.
-		close(quitCh)
-		<-doneCh
+		// Answers stop first, so the pipeline is closed once, by this
+		// goroutine, after its last AppendEntries: never twice and never
+		// while another call on it is running, as a user's transport may
+		// expect.
+		stopAnswers()
 		pipe.Close()
 		// Resume one request at a time from what the follower holds.
 		s.nextIndex = s.match.Load() + 1

@@ -69,6 +69,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", time.Minute, "bound on each wait inside a run")
 	jsonPath := fs.String("json", "", "write one JSON line per measurement to this file (- for stdout)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	profileDir := fs.String("profiledir", "", "write CPU and allocation profiles of every throughput window to this directory")
+	contention := fs.Bool("contention", false, "with -profiledir, also record block and mutex profiles (costly: every event)")
+	traceWindows := fs.Bool("trace", false, "with -profiledir, also write an execution trace of every throughput window")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (both libraries) to this file")
 	blockProfile := fs.String("blockprofile", "", "write a profile of blocking (channel, select, lock waits of 10µs or more, both libraries) to this file")
 	mutexProfile := fs.String("mutexprofile", "", "write a profile of mutex contention (both libraries) to this file")
@@ -101,6 +104,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		CmdSize:   *cmdSize,
 		Timeout:   *timeout,
 		Table:     stdout,
+
+		ProfileDir: *profileDir,
+		Trace:      *traceWindows,
+		Contention: *contention,
 	}
 	if !*quiet {
 		o.Progress = stderr
