@@ -2,6 +2,7 @@ package raft
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -325,4 +326,25 @@ func TestReadWaiters_AnswerOnceApplied(t *testing.T) {
 	if n := w.n.Load(); n != 0 {
 		t.Fatalf("%d reads still counted as waiting", n)
 	}
+}
+
+// Pipelined AppendEntries that a quorum accepted renew the lease as
+// heartbeats do: with every heartbeat failing, a leader that keeps
+// writing keeps its lease.
+func TestNewLease_PipelinedAppendsRenewIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{conf: leaseConf})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 3)
+		synctest.Wait()
+		leader.strict.trans.dropHeartbeats.Store(true)
+		for i := 0; i < 50; i++ {
+			time.Sleep(10 * time.Millisecond)
+			applyAll(t, leader, fmt.Sprintf("y%d", i), 1)
+			if _, ok := leader.raft.leaseReadNow(); !ok {
+				t.Fatalf("after %d writes over %v without a heartbeat, the leader holds no lease", i+1, time.Duration(i+1)*10*time.Millisecond)
+			}
+		}
+	})
 }

@@ -134,6 +134,8 @@ type strictTransport struct {
 	// heartbeatsSent those that carry only the term and the leader.
 	appends        atomic.Int64
 	heartbeatsSent atomic.Int64
+	// dropHeartbeats, while set, fails every heartbeat this node sends.
+	dropHeartbeats atomic.Bool
 	// readIndexCalls counts the ReadIndex requests the node sent;
 	// readIndexHook, when set, runs before each is sent, and an error it
 	// returns is the request's answer.
@@ -221,6 +223,9 @@ func (s *strictTransport) AppendEntries(id ServerID, target ServerAddress, args 
 	s.appends.Add(1)
 	if len(args.Entries) == 0 && args.PrevLogEntry == 0 && args.LeaderCommitIndex == 0 {
 		s.heartbeatsSent.Add(1)
+		if s.dropHeartbeats.Load() {
+			return errors.New("heartbeat dropped by the test")
+		}
 	}
 	return s.InmemTransport.AppendEntries(id, target, args, resp)
 }
