@@ -194,13 +194,15 @@ func (r *Raft) readFromLease(batch []*readIndexFuture) bool {
 // FSM observes every write that completed before ReadLease was called;
 // Index returns the index the read waited for. On a leader holding a
 // valid lease it records the commit index and waits only for its own FSM
-// to apply it. When the lease is not held (Config.LeaseReadTimeout is
-// zero, the lease expired, no entry of this leader's term is committed
-// yet, a leadership transfer was started in this term, or this server is
-// not the leader), it does exactly what ReadIndex does, with the same
-// errors. The counters raft.lease.read and raft.lease.fallback say which
-// way reads went. timeout bounds only the wait for the run loop to take
-// the request. This method is an addition: the reference has no
+// to apply it, on the caller's goroutine, without involving the run loop
+// (the future is answered at once when the FSM has applied it already).
+// When the lease is not held (Config.LeaseReadTimeout is zero, the lease
+// expired, no entry of this leader's term is committed yet, a leadership
+// transfer was started in this term, a follower answered with a newer
+// term, or this server is not the leader), it does exactly what ReadIndex
+// does, with the same errors. The counters raft.lease.read and
+// raft.lease.fallback say which way reads went. timeout bounds only the
+// wait for the run loop to take the request, when it goes there. This method is an addition: the reference has no
 // equivalent.
 //
 // Why a lease read is linearizable. Write L for this leader, T for its
