@@ -1,6 +1,8 @@
 package raft
 
 import (
+	"runtime"
+
 	"github.com/hashicorp/go-metrics"
 )
 
@@ -161,6 +163,12 @@ func (r *Raft) readLeaseFast() IndexFuture {
 	metrics.IncrCounter([]string{"raft", "lease", "read"}, 1)
 	r.leaseReads.Add(1)
 	if index <= r.pub.appliedIndex.Load() {
+		// Answered without blocking: yield the processor, as a read that
+		// waited would have. Callers reading in a tight loop would
+		// otherwise keep this node's own goroutines (heartbeats, the run
+		// loop) waiting a time slice per caller, long enough to cost the
+		// leadership.
+		runtime.Gosched()
 		return appliedRead(index)
 	}
 	f := &readIndexFuture{lease: true, index: index}
