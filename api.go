@@ -142,7 +142,8 @@ type Raft struct {
 	leaseReads atomic.Uint64
 	// leaseV is the lease view the run loop publishes for lease reads on
 	// the caller's goroutine, nil when this node serves none;
-	// appliedWaiters are those reads waiting for the FSM (lease_view.go).
+	// appliedWaiters are those reads waiting for the FSM (lease_view.go,
+	// read_queue.go).
 	leaseV         atomic.Pointer[leaseView]
 	appliedWaiters readWaiters
 	// failed is set by fatal: the node is stopping after an error it
