@@ -140,6 +140,12 @@ type Raft struct {
 	startHoldFor time.Duration
 	// leaseReads counts the reads answered from the lease (lease.go).
 	leaseReads atomic.Uint64
+	// leaseV is the lease view the run loop publishes for lease reads on
+	// the caller's goroutine, nil when this node serves none;
+	// appliedWaiters are those reads waiting for the FSM (lease_view.go,
+	// read_queue.go).
+	leaseV         atomic.Pointer[leaseView]
+	appliedWaiters readWaiters
 	// failed is set by fatal: the node is stopping after an error it
 	// cannot recover from, and its state no longer has to make sense.
 	failed atomic.Bool

@@ -262,6 +262,7 @@ func (r *Raft) runFSM() {
 			for _, f := range t.reads {
 				f.respond(nil)
 			}
+			r.appliedWaiters.release(r.pub.appliedIndex.Load())
 			r.fsmHeld.Add(-t.heldBytes)
 			notify(r.fsmProgressCh)
 		case req := <-r.fsmSnapshotCh:

@@ -141,6 +141,7 @@ func (r *Raft) notifyLeadership(v bool) {
 // yet committed with err, pending verifications with verifyErr, and a user
 // restore in progress with err.
 func (r *Raft) stopLeading(err, verifyErr error) {
+	r.revokeLease()
 	lead := r.st.lead
 	r.st.lead = nil
 	lead.shared.stopped.Store(true)
@@ -393,21 +394,20 @@ func (r *Raft) checkLeaderLease() {
 	r.resetTimer(next)
 }
 
-// onVerify starts a VerifyLeader round.
-func (r *Raft) onVerify(f *verifyFuture) {
-	if r.st.lead == nil {
-		f.respond(ErrNotLeader)
+// onVerifies starts one VerifyLeader round for calls that arrived
+// together (drainVerifyCh).
+func (r *Raft) onVerifies(batch []*verifyFuture) {
+	lead := r.st.lead
+	if lead == nil {
+		for _, f := range batch {
+			f.respond(ErrNotLeader)
+		}
 		return
 	}
-	r.startVerifyRound(pendingVerify{future: f})
-}
-
-// startVerifyRound starts a verification round for v: see
-// beginVerifyRound.
-func (r *Raft) startVerifyRound(v pendingVerify) {
-	lead := r.st.lead
-	v.round = r.beginVerifyRound()
-	lead.verifies = append(lead.verifies, v)
+	round := r.beginVerifyRound()
+	for _, f := range batch {
+		lead.verifies = append(lead.verifies, pendingVerify{round: round, future: f})
+	}
 	r.checkVerifies()
 }
 
@@ -642,6 +642,7 @@ func (r *Raft) onLeadershipTransfer(f *leadershipTransferFuture) {
 		addr = *f.address
 	}
 	r.logger.Info("starting leadership transfer", "id", repl.peer.ID, "address", addr)
+	r.revokeLease()
 	lead.transferStarted = true
 	lead.transfer = &transferState{future: f, target: repl, addr: addr, timer: time.NewTimer(r.config().ElectionTimeout)}
 	repl.trigger()

@@ -119,6 +119,7 @@ func (r *Raft) run() {
 	metrics.IncrCounter([]string{"raft", "state", "follower"}, 1)
 	hooks := r.config().hooks
 	for r.serveOne() {
+		r.publishLease()
 		if hooks != nil && hooks.afterStep != nil {
 			hooks.afterStep(r)
 		}
@@ -235,7 +236,7 @@ func (r *Raft) serveOne() bool {
 		r.onApply(f)
 	case f := <-r.verifyCh:
 		r.st.load.working()
-		r.onVerify(f)
+		r.onVerifies(r.drainVerifyCh(f))
 	case f := <-r.readIndexCh:
 		r.st.load.working()
 		batch := r.drainReadIndexCh(f)
@@ -405,6 +406,8 @@ func (r *Raft) setTerm(term uint64) error {
 // becomeFollower makes this node a follower in term (at least the current
 // one), with no known leader; the caller sets the leader if it knows it.
 func (r *Raft) becomeFollower(term uint64) error {
+	// Lease reads end before anything else changes (lease_view.go).
+	r.revokeLease()
 	// A leader deposed by a newer term answers pending verifications with
 	// ErrNotLeader: it knows for sure it is no longer the leader.
 	verifyErr := ErrLeadershipLost

@@ -59,6 +59,9 @@ type replicator struct {
 	// leaseSent is when the newest request the peer accepted was sent, on
 	// the leader's clock (lease.go, leaseStamp); 0 until one is.
 	leaseSent atomic.Uint64
+	// pipeSent holds the send times of pipelined requests not yet
+	// answered, for leaseSent (lease.go).
+	pipeSent pipeSendTimes
 	// installing is the index of the snapshot being sent, 0 when none; the
 	// run loop keeps the log after it until the install ends.
 	installing atomic.Uint64
@@ -571,6 +574,7 @@ func (s *replicator) runPipeline(commitTimer *time.Timer) bool {
 		// expect.
 		stopAnswers()
 		pipe.Close()
+		s.pipeSent.reset()
 		// Resume one request at a time from what the follower holds.
 		s.nextIndex = s.match.Load() + 1
 		s.trigger()
@@ -700,6 +704,7 @@ func (s *replicator) sendPipelined(pipe AppendPipeline, failedCh <-chan struct{}
 			}
 			return false
 		}
+		s.pipeSent.note(req, s.r.leaseStamp())
 		if _, err := pipe.AppendEntries(req, new(AppendEntriesResponse)); err != nil {
 			s.r.logger.Error("failed to pipeline entries", "peer", s.peer.ID, "error", err)
 			return false
@@ -743,6 +748,7 @@ func (s *replicator) handlePipelined(f AppendFuture) bool {
 		return false
 	}
 	s.measure("appendEntries.rpc", f.Start())
+	sent := s.pipeSent.take(f.Request())
 	resp := f.Response()
 	if resp.Term > s.lead.term {
 		s.sawTerm(resp.Term)
@@ -752,5 +758,6 @@ func (s *replicator) handlePipelined(f AppendFuture) bool {
 		return false
 	}
 	s.recordSuccess(f.Request())
+	s.noteAccepted(sent)
 	return true
 }
