@@ -40,17 +40,16 @@ type suiteBuild struct {
 	order []string
 }
 
-// TestMain runs the tests and then removes the suites' builds.
-func TestMain(m *testing.M) {
-	code := m.Run()
+// suiteRemoveBuilds removes every suite built by this process; TestMain
+// calls it once the tests are done.
+func suiteRemoveBuilds() {
 	suiteBuilds.Lock()
+	defer suiteBuilds.Unlock()
 	if suiteBuilds.dir != "" {
 		if err := os.RemoveAll(suiteBuilds.dir); err != nil {
 			fmt.Fprintf(os.Stderr, "removing the suites' builds: %v\n", err)
 		}
 	}
-	suiteBuilds.Unlock()
-	os.Exit(code)
 }
 
 // suitePackageDir turns a package pattern of foreignSuite.Packages ("./wal")

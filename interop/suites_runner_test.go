@@ -598,6 +598,10 @@ func runForeignSuite(t *testing.T, name string, s foreignSuite) {
 	t.Helper()
 	ctx := context.Background()
 	b := buildForeignSuite(t, ctx, name, s)
+	// The build ran while serial tests ran (it is CPU-bound, and done
+	// once); the run, mostly their tests' waiting, overlaps the other
+	// parallel tests.
+	t.Parallel()
 	start := time.Now()
 	r := b.run(t, ctx, s)
 	passed, failed := b.m.report(t, r)
