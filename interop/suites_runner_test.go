@@ -601,7 +601,7 @@ func runForeignSuite(t *testing.T, name string, s foreignSuite) {
 	// The build ran while serial tests ran (it is CPU-bound, and done
 	// once); the run, mostly their tests' waiting, overlaps the other
 	// parallel tests.
-	t.Parallel()
+	parallelUnlessRace(t)
 	start := time.Now()
 	r := b.run(t, ctx, s)
 	passed, failed := b.m.report(t, r)

@@ -9,7 +9,7 @@ import "testing"
 // package, on the same directories and addresses, under load, and one
 // node back and forth; no acknowledged command is lost.
 func TestWALMigrationRolling(t *testing.T) {
-	t.Parallel()
+	parallelUnlessRace(t)
 	set := migSettings
 	set.walLogs = true
 	runRollingMigration(t, set)
