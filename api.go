@@ -588,6 +588,7 @@ func (r *Raft) Shutdown() Future {
 func (r *Raft) waitStopped() {
 	r.routines.waitSettled()
 	r.stopOnce.Do(func() {
+		answerUnrestoredInstalls(r.fsmCh)
 		if closer, ok := r.trans.(WithClose); ok {
 			if err := closer.Close(); err != nil {
 				r.logger.Warn("failed to close transport", "error", err)

@@ -102,6 +102,9 @@ type fsmTask struct {
 	// goroutine has just written, so its store may skip checking it again
 	// (openWrittenSnapshot).
 	received bool
+	// answer, when set, answers the InstallSnapshot that brought
+	// restoreID once the restore is done.
+	answer *installAnswer
 	// entries are the entries from..to when the run loop held them in
 	// memory; nil means the FSM goroutine reads them from the log store.
 	// heldBytes is their memory charge (backpressure.go), counted in
@@ -322,6 +325,9 @@ func (a *fsmApplier) restore(t *fsmTask) bool {
 		a.fed = true
 		r.pub.appliedIndex.Store(meta.Index)
 	}
+	if t.answer != nil {
+		t.answer.respond(err)
+	}
 	if t.userRestore {
 		select {
 		case r.userRestoreAppliedCh <- err:
@@ -501,4 +507,20 @@ func (a *fsmApplier) applyBatch(entries []*Log) []interface{} {
 		responses[at[j]] = got[j]
 	}
 	return responses
+}
+
+// answerUnrestoredInstalls answers ErrRaftShutdown to the InstallSnapshot
+// RPCs of restore tasks left on fsmCh, which the FSM goroutine stopped
+// before taking. Called once the node's goroutines have stopped.
+func answerUnrestoredInstalls(fsmCh chan *fsmTask) {
+	for {
+		select {
+		case t := <-fsmCh:
+			if t.answer != nil {
+				t.answer.respond(ErrRaftShutdown)
+			}
+		default:
+			return
+		}
+	}
 }

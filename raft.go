@@ -310,6 +310,11 @@ func (r *Raft) exitRunLoop() {
 			f.respond(ErrRaftShutdown)
 		}
 	}
+	for _, t := range append([]*fsmTask{r.st.pendingFSM}, r.st.fsmQueue...) {
+		if t != nil && t.answer != nil {
+			t.answer.respond(ErrRaftShutdown)
+		}
+	}
 	// A snapshot being received is answered by its own goroutine. The
 	// writer may have sent the in-flight op's replies already.
 	refuse := func(replies []pendingReply) {
