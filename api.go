@@ -626,6 +626,14 @@ func (r *Raft) Snapshot() SnapshotFuture {
 // every follower receives it as an InstallSnapshot. Restore returns once a
 // no-op entry after it has committed. Errors: those of ApplyLog, and errors
 // reading or storing the snapshot.
+//
+// Use it for disaster recovery on a stable cluster. Until that no-op
+// commits, the leader's FSM (and the FSMs of followers that installed the
+// snapshot) hold a state the cluster has not committed: if the leadership
+// changes in that window, Restore answers an error and those servers may
+// disagree with the rest of the cluster, as with the reference library.
+// A leader that loses its leadership while its FSM is still restoring
+// stops instead (see the README's "Where we differ").
 func (r *Raft) Restore(meta *SnapshotMeta, reader io.Reader, timeout time.Duration) error {
 	metrics.IncrCounter([]string{"raft", "restore"}, 1)
 	defer metrics.MeasureSince([]string{"raft", "restoreUserSnapshot"}, time.Now())
