@@ -54,7 +54,7 @@ func (r *Raft) leaseHoldable() bool {
 // (step 7 in ReadLease's doc comment).
 func (r *Raft) publishLease() {
 	cur := r.leaseV.Load()
-	if !r.leaseHoldable() {
+	if r.config().LeaseReadTimeout <= 0 || !r.leaseHoldable() {
 		if cur != nil {
 			r.leaseV.Store(nil)
 		}
