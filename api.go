@@ -140,6 +140,12 @@ type Raft struct {
 	startHoldFor time.Duration
 	// leaseReads counts the reads answered from the lease (lease.go).
 	leaseReads atomic.Uint64
+	// leaseV is the lease view the run loop publishes for lease reads on
+	// the caller's goroutine, nil when this node serves none;
+	// appliedWaiters are those reads waiting for the FSM (lease_view.go,
+	// read_queue.go).
+	leaseV         atomic.Pointer[leaseView]
+	appliedWaiters readWaiters
 	// failed is set by fatal: the node is stopping after an error it
 	// cannot recover from, and its state no longer has to make sense.
 	failed atomic.Bool
@@ -309,7 +315,7 @@ func (r *Raft) Apply(cmd []byte, timeout time.Duration) ApplyFuture {
 // says the entry could never be replicated through this node's transport
 // (WithMaxRPCBytes); it was not appended.
 func (r *Raft) ApplyLog(log Log, timeout time.Duration) ApplyFuture {
-	metrics.IncrCounter([]string{"raft", "apply"}, 1)
+	metrics.IncrCounter(keyApply, 1)
 	f := &logFuture{log: Log{Type: LogCommand, Data: log.Data, Extensions: log.Extensions}}
 	if err := r.checkEntryFits(&f.log); err != nil {
 		return errorFuture{err}
@@ -582,6 +588,7 @@ func (r *Raft) Shutdown() Future {
 func (r *Raft) waitStopped() {
 	r.routines.waitSettled()
 	r.stopOnce.Do(func() {
+		answerUnrestoredInstalls(r.fsmCh)
 		if closer, ok := r.trans.(WithClose); ok {
 			if err := closer.Close(); err != nil {
 				r.logger.Warn("failed to close transport", "error", err)
@@ -622,6 +629,14 @@ func (r *Raft) Snapshot() SnapshotFuture {
 // whose FSM holds a restore that the next leader's log shows uncommitted
 // stops (unconfirmed_snapshot.go) and must be wiped and added back. Errors: those of ApplyLog, and errors
 // reading or storing the snapshot.
+//
+// Use it for disaster recovery on a stable cluster. Until that no-op
+// commits, the leader's FSM (and the FSMs of followers that installed the
+// snapshot) hold a state the cluster has not committed: if the leadership
+// changes in that window, Restore answers an error and those servers may
+// disagree with the rest of the cluster, as with the reference library.
+// A leader that loses its leadership while its FSM is still restoring
+// stops instead (see the README's "Where we differ").
 func (r *Raft) Restore(meta *SnapshotMeta, reader io.Reader, timeout time.Duration) error {
 	metrics.IncrCounter([]string{"raft", "restore"}, 1)
 	defer metrics.MeasureSince([]string{"raft", "restoreUserSnapshot"}, time.Now())

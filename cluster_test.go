@@ -386,6 +386,20 @@ func (c *testCluster) anyLeader() *Raft {
 	return leader
 }
 
+// anyLeaderNode is anyLeader for tests that want the node, not just its
+// Raft.
+func (c *testCluster) anyLeaderNode() *testNode {
+	c.t.Helper()
+	var leader *testNode
+	c.waitFor(10*time.Second, "a leader", func() bool {
+		if ls := c.leaders(); len(ls) > 0 {
+			leader = ls[0]
+		}
+		return leader != nil
+	})
+	return leader
+}
+
 // waitFor waits until cond holds, re-checking whenever something changes
 // and at least every tick of fake time, and fails the test after timeout.
 func (c *testCluster) waitFor(timeout time.Duration, what string, cond func() bool) {

@@ -269,7 +269,7 @@ func (r *Raft) startElection(term uint64) {
 	// The privilege of a transfer lasts one election only.
 	r.st.transferring = false
 	if err := r.persistVote(req.Term, req.Addr); err != nil {
-		r.logger.Error("failed to persist vote for self", "error", err)
+		r.logFailure("failed to persist vote for self", err)
 		return
 	}
 	c := r.newRound(false, req.Term)

@@ -422,19 +422,11 @@ func parseSnapshotID(id string) (term, index uint64, ok bool) {
 // CRC its metadata records, reading it only if it changed since it was
 // last found right.
 func (f *FileSnapshotStore) checkState(meta *fileSnapshotMeta) error {
-	name := filepath.Join(f.path, meta.ID, snapshotStateFile)
-	fh, err := os.Open(name)
+	fh, info, err := openStateFile(filepath.Join(f.path, meta.ID), meta)
 	if err != nil {
-		return fmt.Errorf("missing or unreadable %s: %w", snapshotStateFile, err)
+		return err
 	}
 	defer fh.Close()
-	info, err := fh.Stat()
-	if err != nil {
-		return err
-	}
-	if err := checkSnapshotSize(info.Size(), meta); err != nil {
-		return err
-	}
 	stamp := snapshotStamp{size: info.Size(), modTime: info.ModTime().UnixNano(), crc: string(meta.CRC)}
 	if f.wasVerified(meta.ID, stamp) {
 		return nil
@@ -513,10 +505,16 @@ func (f *FileSnapshotStore) forgetVerifiedExcept(present map[string]bool) {
 func (f *FileSnapshotStore) Open(id string) (*SnapshotMeta, io.ReadCloser, error) {
 	meta, rc, err := f.open(id, false)
 	if err != nil {
-		f.logger.Error("failed to open snapshot", "id", id, "error", err)
-		return nil, nil, fmt.Errorf("opening snapshot %s: %w", id, err)
+		return nil, nil, f.openFailed(id, err)
 	}
 	return meta, rc, nil
+}
+
+// openFailed logs a snapshot that could not be opened and returns err
+// wrapped with its ID, as all the ways to open one report it.
+func (f *FileSnapshotStore) openFailed(id string, err error) error {
+	f.logger.Error("failed to open snapshot", "id", id, "error", err)
+	return fmt.Errorf("opening snapshot %s: %w", id, err)
 }
 
 // open opens a snapshot after checking its state.bin. With trustStamp,
@@ -524,35 +522,20 @@ func (f *FileSnapshotStore) Open(id string) (*SnapshotMeta, io.ReadCloser, error
 // (writing or checking it) and its size and modification time have not
 // changed since.
 func (f *FileSnapshotStore) open(id string, trustStamp bool) (*SnapshotMeta, io.ReadCloser, error) {
-	if !validSnapshotDirName(id) {
-		return nil, nil, errors.New("not a snapshot ID")
-	}
-	dir := filepath.Join(f.path, id)
-	meta, err := readSnapshotMeta(dir, id)
+	meta, fh, info, err := f.openSnapshotFiles(id)
 	if err != nil {
 		return nil, nil, err
 	}
-	fh, err := os.Open(filepath.Join(dir, snapshotStateFile))
-	if err != nil {
-		return nil, nil, fmt.Errorf("missing or unreadable %s: %w", snapshotStateFile, err)
-	}
-	info, err := fh.Stat()
-	if err == nil {
-		err = checkSnapshotSize(info.Size(), meta)
-	}
-	var stamp snapshotStamp
-	if err == nil {
-		stamp = snapshotStamp{size: info.Size(), modTime: info.ModTime().UnixNano(), crc: string(meta.CRC)}
-		if !trustStamp || !f.wasVerified(id, stamp) {
-			err = verifySnapshotState(fh, info.Size(), meta)
-			if err == nil {
-				_, err = fh.Seek(0, io.SeekStart)
-			}
+	stamp := snapshotStamp{size: info.Size(), modTime: info.ModTime().UnixNano(), crc: string(meta.CRC)}
+	if !trustStamp || !f.wasVerified(id, stamp) {
+		err = verifySnapshotState(fh, info.Size(), meta)
+		if err == nil {
+			_, err = fh.Seek(0, io.SeekStart)
 		}
-	}
-	if err != nil {
-		fh.Close()
-		return nil, nil, err
+		if err != nil {
+			fh.Close()
+			return nil, nil, err
+		}
 	}
 	f.rememberVerified(id, stamp)
 	return &meta.SnapshotMeta, &snapshotFileReader{
@@ -572,8 +555,7 @@ func (f *FileSnapshotStore) open(id string, trustStamp bool) (*SnapshotMeta, io.
 func (f *FileSnapshotStore) openWritten(id string) (*SnapshotMeta, io.ReadCloser, error) {
 	meta, rc, err := f.open(id, true)
 	if err != nil {
-		f.logger.Error("failed to open snapshot", "id", id, "error", err)
-		return nil, nil, fmt.Errorf("opening snapshot %s: %w", id, err)
+		return nil, nil, f.openFailed(id, err)
 	}
 	return meta, rc, nil
 }
@@ -588,21 +570,49 @@ func (f *FileSnapshotStore) openWritten(id string) (*SnapshotMeta, io.ReadCloser
 func (f *FileSnapshotStore) openToSend(id string) (*SnapshotMeta, io.ReadCloser, error) {
 	meta, rc, err := f.openChecking(id)
 	if err != nil {
-		f.logger.Error("failed to open snapshot", "id", id, "error", err)
-		return nil, nil, fmt.Errorf("opening snapshot %s: %w", id, err)
+		return nil, nil, f.openFailed(id, err)
 	}
 	return meta, rc, nil
 }
 
 func (f *FileSnapshotStore) openChecking(id string) (*SnapshotMeta, io.ReadCloser, error) {
+	meta, fh, _, err := f.openSnapshotFiles(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &meta.SnapshotMeta, &checkingSnapshotReader{
+		r:    bufio.NewReaderSize(fh, snapshotBufferSize),
+		file: fh,
+		id:   id,
+		hash: crc64.New(snapshotCRCTable),
+		left: meta.Size,
+		want: meta.CRC,
+	}, nil
+}
+
+// openSnapshotFiles checks that id names a snapshot directory, reads and
+// checks its meta.json, and opens its state.bin, whose size must be the
+// one meta.json records. The caller closes the returned file.
+func (f *FileSnapshotStore) openSnapshotFiles(id string) (*fileSnapshotMeta, *os.File, os.FileInfo, error) {
 	if !validSnapshotDirName(id) {
-		return nil, nil, errors.New("not a snapshot ID")
+		return nil, nil, nil, errors.New("not a snapshot ID")
 	}
 	dir := filepath.Join(f.path, id)
 	meta, err := readSnapshotMeta(dir, id)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
+	fh, info, err := openStateFile(dir, meta)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return meta, fh, info, nil
+}
+
+// openStateFile opens the state.bin in dir, the directory of the snapshot
+// meta describes, and checks that its size is the one meta records. On
+// error nothing is left open; otherwise the caller closes the file.
+func openStateFile(dir string, meta *fileSnapshotMeta) (*os.File, os.FileInfo, error) {
 	fh, err := os.Open(filepath.Join(dir, snapshotStateFile))
 	if err != nil {
 		return nil, nil, fmt.Errorf("missing or unreadable %s: %w", snapshotStateFile, err)
@@ -615,14 +625,7 @@ func (f *FileSnapshotStore) openChecking(id string) (*SnapshotMeta, io.ReadClose
 		fh.Close()
 		return nil, nil, err
 	}
-	return &meta.SnapshotMeta, &checkingSnapshotReader{
-		r:    bufio.NewReaderSize(fh, snapshotBufferSize),
-		file: fh,
-		id:   id,
-		hash: crc64.New(snapshotCRCTable),
-		left: meta.Size,
-		want: meta.CRC,
-	}, nil
+	return fh, info, nil
 }
 
 // checkingSnapshotReader reads a state.bin of a known size and CRC and

@@ -242,6 +242,8 @@ type inmemPipeline struct {
 	// shutdownCh is closed once, by Close, under closeOnce.
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
+	// handle, when set, receives answered futures instead of doneCh.
+	handle func(AppendFuture)
 }
 
 type inmemInflight struct {
@@ -286,6 +288,10 @@ func (p *inmemPipeline) collectAnswers() {
 			return
 		}
 		timer.Stop()
+		if p.handle != nil {
+			p.handle(in.future)
+			continue
+		}
 		select {
 		case p.doneCh <- in.future:
 		case <-p.shutdownCh:
@@ -319,6 +325,10 @@ func (p *inmemPipeline) AppendEntries(args *AppendEntriesRequest, resp *AppendEn
 		return nil, ErrPipelineShutdown
 	}
 }
+
+// deliverTo implements directAnswerPipeline. collectAnswers reads handle
+// only after taking a request that AppendEntries queued after this call.
+func (p *inmemPipeline) deliverTo(handle func(AppendFuture)) { p.handle = handle }
 
 // Consumer returns the channel of answered futures.
 func (p *inmemPipeline) Consumer() <-chan AppendFuture { return p.doneCh }

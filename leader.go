@@ -149,6 +149,7 @@ func (r *Raft) notifyLeadership(v bool) {
 // yet committed with err, pending verifications with verifyErr, and a user
 // restore in progress with err.
 func (r *Raft) stopLeading(err, verifyErr error) {
+	r.revokeLease()
 	lead := r.st.lead
 	r.st.lead = nil
 	lead.shared.stopped.Store(true)
@@ -297,14 +298,18 @@ func (r *Raft) appendAsLeader(batch []*logFuture) {
 	}
 	r.st.futures = append(r.st.futures, batch...)
 	r.appendToLog(entries, 0, 0)
+	// The write first, the replicators last: the goroutine woken last
+	// runs first once the run loop waits, and on the way to a commit the
+	// round trip to the followers is the longer leg.
+	r.handOffWrite()
 	lead := r.st.lead
 	lead.ledger.add(entries)
 	lead.shared.lastIndex.Store(index)
 	for _, repl := range lead.repls {
 		repl.trigger()
 	}
-	metrics.SetGauge([]string{"raft", "leader", "dispatchNumLogs"}, float32(len(batch)))
-	metrics.MeasureSince([]string{"raft", "leader", "dispatchLog"}, start)
+	metrics.SetGauge(keyDispatchNumLogs, float32(len(batch)))
+	metrics.MeasureSince(keyDispatchLog, start)
 }
 
 // onReplicationProgress reacts to replication goroutines' news.
@@ -347,7 +352,7 @@ func (r *Raft) updateCommitIndex() {
 	if next == r.st.commitIndex {
 		return
 	}
-	metrics.SetGauge([]string{"raft", "commitNumLogs"}, float32(next-r.st.commitIndex))
+	metrics.SetGauge(keyCommitNumLogs, float32(next-r.st.commitIndex))
 	r.setCommitIndex(next)
 	if r.st.lead != lead {
 		// Committing a configuration without this node ended its
@@ -361,7 +366,7 @@ func (r *Raft) updateCommitIndex() {
 		if f.log.Index > next {
 			break
 		}
-		metrics.MeasureSince([]string{"raft", "commitTime"}, f.dispatched)
+		metrics.MeasureSince(keyCommitTime, f.dispatched)
 	}
 }
 
@@ -412,25 +417,24 @@ func (r *Raft) checkLeaderLease() {
 	r.resetTimer(next)
 }
 
-// onVerify starts a VerifyLeader round.
-func (r *Raft) onVerify(f *verifyFuture) {
-	if r.st.lead == nil {
-		f.respond(ErrNotLeader)
+// onVerifies starts one VerifyLeader round for calls that arrived
+// together (drainVerifyCh).
+func (r *Raft) onVerifies(batch []*verifyFuture) {
+	lead := r.st.lead
+	if lead == nil {
+		for _, f := range batch {
+			f.respond(ErrNotLeader)
+		}
 		return
 	}
 	if r.readsHeld() {
-		r.st.lead.heldVerifies = append(r.st.lead.heldVerifies, f)
+		lead.heldVerifies = append(lead.heldVerifies, batch...)
 		return
 	}
-	r.startVerifyRound(pendingVerify{future: f})
-}
-
-// startVerifyRound starts a verification round for v: see
-// beginVerifyRound.
-func (r *Raft) startVerifyRound(v pendingVerify) {
-	lead := r.st.lead
-	v.round = r.beginVerifyRound()
-	lead.verifies = append(lead.verifies, v)
+	round := r.beginVerifyRound()
+	for _, f := range batch {
+		lead.verifies = append(lead.verifies, pendingVerify{round: round, future: f})
+	}
 	r.checkVerifies()
 }
 
@@ -665,6 +669,7 @@ func (r *Raft) onLeadershipTransfer(f *leadershipTransferFuture) {
 		addr = *f.address
 	}
 	r.logger.Info("starting leadership transfer", "id", repl.peer.ID, "address", addr)
+	r.revokeLease()
 	lead.transferStarted = true
 	lead.transfer = &transferState{future: f, target: repl, addr: addr, timer: time.NewTimer(r.config().ElectionTimeout)}
 	repl.trigger()

@@ -3,6 +3,7 @@ package raft
 import (
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-metrics"
@@ -19,12 +20,13 @@ import (
 //
 // The lease is measured from send times, never from answer times: each
 // replicator publishes in leaseSent when the newest request its follower
-// accepted was sent (heartbeats and one-at-a-time appends; pipelined
-// appends are not counted, as their send times are not tracked, and the
-// heartbeats keep flowing beside them). The lease starts at the newest
-// send time that a quorum of voters (this leader counting as now) has
-// reached, and it is held until that start plus LeaseReadTimeout minus
-// LeaseClockDrift, on this server's monotonic clock (clock.go).
+// accepted was sent (heartbeats, one-at-a-time appends, and pipelined
+// appends, whose send times are kept until their answer: pipeSendTimes).
+// The lease starts at the newest send time that a quorum of voters (this
+// leader counting as now) has reached, and it is held until that start
+// plus LeaseReadTimeout minus LeaseClockDrift, on this server's monotonic
+// clock (clock.go). ReadLease checks it on the caller's goroutine when it
+// can (lease_view.go), on the run loop otherwise (readFromLease).
 
 // leaseStamp returns now on this server's clock as a positive count of
 // nanoseconds since this instance started, for leaseSent.
@@ -41,6 +43,44 @@ func (s *replicator) noteAccepted(sent uint64) {
 			return
 		}
 	}
+}
+
+// pipeSendTimes maps the pipelined requests not yet answered to their
+// send times (leaseStamp). The log goroutine notes each request before it
+// sends it, the pipeline's collector takes it back with the answer; the
+// stamp is taken before the send, so it is never later than the send.
+type pipeSendTimes struct {
+	mu   sync.Mutex
+	sent map[*AppendEntriesRequest]uint64
+}
+
+// note records that req is about to be sent at stamp.
+func (p *pipeSendTimes) note(req *AppendEntriesRequest, stamp uint64) {
+	p.mu.Lock()
+	if p.sent == nil {
+		p.sent = make(map[*AppendEntriesRequest]uint64)
+	}
+	p.sent[req] = stamp
+	p.mu.Unlock()
+}
+
+// take returns and forgets the send time of req; 0 (which counts for
+// nothing) when it was not noted, as when a transport answers with
+// another request value than the one it was given.
+func (p *pipeSendTimes) take(req *AppendEntriesRequest) uint64 {
+	p.mu.Lock()
+	stamp := p.sent[req]
+	delete(p.sent, req)
+	p.mu.Unlock()
+	return stamp
+}
+
+// reset forgets every request, once the pipeline is closed: those not
+// answered never will be.
+func (p *pipeSendTimes) reset() {
+	p.mu.Lock()
+	clear(p.sent)
+	p.mu.Unlock()
 }
 
 // leaseExpiry returns the stamp at which a lease starting at start ends,
@@ -95,6 +135,9 @@ func (r *Raft) leaseRefusal() string {
 		if id == r.localID {
 			sent = now
 		} else if repl, ok := lead.repls[id]; ok {
+			if repl.higherTerm.Load() != 0 {
+				return "a follower answered with a newer term"
+			}
 			sent = repl.leaseSent.Load()
 		}
 		stamps = append(stamps, sent)
@@ -151,13 +194,15 @@ func (r *Raft) readFromLease(batch []*readIndexFuture) bool {
 // FSM observes every write that completed before ReadLease was called;
 // Index returns the index the read waited for. On a leader holding a
 // valid lease it records the commit index and waits only for its own FSM
-// to apply it. When the lease is not held (Config.LeaseReadTimeout is
-// zero, the lease expired, no entry of this leader's term is committed
-// yet, a leadership transfer was started in this term, or this server is
-// not the leader), it does exactly what ReadIndex does, with the same
-// errors. The counters raft.lease.read and raft.lease.fallback say which
-// way reads went. timeout bounds only the wait for the run loop to take
-// the request. This method is an addition: the reference has no
+// to apply it, on the caller's goroutine, without involving the run loop
+// (the future is answered at once when the FSM has applied it already).
+// When the lease is not held (Config.LeaseReadTimeout is zero, the lease
+// expired, no entry of this leader's term is committed yet, a leadership
+// transfer was started in this term, a follower answered with a newer
+// term, or this server is not the leader), it does exactly what ReadIndex
+// does, with the same errors. The counters raft.lease.read and
+// raft.lease.fallback say which way reads went. timeout bounds only the
+// wait for the run loop to take the request, when it goes there. This method is an addition: the reference has no
 // equivalent.
 //
 // Why a lease read is linearizable. Write L for this leader, T for its
@@ -205,6 +250,38 @@ func (r *Raft) readFromLease(batch []*readIndexFuture) bool {
 //     interval, V measured less than LRT between s and t: V's vote, and
 //     so L', comes after t. The read is linearizable.
 //
+// Steps 1 to 5 hold as stated when the run loop itself checks the lease.
+// A lease read is usually checked on the caller's goroutine instead, from
+// what the run loop publishes (lease_view.go); two more steps carry the
+// argument over.
+//
+//  6. The run loop publishes a lease view (the leadership, its latest
+//     configuration's voters and their replicators) only after L has
+//     committed an entry of T and published that commit index. It
+//     withdraws the view before acting on anything that ends lease reads:
+//     at the top of a step-down (becomeFollower), so before a newer term is
+//     stored or published, before the role changes and before any vote is
+//     granted, and before a leadership transfer starts, so before any
+//     TimeoutNow can be sent. The caller loads, in this order, the view,
+//     the commit index c, its clock (this is t), the voters' send times,
+//     and the view again, and serves the read only if the second load
+//     returns the same view. Go's atomics are sequentially consistent, so
+//     the view was still published at t: L had not stepped down, had
+//     granted no vote in a term above T and had sent no TimeoutNow then,
+//     and steps 3 and 4(c) hold. A view belongs to one leadership (a new
+//     one makes a new view, after its own first commit), so a caller never
+//     serves a lease from a term this node no longer leads, and one that
+//     comes after the withdrawal falls back to the run loop, which
+//     refuses. c was loaded after the view, so it covers T's first commit,
+//     and after the call, as step 1 needs.
+//  7. The view's voters may lag the run loop's by the one step that
+//     appends a membership change: the view is replaced at the end of that
+//     step. A read in between counts the voters of the configuration C
+//     before the change while L's latest is C'. L' then holds C or C' (a
+//     further change waits until C' commits, in a later step), and a
+//     quorum of C shares a voter with every quorum of C and of C' (one
+//     server at a time), so step 2 holds.
+//
 // The assumptions, which the library cannot check:
 //
 //   - Bounded drift: over any interval of about LRT, the clocks of any
@@ -223,6 +300,14 @@ func (r *Raft) readFromLease(batch []*readIndexFuture) bool {
 //     library without StartupVoteHold, cannot use leases safely: such a
 //     server votes as soon as it restarts, and nothing warns about it.
 func (r *Raft) ReadLease(timeout time.Duration) IndexFuture {
+	select {
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	default:
+	}
+	if f := r.readLeaseFast(); f != nil {
+		return f
+	}
 	f := &readIndexFuture{lease: true}
 	f.init(r.stoppedCh)
 	return r.enqueueRead(f, timeout)

@@ -402,41 +402,7 @@ func TestNewLease_WithoutHoldARestartedVoterVotesAfterOneHeartbeatTimeout(t *tes
 
 func TestNewLease_NewLeaderWaitsForItsFirstCommit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c, stores := controlledCluster(t, 3, leaseConf)
-		defer c.shutdown()
-		old := c.waitForLeader()
-		applyAll(t, old, "x", 10)
-		c.stop(old)
-		var releases []func()
-		for _, n := range c.running() {
-			releases = append(releases, stores[n.id].holdWrites())
-		}
-		var leader *testNode
-		c.waitFor(5*time.Second, "a new leader", func() bool {
-			for _, n := range c.running() {
-				if n.raft.State() == Leader {
-					leader = n
-					return true
-				}
-			}
-			return false
-		})
-		f := leader.raft.ReadLease(0)
-		time.Sleep(testLease / 4)
-		select {
-		case <-f.(*readIndexFuture).doneCh:
-			t.Fatalf("a lease read was answered before the new leader committed an entry of its term: %v", f.Error())
-		default:
-		}
-		for _, release := range releases {
-			release()
-		}
-		if err := f.Error(); err != nil {
-			t.Fatal(err)
-		}
-		if got := leader.fsm.len(); got != 10 {
-			t.Fatalf("the read saw %d commands, want 10", got)
-		}
+		checkNewLeaderReadWaitsForItsFirstCommit(t, leaseConf, (*Raft).ReadLease, testLease/4)
 	})
 }
 

@@ -298,7 +298,7 @@ func (r *Raft) performWrite(op *writeOp) writeResult {
 			res.err = fmt.Errorf("storing log entries %d-%d: %w", op.entries[0].Index, op.last, err)
 			return res
 		}
-		metrics.MeasureSince([]string{"raft", "rpc", "appendEntries", "storeLogs"}, start)
+		metrics.MeasureSince(keyStoreLogs, start)
 	}
 	return res
 }
@@ -570,6 +570,22 @@ func (r *Raft) queueWrite(op *writeOp) {
 		}
 	}
 	r.st.writes.enqueue(op)
+}
+
+// handOffWrite hands the next op to the log writer now if the writer can
+// take it without waiting, as the run loop's select would on its next
+// round. Called right after an append, it starts the write before the
+// run loop wakes anything else (see appendAsLeader and appendEntries).
+func (r *Raft) handOffWrite() {
+	op, pos, _ := r.nextWrite()
+	if op == nil {
+		return
+	}
+	select {
+	case r.writeCh <- op:
+		r.st.writes.handedOff(pos, time.Now())
+	default:
+	}
 }
 
 // nextWrite returns the op to hand to the log writer now and its

@@ -30,18 +30,35 @@ func (r *Raft) emitPeriodicMetrics() {
 }
 
 // oldestLogAge returns the age of the first entry in the log store, or 0
-// when it is unknown.
+// when it is unknown: an empty log, a store error, or an entry without
+// AppendedAt, such as the one BootstrapCluster writes (so the age reads 0
+// until a compaction removes that entry, as the reference's does). A
+// compaction may remove the first entry between the reads of FirstIndex
+// and of the entry; the entry that is first then is read instead, as long
+// as the first index keeps moving.
 func (r *Raft) oldestLogAge() time.Duration {
-	first, err := r.logs.FirstIndex()
-	if err != nil || first == 0 {
-		return 0
+	var failed uint64 // the first index whose entry could not be read
+	for range maxOldestLogReads {
+		first, err := r.logs.FirstIndex()
+		if err != nil || first == 0 || first == failed {
+			return 0
+		}
+		var l Log
+		if err := r.logs.GetLog(first, &l); err != nil {
+			failed = first
+			continue
+		}
+		if l.AppendedAt.IsZero() {
+			return 0
+		}
+		return time.Since(l.AppendedAt)
 	}
-	var l Log
-	if err := r.logs.GetLog(first, &l); err != nil || l.AppendedAt.IsZero() {
-		return 0
-	}
-	return time.Since(l.AppendedAt)
+	return 0
 }
+
+// maxOldestLogReads bounds how many times oldestLogAge follows a moving
+// first index.
+const maxOldestLogReads = 5
 
 // metricKey splits a dotted metric name into the key parts go-metrics hands
 // to its sinks: "raft.replication.appendEntries.rpc" is four parts, as the
@@ -88,50 +105,56 @@ const loadReportInterval = time.Second
 // over the whole span. Owned by the goroutine it measures.
 type loadMeter struct {
 	key []string
+	// base is when the meter started; every instant below is an offset
+	// from it. time.Since(base) reads only the monotonic clock, half the
+	// cost of time.Now, which the run loop would pay twice per event.
+	base time.Time
 	// spanStart begins the span the next report covers; waited is the time
 	// spent waiting within it, not counting a wait still under way.
-	spanStart time.Time
+	spanStart time.Duration
 	waited    time.Duration
-	// waitStart is when the current wait began, zero while working.
-	waitStart time.Time
+	// waitStart is when the current wait began; waitingNow says a wait is
+	// under way.
+	waitStart  time.Duration
+	waitingNow bool
 	// report receives each fraction; tests replace it.
 	report func(key []string, busy float32)
 }
 
 func newLoadMeter(key []string) *loadMeter {
-	return &loadMeter{key: key, spanStart: time.Now(), report: metrics.AddSample}
+	return &loadMeter{key: key, base: time.Now(), report: metrics.AddSample}
 }
 
 // waiting records that the goroutine is about to block for an event. A
 // second call without working in between changes nothing.
 func (m *loadMeter) waiting() {
-	now := time.Now()
-	if m.waitStart.IsZero() {
-		m.waitStart = now
+	now := time.Since(m.base)
+	if !m.waitingNow {
+		m.waitStart, m.waitingNow = now, true
 	}
 	m.maybeReport(now)
 }
 
 // working records that the goroutine woke up with an event to handle.
 func (m *loadMeter) working() {
-	now := time.Now()
-	if !m.waitStart.IsZero() {
-		m.waited += now.Sub(m.waitStart)
-		m.waitStart = time.Time{}
+	now := time.Since(m.base)
+	if m.waitingNow {
+		m.waited += now - m.waitStart
+		m.waitingNow = false
 	}
 	m.maybeReport(now)
 }
 
 // maybeReport reports the span ending now if it is long enough, and starts
 // the next one. A wait under way is split at now between the two spans.
-func (m *loadMeter) maybeReport(now time.Time) {
-	span := now.Sub(m.spanStart)
+func (m *loadMeter) maybeReport(now time.Duration) {
+	span := now - m.spanStart
 	if span < loadReportInterval {
 		return
 	}
 	waited := m.waited
-	if !m.waitStart.IsZero() {
-		waited += now.Sub(m.waitStart)
+	if m.waitingNow {
+		waited += now - m.waitStart
 		m.waitStart = now
 	}
 	busy := 1 - float64(waited)/float64(span)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -292,4 +293,73 @@ func TestMetrics_RemoveOldLogsOnMonotonicStores(t *testing.T) {
 			})
 		})
 	}
+}
+
+// staleFirstStore is a log store whose FirstIndex, when told, answers one
+// stale index: the first index as it was before a compaction removed that
+// entry, as a read racing the compaction can see it.
+type staleFirstStore struct {
+	*InmemStore
+	stale atomic.Uint64
+}
+
+func (s *staleFirstStore) FirstIndex() (uint64, error) {
+	if i := s.stale.Swap(0); i != 0 {
+		return i, nil
+	}
+	return s.InmemStore.FirstIndex()
+}
+
+// raft.leader.oldestLogAge reports the age of the first entry in the log.
+// The entry BootstrapCluster writes has no AppendedAt (nor has the
+// reference's), so while it is first the age is unknown and reads 0, as the
+// reference's does. Once it is compacted the age is that of the new first
+// entry, also when a compaction removes the entry FirstIndex just named.
+func TestMetrics_OldestLogAge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var store *staleFirstStore
+		c := newTestCluster(t, 1, clusterOpts{
+			conf: func(conf *Config) {
+				conf.TrailingLogs = 0
+				conf.SnapshotThreshold = 1 << 30
+				conf.SnapshotInterval = time.Hour
+			},
+			logs: func(_ ServerID, s *InmemStore) LogStore {
+				store = &staleFirstStore{InmemStore: s}
+				return store
+			},
+		})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "old", 3)
+		time.Sleep(time.Minute)
+		if first, _ := store.InmemStore.FirstIndex(); first != 1 {
+			t.Fatalf("first index %d, want the bootstrap entry's", first)
+		}
+		if got := leader.raft.oldestLogAge(); got != 0 {
+			t.Fatalf("age %v with the bootstrap entry first, want 0", got)
+		}
+
+		if err := leader.raft.Snapshot().Error(); err != nil {
+			t.Fatal(err)
+		}
+		appended := time.Now()
+		f := leader.raft.Apply([]byte("new"), 0)
+		if err := f.Error(); err != nil {
+			t.Fatal(err)
+		}
+		c.waitFor(5*time.Second, "the log compacted up to the new entry", func() bool {
+			first, _ := store.InmemStore.FirstIndex()
+			return first == f.Index()
+		})
+		time.Sleep(30 * time.Second)
+		want := time.Since(appended)
+		if got := leader.raft.oldestLogAge(); got <= want-time.Second || got > want {
+			t.Fatalf("age %v, want the new entry's, about %v", got, want)
+		}
+		store.stale.Store(1)
+		if got := leader.raft.oldestLogAge(); got <= want-time.Second || got > want {
+			t.Fatalf("age %v when FirstIndex named an entry already compacted, want about %v", got, want)
+		}
+	})
 }

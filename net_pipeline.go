@@ -59,7 +59,16 @@ type netPipeline struct {
 	// shutdownCh is closed by Close, once.
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
+
+	// handle, when set (deliverTo, before the first AppendEntries),
+	// receives answered futures instead of doneCh. readResponses reads it
+	// only after taking a future that AppendEntries queued, which orders
+	// the read after the write.
+	handle func(AppendFuture)
 }
+
+// deliverTo implements directAnswerPipeline.
+func (p *netPipeline) deliverTo(handle func(AppendFuture)) { p.handle = handle }
 
 // AppendEntries writes a request and returns its future. It blocks while
 // MaxRPCsInFlight requests are unanswered. After Close it returns
@@ -114,6 +123,10 @@ func (p *netPipeline) readResponses() {
 		}
 		if broken != nil {
 			f.respond(broken)
+		}
+		if p.handle != nil {
+			p.handle(f)
+			continue
 		}
 		select {
 		case p.doneCh <- f:

@@ -177,7 +177,7 @@ func (n *NetworkTransport) serveRequest(c *serverConn, q *answerQueue) (*pending
 	if n.frameTimeout > 0 {
 		_ = c.conn.SetReadDeadline(time.Now().Add(n.frameTimeout))
 	}
-	metrics.MeasureSince([]string{"raft", "net", "getRPCType"}, waitStart)
+	metrics.MeasureSince(keyNetGetRPCType, waitStart)
 
 	decodeStart := time.Now()
 	rpc, label, heartbeat, err := n.readRequest(c, t)
@@ -185,7 +185,7 @@ func (n *NetworkTransport) serveRequest(c *serverConn, q *answerQueue) (*pending
 		return nil, err
 	}
 	labels := rpcLabels[label]
-	metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcDecode"}, decodeStart, labels)
+	metrics.MeasureSinceWithLabels(keyNetRPCDecode, decodeStart, labels)
 
 	enqueueStart := time.Now()
 	a := &pendingAnswer{respCh: make(chan RPCResponse, 1), body: rpc.Reader, labels: labels}
@@ -204,7 +204,7 @@ func (n *NetworkTransport) serveRequest(c *serverConn, q *answerQueue) (*pending
 			return nil, errAnswersFailed
 		}
 	}
-	metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcEnqueue"}, enqueueStart, labels)
+	metrics.MeasureSinceWithLabels(keyNetRPCEnqueue, enqueueStart, labels)
 	a.enqueued = time.Now()
 	return a, nil
 }

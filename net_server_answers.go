@@ -100,7 +100,7 @@ func (n *NetworkTransport) writeAnswer(c *serverConn, a *pendingAnswer) error {
 	if err := c.enc.writeResponse(errText, resp.Response); err != nil {
 		return err
 	}
-	metrics.MeasureSinceWithLabels([]string{"raft", "net", "rpcRespond"}, a.enqueued, a.labels)
+	metrics.MeasureSinceWithLabels(keyNetRPCRespond, a.enqueued, a.labels)
 	return nil
 }
 

@@ -122,6 +122,7 @@ func (r *Raft) run() {
 	metrics.IncrCounter([]string{"raft", "state", "follower"}, 1)
 	hooks := r.config().hooks
 	for r.serveOne() {
+		r.publishLease()
 		if hooks != nil && hooks.afterStep != nil {
 			hooks.afterStep(r)
 		}
@@ -219,6 +220,9 @@ func (r *Raft) serveOne() bool {
 	case res := <-r.writeDoneCh:
 		r.st.load.working()
 		r.onWriteDone(res)
+		// What the select would do next, without another round of it.
+		r.handOffWrite()
+		r.dispatchFSM()
 	case compactCh <- nextCompaction:
 		r.st.load.working()
 		r.st.writes.compactionHandedOff(compactPos)
@@ -234,12 +238,13 @@ func (r *Raft) serveOne() bool {
 	case <-progressCh:
 		r.st.load.working()
 		r.onReplicationProgress()
+		r.dispatchFSM()
 	case f := <-applyCh:
 		r.st.load.working()
 		r.onApply(f)
 	case f := <-r.verifyCh:
 		r.st.load.working()
-		r.onVerify(f)
+		r.onVerifies(r.drainVerifyCh(f))
 	case f := <-r.readIndexCh:
 		r.st.load.working()
 		batch := r.drainReadIndexCh(f)
@@ -315,6 +320,11 @@ func (r *Raft) exitRunLoop() {
 	if r.st.pendingFSM != nil {
 		for _, f := range r.st.pendingFSM.futures {
 			f.respond(ErrRaftShutdown)
+		}
+	}
+	for _, t := range append([]*fsmTask{r.st.pendingFSM}, r.st.fsmQueue...) {
+		if t != nil && t.answer != nil {
+			t.answer.respond(ErrRaftShutdown)
 		}
 	}
 	// A snapshot being received is answered by its own goroutine. The
@@ -416,6 +426,8 @@ func (r *Raft) setTerm(term uint64) error {
 // becomeFollower makes this node a follower in term (at least the current
 // one), with no known leader; the caller sets the leader if it knows it.
 func (r *Raft) becomeFollower(term uint64) error {
+	// Lease reads end before anything else changes (lease_view.go).
+	r.revokeLease()
 	// A leader deposed by a newer term answers pending verifications with
 	// ErrNotLeader: it knows for sure it is no longer the leader.
 	verifyErr := ErrLeadershipLost
@@ -477,10 +489,12 @@ func (r *Raft) setLastContact(now time.Time) {
 	r.pub.setLastContact(now)
 }
 
-// fatal logs an error the node cannot recover from and shuts it down.
+// fatal logs an error the node cannot recover from and shuts it down. A
+// store call cut off by a shutdown already under way is logged, but not as
+// an error (logFailure).
 func (r *Raft) fatal(err error) {
 	r.failed.Store(true)
-	r.logger.Error("shutting down after an unrecoverable error", "error", err)
+	r.logFailure("shutting down after an unrecoverable error", err)
 	go r.Shutdown()
 }
 

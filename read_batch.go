@@ -23,3 +23,24 @@ func (r *Raft) drainReadIndexCh(first *readIndexFuture) []*readIndexFuture {
 	r.st.readBatch = batch
 	return batch
 }
+
+// maxVerifyBatch bounds how many VerifyLeader calls the run loop takes in
+// one turn.
+const maxVerifyBatch = 1024
+
+// drainVerifyCh returns first and the VerifyLeader calls already waiting
+// behind it in verifyCh, up to maxVerifyBatch, without blocking: they
+// share one verification round (onVerifies, leader.go), since a heartbeat
+// sent after the round starts was sent after each of them was made.
+func (r *Raft) drainVerifyCh(first *verifyFuture) []*verifyFuture {
+	batch := []*verifyFuture{first}
+	for len(batch) < maxVerifyBatch {
+		select {
+		case f := <-r.verifyCh:
+			batch = append(batch, f)
+		default:
+			return batch
+		}
+	}
+	return batch
+}

@@ -70,44 +70,43 @@ func TestReadIndex_RefusedOffTheLeader(t *testing.T) {
 
 func TestReadIndex_NewLeaderWaitsForItsFirstCommit(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c, stores := controlledCluster(t, 3, nil)
-		defer c.shutdown()
-		old := c.waitForLeader()
-		applyAll(t, old, "x", 10)
-		c.stop(old)
-		// Hold every remaining disk so the next leader cannot commit its
-		// no-op at once.
-		var releases []func()
-		for _, n := range c.running() {
-			releases = append(releases, stores[n.id].holdWrites())
-		}
-		var leader *testNode
-		c.waitFor(5*time.Second, "a new leader", func() bool {
-			for _, n := range c.running() {
-				if n.raft.State() == Leader {
-					leader = n
-					return true
-				}
-			}
-			return false
-		})
-		f := leader.raft.ReadIndex(0)
-		time.Sleep(100 * time.Millisecond)
-		select {
-		case <-f.(*readIndexFuture).doneCh:
-			t.Fatalf("a read was answered before the new leader committed an entry of its term: %v", f.Error())
-		default:
-		}
-		for _, release := range releases {
-			release()
-		}
-		if err := f.Error(); err != nil {
-			t.Fatal(err)
-		}
-		if got := leader.fsm.len(); got != 10 {
-			t.Fatalf("the read saw %d commands, want 10", got)
-		}
+		checkNewLeaderReadWaitsForItsFirstCommit(t, nil, (*Raft).ReadIndex, 100*time.Millisecond)
 	})
+}
+
+// checkNewLeaderReadWaitsForItsFirstCommit elects a leader after ten
+// commands, stops it, holds the disks of the others so that the next
+// leader cannot commit its no-op at once, and checks that read, called on
+// the new leader, is not answered for wait and then sees all ten commands
+// once the disks are released. It runs inside a synctest bubble.
+func checkNewLeaderReadWaitsForItsFirstCommit(t *testing.T, conf func(*Config), read func(*Raft, time.Duration) IndexFuture, wait time.Duration) {
+	t.Helper()
+	c, stores := controlledCluster(t, 3, conf)
+	defer c.shutdown()
+	old := c.waitForLeader()
+	applyAll(t, old, "x", 10)
+	c.stop(old)
+	var releases []func()
+	for _, n := range c.running() {
+		releases = append(releases, stores[n.id].holdWrites())
+	}
+	leader := c.anyLeaderNode()
+	f := read(leader.raft, 0)
+	time.Sleep(wait)
+	select {
+	case <-f.(*readIndexFuture).doneCh:
+		t.Fatalf("a read was answered before the new leader committed an entry of its term: %v", f.Error())
+	default:
+	}
+	for _, release := range releases {
+		release()
+	}
+	if err := f.Error(); err != nil {
+		t.Fatal(err)
+	}
+	if got := leader.fsm.len(); got != 10 {
+		t.Fatalf("the read saw %d commands, want 10", got)
+	}
 }
 
 // Calls that wait in the channel while the leader is busy are taken in one
@@ -123,16 +122,7 @@ func TestReadIndex_WaitingCallsShareOneVerifyRound(t *testing.T) {
 		defer c.shutdown()
 		// The new leader's run loop waits to tell NotifyCh, before it
 		// takes any request.
-		var leader *testNode
-		c.waitFor(5*time.Second, "a leader", func() bool {
-			for _, n := range c.running() {
-				if n.raft.State() == Leader {
-					leader = n
-					return true
-				}
-			}
-			return false
-		})
+		leader := c.anyLeaderNode()
 		const reads = 50
 		futures := make([]IndexFuture, reads)
 		for i := range futures {

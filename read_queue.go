@@ -3,6 +3,8 @@ package raft
 import (
 	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 )
 
 // queueConfirmedRead hands a ReadIndex request whose index is confirmed,
@@ -65,4 +67,60 @@ func (r *Raft) readMarker() *fsmTask {
 func insertRead(reads []*readIndexFuture, f *readIndexFuture) []*readIndexFuture {
 	i := sort.Search(len(reads), func(i int) bool { return reads[i].index > f.index })
 	return slices.Insert(reads, i, f)
+}
+
+// readWaiters are reads answered once the FSM has applied their index,
+// waiting outside the run loop: the FSM goroutine answers them after each
+// task (runFSM, fsm.go). Lease reads served on the caller's goroutine
+// wait here (lease_view.go); the run loop's reads wait in fsmTask.reads
+// instead (queueConfirmedRead).
+type readWaiters struct {
+	// n counts the reads waiting, so the FSM goroutine takes the lock only
+	// when there are some. It is raised before the applied index is
+	// checked (wait), and the FSM goroutine publishes the applied index
+	// before it reads n (release): either the read sees the index, or the
+	// FSM goroutine sees the read.
+	n     atomic.Int64
+	mu    sync.Mutex
+	reads []*readIndexFuture
+}
+
+// wait answers f once applied has reached f.index.
+func (w *readWaiters) wait(f *readIndexFuture, applied *atomic.Uint64) {
+	w.mu.Lock()
+	w.n.Add(1)
+	if f.index <= applied.Load() {
+		w.n.Add(-1)
+		w.mu.Unlock()
+		f.respond(nil)
+		return
+	}
+	w.reads = append(w.reads, f)
+	w.mu.Unlock()
+}
+
+// release answers the waiting reads at or below applied, the FSM's
+// published applied index. Called by the FSM goroutine after it published
+// that index.
+func (w *readWaiters) release(applied uint64) {
+	if w.n.Load() == 0 {
+		return
+	}
+	var done []*readIndexFuture
+	w.mu.Lock()
+	kept := w.reads[:0]
+	for _, f := range w.reads {
+		if f.index <= applied {
+			done = append(done, f)
+		} else {
+			kept = append(kept, f)
+		}
+	}
+	clear(w.reads[len(kept):])
+	w.reads = kept
+	w.n.Store(int64(len(kept)))
+	w.mu.Unlock()
+	for _, f := range done {
+		f.respond(nil)
+	}
 }

@@ -59,6 +59,9 @@ type replicator struct {
 	// leaseSent is when the newest request the peer accepted was sent, on
 	// the leader's clock (lease.go, leaseStamp); 0 until one is.
 	leaseSent atomic.Uint64
+	// pipeSent holds the send times of pipelined requests not yet
+	// answered, for leaseSent (lease.go).
+	pipeSent pipeSendTimes
 	// installing is the index of the snapshot being sent, 0 when none; the
 	// run loop keeps the log after it until the install ends.
 	installing atomic.Uint64
@@ -544,20 +547,34 @@ func (s *replicator) runPipeline(commitTimer *time.Timer) bool {
 	r.logger.Info("pipelining replication", "peer", s.peer)
 
 	failedCh := make(chan struct{})
-	quitCh := make(chan struct{})
-	doneCh := make(chan struct{})
-	r.routines.goFunc(func() {
-		defer close(doneCh)
-		s.collectPipeline(pipe, failedCh, quitCh)
-	})
+	// Answers reach handlePipelined straight from this package's
+	// pipelines (pipeline_answers.go), or through a collector goroutine
+	// reading Consumer() for any other.
+	stopAnswers := func() {}
+	if dp, ok := pipe.(directAnswerPipeline); ok {
+		d := &directAnswers{s: s, failedCh: failedCh}
+		dp.deliverTo(d.handle)
+		stopAnswers = d.stop
+	} else {
+		quitCh := make(chan struct{})
+		doneCh := make(chan struct{})
+		r.routines.goFunc(func() {
+			defer close(doneCh)
+			s.collectPipeline(pipe, failedCh, quitCh)
+		})
+		stopAnswers = func() {
+			close(quitCh)
+			<-doneCh
+		}
+	}
 	defer func() {
-		// The collector stops first, so the pipeline is closed once, by
-		// this goroutine, after its last AppendEntries: never twice and
-		// never while another call on it is running, as a user's
-		// transport may expect.
-		close(quitCh)
-		<-doneCh
+		// Answers stop first, so the pipeline is closed once, by this
+		// goroutine, after its last AppendEntries: never twice and never
+		// while another call on it is running, as a user's transport may
+		// expect.
+		stopAnswers()
 		pipe.Close()
+		s.pipeSent.reset()
 		// Resume one request at a time from what the follower holds.
 		s.nextIndex = s.match.Load() + 1
 		s.trigger()
@@ -713,6 +730,7 @@ func (s *replicator) sendPipelined(pipe AppendPipeline, failedCh <-chan struct{}
 			}
 			return false
 		}
+		s.pipeSent.note(req, s.r.leaseStamp())
 		if _, err := pipe.AppendEntries(req, new(AppendEntriesResponse)); err != nil {
 			s.r.logger.Error("failed to pipeline entries", "peer", s.peer.ID, "error", err)
 			return false
@@ -756,6 +774,7 @@ func (s *replicator) handlePipelined(f AppendFuture) bool {
 		return false
 	}
 	s.measure("appendEntries.rpc", f.Start())
+	sent := s.pipeSent.take(f.Request())
 	resp := f.Response()
 	if resp.Term > s.lead.term {
 		s.sawTerm(resp.Term)
@@ -765,5 +784,6 @@ func (s *replicator) handlePipelined(f AppendFuture) bool {
 		return false
 	}
 	s.recordSuccess(f.Request())
+	s.noteAccepted(sent)
 	return true
 }

@@ -64,7 +64,7 @@ func (r *Raft) processRPC(rpc RPC, fastPath bool) {
 	switch cmd := rpc.Command.(type) {
 	case *AppendEntriesRequest:
 		if fastPath {
-			defer metrics.MeasureSince([]string{"raft", "rpc", "processHeartbeat"}, time.Now())
+			defer metrics.MeasureSince(keyProcessHeartbeat, time.Now())
 		}
 		r.appendEntries(rpc, cmd)
 	case *RequestVoteRequest:
@@ -96,7 +96,7 @@ func (r *Raft) senderAddr(header RPCHeader, legacy []byte) ServerAddress {
 // answer to a request that carried or checked entries is held back until
 // everything appended so far is durable.
 func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
-	defer metrics.MeasureSince([]string{"raft", "rpc", "appendEntries"}, time.Now())
+	defer metrics.MeasureSince(keyAppendEntries, time.Now())
 	resp := &AppendEntriesResponse{
 		RPCHeader: r.rpcHeader(),
 		Term:      r.st.currentTerm,
@@ -201,7 +201,7 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 	if len(fresh) > 0 {
 		start := time.Now()
 		r.appendToLog(fresh, deleteFrom, prevTerm)
-		metrics.MeasureSince([]string{"raft", "rpc", "appendEntries", "processLogs"}, start)
+		metrics.MeasureSince(keyProcessLogs, start)
 	}
 
 	// Commit up to the last entry this request vouches for, never beyond
@@ -215,7 +215,12 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 	resp.LastLog = r.st.log.lastIndex
 	if !r.st.writes.addReply(pendingReply{rpc: rpc, resp: resp}) {
 		rpc.Respond(resp, nil)
+		return
 	}
+	// The answer waits for the write: start it now, with the answer
+	// attached, rather than after whatever else the run loop's next
+	// select picks.
+	r.handOffWrite()
 }
 
 // maxConflictScan bounds how far back a follower looks for a better retry
@@ -337,7 +342,7 @@ func (r *Raft) requestVote(rpc RPC, req *RequestVoteRequest) {
 		return
 	}
 	if err := r.persistVote(req.Term, candidateBytes); err != nil {
-		r.logger.Error("failed to persist vote", "error", err)
+		r.logFailure("failed to persist vote", err)
 		return
 	}
 	resp.Granted = true

@@ -322,12 +322,15 @@ func TestSeams_InstallWaitsForTheFSMToReadItsEntries(t *testing.T) {
 		synctest.Wait()
 
 		// The FSM is busy with entry 2; entries 3..20 are handed out. A
-		// snapshot past them replaces the log.
-		if resp := h.installSnapshot(2, 30, 2, commandList("snap", 29)); !resp.Success {
-			t.Fatalf("install refused: %+v", resp)
-		}
+		// snapshot past them replaces the log. It is answered once the FSM
+		// has restored it, after those entries.
+		answered := make(chan *InstallSnapshotResponse, 1)
+		go func() { answered <- h.installSnapshot(2, 30, 2, commandList("snap", 29)) }()
 		synctest.Wait()
 		release()
+		if resp := <-answered; !resp.Success {
+			t.Fatalf("install refused: %+v", resp)
+		}
 		synctest.Wait()
 		if h.r.State() == Shutdown {
 			t.Fatal("the node shut down: the FSM goroutine could not read entries a queued delete had removed")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -410,11 +411,41 @@ func (r *Raft) onInstallDone(res installResult) {
 		in.rpc.Respond(in.resp, nil)
 		return
 	}
-	r.adoptSnapshot(res.id, req.LastLogIndex, req.LastLogTerm, in.configuration, in.configIndex)
 	in.resp.Success = true
-	in.rpc.Respond(in.resp, nil)
+	answer := &installAnswer{rpc: in.rpc, resp: in.resp}
+	if t := r.adoptSnapshot(res.id, req.LastLogIndex, req.LastLogTerm, in.configuration, in.configIndex); t != nil {
+		// As in the reference, the leader hears of the install once the
+		// FSM has restored the snapshot: until then it sends this node
+		// nothing more, whose storing would only compete with the restore
+		// for the CPU and the disk (see installAnswer).
+		t.answer = answer
+	} else {
+		answer.respond(nil)
+	}
 	r.setLastContact(r.clock.now())
 	r.logger.Info("installed remote snapshot", "index", req.LastLogIndex, "term", req.LastLogTerm)
+}
+
+// installAnswer is the answer to an InstallSnapshot whose snapshot the
+// FSM goroutine restores: it answers once the restore is done (fsm.go),
+// or ErrRaftShutdown when the node stops first (exitRunLoop for tasks the
+// run loop still holds, waitStopped for those left on fsmCh). Whichever
+// comes first answers; the others do nothing.
+type installAnswer struct {
+	once sync.Once
+	rpc  RPC
+	resp *InstallSnapshotResponse
+}
+
+// respond answers the RPC the first time it is called: a failed restore
+// or a shutdown answers Success false with the error.
+func (a *installAnswer) respond(err error) {
+	a.once.Do(func() {
+		if err != nil {
+			a.resp.Success = false
+		}
+		a.rpc.Respond(a.resp, err)
+	})
 }
 
 // adoptSnapshot makes a stored snapshot the node's state: the snapshot
@@ -423,8 +454,9 @@ func (r *Raft) onInstallDone(res installResult) {
 // 13, step 6); otherwise it is discarded. The FSM restores the snapshot
 // unless it is already past it; committed entries whose futures this node
 // still holds (it led when they were appended) are applied first, so
-// those futures get their responses.
-func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIndex uint64) {
+// those futures get their responses. It returns the restore task it
+// queued, if any.
+func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIndex uint64) *fsmTask {
 	// The entry task built but not taken may reach past the snapshot, and
 	// the restore would then roll the FSM back: rebuild it after.
 	r.takeBackPendingFSM()
@@ -462,7 +494,9 @@ func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIn
 		t := &fsmTask{restoreID: id, from: index, to: index, received: true}
 		r.st.fsmQueue = append(r.st.fsmQueue, t)
 		r.st.dispatched = index
+		return t
 	}
+	return nil
 }
 
 // applyFuturesBefore hands the FSM goroutine the committed entries up to
@@ -565,6 +599,9 @@ func (r *Raft) onUserRestore(f *userRestoreFuture) {
 	r.st.futures = kept
 	index := max(meta.Index, r.st.log.lastIndex, r.st.lastSnapshotIndex) + 1
 	ur := &userRestore{future: f, index: index, term: r.st.currentTerm, after: r.st.commitIndex, termStart: r.st.lead.termStart}
+	// No lease read is answered from here until the restore commits
+	// (leaseHoldable): withdraw the view before the FSM can change.
+	r.revokeLease()
 	r.st.restoring = ur
 	// Nothing commits, and no read or lease is answered, until the no-op
 	// after the snapshot does (unconfirmed_snapshot.go).

@@ -655,3 +655,33 @@ func TestSnapshot_LocalSnapshotClosedLateDoesNotDisplaceANewerOne(t *testing.T) 
 		})
 	})
 }
+
+// An InstallSnapshot is answered once the follower's FSM has restored the
+// snapshot, as in the reference: until then the leader sends the follower
+// nothing more, whose storing would only compete with the restore. (The
+// answer used to go out as soon as the snapshot was stored, and the leader
+// streamed the entries after it while the FSM was still restoring.) The
+// follower's FSM is held in its Open of the installed snapshot while the
+// leader commits more commands without it.
+func TestSnapshot_InstallAnsweredAfterRestore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, gates, leader, follower := gatedCluster(t)
+		gate := gates[follower.id]
+		restoring := make(chan struct{})
+		gate.openAfter.Store(&restoring)
+		installing := laggingBehindCompaction(t, c, leader, follower)
+		c.waitFor(10*time.Second, "the follower's FSM to open the installed snapshot", func() bool {
+			return gate.opens.Load() > 0
+		})
+		applyAll(t, leader, "z", 5)
+		synctest.Wait()
+		if last, _ := follower.logs.LastIndex(); last > installing {
+			t.Fatalf("the follower stored entries up to %d, past the snapshot at %d it is still restoring", last, installing)
+		}
+		close(restoring)
+		c.waitForSameFSMs(65)
+		if last, _ := follower.logs.LastIndex(); last <= installing {
+			t.Fatalf("the follower's log ends at %d, not past the snapshot at %d", last, installing)
+		}
+	})
+}

@@ -130,8 +130,12 @@ type strictTransport struct {
 	refuseAppends atomic.Bool
 	refused       atomic.Int64
 
-	// appends counts the AppendEntries requests sent, pipelined or not.
-	appends atomic.Int64
+	// appends counts the AppendEntries requests sent, pipelined or not;
+	// heartbeatsSent those that carry only the term and the leader.
+	appends        atomic.Int64
+	heartbeatsSent atomic.Int64
+	// dropHeartbeats, while set, fails every heartbeat this node sends.
+	dropHeartbeats atomic.Bool
 	// readIndexCalls counts the ReadIndex requests the node sent;
 	// readIndexHook, when set, runs before each is sent, and an error it
 	// returns is the request's answer.
@@ -217,6 +221,12 @@ func (s *strictTransport) AppendEntriesPipeline(id ServerID, target ServerAddres
 func (s *strictTransport) AppendEntries(id ServerID, target ServerAddress, args *AppendEntriesRequest, resp *AppendEntriesResponse) error {
 	s.use("AppendEntries")
 	s.appends.Add(1)
+	if len(args.Entries) == 0 && args.PrevLogEntry == 0 && args.LeaderCommitIndex == 0 {
+		s.heartbeatsSent.Add(1)
+		if s.dropHeartbeats.Load() {
+			return errors.New("heartbeat dropped by the test")
+		}
+	}
 	return s.InmemTransport.AppendEntries(id, target, args, resp)
 }
 

@@ -1,6 +1,9 @@
 package raft
 
-import "sync/atomic"
+import (
+	"errors"
+	"sync/atomic"
+)
 
 // trackedLogStore and trackedStableStore wrap the user's stores so that a
 // goroutine inside a store call is parked in the node's routineGroup:
@@ -103,4 +106,16 @@ func (s *trackedStableStore) GetUint64(key []byte) (uint64, error) {
 	s.g.park()
 	v, err := s.StableStore.GetUint64(key)
 	return v, s.leave(err)
+}
+
+// logFailure logs msg with err, a failure, at ERROR; but at DEBUG when err
+// is ErrRaftShutdown, which the tracked stores above answer for a call that
+// returned after Shutdown began: a node stopping in the middle of a write
+// is an expected race, not a failure.
+func (r *Raft) logFailure(msg string, err error) {
+	if errors.Is(err, ErrRaftShutdown) {
+		r.logger.Debug(msg, "error", err)
+		return
+	}
+	r.logger.Error(msg, "error", err)
 }

@@ -113,9 +113,7 @@ func (r *Raft) releaseHeldReads() {
 	if lead := r.st.lead; lead != nil && len(lead.heldVerifies) > 0 {
 		held := lead.heldVerifies
 		lead.heldVerifies = nil
-		for _, f := range held {
-			r.startVerifyRound(pendingVerify{future: f})
-		}
+		r.onVerifies(held)
 	}
 }
 

@@ -1,9 +1,14 @@
 package interop
 
 import (
+	"bytes"
+	"fmt"
 	"go/importer"
 	"go/token"
 	"go/types"
+	"io"
+	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -32,45 +37,103 @@ var optionalNames = map[string]bool{
 // entry disappears when its issue lands.
 var pendingNames = map[string]bool{}
 
-// sourcePackages is the one source importer of these tests. It keeps every
-// package it type-checked, dependencies included, so that each package is
-// type-checked once per process (a minute's work on a loaded machine for
-// the four packages), however many tests and -count runs ask for it. The
-// importer still runs the go command to locate a package it already
-// holds, so the packages asked for are also kept here by path: a second
-// -count run of the raft-wal comparison, which asks for fourteen, cost
-// about nine seconds on the loaded machine without this.
-var sourcePackages struct {
+// exportPackages is the one importer of these tests. It reads the export
+// data the compiler wrote for each package (and its dependencies) into the
+// build cache, which go list -export names; building this test binary put
+// it there. Export data holds every exported name with its type, constant
+// value, fields and methods, which is all these tests compare, and reading
+// it takes a moment where type-checking the four libraries and their
+// dependencies from source took a minute on a loaded machine. Packages are
+// kept by path, so each is read once per process however many tests and
+// -count runs ask for it.
+var exportPackages struct {
 	sync.Mutex
 	importer types.Importer
+	files    map[string]string // import path -> export data file
 	byPath   map[string]*types.Package
 }
 
-// importSource type-checks a package from source, once per process.
-func importSource(path string) (*types.Package, error) {
-	sourcePackages.Lock()
-	defer sourcePackages.Unlock()
-	if pkg, ok := sourcePackages.byPath[path]; ok {
+// exportFile returns the export data file of path, asking go list for it
+// and those of its dependencies the first time. It is called with
+// exportPackages locked.
+func exportFile(path string) (string, error) {
+	if f, ok := exportPackages.files[path]; ok {
+		return f, nil
+	}
+	args := []string{"list", "-export", "-deps", "-f", "{{.ImportPath}}\t{{.Export}}"}
+	if suiteRaceEnabled {
+		args = append(args, "-race") // the flags this binary was built with: the build cache has that export data
+	}
+	// One go list for all the packages the tests compare: each run of the
+	// go command takes seconds on a loaded machine.
+	args = append(args, path)
+	for _, p := range apiPackages() {
+		if _, ok := exportPackages.files[p]; !ok && p != path {
+			args = append(args, p)
+		}
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command("go", args...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		p, f, _ := strings.Cut(line, "\t")
+		if f != "" {
+			exportPackages.files[p] = f
+		}
+	}
+	f, ok := exportPackages.files[path]
+	if !ok {
+		return "", fmt.Errorf("go list -export names no export data for %s", path)
+	}
+	return f, nil
+}
+
+// apiPackages are the packages whose APIs the tests compare.
+func apiPackages() []string {
+	paths := []string{refPath, ourPath, refBoltPath, ourBoltPath}
+	for _, sub := range walAPISubpackages {
+		paths = append(paths, walRefPath+sub, walOurPath+sub)
+	}
+	return paths
+}
+
+// importExport returns the package at path, read from its export data,
+// once per process.
+func importExport(path string) (*types.Package, error) {
+	exportPackages.Lock()
+	defer exportPackages.Unlock()
+	if pkg, ok := exportPackages.byPath[path]; ok {
 		return pkg, nil
 	}
-	if sourcePackages.importer == nil {
-		sourcePackages.importer = importer.ForCompiler(token.NewFileSet(), "source", nil)
-		sourcePackages.byPath = make(map[string]*types.Package)
+	if exportPackages.importer == nil {
+		exportPackages.files = make(map[string]string)
+		exportPackages.byPath = make(map[string]*types.Package)
+		exportPackages.importer = importer.ForCompiler(token.NewFileSet(), "gc", func(p string) (io.ReadCloser, error) {
+			f, err := exportFile(p)
+			if err != nil {
+				return nil, err
+			}
+			return os.Open(f)
+		})
 	}
-	pkg, err := sourcePackages.importer.Import(path)
+	pkg, err := exportPackages.importer.Import(path)
 	if err != nil {
 		return nil, err
 	}
-	sourcePackages.byPath[path] = pkg
+	exportPackages.byPath[path] = pkg
 	return pkg, nil
 }
 
-// loadAPI imports a package from source and describes every exported
+// loadAPI imports a package from its export data and describes every exported
 // object, method and field as "name: signature", with package qualifiers
 // reduced to the package name so the two libraries compare equal.
 func loadAPI(t *testing.T, path string) map[string]string {
 	t.Helper()
-	pkg, err := importSource(path)
+	pkg, err := importExport(path)
 	if err != nil {
 		t.Fatalf("importing %s: %v", path, err)
 	}

@@ -47,8 +47,10 @@ var mixedFailoverTiming = mixedTiming{
 // has in every node's FSM, and every node must hold the same log (what is
 // left of it) and apply the same commands in the same order.
 func TestMixedClusterAppliesIdenticalSequencesThroughFailoversAndRestarts(t *testing.T) {
+	parallelUnlessRace(t)
 	for _, libs := range mixedClusterShapes {
 		t.Run(mixedShapeName(libs), func(t *testing.T) {
+			parallelUnlessRace(t)
 			testMixedClusterFailovers(t, libs)
 		})
 	}

@@ -29,6 +29,7 @@ var mixedPreVoteTiming = mixedTiming{
 // Without pre-vote the returning node's higher term would depose the
 // leader.
 func TestMixedClusterPreVoteIsolatedFollowerReturnsWithoutDeposingLeader(t *testing.T) {
+	parallelUnlessRace(t)
 	cases := []struct {
 		libs   []mixedLib
 		leader mixedLib
@@ -40,6 +41,7 @@ func TestMixedClusterPreVoteIsolatedFollowerReturnsWithoutDeposingLeader(t *test
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%s led by %s", mixedShapeName(tc.libs), tc.leader), func(t *testing.T) {
+			parallelUnlessRace(t)
 			c := newMixedCluster(t, mixedMemorySettings(mixedPreVoteTiming), tc.libs...)
 			for _, followerLib := range []mixedLib{libOurs, libRef} {
 				mixedIsolateFollowerOf(c, tc.leader, followerLib)

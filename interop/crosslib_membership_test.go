@@ -24,6 +24,7 @@ import (
 // through GetConfiguration, the cluster commits new commands, nonvoters
 // included, and every FSM holds the same commands, each once.
 func TestCrossLibMembershipChangesUnderEitherLeader(t *testing.T) {
+	parallelUnlessRace(t)
 	start := time.Now()
 	c := newCluster(t, crosslibSnapshotSettings)
 	r1 := c.addNode("reference-1", libRef)

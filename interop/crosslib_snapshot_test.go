@@ -48,6 +48,7 @@ const (
 // leader's file and the same meta.json but for the ID. At the end every FSM
 // holds the same commands, each once.
 func TestCrossLibSnapshotInstallBothWays(t *testing.T) {
+	parallelUnlessRace(t)
 	start := time.Now()
 	c := newCluster(t, crosslibSnapshotSettings)
 	o1 := c.addNode("ours-1", libOurs)

@@ -205,6 +205,8 @@ type nodeRaft struct {
 	mu   sync.RWMutex
 	ours *qraft.Raft
 	ref  *hraft.Raft
+	// down is closed once the running incarnation's Shutdown has returned.
+	down chan struct{}
 }
 
 func (n *nodeRaft) running() bool {
@@ -426,6 +428,7 @@ func (n *mixedNode) start(voters []mixedMember, cut bool) error {
 		n.layer.partition()
 	}
 	n.incarnation++
+	n.down = make(chan struct{})
 	n.fsm = &mixedFSM{}
 	if err := n.openStoresLocked(); err != nil {
 		return fmt.Errorf("%s: %w", n.id, err)
@@ -471,7 +474,7 @@ type mixedSnap struct {
 // it. It returns what the incarnation left in its stores.
 func (n *mixedNode) stop() (mixedDisk, error) {
 	n.mu.Lock()
-	ours, ref, layer := n.ours, n.ref, n.layer
+	ours, ref, layer, down := n.ours, n.ref, n.layer, n.down
 	n.ours, n.ref = nil, nil
 	n.mu.Unlock()
 	if ours == nil && ref == nil {
@@ -485,6 +488,9 @@ func (n *mixedNode) stop() (mixedDisk, error) {
 		}
 		return ref.Shutdown().Error()
 	}, mixedFutureDeadline)
+	if err == nil {
+		close(down)
+	}
 	layer.Close() // the transport closed the listener already, unless Shutdown hung
 	if err != nil {
 		return mixedDisk{}, fmt.Errorf("shutting down %s: %w", n.id, err)
@@ -846,7 +852,7 @@ type mixedApplyFuture interface {
 // FSM's answer.
 func (n *mixedNode) apply(cmd []byte) (mixedLib, uint64, interface{}, error) {
 	n.mu.RLock()
-	ours, ref, lib := n.ours, n.ref, n.lib
+	ours, ref, lib, down := n.ours, n.ref, n.lib, n.down
 	n.mu.RUnlock()
 	var f mixedApplyFuture
 	switch {
@@ -857,10 +863,41 @@ func (n *mixedNode) apply(cmd []byte) (mixedLib, uint64, interface{}, error) {
 	default:
 		return lib, 0, nil, errMixedNodeDown
 	}
-	if err := mixedWait(f.Error, mixedFutureDeadline); err != nil {
+	if err := mixedWaitUnlessDown(f.Error, mixedFutureDeadline, down); err != nil {
 		return lib, 0, nil, err
 	}
 	return lib, f.Index(), f.Response(), nil
+}
+
+// errMixedUnanswered is the error of a future its node left unanswered
+// when it shut down. hashicorp/raft does that to an Apply still queued for
+// its leader loop when Shutdown comes: the future never answers. Whether
+// the command was appended is unknown, so the client retries it as an
+// uncertain outcome, as after any other error but a refusal.
+var errMixedUnanswered = errors.New("the node shut down without answering")
+
+// mixedWaitUnlessDown is mixedWait, except that it gives up on fn as soon
+// as down is closed (its node's Shutdown returned): an answer not given by
+// then never comes, and waiting the whole of d for it would stall every
+// client that had a command in hand at a leader the test stopped.
+func mixedWaitUnlessDown(fn func() error, d time.Duration, down <-chan struct{}) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-down:
+		select {
+		case err := <-done:
+			return err
+		default:
+			return errMixedUnanswered
+		}
+	case <-t.C:
+		return fmt.Errorf("no answer within %v", d)
+	}
 }
 
 // mixedWait calls fn and waits at most d for it to return. On a timeout

@@ -57,6 +57,7 @@ const migWhileDown = 100
 // attempt of it had an uncertain outcome, at the index and position its
 // acknowledgement gave, and every FSM holds the same commands.
 func TestMigrationRollingFromReferenceToOurs(t *testing.T) {
+	parallelUnlessRace(t)
 	runRollingMigration(t, migSettings)
 }
 

@@ -95,7 +95,10 @@ func suiteBoltSuite() foreignSuite {
 		},
 		Generated: map[string][]byte{"raftboltdb/shim.go": []byte(suiteBoltShim)},
 		Packages:  []string{"./raftboltdb"},
-		Timeout:   5 * time.Minute,
+		// Each benchmark runs once, as a smoke test.
+		RunFlags:     []string{"-test.bench=.", "-test.benchtime=1x"},
+		BuildTimeout: 5 * time.Minute,
+		RunTimeout:   3 * time.Minute,
 	}
 }
 
@@ -109,5 +112,5 @@ func TestSuitesRaftBoltDB(t *testing.T) {
 	for name, why := range suiteBoltDrop {
 		t.Logf("not run: %s: %s", name, why)
 	}
-	runForeignSuite(t, suiteBoltSuite(), "-bench", ".", "-benchtime", "1x")
+	runForeignSuite(t, "raftboltdb", suiteBoltSuite())
 }

@@ -70,7 +70,9 @@ func suiteGRPCSuite(t *testing.T) foreignSuite {
 			"ref/cluster_test.go":  rewrite(ref),
 		},
 		Packages: []string{"./transport", "./transportref", "./ours", "./ref"},
-		Timeout:  8 * time.Minute,
+		// The first build compiles gRPC and may fetch it.
+		BuildTimeout: 8 * time.Minute,
+		RunTimeout:   3 * time.Minute,
 	}
 }
 
@@ -80,5 +82,5 @@ func TestSuitesGRPCCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds gRPC and runs a cluster in another module (-short)")
 	}
-	runForeignSuite(t, suiteGRPCSuite(t), "-v")
+	runForeignSuite(t, "grpc", suiteGRPCSuite(t))
 }

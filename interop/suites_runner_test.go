@@ -25,8 +25,11 @@ import (
 // The runner of other people's test suites. Nothing of theirs is kept in
 // this repository: at test time a suite's files are copied from the Go
 // module cache into a module made in a temporary directory, their imports
-// of the reference are rewritten to ours, and `go test -json` runs there as
-// a subprocess. The result of each of their tests becomes a subtest here.
+// of the reference are rewritten to ours, `go test -c` builds a test binary
+// of each package there (once per process: suites_build_test.go), and every
+// run of a suite runs those binaries as subprocesses, side by side, their
+// output turned into events by test2json as go test would. The result of
+// each of their tests becomes a subtest here.
 //
 // The temporary module starts from this module's go.mod requirements and
 // go.sum, replaces github.com/quorumkit/raft with the repository root, and
@@ -68,8 +71,15 @@ type foreignSuite struct {
 	Generated map[string][]byte
 	// Packages are the patterns passed to go test, e.g. "./raftboltdb".
 	Packages []string
-	// Timeout bounds the go test run (build included).
-	Timeout time.Duration
+	// BuildFlags are extra flags of go test -c, e.g. "-vet=off"; -race is
+	// added when this binary was built with it.
+	BuildFlags []string
+	// RunFlags are extra flags of every test binary, in the binary's own
+	// spelling, e.g. "-test.bench=.".
+	RunFlags []string
+	// BuildTimeout bounds the build of the test binaries; RunTimeout
+	// bounds one run of them (they run side by side).
+	BuildTimeout, RunTimeout time.Duration
 }
 
 // suiteModule is a temporary module built from a foreignSuite.
@@ -124,11 +134,11 @@ func suiteGo(ctx context.Context, dir string, args ...string) ([]byte, error) {
 	return out, nil
 }
 
-// newSuiteModule writes the temporary module of s.
-func newSuiteModule(t *testing.T, ctx context.Context, s foreignSuite) *suiteModule {
+// newSuiteModule writes the temporary module of s in dir.
+func newSuiteModule(t *testing.T, ctx context.Context, s foreignSuite, dir string) *suiteModule {
 	t.Helper()
 	root := suiteRepoRoot(t)
-	m := &suiteModule{dir: t.TempDir(), modDirs: map[string]string{}, tests: map[string][]string{}}
+	m := &suiteModule{dir: dir, modDirs: map[string]string{}, tests: map[string][]string{}}
 
 	// go.mod: this module's requirements, ours replaced by the repository.
 	out, err := suiteGo(ctx, ".", "mod", "edit", "-json")
@@ -444,51 +454,7 @@ type suiteRun struct {
 	err      error
 }
 
-// run runs go test -json on the suite's packages and parses its events.
-func (m *suiteModule) run(t *testing.T, ctx context.Context, s foreignSuite, extra ...string) *suiteRun {
-	t.Helper()
-	timeout := s.Timeout
-	if dl, ok := t.Deadline(); ok {
-		if left := time.Until(dl) - 30*time.Second; left < timeout {
-			timeout = left
-		}
-	}
-	if timeout < s.Timeout/4 {
-		t.Fatalf("%v left before go test's -timeout: too little for this suite (up to %v); raise -timeout", timeout, s.Timeout)
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	// The test binaries time out (and print every goroutine) well before
-	// the go command is killed, leaving the build its share of the time.
-	args := []string{"test", "-json", "-count=1", "-timeout", (timeout * 3 / 4).Round(time.Second).String()}
-	if suiteRaceEnabled {
-		args = append(args, "-race")
-	}
-	args = append(args, extra...)
-	args = append(args, s.Packages...)
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = m.dir
-	cmd.Env = suiteGoEnv()
-	suiteOwnProcessGroup(cmd)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := m.parse(stdout)
-	r.err = cmd.Wait()
-	if ctx.Err() != nil {
-		r.err = fmt.Errorf("go test did not finish within %v: %w", timeout, ctx.Err())
-	}
-	r.other.Write(stderr.Bytes())
-	return r
-}
-
-// parse reads go test -json events until the end of rd.
+// parse reads test2json events until the end of rd.
 func (m *suiteModule) parse(rd io.Reader) *suiteRun {
 	r := &suiteRun{results: map[string]*suiteResult{}, packages: map[string]string{}}
 	sc := bufio.NewScanner(rd)
@@ -625,16 +591,21 @@ func suiteTail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// runForeignSuite builds s, runs it, reports every test as a subtest and
-// logs the counts.
-func runForeignSuite(t *testing.T, s foreignSuite, extra ...string) {
+// runForeignSuite builds s's test binaries (once per process: see
+// suites_build_test.go), runs them, reports every test as a subtest and
+// logs the counts. Every call runs every test of the suite anew.
+func runForeignSuite(t *testing.T, name string, s foreignSuite) {
 	t.Helper()
 	ctx := context.Background()
-	m := newSuiteModule(t, ctx, s)
+	b := buildForeignSuite(t, ctx, name, s)
+	// The build ran while serial tests ran (it is CPU-bound, and done
+	// once); the run, mostly their tests' waiting, overlaps the other
+	// parallel tests.
+	parallelUnlessRace(t)
 	start := time.Now()
-	r := m.run(t, ctx, s, extra...)
-	passed, failed := m.report(t, r)
-	t.Logf("%d passed, %d failed, of %d tests in their files; go test took %v (build included)",
+	r := b.run(t, ctx, s)
+	passed, failed := b.m.report(t, r)
+	t.Logf("%d passed, %d failed, of %d tests in their files; their run took %v (the build, once per process, is not included)",
 		passed, failed, passed+failed, time.Since(start).Round(time.Millisecond))
 	if passed+failed == 0 {
 		t.Errorf("no test found in the suite's files")

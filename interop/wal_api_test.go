@@ -21,6 +21,15 @@ import (
 	_ "github.com/quorumkit/raft/wal/types"
 )
 
+// The raft-wal packages whose APIs are compared: the root package of each
+// library and these sub-packages.
+const (
+	walRefPath = "github.com/hashicorp/raft-wal"
+	walOurPath = "github.com/quorumkit/raft/wal"
+)
+
+var walAPISubpackages = []string{"", "/types", "/metrics", "/migrate", "/metadb", "/fs", "/segment"}
+
 // walOptional are names in raft-wal v0.4.0's packages that are not part
 // of our contract, each with the reason.
 var walOptional = map[string]string{
@@ -42,11 +51,9 @@ var walOptional = map[string]string{
 // are called metrics), so that a program compiles after changing only
 // its import paths.
 func TestWALAPIMatchesReference(t *testing.T) {
-	const ref, ours = "github.com/hashicorp/raft-wal", "github.com/quorumkit/raft/wal"
-	// One importer for every package, so that shared dependencies are
-	// type-checked once.
+	const ref, ours = walRefPath, walOurPath
 	checked := 0
-	for _, sub := range []string{"", "/types", "/metrics", "/migrate", "/metadb", "/fs", "/segment"} {
+	for _, sub := range walAPISubpackages {
 		refAPI := loadAPI(t, ref+sub)
 		ourAPI := loadAPI(t, ours+sub)
 		pkg := strings.TrimPrefix(sub, "/")

@@ -2,7 +2,6 @@ package interop
 
 import (
 	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -225,7 +224,36 @@ func TestWALReadsReferenceDirectory(t *testing.T) {
 // truncation defect (its upstream issue 31): after DeleteRange of a
 // suffix and a restart, raft-wal cannot read the truncated segment, while
 // ours reads the same directory entry for entry.
+//
+// What raft-wal leaves depends on when its background sealing of the full
+// segment runs (the append that filled it has returned by then):
+//   - not before Close: every read of the truncated segment fails after the
+//     restart ("sealed segment has no index block");
+//   - after the truncation: its Open refuses the directory ("unsealed
+//     segment is not at tail"), about one run in twelve; ours repairs the
+//     segment list (wal/repair.go);
+//   - before the truncation (rare, under load): no defect shows.
+//
+// Ours must read every outcome entry for entry. The test repeats the
+// history until raft-wal has shown both defects, or up to 60 times; it
+// never fails for want of a variant (wal/repair_test.go covers the repair
+// deterministically), and logs what it saw.
 func TestWALReferenceTailTruncationDefect(t *testing.T) {
+	seen := map[string]int{}
+	for run := 0; run < 60 && (seen["open"] == 0 || seen["read"] == 0); run++ {
+		seen[tailTruncationDefectOnce(t)]++
+		if t.Failed() {
+			return
+		}
+	}
+	t.Logf("raft-wal v0.4.0 after a restart: Open refused %d times, reads failed %d times, no defect %d times; ours read every one",
+		seen["open"], seen["read"], seen["none"])
+}
+
+// tailTruncationDefectOnce runs the history once and returns how raft-wal
+// failed: "open", "read" or "none".
+func tailTruncationDefectOnce(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
 	w, done := openRefWAL(t, dir, 32<<10)
 	if err := w.StoreLogs(walFixtureBatch(1, 1000, 1)); err != nil {
@@ -236,50 +264,45 @@ func TestWALReferenceTailTruncationDefect(t *testing.T) {
 	}
 	done()
 
-	// The damage shows in one of two ways, depending on whether raft-wal's
-	// background sealing of the rotated segments finished before the
-	// truncation: Open refuses the directory ("unsealed segment is not at
-	// tail"), or it opens and every read of the truncated segment fails
-	// ("sealed segment has no index block"). Either way raft-wal can no
-	// longer use the directory.
 	meta := &refmeta.BoltMetaDB{}
 	ref, err := refwal.Open(dir, refwal.WithMetaStore(meta), refwal.WithSegmentSize(32<<10),
 		refwal.WithLogger(hclog.NewNullLogger()))
-	refOpenFailed := err != nil
+	variant := "open"
 	if err == nil {
+		variant = "read"
 		var l hraft.Log
-		err = ref.GetLog(881, &l)
+		if ref.GetLog(881, &l) == nil {
+			variant = "none"
+		}
 		if cerr := ref.Close(); cerr != nil {
 			t.Errorf("raft-wal Close: %v", cerr)
 		}
-		if err == nil {
-			meta.Close()
-			t.Fatalf("raft-wal v0.4.0 read entry 881 after the restart: the defect this test shows is gone")
-		}
-		err = fmt.Errorf("GetLog(881): %w", err)
-	} else {
-		err = fmt.Errorf("Open: %w", err)
 	}
 	meta.Close()
-	t.Logf("raft-wal v0.4.0 after a restart: %v", err)
 
-	ours, oerr := wal.Open(dir, wal.WithSegmentSize(32<<10), wal.WithLogger(hclog.NewNullLogger()))
-	if oerr != nil && refOpenFailed {
-		// Known gap (left open in issue 14): when raft-wal's meta store
-		// lists an unsealed segment before the tail, ours refuses the
-		// directory too. It must do so with a clear corruption error,
-		// never a panic or wrong entries.
-		if !errors.Is(oerr, wal.ErrCorrupt) {
-			t.Fatalf("our Open of a directory raft-wal left with an unsealed segment before the tail: %v, want an error wrapping wal.ErrCorrupt", oerr)
-		}
-		t.Logf("our Open refuses this variant too (known gap): %v", oerr)
-		return
+	ours, err := wal.Open(dir, wal.WithSegmentSize(32<<10), wal.WithLogger(hclog.NewNullLogger()))
+	if err != nil {
+		t.Fatalf("our Open (raft-wal's outcome: %s): %v", variant, err)
 	}
-	if oerr != nil {
-		t.Fatalf("our Open: %v", oerr)
+	checkWALEntries(t, "ours ("+variant+")", ours, ourGet(ours), 1, 990, func(uint64) uint64 { return 1 })
+	if err := ours.StoreLogs(toOurLogs(walFixtureBatch(991, 1010, 2))); err != nil {
+		t.Fatal(err)
+	}
+	if err := ours.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ours, err = wal.Open(dir, wal.WithSegmentSize(32<<10), wal.WithLogger(hclog.NewNullLogger()))
+	if err != nil {
+		t.Fatalf("our Open after our own run (raft-wal's outcome: %s): %v", variant, err)
 	}
 	defer ours.Close()
-	checkWALEntries(t, "ours", ours, ourGet(ours), 1, 990, func(uint64) uint64 { return 1 })
+	checkWALEntries(t, "ours reopened ("+variant+")", ours, ourGet(ours), 1, 1010, func(i uint64) uint64 {
+		if i > 990 {
+			return 2
+		}
+		return 1
+	})
+	return variant
 }
 
 // TestWALReferenceReadsOurDirectory: a directory ours wrote, with sealed

@@ -9,6 +9,7 @@ import "testing"
 // package, on the same directories and addresses, under load, and one
 // node back and forth; no acknowledged command is lost.
 func TestWALMigrationRolling(t *testing.T) {
+	parallelUnlessRace(t)
 	set := migSettings
 	set.walLogs = true
 	runRollingMigration(t, set)

@@ -91,6 +91,26 @@
 //     wal-meta.db only and cannot read it after a restart; this package
 //     reads such segments (it scans their frames), so directories left
 //     that way by raft-wal open here entry for entry.
+//   - raft-wal v0.4.0 seals a full segment in the background; when a
+//     tail truncation runs before that step, the step seals the new empty
+//     tail instead and starts a segment at index 1 whose record replaces
+//     the one of the segment starting there. raft-wal's Open then refuses
+//     the directory ("unsealed segment is not at tail"). Open here
+//     recognises exactly that segment list (an unsealed empty segment at
+//     index 1 first, an empty sealed one last, with consecutive IDs
+//     ending at the newest), drops the two empty segments, restores the
+//     replaced record from its file (the newest unlisted file starting at
+//     that index, checked by scanning every batch's CRC through the
+//     entry the next segment starts after) and commits the list raft-wal
+//     meant to write. If that file is missing or either empty segment
+//     holds entries, it refuses with ErrCorrupt. One case it cannot tell
+//     apart: if the segment at index 1 had been dropped by a head
+//     truncation whose file was never deleted, the log starts at index 1
+//     again, those entries back (raft's next compaction removes them).
+//     Any other list with an unsealed segment before the last is refused
+//     with ErrCorrupt; this package never writes one, even across a
+//     crash, since it seals and starts the next segment in one commit of
+//     the segment list (repair.go).
 //   - A crash between sealing a segment and recording the seal is
 //     completed by Open; raft-wal's next append would fail with
 //     ErrSealed.

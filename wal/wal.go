@@ -114,11 +114,15 @@ func (w *WAL) open() error {
 	if err != nil {
 		return err
 	}
-	if err := checkPersisted(persisted); err != nil {
-		return err
-	}
 	present, err := w.sf.List()
 	if err != nil {
+		return err
+	}
+	persisted, _, err = w.repairRotationRace(persisted, present)
+	if err != nil {
+		return err
+	}
+	if err := checkPersisted(persisted); err != nil {
 		return err
 	}
 	v := &view{nextSegmentID: persisted.NextSegmentID}

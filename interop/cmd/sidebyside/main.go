@@ -69,7 +69,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", time.Minute, "bound on each wait inside a run")
 	jsonPath := fs.String("json", "", "write one JSON line per measurement to this file (- for stdout)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	profileDir := fs.String("profiledir", "", "write CPU and allocation profiles of every throughput window and snapshot install to this directory")
+	contention := fs.Bool("contention", false, "with -profiledir, also record block and mutex profiles (costly: every event)")
+	traceWindows := fs.Bool("trace", false, "with -profiledir, also write an execution trace of every throughput window and snapshot install")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (both libraries) to this file")
+	blockProfile := fs.String("blockprofile", "", "write a profile of blocking (channel, select, lock waits of 10µs or more, both libraries) to this file")
+	mutexProfile := fs.String("mutexprofile", "", "write a profile of mutex contention (both libraries) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -99,6 +104,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		CmdSize:   *cmdSize,
 		Timeout:   *timeout,
 		Table:     stdout,
+
+		ProfileDir: *profileDir,
+		Trace:      *traceWindows,
+		Contention: *contention,
 	}
 	if !*quiet {
 		o.Progress = stderr
@@ -126,11 +135,34 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *blockProfile != "" {
+		runtime.SetBlockProfileRate(int(10 * time.Microsecond))
+		defer writeProfile("block", *blockProfile, stderr)
+	}
+	if *mutexProfile != "" {
+		runtime.SetMutexProfileFraction(10)
+		defer writeProfile("mutex", *mutexProfile, stderr)
+	}
 	fmt.Fprintf(stdout, "sidebyside: %s, GOMAXPROCS %d, %d CPUs, load average %s at start\n\n",
 		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), loadAverage())
 	err = sidebyside.Run(reference.Library{}, ours.Library{}, o)
 	fmt.Fprintf(stdout, "load average %s at the end\n", loadAverage())
 	return err
+}
+
+// writeProfile writes the named runtime profile to path, reporting a
+// failure on stderr.
+func writeProfile(name, path string, stderr io.Writer) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup(name).WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "sidebyside: writing the %s profile: %v\n", name, err)
+	}
 }
 
 func split(s string) []string {

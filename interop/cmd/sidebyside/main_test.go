@@ -22,7 +22,7 @@ func TestTinyRun(t *testing.T) {
 	jsonPath := filepath.Join(t.TempDir(), "runs.jsonl")
 	var stdout, stderr bytes.Buffer
 	runs := [][]string{
-		{"-modes", "throughput", "-stores", "mem,bolt", "-clients", "1", "-duration", "1s", "-warmup", "0s", "-reps", "1"},
+		{"-modes", "throughput", "-stores", "mem,bolt", "-clients", "1", "-duration", "250ms", "-warmup", "0s", "-reps", "1"},
 		{"-modes", "failover-graceful", "-stores", "bolt", "-kills", "1"},
 		{"-modes", "failover-crash,snapshot", "-stores", "mem", "-kills", "1", "-reps", "1", "-snapshot-mib", "1"},
 	}
@@ -74,7 +74,7 @@ func TestTinyReadsRun(t *testing.T) {
 	jsonPath := filepath.Join(t.TempDir(), "reads.jsonl")
 	var stdout, stderr bytes.Buffer
 	args := []string{"-modes", "reads", "-stores", "mem", "-readers", "3", "-reads", "log,readindex,follower,lease",
-		"-write-rate", "200", "-duration", "1s", "-warmup", "0s", "-reps", "1", "-json", jsonPath, "-quiet"}
+		"-write-rate", "200", "-duration", "250ms", "-warmup", "0s", "-reps", "1", "-json", jsonPath, "-quiet"}
 	if err := run(args, &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
 	}

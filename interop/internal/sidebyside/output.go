@@ -27,8 +27,14 @@ type Measurement struct {
 	OpsPerSec   float64 `json:"ops_per_sec,omitempty"`
 	P50Ms       float64 `json:"p50_ms,omitempty"`
 	P99Ms       float64 `json:"p99_ms,omitempty"`
+	P90Ms       float64 `json:"p90_ms,omitempty"`  // throughput: the tail that sets a closed loop's mean
+	P999Ms      float64 `json:"p999_ms,omitempty"` // throughput
 	AllocsPerOp float64 `json:"allocs_per_op,omitempty"`
 	BytesPerOp  float64 `json:"bytes_per_op,omitempty"`
+	// CPUMicrosPerOp is the process's CPU time (every node and the
+	// driver) per committed Apply; CPUCores and RunWaitCores below are
+	// filled for throughput runs too.
+	CPUMicrosPerOp float64 `json:"cpu_us_per_op,omitempty"`
 
 	// reads: Ops, Errors, Seconds, OpsPerSec, P50Ms and P99Ms count the
 	// reads; then the open-loop writes alongside them (asked for, and

@@ -49,6 +49,16 @@ type Options struct {
 	CmdSize   int           // bytes per workload command
 	Timeout   time.Duration // bound on each wait inside a run (an election, an install)
 
+	// ProfileDir, when set, receives CPU, block, mutex and allocation
+	// profiles of every throughput window (profile.go).
+	ProfileDir string
+	// Contention adds block and mutex profiles (every event) to
+	// ProfileDir's profiles.
+	Contention bool
+	// Trace adds an execution trace of every throughput window to
+	// ProfileDir's profiles.
+	Trace bool
+
 	Table    io.Writer // the Markdown tables; nil for none
 	JSON     io.Writer // one JSON line per measurement; nil for none
 	Progress io.Writer // a line per run as it finishes; nil for none
@@ -275,7 +285,7 @@ func progressLine(m Measurement) string {
 	case m.Err != "":
 		s += " ERROR: " + m.Err
 	case m.Mode == modeThroughput:
-		s += fmt.Sprintf(" %.0f ops/s p50 %.2f ms p99 %.2f ms %.1f allocs/op %.0f B/op", m.OpsPerSec, m.P50Ms, m.P99Ms, m.AllocsPerOp, m.BytesPerOp)
+		s += fmt.Sprintf(" %.0f ops/s p50 %.2f ms p90 %.2f ms p99 %.2f ms p99.9 %.2f ms %.1f allocs/op %.0f B/op %.0f µs CPU/op, %.2f cores, %.2f waiting for a CPU", m.OpsPerSec, m.P50Ms, m.P90Ms, m.P99Ms, m.P999Ms, m.AllocsPerOp, m.BytesPerOp, m.CPUMicrosPerOp, m.CPUCores, m.RunWaitCores)
 	case m.Mode == modeSnapshot:
 		s += fmt.Sprintf(" %.0f MB/s (%d bytes in %.0f ms, %.0f ms of them in the FSM's Restore)", m.MBPerSec, m.SnapshotBytes, m.InstallMs, m.FSMRestoreMs)
 	default:

@@ -40,20 +40,15 @@ func installSnapshot(c Cluster, o Options, m *Measurement) error {
 	if err != nil {
 		return fmt.Errorf("starting the new node: %w", err)
 	}
-	start := time.Now()
-	if err := leader.AddVoter(joiner, o.Timeout); err != nil {
-		return fmt.Errorf("adding the voter: %w", err)
+	// With -profiledir, the install is profiled (and traced with -trace)
+	// from AddVoter until the new voter's restore ends or fails.
+	prof, perr := startWindowProfiles(o, m)
+	start, err := awaitInstall(leader, joiner, o)
+	if perr = errors.Join(perr, prof.stop()); err == nil && perr != nil {
+		err = fmt.Errorf("profiles: %w", perr)
 	}
-	t := time.NewTimer(o.Timeout)
-	defer t.Stop()
-	select {
-	case <-joiner.Machine().Restored():
-	case <-joiner.Machine().Grown():
-		// The leader's store still served the entries the snapshot had
-		// compacted away, so it sent those instead of the snapshot.
-		return errors.New("the new voter replayed the log instead of installing the snapshot: the leader's log store still serves compacted entries")
-	case <-t.C:
-		return fmt.Errorf("the new voter restored no snapshot within %v", o.Timeout)
+	if err != nil {
+		return err
 	}
 	took := joiner.Machine().RestoredAt().Sub(start)
 	if got := joiner.Machine().StateSize(); got != o.Snapshot {
@@ -63,6 +58,27 @@ func installSnapshot(c Cluster, o Options, m *Measurement) error {
 	m.FSMRestoreMs = ms(joiner.Machine().RestoreTook())
 	m.MBPerSec = float64(o.Snapshot) / took.Seconds() / 1e6
 	return nil
+}
+
+// awaitInstall adds joiner as a voter through leader and waits until its
+// machine has restored a snapshot; it returns when it called AddVoter.
+func awaitInstall(leader, joiner Node, o Options) (time.Time, error) {
+	start := time.Now()
+	if err := leader.AddVoter(joiner, o.Timeout); err != nil {
+		return start, fmt.Errorf("adding the voter: %w", err)
+	}
+	t := time.NewTimer(o.Timeout)
+	defer t.Stop()
+	select {
+	case <-joiner.Machine().Restored():
+		return start, nil
+	case <-joiner.Machine().Grown():
+		// The leader's store still served the entries the snapshot had
+		// compacted away, so it sent those instead of the snapshot.
+		return start, errors.New("the new voter replayed the log instead of installing the snapshot: the leader's log store still serves compacted entries")
+	case <-t.C:
+		return start, fmt.Errorf("the new voter restored no snapshot within %v", o.Timeout)
+	}
 }
 
 // fillAttempts bounds how many leaders fill may go through: on a loaded

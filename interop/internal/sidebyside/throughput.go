@@ -1,6 +1,7 @@
 package sidebyside
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -67,13 +68,22 @@ func throughput(c Cluster, clients int, o Options, m *Measurement) error {
 	time.Sleep(o.Warmup) // the warm-up is a length of load, not a condition
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
+	cpu0, cpuOK := processCPU()
+	wait0, waitOK := processRunWait()
 	start := time.Now()
+	prof, perr := startWindowProfiles(o, m)
 	phase.Store(phaseMeasure)
 	time.Sleep(o.Duration) // the window is a length of time
 	phase.Store(phaseStop)
 	elapsed := time.Since(start)
 	runtime.ReadMemStats(&after)
+	cpu1, _ := processCPU()
+	wait1, _ := processRunWait()
+	perr = errors.Join(perr, prof.stop())
 	wg.Wait()
+	if perr != nil {
+		return fmt.Errorf("profiles: %w", perr)
+	}
 
 	n := ops.Load()
 	m.Ops, m.Errors, m.Seconds = n, errs.Load(), elapsed.Seconds()
@@ -83,6 +93,15 @@ func throughput(c Cluster, clients int, o Options, m *Measurement) error {
 	m.OpsPerSec = float64(n) / elapsed.Seconds()
 	m.P50Ms = ms(merged.percentile(50))
 	m.P99Ms = ms(merged.percentile(99))
+	m.P90Ms = ms(merged.percentile(90))
+	m.P999Ms = ms(merged.percentile(99.9))
+	if cpuOK {
+		m.CPUCores = (cpu1 - cpu0).Seconds() / elapsed.Seconds()
+		m.CPUMicrosPerOp = float64((cpu1-cpu0)/time.Microsecond) / float64(n)
+	}
+	if waitOK {
+		m.RunWaitCores = max(wait1-wait0, 0).Seconds() / elapsed.Seconds()
+	}
 	m.AllocsPerOp = float64(after.Mallocs-before.Mallocs) / float64(n)
 	m.BytesPerOp = float64(after.TotalAlloc-before.TotalAlloc) / float64(n)
 	return nil
