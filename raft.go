@@ -194,7 +194,8 @@ func (r *Raft) serveOne() bool {
 	if r.st.restoring != nil || (r.st.lead != nil && r.st.lead.restored != nil) {
 		// A transfer would end the leadership before the restore
 		// commits, which stops this node (unconfirmed_snapshot.go).
-		transferCh = nil
+		// Another restore waits too: lead.restored holds one Restore.
+		transferCh, restoreCh = nil, nil
 	}
 
 	// The wait below is the run loop's idle time; every arm starts work.

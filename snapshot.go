@@ -554,6 +554,10 @@ type userRestore struct {
 	// termStart is the leader's termStart before the restore moved it
 	// past the snapshot; a restore that fails puts it back.
 	termStart uint64
+	// closing is set once the copy's sink is being closed: from then on
+	// the store may hold the snapshot at (index, term), whatever Close
+	// answers.
+	closing atomic.Bool
 	// abandoned is set by the run loop when leadership ends first; the
 	// copying goroutine then cancels the copy instead of closing it, so
 	// the store never holds a snapshot the cluster did not take.
@@ -640,6 +644,7 @@ func (r *Raft) copyUserSnapshot(ur *userRestore, c Configuration, cIndex uint64)
 		sink.Cancel()
 		return ErrLeadershipLost
 	}
+	ur.closing.Store(true)
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("failed to close snapshot: %v", err)
 	}
@@ -764,6 +769,13 @@ func (r *Raft) onUserRestoreApplied(err error) {
 // failUserRestore ends a user restore that failed while this node still
 // leads: the leader's termStart goes back to where it was, and the reads
 // held meanwhile go on.
+//
+// If the store may hold the snapshot (its sink was being closed, or the
+// FSM failed to restore it), the leader steps down: a restart may load
+// that snapshot, at (index, term), and it must never match a log entry of
+// this leader's at index, which the next entry it appended would be. A
+// later leader's entry there has a later term, which restoreSnapshotOnStart
+// and snapshotConflict (unconfirmed_snapshot.go) tell apart.
 func (r *Raft) failUserRestore(ur *userRestore, err error) {
 	r.st.restoring = nil
 	if lead := r.st.lead; lead != nil {
@@ -774,18 +786,41 @@ func (r *Raft) failUserRestore(ur *userRestore, err error) {
 	if r.st.lead != nil {
 		r.startDeferredReads()
 	}
+	if r.st.lead != nil && (ur.closing.Load() || ur.copied) {
+		r.logger.Error("stepping down: a failed user snapshot restore may have left its snapshot in the store",
+			"index", ur.index, "term", ur.term, "error", err)
+		r.becomeFollower(r.st.currentTerm)
+	}
 }
 
 // --- Restoring on start. ---
 
 // restoreSnapshotOnStart loads the newest snapshot that opens and restores,
-// as NewRaft does. restoreFSM false uses the metadata only.
+// as NewRaft does, skipping those that do not fit the log (strayOnStart).
+// restoreFSM false uses the metadata only.
 func (r *Raft) restoreSnapshotOnStart(restoreFSM bool) error {
 	snapshots, err := r.snapshots.List()
 	if err != nil {
 		return fmt.Errorf("failed to list snapshots: %w", err)
 	}
+	first, err := r.logs.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("failed to read first log index: %w", err)
+	}
+	last, err := r.logs.LastIndex()
+	if err != nil {
+		return fmt.Errorf("failed to read last log index: %w", err)
+	}
+	var skipped *SnapshotMeta
 	for _, meta := range snapshots {
+		if why := r.strayOnStart(meta, first, last); why != "" {
+			r.logger.Warn("not loading a snapshot that does not fit the log", "id", meta.ID,
+				"index", meta.Index, "term", meta.Term, "why", why)
+			if skipped == nil {
+				skipped = meta
+			}
+			continue
+		}
 		if restoreFSM {
 			if err := r.restoreFSMFrom(meta.ID); err != nil {
 				r.logger.Error("failed to restore snapshot", "id", meta.ID, "error", err)
@@ -812,10 +847,49 @@ func (r *Raft) restoreSnapshotOnStart(restoreFSM bool) error {
 		r.logger.Info("restored from snapshot", "id", meta.ID, "index", meta.Index)
 		return nil
 	}
-	if len(snapshots) > 0 {
+	if skipped != nil && (first != 1 || last == 0) {
+		// The log does not reach back to the first entry: without a
+		// snapshot below it, this node cannot rebuild its state.
+		return fmt.Errorf("no stored snapshot fits the log (entries %d to %d); the newest, at index %d (term %d), "+
+			"was never this server's state: wipe its data and add it back", first, last, skipped.Index, skipped.Term)
+	}
+	if len(snapshots) > 0 && skipped == nil {
 		return fmt.Errorf("failed to load any existing snapshots")
 	}
 	return nil
+}
+
+// strayOnStart returns why meta, a stored snapshot, is not this node's
+// state, or "" when it may be. The store may hold snapshots this node
+// never adopted: a user restore whose leadership ended as the copy landed,
+// or whose sink's Close failed; an install whose term ended as its sink
+// closed. Such a snapshot may be a user restore the cluster never
+// committed. A snapshot the node adopted fits its log: an entry the log
+// holds at the snapshot's index has the snapshot's term (adoptSnapshot
+// keeps the log only then, a leader whose failed restore may have left a
+// snapshot steps down before it appends there: failUserRestore, and a
+// conflict there while the snapshot is unconfirmed stops the node:
+// unconfirmed_snapshot.go), and the log, unless empty, goes on right after
+// it or earlier (compaction never passes the newest snapshot). first and
+// last are the log store's.
+func (r *Raft) strayOnStart(meta *SnapshotMeta, first, last uint64) string {
+	if last == 0 || first == 0 {
+		return ""
+	}
+	if first > meta.Index+1 {
+		return fmt.Sprintf("the log starts at %d, past the entry after it", first)
+	}
+	if meta.Index < first || meta.Index > last {
+		return ""
+	}
+	var l Log
+	if err := r.logs.GetLog(meta.Index, &l); err != nil {
+		return ""
+	}
+	if l.Term != meta.Term {
+		return fmt.Sprintf("the log holds an entry of term %d at its index", l.Term)
+	}
+	return ""
 }
 
 // restoreFSMFrom opens a stored snapshot and restores the FSM from it.

@@ -2,6 +2,7 @@ package fuzzy
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/quorumkit/raft"
@@ -158,6 +159,13 @@ func (c *cluster) restart(n *node) {
 		return
 	}
 	if err := c.start(n); err != nil {
+		if strings.Contains(err.Error(), wipeMark) {
+			// Its store holds no snapshot that fits its log
+			// (restoreSnapshotOnStart in the raft package).
+			c.events.add("%s stays down: %v", n.id, err)
+			n.uncommittedRestore.Store(true)
+			return
+		}
 		c.check.violation("restarting %s: %v", n.id, err)
 	}
 }

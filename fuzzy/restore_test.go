@@ -299,6 +299,10 @@ func (c *cluster) userRestore(a *activeEpisode) bool {
 // (unconfirmed_snapshot.go in the raft package).
 const uncommittedRestoreMark = "which the cluster did not commit"
 
+// wipeMark ends the error of a server that cannot start or go on without
+// being wiped and added back.
+const wipeMark = "wipe its data and add it back"
+
 // restoreStopWatch passes a server's log lines to the ring and notes when
 // the server stops for an uncommitted restore.
 type restoreStopWatch struct {
