@@ -322,3 +322,54 @@ func TestUnconfirmedSnapshot_LeaderSendsTheSnapshotItAdopted(t *testing.T) {
 		t.Fatalf("pinned %q, want the snapshot the node adopted", meta.ID)
 	}
 }
+
+// Soak seed 7295817509587007455 (fuzzy harness, user restores on): a
+// second Restore started while the first one's no-op had not committed;
+// it moved termStart past its own snapshot while lead.restored still named
+// the first (invariant I12), and once it was restored it replaced the
+// first in lead.restored, whose Restore call was never answered. Now a
+// Restore waits for the one before it to commit.
+func TestUnconfirmedSnapshot_SecondRestoreWaitsForTheFirstsNoop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, snaps := holdingCluster(t, 3)
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "a", 5)
+		c.waitForSameFSMs(5)
+
+		var releases []func()
+		for _, f := range c.others(leader) {
+			release := snaps[f.id].hold(&snaps[f.id].holdCreate)
+			defer release()
+			releases = append(releases, release)
+		}
+		first := startRestore(leader, commandList("user", 3))
+		c.waitFor(5*time.Second, "the leader's FSM to hold the first restore", func() bool { return holdsUserState(leader, 3) })
+		second := startRestore(leader, commandList("user", 4))
+		synctest.Wait()
+		if holdsUserState(leader, 4) {
+			t.Fatal("the second Restore ran while the first one waited for its no-op")
+		}
+		for _, release := range releases {
+			release()
+		}
+		for i, done := range []<-chan error{first, second} {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Restore %d: %v", i+1, err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("Restore %d was never answered", i+1)
+			}
+		}
+		c.waitFor(10*time.Second, "every FSM to hold the second restore", func() bool {
+			for _, n := range c.nodes {
+				if !holdsUserState(n, 4) {
+					return false
+				}
+			}
+			return true
+		})
+	})
+}

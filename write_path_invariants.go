@@ -56,7 +56,7 @@ import (
 //	I12 unconfirmed snapshot (unconfirmed_snapshot.go): it is the newest
 //	    snapshot, and the FSM has applied nothing past it; a leader whose
 //	    Restore waits for its no-op holds it at restoredAt, with termStart
-//	    past it and the commit index below.
+//	    just past it and the commit index below (one Restore at a time).
 //
 // The resets. Each kind re-establishes every invariant in one function:
 //
@@ -208,7 +208,7 @@ func (r *Raft) checkInvariants() error {
 		}
 	}
 	if lead := st.lead; lead != nil && lead.restored != nil {
-		if lead.restoredAt != st.unconfirmedSnapshot || lead.termStart <= lead.restoredAt || st.commitIndex >= lead.termStart {
+		if lead.restoredAt != st.unconfirmedSnapshot || lead.termStart != lead.restoredAt+1 || st.commitIndex >= lead.termStart {
 			fail("I12: restore at %d waits with unconfirmed snapshot %d, termStart %d, commit %d",
 				lead.restoredAt, st.unconfirmedSnapshot, lead.termStart, st.commitIndex)
 		}
