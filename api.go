@@ -624,11 +624,14 @@ func (r *Raft) Snapshot() SnapshotFuture {
 //
 // The restored state takes the index after everything the log holds, so
 // every follower receives it as an InstallSnapshot. Restore returns nil once a
-// no-op entry after it has committed; until then reads wait. If the leader
-// loses its leadership first, the restore may or may not commit; a server
-// whose FSM holds a restore that the next leader's log shows uncommitted
-// stops (unconfirmed_snapshot.go) and must be wiped and added back. Errors: those of ApplyLog, and errors
-// reading or storing the snapshot.
+// no-op entry after it has committed; until then reads wait, and so does
+// another Restore. If the leader loses its leadership first, the restore
+// may or may not commit; a server whose FSM holds a restore that the next
+// leader's log shows uncommitted stops (unconfirmed_snapshot.go) and must
+// be wiped and added back. A restore that fails once its snapshot may be
+// in the store (the sink's Close failed, or the FSM's Restore did) ends
+// this node's leadership. Errors: those of ApplyLog, and errors reading or
+// storing the snapshot.
 //
 // Use it for disaster recovery on a stable cluster. Until that no-op
 // commits, the leader's FSM (and the FSMs of followers that installed the

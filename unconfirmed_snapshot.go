@@ -55,6 +55,20 @@ import "fmt"
 // both hold the restore, one of them stopped). Only a loss of leadership
 // while the FSM restores stops the node at once (endUserRestore), since
 // its log does not know of the snapshot yet.
+//
+// Snapshots the node never adopted. The store may hold one: a user
+// snapshot copied as the leadership ended, or whose sink's Close failed
+// after it landed; a received one whose sink closed as the term ended.
+// Such a stray may be a user restore the cluster never commits, and if it
+// looked adopted after a restart, the node would apply the cluster's
+// entries on top of it. Two rules keep it apart: a leader whose failed
+// Restore may have left its snapshot at (X, T) steps down before it can
+// append an entry of term T at X (failUserRestore, snapshot.go), so a
+// later entry at X has another term; and restoreSnapshotOnStart loads
+// only a snapshot that fits the log (strayOnStart). A stray past the end
+// of the log is loaded, unconfirmed, and a conflict stops the node as
+// above. A leader sends only the snapshot it adopted (ownSnapshot,
+// replication.go).
 
 // markUnconfirmed records that the newest snapshot, at index, is not yet
 // known to be committed.

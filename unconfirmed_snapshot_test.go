@@ -373,3 +373,60 @@ func TestUnconfirmedSnapshot_SecondRestoreWaitsForTheFirstsNoop(t *testing.T) {
 		})
 	})
 }
+
+// A follower that restarts loads its newest snapshot unconfirmed (it
+// cannot tell a user restore from its own state): it must be confirmed,
+// answer reads and take snapshots again promptly, with the leader idle or
+// writing. Normal operation must not wait on the unconfirmed state.
+func TestUnconfirmedSnapshot_RestartedFollowerIsConfirmedPromptly(t *testing.T) {
+	for _, writing := range []bool{false, true} {
+		t.Run(map[bool]string{false: "idle", true: "writing"}[writing], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newTestCluster(t, 3, clusterOpts{})
+				defer c.shutdown()
+				leader := c.waitForLeader()
+				applyAll(t, leader, "a", 20)
+				c.waitForSameFSMs(20)
+				f := c.others(leader)[0]
+				if err := f.raft.Snapshot().Error(); err != nil {
+					t.Fatalf("snapshot on %s: %v", f.id, err)
+				}
+				c.stop(f)
+				if writing {
+					applyAll(t, leader, "b", 5)
+				}
+				c.start(f)
+				if f.raft.restored.index == 0 {
+					t.Fatal("the restarted follower loaded no snapshot at start")
+				}
+				start := time.Now()
+				c.waitFor(time.Second, "the restarted follower to hear from the leader", func() bool {
+					addr, _ := f.raft.LeaderWithID()
+					return addr != ""
+				})
+				read := f.raft.ReadIndex(0)
+				if err := read.Error(); err != nil {
+					t.Fatalf("ReadIndex on the restarted follower: %v", err)
+				}
+				if took := time.Since(start); took > 200*time.Millisecond {
+					t.Fatalf("ReadIndex on the restarted follower took %v (heartbeat timeout 50ms)", took)
+				}
+				if writing {
+					c.waitForSameFSMs(25)
+				}
+				took := time.Since(start)
+				if took > 500*time.Millisecond {
+					t.Fatalf("the restarted follower caught up after %v", took)
+				}
+				t.Logf("read answered and caught up %v (fake time) after the restart", took)
+				applyAll(t, leader, "c", 1)
+				c.waitFor(time.Second, "the follower to apply the new entry", func() bool {
+					return f.raft.AppliedIndex() >= leader.raft.AppliedIndex()
+				})
+				if err := f.raft.Snapshot().Error(); err != nil {
+					t.Fatalf("snapshot on the restarted follower: %v", err)
+				}
+			})
+		})
+	}
+}
