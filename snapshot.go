@@ -778,18 +778,19 @@ func (r *Raft) onUserRestoreApplied(err error) {
 // and snapshotConflict (unconfirmed_snapshot.go) tell apart.
 func (r *Raft) failUserRestore(ur *userRestore, err error) {
 	r.st.restoring = nil
-	if lead := r.st.lead; lead != nil {
+	if r.st.lead != nil && (ur.closing.Load() || ur.copied) {
+		// Stepped down before the answer, so that a caller woken by it
+		// sees this node a follower.
+		r.logger.Error("stepping down: a failed user snapshot restore may have left its snapshot in the store",
+			"index", ur.index, "term", ur.term, "error", err)
+		r.becomeFollower(r.st.currentTerm)
+	} else if lead := r.st.lead; lead != nil {
 		lead.termStart = ur.termStart
 	}
 	ur.future.respond(err)
 	r.releaseHeldReads()
 	if r.st.lead != nil {
 		r.startDeferredReads()
-	}
-	if r.st.lead != nil && (ur.closing.Load() || ur.copied) {
-		r.logger.Error("stepping down: a failed user snapshot restore may have left its snapshot in the store",
-			"index", ur.index, "term", ur.term, "error", err)
-		r.becomeFollower(r.st.currentTerm)
 	}
 }
 
