@@ -66,7 +66,8 @@ import (
 //     the resync will leave it;
 //   - snapshot adopted (installed from the leader): adoptSnapshot;
 //   - user restore: onUserRestoreApplied (with onUserRestore and
-//     queueUserRestore for the stages before it);
+//     queueUserRestore for the stages before it), or failUserRestore,
+//     which steps down once the snapshot may be in the store;
 //   - step-down: stopLeading.
 
 // afterStep checks the invariants after a step of the run loop, when a
