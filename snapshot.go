@@ -1,9 +1,11 @@
 package raft
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -798,12 +800,17 @@ func (r *Raft) failUserRestore(ur *userRestore, err error) {
 
 // restoreSnapshotOnStart loads the newest snapshot that opens and restores,
 // as NewRaft does, skipping those that do not fit the log (strayOnStart).
-// restoreFSM false uses the metadata only.
+// Newest is by index: the store may list by term first, and a stray of a
+// higher term than the node's own newer snapshot would then come first
+// (for snapshots the node adopted, both orders agree). restoreFSM false
+// uses the metadata only.
 func (r *Raft) restoreSnapshotOnStart(restoreFSM bool) error {
 	snapshots, err := r.snapshots.List()
 	if err != nil {
 		return fmt.Errorf("failed to list snapshots: %w", err)
 	}
+	snapshots = slices.Clone(snapshots)
+	slices.SortStableFunc(snapshots, func(a, b *SnapshotMeta) int { return cmp.Compare(b.Index, a.Index) })
 	first, err := r.logs.FirstIndex()
 	if err != nil {
 		return fmt.Errorf("failed to read first log index: %w", err)

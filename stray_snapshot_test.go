@@ -2,6 +2,7 @@ package raft
 
 import (
 	"errors"
+	"io"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -132,5 +133,48 @@ func TestStraySnapshot_NotLoadedWhenTheLogDisagreesAtItsIndex(t *testing.T) {
 	}
 	if got := r.LastIndex(); got != 12 {
 		t.Fatalf("LastIndex %d, want the log's 12", got)
+	}
+}
+
+// A stray snapshot whose term is above that of the node's own newer
+// snapshot lists first in a store that orders by term (FileSnapshotStore
+// does, as the reference's). When the log was compacted to exactly the
+// stray's index, nothing in the log disagreed with it: it was loaded and
+// the log's entries were applied on top of it. Snapshots are tried from
+// the highest index down.
+func TestStraySnapshot_OwnNewerSnapshotWinsOverAStrayOfAHigherTerm(t *testing.T) {
+	store := NewInmemStore()
+	if err := store.StoreLogs(entriesFrom(9, 2, 2, 2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	snaps, err := NewFileSnapshotStore(t.TempDir(), 2, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, trans := NewInmemTransport("a0")
+	cfg := Configuration{Servers: []Server{{Suffrage: Voter, ID: "n0", Address: "a0"}}}
+	for _, s := range []struct {
+		index, term uint64
+		cmds        [][]byte
+	}{{10, 2, commandList("own", 10)}, {8, 3, commandList("user", 3)}} {
+		sink, err := snaps.Create(SnapshotVersionMax, s.index, s.term, cfg, 1, trans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sink.Write(encodeCommands(s.cmds)); err != nil {
+			t.Fatal(err)
+		}
+		if err := sink.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fsm := &testFSM{}
+	r, err := NewRaft(testConfig(t, "n0"), fsm, store, store, snaps, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown().Error()
+	if cmds := fsm.commands(); len(cmds) != 10 || string(cmds[0]) != "own-0" {
+		t.Fatalf("the FSM holds %q, want the node's own snapshot at 10", cmds)
 	}
 }
