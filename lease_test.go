@@ -123,10 +123,7 @@ func TestNewLeaseStart_QuorumOfSendTimes(t *testing.T) {
 
 func TestNewLease_ReadsCostNoRPCWhileHeld(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: leaseConf})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
+		_, leader := startLeased(t, nil, 1)
 		// Let the heartbeats settle: every goroutine is waiting on a timer.
 		synctest.Wait()
 		before := sentAppends(leader)
@@ -152,10 +149,7 @@ func TestNewLease_ReadsCostNoRPCWhileHeld(t *testing.T) {
 
 func TestNewLease_ReadAfterWriteObservesIt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: leaseConf})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
+		_, leader := startLeased(t, nil, 1)
 		for i := 0; i < 50; i++ {
 			var last ApplyFuture
 			for j := 0; j < 5; j++ {
@@ -187,10 +181,7 @@ func TestNewLease_ReadAfterWriteObservesIt(t *testing.T) {
 
 func TestNewLease_PartitionedLeaderStopsBeforeANewLeader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: leaseConf})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
+		c, leader := startLeased(t, nil, 1)
 		var mu sync.Mutex
 		var electedAt time.Time
 		var others []*testNode
@@ -252,10 +243,7 @@ func TestNewLease_PartitionedLeaderStopsBeforeANewLeader(t *testing.T) {
 
 func TestNewLease_TransferEndsTheLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: leaseConf})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
+		c, leader := startLeased(t, nil, 1)
 		var target, other *testNode
 		for _, n := range c.nodes {
 			switch {
@@ -408,13 +396,7 @@ func TestNewLease_NewLeaderWaitsForItsFirstCommit(t *testing.T) {
 
 func TestNewLease_ShutdownHandOffEndsTheLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
-			leaseConf(conf)
-			conf.LeadershipTransferOnShutdown = true
-		}})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
+		c, leader := startLeased(t, func(conf *Config) { conf.LeadershipTransferOnShutdown = true }, 1)
 		synctest.Wait()
 		if err := leader.raft.ReadLease(0).Error(); err != nil {
 			t.Fatalf("lease read before the hand-off: %v", err)
