@@ -55,3 +55,23 @@ func sendNewerTerm(from, leader *testNode, term uint64) error {
 	var resp AppendEntriesResponse
 	return from.trans.AppendEntries(leader.id, leader.addr, req, &resp)
 }
+
+// restartOneVoter runs a three-node cluster, with conf adjusting each
+// configuration, until it has applied a command, stops every node and
+// restarts node0 alone. It returns node0, node1 and a transport at node1's
+// address connected to node0: a stand-in for node1 campaigning, asking the
+// restarted voter directly. It runs inside a synctest bubble; the cluster
+// is shut down when the test ends.
+func restartOneVoter(t *testing.T, conf func(*Config)) (voter, cand *testNode, probe *InmemTransport) {
+	t.Helper()
+	c := newTestCluster(t, 3, clusterOpts{conf: conf})
+	t.Cleanup(c.shutdown)
+	leader := c.waitForLeader()
+	applyAll(t, leader, "x", 1)
+	c.shutdown()
+	voter, cand = c.nodes[0], c.nodes[1]
+	c.start(voter)
+	_, probe = NewInmemTransport(cand.addr)
+	probe.Connect(voter.addr, voter.trans)
+	return voter, cand, probe
+}

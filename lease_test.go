@@ -297,18 +297,8 @@ func TestNewLease_TransferEndsTheLease(t *testing.T) {
 func TestNewLease_RestartedVoterHoldsItsVote(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const hold = 2 * time.Second
-		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) { conf.StartupVoteHold = hold }})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
-		c.shutdown()
-		voter, cand := c.nodes[0], c.nodes[1]
-		c.start(voter)
+		voter, cand, probe := restartOneVoter(t, func(conf *Config) { conf.StartupVoteHold = hold })
 		started := time.Now()
-		// A stand-in for another member campaigning: a transport at its
-		// address, asking the restarted voter directly.
-		_, probe := NewInmemTransport(cand.addr)
-		probe.Connect(voter.addr, voter.trans)
 		term := voter.raft.CurrentTerm()
 		header := RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte(cand.id), Addr: probe.EncodePeer(cand.id, cand.addr)}
 		vote := func(transfer bool) bool {
@@ -356,16 +346,8 @@ func TestNewLease_RestartedVoterHoldsItsVote(t *testing.T) {
 // no longer.
 func TestNewLease_WithoutHoldARestartedVoterVotesAfterOneHeartbeatTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
-		c.shutdown()
-		voter, cand := c.nodes[0], c.nodes[1]
-		c.start(voter)
+		voter, cand, probe := restartOneVoter(t, nil)
 		started := time.Now()
-		_, probe := NewInmemTransport(cand.addr)
-		probe.Connect(voter.addr, voter.trans)
 		vote := func() bool {
 			t.Helper()
 			var resp RequestVoteResponse
