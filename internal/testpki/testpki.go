@@ -1,6 +1,12 @@
 // Package testpki makes a throwaway certificate authority and certificates
-// for raftkv's tests (cmd/raftkv/e2e_test.go, cmd/raftkv/client's tests).
-// Keys are ECDSA P-256; nothing here is meant for real use.
+// for this module's tests: the raft package's TLS transport tests
+// (tls_transport_test.go) and raftkv's (cmd/raftkv/e2e_test.go,
+// cmd/raftkv/client's tests). Keys are ECDSA P-256; nothing here is meant
+// for real use.
+//
+// Every certificate is valid from 1990 to 2100: that covers the real clock
+// and the fake clock of testing/synctest bubbles, which starts in 2000 and
+// may run for any length of fake time.
 package testpki
 
 import (
@@ -19,6 +25,12 @@ import (
 	"time"
 )
 
+// The validity of every certificate (see the package comment).
+var (
+	notBefore = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+	notAfter  = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // CA is a certificate authority.
 type CA struct {
 	Cert    *x509.Certificate
@@ -26,7 +38,7 @@ type CA struct {
 	key     *ecdsa.PrivateKey
 }
 
-// NewCA makes a self-signed CA named name, valid for a day.
+// NewCA makes a self-signed CA named name.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -36,8 +48,8 @@ func NewCA(t testing.TB, name string) *CA {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(t),
 		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -69,6 +81,13 @@ type Leaf struct {
 // is also valid for 127.0.0.1, for servers and clients alike.
 func (ca *CA) Issue(t testing.TB, name string) Leaf {
 	t.Helper()
+	return ca.IssueIP(t, name, net.IPv4(127, 0, 0, 1))
+}
+
+// IssueIP is Issue for a certificate valid for the addresses ips instead
+// of 127.0.0.1.
+func (ca *CA) IssueIP(t testing.TB, name string, ips ...net.IP) Leaf {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -77,9 +96,9 @@ func (ca *CA) Issue(t testing.TB, name string) Leaf {
 		SerialNumber: serial(t),
 		Subject:      pkix.Name{CommonName: name},
 		DNSNames:     []string{name},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		IPAddresses:  ips,
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
