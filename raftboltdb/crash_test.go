@@ -3,9 +3,7 @@ package raftboltdb
 import (
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -62,12 +60,7 @@ func crashLog(index uint64) *raft.Log {
 // "delack", "setack"). It exits if its standard input closes (the parent
 // is gone).
 func childCrashWriter(path, seed, logPath string) error {
-	n, err := strconv.ParseUint(seed, 10, 64)
-	if err != nil {
-		return err
-	}
-	rng := rand.New(rand.NewPCG(n, n))
-	progress, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	rng, err := storetest.WriterRand(seed)
 	if err != nil {
 		return err
 	}
@@ -83,13 +76,8 @@ func childCrashWriter(path, seed, logPath string) error {
 	if err != nil && err != ErrKeyNotFound {
 		return err
 	}
-	go func() {
-		io.Copy(io.Discard, os.Stdin)
-		os.Exit(1)
-	}()
-	fmt.Println("ready")
-	say := func(format string, args ...any) error {
-		_, err := fmt.Fprintf(progress, format+"\n", args...)
+	say, err := storetest.StartWriting(logPath)
+	if err != nil {
 		return err
 	}
 	for {

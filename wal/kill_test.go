@@ -3,7 +3,6 @@ package wal
 import (
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -25,16 +24,11 @@ var killDuration = flag.Duration("wal.kill-duration", 2*time.Second,
 // returns nil an "ack" line, so the parent knows what was acknowledged.
 // It exits when its standard input closes (the parent is gone).
 func childWriter(dir, seed, termStr, logPath string) error {
-	n, err := strconv.ParseUint(seed, 10, 64)
+	rng, err := storetest.WriterRand(seed)
 	if err != nil {
 		return err
 	}
 	term, err := strconv.ParseUint(termStr, 10, 64)
-	if err != nil {
-		return err
-	}
-	rng := rand.New(rand.NewPCG(n, n))
-	progress, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -46,13 +40,8 @@ func childWriter(dir, seed, termStr, logPath string) error {
 	if err != nil {
 		return err
 	}
-	go func() {
-		io.Copy(io.Discard, os.Stdin)
-		os.Exit(1)
-	}()
-	fmt.Println("ready")
-	say := func(format string, args ...any) error {
-		_, err := fmt.Fprintf(progress, format+"\n", args...)
+	say, err := storetest.StartWriting(logPath)
+	if err != nil {
 		return err
 	}
 	for {

@@ -2,10 +2,12 @@ package storetest
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -109,4 +111,35 @@ func RunKillRounds(t *testing.T, k KillRounds) int {
 		k.Check(rounds, lines)
 	}
 	return rounds
+}
+
+// WriterRand returns the writer's random source, seeded with seed, a
+// decimal number from the parent's environment.
+func WriterRand(seed string) (*rand.Rand, error) {
+	n, err := strconv.ParseUint(seed, 10, 64)
+	if err != nil {
+		return nil, err
+	}
+	return rand.New(rand.NewPCG(n, n)), nil
+}
+
+// StartWriting is what a writer child does once its store is open: it
+// truncates the progress file logPath, makes the process exit when its
+// standard input closes (the parent is gone), and says "ready" on its
+// standard output. It returns the function that appends a line to the
+// progress file.
+func StartWriting(logPath string) (say func(format string, args ...any) error, err error) {
+	progress, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		os.Exit(1)
+	}()
+	fmt.Println("ready")
+	return func(format string, args ...any) error {
+		_, err := fmt.Fprintf(progress, format+"\n", args...)
+		return err
+	}, nil
 }
