@@ -25,30 +25,14 @@ type fzHeldStore struct {
 }
 
 func (s *fzHeldStore) StoreLogs(logs []*Log) error {
-	s.mu.Lock()
-	hold := s.hold
-	s.mu.Unlock()
-	if hold != nil {
-		<-hold
-	}
+	waitIfHeld(&s.mu, &s.hold, nil)
 	return s.InmemStore.StoreLogs(logs)
 }
 
 func (s *fzHeldStore) StoreLog(l *Log) error { return s.StoreLogs([]*Log{l}) }
 
 // holdWrites makes later writes wait until release is called.
-func (s *fzHeldStore) holdWrites() (release func()) {
-	ch := make(chan struct{})
-	s.mu.Lock()
-	s.hold = ch
-	s.mu.Unlock()
-	return func() {
-		s.mu.Lock()
-		s.hold = nil
-		s.mu.Unlock()
-		close(ch)
-	}
-}
+func (s *fzHeldStore) holdWrites() (release func()) { return holdCalls(&s.mu, &s.hold) }
 
 // Found by fuzzy seed 18 (MaxAppendEntries=1): once a pipelined answer
 // failed, the replicator stopped reading the pipeline's answers while its
