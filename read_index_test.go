@@ -113,13 +113,7 @@ func checkNewLeaderReadWaitsForItsFirstCommit(t *testing.T, conf func(*Config), 
 // turn of its run loop and share one verification round.
 func TestReadIndex_WaitingCallsShareOneVerifyRound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		notify := make(map[ServerID]chan bool)
-		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
-			ch := make(chan bool)
-			notify[conf.LocalID] = ch
-			conf.NotifyCh = ch
-		}})
-		defer c.shutdown()
+		c, notify := newNotifyCluster(t, nil)
 		// The new leader's run loop waits to tell NotifyCh, before it
 		// takes any request.
 		leader := c.anyLeaderNode()
