@@ -14,7 +14,8 @@ import (
 // compacted them, and that request can reach the node once it is back.
 // hashicorp/raft's replication goroutine reads the entries first and dials
 // afterwards, so a request it built while the node was away goes through
-// if its dial starts after the node returned; the node then appends
+// if its dial starts after the node returned (a busy machine can leave the
+// goroutine waiting for a CPU between the two); the node then appends
 // entries that follow its own last one, and the leader goes on from there.
 // The interop tests saw exactly that once on a loaded machine: our node
 // cleared its last four entries (term 3) for the leader's (term 4) from
@@ -152,6 +153,7 @@ func mixedCatchUpFromHeldRequest(t *testing.T, set mixedSettings) bool {
 		return failed.n.Load() > before || !stillLeads()
 	})
 	c.nw.holdDialsUntilRelisten(o1.addr)
+	defer c.nw.releaseDials(o1.addr) // if the scenario ends before o1 restarts
 	// The heartbeat and the replication goroutine each dial o1; once both
 	// wait, the latter holds an AppendEntries with everything after end.
 	c.eventually(mixedSettle, fmt.Sprintf("%s's two dials to %s are held", r2, o1), func() bool {

@@ -56,6 +56,20 @@ func (nw *mixedNetwork) holdDialsUntilRelisten(address string) {
 	}
 }
 
+// releaseDials lets the dials held to address go ahead, if there are any.
+func (nw *mixedNetwork) releaseDials(address string) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.releaseDialsLocked(address)
+}
+
+func (nw *mixedNetwork) releaseDialsLocked(address string) {
+	if h := nw.holds[address]; h != nil {
+		close(h.released)
+		delete(nw.holds, address)
+	}
+}
+
 // heldDials returns how many dials from the layer from to address are
 // waiting on a hold.
 func (nw *mixedNetwork) heldDials(from *mixedLayer, address string) int {
@@ -102,10 +116,7 @@ func (nw *mixedNetwork) listen(addr string) (*mixedLayer, error) {
 			l := &mixedLayer{nw: nw, ln: ln, conns: make(map[*mixedConn]struct{})}
 			nw.mu.Lock()
 			nw.layers[ln.Addr().String()] = l
-			if h := nw.holds[ln.Addr().String()]; h != nil {
-				close(h.released)
-				delete(nw.holds, ln.Addr().String())
-			}
+			nw.releaseDialsLocked(ln.Addr().String())
 			nw.mu.Unlock()
 			return l, nil
 		}
