@@ -830,6 +830,15 @@ func (n *mixedNode) removeServer(m *mixedNode) error {
 		func(r *hraft.Raft) mixedFuture { return r.RemoveServer(hraft.ServerID(m.id), 0, mixedEnqueueTimeout) })
 }
 
+// snapshotNow takes a snapshot on the node, as a user's Snapshot call
+// does, and waits for it; the library then compacts its log as after any
+// snapshot of its own.
+func (n *mixedNode) snapshotNow() error {
+	return n.leaderCall(
+		func(r *qraft.Raft) mixedFuture { return r.Snapshot() },
+		func(r *hraft.Raft) mixedFuture { return r.Snapshot() })
+}
+
 func (n *mixedNode) transferTo(m *mixedNode) error {
 	return n.leaderCall(
 		func(r *qraft.Raft) mixedFuture {
