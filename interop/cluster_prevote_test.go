@@ -158,8 +158,9 @@ func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 	restoresBefore := len(f.currentFSM().restoreLog())
 	f.currentLayer().partition()
 	// The leader goes on committing, at least 20 entries, until it has
-	// compacted its log past the end of f's, so that f, on its return, can
-	// only catch up from a snapshot. f is cut off, so its log and snapshot
+	// compacted its log past the end of f's, so that f, on its return,
+	// catches up from a snapshot (or, rarely, from entries its leader read
+	// before compacting: harness_catchup_test.go). f is cut off, so its log and snapshot
 	// store stop moving once the requests it was serving at the cut are
 	// done; commit checks again before f returns.
 	compactedPastF := func() bool {

@@ -438,8 +438,9 @@ func (c *mixedCluster) waitApplied(index uint64) {
 }
 
 // waitLogCompactedPast waits until n's log no longer holds the entry after
-// index, so a follower whose log ends at index can only catch up from a
-// snapshot, and returns n's snapshots at that moment.
+// index, so a follower whose log ends at index normally catches up from a
+// snapshot (or from entries a replicator read before the compaction: see
+// harness_catchup_test.go), and returns n's snapshots at that moment.
 func (c *mixedCluster) waitLogCompactedPast(n *mixedNode, index uint64) []mixedSnap {
 	c.t.Helper()
 	var snaps []mixedSnap

@@ -46,7 +46,9 @@ type mixedSettings struct {
 	// snapshotThreshold, trailingLogs and snapshotInterval are small, so
 	// that both libraries snapshot and compact their logs while the tests
 	// run: a node that misses more than trailingLogs entries, cut off or
-	// down, can only catch up from a snapshot its leader sends.
+	// down, catches up from a snapshot its leader sends, unless a
+	// replicator read the entries before compacting them
+	// (harness_catchup_test.go).
 	snapshotThreshold uint64
 	trailingLogs      uint64
 	snapshotInterval  time.Duration
