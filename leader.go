@@ -681,7 +681,7 @@ func (r *Raft) checkTransfer() {
 			err = fmt.Errorf("failed to make TimeoutNow RPC to %v: %v", id, err)
 		}
 		select {
-		case r.transferDoneCh <- transferResult{transfer: t, err: err}:
+		case r.eventCh <- transferResult{transfer: t, err: err}:
 		case <-r.shutdownCh:
 		}
 	})
