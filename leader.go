@@ -89,6 +89,10 @@ type replicationShared struct {
 	// entries first and checks it after, so it never sends entries from a
 	// log that has moved on.
 	stopped atomic.Bool
+	// transferring is set while a leadership transfer waits for its
+	// target to catch up: every accepted request then wakes the run loop
+	// (replicator.recordSuccess).
+	transferring atomic.Bool
 }
 
 // becomeLeader takes over as leader for the current term.
@@ -645,6 +649,7 @@ func (r *Raft) onLeadershipTransfer(f *leadershipTransferFuture) {
 	r.revokeLease()
 	lead.transferStarted = true
 	lead.transfer = &transferState{future: f, target: repl, addr: addr, timer: time.NewTimer(r.config().ElectionTimeout)}
+	lead.shared.transferring.Store(true)
 	repl.trigger()
 	r.checkTransfer()
 }
@@ -681,7 +686,7 @@ func (r *Raft) checkTransfer() {
 			err = fmt.Errorf("failed to make TimeoutNow RPC to %v: %v", id, err)
 		}
 		select {
-		case r.transferDoneCh <- transferResult{transfer: t, err: err}:
+		case r.eventCh <- transferResult{transfer: t, err: err}:
 		case <-r.shutdownCh:
 		}
 	})
@@ -718,6 +723,7 @@ func (r *Raft) onTransferTimeout() {
 func (r *Raft) endTransfer(err error) {
 	t := r.st.lead.transfer
 	r.st.lead.transfer = nil
+	r.st.lead.shared.transferring.Store(false)
 	t.timer.Stop()
 	t.future.respond(err)
 }
