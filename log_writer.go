@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,8 +35,11 @@ import (
 //     (writeOp.lateReplies) go when the run loop hears of it.
 //   - While the writer stores one append, the run loop may hand it the
 //     next one (writeQueue.onDeck), so that consecutive writes follow each
-//     other without a round through the run loop between them. Later ops
-//     still merge in the queue behind. After a failed write the writer
+//     other without a round through the run loop between them. Until the
+//     writer takes the op on deck out of writeCh, later appends and their
+//     answers join it (writeOp.absorb): each write carries everything that
+//     arrived while the one before it was being written, not only what had
+//     arrived when the op went on deck. After a failed write the writer
 //     skips the op on deck (errWriteSkipped): the run loop dropped it.
 //   - A write that fails, or on a leader stalls past
 //     Config.LogWriteStallTimeout, makes the leader step down instead of
@@ -116,6 +120,49 @@ type writeOp struct {
 	compaction bool
 	// handedOff is when the writer took the op; stall detection uses it.
 	handedOff time.Time
+
+	// deck guards entries, last, commitIndex and replies while the op is
+	// on deck: the run loop may still add to them (absorb, holdReply)
+	// until the writer takes the op (take), and never after.
+	deck  sync.Mutex
+	taken bool
+}
+
+// take marks the op as the writer's: from now on the run loop no longer
+// adds entries or replies to it. The writer calls it on receiving the op.
+func (op *writeOp) take() {
+	op.deck.Lock()
+	op.taken = true
+	op.deck.Unlock()
+}
+
+// absorb adds the plain append later to op, an append on deck, and
+// reports whether it did: it does not once the writer took op, nor past
+// maxMergedEntries.
+func (op *writeOp) absorb(later *writeOp) bool {
+	op.deck.Lock()
+	defer op.deck.Unlock()
+	if op.taken || len(op.entries)+len(later.entries) > maxMergedEntries {
+		return false
+	}
+	op.entries = append(op.entries, later.entries...)
+	op.last = later.last
+	op.commitIndex = max(op.commitIndex, later.commitIndex)
+	op.replies = append(op.replies, later.replies...)
+	return true
+}
+
+// holdReply adds reply to the replies the writer sends once op is
+// durable, and reports whether it did: it does not once the writer took
+// op.
+func (op *writeOp) holdReply(reply pendingReply) bool {
+	op.deck.Lock()
+	defer op.deck.Unlock()
+	if op.taken {
+		return false
+	}
+	op.replies = append(op.replies, reply)
+	return true
 }
 
 // newCompaction returns an op deleting the log's head up to upTo, for the
@@ -222,6 +269,7 @@ func (r *Raft) runLogWriter() {
 	for {
 		select {
 		case op := <-r.writeCh:
+			op.take()
 			if failed && !op.resync {
 				select {
 				case r.writeDoneCh <- writeResult{op: op, err: errWriteSkipped}:
@@ -464,11 +512,16 @@ func (q *writeQueue) compactionDone(ok bool) *writeOp {
 }
 
 // enqueue adds op, merging it into the last queued op when both only
-// append, so that one StoreLogs call carries everything that accumulated
-// while the writer was busy. Head compactions merge only with each other.
+// append, or into the op on deck while the writer has not taken it and
+// nothing but head compactions is queued, so that one StoreLogs call
+// carries everything that accumulated while the writer was busy. Head
+// compactions merge only with each other.
 func (q *writeQueue) enqueue(op *writeOp) {
 	if op.deleteFrom > 0 {
 		q.durable = max(min(q.durable, op.deleteFrom-1), q.floor)
+	}
+	if q.onDeck != nil && op.mayGoAhead() && q.onlyCompactionsQueued() && q.onDeck.absorb(op) {
+		return
 	}
 	if n := len(q.queued); n > 0 && op.compaction && q.queued[n-1].compaction {
 		last := q.queued[n-1]
@@ -492,15 +545,31 @@ func (q *writeQueue) enqueue(op *writeOp) {
 	q.queued = append(q.queued, op)
 }
 
+// onlyCompactionsQueued reports whether every queued op, if any, is a
+// head compaction.
+func (q *writeQueue) onlyCompactionsQueued() bool {
+	for _, op := range q.queued {
+		if !op.compaction {
+			return false
+		}
+	}
+	return true
+}
+
 // addReply holds reply until every op pending now is durable (head
 // compactions change nothing that is durable, and never hold a reply). It
 // returns false when nothing is pending, and the reply may be sent at once.
+// A reply for the op on deck goes with its write when the writer has not
+// taken it yet, and waits for the run loop to hear of the write otherwise.
 func (q *writeQueue) addReply(reply pendingReply) bool {
 	for i := len(q.queued) - 1; i >= 0; i-- {
 		if op := q.queued[i]; !op.compaction {
 			op.replies = append(op.replies, reply)
 			return true
 		}
+	}
+	if q.onDeck != nil && q.onDeck.holdReply(reply) {
+		return true
 	}
 	for _, op := range []*writeOp{q.onDeck, q.inflight} {
 		if op != nil {
