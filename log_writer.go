@@ -75,6 +75,15 @@ import (
 // maxMergedEntries bounds how many entries one merged op may hold.
 const maxMergedEntries = 4096
 
+// lingerMinEntries and maxLinger: a plain append of fewer than
+// lingerMinEntries entries that the writer receives after writing
+// 2*lingerMinEntries or more at once waits for up to half the last
+// write's duration, at most maxLinger, until it holds half as many.
+const (
+	lingerMinEntries = 4
+	maxLinger        = time.Millisecond
+)
+
 // writeOp is one unit of work for the log writer: optionally delete a
 // suffix of the log, then optionally record a commit index, then store
 // entries.
@@ -126,6 +135,39 @@ type writeOp struct {
 	// until the writer takes the op (take), and never after.
 	deck  sync.Mutex
 	taken bool
+	// grew, when not nil, hears of every absorb: the writer is waiting
+	// for the op to grow (waitToGrow).
+	grew chan struct{}
+}
+
+// waitToGrow waits, when op holds fewer than small entries, until it
+// holds want entries or more, for at most timeout, or until the node
+// stops.
+func (op *writeOp) waitToGrow(small, want int, timeout time.Duration, shutdownCh <-chan struct{}) {
+	op.deck.Lock()
+	if len(op.entries) >= small || len(op.entries) >= want {
+		op.deck.Unlock()
+		return
+	}
+	op.grew = make(chan struct{}, 1)
+	op.deck.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-op.grew:
+			op.deck.Lock()
+			n := len(op.entries)
+			op.deck.Unlock()
+			if n >= want {
+				return
+			}
+		case <-t.C:
+			return
+		case <-shutdownCh:
+			return
+		}
+	}
 }
 
 // take marks the op as the writer's: from now on the run loop no longer
@@ -149,6 +191,12 @@ func (op *writeOp) absorb(later *writeOp) bool {
 	op.last = later.last
 	op.commitIndex = max(op.commitIndex, later.commitIndex)
 	op.replies = append(op.replies, later.replies...)
+	if op.grew != nil {
+		select {
+		case op.grew <- struct{}{}:
+		default:
+		}
+	}
 	return true
 }
 
@@ -266,10 +314,16 @@ func (r *Raft) runLogWriter() {
 	// failed is set after a failed write until the resync: the op the run
 	// loop handed ahead of the failure is skipped.
 	failed := false
+	// prev and lastWrite are the size and duration of the last append.
+	prev, lastWrite := 0, time.Duration(0)
 	for {
 		select {
 		case op := <-r.writeCh:
+			if !failed && op.mayGoAhead() && prev >= 2*lingerMinEntries {
+				op.waitToGrow(lingerMinEntries, prev/2, min(lastWrite/2, maxLinger), r.shutdownCh)
+			}
 			op.take()
+			start := time.Now()
 			if failed && !op.resync {
 				select {
 				case r.writeDoneCh <- writeResult{op: op, err: errWriteSkipped}:
@@ -279,6 +333,9 @@ func (r *Raft) runLogWriter() {
 				continue
 			}
 			res := r.performWrite(op)
+			if op.mayGoAhead() {
+				prev, lastWrite = len(op.entries), time.Since(start)
+			}
 			failed = res.err != nil && !op.resync
 			if res.err == nil && !op.resync {
 				// The follower's answers leave now; the run loop hears
@@ -520,7 +577,7 @@ func (q *writeQueue) enqueue(op *writeOp) {
 	if op.deleteFrom > 0 {
 		q.durable = max(min(q.durable, op.deleteFrom-1), q.floor)
 	}
-	if q.onDeck != nil && op.mayGoAhead() && q.onlyCompactionsQueued() && q.onDeck.absorb(op) {
+	if d := q.deck(); d != nil && op.mayGoAhead() && q.onlyCompactionsQueued() && d.absorb(op) {
 		return
 	}
 	if n := len(q.queued); n > 0 && op.compaction && q.queued[n-1].compaction {
@@ -543,6 +600,18 @@ func (q *writeQueue) enqueue(op *writeOp) {
 		}
 	}
 	q.queued = append(q.queued, op)
+}
+
+// deck returns the plain append that later appends may still join if
+// the writer has not taken it: the op on deck, or else the op in flight.
+func (q *writeQueue) deck() *writeOp {
+	if q.onDeck != nil {
+		return q.onDeck
+	}
+	if q.inflight != nil && q.inflight.mayGoAhead() {
+		return q.inflight
+	}
+	return nil
 }
 
 // onlyCompactionsQueued reports whether every queued op, if any, is a
@@ -568,7 +637,7 @@ func (q *writeQueue) addReply(reply pendingReply) bool {
 			return true
 		}
 	}
-	if q.onDeck != nil && q.onDeck.holdReply(reply) {
+	if d := q.deck(); d != nil && d.holdReply(reply) {
 		return true
 	}
 	for _, op := range []*writeOp{q.onDeck, q.inflight} {

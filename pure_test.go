@@ -165,6 +165,7 @@ func TestWriteQueue(t *testing.T) {
 	}
 	q.enqueue(&writeOp{entries: entriesFrom(6, 2), last: 6})
 	q.handedOff(0, time.Now())
+	q.inflight.take()
 	q.enqueue(&writeOp{entries: entriesFrom(7, 2), last: 7})
 	dropped := q.fail()
 	if len(dropped) != 2 || !q.broken || q.pending() {
@@ -216,6 +217,7 @@ func TestWriteQueueOnDeck(t *testing.T) {
 	// A truncation never goes on deck, nor joins an append on deck.
 	q.handedOff(q.next(), time.Now())
 	q.completed()
+	q.inflight.take()
 	q.enqueue(&writeOp{deleteFrom: 4, deleteTo: 4, entries: entriesFrom(4, 2), last: 4})
 	if q.next() != -1 {
 		t.Fatal("a truncation was handed on deck")
@@ -223,12 +225,14 @@ func TestWriteQueueOnDeck(t *testing.T) {
 	// Nor goes anything on deck behind a truncation.
 	q.completed()
 	q.handedOff(q.next(), time.Now())
+	q.inflight.take()
 	q.enqueue(&writeOp{entries: entriesFrom(5, 2), last: 5})
 	if q.next() != -1 {
 		t.Fatal("an append was handed on deck behind a truncation")
 	}
 	q.completed()
 	q.handedOff(q.next(), time.Now())
+	q.inflight.take()
 	q.enqueue(&writeOp{entries: entriesFrom(6, 2), last: 6})
 	q.handedOff(q.next(), time.Now())
 	q.enqueue(&writeOp{deleteFrom: 6, deleteTo: 6, entries: entriesFrom(6, 3), last: 6})
@@ -247,6 +251,40 @@ func TestWriteQueueOnDeck(t *testing.T) {
 	}
 }
 
+// An append handed to an idle writer that has not taken it yet (it may be
+// waiting for the op to grow, see writeOp.waitToGrow) takes later appends
+// and replies in, and waitToGrow returns as soon as it holds enough.
+func TestWriteQueueInflightNotTakenJoins(t *testing.T) {
+	var q writeQueue
+	q.enqueue(&writeOp{entries: entriesFrom(1, 1), last: 1})
+	q.handedOff(q.next(), time.Now())
+	op := q.inflight
+	done := make(chan struct{})
+	go func() {
+		op.waitToGrow(4, 3, time.Hour, nil)
+		close(done)
+	}()
+	q.enqueue(&writeOp{entries: entriesFrom(2, 1), last: 2})
+	if !q.addReply(pendingReply{}) {
+		t.Fatal("a reply was not held")
+	}
+	select {
+	case <-done:
+		t.Fatal("waitToGrow returned with 2 of 3 entries")
+	case <-time.After(10 * time.Millisecond):
+	}
+	q.enqueue(&writeOp{entries: entriesFrom(3, 1), last: 3})
+	<-done
+	op.take()
+	if len(q.queued) != 0 || len(op.entries) != 3 || op.last != 3 || len(op.replies) != 1 {
+		t.Fatalf("appends did not join the op in flight: %v, %d queued", op, len(q.queued))
+	}
+	q.enqueue(&writeOp{entries: entriesFrom(4, 1), last: 4})
+	if len(q.queued) != 1 || op.last != 3 {
+		t.Fatal("an append joined an op the writer took")
+	}
+}
+
 // Head compactions go to the log compactor beside the writer's appends,
 // never merge with them nor hold their replies, and are ordered with ops
 // that delete.
@@ -254,6 +292,7 @@ func TestWriteQueueCompactions(t *testing.T) {
 	var q writeQueue
 	q.enqueue(&writeOp{entries: entriesFrom(1, 1), last: 1})
 	q.handedOff(q.next(), time.Now())
+	q.inflight.take()
 	q.enqueue(newCompaction(1))
 	q.enqueue(&writeOp{entries: entriesFrom(2, 1), last: 2})
 	q.enqueue(newCompaction(2))
