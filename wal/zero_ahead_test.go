@@ -6,14 +6,14 @@ import (
 	"testing"
 )
 
-// TestZeroAheadStaysInsideSegments: the zeros a segment writer writes
-// after each batch (segment.zeroAhead) never grow a file past its
-// preallocated size, whether the segment is smaller or larger than the
-// zeroed stretch, and never cover an entry: every entry reads back after a
-// reopen, across rotations.
-// zeroAheadForTest is segment.zeroAhead.
+// zeroAheadForTest is fs.zeroAhead.
 const zeroAheadForTest = 1 << 20
 
+// TestZeroAheadStaysInsideSegments: the zeros that package fs writes
+// after each batch in a new segment file (fs.zeroAhead) never grow a file
+// past its preallocated size, whether the segment is smaller or larger
+// than the zeroed stretch, and never cover an entry: every entry reads
+// back after a reopen, across rotations.
 func TestZeroAheadStaysInsideSegments(t *testing.T) {
 	for _, size := range []int{64 << 10, 3 << 20} {
 		dir := t.TempDir()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
-	"sync"
 	"sync/atomic"
 
 	"github.com/quorumkit/raft/wal/types"
@@ -13,23 +12,6 @@ import (
 
 // maxKeptBuf bounds the write buffer a Writer keeps between appends.
 const maxKeptBuf = 4 << 20
-
-// zeroAhead is how many bytes of zeros a Writer writes after a batch that
-// ends past what it has written so far, up to the segment's size limit.
-// A new file is preallocated, and on Linux its blocks start out as
-// unwritten extents: the first sync after writing into one must also
-// commit the change of extent state through the file system's journal,
-// which makes that sync markedly slower than one that only flushes data.
-// Writing zeros ahead turns the blocks the next batches land in into
-// written ones for the price of one larger write every zeroAhead bytes, so
-// that most syncs flush data alone. The bytes after the last batch are
-// never data (a scan stops at the first frame that is not one), and
-// preallocated space reads as zeros anyway, so the file's content means
-// the same with or without them, to this package and to raft-wal.
-const zeroAhead = 1 << 20
-
-// zeros is a read-only block of zeroAhead zero bytes.
-var zeros = sync.OnceValue(func() []byte { return make([]byte, zeroAhead) })
 
 // Writer appends to the tail segment and reads entries back from it.
 //
@@ -54,7 +36,6 @@ type Writer struct {
 	end        uint64 // offset where the next append goes; 0 before the header
 	buf        []byte // reused encoding buffer
 	indexStart uint64 // offset of the index array once sealed
-	zeroedTo   uint64 // the file holds written bytes (data or zeros) up to here
 	failed     error  // a write or sync failed: the file's state is unknown
 }
 
@@ -234,14 +215,6 @@ func (w *Writer) writeAndSync(b []byte) error {
 	if _, err := w.wf.WriteAt(b, int64(w.end)); err != nil {
 		w.failed = fmt.Errorf("writing segment %s: %w", FileName(w.info), err)
 		return w.failed
-	}
-	if end, limit := w.end+uint64(len(b)), uint64(w.info.SizeLimit); end > w.zeroedTo && end < limit {
-		z := zeros()[:min(zeroAhead, limit-end)]
-		if _, err := w.wf.WriteAt(z, int64(end)); err != nil {
-			w.failed = fmt.Errorf("writing segment %s: %w", FileName(w.info), err)
-			return w.failed
-		}
-		w.zeroedTo = end + uint64(len(z))
 	}
 	if err := w.wf.Sync(); err != nil {
 		w.failed = fmt.Errorf("syncing segment %s: %w", FileName(w.info), err)
