@@ -50,9 +50,12 @@ type Raft struct {
 
 	// Requests into the run loop. Public methods send; the run loop is the
 	// only receiver. None is ever closed.
-	applyCh              chan *logFuture
-	verifyCh             chan *verifyFuture
-	readIndexCh          chan *readIndexFuture
+	applyCh     chan *logFuture
+	verifyCh    chan *verifyFuture
+	readIndexCh chan *readIndexFuture
+	// intake takes ReadIndex calls without a run-loop turn each
+	// (read_intake.go); readIndexCh takes them when it is full.
+	intake               *readIntake
 	followerReadDoneCh   chan followerReadResult
 	configChangeCh       chan *configurationChangeFuture
 	bootstrapCh          chan *bootstrapFuture
@@ -229,6 +232,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		applyCh:              make(chan *logFuture, applyCap),
 		verifyCh:             make(chan *verifyFuture, 64),
 		readIndexCh:          make(chan *readIndexFuture, 64),
+		intake:               newReadIntake(),
 		followerReadDoneCh:   make(chan followerReadResult),
 		configChangeCh:       make(chan *configurationChangeFuture),
 		bootstrapCh:          make(chan *bootstrapFuture),
@@ -393,8 +397,16 @@ func (r *Raft) VerifyLeader() Future {
 // the leader could not be asked; ErrEnqueueTimeout; ErrRaftShutdown. This
 // method is an addition: the reference has no equivalent.
 func (r *Raft) ReadIndex(timeout time.Duration) IndexFuture {
+	select {
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	default:
+	}
 	f := &readIndexFuture{}
 	f.init(r.stoppedCh)
+	if r.intake.add(f) {
+		return f
+	}
 	return r.enqueueRead(f, timeout)
 }
 

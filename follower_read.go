@@ -136,6 +136,12 @@ func (r *Raft) onFollowerReadDone(res followerReadResult) {
 	}
 	queued := fr.queued
 	fr.queued = nil
+	// The calls that waited in the intake meanwhile (read_intake.go) share
+	// the next request too.
+	in := r.intake
+	taken := in.take()
+	queued = append(queued, taken...)
+	in.giveBack(taken)
 	switch {
 	case len(queued) == 0:
 	case r.st.lead != nil:
@@ -143,6 +149,7 @@ func (r *Raft) onFollowerReadDone(res followerReadResult) {
 	default:
 		r.sendFollowerReads(queued)
 	}
+	r.settleReadIntake()
 }
 
 // onReadIndexRequest takes a follower's ReadIndex RPC: on the leader, a
