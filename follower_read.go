@@ -51,6 +51,56 @@ type followerReads struct {
 	queued []*readIndexFuture
 	// unsupported is the leader, and the term, found not to know the RPC.
 	unsupported leaderTerm
+	// vouched is the highest index up to which an AppendEntries of term
+	// vouchedTerm, accepted by this node, showed its log to match the
+	// leader's (noteVouched); committed is the highest read index the
+	// leader answered in that term, so committed in its log.
+	vouched, committed, vouchedTerm uint64
+}
+
+// noteVouched records that an AppendEntries of the current term, just
+// accepted, showed this node's log to match the leader's up to index.
+// Within one term the leader's log only grows and every request comes from
+// it, so the match holds for the rest of the term.
+func (r *Raft) noteVouched(index uint64) {
+	fr := r.followerTermState()
+	fr.vouched = max(fr.vouched, index)
+	r.commitKnown()
+}
+
+// followerTermState returns the follower read state, with vouched and
+// committed reset when the term changed since they were recorded.
+func (r *Raft) followerTermState() *followerReads {
+	fr := &r.st.freads
+	if fr.vouchedTerm != r.st.currentTerm {
+		fr.vouched, fr.committed, fr.vouchedTerm = 0, 0, r.st.currentTerm
+	}
+	return fr
+}
+
+// commitFromReadIndex takes the leader's answer to a request sent in this
+// term: the read index was the leader's commit index, so every entry up to
+// it is committed. An AppendEntries would tell this node so only with the
+// next write, or after CommitTimeout, which the reads would wait for.
+func (r *Raft) commitFromReadIndex(res followerReadResult) {
+	term := r.st.currentTerm
+	if res.to.term != term || res.resp.Term != term || r.st.leader != res.to.leader {
+		return
+	}
+	fr := r.followerTermState()
+	fr.committed = max(fr.committed, res.resp.ReadIndex)
+	r.commitKnown()
+}
+
+// commitKnown moves the commit index up to what the leader of this term
+// answered as committed, as far as this node holds the leader's entries
+// (what the leader vouched for): the rule AppendEntries follows with the
+// leader's commit index (rpc.go).
+func (r *Raft) commitKnown() {
+	fr := &r.st.freads
+	if fr.committed > r.st.commitIndex && fr.vouchedTerm == r.st.currentTerm {
+		r.setCommitIndex(min(fr.committed, fr.vouched, r.st.log.lastIndex))
+	}
 }
 
 // leaderTerm is a leader in one term.
@@ -129,6 +179,9 @@ func (r *Raft) onFollowerReadDone(res followerReadResult) {
 		// The server does not lead, or could not confirm that it still
 		// does.
 		err = ErrNotLeader
+	}
+	if err == nil && r.st.lead == nil {
+		r.commitFromReadIndex(res)
 	}
 	for _, f := range batch {
 		if err != nil {

@@ -419,3 +419,39 @@ func TestNewFollowerRead_FiveVotersTakeARound(t *testing.T) {
 		}
 	})
 }
+
+// A follower that has every entry but has not yet heard that the newest
+// ones committed (AppendEntries tells it with the next write, or after
+// CommitTimeout) learns it from the leader's answer: the read does not
+// wait for either (commitFromReadIndex).
+func TestNewFollowerRead_AnswerCommitsHeldEntries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
+			conf.CommitTimeout = time.Second
+		}})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 3)
+		f := followersOf(c, leader)[0]
+		for i := 0; i < 5; i++ {
+			last := leader.raft.Apply([]byte(fmt.Sprintf("y-%d", i)), 0)
+			if err := last.Error(); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			read := f.raft.ReadIndex(0)
+			if err := read.Error(); err != nil {
+				t.Fatal(err)
+			}
+			if read.Index() < last.Index() {
+				t.Fatalf("read index %d is before a completed write at %d", read.Index(), last.Index())
+			}
+			if waited := time.Since(start); waited >= 100*time.Millisecond {
+				t.Fatalf("the follower read waited %v (fake time) for the commit index to reach the follower", waited)
+			}
+			if got := f.raft.AppliedIndex(); got < last.Index() {
+				t.Fatalf("the read answered at applied index %d, before %d", got, last.Index())
+			}
+		}
+	})
+}
