@@ -50,18 +50,20 @@ type Raft struct {
 
 	// Requests into the run loop. Public methods send; the run loop is the
 	// only receiver. None is ever closed.
-	applyCh     chan *logFuture
-	verifyCh    chan *verifyFuture
-	readIndexCh chan *readIndexFuture
-	// intake takes ReadIndex calls without a run-loop turn each
-	// (read_intake.go); readIndexCh takes them when it is full.
-	intake               *readIntake
+	applyCh              chan *logFuture
+	verifyCh             chan *verifyFuture
+	readIndexCh          chan *readIndexFuture
 	followerReadDoneCh   chan followerReadResult
 	configChangeCh       chan *configurationChangeFuture
 	bootstrapCh          chan *bootstrapFuture
 	userSnapshotCh       chan *userSnapshotFuture
 	userRestoreCh        chan *userRestoreFuture
 	leadershipTransferCh chan *leadershipTransferFuture
+
+	// intake takes ReadIndex calls without a run-loop turn each
+	// (read_intake.go); readIndexCh takes them when it is full.
+	intake *readIntake
+
 	// heartbeatCh carries heartbeats from the transport's fast path; the
 	// run loop serves it before anything else.
 	heartbeatCh chan RPC
