@@ -58,6 +58,11 @@ type Raft struct {
 	userSnapshotCh       chan *userSnapshotFuture
 	userRestoreCh        chan *userRestoreFuture
 	leadershipTransferCh chan *leadershipTransferFuture
+
+	// intake takes ReadIndex calls without a run-loop turn each
+	// (read_intake.go); readIndexCh takes them when it is full.
+	intake *readIntake
+
 	// heartbeatCh carries heartbeats from the transport's fast path; the
 	// run loop serves it before anything else.
 	heartbeatCh chan RPC
@@ -224,6 +229,7 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		applyCh:              make(chan *logFuture, applyCap),
 		verifyCh:             make(chan *verifyFuture, 64),
 		readIndexCh:          make(chan *readIndexFuture, 64),
+		intake:               newReadIntake(),
 		followerReadDoneCh:   make(chan followerReadResult),
 		configChangeCh:       make(chan *configurationChangeFuture),
 		userSnapshotCh:       make(chan *userSnapshotFuture),
@@ -381,8 +387,16 @@ func (r *Raft) VerifyLeader() Future {
 // the leader could not be asked; ErrEnqueueTimeout; ErrRaftShutdown. This
 // method is an addition: the reference has no equivalent.
 func (r *Raft) ReadIndex(timeout time.Duration) IndexFuture {
+	select {
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	default:
+	}
 	f := &readIndexFuture{}
 	f.init(r.stoppedCh)
+	if r.intake.add(f) {
+		return f
+	}
 	return r.enqueueRead(f, timeout)
 }
 

@@ -170,6 +170,9 @@ func (r *Raft) stopLeading(err, verifyErr error) {
 	for _, f := range lead.readsBeforeCommit {
 		f.respond(verifyErr)
 	}
+	// The run loop no longer comes back to the intake for this
+	// leadership's rounds (read_intake.go).
+	r.settleReadIntake()
 	r.endUserRestore(err)
 	// Entries above the commit index may or may not commit under a later
 	// leader; their outcome is unknown here. Committed ones keep their
@@ -302,6 +305,11 @@ func (r *Raft) onReplicationProgress() {
 		return
 	}
 	r.checkVerifies()
+	if r.intake.collecting {
+		// A round may have ended: the ReadIndex calls that arrived
+		// meanwhile start the next one (read_intake.go).
+		r.onReadIntake()
+	}
 	r.updateCommitIndex()
 	if r.st.lead != nil {
 		r.checkTransfer()

@@ -239,6 +239,9 @@ func (r *Raft) serveOne() bool {
 		batch := r.drainReadIndexCh(f)
 		r.onLocalReadIndexes(batch)
 		clear(batch)
+	case <-r.intake.wakeCh:
+		r.st.load.working()
+		r.onReadIntake()
 	case res := <-r.followerReadDoneCh:
 		r.st.load.working()
 		r.onFollowerReadDone(res)

@@ -200,6 +200,7 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 	if a.LeaderCommitIndex > r.st.commitIndex {
 		r.setCommitIndex(min(a.LeaderCommitIndex, a.PrevLogEntry+uint64(len(a.Entries))))
 	}
+	r.noteVouched(a.PrevLogEntry + uint64(len(a.Entries)))
 
 	resp.Success = true
 	resp.LastLog = r.st.log.lastIndex
