@@ -55,10 +55,14 @@ type Raft struct {
 	readIndexCh          chan *readIndexFuture
 	followerReadDoneCh   chan followerReadResult
 	configChangeCh       chan *configurationChangeFuture
-	bootstrapCh          chan *bootstrapFuture
 	userSnapshotCh       chan *userSnapshotFuture
 	userRestoreCh        chan *userRestoreFuture
 	leadershipTransferCh chan *leadershipTransferFuture
+
+	// intake takes ReadIndex calls without a run-loop turn each
+	// (read_intake.go); readIndexCh takes them when it is full.
+	intake *readIntake
+
 	// heartbeatCh carries heartbeats from the transport's fast path; the
 	// run loop serves it before anything else.
 	heartbeatCh chan RPC
@@ -76,8 +80,7 @@ type Raft struct {
 	writeDoneCh chan writeResult
 	// The log compactor's (log_compactor.go), the same way for head
 	// compactions.
-	compactCh     chan *writeOp
-	compactDoneCh chan writeResult
+	compactCh chan *writeOp
 	// compactTarget is the highest index a compaction handed (or about to
 	// be handed) to the writer or the compactor deletes up to: written by
 	// the run loop, read by replicators pinning a snapshot.
@@ -86,10 +89,8 @@ type Raft struct {
 	// fsmCh carries work from the run loop to the FSM goroutine (fsm.go).
 	fsmCh chan *fsmTask
 	// fsmSnapshotCh carries snapshot requests from the snapshot goroutine
-	// to the FSM goroutine; userRestoreAppliedCh reports a user restore's
-	// outcome from the FSM goroutine to the run loop.
-	fsmSnapshotCh        chan snapshotRequest
-	userRestoreAppliedCh chan error
+	// to the FSM goroutine.
+	fsmSnapshotCh chan snapshotRequest
 	// fsmProgressCh (capacity one) is poked by the FSM goroutine after each
 	// task, so that a leader holding requests back until its FSM catches
 	// up looks again (backpressure.go), and a run loop whose next write
@@ -100,14 +101,13 @@ type Raft struct {
 	fsmProgressCh chan struct{}
 	fsmHeld       atomic.Int64
 
-	// Reports into the run loop from the snapshot goroutine and from the
-	// goroutines that receive and copy snapshots (snapshot.go).
-	configurationsCh chan *configurationFuture
-	snapshotTakenCh  chan snapshotTaken
-	installDoneCh    chan installResult
-	restoreCopiedCh  chan restoreCopied
-	// transferDoneCh reports the end of a leadership transfer's TimeoutNow.
-	transferDoneCh chan transferResult
+	// eventCh carries the run loop's rare requests and reports, each a
+	// value of its own type (runLoopEvent, events.go): Bootstrap, the
+	// snapshot goroutine's configuration requests and snapshots taken, the
+	// end of a snapshot install or user restore copy (snapshot.go), of a
+	// user restore's apply (fsm.go), of a head compaction
+	// (log_compactor.go) and of a leadership transfer's TimeoutNow.
+	eventCh chan runLoopEvent
 
 	// snapshotWriteCh (capacity one) is held, by sending into it, by
 	// whoever writes a snapshot into the store, from Create to Close: the
@@ -229,9 +229,9 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		applyCh:              make(chan *logFuture, applyCap),
 		verifyCh:             make(chan *verifyFuture, 64),
 		readIndexCh:          make(chan *readIndexFuture, 64),
+		intake:               newReadIntake(),
 		followerReadDoneCh:   make(chan followerReadResult),
 		configChangeCh:       make(chan *configurationChangeFuture),
-		bootstrapCh:          make(chan *bootstrapFuture),
 		userSnapshotCh:       make(chan *userSnapshotFuture),
 		userRestoreCh:        make(chan *userRestoreFuture),
 		leadershipTransferCh: make(chan *leadershipTransferFuture, 1),
@@ -241,18 +241,12 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		writeCh:              make(chan *writeOp, 1),
 		writeDoneCh:          make(chan writeResult, 2),
 		compactCh:            make(chan *writeOp),
-		compactDoneCh:        make(chan writeResult),
+		eventCh:              make(chan runLoopEvent),
 		fsmCh:                make(chan *fsmTask, fsmQueueLen),
 		fsmSnapshotCh:        make(chan snapshotRequest),
-		userRestoreAppliedCh: make(chan error),
 		fsmProgressCh:        make(chan struct{}, 1),
 		invariantBroken:      c.invariantCheck.handler(),
-		configurationsCh:     make(chan *configurationFuture),
-		snapshotTakenCh:      make(chan snapshotTaken),
-		installDoneCh:        make(chan installResult),
-		restoreCopiedCh:      make(chan restoreCopied),
 		snapshotWriteCh:      make(chan struct{}, 1),
-		transferDoneCh:       make(chan transferResult),
 		leaderCh:             make(chan bool, 1),
 		observers:            make(map[uint64]*Observer),
 		shutdownCh:           make(chan struct{}),
@@ -393,8 +387,16 @@ func (r *Raft) VerifyLeader() Future {
 // the leader could not be asked; ErrEnqueueTimeout; ErrRaftShutdown. This
 // method is an addition: the reference has no equivalent.
 func (r *Raft) ReadIndex(timeout time.Duration) IndexFuture {
+	select {
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	default:
+	}
 	f := &readIndexFuture{}
 	f.init(r.stoppedCh)
+	if r.intake.add(f) {
+		return f
+	}
 	return r.enqueueRead(f, timeout)
 }
 
@@ -759,7 +761,7 @@ func (r *Raft) BootstrapCluster(configuration Configuration) Future {
 	f := &bootstrapFuture{configuration: configuration}
 	f.init(r.stoppedCh)
 	select {
-	case r.bootstrapCh <- f:
+	case r.eventCh <- f:
 		return f
 	case <-r.shutdownCh:
 		return errorFuture{ErrRaftShutdown}

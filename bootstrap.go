@@ -13,15 +13,9 @@ import (
 // AddVoter or by being listed. It returns ErrCantBootstrap if the stores
 // already hold state, which is safe to ignore.
 func BootstrapCluster(conf *Config, logs LogStore, stable StableStore, snaps SnapshotStore, trans Transport, configuration Configuration) error {
-	if err := ValidateConfig(conf); err != nil {
-		return err
-	}
-	if err := checkConfiguration(configuration); err != nil {
-		return err
-	}
-	hasState, err := HasExistingState(logs, stable, snaps)
+	hasState, err := checkClusterArgs(conf, logs, stable, snaps, configuration)
 	if err != nil {
-		return fmt.Errorf("failed to check for existing state: %w", err)
+		return err
 	}
 	if hasState {
 		return ErrCantBootstrap
@@ -38,6 +32,25 @@ func BootstrapCluster(conf *Config, logs LogStore, stable StableStore, snaps Sna
 		return fmt.Errorf("failed to append configuration entry to log: %w", err)
 	}
 	return nil
+}
+
+// checkClusterArgs makes the checks BootstrapCluster and RecoverCluster
+// share: conf and configuration must be valid, and the stores readable. It
+// reports whether the stores hold state. The errors of ValidateConfig and
+// checkConfiguration are returned as they are, so that callers comparing
+// them see the same values.
+func checkClusterArgs(conf *Config, logs LogStore, stable StableStore, snaps SnapshotStore, configuration Configuration) (bool, error) {
+	if err := ValidateConfig(conf); err != nil {
+		return false, err
+	}
+	if err := checkConfiguration(configuration); err != nil {
+		return false, err
+	}
+	hasState, err := HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return false, fmt.Errorf("failed to check for existing state: %w", err)
+	}
+	return hasState, nil
 }
 
 // HasExistingState reports whether a server's stores hold any state: a
@@ -92,15 +105,9 @@ func GetConfiguration(conf *Config, fsm FSM, logs LogStore, stable StableStore, 
 // application should not use: start the server afterwards with a fresh
 // FSM.
 func RecoverCluster(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps SnapshotStore, trans Transport, configuration Configuration) error {
-	if err := ValidateConfig(conf); err != nil {
-		return err
-	}
-	if err := checkConfiguration(configuration); err != nil {
-		return err
-	}
-	hasState, err := HasExistingState(logs, stable, snaps)
+	hasState, err := checkClusterArgs(conf, logs, stable, snaps, configuration)
 	if err != nil {
-		return fmt.Errorf("failed to check for existing state: %w", err)
+		return err
 	}
 	if !hasState {
 		return fmt.Errorf("refused to recover cluster with no initial state, this is probably an operator error")

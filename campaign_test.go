@@ -32,12 +32,7 @@ func newFaultyLogStore() *faultyLogStore {
 }
 
 func (s *faultyLogStore) StoreLogs(logs []*Log) error {
-	s.mu.Lock()
-	hold := s.storeHold
-	s.mu.Unlock()
-	if hold != nil {
-		notify(s.entered)
-		<-hold
+	if waitIfHeld(&s.mu, &s.storeHold, s.entered) {
 		return errors.New("injected StoreLogs failure")
 	}
 	return s.InmemStore.StoreLogs(logs)
@@ -46,13 +41,7 @@ func (s *faultyLogStore) StoreLogs(logs []*Log) error {
 func (s *faultyLogStore) StoreLog(l *Log) error { return s.StoreLogs([]*Log{l}) }
 
 func (s *faultyLogStore) LastIndex() (uint64, error) {
-	s.mu.Lock()
-	hold := s.lastHold
-	s.mu.Unlock()
-	if hold != nil {
-		notify(s.entered)
-		<-hold
-	}
+	waitIfHeld(&s.mu, &s.lastHold, s.entered)
 	return s.InmemStore.LastIndex()
 }
 
@@ -65,19 +54,7 @@ func (s *faultyLogStore) holdStores() (fail func()) { return s.hold(&s.storeHold
 func (s *faultyLogStore) holdLastIndex() (release func()) { return s.hold(&s.lastHold) }
 
 func (s *faultyLogStore) hold(field *chan struct{}) func() {
-	ch := make(chan struct{})
-	s.mu.Lock()
-	*field = ch
-	s.mu.Unlock()
-	var once sync.Once
-	release := func() {
-		once.Do(func() {
-			s.mu.Lock()
-			*field = nil
-			s.mu.Unlock()
-			close(ch)
-		})
-	}
+	release := holdCalls(&s.mu, field)
 	s.mu.Lock()
 	s.releases = append(s.releases, release)
 	s.mu.Unlock()

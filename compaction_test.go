@@ -18,33 +18,13 @@ type heldDeleteStore struct {
 }
 
 func (s *heldDeleteStore) DeleteRange(lo, hi uint64) error {
-	s.mu.Lock()
-	hold := s.hold
-	s.mu.Unlock()
-	if hold != nil {
-		notify(s.entered)
-		<-hold
-	}
+	waitIfHeld(&s.mu, &s.hold, s.entered)
 	return s.InmemStore.DeleteRange(lo, hi)
 }
 
 // holdDeletes makes later DeleteRange calls wait until the returned
 // function is called (once or more).
-func (s *heldDeleteStore) holdDeletes() (release func()) {
-	gate := make(chan struct{})
-	s.mu.Lock()
-	s.hold = gate
-	s.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			s.hold = nil
-			s.mu.Unlock()
-			close(gate)
-		})
-	}
-}
+func (s *heldDeleteStore) holdDeletes() (release func()) { return holdCalls(&s.mu, &s.hold) }
 
 // Issue 13: the compaction after a snapshot ran on the log writer ahead of
 // the entries queued behind it, so a slow DeleteRange held back every

@@ -16,6 +16,10 @@ import (
 // has committed an entry of its term, confirms with a quorum of voters that
 // it still leads (one heartbeat round, shared with its other pending reads
 // and VerifyLeader calls, leader.go) and answers the recorded index. The
+// request itself, sent in the leader's term, counts as the follower's
+// acknowledgment: when it and the leader make a quorum, as in any cluster
+// of three voters, the leader answers at once, with no round
+// (requesterCompletesQuorum). The
 // follower then waits until its own FSM has applied that index and answers
 // the future. A read started after a write completed therefore observes
 // it: the write was committed before the leader took the request, so its
@@ -47,6 +51,56 @@ type followerReads struct {
 	queued []*readIndexFuture
 	// unsupported is the leader, and the term, found not to know the RPC.
 	unsupported leaderTerm
+	// vouched is the highest index up to which an AppendEntries of term
+	// vouchedTerm, accepted by this node, showed its log to match the
+	// leader's (noteVouched); committed is the highest read index the
+	// leader answered in that term, so committed in its log.
+	vouched, committed, vouchedTerm uint64
+}
+
+// noteVouched records that an AppendEntries of the current term, just
+// accepted, showed this node's log to match the leader's up to index.
+// Within one term the leader's log only grows and every request comes from
+// it, so the match holds for the rest of the term.
+func (r *Raft) noteVouched(index uint64) {
+	fr := r.followerTermState()
+	fr.vouched = max(fr.vouched, index)
+	r.commitKnown()
+}
+
+// followerTermState returns the follower read state, with vouched and
+// committed reset when the term changed since they were recorded.
+func (r *Raft) followerTermState() *followerReads {
+	fr := &r.st.freads
+	if fr.vouchedTerm != r.st.currentTerm {
+		fr.vouched, fr.committed, fr.vouchedTerm = 0, 0, r.st.currentTerm
+	}
+	return fr
+}
+
+// commitFromReadIndex takes the leader's answer to a request sent in this
+// term: the read index was the leader's commit index, so every entry up to
+// it is committed. An AppendEntries would tell this node so only with the
+// next write, or after CommitTimeout, which the reads would wait for.
+func (r *Raft) commitFromReadIndex(res followerReadResult) {
+	term := r.st.currentTerm
+	if res.to.term != term || res.resp.Term != term || r.st.leader != res.to.leader {
+		return
+	}
+	fr := r.followerTermState()
+	fr.committed = max(fr.committed, res.resp.ReadIndex)
+	r.commitKnown()
+}
+
+// commitKnown moves the commit index up to what the leader of this term
+// answered as committed, as far as this node holds the leader's entries
+// (what the leader vouched for): the rule AppendEntries follows with the
+// leader's commit index (rpc.go).
+func (r *Raft) commitKnown() {
+	fr := &r.st.freads
+	if fr.committed > r.st.commitIndex && fr.vouchedTerm == r.st.currentTerm {
+		r.setCommitIndex(min(fr.committed, fr.vouched, r.st.log.lastIndex))
+	}
 }
 
 // leaderTerm is a leader in one term.
@@ -91,7 +145,7 @@ func (r *Raft) sendFollowerReads(batch []*readIndexFuture) {
 		return
 	}
 	fr.inflight, fr.sending = batch, true
-	req := &ReadIndexRequest{RPCHeader: r.rpcHeader()}
+	req := &ReadIndexRequest{RPCHeader: r.rpcHeader(), Term: to.term}
 	metrics.IncrCounter([]string{"raft", "follower_read", "request"}, 1)
 	r.routines.goFunc(func() {
 		res := followerReadResult{to: to}
@@ -126,6 +180,9 @@ func (r *Raft) onFollowerReadDone(res followerReadResult) {
 		// does.
 		err = ErrNotLeader
 	}
+	if err == nil && r.st.lead == nil {
+		r.commitFromReadIndex(res)
+	}
 	for _, f := range batch {
 		if err != nil {
 			f.respond(err)
@@ -136,6 +193,12 @@ func (r *Raft) onFollowerReadDone(res followerReadResult) {
 	}
 	queued := fr.queued
 	fr.queued = nil
+	// The calls that waited in the intake meanwhile (read_intake.go) share
+	// the next request too.
+	in := r.intake
+	taken := in.take()
+	queued = append(queued, taken...)
+	in.giveBack(taken)
 	switch {
 	case len(queued) == 0:
 	case r.st.lead != nil:
@@ -143,6 +206,51 @@ func (r *Raft) onFollowerReadDone(res followerReadResult) {
 	default:
 		r.sendFollowerReads(queued)
 	}
+	r.settleReadIntake()
+}
+
+// requesterCompletesQuorum reports whether this leader may answer req at
+// once, with its commit index and no heartbeat round: when it has
+// committed an entry of its term, and it and the requesting follower are
+// voters that together make a quorum (in a cluster of three voters, any
+// voter follower does), and the follower sent req in this leader's term.
+//
+// Why that confirms the read as a round would:
+//  1. Every read the request serves began before the follower sent it,
+//     and the follower was then in this term (req.Term, and a server's term
+//     only grows), so it had voted for no candidate of a later term.
+//  2. This leader is in this term now, after the follower sent req, so it
+//     has voted for no candidate of a later term either.
+//  3. A leader of any later term needs votes from a quorum, which
+//     includes this leader or the follower: by 1 and 2 it was elected after
+//     the reads began, and any write it completes completes after they
+//     began, which they need not observe.
+//  4. So every write completed before the reads began was committed in
+//     this term or an earlier one: it is in this leader's log (leader
+//     completeness), at or below its commit index, since the leader has
+//     committed an entry of its own term (entries of earlier terms are
+//     below it) and its commit index only grows.
+//
+// That is what a heartbeat round shows with the quorum's acknowledgments
+// of heartbeats sent after the reads began; here the follower's request is
+// its acknowledgment and the leader's own state its own.
+func (r *Raft) requesterCompletesQuorum(req *ReadIndexRequest) bool {
+	lead := r.st.lead
+	if req.Term != r.st.currentTerm || r.st.commitIndex < lead.termStart {
+		return false
+	}
+	from := ServerID(req.ID)
+	if from == r.localID {
+		return false
+	}
+	voters := r.st.configs.latestVoters
+	acks := 0
+	for _, id := range voters {
+		if id == r.localID || id == from {
+			acks++
+		}
+	}
+	return acks >= quorumSize(len(voters))
 }
 
 // onReadIndexRequest takes a follower's ReadIndex RPC: on the leader, a
@@ -151,6 +259,12 @@ func (r *Raft) onFollowerReadDone(res followerReadResult) {
 func (r *Raft) onReadIndexRequest(rpc RPC, req *ReadIndexRequest) {
 	resp := &ReadIndexResponse{RPCHeader: r.rpcHeader(), Term: r.st.currentTerm}
 	if r.st.lead == nil {
+		rpc.Respond(resp, nil)
+		return
+	}
+	if r.requesterCompletesQuorum(req) {
+		metrics.IncrCounter([]string{"raft", "follower_read", "without_round"}, 1)
+		resp.ReadIndex, resp.Success = r.st.commitIndex, true
 		rpc.Respond(resp, nil)
 		return
 	}

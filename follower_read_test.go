@@ -323,3 +323,135 @@ func TestNewFollowerRead_TransportWithoutReadIndex(t *testing.T) {
 		}
 	})
 }
+
+// verifyRounds returns the verification rounds the leader has started.
+func verifyRounds(leader *testNode) uint64 {
+	return leader.raft.st.lead.shared.verifyRound.Load()
+}
+
+// With three voters, a follower's request and the leader make a quorum of
+// the leader's term: the leader answers it with no heartbeat round
+// (requesterCompletesQuorum).
+func TestNewFollowerRead_ThreeVotersNeedNoRound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 3)
+		synctest.Wait()
+		rounds := verifyRounds(leader)
+		for _, f := range followersOf(c, leader) {
+			last := leader.raft.Apply([]byte("y-"+string(f.id)), 0)
+			if err := last.Error(); err != nil {
+				t.Fatal(err)
+			}
+			read := f.raft.ReadIndex(0)
+			if err := read.Error(); err != nil {
+				t.Fatalf("ReadIndex on %s: %v", f.id, err)
+			}
+			if read.Index() < last.Index() {
+				t.Fatalf("read index %d is before a completed write at %d", read.Index(), last.Index())
+			}
+		}
+		synctest.Wait()
+		if got := verifyRounds(leader); got != rounds {
+			t.Fatalf("follower reads in a cluster of three voters took %d verification rounds, want 0", got-rounds)
+		}
+	})
+}
+
+// A request that does not show the follower in the leader's term (sent in
+// an earlier term, or by a sender that does not set Term), or whose sender
+// and the leader are not a quorum, waits for a heartbeat round.
+func TestNewFollowerRead_RoundUnlessRequestCompletesQuorum(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 3)
+		synctest.Wait()
+		f := followersOf(c, leader)[0]
+		term := leader.raft.CurrentTerm()
+		for _, tc := range []struct {
+			name  string
+			id    string
+			term  uint64
+			round bool
+		}{
+			{"this term", string(f.id), term, false},
+			{"an earlier term", string(f.id), term - 1, true},
+			{"no term", string(f.id), 0, true},
+			{"a server outside the configuration", "stranger", term, true},
+			{"the leader's own ID", string(leader.id), term, true},
+		} {
+			rounds := verifyRounds(leader)
+			req := &ReadIndexRequest{RPCHeader: RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte(tc.id), Addr: []byte(f.raft.localAddr)}, Term: tc.term}
+			var resp ReadIndexResponse
+			if err := f.raft.trans.(WithReadIndex).ReadIndex(leader.id, leader.raft.localAddr, req, &resp); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if !resp.Success {
+				t.Fatalf("%s: the leader did not confirm the read", tc.name)
+			}
+			if took := verifyRounds(leader) > rounds; took != tc.round {
+				t.Fatalf("%s: a verification round taken: %v, want %v", tc.name, took, tc.round)
+			}
+		}
+	})
+}
+
+// With five voters, a follower and the leader are not a quorum: a
+// follower read waits for a heartbeat round.
+func TestNewFollowerRead_FiveVotersTakeARound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 5, clusterOpts{})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 3)
+		synctest.Wait()
+		rounds := verifyRounds(leader)
+		f := followersOf(c, leader)[0]
+		if err := f.raft.ReadIndex(0).Error(); err != nil {
+			t.Fatal(err)
+		}
+		if got := verifyRounds(leader); got == rounds {
+			t.Fatal("a follower read in a cluster of five voters was answered without a verification round")
+		}
+	})
+}
+
+// A follower that has every entry but has not yet heard that the newest
+// ones committed (AppendEntries tells it with the next write, or after
+// CommitTimeout) learns it from the leader's answer: the read does not
+// wait for either (commitFromReadIndex).
+func TestNewFollowerRead_AnswerCommitsHeldEntries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
+			conf.CommitTimeout = time.Second
+		}})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 3)
+		f := followersOf(c, leader)[0]
+		for i := 0; i < 5; i++ {
+			last := leader.raft.Apply([]byte(fmt.Sprintf("y-%d", i)), 0)
+			if err := last.Error(); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			read := f.raft.ReadIndex(0)
+			if err := read.Error(); err != nil {
+				t.Fatal(err)
+			}
+			if read.Index() < last.Index() {
+				t.Fatalf("read index %d is before a completed write at %d", read.Index(), last.Index())
+			}
+			if waited := time.Since(start); waited >= 100*time.Millisecond {
+				t.Fatalf("the follower read waited %v (fake time) for the commit index to reach the follower", waited)
+			}
+			if got := f.raft.AppliedIndex(); got < last.Index() {
+				t.Fatalf("the read answered at applied index %d, before %d", got, last.Index())
+			}
+		}
+	})
+}

@@ -330,7 +330,7 @@ func (a *fsmApplier) restore(t *fsmTask) bool {
 	}
 	if t.userRestore {
 		select {
-		case r.userRestoreAppliedCh <- err:
+		case r.eventCh <- userRestoreApplied{err: err}:
 		case <-r.shutdownCh:
 			return false
 		}

@@ -25,30 +25,14 @@ type fzHeldStore struct {
 }
 
 func (s *fzHeldStore) StoreLogs(logs []*Log) error {
-	s.mu.Lock()
-	hold := s.hold
-	s.mu.Unlock()
-	if hold != nil {
-		<-hold
-	}
+	waitIfHeld(&s.mu, &s.hold, nil)
 	return s.InmemStore.StoreLogs(logs)
 }
 
 func (s *fzHeldStore) StoreLog(l *Log) error { return s.StoreLogs([]*Log{l}) }
 
 // holdWrites makes later writes wait until release is called.
-func (s *fzHeldStore) holdWrites() (release func()) {
-	ch := make(chan struct{})
-	s.mu.Lock()
-	s.hold = ch
-	s.mu.Unlock()
-	return func() {
-		s.mu.Lock()
-		s.hold = nil
-		s.mu.Unlock()
-		close(ch)
-	}
-}
+func (s *fzHeldStore) holdWrites() (release func()) { return holdCalls(&s.mu, &s.hold) }
 
 // Found by fuzzy seed 18 (MaxAppendEntries=1): once a pipelined answer
 // failed, the replicator stopped reading the pipeline's answers while its
@@ -416,56 +400,27 @@ func TestFuzzyRegression_FollowerAcceptsEntriesAfterOneItCompacted(t *testing.T)
 	})
 }
 
-// startHandLedFollower starts n0 of a bootstrapped three-server cluster as
-// a follower that compacts its whole log on each snapshot (TrailingLogs 0)
-// and snapshots only when asked. The test plays n1, the leader of term 2,
-// by hand through the returned send: it sends entries from..to of term 2
-// after prev, committing up to commit (no entries when from is 0), so that
+// startHandLedFollower starts n0 of a bootstrapped three-server cluster
+// (startHandLed, with the default LogWriteStallTimeout) as a follower that
+// compacts its whole log on each snapshot (TrailingLogs 0) and snapshots
+// only when asked. The test plays n1, the leader of term 2, by hand
+// through the returned send: it sends entries from..to of term 2 after
+// prev, committing up to commit (no entries when from is 0), so that
 // nothing retries behind the test's back.
 func startHandLedFollower(t *testing.T, logs LogStore, stable *InmemStore, fsm FSM) (*Raft, func(prev, from, to, commit uint64) *AppendEntriesResponse) {
 	t.Helper()
-	conf := testConfig(t, "n0")
-	conf.TrailingLogs = 0
-	conf.SnapshotThreshold = 1 << 30
-	conf.SnapshotInterval = time.Hour
-	snaps := NewInmemSnapshotStore()
-	_, trans := NewInmemTransport("a0")
-	_, leader := NewInmemTransport("a1")
-	leader.Connect("a0", trans)
-	cfg := Configuration{Servers: []Server{
-		{Suffrage: Voter, ID: "n0", Address: "a0"},
-		{Suffrage: Voter, ID: "n1", Address: "a1"},
-		{Suffrage: Voter, ID: "n2", Address: "a2"},
-	}}
-	if err := BootstrapCluster(conf, logs, stable, snaps, trans, cfg); err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewRaft(conf, fsm, logs, stable, snaps, trans)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := startHandLed(t, logs, stable, NewInmemSnapshotStore(), fsm, true, func(c *Config) {
+		c.LogWriteStallTimeout = DefaultConfig().LogWriteStallTimeout
+	})
 	send := func(prev, from, to, commit uint64) *AppendEntriesResponse {
 		t.Helper()
-		req := &AppendEntriesRequest{
-			RPCHeader:         RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte("n1"), Addr: []byte("a1")},
-			Term:              2,
-			PrevLogEntry:      prev,
-			PrevLogTerm:       2,
-			LeaderCommitIndex: commit,
-		}
+		prevTerm := uint64(2)
 		if prev == 1 {
-			req.PrevLogTerm = 1 // the bootstrap entry
+			prevTerm = 1 // the bootstrap entry
 		}
-		for i := from; i <= to && from > 0; i++ {
-			req.Entries = append(req.Entries, &Log{Index: i, Term: 2, Type: LogCommand, Data: []byte(fmt.Sprintf("cmd-%d", i))})
-		}
-		var resp AppendEntriesResponse
-		if err := leader.AppendEntries("n0", "a0", req, &resp); err != nil {
-			t.Fatalf("AppendEntries: %v", err)
-		}
-		return &resp
+		return h.appendEntries(2, prev, prevTerm, from, to, 2, commit)
 	}
-	return r, send
+	return h.r, send
 }
 
 // Found by the fuzzy soak (seed 7392399948086879820, as a write-path

@@ -97,6 +97,10 @@ type replicationShared struct {
 	// entries first and checks it after, so it never sends entries from a
 	// log that has moved on.
 	stopped atomic.Bool
+	// transferring is set while a leadership transfer waits for its
+	// target to catch up: every accepted request then wakes the run loop
+	// (replicator.recordSuccess).
+	transferring atomic.Bool
 }
 
 // becomeLeader takes over as leader for the current term.
@@ -177,6 +181,9 @@ func (r *Raft) stopLeading(err, verifyErr error) {
 	for _, f := range lead.heldVerifies {
 		f.respond(verifyErr)
 	}
+	// The run loop no longer comes back to the intake for this
+	// leadership's rounds (read_intake.go).
+	r.settleReadIntake()
 	r.endUserRestore(err)
 	if f := lead.restored; f != nil {
 		// The FSM holds the user's snapshot, and the no-op after it has
@@ -320,6 +327,11 @@ func (r *Raft) onReplicationProgress() {
 		return
 	}
 	r.checkVerifies()
+	if r.intake.collecting {
+		// A round may have ended: the ReadIndex calls that arrived
+		// meanwhile start the next one (read_intake.go).
+		r.onReadIntake()
+	}
 	r.updateCommitIndex()
 	if r.st.lead != nil {
 		r.checkTransfer()
@@ -672,6 +684,7 @@ func (r *Raft) onLeadershipTransfer(f *leadershipTransferFuture) {
 	r.revokeLease()
 	lead.transferStarted = true
 	lead.transfer = &transferState{future: f, target: repl, addr: addr, timer: time.NewTimer(r.config().ElectionTimeout)}
+	lead.shared.transferring.Store(true)
 	repl.trigger()
 	r.checkTransfer()
 }
@@ -708,7 +721,7 @@ func (r *Raft) checkTransfer() {
 			err = fmt.Errorf("failed to make TimeoutNow RPC to %v: %v", id, err)
 		}
 		select {
-		case r.transferDoneCh <- transferResult{transfer: t, err: err}:
+		case r.eventCh <- transferResult{transfer: t, err: err}:
 		case <-r.shutdownCh:
 		}
 	})
@@ -745,6 +758,7 @@ func (r *Raft) onTransferTimeout() {
 func (r *Raft) endTransfer(err error) {
 	t := r.st.lead.transfer
 	r.st.lead.transfer = nil
+	r.st.lead.shared.transferring.Store(false)
 	t.timer.Stop()
 	t.future.respond(err)
 }

@@ -123,10 +123,7 @@ func TestNewLeaseStart_QuorumOfSendTimes(t *testing.T) {
 
 func TestNewLease_ReadsCostNoRPCWhileHeld(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: leaseConf})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
+		_, leader := startLeased(t, nil, 1)
 		// Let the heartbeats settle: every goroutine is waiting on a timer.
 		synctest.Wait()
 		before := sentAppends(leader)
@@ -152,10 +149,7 @@ func TestNewLease_ReadsCostNoRPCWhileHeld(t *testing.T) {
 
 func TestNewLease_ReadAfterWriteObservesIt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: leaseConf})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
+		_, leader := startLeased(t, nil, 1)
 		for i := 0; i < 50; i++ {
 			var last ApplyFuture
 			for j := 0; j < 5; j++ {
@@ -187,10 +181,7 @@ func TestNewLease_ReadAfterWriteObservesIt(t *testing.T) {
 
 func TestNewLease_PartitionedLeaderStopsBeforeANewLeader(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: leaseConf})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
+		c, leader := startLeased(t, nil, 1)
 		var mu sync.Mutex
 		var electedAt time.Time
 		var others []*testNode
@@ -252,10 +243,7 @@ func TestNewLease_PartitionedLeaderStopsBeforeANewLeader(t *testing.T) {
 
 func TestNewLease_TransferEndsTheLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: leaseConf})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
+		c, leader := startLeased(t, nil, 1)
 		var target, other *testNode
 		for _, n := range c.nodes {
 			switch {
@@ -309,18 +297,8 @@ func TestNewLease_TransferEndsTheLease(t *testing.T) {
 func TestNewLease_RestartedVoterHoldsItsVote(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const hold = 2 * time.Second
-		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) { conf.StartupVoteHold = hold }})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
-		c.shutdown()
-		voter, cand := c.nodes[0], c.nodes[1]
-		c.start(voter)
+		voter, cand, probe := restartOneVoter(t, func(conf *Config) { conf.StartupVoteHold = hold })
 		started := time.Now()
-		// A stand-in for another member campaigning: a transport at its
-		// address, asking the restarted voter directly.
-		_, probe := NewInmemTransport(cand.addr)
-		probe.Connect(voter.addr, voter.trans)
 		term := voter.raft.CurrentTerm()
 		header := RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte(cand.id), Addr: probe.EncodePeer(cand.id, cand.addr)}
 		vote := func(transfer bool) bool {
@@ -368,16 +346,8 @@ func TestNewLease_RestartedVoterHoldsItsVote(t *testing.T) {
 // no longer.
 func TestNewLease_WithoutHoldARestartedVoterVotesAfterOneHeartbeatTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
-		c.shutdown()
-		voter, cand := c.nodes[0], c.nodes[1]
-		c.start(voter)
+		voter, cand, probe := restartOneVoter(t, nil)
 		started := time.Now()
-		_, probe := NewInmemTransport(cand.addr)
-		probe.Connect(voter.addr, voter.trans)
 		vote := func() bool {
 			t.Helper()
 			var resp RequestVoteResponse
@@ -408,13 +378,7 @@ func TestNewLease_NewLeaderWaitsForItsFirstCommit(t *testing.T) {
 
 func TestNewLease_ShutdownHandOffEndsTheLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
-			leaseConf(conf)
-			conf.LeadershipTransferOnShutdown = true
-		}})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
+		c, leader := startLeased(t, func(conf *Config) { conf.LeadershipTransferOnShutdown = true }, 1)
 		synctest.Wait()
 		if err := leader.raft.ReadLease(0).Error(); err != nil {
 			t.Fatalf("lease read before the hand-off: %v", err)

@@ -24,13 +24,7 @@ func countSteps(conf *Config, steps map[ServerID]*atomic.Int64) {
 func TestNewLease_ReadsTakeNoRunLoopTurn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		steps := make(map[ServerID]*atomic.Int64)
-		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
-			leaseConf(conf)
-			countSteps(conf, steps)
-		}})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 3)
+		_, leader := startLeased(t, func(conf *Config) { countSteps(conf, steps) }, 3)
 		// Every goroutine waits on a timer: time stands still until the
 		// test goroutine blocks, and the reads below never block it.
 		synctest.Wait()
@@ -60,14 +54,7 @@ func TestNewLease_ReadsTakeNoRunLoopTurn(t *testing.T) {
 // learned of a newer term, before any time passed.
 func TestNewLease_NoReadOnceSteppingDown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		notify := make(map[ServerID]chan bool)
-		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
-			leaseConf(conf)
-			ch := make(chan bool)
-			notify[conf.LocalID] = ch
-			conf.NotifyCh = ch
-		}})
-		defer c.shutdown()
+		c, notify := newNotifyCluster(t, leaseConf)
 		// Every node's NotifyCh is drained until the test stops its
 		// drainer.
 		var saidTrue sync.Map
@@ -115,22 +102,8 @@ func TestNewLease_NoReadOnceSteppingDown(t *testing.T) {
 		term := leader.raft.pub.term.Load()
 
 		// A follower tells the leader about a newer term.
-		var from *testNode
-		for _, n := range c.nodes {
-			if n != leader {
-				from = n
-				break
-			}
-		}
-		go func() {
-			req := &AppendEntriesRequest{
-				RPCHeader: RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte(from.id), Addr: []byte(from.addr)},
-				Term:      term + 1,
-				Leader:    from.trans.EncodePeer(from.id, from.addr),
-			}
-			var resp AppendEntriesResponse
-			from.trans.AppendEntries(leader.id, leader.addr, req, &resp)
-		}()
+		from := followerOf(c, leader)
+		go sendNewerTerm(from, leader, term+1)
 		synctest.Wait()
 		if got := leader.raft.pub.term.Load(); got != term+1 || leader.raft.State() == Leader {
 			t.Fatalf("the leader is %v in term %d, want a follower in %d", leader.raft.State(), got, term+1)
@@ -173,10 +146,7 @@ func TestNewLease_NoReadOnceSteppingDown(t *testing.T) {
 // holds the run loop in the middle of the step-down.
 func TestNewLease_StepDownRacesReads(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: leaseConf})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 1)
+		c, leader := startLeased(t, nil, 1)
 		synctest.Wait()
 		r := leader.raft
 		term := r.pub.term.Load()
@@ -203,26 +173,14 @@ func TestNewLease_StepDownRacesReads(t *testing.T) {
 				}
 			}()
 		}
-		var from *testNode
-		for _, n := range c.nodes {
-			if n != leader {
-				from = n
-				break
-			}
-		}
+		from := followerOf(c, leader)
 		close(start)
 		// Some reads first, then the newer term.
 		for served.Load() < 50 {
 			// The readers never block: synctest.Wait would wait for good.
 			runtime.Gosched()
 		}
-		req := &AppendEntriesRequest{
-			RPCHeader: RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte(from.id), Addr: []byte(from.addr)},
-			Term:      term + 1,
-			Leader:    from.trans.EncodePeer(from.id, from.addr),
-		}
-		var resp AppendEntriesResponse
-		if err := from.trans.AppendEntries(leader.id, leader.addr, req, &resp); err != nil {
+		if err := sendNewerTerm(from, leader, term+1); err != nil {
 			t.Fatal(err)
 		}
 		wg.Wait()
@@ -236,25 +194,10 @@ func TestNewLease_StepDownRacesReads(t *testing.T) {
 // one verification round: one heartbeat per follower.
 func TestVerifyLeader_WaitingCallsShareOneRound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		notify := make(map[ServerID]chan bool)
-		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
-			ch := make(chan bool)
-			notify[conf.LocalID] = ch
-			conf.NotifyCh = ch
-		}})
-		defer c.shutdown()
+		c, notify := newNotifyCluster(t, nil)
 		// The new leader's run loop waits to tell NotifyCh, before it
 		// takes any request.
-		var leader *testNode
-		c.waitFor(5*time.Second, "a leader", func() bool {
-			for _, n := range c.running() {
-				if n.raft.State() == Leader {
-					leader = n
-					return true
-				}
-			}
-			return false
-		})
+		leader := c.anyLeaderNode()
 		const calls = 50
 		futures := make([]Future, calls)
 		for i := range futures {
@@ -336,10 +279,7 @@ func TestReadWaiters_AnswerOnceApplied(t *testing.T) {
 // writing keeps its lease.
 func TestNewLease_PipelinedAppendsRenewIt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: leaseConf})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "x", 3)
+		_, leader := startLeased(t, nil, 3)
 		synctest.Wait()
 		leader.strict.trans.dropHeartbeats.Store(true)
 		for i := 0; i < 50; i++ {

@@ -17,14 +17,14 @@ package raft
 // are covered by the snapshot, and the next snapshot deletes them.
 
 // runLogCompactor is the log compactor goroutine. It receives head
-// compactions on compactCh and answers each on compactDoneCh.
+// compactions on compactCh and answers each on eventCh (compactionDone).
 func (r *Raft) runLogCompactor() {
 	for {
 		select {
 		case op := <-r.compactCh:
 			res := writeResult{op: op, err: r.compact(op.compactTo, keyCompactLogs)}
 			select {
-			case r.compactDoneCh <- res:
+			case r.eventCh <- compactionDone(res):
 			case <-r.shutdownCh:
 				return
 			}

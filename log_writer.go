@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,8 +35,11 @@ import (
 //     (writeOp.lateReplies) go when the run loop hears of it.
 //   - While the writer stores one append, the run loop may hand it the
 //     next one (writeQueue.onDeck), so that consecutive writes follow each
-//     other without a round through the run loop between them. Later ops
-//     still merge in the queue behind. After a failed write the writer
+//     other without a round through the run loop between them. Until the
+//     writer takes the op on deck out of writeCh, later appends and their
+//     answers join it (writeOp.absorb): each write carries everything that
+//     arrived while the one before it was being written, not only what had
+//     arrived when the op went on deck. After a failed write the writer
 //     skips the op on deck (errWriteSkipped): the run loop dropped it.
 //   - A write that fails, or on a leader stalls past
 //     Config.LogWriteStallTimeout, makes the leader step down instead of
@@ -70,6 +74,15 @@ import (
 
 // maxMergedEntries bounds how many entries one merged op may hold.
 const maxMergedEntries = 4096
+
+// lingerMinEntries and maxLinger: a plain append of fewer than
+// lingerMinEntries entries that the writer receives after writing
+// 2*lingerMinEntries or more at once waits for up to half the last
+// write's duration, at most maxLinger, until it holds half as many.
+const (
+	lingerMinEntries = 4
+	maxLinger        = time.Millisecond
+)
 
 // writeOp is one unit of work for the log writer: optionally delete a
 // suffix of the log, then optionally record a commit index, then store
@@ -116,6 +129,88 @@ type writeOp struct {
 	compaction bool
 	// handedOff is when the writer took the op; stall detection uses it.
 	handedOff time.Time
+
+	// deck guards entries, last, commitIndex and replies while the op is
+	// on deck: the run loop may still add to them (absorb, holdReply)
+	// until the writer takes the op (take), and never after.
+	deck  sync.Mutex
+	taken bool
+	// grew, when not nil, hears of every absorb: the writer is waiting
+	// for the op to grow (waitToGrow).
+	grew chan struct{}
+}
+
+// waitToGrow waits, when op holds fewer than small entries, until it
+// holds want entries or more, for at most timeout, or until the node
+// stops.
+func (op *writeOp) waitToGrow(small, want int, timeout time.Duration, shutdownCh <-chan struct{}) {
+	op.deck.Lock()
+	if len(op.entries) >= small || len(op.entries) >= want {
+		op.deck.Unlock()
+		return
+	}
+	op.grew = make(chan struct{}, 1)
+	op.deck.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-op.grew:
+			op.deck.Lock()
+			n := len(op.entries)
+			op.deck.Unlock()
+			if n >= want {
+				return
+			}
+		case <-t.C:
+			return
+		case <-shutdownCh:
+			return
+		}
+	}
+}
+
+// take marks the op as the writer's: from now on the run loop no longer
+// adds entries or replies to it. The writer calls it on receiving the op.
+func (op *writeOp) take() {
+	op.deck.Lock()
+	op.taken = true
+	op.deck.Unlock()
+}
+
+// absorb adds the plain append later to op, an append on deck, and
+// reports whether it did: it does not once the writer took op, nor past
+// maxMergedEntries.
+func (op *writeOp) absorb(later *writeOp) bool {
+	op.deck.Lock()
+	defer op.deck.Unlock()
+	if op.taken || len(op.entries)+len(later.entries) > maxMergedEntries {
+		return false
+	}
+	op.entries = append(op.entries, later.entries...)
+	op.last = later.last
+	op.commitIndex = max(op.commitIndex, later.commitIndex)
+	op.replies = append(op.replies, later.replies...)
+	if op.grew != nil {
+		select {
+		case op.grew <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// holdReply adds reply to the replies the writer sends once op is
+// durable, and reports whether it did: it does not once the writer took
+// op.
+func (op *writeOp) holdReply(reply pendingReply) bool {
+	op.deck.Lock()
+	defer op.deck.Unlock()
+	if op.taken {
+		return false
+	}
+	op.replies = append(op.replies, reply)
+	return true
 }
 
 // newCompaction returns an op deleting the log's head up to upTo, for the
@@ -219,9 +314,16 @@ func (r *Raft) runLogWriter() {
 	// failed is set after a failed write until the resync: the op the run
 	// loop handed ahead of the failure is skipped.
 	failed := false
+	// prev and lastWrite are the size and duration of the last append.
+	prev, lastWrite := 0, time.Duration(0)
 	for {
 		select {
 		case op := <-r.writeCh:
+			if !failed && op.mayGoAhead() && prev >= 2*lingerMinEntries {
+				op.waitToGrow(lingerMinEntries, prev/2, min(lastWrite/2, maxLinger), r.shutdownCh)
+			}
+			op.take()
+			start := time.Now()
 			if failed && !op.resync {
 				select {
 				case r.writeDoneCh <- writeResult{op: op, err: errWriteSkipped}:
@@ -231,6 +333,9 @@ func (r *Raft) runLogWriter() {
 				continue
 			}
 			res := r.performWrite(op)
+			if op.mayGoAhead() {
+				prev, lastWrite = len(op.entries), time.Since(start)
+			}
 			failed = res.err != nil && !op.resync
 			if res.err == nil && !op.resync {
 				// The follower's answers leave now; the run loop hears
@@ -464,11 +569,16 @@ func (q *writeQueue) compactionDone(ok bool) *writeOp {
 }
 
 // enqueue adds op, merging it into the last queued op when both only
-// append, so that one StoreLogs call carries everything that accumulated
-// while the writer was busy. Head compactions merge only with each other.
+// append, or into the op on deck while the writer has not taken it and
+// nothing but head compactions is queued, so that one StoreLogs call
+// carries everything that accumulated while the writer was busy. Head
+// compactions merge only with each other.
 func (q *writeQueue) enqueue(op *writeOp) {
 	if op.deleteFrom > 0 {
 		q.durable = max(min(q.durable, op.deleteFrom-1), q.floor)
+	}
+	if d := q.deck(); d != nil && op.mayGoAhead() && q.onlyCompactionsQueued() && d.absorb(op) {
+		return
 	}
 	if n := len(q.queued); n > 0 && op.compaction && q.queued[n-1].compaction {
 		last := q.queued[n-1]
@@ -492,15 +602,43 @@ func (q *writeQueue) enqueue(op *writeOp) {
 	q.queued = append(q.queued, op)
 }
 
+// deck returns the plain append that later appends may still join if
+// the writer has not taken it: the op on deck, or else the op in flight.
+func (q *writeQueue) deck() *writeOp {
+	if q.onDeck != nil {
+		return q.onDeck
+	}
+	if q.inflight != nil && q.inflight.mayGoAhead() {
+		return q.inflight
+	}
+	return nil
+}
+
+// onlyCompactionsQueued reports whether every queued op, if any, is a
+// head compaction.
+func (q *writeQueue) onlyCompactionsQueued() bool {
+	for _, op := range q.queued {
+		if !op.compaction {
+			return false
+		}
+	}
+	return true
+}
+
 // addReply holds reply until every op pending now is durable (head
 // compactions change nothing that is durable, and never hold a reply). It
 // returns false when nothing is pending, and the reply may be sent at once.
+// A reply for the op on deck goes with its write when the writer has not
+// taken it yet, and waits for the run loop to hear of the write otherwise.
 func (q *writeQueue) addReply(reply pendingReply) bool {
 	for i := len(q.queued) - 1; i >= 0; i-- {
 		if op := q.queued[i]; !op.compaction {
 			op.replies = append(op.replies, reply)
 			return true
 		}
+	}
+	if d := q.deck(); d != nil && d.holdReply(reply) {
+		return true
 	}
 	for _, op := range []*writeOp{q.onDeck, q.inflight} {
 		if op != nil {

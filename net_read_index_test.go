@@ -3,6 +3,7 @@ package raft
 import (
 	"bytes"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"net"
 	"sync/atomic"
@@ -17,7 +18,7 @@ import (
 // every type hashicorp/raft knows; the existing golden files do not change
 // (wire_golden_test.go).
 func TestWire_ReadIndexGolden(t *testing.T) {
-	req := &ReadIndexRequest{RPCHeader: RPCHeader{ProtocolVersion: 3, ID: []byte("n2"), Addr: []byte("10.0.0.2:8300")}}
+	req := &ReadIndexRequest{RPCHeader: RPCHeader{ProtocolVersion: 3, ID: []byte("n2"), Addr: []byte("10.0.0.2:8300")}, Term: 301}
 	frame := encodeFrame(t, rpcReadIndex, req, false)
 	if frame[0] != 5 {
 		t.Fatalf("ReadIndex type byte %d, want 5", frame[0])
@@ -29,8 +30,21 @@ func TestWire_ReadIndexGolden(t *testing.T) {
 
 	var back ReadIndexRequest
 	decodeFrameForTest(t, frame[1:], &back)
-	if back.ProtocolVersion != 3 || !bytes.Equal(back.ID, req.ID) || !bytes.Equal(back.Addr, req.Addr) {
+	if back.ProtocolVersion != 3 || !bytes.Equal(back.ID, req.ID) || !bytes.Equal(back.Addr, req.Addr) || back.Term != 301 {
 		t.Fatalf("decoded %+v, want %+v", back, req)
+	}
+
+	// A request from a sender without the Term field (as this library
+	// sent them before it had one) still decodes, with Term 0, which the
+	// leader counts for nothing (follower_read.go).
+	old, err := hex.DecodeString("0583a441646472ad31302e302e302e323a38333030a24944a26e32af50726f746f636f6c56657273696f6e03")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fromOld ReadIndexRequest
+	decodeFrameForTest(t, old[1:], &fromOld)
+	if !bytes.Equal(fromOld.ID, req.ID) || fromOld.Term != 0 {
+		t.Fatalf("decoded %+v from a request without Term", fromOld)
 	}
 }
 

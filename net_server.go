@@ -127,7 +127,6 @@ func (n *NetworkTransport) readRequests(c *serverConn, q *answerQueue) error {
 		if err != nil {
 			return err
 		}
-		q.answers <- a // never blocks: the slots bound what is queued
 		if a.resume != nil {
 			// The snapshot body comes before the next request: wait until
 			// the node has read it and the rest is drained.
@@ -163,8 +162,9 @@ func (e errWrongPeer) Error() string {
 	return fmt.Sprintf("request header carries server ID %q on a connection bound to %q", e.got, e.bound)
 }
 
-// serveRequest reads one request and hands it to the node, and returns
-// what the writer needs to answer it. Any error ends the connection.
+// serveRequest reads one request, queues it for the writer and hands it to
+// the node, and returns what the writer needs to answer it. Any error ends
+// the connection.
 func (n *NetworkTransport) serveRequest(c *serverConn, q *answerQueue) (*pendingAnswer, error) {
 	waitStart := time.Now()
 	t, err := n.awaitRequest(c)
@@ -193,6 +193,11 @@ func (n *NetworkTransport) serveRequest(c *serverConn, q *answerQueue) (*pending
 		a.resume = make(chan struct{})
 	}
 	rpc.RespChan = a.respCh
+	a.enqueued = enqueueStart
+	// The writer learns of the request first: waking it readies it in
+	// the scheduler's next slot, where it would otherwise take the place
+	// of the run loop woken by the hand-off below and run before it.
+	q.answers <- a // never blocks: the slots bound what is queued
 	if fn := n.heartbeatHandler(); heartbeat && fn != nil {
 		fn(rpc)
 	} else {
@@ -205,7 +210,6 @@ func (n *NetworkTransport) serveRequest(c *serverConn, q *answerQueue) (*pending
 		}
 	}
 	metrics.MeasureSinceWithLabels(keyNetRPCEnqueue, enqueueStart, labels)
-	a.enqueued = time.Now()
 	return a, nil
 }
 

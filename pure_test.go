@@ -165,6 +165,7 @@ func TestWriteQueue(t *testing.T) {
 	}
 	q.enqueue(&writeOp{entries: entriesFrom(6, 2), last: 6})
 	q.handedOff(0, time.Now())
+	q.inflight.take()
 	q.enqueue(&writeOp{entries: entriesFrom(7, 2), last: 7})
 	dropped := q.fail()
 	if len(dropped) != 2 || !q.broken || q.pending() {
@@ -173,12 +174,14 @@ func TestWriteQueue(t *testing.T) {
 }
 
 // While the writer holds a plain append, the next plain append goes on
-// deck behind it; nothing that deletes or resyncs does, the op on deck no
-// longer merges with later ones, and a failure drops it with the rest.
+// deck behind it; later appends and replies join the op on deck until the
+// writer takes it, and queue behind it after; nothing that deletes or
+// resyncs goes on deck, and a failure drops the op on deck with the rest.
 func TestWriteQueueOnDeck(t *testing.T) {
 	var q writeQueue
 	q.enqueue(&writeOp{entries: entriesFrom(1, 1), last: 1})
 	q.handedOff(q.next(), time.Now())
+	q.inflight.take()
 	q.enqueue(&writeOp{entries: entriesFrom(2, 1), last: 2})
 	i := q.next()
 	if i != 0 {
@@ -188,43 +191,97 @@ func TestWriteQueueOnDeck(t *testing.T) {
 	if q.onDeck == nil || q.onDeck.last != 2 {
 		t.Fatalf("the second append is not on deck: %v", q.onDeck)
 	}
-	q.enqueue(&writeOp{entries: entriesFrom(3, 1), last: 3})
-	if q.next() != -1 {
-		t.Fatal("a third op was handed with one on deck")
+	// Not taken yet: the third append and a reply join the op on deck.
+	q.enqueue(&writeOp{entries: entriesFrom(3, 1), last: 3, commitIndex: 1, replies: []pendingReply{{}}})
+	if len(q.queued) != 0 || q.onDeck.last != 3 || len(q.onDeck.entries) != 2 || q.onDeck.commitIndex != 1 || len(q.onDeck.replies) != 1 {
+		t.Fatalf("the third append did not join the op on deck: on deck %v, %d queued", q.onDeck, len(q.queued))
+	}
+	if !q.addReply(pendingReply{}) || len(q.onDeck.replies) != 2 || len(q.onDeck.lateReplies) != 0 {
+		t.Fatal("a reply was not attached to the op on deck the writer has not taken")
+	}
+	// Taken: later appends queue behind it, and replies go with them.
+	q.onDeck.take()
+	q.enqueue(&writeOp{entries: entriesFrom(4, 1), last: 4})
+	if q.next() != -1 || len(q.queued) != 1 || q.onDeck.last != 3 {
+		t.Fatal("an append joined an op on deck the writer took, or a third op was handed")
 	}
 	if !q.addReply(pendingReply{}) || len(q.queued[0].replies) != 1 {
 		t.Fatal("a reply was not attached to the queued op")
 	}
-	if op := q.completed(); op.last != 1 || q.inflight == nil || q.inflight.last != 2 || q.onDeck != nil {
+	if op := q.completed(); op.last != 1 || q.inflight == nil || q.inflight.last != 3 || q.onDeck != nil {
 		t.Fatalf("completion did not move the op on deck in flight: done %v, in flight %v", op, q.inflight)
 	}
 	if q.durable != 1 {
 		t.Fatalf("durable = %d, want 1", q.durable)
 	}
-	// A truncation never goes on deck.
+	// A truncation never goes on deck, nor joins an append on deck.
 	q.handedOff(q.next(), time.Now())
 	q.completed()
-	q.enqueue(&writeOp{deleteFrom: 3, deleteTo: 3, entries: entriesFrom(3, 2), last: 3})
+	q.inflight.take()
+	q.enqueue(&writeOp{deleteFrom: 4, deleteTo: 4, entries: entriesFrom(4, 2), last: 4})
 	if q.next() != -1 {
 		t.Fatal("a truncation was handed on deck")
 	}
 	// Nor goes anything on deck behind a truncation.
 	q.completed()
 	q.handedOff(q.next(), time.Now())
-	q.enqueue(&writeOp{entries: entriesFrom(4, 2), last: 4})
+	q.inflight.take()
+	q.enqueue(&writeOp{entries: entriesFrom(5, 2), last: 5})
 	if q.next() != -1 {
 		t.Fatal("an append was handed on deck behind a truncation")
 	}
-	// A reply with nothing queued waits for the op on deck.
 	q.completed()
 	q.handedOff(q.next(), time.Now())
-	q.enqueue(&writeOp{entries: entriesFrom(5, 2), last: 5})
+	q.inflight.take()
+	q.enqueue(&writeOp{entries: entriesFrom(6, 2), last: 6})
 	q.handedOff(q.next(), time.Now())
+	q.enqueue(&writeOp{deleteFrom: 6, deleteTo: 6, entries: entriesFrom(6, 3), last: 6})
+	if len(q.queued) != 1 || q.onDeck.last != 6 || len(q.onDeck.entries) != 1 {
+		t.Fatal("a truncation joined the op on deck")
+	}
+	q.queued = nil
+	// A reply with nothing queued waits for the op on deck, the writer's
+	// to send before it takes the op and the run loop's after.
+	q.onDeck.take()
 	if !q.addReply(pendingReply{}) || len(q.onDeck.lateReplies) != 1 || len(q.inflight.lateReplies) != 0 {
 		t.Fatal("a reply with nothing queued was not held for the op on deck")
 	}
 	if dropped := q.fail(); len(dropped) != 2 || q.inflight != nil || q.onDeck != nil || q.pending() {
 		t.Fatalf("fail dropped %d ops, pending %v", len(dropped), q.pending())
+	}
+}
+
+// An append handed to an idle writer that has not taken it yet (it may be
+// waiting for the op to grow, see writeOp.waitToGrow) takes later appends
+// and replies in, and waitToGrow returns as soon as it holds enough.
+func TestWriteQueueInflightNotTakenJoins(t *testing.T) {
+	var q writeQueue
+	q.enqueue(&writeOp{entries: entriesFrom(1, 1), last: 1})
+	q.handedOff(q.next(), time.Now())
+	op := q.inflight
+	done := make(chan struct{})
+	go func() {
+		op.waitToGrow(4, 3, time.Hour, nil)
+		close(done)
+	}()
+	q.enqueue(&writeOp{entries: entriesFrom(2, 1), last: 2})
+	if !q.addReply(pendingReply{}) {
+		t.Fatal("a reply was not held")
+	}
+	select {
+	case <-done:
+		t.Fatal("waitToGrow returned with 2 of 3 entries")
+	case <-time.After(10 * time.Millisecond):
+	}
+	q.enqueue(&writeOp{entries: entriesFrom(3, 1), last: 3})
+	<-done
+	op.take()
+	if len(q.queued) != 0 || len(op.entries) != 3 || op.last != 3 || len(op.replies) != 1 {
+		t.Fatalf("appends did not join the op in flight: %v, %d queued", op, len(q.queued))
+	}
+	q.enqueue(&writeOp{entries: entriesFrom(4, 1), last: 4})
+	if len(q.queued) != 1 || op.last != 3 {
+		t.Fatal("an append joined an op the writer took")
 	}
 }
 
@@ -235,6 +292,7 @@ func TestWriteQueueCompactions(t *testing.T) {
 	var q writeQueue
 	q.enqueue(&writeOp{entries: entriesFrom(1, 1), last: 1})
 	q.handedOff(q.next(), time.Now())
+	q.inflight.take()
 	q.enqueue(newCompaction(1))
 	q.enqueue(&writeOp{entries: entriesFrom(2, 1), last: 2})
 	q.enqueue(newCompaction(2))

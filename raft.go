@@ -227,9 +227,6 @@ func (r *Raft) serveOne() bool {
 	case compactCh <- nextCompaction:
 		r.st.load.working()
 		r.st.writes.compactionHandedOff(compactPos)
-	case res := <-r.compactDoneCh:
-		r.st.load.working()
-		r.onCompactionDone(res)
 	case <-fsmProgressCh:
 		// The FSM applied more: the next write, or the next request held
 		// back by backpressure, may go now.
@@ -251,12 +248,12 @@ func (r *Raft) serveOne() bool {
 		batch := r.drainReadIndexCh(f)
 		r.onLocalReadIndexes(batch)
 		clear(batch)
+	case <-r.intake.wakeCh:
+		r.st.load.working()
+		r.onReadIntake()
 	case res := <-r.followerReadDoneCh:
 		r.st.load.working()
 		r.onFollowerReadDone(res)
-	case f := <-r.bootstrapCh:
-		r.st.load.working()
-		f.respond(r.liveBootstrap(f.configuration))
 	case f := <-r.configChangeChIfReady():
 		r.st.load.working()
 		r.onConfigChange(f)
@@ -266,28 +263,12 @@ func (r *Raft) serveOne() bool {
 	case f := <-transferCh:
 		r.st.load.working()
 		r.onLeadershipTransfer(f)
-	case res := <-r.transferDoneCh:
-		r.st.load.working()
-		r.onTransferDone(res)
 	case <-transferTimer:
 		r.st.load.working()
 		r.onTransferTimeout()
-	case f := <-r.configurationsCh:
+	case ev := <-r.eventCh:
 		r.st.load.working()
-		f.configurations = r.st.configs.clone()
-		f.respond(nil)
-	case s := <-r.snapshotTakenCh:
-		r.st.load.working()
-		r.onSnapshotTaken(s)
-	case res := <-r.installDoneCh:
-		r.st.load.working()
-		r.onInstallDone(res)
-	case rc := <-r.restoreCopiedCh:
-		r.st.load.working()
-		r.onRestoreCopied(rc)
-	case err := <-r.userRestoreAppliedCh:
-		r.st.load.working()
-		r.onUserRestoreApplied(err)
+		r.onEvent(ev)
 	case <-r.reloadCh:
 		r.st.load.working()
 		r.onReload()

@@ -15,6 +15,13 @@ import (
 // serve a linearizable read. The header names the follower.
 type ReadIndexRequest struct {
 	RPCHeader
+
+	// Term is the follower's current term when it sent the request, after
+	// every read the request serves began. A leader of that term counts the
+	// request as the follower's acknowledgment of its leadership
+	// (follower_read.go). Zero, from a sender that does not set it, counts
+	// for nothing.
+	Term uint64
 }
 
 // GetRPCHeader returns the request's header.

@@ -109,17 +109,11 @@ func checkNewLeaderReadWaitsForItsFirstCommit(t *testing.T, conf func(*Config), 
 	}
 }
 
-// Calls that wait in the channel while the leader is busy are taken in one
-// turn of its run loop and share one verification round.
+// Calls that wait in the intake (read_intake.go) while the leader is busy
+// are taken in one turn of its run loop and share one verification round.
 func TestReadIndex_WaitingCallsShareOneVerifyRound(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		notify := make(map[ServerID]chan bool)
-		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
-			ch := make(chan bool)
-			notify[conf.LocalID] = ch
-			conf.NotifyCh = ch
-		}})
-		defer c.shutdown()
+		c, notify := newNotifyCluster(t, nil)
 		// The new leader's run loop waits to tell NotifyCh, before it
 		// takes any request.
 		leader := c.anyLeaderNode()
@@ -128,8 +122,12 @@ func TestReadIndex_WaitingCallsShareOneVerifyRound(t *testing.T) {
 		for i := range futures {
 			futures[i] = leader.raft.ReadIndex(0)
 		}
-		if got := len(leader.raft.readIndexCh); got != reads {
-			t.Fatalf("%d calls wait in the channel, want %d", got, reads)
+		in := leader.raft.intake
+		in.mu.Lock()
+		waiting := len(in.pending)
+		in.mu.Unlock()
+		if waiting != reads {
+			t.Fatalf("%d calls wait in the intake, want %d", waiting, reads)
 		}
 		if !<-notify[leader.id] {
 			t.Fatal("NotifyCh said false")

@@ -420,9 +420,14 @@ func (s *replicator) wentBackwards(acked, last uint64) {
 }
 
 // recordSuccess publishes what an accepted request proves the follower
-// holds.
+// holds. It wakes the run loop only when that can matter to it: a match
+// index past the commit index may move it, and a transfer waits for its
+// target's. The follower that answers after a quorum already committed
+// its entries, the second of two at one client, wakes nothing: the run
+// loop reads its match index and contact time when it next looks.
 func (s *replicator) recordSuccess(req *AppendEntriesRequest) {
-	if last := req.PrevLogEntry + uint64(len(req.Entries)); last > s.match.Load() {
+	last := req.PrevLogEntry + uint64(len(req.Entries))
+	if last > s.match.Load() {
 		s.match.Store(last)
 	}
 	if n := len(req.Entries); n > 0 {
@@ -432,7 +437,10 @@ func (s *replicator) recordSuccess(req *AppendEntriesRequest) {
 			metrics.IncrCounter(m.legacy, float32(n))
 		}
 	}
-	s.setContact()
+	s.lastContact.Store(s.r.clock.now().UnixNano())
+	if last > s.lead.commitIndex.Load() || s.lead.transferring.Load() {
+		notify(s.progressCh)
+	}
 }
 
 // buildRequest prepares an AppendEntries carrying entries from next on,

@@ -210,6 +210,7 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 		r.setCommitIndex(min(a.LeaderCommitIndex, a.PrevLogEntry+uint64(len(a.Entries))))
 	}
 	r.confirmFromLeader(a)
+	r.noteVouched(a.PrevLogEntry + uint64(len(a.Entries)))
 
 	resp.Success = true
 	resp.LastLog = r.st.log.lastIndex

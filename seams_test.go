@@ -138,13 +138,7 @@ func newSeamStore() *seamStore {
 }
 
 func (s *seamStore) StoreLogs(logs []*Log) error {
-	s.mu.Lock()
-	hold := s.holdStore
-	s.mu.Unlock()
-	if hold != nil {
-		notify(s.entered)
-		<-hold
-	}
+	waitIfHeld(&s.mu, &s.holdStore, s.entered)
 	s.mu.Lock()
 	fail := s.failStore
 	s.mu.Unlock()
@@ -157,13 +151,7 @@ func (s *seamStore) StoreLogs(logs []*Log) error {
 func (s *seamStore) StoreLog(l *Log) error { return s.StoreLogs([]*Log{l}) }
 
 func (s *seamStore) LastIndex() (uint64, error) {
-	s.mu.Lock()
-	hold := s.holdLast
-	s.mu.Unlock()
-	if hold != nil {
-		notify(s.entered)
-		<-hold
-	}
+	waitIfHeld(&s.mu, &s.holdLast, s.entered)
 	return s.InmemStore.LastIndex()
 }
 
@@ -191,21 +179,7 @@ func (s *seamStore) setFail(v bool) {
 
 // hold makes later calls through *ch wait until the returned function is
 // called.
-func (s *seamStore) hold(ch *chan struct{}) (release func()) {
-	gate := make(chan struct{})
-	s.mu.Lock()
-	*ch = gate
-	s.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			*ch = nil
-			s.mu.Unlock()
-			close(gate)
-		})
-	}
-}
+func (s *seamStore) hold(ch *chan struct{}) (release func()) { return holdCalls(&s.mu, ch) }
 
 // Issue 12 item 7: a snapshot installed while the log was being read back
 // after a failed write reset the log view, and the resync's read, taken
@@ -265,32 +239,12 @@ type gatedFSM struct {
 func newGatedFSM() *gatedFSM { return &gatedFSM{entered: make(chan struct{}, 1)} }
 
 func (f *gatedFSM) Apply(l *Log) interface{} {
-	f.mu.Lock()
-	gate := f.gate
-	f.mu.Unlock()
-	if gate != nil {
-		notify(f.entered)
-		<-gate
-	}
+	waitIfHeld(&f.mu, &f.gate, f.entered)
 	return f.testFSM.Apply(l)
 }
 
 // hold makes later applies wait until the returned function is called.
-func (f *gatedFSM) hold() (release func()) {
-	gate := make(chan struct{})
-	f.mu.Lock()
-	f.gate = gate
-	f.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			f.mu.Lock()
-			f.gate = nil
-			f.mu.Unlock()
-			close(gate)
-		})
-	}
-}
+func (f *gatedFSM) hold() (release func()) { return holdCalls(&f.mu, &f.gate) }
 
 // Issue 12 item 6: an installed snapshot's DeleteRange ran while tasks
 // already handed to the FSM goroutine were still to read their entries
@@ -406,15 +360,7 @@ func newHoldingSnapshots() *holdingSnapshots {
 	return &holdingSnapshots{SnapshotStore: NewInmemSnapshotStore(), entered: make(chan struct{}, 1)}
 }
 
-func (s *holdingSnapshots) wait(ch *chan struct{}) {
-	s.mu.Lock()
-	hold := *ch
-	s.mu.Unlock()
-	if hold != nil {
-		notify(s.entered)
-		<-hold
-	}
-}
+func (s *holdingSnapshots) wait(ch *chan struct{}) { waitIfHeld(&s.mu, ch, s.entered) }
 
 func (s *holdingSnapshots) Create(version SnapshotVersion, index, term uint64, cfg Configuration, cfgIndex uint64, trans Transport) (SnapshotSink, error) {
 	s.creates.Add(1)
@@ -435,21 +381,7 @@ func (s *holdingSnapshots) List() ([]*SnapshotMeta, error) {
 
 // hold makes later calls through *ch wait until the returned function is
 // called.
-func (s *holdingSnapshots) hold(ch *chan struct{}) (release func()) {
-	gate := make(chan struct{})
-	s.mu.Lock()
-	*ch = gate
-	s.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			*ch = nil
-			s.mu.Unlock()
-			close(gate)
-		})
-	}
-}
+func (s *holdingSnapshots) hold(ch *chan struct{}) (release func()) { return holdCalls(&s.mu, ch) }
 
 // restoreCluster starts three nodes on holding snapshot stores with
 // controlled log stores, whose leaders never step down for a slow disk.

@@ -135,7 +135,7 @@ func (r *Raft) takeSnapshot(user bool) (string, error) {
 	cf := &configurationFuture{}
 	cf.init(r.stoppedCh)
 	select {
-	case r.configurationsCh <- cf:
+	case r.eventCh <- cf:
 	case <-r.shutdownCh:
 		return "", ErrRaftShutdown
 	}
@@ -155,7 +155,7 @@ func (r *Raft) takeSnapshot(user bool) (string, error) {
 
 	taken := snapshotTaken{id: id, index: snap.index, term: snap.term, recorded: make(chan struct{})}
 	select {
-	case r.snapshotTakenCh <- taken:
+	case r.eventCh <- taken:
 	case <-r.shutdownCh:
 		return "", ErrRaftShutdown
 	}
@@ -304,7 +304,7 @@ func (r *Raft) receiveSnapshot(in *pendingInstall) {
 		// Whatever happened, the stream must be left at its end.
 		io.Copy(io.Discard, in.rpc.Reader)
 		select {
-		case r.installDoneCh <- res:
+		case r.eventCh <- res:
 		case <-r.shutdownCh:
 			in.rpc.Respond(in.resp, ErrRaftShutdown)
 		}
@@ -616,7 +616,7 @@ func (r *Raft) onUserRestore(f *userRestoreFuture) {
 	r.routines.goFunc(func() {
 		err := r.copyUserSnapshot(ur, configuration, configIndex)
 		select {
-		case r.restoreCopiedCh <- restoreCopied{restore: ur, err: err}:
+		case r.eventCh <- restoreCopied{restore: ur, err: err}:
 		case <-r.shutdownCh:
 		}
 	})

@@ -1,85 +1,34 @@
 package raft
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/quorumkit/raft/internal/testpki"
 )
 
-// netTestCA issues certificates for tests. They are valid from 1990 to 2100,
-// which covers the fake clock of synctest bubbles (it starts in 2000).
-type netTestCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-var netCertSerial int64
+// netTestCA issues certificates for the transport tests (internal/testpki).
+type netTestCA struct{ *testpki.CA }
 
 func newNetTestCA(t *testing.T, name string) *netTestCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	netCertSerial++
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(netCertSerial),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC),
-		NotAfter:              time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
-		IsCA:                  true,
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &netTestCA{cert: cert, key: key, pool: pool}
+	return &netTestCA{testpki.NewCA(t, name)}
 }
 
 // config returns a TLS configuration for a server called cn at ip, with a
 // certificate from ca, trusting ca.
 func (ca *netTestCA) config(t *testing.T, cn, ip string) *tls.Config {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	netCertSerial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(netCertSerial),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC),
-		NotAfter:     time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.ParseIP(ip)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leaf := ca.IssueIP(t, cn, net.ParseIP(ip))
 	return &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		RootCAs:      ca.pool,
+		Certificates: []tls.Certificate{leaf.TLS(t)},
+		RootCAs:      ca.Pool(),
 	}
 }
 
@@ -130,7 +79,7 @@ func TestTLSTransport_RefusesForeignClientCertificate(t *testing.T) {
 		// The intruder trusts the cluster CA (so it accepts the server) but
 		// holds a certificate from another CA.
 		intruderCfg := foreign.config(t, "intruder", "10.6.6.6")
-		intruderCfg.RootCAs = ca.pool
+		intruderCfg.RootCAs = ca.Pool()
 		intruder := newNetTLSNode(t, network, "10.6.6.6", intruderCfg, nil)
 		var resp RequestVoteResponse
 		if err := intruder.RequestVote("s1", server.addr, &RequestVoteRequest{Term: 1}, &resp); err == nil {

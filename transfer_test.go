@@ -63,6 +63,26 @@ func startSpy(addr ServerAddress) *spyServer {
 	return s
 }
 
+// startTransferSpy starts a three-node cluster, picks a follower of its
+// leader as a transfer target and starts a spy at addr, which the leader
+// can reach. It runs inside a synctest bubble; the spy is stopped and the
+// cluster shut down when the test ends.
+func startTransferSpy(t *testing.T, addr ServerAddress) (leader, target *testNode, spy *spyServer) {
+	t.Helper()
+	c := newTestCluster(t, 3, clusterOpts{})
+	t.Cleanup(c.shutdown)
+	leader = c.waitForLeader()
+	for _, n := range c.nodes {
+		if n != leader {
+			target = n
+		}
+	}
+	spy = startSpy(addr)
+	t.Cleanup(func() { close(spy.done) })
+	leader.trans.Connect(addr, spy.trans)
+	return leader, target, spy
+}
+
 // next returns the next TimeoutNow the spy receives.
 func (s *spyServer) next(t *testing.T) RPC {
 	t.Helper()
@@ -79,18 +99,7 @@ func (s *spyServer) next(t *testing.T) RPC {
 // address the caller gave, not to the one in the configuration.
 func TestLeadershipTransfer_SendsToTheGivenAddress(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		var target *testNode
-		for _, n := range c.nodes {
-			if n != leader {
-				target = n
-			}
-		}
-		spy := startSpy("addr-elsewhere")
-		defer close(spy.done)
-		leader.trans.Connect("addr-elsewhere", spy.trans)
+		leader, target, spy := startTransferSpy(t, "addr-elsewhere")
 		f := leader.raft.LeadershipTransferToServer(target.id, "addr-elsewhere")
 		rpc := spy.next(t)
 		rpc.Respond(&TimeoutNowResponse{}, errors.New("not here"))
@@ -107,18 +116,7 @@ func TestLeadershipTransfer_SendsToTheGivenAddress(t *testing.T) {
 // be taken for the answer of the next transfer.
 func TestLeadershipTransfer_LateAnswerIsNotCreditedToTheNext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{})
-		defer c.shutdown()
-		leader := c.waitForLeader()
-		var target *testNode
-		for _, n := range c.nodes {
-			if n != leader {
-				target = n
-			}
-		}
-		spy := startSpy("addr-slow")
-		defer close(spy.done)
-		leader.trans.Connect("addr-slow", spy.trans)
+		leader, target, spy := startTransferSpy(t, "addr-slow")
 
 		first := leader.raft.LeadershipTransferToServer(target.id, "addr-slow")
 		late := spy.next(t) // held: the first transfer times out

@@ -53,21 +53,7 @@ func (s *controlledStore) setFail(v bool) {
 
 // holdWrites makes later StoreLogs calls wait until the returned function
 // is called.
-func (s *controlledStore) holdWrites() (release func()) {
-	ch := make(chan struct{})
-	s.mu.Lock()
-	s.hold = ch
-	s.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			s.mu.Lock()
-			s.hold = nil
-			s.mu.Unlock()
-			close(ch)
-		})
-	}
-}
+func (s *controlledStore) holdWrites() (release func()) { return holdCalls(&s.mu, &s.hold) }
 
 func controlledCluster(t *testing.T, n int, conf func(*Config)) (*testCluster, map[ServerID]*controlledStore) {
 	stores := make(map[ServerID]*controlledStore)

@@ -42,7 +42,10 @@ var mixedFailoverTiming = mixedTiming{
 // snapshot the leader sends; the test goes on until that has happened
 // across the libraries both ways, a leader of ours installing a snapshot
 // on a reference node and a reference leader on one of ours, and checks
-// each time that the restarted node did install one. Every restarted node
+// each time that the restarted node did install one. (A restarted node may
+// instead catch up from entries the leader read before compacting them;
+// that round does not count, once checked to have lost nothing: see
+// harness_catchup_test.go.) Every restarted node
 // must catch up, every command must be acknowledged with the position it
 // has in every node's FSM, and every node must hold the same log (what is
 // left of it) and apply the same commands in the same order.

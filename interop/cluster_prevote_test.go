@@ -80,7 +80,8 @@ func mixedLeaderOf(c *mixedCluster, lib mixedLib) *mixedNode {
 // leaderLib and its follower of followerLib. A leadership change while the
 // follower is cut off cannot be the follower's doing, since it reaches no
 // one; it means the machine starved the leader, and the scenario is tried
-// again, up to three times.
+// again, up to three times, as it is when the follower caught up from
+// entries rather than from a snapshot.
 func mixedIsolateFollowerOf(c *mixedCluster, leaderLib, followerLib mixedLib) {
 	c.t.Helper()
 	for attempt := 0; attempt < 3; attempt++ {
@@ -95,7 +96,7 @@ func mixedIsolateFollowerOf(c *mixedCluster, leaderLib, followerLib mixedLib) {
 			return
 		}
 	}
-	c.t.Fatalf("leadership moved by itself in three attempts to isolate a follower of library %s", followerLib)
+	c.t.Fatalf("in three attempts to isolate a follower of library %s, leadership moved by itself or the follower caught up without a snapshot", followerLib)
 }
 
 // mixedIsolateAndReturn cuts follower f off while l leads, commits until
@@ -103,7 +104,8 @@ func mixedIsolateFollowerOf(c *mixedCluster, leaderLib, followerLib mixedLib) {
 // back and checks that l still leads in the same term and that f follows
 // it again with every entry committed meanwhile, through a snapshot. It
 // returns false, with f healed, if leadership moved while f was cut off,
-// or after it returned without f starting an election.
+// or after it returned without f starting an election, or if f caught up
+// from entries l had read before compacting them (checked to lose none).
 func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 	c.t.Helper()
 	term := l.term()
@@ -156,8 +158,9 @@ func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 	restoresBefore := len(f.currentFSM().restoreLog())
 	f.currentLayer().partition()
 	// The leader goes on committing, at least 20 entries, until it has
-	// compacted its log past the end of f's, so that f, on its return, can
-	// only catch up from a snapshot. f is cut off, so its log and snapshot
+	// compacted its log past the end of f's, so that f, on its return,
+	// catches up from a snapshot (or, rarely, from entries its leader read
+	// before compacting: harness_catchup_test.go). f is cut off, so its log and snapshot
 	// store stop moving once the requests it was serving at the cut are
 	// done; commit checks again before f returns.
 	compactedPastF := func() bool {
@@ -196,7 +199,9 @@ func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 		c.logf("%s started %d more rounds, still in term %d", f, rounds.n.Load(), f.term())
 		commit(0)
 	}
-	c.logf("healing %s", f)
+	own, _, _ := f.newestSnapshot()
+	fEnd := max(f.storedLastIndex(), own.Index)
+	c.logf("healing %s, whose log ends at %d", f, fEnd)
 	f.currentLayer().heal()
 	if disturbed {
 		c.logf("leadership moved while %s was cut off, by no doing of its own; trying again", f)
@@ -217,10 +222,16 @@ func mixedIsolateAndReturn(c *mixedCluster, l, f *mixedNode) bool {
 		return false
 	}
 	// l led in term throughout and had compacted its log past f's end
-	// before f returned, so f can only have caught up from its snapshot.
+	// before f returned, so f caught up from its snapshot, unless l had
+	// read the entries before compacting them and sent them after the heal
+	// (see harness_catchup_test.go).
 	restores := f.currentFSM().restoreLog()[restoresBefore:]
 	if len(restores) == 0 {
-		c.t.Fatalf("%s caught up with %s, which had compacted its log past %s's end, without restoring a snapshot; cluster: %s", f, l, f, c.describe())
+		if err := c.checkCaughtUpFromEntries(f, l, fEnd, last.index); err != nil {
+			c.t.Fatalf("%s caught up with %s, which had compacted its log past %s's end, without restoring a snapshot, and lost entries doing so: %v; cluster: %s", f, l, f, err, c.describe())
+		}
+		c.logf("%s caught up from entries %s had read before compacting them, without a gap; trying again for a snapshot", f, l)
+		return false
 	}
 	c.logf("%s is back, after installing a snapshot from %s (FSM restores %+v); %s still leads in term %d", f, l, restores, l, term)
 	return true

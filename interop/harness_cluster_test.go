@@ -438,8 +438,9 @@ func (c *mixedCluster) waitApplied(index uint64) {
 }
 
 // waitLogCompactedPast waits until n's log no longer holds the entry after
-// index, so a follower whose log ends at index can only catch up from a
-// snapshot, and returns n's snapshots at that moment.
+// index, so a follower whose log ends at index normally catches up from a
+// snapshot (or from entries a replicator read before the compaction: see
+// harness_catchup_test.go), and returns n's snapshots at that moment.
 func (c *mixedCluster) waitLogCompactedPast(n *mixedNode, index uint64) []mixedSnap {
 	c.t.Helper()
 	var snaps []mixedSnap
@@ -576,17 +577,10 @@ func (c *mixedCluster) checkSameHistory(last uint64) []mixedEntry {
 	if from > 1 {
 		c.logf("logs compared from index %d to %d (%d entries): some node no longer holds the entry before", from, last, compared)
 	}
-	upTo := func(n *mixedNode) []mixedEntry {
-		seq := n.currentFSM().sequence()
-		for len(seq) > 0 && seq[len(seq)-1].Index > last {
-			seq = seq[:len(seq)-1]
-		}
-		return seq
-	}
 	first := nodes[0]
-	seq := upTo(first)
+	seq := mixedSequenceUpTo(first.currentFSM(), last)
 	for _, n := range nodes[1:] {
-		other := upTo(n)
+		other := mixedSequenceUpTo(n.currentFSM(), last)
 		if len(other) != len(seq) {
 			c.t.Fatalf("%s applied %d commands up to index %d, %s applied %d", first, len(seq), last, n, len(other))
 		}

@@ -30,10 +30,80 @@ type mixedNetwork struct {
 	mu     sync.Mutex // guards every field below and the layers' cut and conns
 	epoch  uint64
 	layers map[string]*mixedLayer // by listening address; the latest incarnation's
+	holds  map[string]*mixedDialHold
+}
+
+// mixedDialHold holds the dials to an address until a node listens on it
+// again (see holdDialsUntilRelisten).
+type mixedDialHold struct {
+	released chan struct{}
+	held     map[*mixedLayer]int // dials waiting, by dialing layer; guarded by nw.mu
 }
 
 func newMixedNetwork() *mixedNetwork {
-	return &mixedNetwork{layers: make(map[string]*mixedLayer)}
+	return &mixedNetwork{layers: make(map[string]*mixedLayer), holds: make(map[string]*mixedDialHold)}
+}
+
+// holdDialsUntilRelisten makes every dial to address wait, from now until
+// a node listens on address again, and then go ahead as if it had just
+// started. It stands for a slow dialer: a peer that decided what to send
+// while the node was down and reaches it only after it came back.
+func (nw *mixedNetwork) holdDialsUntilRelisten(address string) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	if nw.holds[address] == nil {
+		nw.holds[address] = &mixedDialHold{released: make(chan struct{}), held: make(map[*mixedLayer]int)}
+	}
+}
+
+// releaseDials lets the dials held to address go ahead, if there are any.
+func (nw *mixedNetwork) releaseDials(address string) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	nw.releaseDialsLocked(address)
+}
+
+func (nw *mixedNetwork) releaseDialsLocked(address string) {
+	if h := nw.holds[address]; h != nil {
+		close(h.released)
+		delete(nw.holds, address)
+	}
+}
+
+// heldDials returns how many dials from the layer from to address are
+// waiting on a hold.
+func (nw *mixedNetwork) heldDials(from *mixedLayer, address string) int {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	if h := nw.holds[address]; h != nil {
+		return h.held[from]
+	}
+	return 0
+}
+
+// waitDialHold waits, if dials to address are held, until the hold is
+// released; it reports false if that takes longer than mixedSettle.
+func (l *mixedLayer) waitDialHold(address string) bool {
+	l.nw.mu.Lock()
+	h := l.nw.holds[address]
+	if h == nil {
+		l.nw.mu.Unlock()
+		return true
+	}
+	h.held[l]++
+	l.nw.mu.Unlock()
+	t := time.NewTimer(mixedSettle)
+	defer t.Stop()
+	released := true
+	select {
+	case <-h.released:
+	case <-t.C:
+		released = false
+	}
+	l.nw.mu.Lock()
+	h.held[l]--
+	l.nw.mu.Unlock()
+	return released
 }
 
 // listen binds addr for a node, retrying for a while: a restarted node
@@ -46,6 +116,7 @@ func (nw *mixedNetwork) listen(addr string) (*mixedLayer, error) {
 			l := &mixedLayer{nw: nw, ln: ln, conns: make(map[*mixedConn]struct{})}
 			nw.mu.Lock()
 			nw.layers[ln.Addr().String()] = l
+			nw.releaseDialsLocked(ln.Addr().String())
 			nw.mu.Unlock()
 			return l, nil
 		}
@@ -186,8 +257,12 @@ func (l *mixedLayer) Accept() (net.Conn, error) {
 }
 
 // dial connects to the node listening on address, unless either end is cut
-// off, and writes the epoch as the connection's first bytes.
+// off, and writes the epoch as the connection's first bytes. A dial held
+// by holdDialsUntilRelisten starts once the hold is released.
 func (l *mixedLayer) dial(address string, timeout time.Duration) (net.Conn, error) {
+	if !l.waitDialHold(address) {
+		return nil, fmt.Errorf("dial to %s held for %v", address, mixedSettle)
+	}
 	l.nw.mu.Lock()
 	target := l.nw.layers[address]
 	refused := l.cut || target == nil || target.cut

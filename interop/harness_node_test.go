@@ -46,7 +46,9 @@ type mixedSettings struct {
 	// snapshotThreshold, trailingLogs and snapshotInterval are small, so
 	// that both libraries snapshot and compact their logs while the tests
 	// run: a node that misses more than trailingLogs entries, cut off or
-	// down, can only catch up from a snapshot its leader sends.
+	// down, catches up from a snapshot its leader sends, unless a
+	// replicator read the entries before compacting them
+	// (harness_catchup_test.go).
 	snapshotThreshold uint64
 	trailingLogs      uint64
 	snapshotInterval  time.Duration
@@ -828,6 +830,15 @@ func (n *mixedNode) removeServer(m *mixedNode) error {
 	return n.leaderCall(
 		func(r *qraft.Raft) mixedFuture { return r.RemoveServer(qraft.ServerID(m.id), 0, mixedEnqueueTimeout) },
 		func(r *hraft.Raft) mixedFuture { return r.RemoveServer(hraft.ServerID(m.id), 0, mixedEnqueueTimeout) })
+}
+
+// snapshotNow takes a snapshot on the node, as a user's Snapshot call
+// does, and waits for it; the library then compacts its log as after any
+// snapshot of its own.
+func (n *mixedNode) snapshotNow() error {
+	return n.leaderCall(
+		func(r *qraft.Raft) mixedFuture { return r.Snapshot() },
+		func(r *hraft.Raft) mixedFuture { return r.Snapshot() })
 }
 
 func (n *mixedNode) transferTo(m *mixedNode) error {

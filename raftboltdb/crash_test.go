@@ -3,9 +3,7 @@ package raftboltdb
 import (
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/quorumkit/raft"
+	"github.com/quorumkit/raft/internal/storetest"
 )
 
 var crashDuration = flag.Duration("raftboltdb.crash-duration", 2*time.Second,
@@ -61,12 +60,7 @@ func crashLog(index uint64) *raft.Log {
 // "delack", "setack"). It exits if its standard input closes (the parent
 // is gone).
 func childCrashWriter(path, seed, logPath string) error {
-	n, err := strconv.ParseUint(seed, 10, 64)
-	if err != nil {
-		return err
-	}
-	rng := rand.New(rand.NewPCG(n, n))
-	progress, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	rng, err := storetest.WriterRand(seed)
 	if err != nil {
 		return err
 	}
@@ -82,13 +76,8 @@ func childCrashWriter(path, seed, logPath string) error {
 	if err != nil && err != ErrKeyNotFound {
 		return err
 	}
-	go func() {
-		io.Copy(io.Discard, os.Stdin)
-		os.Exit(1)
-	}()
-	fmt.Println("ready")
-	say := func(format string, args ...any) error {
-		_, err := fmt.Fprintf(progress, format+"\n", args...)
+	say, err := storetest.StartWriting(logPath)
+	if err != nil {
 		return err
 	}
 	for {
@@ -184,58 +173,37 @@ func (st *crashState) apply(line string) error {
 //
 //	go test ./raftboltdb -run TestCrashRecovery -raftboltdb.crash-duration=5m
 func TestCrashRecovery(t *testing.T) {
-	duration := *crashDuration
-	if testing.Short() {
-		duration = min(duration, 500*time.Millisecond)
-	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d (the kill points depend on timing too, so a seed does not replay a run)", seed)
-	rng := rand.New(rand.NewPCG(seed, seed))
 	dir := t.TempDir()
 	path, logPath := filepath.Join(dir, "raft.db"), filepath.Join(dir, "writer.log")
-
 	var st crashState
-	var rounds, batchLanded, batchLost, otherPending int
-	deadline := time.Now().Add(duration)
-	for rounds < 5 || time.Now().Before(deadline) {
-		rounds++
-		c := startChild(t, "crash", path,
-			childSeedEnv+"="+strconv.FormatUint(rng.Uint64(), 10), childLogEnv+"="+logPath)
-		if !c.lines.Scan() || c.lines.Text() != "ready" {
-			t.Fatalf("round %d: the writer did not start: %q %v", rounds, c.lines.Text(), c.lines.Err())
-		}
-		// Kill it (SIGKILL) at a random moment, then read what it had
-		// recorded before it died.
-		<-time.After(time.Duration(rng.Int64N(int64(maxKillDelay))))
-		c.cmd.Process.Kill()
-		err := c.cmd.Wait()
-		if err == nil || !strings.Contains(err.Error(), "killed") {
-			t.Fatalf("round %d: the writer ended with %v before it was killed", rounds, err)
-		}
-		recorded, err := os.ReadFile(logPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, line := range strings.Split(strings.TrimSpace(string(recorded)), "\n") {
-			if line == "" {
-				continue
+	var batchLanded, batchLost, otherPending int
+	rounds := storetest.RunKillRounds(t, storetest.KillRounds{
+		Duration: *crashDuration,
+		MaxDelay: maxKillDelay,
+		LogPath:  logPath,
+		Env: func(rng *rand.Rand) []string {
+			return []string{childEnv + "=crash", childPathEnv + "=" + path,
+				childSeedEnv + "=" + strconv.FormatUint(rng.Uint64(), 10), childLogEnv + "=" + logPath}
+		},
+		Check: func(round int, lines []string) {
+			for _, line := range lines {
+				if err := st.apply(line); err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
 			}
-			if err := st.apply(line); err != nil {
-				t.Fatalf("round %d: %v", rounds, err)
-			}
-		}
-		if st.pendingBatch[1] != 0 {
-			if got := st.verify(t, rounds, path); got {
-				batchLanded++
+			if st.pendingBatch[1] != 0 {
+				if got := st.verify(t, round, path); got {
+					batchLanded++
+				} else {
+					batchLost++
+				}
 			} else {
-				batchLost++
+				st.verify(t, round, path)
+				otherPending++
 			}
-		} else {
-			st.verify(t, rounds, path)
-			otherPending++
-		}
-		st.pendingBatch, st.pendingDel, st.pendingTerm = [2]uint64{}, [2]uint64{}, 0
-	}
+			st.pendingBatch, st.pendingDel, st.pendingTerm = [2]uint64{}, [2]uint64{}, 0
+		},
+	})
 	t.Logf("%d kills: %d with a batch in flight (%d found whole, %d found absent), %d elsewhere; log now %d..%d, term %d",
 		rounds, batchLanded+batchLost, batchLanded, batchLost, otherPending, st.first, st.last, st.term)
 }

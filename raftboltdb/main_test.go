@@ -1,14 +1,13 @@
 package raftboltdb
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime/debug"
 	"testing"
 
+	"github.com/quorumkit/raft/internal/storetest"
 	"go.etcd.io/bbolt"
 )
 
@@ -82,37 +81,12 @@ func childHold(path string) error {
 	}
 }
 
-// child is a running child process.
-type child struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines *bufio.Scanner // its standard output, line by line
-}
-
-// startChild starts this test binary in a child role on path. The child is
-// killed, if still running, when the test ends.
-func startChild(t testing.TB, role, path string, env ...string) *child {
+// startChild starts this test binary in a child role on path
+// (storetest.StartChild). The child is killed, if still running, when the
+// test ends.
+func startChild(t testing.TB, role, path string) *storetest.Child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+role, childPathEnv+"="+path)
-	cmd.Env = append(cmd.Env, env...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return &child{cmd: cmd, stdin: stdin, lines: bufio.NewScanner(stdout)}
+	return storetest.StartChild(t, os.Stderr, childEnv+"="+role, childPathEnv+"="+path)
 }
 
 // childUncheckedRead opens path with bbolt alone, skipping the checker,

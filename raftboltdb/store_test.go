@@ -114,8 +114,8 @@ func TestOpenLockedByAnotherProcess(t *testing.T) {
 	}
 	s.Close()
 	c := startChild(t, "hold", path)
-	if !c.lines.Scan() || c.lines.Text() != "ready" {
-		t.Fatalf("child did not open the store: %q %v", c.lines.Text(), c.lines.Err())
+	if !c.Lines.Scan() || c.Lines.Text() != "ready" {
+		t.Fatalf("child did not open the store: %q %v", c.Lines.Text(), c.Lines.Err())
 	}
 	for _, readOnly := range []bool{false, true, false} {
 		var logged bytes.Buffer
@@ -129,8 +129,8 @@ func TestOpenLockedByAnotherProcess(t *testing.T) {
 		}
 	}
 	t.Logf("New: %v", err)
-	c.stdin.Close()
-	if err := c.cmd.Wait(); err != nil {
+	c.Stdin.Close()
+	if err := c.Cmd.Wait(); err != nil {
 		t.Fatalf("child: %v", err)
 	}
 	openStoreAt(t, path, Options{})

@@ -33,6 +33,9 @@
 // one write at the end of the tail segment, and syncs the data once
 // (fdatasync on Linux: the file's size does not change, it was
 // preallocated); the first sync of a new file also syncs the directory.
+// Whenever a batch ends past what a new file has had written, 1 MiB of
+// zeros follows it in the same sync, so that the next batches' syncs
+// need not record newly written extents (see package fs).
 // When StoreLogs returns nil the batch is durable. Sealing a full segment
 // costs one more meta database commit and a file creation, once per
 // segment. Truncations commit the new segment list to wal-meta.db before

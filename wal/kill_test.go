@@ -1,18 +1,17 @@
 package wal
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quorumkit/raft/internal/storetest"
 )
 
 var killDuration = flag.Duration("wal.kill-duration", 2*time.Second,
@@ -25,16 +24,11 @@ var killDuration = flag.Duration("wal.kill-duration", 2*time.Second,
 // returns nil an "ack" line, so the parent knows what was acknowledged.
 // It exits when its standard input closes (the parent is gone).
 func childWriter(dir, seed, termStr, logPath string) error {
-	n, err := strconv.ParseUint(seed, 10, 64)
+	rng, err := storetest.WriterRand(seed)
 	if err != nil {
 		return err
 	}
 	term, err := strconv.ParseUint(termStr, 10, 64)
-	if err != nil {
-		return err
-	}
-	rng := rand.New(rand.NewPCG(n, n))
-	progress, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -46,13 +40,8 @@ func childWriter(dir, seed, termStr, logPath string) error {
 	if err != nil {
 		return err
 	}
-	go func() {
-		io.Copy(io.Discard, os.Stdin)
-		os.Exit(1)
-	}()
-	fmt.Println("ready")
-	say := func(format string, args ...any) error {
-		_, err := fmt.Fprintf(progress, format+"\n", args...)
+	say, err := storetest.StartWriting(logPath)
+	if err != nil {
 		return err
 	}
 	for {
@@ -108,13 +97,6 @@ func childWriter(dir, seed, termStr, logPath string) error {
 //
 //	go test ./wal -run TestKillRecovery -wal.kill-duration=5m
 func TestKillRecovery(t *testing.T) {
-	duration := *killDuration
-	if testing.Short() {
-		duration = min(duration, 500*time.Millisecond)
-	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d (kill points depend on timing too, so a seed does not replay a run)", seed)
-	rng := rand.New(rand.NewPCG(seed, seed))
 	dir := t.TempDir()
 	walDir, logPath := filepath.Join(dir, "wal"), filepath.Join(dir, "writer.log")
 	if err := os.Mkdir(walDir, 0o755); err != nil {
@@ -122,92 +104,63 @@ func TestKillRecovery(t *testing.T) {
 	}
 	acked := simLog{terms: map[uint64]uint64{}}
 	term := uint64(1)
-	var rounds, landed, lost int
-	deadline := time.Now().Add(duration)
-	for rounds < 5 || time.Now().Before(deadline) {
-		rounds++
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"=writer", childDirEnv+"="+walDir, childLogEnv+"="+logPath,
-			childSeedEnv+"="+strconv.FormatUint(rng.Uint64(), 10), childTermEnv+"="+strconv.FormatUint(term, 10))
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := bufio.NewScanner(stdout)
-		if !lines.Scan() || lines.Text() != "ready" {
-			cmd.Process.Kill()
-			cmd.Wait()
-			t.Fatalf("round %d: the writer did not start: %q %s", rounds, lines.Text(), stderr.String())
-		}
-		<-time.After(time.Duration(rng.Int64N(int64(60 * time.Millisecond))))
-		cmd.Process.Kill()
-		err = cmd.Wait()
-		stdin.Close()
-		if err == nil || !strings.Contains(err.Error(), "killed") {
-			t.Fatalf("round %d: the writer ended with %v before it was killed: %s", rounds, err, stderr.String())
-		}
-		recorded, err := os.ReadFile(logPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var pending *simLog
-		for _, line := range strings.Split(strings.TrimSpace(string(recorded)), "\n") {
-			if line == "" {
-				continue
+	var landed, lost int
+	rounds := storetest.RunKillRounds(t, storetest.KillRounds{
+		Duration: *killDuration,
+		MaxDelay: 60 * time.Millisecond,
+		LogPath:  logPath,
+		Env: func(rng *rand.Rand) []string {
+			return []string{childEnv + "=writer", childDirEnv + "=" + walDir, childLogEnv + "=" + logPath,
+				childSeedEnv + "=" + strconv.FormatUint(rng.Uint64(), 10), childTermEnv + "=" + strconv.FormatUint(term, 10)}
+		},
+		Check: func(round int, lines []string) {
+			var pending *simLog
+			for _, line := range lines {
+				next := acked.clone()
+				var a, b, c uint64
+				switch verb, _, _ := strings.Cut(line, " "); verb {
+				case "append":
+					fmt.Sscanf(line, "append %d %d %d", &a, &b, &c)
+					next.store(a, b, c)
+				case "head":
+					fmt.Sscanf(line, "head %d", &a)
+					next.deleteHead(a)
+				case "tail":
+					fmt.Sscanf(line, "tail %d %d", &a, &c)
+					next.deleteTail(a)
+					term = max(term, c)
+				case "set":
+					fmt.Sscanf(line, "set %d", &a)
+					next.curTerm = a
+				case "ack":
+					acked, pending = *pending, nil
+					continue
+				default:
+					t.Fatalf("round %d: unexpected line %q", round, line)
+				}
+				pending = &next
 			}
-			next := acked.clone()
-			var a, b, c uint64
-			switch verb, _, _ := strings.Cut(line, " "); verb {
-			case "append":
-				fmt.Sscanf(line, "append %d %d %d", &a, &b, &c)
-				next.store(a, b, c)
-			case "head":
-				fmt.Sscanf(line, "head %d", &a)
-				next.deleteHead(a)
-			case "tail":
-				fmt.Sscanf(line, "tail %d %d", &a, &c)
-				next.deleteTail(a)
-				term = max(term, c)
-			case "set":
-				fmt.Sscanf(line, "set %d", &a)
-				next.curTerm = a
-			case "ack":
-				acked, pending = *pending, nil
-				continue
+			w, err := Open(walDir, WithSegmentSize(64<<10), WithLogger(quietLogger()))
+			if err != nil {
+				t.Fatalf("round %d: reopening after the kill: %v", round, err)
+			}
+			switch {
+			case acked.check(w) == nil:
+				if pending != nil {
+					lost++
+				}
+			case pending != nil && pending.check(w) == nil:
+				landed++
+				acked = *pending
 			default:
-				t.Fatalf("round %d: unexpected line %q", rounds, line)
+				t.Fatalf("round %d: after the kill: %v", round, acked.check(w))
 			}
-			pending = &next
-		}
-		w, err := Open(walDir, WithSegmentSize(64<<10), WithLogger(quietLogger()))
-		if err != nil {
-			t.Fatalf("round %d: reopening after the kill: %v", rounds, err)
-		}
-		switch {
-		case acked.check(w) == nil:
-			if pending != nil {
-				lost++
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
 			}
-		case pending != nil && pending.check(w) == nil:
-			landed++
-			acked = *pending
-		default:
-			t.Fatalf("round %d: after the kill: %v", rounds, acked.check(w))
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		term++
-	}
+			term++
+		},
+	})
 	t.Logf("%d kills: the operation in flight was found whole %d times, absent %d times; log now %d..%d",
 		rounds, landed, lost, acked.first, acked.last)
 }

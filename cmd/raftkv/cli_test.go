@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/quorumkit/raft/cmd/raftkv/internal/testpki"
+	"github.com/quorumkit/raft/internal/testpki"
 )
 
 // The client subcommands against a stand-in for a cluster: one httptest

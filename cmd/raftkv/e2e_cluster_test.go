@@ -20,7 +20,7 @@ import (
 	"time"
 
 	kvclient "github.com/quorumkit/raft/cmd/raftkv/client"
-	"github.com/quorumkit/raft/cmd/raftkv/internal/testpki"
+	"github.com/quorumkit/raft/internal/testpki"
 )
 
 // e2eWait bounds every wait of the end-to-end test for a condition. It is

@@ -32,7 +32,7 @@ import (
 	"time"
 
 	kvclient "github.com/quorumkit/raft/cmd/raftkv/client"
-	"github.com/quorumkit/raft/cmd/raftkv/internal/testpki"
+	"github.com/quorumkit/raft/internal/testpki"
 )
 
 const (

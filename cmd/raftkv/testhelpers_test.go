@@ -4,7 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"github.com/quorumkit/raft/cmd/raftkv/internal/testpki"
+	"github.com/quorumkit/raft/internal/testpki"
 	"io"
 	"net/http"
 	"os"

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quorumkit/raft/cmd/raftkv/internal/testpki"
+	"github.com/quorumkit/raft/internal/testpki"
 )
 
 // newTestClient returns a client of f with short pauses, so that retries

@@ -69,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	timeout := fs.Duration("timeout", time.Minute, "bound on each wait inside a run")
 	jsonPath := fs.String("json", "", "write one JSON line per measurement to this file (- for stdout)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
-	profileDir := fs.String("profiledir", "", "write CPU and allocation profiles of every throughput window and snapshot install to this directory")
+	profileDir := fs.String("profiledir", "", "write CPU and allocation profiles of every throughput or reads window and snapshot install to this directory")
 	contention := fs.Bool("contention", false, "with -profiledir, also record block and mutex profiles (costly: every event)")
 	traceWindows := fs.Bool("trace", false, "with -profiledir, also write an execution trace of every throughput window and snapshot install")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (both libraries) to this file")

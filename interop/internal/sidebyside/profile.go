@@ -16,7 +16,8 @@ import (
 // profiles too) at the window's start and end
 // (the runtime keeps those from the process's start, so compare the two
 // with `go tool pprof -diff_base start end`). The files are named after
-// the run: library, store comparison, clients and repetition.
+// the run: library, store comparison, read variant (reads mode), clients
+// and repetition.
 type windowProfiles struct {
 	base  string // path without the suffix; "" when not profiling
 	cpu   *os.File
@@ -32,7 +33,11 @@ func startWindowProfiles(o Options, m *Measurement) (*windowProfiles, error) {
 	if o.ProfileDir == "" {
 		return w, nil
 	}
-	w.base = filepath.Join(o.ProfileDir, fmt.Sprintf("%s-%s-%s-c%d-r%d", m.Mode, m.Compare, m.Library, m.Clients, m.Rep))
+	name := fmt.Sprintf("%s-%s-%s-c%d-r%d", m.Mode, m.Compare, m.Library, m.Clients, m.Rep)
+	if m.Read != "" {
+		name = fmt.Sprintf("%s-%s-%s-%s-c%d-r%d", m.Mode, m.Compare, m.Library, m.Read, m.Clients, m.Rep)
+	}
+	w.base = filepath.Join(o.ProfileDir, name)
 	w.contention = o.Contention
 	if w.contention {
 		// Every blocking event and every contended lock: the window is

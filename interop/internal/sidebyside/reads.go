@@ -290,14 +290,19 @@ func reads(c Cluster, v readVariant, readers int, o Options, m *Measurement) err
 	cpu0, cpuOK := processCPU()
 	wait0, waitOK := processRunWait()
 	start := time.Now()
+	prof, perr := startWindowProfiles(o, m)
 	phase.Store(phaseMeasure)
 	time.Sleep(o.Duration) // the window is a length of time
 	phase.Store(phaseStop)
 	elapsed := time.Since(start)
 	cpu1, _ := processCPU()
 	wait1, _ := processRunWait()
+	perr = errors.Join(perr, prof.stop())
 	wg.Wait()
 	w.wait()
+	if perr != nil {
+		return fmt.Errorf("profiles: %w", perr)
+	}
 
 	n := ops.Load()
 	m.Ops, m.Errors, m.Seconds = n, errs.Load(), elapsed.Seconds()

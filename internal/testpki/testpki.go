@@ -1,6 +1,12 @@
 // Package testpki makes a throwaway certificate authority and certificates
-// for raftkv's tests (cmd/raftkv/e2e_test.go, cmd/raftkv/client's tests).
-// Keys are ECDSA P-256; nothing here is meant for real use.
+// for this module's tests: the raft package's TLS transport tests
+// (tls_transport_test.go) and raftkv's (cmd/raftkv/e2e_test.go,
+// cmd/raftkv/client's tests). Keys are ECDSA P-256; nothing here is meant
+// for real use.
+//
+// Every certificate is valid from 1990 to 2100: that covers the real clock
+// and the fake clock of testing/synctest bubbles, which starts in 2000 and
+// may run for any length of fake time.
 package testpki
 
 import (
@@ -19,6 +25,12 @@ import (
 	"time"
 )
 
+// The validity of every certificate (see the package comment).
+var (
+	notBefore = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+	notAfter  = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // CA is a certificate authority.
 type CA struct {
 	Cert    *x509.Certificate
@@ -26,26 +38,16 @@ type CA struct {
 	key     *ecdsa.PrivateKey
 }
 
-// NewCA makes a self-signed CA named name, valid for a day.
+// NewCA makes a self-signed CA named name.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
 		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	der, key := sign(t, tmpl, nil, nil)
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
@@ -69,24 +71,21 @@ type Leaf struct {
 // is also valid for 127.0.0.1, for servers and clients alike.
 func (ca *CA) Issue(t testing.TB, name string) Leaf {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return ca.IssueIP(t, name, net.IPv4(127, 0, 0, 1))
+}
+
+// IssueIP is Issue for a certificate valid for the addresses ips instead
+// of 127.0.0.1.
+func (ca *CA) IssueIP(t testing.TB, name string, ips ...net.IP) Leaf {
+	t.Helper()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		Subject:     pkix.Name{CommonName: name},
+		DNSNames:    []string{name},
+		IPAddresses: ips,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	der, key := sign(t, tmpl, ca.Cert, ca.key)
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
@@ -130,6 +129,28 @@ func (ca *CA) WriteCA(t testing.TB, dir string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// sign makes a new key and a certificate for it from tmpl, with a random
+// serial number and the package's validity, signed by parent with
+// parentKey, or self-signed when parent is nil. It returns the
+// certificate's DER bytes and the key.
+func sign(t testing.TB, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = serial(t)
+	tmpl.NotBefore, tmpl.NotAfter = notBefore, notAfter
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der, key
 }
 
 func serial(t testing.TB) *big.Int {
