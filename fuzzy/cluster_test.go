@@ -19,11 +19,15 @@ import (
 // it is a new incarnation, with a fresh transport and a fresh FSM (the FSM
 // is memory, lost in a crash), which restores the disk's newest snapshot.
 type cluster struct {
-	sched *schedule
-	net   *network
-	check *checker
-	stats *runStats
-	logs  *logRing
+	// quorumStopped, when set, says why the run ended waiting for an
+	// operator's recovery (quorumLostToRestoreStops): the liveness checks
+	// after healing are skipped, the safety checks are not.
+	quorumStopped string
+	sched         *schedule
+	net           *network
+	check         *checker
+	stats         *runStats
+	logs          *logRing
 	// events is what the run did, printed with a failure.
 	events *eventLog
 	nodes  []*node

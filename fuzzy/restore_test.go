@@ -340,11 +340,61 @@ func (c *cluster) readmitWiped() {
 		}
 		err := c.readmit(n)
 		c.changing.Store(false)
+		if err != nil && c.leader() == nil {
+			if why, lost := c.quorumLostToRestoreStops(); lost {
+				// What the README's "Recovering a cluster that lost its
+				// quorum" asks of an operator; the harness does not play
+				// it. Safety is still checked (run_test.go).
+				c.quorumStopped = why
+				c.stats.quorumLostToStops.Add(1)
+				c.events.add("readmit %s: %s; the cluster waits for an operator's recovery", n.id, why)
+				return
+			}
+		}
 		if err != nil {
 			c.check.violation("liveness: readmitting %s, which stopped holding an uncommitted user restore: %v\n%s", n.id, err, c.describe())
 			return
 		}
 	}
+}
+
+// quorumLostToRestoreStops reports whether no leader can be elected
+// because servers stopped for an uncommitted user restore (and kept down
+// until readmitted) are voters that the newest configuration needs for a
+// quorum: the outcome the README describes for a two-voter cluster whose
+// restoring leader was deposed. The newest configuration is the one of the
+// running server with the longest log (any server that could win holds
+// it). It says why.
+func (c *cluster) quorumLostToRestoreStops() (string, bool) {
+	var newest *incarnation
+	for _, n := range c.nodes {
+		if inc := c.current(n); inc != nil && (newest == nil || inc.raft.LastIndex() > newest.raft.LastIndex()) {
+			newest = inc
+		}
+	}
+	if newest == nil {
+		return "", false
+	}
+	voters, up := 0, 0
+	var stopped []raft.ServerID
+	for _, s := range members(newest) {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		m := c.node(s.ID)
+		switch {
+		case m != nil && m.uncommittedRestore.Load():
+			stopped = append(stopped, s.ID)
+		case m != nil && c.current(m) != nil:
+			up++
+		}
+	}
+	if len(stopped) == 0 || up >= voters/2+1 {
+		return "", false
+	}
+	return fmt.Sprintf("quorum lost: voters %v stopped for an uncommitted user restore; %d of the %d voters of %s's configuration run",
+		stopped, up, voters, newest.name), true
 }
 
 // readmit removes n, wipes it, starts it and adds it back.
