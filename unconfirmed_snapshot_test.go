@@ -430,3 +430,39 @@ func TestUnconfirmedSnapshot_RestartedFollowerIsConfirmedPromptly(t *testing.T) 
 		})
 	}
 }
+
+// A follower that installed a user restore learns that the no-op after it
+// committed from its leader's answer to a follower read (CommitTimeout is
+// long, so no AppendEntries tells it first): the answer confirms the
+// snapshot before it moves the commit index past it
+// (commitKnown, follower_read.go). Before, the commit index moved and the
+// FSM applied past a snapshot still unconfirmed (invariant I12; fuzzy
+// seeds 4, 5, 10, 13, 19, 21 and 22 of TestFuzzy found it).
+func TestUnconfirmedSnapshot_FollowerReadAnswerConfirmsIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
+			conf.LogWriteStallTimeout = 0
+			conf.CommitTimeout = 5 * time.Second
+		}})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "a", 5)
+		c.waitForSameFSMs(5)
+		if err := <-startRestore(leader, commandList("user", 3)); err != nil {
+			t.Fatalf("Restore: %v", err)
+		}
+		noop, _ := leader.raft.pub.lastLog()
+		for _, f := range c.others(leader) {
+			c.waitFor(time.Second, "the follower to hold the restore and the no-op after it", func() bool {
+				last, _ := f.raft.pub.lastLog()
+				return holdsUserState(f, 3) && last >= noop
+			})
+			if err := f.raft.ReadIndex(time.Second).Error(); err != nil {
+				t.Fatalf("follower ReadIndex: %v", err)
+			}
+			if got := f.raft.AppliedIndex(); got < noop {
+				t.Fatalf("follower read answered at applied index %d, before the no-op at %d", got, noop)
+			}
+		}
+	})
+}
