@@ -625,9 +625,15 @@ func (r *Raft) Snapshot() SnapshotFuture {
 // request. Entries in flight are answered with ErrAbortedByRestore.
 //
 // The restored state takes the index after everything the log holds, so
-// every follower receives it as an InstallSnapshot. Restore returns once a
-// no-op entry after it has committed. Errors: those of ApplyLog, and errors
-// reading or storing the snapshot.
+// every follower receives it as an InstallSnapshot. Restore returns nil once a
+// no-op entry after it has committed; until then reads wait, and so does
+// another Restore. If the leader loses its leadership first, the restore
+// may or may not commit; a server whose FSM holds a restore that the next
+// leader's log shows uncommitted stops (unconfirmed_snapshot.go) and must
+// be wiped and added back. A restore that fails once its snapshot may be
+// in the store (the sink's Close failed, or the FSM's Restore did) ends
+// this node's leadership. Errors: those of ApplyLog, and errors reading or
+// storing the snapshot.
 //
 // Use it for disaster recovery on a stable cluster. Until that no-op
 // commits, the leader's FSM (and the FSMs of followers that installed the
@@ -650,20 +656,10 @@ func (r *Raft) Restore(meta *SnapshotMeta, reader io.Reader, timeout time.Durati
 	case <-r.shutdownCh:
 		return ErrRaftShutdown
 	}
-	if err := f.Error(); err != nil {
-		return err
-	}
-	// Once a no-op after it commits, a majority holds the restored state.
-	noop := &logFuture{log: Log{Type: LogNoop}}
-	noop.init(r.stoppedCh)
-	select {
-	case r.applyCh <- noop:
-		return noop.Error()
-	case <-timer:
-		return ErrEnqueueTimeout
-	case <-r.shutdownCh:
-		return ErrRaftShutdown
-	}
+	// The leader appends a no-op after the snapshot and answers once it
+	// committed: only then does a majority hold the restored state
+	// (unconfirmed_snapshot.go).
+	return f.Error()
 }
 
 // State returns the node's current role.

@@ -117,7 +117,9 @@ func TestCompaction_PinSeesACompactionHandedOver(t *testing.T) {
 	snaps := &listingSnapshots{lists: [][]*SnapshotMeta{{old}, {newer, old}}}
 	_, trans := NewInmemTransport("a0")
 	r := newNode(testConfig(t, "n0"), &testFSM{}, store, store, snaps, trans)
-	// The run loop handed over a compaction up to 10 that has not run yet.
+	// The run loop handed over a compaction up to 10 that has not run yet,
+	// after it recorded the snapshot at 10 as its own.
+	r.pub.setLastSnapshot(10, 1)
 	r.compactTarget.Store(10)
 	s := &replicator{r: r}
 	meta, err := s.pinSnapshot()

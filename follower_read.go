@@ -99,7 +99,14 @@ func (r *Raft) commitFromReadIndex(res followerReadResult) {
 func (r *Raft) commitKnown() {
 	fr := &r.st.freads
 	if fr.committed > r.st.commitIndex && fr.vouchedTerm == r.st.currentTerm {
-		r.setCommitIndex(min(fr.committed, fr.vouched, r.st.log.lastIndex))
+		to := min(fr.committed, fr.vouched, r.st.log.lastIndex)
+		if x := r.unconfirmed(); x != 0 && to >= x {
+			// An AppendEntries of this term matched the log at or past
+			// the snapshot, and the leader answered it committed: the
+			// rule confirmFromLeader follows (unconfirmed_snapshot.go).
+			r.confirmSnapshot()
+		}
+		r.setCommitIndex(to)
 	}
 }
 

@@ -45,6 +45,14 @@ type leaderState struct {
 	// leader committed an entry of its term; until then its commit index
 	// may lag the cluster's.
 	readsBeforeCommit []*readIndexFuture
+	// heldVerifies are VerifyLeader requests held while the FSM holds, or
+	// is about to hold, a state that may not be committed
+	// (unconfirmed_snapshot.go): a read after them would show it.
+	heldVerifies []*verifyFuture
+	// restored is the Restore whose snapshot, at restoredAt, the FSM
+	// holds; it is answered once the no-op after it commits.
+	restored   *userRestoreFuture
+	restoredAt uint64
 
 	// configChange is the membership change in flight: appended, not yet
 	// committed. At most one exists (Raft thesis §4.1).
@@ -170,10 +178,24 @@ func (r *Raft) stopLeading(err, verifyErr error) {
 	for _, f := range lead.readsBeforeCommit {
 		f.respond(verifyErr)
 	}
+	for _, f := range lead.heldVerifies {
+		f.respond(verifyErr)
+	}
 	// The run loop no longer comes back to the intake for this
 	// leadership's rounds (read_intake.go).
 	r.settleReadIntake()
 	r.endUserRestore(err)
+	if f := lead.restored; f != nil {
+		// The FSM holds the user's snapshot, and the no-op after it has
+		// not committed: the next leader may or may not have it. The
+		// snapshot stays unconfirmed, as one a follower installed
+		// (unconfirmed_snapshot.go): reads wait until a leader shows it
+		// committed, and a leader whose log conflicts with it stops
+		// this node.
+		r.logger.Warn("leadership ended before the user snapshot restore committed; it stays unconfirmed",
+			"index", lead.restoredAt, "commit-index", r.st.commitIndex)
+		f.respond(err)
+	}
 	// Entries above the commit index may or may not commit under a later
 	// leader; their outcome is unknown here. Committed ones keep their
 	// futures: the FSM goroutine still answers them.
@@ -350,6 +372,7 @@ func (r *Raft) updateCommitIndex() {
 		return
 	}
 	lead.shared.commitIndex.Store(next)
+	r.confirmAsLeader()
 	r.startDeferredReads()
 	for _, f := range r.st.futures {
 		if f.log.Index > next {
@@ -414,6 +437,10 @@ func (r *Raft) onVerifies(batch []*verifyFuture) {
 		for _, f := range batch {
 			f.respond(ErrNotLeader)
 		}
+		return
+	}
+	if r.readsHeld() {
+		lead.heldVerifies = append(lead.heldVerifies, batch...)
 		return
 	}
 	round := r.beginVerifyRound()

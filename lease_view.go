@@ -37,11 +37,13 @@ type leaseView struct {
 }
 
 // leaseHoldable reports whether this node's state allows lease reads: it
-// leads, has committed an entry of its term, and has started no transfer
-// in it. Called on the run loop.
+// leads, has committed an entry of its term, has started no transfer in
+// it, and its FSM holds nothing that may not be committed (no user restore
+// runs or waits for its no-op, no snapshot is unconfirmed:
+// unconfirmed_snapshot.go). Called on the run loop.
 func (r *Raft) leaseHoldable() bool {
 	lead := r.st.lead
-	return lead != nil && r.st.commitIndex >= lead.termStart && !lead.transferStarted
+	return lead != nil && r.st.commitIndex >= lead.termStart && !lead.transferStarted && !r.readsHeld()
 }
 
 // publishLease brings Raft.leaseV up to date after a step of the run loop:

@@ -15,8 +15,11 @@ type published struct {
 	term         atomic.Uint64
 	commitIndex  atomic.Uint64
 	appliedIndex atomic.Uint64
-	lastLogV     atomic.Pointer[indexTerm]
-	lastSnapV    atomic.Pointer[indexTerm]
+	// unconfirmed mirrors st.unconfirmedSnapshot for the snapshot
+	// goroutine (unconfirmed_snapshot.go).
+	unconfirmed atomic.Uint64
+	lastLogV    atomic.Pointer[indexTerm]
+	lastSnapV   atomic.Pointer[indexTerm]
 	// lastContactV is when a leader was last heard from, in Unix
 	// nanoseconds; 0 means never.
 	lastContactV atomic.Int64

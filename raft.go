@@ -77,6 +77,9 @@ type runState struct {
 	// abandonedRestore is the index of a user restore the FSM goroutine
 	// took before leadership ended; the node is stopping (endUserRestore).
 	abandonedRestore uint64
+	// unconfirmedSnapshot is the index of the newest snapshot while it is
+	// not known to be committed (unconfirmed_snapshot.go), else 0.
+	unconfirmedSnapshot uint64
 
 	// load measures how busy the run loop is.
 	load *loadMeter
@@ -182,11 +185,17 @@ func (r *Raft) serveOne() bool {
 	// channels until it ends. So do entries a leader cannot take until its
 	// disk or its FSM catches up (backpressure.go); the log writer's
 	// reports wake the loop, and so does the FSM's progress.
-	applyCh, restoreCh := r.applyCh, r.userRestoreCh
+	applyCh, restoreCh, transferCh := r.applyCh, r.userRestoreCh, r.leadershipTransferCh
 	if r.st.restoring != nil {
 		applyCh, restoreCh = nil, nil
 	} else if r.st.lead != nil && r.leaderFull(0) {
 		applyCh, fsmProgressCh = nil, r.fsmProgressCh
+	}
+	if r.st.restoring != nil || (r.st.lead != nil && r.st.lead.restored != nil) {
+		// A transfer would end the leadership before the restore
+		// commits, which stops this node (unconfirmed_snapshot.go).
+		// Another restore waits too: lead.restored holds one Restore.
+		transferCh, restoreCh = nil, nil
 	}
 
 	// The wait below is the run loop's idle time; every arm starts work.
@@ -251,7 +260,7 @@ func (r *Raft) serveOne() bool {
 	case f := <-restoreCh:
 		r.st.load.working()
 		r.onUserRestore(f)
-	case f := <-r.leadershipTransferCh:
+	case f := <-transferCh:
 		r.st.load.working()
 		r.onLeadershipTransfer(f)
 	case <-transferTimer:
@@ -276,6 +285,10 @@ func (r *Raft) exitRunLoop() {
 		r.st.restoring = nil
 		ur.abandoned.Store(true)
 		ur.future.respond(ErrRaftShutdown)
+	}
+	if lead := r.st.lead; lead != nil && lead.restored != nil {
+		lead.restored.respond(ErrRaftShutdown)
+		lead.restored, lead.restoredAt = nil, 0
 	}
 	if r.st.lead != nil {
 		replaceBool(r.leaderCh, false)
@@ -384,6 +397,9 @@ func (r *Raft) setTerm(term uint64) error {
 	}
 	r.st.currentTerm = term
 	r.pub.term.Store(term)
+	if in := r.st.installing; in != nil {
+		in.stale.Store(true)
+	}
 	// A leader leads one term: in a newer one, none is known yet.
 	r.setLeader(leaderInfo{})
 	return nil

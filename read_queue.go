@@ -21,6 +21,12 @@ import (
 // arrive below reads already waiting (a leader's grow with its commit
 // index), so reads are kept in index order.
 func (r *Raft) queueConfirmedRead(f *readIndexFuture) {
+	if r.readsHeld() {
+		// The FSM may hold a state that is not committed; the read waits
+		// in st.reads until it is (unconfirmed_snapshot.go).
+		r.st.reads = insertRead(r.st.reads, f)
+		return
+	}
 	if f.index <= r.pub.appliedIndex.Load() {
 		f.respond(nil)
 		return

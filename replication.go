@@ -624,7 +624,17 @@ func (s *replicator) pinSnapshot() (*SnapshotMeta, error) {
 		if len(snapshots) == 0 {
 			return nil, fmt.Errorf("no snapshots found")
 		}
-		latest := snapshots[0]
+		latest := ownSnapshot(snapshots, s.r)
+		if latest == nil && attempt < 2 {
+			// Its own snapshot may have been written just after the
+			// listing.
+			continue
+		}
+		if latest == nil {
+			index, term := s.r.pub.lastSnapshot()
+			return nil, fmt.Errorf("the snapshot this node adopted, at index %d (term %d), is no longer in the store; "+
+				"waiting for its next snapshot", index, term)
+		}
 		s.installing.Store(latest.Index)
 		first, err := s.r.logs.FirstIndex()
 		if err != nil {
@@ -635,6 +645,22 @@ func (s *replicator) pinSnapshot() (*SnapshotMeta, error) {
 			return latest, nil
 		}
 	}
+}
+
+// ownSnapshot returns, of the stored snapshots (newest first), the one
+// this node adopted as its newest, or nil. The store may hold
+// newer ones the node never adopted: one received from a leader whose
+// term ended, or one its own state had already passed, may be a user
+// restore the cluster never committed (unconfirmed_snapshot.go), and
+// sending it would hand a follower a state that is not this leader's.
+func ownSnapshot(snapshots []*SnapshotMeta, r *Raft) *SnapshotMeta {
+	index, term := r.pub.lastSnapshot()
+	for _, m := range snapshots {
+		if m.Index == index && m.Term == term {
+			return m
+		}
+	}
+	return nil
 }
 
 // sendSnapshot sends the newest snapshot to a follower whose next entries

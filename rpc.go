@@ -137,6 +137,15 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 		return
 	}
 
+	if refuse, stop := r.snapshotConflict(a, resp); refuse {
+		if stop {
+			rpc.Respond(resp, fmt.Errorf("this server's snapshot conflicts with the leader's log"))
+		} else {
+			rpc.Respond(resp, nil)
+		}
+		return
+	}
+
 	// The entry before the new ones must match (log matching, §5.3). One
 	// below this node's snapshot is committed, so it matches the leader's
 	// entry there (leader completeness) and need not be read: compaction
@@ -200,6 +209,7 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 	if a.LeaderCommitIndex > r.st.commitIndex {
 		r.setCommitIndex(min(a.LeaderCommitIndex, a.PrevLogEntry+uint64(len(a.Entries))))
 	}
+	r.confirmFromLeader(a)
 	r.noteVouched(a.PrevLogEntry + uint64(len(a.Entries)))
 
 	resp.Success = true

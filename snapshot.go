@@ -1,9 +1,11 @@
 package raft
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,6 +182,11 @@ func (r *Raft) writeOwnSnapshot(snap snapshotResponse, c Configuration, cIndex u
 			"index", snap.index, "newer", r.writtenUpTo)
 		return "", ErrNothingNewToSnapshot
 	}
+	if u := r.pub.unconfirmed.Load(); u != 0 && snap.index <= u {
+		r.logger.Info("not writing a snapshot of a state not yet known to be committed",
+			"index", snap.index, "unconfirmed-snapshot", u)
+		return "", ErrNothingNewToSnapshot
+	}
 	r.logger.Info("starting snapshot up to", "index", snap.index)
 	start := time.Now()
 	sink, err := r.snapshots.Create(SnapshotVersionMax, snap.index, snap.term, c, cIndex, r.trans)
@@ -270,7 +277,17 @@ type pendingInstall struct {
 	term          uint64
 	configuration Configuration
 	configIndex   uint64
+	// stale is set by the run loop when its term moves on (setTerm): the
+	// receiving goroutine then cancels the sink instead of closing it, so
+	// that a restart does not load a snapshot this node never adopted,
+	// which may be a user restore the cluster never commits
+	// (unconfirmed_snapshot.go).
+	stale atomic.Bool
 }
+
+// errStaleInstall reports a received snapshot cancelled because the
+// node's term moved on while it streamed in.
+var errStaleInstall = errors.New("the term moved on while the snapshot streamed in")
 
 // installResult reports the end of a snapshot's reception.
 type installResult struct {
@@ -313,6 +330,11 @@ func (r *Raft) receiveSnapshot(in *pendingInstall) {
 		sink.Cancel()
 		r.logger.Error("failed to receive whole snapshot", "received", n, "size", req.Size)
 		res.err = fmt.Errorf("short read")
+		return
+	}
+	if in.stale.Load() {
+		sink.Cancel()
+		res.err = errStaleInstall
 		return
 	}
 	if err := sink.Close(); err != nil {
@@ -360,14 +382,21 @@ func copyInChunks(dst io.Writer, src io.Reader) (int64, error) {
 func (r *Raft) onInstallDone(res installResult) {
 	in := res.install
 	r.st.installing = nil
+	if errors.Is(res.err, errStaleInstall) {
+		in.resp.Term = r.st.currentTerm
+		in.rpc.Respond(in.resp, nil)
+		return
+	}
 	if res.err != nil {
 		r.logger.Error("failed to install snapshot", "error", res.err)
 		in.rpc.Respond(in.resp, res.err)
 		return
 	}
 	if r.st.currentTerm != in.term || r.st.role != Follower {
-		// A newer leader appeared meanwhile; the snapshot stays in the
-		// store, which is harmless (it only holds committed state).
+		// A newer leader appeared meanwhile (as the sink closed: before,
+		// it is cancelled); the snapshot stays in the store, and a
+		// restart may load it: if it is a user restore the cluster never
+		// commits, the node stops then (unconfirmed_snapshot.go).
 		in.resp.Term = r.st.currentTerm
 		in.rpc.Respond(in.resp, nil)
 		return
@@ -456,18 +485,15 @@ func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIn
 	if index > r.st.commitIndex {
 		r.st.commitIndex = index
 		r.pub.commitIndex.Store(index)
+		// A leader may send a user restore that its cluster never
+		// commits: until one shows it committed, reads wait, in st.reads
+		// (unconfirmed_snapshot.go). One at or below the commit index
+		// is known committed.
+		r.markUnconfirmed(index)
 	}
 	if index > r.st.dispatched {
 		// The snapshot was received by this node's own sink a moment ago.
 		t := &fsmTask{restoreID: id, from: index, to: index, received: true}
-		// Reads waiting for an index the snapshot covers are answered
-		// once the FSM holds it.
-		n := 0
-		for n < len(r.st.reads) && r.st.reads[n].index <= index {
-			n++
-		}
-		t.reads = append([]*readIndexFuture(nil), r.st.reads[:n]...)
-		r.st.reads = r.st.reads[n:]
 		r.st.fsmQueue = append(r.st.fsmQueue, t)
 		r.st.dispatched = index
 		return t
@@ -527,6 +553,13 @@ type userRestore struct {
 	// prevDispatched is dispatched before the task was queued.
 	prevDispatched uint64
 	handedOff      bool
+	// termStart is the leader's termStart before the restore moved it
+	// past the snapshot; a restore that fails puts it back.
+	termStart uint64
+	// closing is set once the copy's sink is being closed: from then on
+	// the store may hold the snapshot at (index, term), whatever Close
+	// answers.
+	closing atomic.Bool
 	// abandoned is set by the run loop when leadership ends first; the
 	// copying goroutine then cancels the copy instead of closing it, so
 	// the store never holds a snapshot the cluster did not take.
@@ -571,8 +604,14 @@ func (r *Raft) onUserRestore(f *userRestoreFuture) {
 	clear(r.st.futures[len(kept):])
 	r.st.futures = kept
 	index := max(meta.Index, r.st.log.lastIndex, r.st.lastSnapshotIndex) + 1
-	ur := &userRestore{future: f, index: index, term: r.st.currentTerm, after: r.st.commitIndex}
+	ur := &userRestore{future: f, index: index, term: r.st.currentTerm, after: r.st.commitIndex, termStart: r.st.lead.termStart}
+	// No lease read is answered from here until the restore commits
+	// (leaseHoldable): withdraw the view before the FSM can change.
+	r.revokeLease()
 	r.st.restoring = ur
+	// Nothing commits, and no read or lease is answered, until the no-op
+	// after the snapshot does (unconfirmed_snapshot.go).
+	r.st.lead.termStart = max(r.st.lead.termStart, index+1)
 	configuration, configIndex := r.st.configs.latest.Clone(), r.st.configs.latestIndex
 	r.routines.goFunc(func() {
 		err := r.copyUserSnapshot(ur, configuration, configIndex)
@@ -607,6 +646,7 @@ func (r *Raft) copyUserSnapshot(ur *userRestore, c Configuration, cIndex uint64)
 		sink.Cancel()
 		return ErrLeadershipLost
 	}
+	ur.closing.Store(true)
 	if err := sink.Close(); err != nil {
 		return fmt.Errorf("failed to close snapshot: %v", err)
 	}
@@ -629,8 +669,7 @@ func (r *Raft) onRestoreCopied(rc restoreCopied) {
 		return
 	}
 	if rc.err != nil {
-		r.st.restoring = nil
-		ur.future.respond(rc.err)
+		r.failUserRestore(ur, rc.err)
 		return
 	}
 	ur.copied = true
@@ -648,13 +687,9 @@ func (r *Raft) queueUserRestore() {
 	// An entry task built meanwhile holds only entries the restore
 	// replaces; it is rebuilt, from past the restore, after it.
 	r.takeBackPendingFSM()
+	// Reads stay in st.reads: the restored state may never commit
+	// (unconfirmed_snapshot.go).
 	t := &fsmTask{restoreID: ur.id, from: ur.index, to: ur.index, userRestore: true}
-	n := 0
-	for n < len(r.st.reads) && r.st.reads[n].index <= ur.index {
-		n++
-	}
-	t.reads = append([]*readIndexFuture(nil), r.st.reads[:n]...)
-	r.st.reads = r.st.reads[n:]
 	ur.task = t
 	ur.prevDispatched = r.st.dispatched
 	r.st.fsmQueue = append(r.st.fsmQueue, t)
@@ -677,7 +712,7 @@ func (r *Raft) endUserRestore(err error) {
 	switch {
 	case ur.handedOff:
 		r.st.abandonedRestore = ur.index
-		r.fatal(fmt.Errorf("leadership ended while the FSM restored the user snapshot at index %d, which the cluster never committed; this server's FSM no longer matches the cluster's", ur.index))
+		r.fatal(errUncommittedRestore(ur.index, ur.term, "leadership ended while the FSM restored it"))
 	case ur.task != nil:
 		if r.st.pendingFSM == ur.task {
 			r.st.pendingFSM = nil
@@ -703,11 +738,11 @@ func (r *Raft) onUserRestoreApplied(err error) {
 		// Leadership ended first; endUserRestore stopped the node.
 		return
 	}
-	r.st.restoring = nil
 	if err != nil {
-		ur.future.respond(err)
+		r.failUserRestore(ur, err)
 		return
 	}
+	r.st.restoring = nil
 	r.st.log.reset(ur.index, ur.term)
 	r.pub.setLastLog(ur.index, ur.term)
 	r.setLastSnapshot(ur.index, ur.term)
@@ -721,19 +756,79 @@ func (r *Raft) onUserRestoreApplied(err error) {
 		r.queueWrite(&writeOp{compactTo: ur.index, last: ur.index, oldLogs: true})
 	}
 	r.logger.Info("restored user snapshot", "index", ur.index)
-	ur.future.respond(nil)
+	// The snapshot is committed once an entry after it of this term is
+	// (§5.4.2): the no-op appended here. Until then the FSM holds a state
+	// the next leader may not have; Restore is answered then
+	// (confirmAsLeader), or this node stops if the leadership ends first
+	// (stopLeading).
+	r.markUnconfirmed(ur.index)
+	r.st.lead.restored, r.st.lead.restoredAt = ur.future, ur.index
+	noop := &logFuture{log: Log{Type: LogNoop}}
+	noop.init(r.stoppedCh)
+	r.appendAsLeader([]*logFuture{noop})
+}
+
+// failUserRestore ends a user restore that failed while this node still
+// leads: the leader's termStart goes back to where it was, and the reads
+// held meanwhile go on.
+//
+// If the store may hold the snapshot (its sink was being closed, or the
+// FSM failed to restore it), the leader steps down: a restart may load
+// that snapshot, at (index, term), and it must never match a log entry of
+// this leader's at index, which the next entry it appended would be. A
+// later leader's entry there has a later term, which restoreSnapshotOnStart
+// and snapshotConflict (unconfirmed_snapshot.go) tell apart.
+func (r *Raft) failUserRestore(ur *userRestore, err error) {
+	r.st.restoring = nil
+	if r.st.lead != nil && (ur.closing.Load() || ur.copied) {
+		// Stepped down before the answer, so that a caller woken by it
+		// sees this node a follower.
+		r.logger.Error("stepping down: a failed user snapshot restore may have left its snapshot in the store",
+			"index", ur.index, "term", ur.term, "error", err)
+		r.becomeFollower(r.st.currentTerm)
+	} else if lead := r.st.lead; lead != nil {
+		lead.termStart = ur.termStart
+	}
+	ur.future.respond(err)
+	r.releaseHeldReads()
+	if r.st.lead != nil {
+		r.startDeferredReads()
+	}
 }
 
 // --- Restoring on start. ---
 
 // restoreSnapshotOnStart loads the newest snapshot that opens and restores,
-// as NewRaft does. restoreFSM false uses the metadata only.
+// as NewRaft does, skipping those that do not fit the log (strayOnStart).
+// Newest is by index: the store may list by term first, and a stray of a
+// higher term than the node's own newer snapshot would then come first
+// (for snapshots the node adopted, both orders agree). restoreFSM false
+// uses the metadata only.
 func (r *Raft) restoreSnapshotOnStart(restoreFSM bool) error {
 	snapshots, err := r.snapshots.List()
 	if err != nil {
 		return fmt.Errorf("failed to list snapshots: %w", err)
 	}
+	snapshots = slices.Clone(snapshots)
+	slices.SortStableFunc(snapshots, func(a, b *SnapshotMeta) int { return cmp.Compare(b.Index, a.Index) })
+	first, err := r.logs.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("failed to read first log index: %w", err)
+	}
+	last, err := r.logs.LastIndex()
+	if err != nil {
+		return fmt.Errorf("failed to read last log index: %w", err)
+	}
+	var skipped *SnapshotMeta
 	for _, meta := range snapshots {
+		if why := r.strayOnStart(meta, first, last); why != "" {
+			r.logger.Warn("not loading a snapshot that does not fit the log", "id", meta.ID,
+				"index", meta.Index, "term", meta.Term, "why", why)
+			if skipped == nil {
+				skipped = meta
+			}
+			continue
+		}
 		if restoreFSM {
 			if err := r.restoreFSMFrom(meta.ID); err != nil {
 				r.logger.Error("failed to restore snapshot", "id", meta.ID, "error", err)
@@ -755,13 +850,54 @@ func (r *Raft) restoreSnapshotOnStart(restoreFSM bool) error {
 		r.pub.appliedIndex.Store(meta.Index)
 		r.st.dispatched = meta.Index
 		r.restored = indexTerm{meta.Index, meta.Term}
+		// It may be a user restore that never committed.
+		r.markUnconfirmed(meta.Index)
 		r.logger.Info("restored from snapshot", "id", meta.ID, "index", meta.Index)
 		return nil
 	}
-	if len(snapshots) > 0 {
+	if skipped != nil && (first != 1 || last == 0) {
+		// The log does not reach back to the first entry: without a
+		// snapshot below it, this node cannot rebuild its state.
+		return fmt.Errorf("no stored snapshot fits the log (entries %d to %d); the newest, at index %d (term %d), "+
+			"was never this server's state: wipe its data and add it back", first, last, skipped.Index, skipped.Term)
+	}
+	if len(snapshots) > 0 && skipped == nil {
 		return fmt.Errorf("failed to load any existing snapshots")
 	}
 	return nil
+}
+
+// strayOnStart returns why meta, a stored snapshot, is not this node's
+// state, or "" when it may be. The store may hold snapshots this node
+// never adopted: a user restore whose leadership ended as the copy landed,
+// or whose sink's Close failed; an install whose term ended as its sink
+// closed. Such a snapshot may be a user restore the cluster never
+// committed. A snapshot the node adopted fits its log: an entry the log
+// holds at the snapshot's index has the snapshot's term (adoptSnapshot
+// keeps the log only then, a leader whose failed restore may have left a
+// snapshot steps down before it appends there: failUserRestore, and a
+// conflict there while the snapshot is unconfirmed stops the node:
+// unconfirmed_snapshot.go), and the log, unless empty, goes on right after
+// it or earlier (compaction never passes the newest snapshot). first and
+// last are the log store's.
+func (r *Raft) strayOnStart(meta *SnapshotMeta, first, last uint64) string {
+	if last == 0 || first == 0 {
+		return ""
+	}
+	if first > meta.Index+1 {
+		return fmt.Sprintf("the log starts at %d, past the entry after it", first)
+	}
+	if meta.Index < first || meta.Index > last {
+		return ""
+	}
+	var l Log
+	if err := r.logs.GetLog(meta.Index, &l); err != nil {
+		return ""
+	}
+	if l.Term != meta.Term {
+		return fmt.Sprintf("the log holds an entry of term %d at its index", l.Term)
+	}
+	return ""
 }
 
 // restoreFSMFrom opens a stored snapshot and restores the FSM from it.

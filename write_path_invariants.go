@@ -24,7 +24,7 @@ import (
 // broken, compacted), st.dispatched,
 // st.pendingFSM, st.fsmQueue, st.fsmStoreReadsTo, st.commitIndex,
 // st.lastSnapshotIndex/Term, st.compactedTo, st.futures, st.reads,
-// st.restoring, st.role, st.lead, st.candidate.
+// st.restoring, st.unconfirmedSnapshot, st.role, st.lead, st.candidate.
 //
 //	I1  role: lead is set exactly on a leader; candidate only on a
 //	    candidate (one whose pre-vote round failed waits without it).
@@ -53,6 +53,10 @@ import (
 //	    below commitIndex (stopLeading answered the rest).
 //	I10 reads: ReadIndex requests in index order.
 //	I11 restore: a user restore runs only on the leader that started it.
+//	I12 unconfirmed snapshot (unconfirmed_snapshot.go): it is the newest
+//	    snapshot, and the FSM has applied nothing past it; a leader whose
+//	    Restore waits for its no-op holds it at restoredAt, with termStart
+//	    just past it and the commit index below (one Restore at a time).
 //
 // The resets. Each kind re-establishes every invariant in one function:
 //
@@ -62,7 +66,8 @@ import (
 //     the resync will leave it;
 //   - snapshot adopted (installed from the leader): adoptSnapshot;
 //   - user restore: onUserRestoreApplied (with onUserRestore and
-//     queueUserRestore for the stages before it);
+//     queueUserRestore for the stages before it), or failUserRestore,
+//     which steps down once the snapshot may be in the store;
 //   - step-down: stopLeading.
 
 // afterStep checks the invariants after a step of the run loop, when a
@@ -193,6 +198,21 @@ func (r *Raft) checkInvariants() error {
 	// I11
 	if st.restoring != nil && st.lead == nil {
 		fail("I11: a user restore runs on a %v", st.role)
+	}
+	// I12
+	if x := st.unconfirmedSnapshot; x != 0 {
+		if x != st.lastSnapshotIndex {
+			fail("I12: unconfirmed snapshot at %d, newest snapshot at %d", x, st.lastSnapshotIndex)
+		}
+		if applied > x {
+			fail("I12: applied %d past the unconfirmed snapshot at %d", applied, x)
+		}
+	}
+	if lead := st.lead; lead != nil && lead.restored != nil {
+		if lead.restoredAt != st.unconfirmedSnapshot || lead.termStart != lead.restoredAt+1 || st.commitIndex >= lead.termStart {
+			fail("I12: restore at %d waits with unconfirmed snapshot %d, termStart %d, commit %d",
+				lead.restoredAt, st.unconfirmedSnapshot, lead.termStart, st.commitIndex)
+		}
 	}
 	if len(bad) == 0 {
 		return nil

@@ -19,11 +19,15 @@ import (
 // it is a new incarnation, with a fresh transport and a fresh FSM (the FSM
 // is memory, lost in a crash), which restores the disk's newest snapshot.
 type cluster struct {
-	sched *schedule
-	net   *network
-	check *checker
-	stats *runStats
-	logs  *logRing
+	// quorumStopped, when set, says why the run ended waiting for an
+	// operator's recovery (quorumLostToRestoreStops): the liveness checks
+	// after healing are skipped, the safety checks are not.
+	quorumStopped string
+	sched         *schedule
+	net           *network
+	check         *checker
+	stats         *runStats
+	logs          *logRing
 	// events is what the run did, printed with a failure.
 	events *eventLog
 	nodes  []*node
@@ -62,6 +66,10 @@ type node struct {
 	cur *incarnation
 	// maxTerm is the highest term any incarnation published.
 	maxTerm atomic.Uint64
+	// uncommittedRestore is set when an incarnation stopped itself
+	// because its FSM held a user restore the cluster did not commit: it
+	// stays down until readmitWiped wipes it and adds it back.
+	uncommittedRestore atomic.Bool
 }
 
 // incarnation is one life of a server, from start to crash.
@@ -216,6 +224,7 @@ func (c *cluster) start(n *node) error {
 	name := fmt.Sprintf("%s#%d", n.id, n.starts)
 	inc := &incarnation{node: n, name: name, num: n.starts}
 	conf := c.config(n.id)
+	conf.Logger = c.logs.watchingLogger(string(n.id), n)
 	inc.trans = newFaultTransport(c.net, n.id, n.addr, n.starts, c.stats, c.check)
 	inc.trans.preVote = !conf.PreVoteDisabled
 	inc.trans.lateTimeoutNow = c.lateTimeoutNow

@@ -2,6 +2,7 @@ package fuzzy
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/quorumkit/raft"
@@ -151,7 +152,20 @@ func (c *cluster) end(a *activeEpisode) {
 
 // restart starts n again, recording a failure to start as a violation.
 func (c *cluster) restart(n *node) {
+	if n.uncommittedRestore.Load() {
+		// As the raft package's README says of such a server: it is
+		// wiped and added back, once the run heals (readmitWiped).
+		c.events.add("%s stays down: it stopped holding a user restore the cluster did not commit", n.id)
+		return
+	}
 	if err := c.start(n); err != nil {
+		if strings.Contains(err.Error(), wipeMark) {
+			// Its store holds no snapshot that fits its log
+			// (restoreSnapshotOnStart in the raft package).
+			c.events.add("%s stays down: %v", n.id, err)
+			n.uncommittedRestore.Store(true)
+			return
+		}
 		c.check.violation("restarting %s: %v", n.id, err)
 	}
 }

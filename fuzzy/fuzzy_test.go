@@ -206,7 +206,7 @@ func TestFuzzySoak(t *testing.T) {
 	}
 	length := runLength(t)
 	deadline := time.Now().Add(budget)
-	var runs, ops, failedRuns atomic.Int64
+	var runs, ops, failedRuns, quorumStopped atomic.Int64
 	var simTime atomic.Int64
 	var wg sync.WaitGroup
 	workers := 2
@@ -223,6 +223,9 @@ func TestFuzzySoak(t *testing.T) {
 				if res != nil {
 					ops.Add(int64(len(res.ops)))
 					simTime.Add(int64(res.simTime))
+					if res.quorumStopped != "" {
+						quorumStopped.Add(1)
+					}
 					fmt.Printf("soak worker %d: %s\n", w, res.summary())
 				}
 				if !ok {
@@ -233,6 +236,7 @@ func TestFuzzySoak(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	t.Logf("soak: %d runs, %d failed, %v simulated, %d operations checked, %v of wall time",
-		runs.Load(), failedRuns.Load(), time.Duration(simTime.Load()), ops.Load(), budget)
+	t.Logf("soak: %d runs, %d failed, %v simulated, %d operations checked, %v of wall time; "+
+		"%d runs ended with the quorum held by servers stopped for an uncommitted user restore (safety checked, liveness left to an operator)",
+		runs.Load(), failedRuns.Load(), time.Duration(simTime.Load()), ops.Load(), budget, quorumStopped.Load())
 }

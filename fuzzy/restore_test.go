@@ -8,7 +8,9 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/quorumkit/raft"
 )
 
@@ -290,4 +292,227 @@ func (c *cluster) userRestore(a *activeEpisode) bool {
 		}
 	})
 	return true
+}
+
+// uncommittedRestoreMark is in the error a server logs when it stops
+// because its FSM holds a snapshot the cluster did not commit
+// (unconfirmed_snapshot.go in the raft package).
+const uncommittedRestoreMark = "which the cluster did not commit"
+
+// wipeMark ends the error of a server that cannot start or go on without
+// being wiped and added back.
+const wipeMark = "wipe its data and add it back"
+
+// restoreStopWatch passes a server's log lines to the ring and notes when
+// the server stops for an uncommitted restore.
+type restoreStopWatch struct {
+	ring *logRing
+	n    *node
+}
+
+func (w restoreStopWatch) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(uncommittedRestoreMark)) {
+		w.n.uncommittedRestore.Store(true)
+	}
+	return w.ring.Write(p)
+}
+
+// watchingLogger returns n's logger, which writes to the ring and watches
+// for a stop for an uncommitted restore (logged as an error, so seen at
+// any level up to it).
+func (r *logRing) watchingLogger(name string, n *node) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: min(r.level, hclog.Error), Output: restoreStopWatch{r, n}, TimeFn: time.Now})
+}
+
+// readmitWiped does what the raft package's README asks of an operator
+// for a server that stopped itself holding a user restore the cluster did
+// not commit: once the run healed, it is removed from the configuration,
+// its disk is wiped, and it is started and added back with the suffrage it
+// had. Until then it stayed down (restart).
+func (c *cluster) readmitWiped() {
+	for _, n := range c.nodes {
+		if !n.uncommittedRestore.Load() {
+			continue
+		}
+		if !c.waitFor(recoveryTimeout, func() bool { return c.changing.CompareAndSwap(false, true) }) {
+			c.check.violation("liveness: a membership change was not answered within %v of healing\n%s", recoveryTimeout, c.describe())
+			return
+		}
+		err := c.readmit(n)
+		c.changing.Store(false)
+		if err != nil && c.leader() == nil {
+			if why, lost := c.quorumLostToRestoreStops(); lost {
+				// What the README's "Recovering a cluster that lost its
+				// quorum" asks of an operator; the harness does not play
+				// it. Safety is still checked (run_test.go).
+				c.quorumStopped = why
+				c.stats.quorumLostToStops.Add(1)
+				c.events.add("readmit %s: %s; the cluster waits for an operator's recovery", n.id, why)
+				return
+			}
+		}
+		if err != nil {
+			c.check.violation("liveness: readmitting %s, which stopped holding an uncommitted user restore: %v\n%s", n.id, err, c.describe())
+			return
+		}
+	}
+}
+
+// quorumLostToRestoreStops reports whether no leader can be elected
+// because servers stopped for an uncommitted user restore (and kept down
+// until readmitted) are voters that the newest configuration needs for a
+// quorum: the outcome the README describes for a two-voter cluster whose
+// restoring leader was deposed. The newest configuration is the one of the
+// running server with the longest log (any server that could win holds
+// it). It says why.
+func (c *cluster) quorumLostToRestoreStops() (string, bool) {
+	var newest *incarnation
+	for _, n := range c.nodes {
+		if inc := c.current(n); inc != nil && (newest == nil || inc.raft.LastIndex() > newest.raft.LastIndex()) {
+			newest = inc
+		}
+	}
+	if newest == nil {
+		return "", false
+	}
+	voters, up := 0, 0
+	var stopped []raft.ServerID
+	for _, s := range members(newest) {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		m := c.node(s.ID)
+		switch {
+		case m != nil && m.uncommittedRestore.Load():
+			stopped = append(stopped, s.ID)
+		case m != nil && c.current(m) != nil:
+			up++
+		}
+	}
+	if len(stopped) == 0 || up >= voters/2+1 {
+		return "", false
+	}
+	return fmt.Sprintf("quorum lost: voters %v stopped for an uncommitted user restore; %d of the %d voters of %s's configuration run",
+		stopped, up, voters, newest.name), true
+}
+
+// readmit removes n, wipes it, starts it and adds it back.
+func (c *cluster) readmit(n *node) error {
+	suffrage, member := raft.Voter, false
+	if l := c.awaitLeader(); l != nil {
+		for _, s := range members(l) {
+			if s.ID == n.id {
+				suffrage, member = s.Suffrage, true
+			}
+		}
+	}
+	c.events.add("readmit %s (member %v, %v): remove, wipe, start, add", n.id, member, suffrage)
+	err := c.changeUntil(func(l *incarnation) raft.IndexFuture {
+		if !slices.ContainsFunc(members(l), func(s raft.Server) bool { return s.ID == n.id }) {
+			return nil
+		}
+		return l.raft.RemoveServer(n.id, 0, changeTimeout)
+	})
+	if err != nil {
+		return fmt.Errorf("removing it: %w", err)
+	}
+	// No server may still count it as a voter once its votes are gone
+	// (wipe): one that lags behind a removal may for ever, and the
+	// server then stays down, out of the configuration.
+	if !c.waitFor(changeTimeout, func() bool { return !c.countedAsVoter(n.id) }) {
+		c.events.add("readmit %s: a server still counts it as a voter; it stays down", n.id)
+		return nil
+	}
+	c.wipe(n)
+	n.uncommittedRestore.Store(false)
+	c.restart(n)
+	if !member {
+		return nil
+	}
+	err = c.changeUntil(func(l *incarnation) raft.IndexFuture {
+		if slices.ContainsFunc(members(l), func(s raft.Server) bool { return s.ID == n.id && s.Suffrage == suffrage }) {
+			return nil
+		}
+		if suffrage == raft.Voter {
+			return l.raft.AddVoter(n.id, n.addr, 0, changeTimeout)
+		}
+		return l.raft.AddNonvoter(n.id, n.addr, 0, changeTimeout)
+	})
+	if err != nil {
+		return fmt.Errorf("adding it back: %w", err)
+	}
+	return nil
+}
+
+// awaitLeader waits for a leader, for at most recoveryTimeout.
+func (c *cluster) awaitLeader() *incarnation {
+	var l *incarnation
+	c.waitFor(recoveryTimeout, func() bool {
+		l = c.leader()
+		return l != nil
+	})
+	return l
+}
+
+// changeUntil asks the leader for the change change returns until change
+// returns nil (nothing left to do), for at most recoveryTimeout.
+func (c *cluster) changeUntil(change func(l *incarnation) raft.IndexFuture) error {
+	deadline := time.Now().Add(recoveryTimeout)
+	var last error
+	for time.Now().Before(deadline) {
+		l := c.awaitLeader()
+		if l == nil {
+			return errors.New("no leader")
+		}
+		f := change(l)
+		if f == nil {
+			return nil
+		}
+		if last = f.Error(); last != nil {
+			c.events.add("readmit: %v; retrying", last)
+			c.waitFor(heartbeatTimeout, func() bool { return false })
+		}
+	}
+	return fmt.Errorf("not done within %v: %v", recoveryTimeout, last)
+}
+
+// passUnconfirmedRestores makes the leader's log reach past every
+// server's applied index once the clients stopped, and waits until every
+// member caught up with it or stopped. A server whose FSM holds a user
+// restore the cluster did not commit has applied past the leader's log,
+// and learns that the restore is not the cluster's (and stops) only once
+// the leader's log has an entry at its index; until then it refuses the
+// entries below it, and its FSM would hold a state that is not the
+// cluster's at the end of the run. Barriers move the log on.
+func (c *cluster) passUnconfirmedRestores() {
+	l := c.awaitLeader()
+	if l == nil {
+		return
+	}
+	var ahead uint64
+	for _, inc := range c.running() {
+		ahead = max(ahead, inc.raft.AppliedIndex())
+	}
+	if last := l.raft.LastIndex(); ahead > last {
+		c.events.add("a server applied up to %d, past the leader %s's log at %d: %d barriers", ahead, l.name, last, ahead-last)
+		var f raft.Future
+		for range ahead - last {
+			f = l.raft.Barrier(changeTimeout)
+		}
+		if err := f.Error(); err != nil {
+			return
+		}
+	}
+	last := l.raft.LastIndex()
+	c.waitFor(recoveryTimeout/2, func() bool {
+		for _, s := range members(l) {
+			inc := c.current(c.node(s.ID))
+			if inc != nil && inc.raft.State() != raft.Shutdown && inc.raft.AppliedIndex() < last {
+				return false
+			}
+		}
+		return true
+	})
+	c.reviveSelfStopped()
 }

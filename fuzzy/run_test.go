@@ -33,12 +33,15 @@ type runResult struct {
 	snapshots int
 	// restoresMade and restoresCommitted count the user restores.
 	restoresMade, restoresCommitted int
-	simTime                         time.Duration
-	failures                        []string
-	events                          *eventLog
-	logs                            *logRing
-	desc                            string
-	stats                           *runStats
+	// quorumStopped says why the run ended waiting for an operator, if it
+	// did (cluster.quorumStopped).
+	quorumStopped string
+	simTime       time.Duration
+	failures      []string
+	events        *eventLog
+	logs          *logRing
+	desc          string
+	stats         *runStats
 }
 
 // run plays one seed and reports any failure on t.
@@ -171,7 +174,12 @@ func runBubble(seed uint64, length time.Duration, live *liveRun) *runResult {
 	lagging := c.laggingBehindRemovals()
 	close(stop)
 	clients.Wait()
-	c.converge(lagging)
+	c.passUnconfirmedRestores()
+	c.readmitWiped()
+	if c.quorumStopped == "" {
+		c.converge(lagging)
+	}
+	res.quorumStopped = c.quorumStopped
 	check.checkApplySequences()
 	check.checkSnapshots()
 	res.checkCapabilities(c)
@@ -314,7 +322,16 @@ func (r *runResult) summary() string {
 		st.changes[opAddVoter].Load(), st.changes[opAddNonvoter].Load(), st.changes[opRemove].Load(), st.changes[opDemote].Load(),
 		st.transfers.Load(), st.wipes.Load(), st.campaignWriteFailures.Load(), st.lateTimeoutNows.Load(), st.lateTimeoutNowsObeyed.Load(),
 		st.openLoopWrites.Load(), st.openLoopFailed.Load(), heldBytesText(st.maxHeldBytes.Load()),
-		r.restoresMade, st.restores.Load(), r.restoresCommitted, kindList(r.sched))
+		r.restoresMade, st.restores.Load(), r.restoresCommitted, kindList(r.sched)) + r.quorumStoppedText()
+}
+
+// quorumStoppedText adds to the summary why the run ended waiting for an
+// operator, if it did.
+func (r *runResult) quorumStoppedText() string {
+	if r.quorumStopped == "" {
+		return ""
+	}
+	return "; ended waiting for an operator's recovery (" + r.quorumStopped + "): safety checked, liveness not"
 }
 
 // heldBytesText prints the most bytes held, or says the library does not

@@ -303,6 +303,10 @@ func isSnapshot(resp any) bool {
 // runStats counts what the transports, clients and operations did in one
 // run.
 type runStats struct {
+	// quorumLostToStops counts runs that ended waiting for an operator:
+	// servers stopped for an uncommitted user restore held the quorum
+	// (restore_test.go).
+	quorumLostToStops  atomic.Int64
 	heartbeatsFastPath atomic.Int64
 	preVotes           atomic.Int64
 	pipelined          atomic.Int64

@@ -1,0 +1,209 @@
+package raft
+
+import "fmt"
+
+// --- Snapshots the cluster may not have committed. ---
+//
+// A user restore (Raft.Restore, snapshot.go) puts the user's state at an
+// index X of the leader's term T that no log holds: it is an entry of its
+// own, and it is committed, like any entry of term T, only once an entry
+// after it of the same term is (§5.4.2). Until then the leader's FSM holds
+// it, and so does the FSM of every follower that installed it, although
+// the next leader may never have it. Nothing else makes a node's FSM run
+// ahead of what the cluster committed: a snapshot the leader sends covers
+// only what it applied, so committed entries, and a node's own snapshots
+// cover only what it applied.
+//
+// A node does not know whether a snapshot it installed (or loaded at
+// start) came from a user restore, so every such snapshot is unconfirmed
+// (st.unconfirmedSnapshot holds its index) until a leader shows it
+// committed: a follower once an AppendEntries matched its log at or past
+// the snapshot with a leader commit index at or past it (the leader then
+// holds the same thing at X, and committed it), a leader once it committed
+// an entry of its own term (termStart, which lies above the snapshot).
+// Normal installs are confirmed by the leader's next AppendEntries (every
+// replicator sends one at least every CommitTimeout).
+//
+// While a snapshot is unconfirmed:
+//   - the node writes no snapshot of its own FSM at or below it
+//     (writeOwnSnapshot): it would be a state the cluster may not have;
+//   - no read is answered (queueConfirmedRead holds it in st.reads, and a
+//     leader holds VerifyLeader): it would show a state that may never
+//     commit. Reads confirmed by a leader that never had X (a follower's
+//     ReadIndex asked from the next leader) could otherwise be answered
+//     by a state no quorum holds;
+//   - an AppendEntries that lies wholly below the snapshot is refused: this
+//     node holds nothing there that it can vouch for, and acknowledging
+//     it would count towards a commit it does not hold;
+//   - an AppendEntries whose entry at the snapshot's index (or whose
+//     previous entry there) has another term shows the snapshot was never
+//     committed. The log cannot be cleared from there: the FSM already
+//     holds the snapshot, and applying the leader's entries on top of it
+//     would diverge. The node stops (r.fatal) and must be wiped and added
+//     back. No normal run stops this way: a committed snapshot never
+//     conflicts with a later leader's log (leader completeness).
+//
+// The leader that ran the restore keeps it unconfirmed until the no-op it
+// appends after X commits: its termStart moves to X+1 when the restore
+// starts, so its commit index, its reads, leases, follower read indexes
+// (leader.go, lease.go) wait for it, VerifyLeader and leadership transfers
+// are held, and Restore answers nil only then. If it loses the leadership
+// first, the restore may still commit (a follower that installed it may
+// win the next election, or this node again): it goes on as a follower
+// whose snapshot is unconfirmed, as above. Stopping it at once would be
+// no safer, and could leave a cluster without a quorum (two voters that
+// both hold the restore, one of them stopped). Only a loss of leadership
+// while the FSM restores stops the node at once (endUserRestore), since
+// its log does not know of the snapshot yet.
+//
+// Snapshots the node never adopted. The store may hold one: a user
+// snapshot copied as the leadership ended, or whose sink's Close failed
+// after it landed; a received one whose sink closed as the term ended.
+// Such a stray may be a user restore the cluster never commits, and if it
+// looked adopted after a restart, the node would apply the cluster's
+// entries on top of it. Two rules keep it apart: a leader whose failed
+// Restore may have left its snapshot at (X, T) steps down before it can
+// append an entry of term T at X (failUserRestore, snapshot.go), so a
+// later entry at X has another term; and restoreSnapshotOnStart loads
+// only a snapshot that fits the log (strayOnStart). A stray past the end
+// of the log is loaded, unconfirmed, and a conflict stops the node as
+// above. A leader sends only the snapshot it adopted (ownSnapshot,
+// replication.go).
+
+// markUnconfirmed records that the newest snapshot, at index, is not yet
+// known to be committed.
+func (r *Raft) markUnconfirmed(index uint64) {
+	r.st.unconfirmedSnapshot = index
+	r.pub.unconfirmed.Store(index)
+}
+
+// unconfirmed returns the index of the newest snapshot while it is not
+// known to be committed, else 0.
+func (r *Raft) unconfirmed() uint64 {
+	if x := r.st.unconfirmedSnapshot; x != 0 && x == r.st.lastSnapshotIndex {
+		return x
+	}
+	return 0
+}
+
+// readsHeld reports whether reads must wait: the FSM holds, or is about to
+// hold, a state that may not be committed.
+func (r *Raft) readsHeld() bool {
+	if r.st.restoring != nil || r.unconfirmed() != 0 {
+		return true
+	}
+	return r.st.lead != nil && r.st.lead.restored != nil
+}
+
+// confirmSnapshot ends the unconfirmed state and lets the held reads go.
+func (r *Raft) confirmSnapshot() {
+	if r.st.unconfirmedSnapshot == 0 {
+		return
+	}
+	r.st.unconfirmedSnapshot = 0
+	r.pub.unconfirmed.Store(0)
+	r.releaseHeldReads()
+}
+
+// releaseHeldReads hands the reads held while a snapshot was unconfirmed
+// or a user restore ran to the FSM path, once nothing holds them anymore:
+// those at or below dispatched join a marker behind everything queued;
+// the others wait in st.reads for the entry task that reaches them. On a
+// leader, held VerifyLeader requests start their round.
+func (r *Raft) releaseHeldReads() {
+	if r.readsHeld() {
+		return
+	}
+	n := 0
+	for n < len(r.st.reads) && r.st.reads[n].index <= r.st.dispatched {
+		n++
+	}
+	if n > 0 {
+		m := r.readMarker()
+		m.reads = append(m.reads, r.st.reads[:n]...)
+		clear(r.st.reads[:n])
+		r.st.reads = r.st.reads[n:]
+	}
+	if lead := r.st.lead; lead != nil && len(lead.heldVerifies) > 0 {
+		held := lead.heldVerifies
+		lead.heldVerifies = nil
+		r.onVerifies(held)
+	}
+}
+
+// confirmAsLeader runs when a leader's commit index moved: once it
+// committed an entry of its own term, its snapshot is committed, and so is
+// the user restore it ran in this term.
+func (r *Raft) confirmAsLeader() {
+	lead := r.st.lead
+	if lead == nil || r.st.commitIndex < lead.termStart {
+		return
+	}
+	if f := lead.restored; f != nil {
+		lead.restored, lead.restoredAt = nil, 0
+		r.logger.Info("user snapshot restore committed", "index", r.st.lastSnapshotIndex, "commit-index", r.st.commitIndex)
+		f.respond(nil)
+	}
+	r.st.unconfirmedSnapshot = 0
+	r.pub.unconfirmed.Store(0)
+	r.releaseHeldReads()
+}
+
+// errUncommittedRestore is why a node stops whose FSM holds a snapshot the
+// cluster did not commit.
+func errUncommittedRestore(index, term uint64, why string) error {
+	return fmt.Errorf("this server's FSM holds the snapshot at index %d (term %d), which the cluster did not commit: %s; "+
+		"its state no longer matches the cluster's: wipe its data and add it back", index, term, why)
+}
+
+// snapshotConflict checks an AppendEntries against an unconfirmed
+// snapshot, before it is otherwise processed. It returns refuse true when
+// the request must be refused (the caller answers with resp as it is, the
+// hint LastLog set), and stop true when the node stopped.
+func (r *Raft) snapshotConflict(a *AppendEntriesRequest, resp *AppendEntriesResponse) (refuse, stop bool) {
+	x := r.unconfirmed()
+	if x == 0 {
+		return false, false
+	}
+	term := r.st.lastSnapshotTerm
+	leaderTerm, conflict := uint64(0), false
+	if a.PrevLogEntry == x && a.PrevLogTerm != term {
+		leaderTerm, conflict = a.PrevLogTerm, true
+	}
+	if a.PrevLogEntry < x {
+		if i := x - a.PrevLogEntry; i <= uint64(len(a.Entries)) {
+			if e := a.Entries[i-1]; e.Term != term {
+				leaderTerm, conflict = e.Term, true
+			}
+		}
+	}
+	if conflict {
+		err := errUncommittedRestore(x, term, fmt.Sprintf("the leader %s of term %d holds an entry of term %d there", r.st.leader.id, a.Term, leaderTerm))
+		r.logger.Error("snapshot conflicts with the leader's log", "index", x, "term", term, "leader-term", leaderTerm, "error", err)
+		r.fatal(err)
+		return true, true
+	}
+	if a.PrevLogEntry+uint64(len(a.Entries)) < x {
+		// Nothing this node holds below its snapshot can be vouched for
+		// until the snapshot is: retry from just past it.
+		r.logger.Warn("refusing entries below an unconfirmed snapshot", "snapshot-index", x,
+			"prev-index", a.PrevLogEntry, "entries", len(a.Entries))
+		resp.LastLog = x
+		return true, false
+	}
+	return false, false
+}
+
+// confirmFromLeader confirms an unconfirmed snapshot once an accepted
+// AppendEntries matched this node's log at or past it and the leader's
+// commit index covers it.
+func (r *Raft) confirmFromLeader(a *AppendEntriesRequest) {
+	x := r.unconfirmed()
+	if x == 0 {
+		return
+	}
+	last := a.PrevLogEntry + uint64(len(a.Entries))
+	if last >= x && min(a.LeaderCommitIndex, last) >= x {
+		r.confirmSnapshot()
+	}
+}
