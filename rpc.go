@@ -247,7 +247,10 @@ func (r *Raft) conflictHint(prevIndex, prevTerm uint64) uint64 {
 		}
 		i--
 	}
-	return max(i, r.st.commitIndex)
+	// Never below an unconfirmed snapshot: the leader must compare its
+	// log with this node's at the snapshot's index (snapshotConflict),
+	// not skip past it to where this node holds nothing.
+	return max(i, r.st.commitIndex, r.unconfirmed())
 }
 
 // checkIncomingEntries refuses AppendEntries requests that no correct
@@ -447,6 +450,10 @@ func (r *Raft) installSnapshot(rpc RPC, req *InstallSnapshotRequest) {
 	r.resetTimer(randomDuration(r.config().HeartbeatTimeout))
 	if r.st.installing != nil {
 		refuse(fmt.Errorf("a snapshot install is already in progress"))
+		return
+	}
+	if err := r.installBelowUnconfirmed(req); err != nil {
+		refuse(err)
 		return
 	}
 	if req.LastLogIndex <= r.st.commitIndex && req.LastLogIndex <= r.st.lastSnapshotIndex {

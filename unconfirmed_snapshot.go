@@ -176,6 +176,17 @@ func (r *Raft) snapshotConflict(a *AppendEntriesRequest, resp *AppendEntriesResp
 				leaderTerm, conflict = e.Term, true
 			}
 		}
+		// Every entry of a log that holds the snapshot's index with its
+		// term has a term no higher below it; a leader entry below the
+		// index with a higher term shows its log does not.
+		if !conflict && a.PrevLogTerm > term {
+			leaderTerm, conflict = a.PrevLogTerm, true
+		}
+		for _, e := range a.Entries {
+			if !conflict && e.Index < x && e.Term > term {
+				leaderTerm, conflict = e.Term, true
+			}
+		}
 	}
 	if conflict {
 		err := errUncommittedRestore(x, term, fmt.Sprintf("the leader %s of term %d holds an entry of term %d there", r.st.leader.id, a.Term, leaderTerm))
@@ -206,4 +217,27 @@ func (r *Raft) confirmFromLeader(a *AppendEntriesRequest) {
 	if last >= x && min(a.LeaderCommitIndex, last) >= x {
 		r.confirmSnapshot()
 	}
+}
+
+// installBelowUnconfirmed checks a leader's InstallSnapshot against an
+// unconfirmed snapshot at X. A leader whose log holds X with this node's
+// term never sends a snapshot below it: its replication reaches this node
+// at X or past it first (a refused request below X is answered with X as
+// the hint). So a snapshot below X, or at X with another term, shows that
+// X is not in the leader's log: it never committed, and the FSM holds a
+// state the cluster does not have. Adopting the snapshot would not undo
+// that (the FSM applied past it), so the node stops, as on a conflicting
+// AppendEntries (snapshotConflict). It returns the error it stopped with,
+// or nil.
+func (r *Raft) installBelowUnconfirmed(req *InstallSnapshotRequest) error {
+	x := r.unconfirmed()
+	if x == 0 || req.LastLogIndex > x || (req.LastLogIndex == x && req.LastLogTerm == r.st.lastSnapshotTerm) {
+		return nil
+	}
+	err := errUncommittedRestore(x, r.st.lastSnapshotTerm, fmt.Sprintf("the leader %s of term %d sent a snapshot at index %d (term %d)",
+		r.st.leader.id, req.Term, req.LastLogIndex, req.LastLogTerm))
+	r.logger.Error("a leader's snapshot conflicts with this node's unconfirmed snapshot", "index", x,
+		"leader-snapshot-index", req.LastLogIndex, "error", err)
+	r.fatal(err)
+	return err
 }

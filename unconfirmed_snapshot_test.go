@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -464,5 +465,129 @@ func TestUnconfirmedSnapshot_FollowerReadAnswerConfirmsIt(t *testing.T) {
 				t.Fatalf("follower read answered at applied index %d, before the no-op at %d", got, noop)
 			}
 		}
+	})
+}
+
+// A deposed leader whose FSM holds its uncommitted restore at X is sent,
+// by a next leader that never had it, a snapshot below X (that leader's
+// log is shorter and compacted). Fuzzy soak seed 5783214560350468999: the
+// node adopted the snapshot into its log but kept the user's state in its
+// FSM (it had applied past the snapshot), and applied that leader's
+// commands on top of it. A snapshot below an unconfirmed one, or at its
+// index with another term, shows the latter never committed: the node
+// stops (installSnapshot, rpc.go).
+func TestUnconfirmedSnapshot_InstallBelowItStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
+			conf.LogWriteStallTimeout = 0
+			conf.TrailingLogs = 0
+			conf.SnapshotThreshold = 1 << 20
+		}})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "a", 5)
+		c.waitForSameFSMs(5)
+
+		// Cut off, the leader appends entries nobody else gets, then
+		// restores: the restore's index lies past the end of every other
+		// log.
+		c.partition(leader)
+		for i := 0; i < 3; i++ {
+			leader.raft.Apply([]byte("x-"+strconv.Itoa(i)), 0)
+		}
+		restored := startRestore(leader, commandList("user", 3))
+		c.waitFor(time.Second, "the cut-off leader's FSM to hold the user's state", func() bool { return holdsUserState(leader, 3) })
+		if err := <-restored; err == nil {
+			t.Fatal("Restore answered nil for a restore that never committed")
+		}
+		others := c.others(leader)
+		newLeader := c.waitForLeader(others...)
+		c.waitFor(10*time.Second, "the new leader to commit its no-op", func() bool {
+			last, _ := newLeader.raft.pub.lastLog()
+			return newLeader.raft.pub.commitIndex.Load() >= last && newLeader.raft.AppliedIndex() >= last
+		})
+		if err := newLeader.raft.Snapshot().Error(); err != nil {
+			t.Fatalf("snapshot on the new leader: %v", err)
+		}
+		snapAt, _ := newLeader.raft.pub.lastLog()
+		if x := leader.raft.st.unconfirmedSnapshot; snapAt >= x {
+			t.Fatalf("setup: the new leader's snapshot at %d is not below the restore at %d", snapAt, x)
+		}
+
+		c.heal()
+		applyAll(t, newLeader, "b", 3)
+		c.waitFor(10*time.Second, "the old leader to stop or to apply the new leader's commands", func() bool {
+			return leader.raft.State() == Shutdown || len(leader.fsm.commands()) > 3
+		})
+		if appliedOnUserState(leader) {
+			t.Fatalf("the deposed leader applied the new leader's commands on top of the uncommitted restore: %q", leader.fsm.commands())
+		}
+		if s := leader.raft.State(); s != Shutdown {
+			t.Fatalf("the deposed leader, whose FSM holds a restore that never committed, is %v", s)
+		}
+	})
+}
+
+// Fuzzy soak seed 6756375856261792262: a node holding an unconfirmed
+// snapshot at X met a leader whose replication had gone below X, where
+// the node refuses everything; the leader walked down for ever and the
+// node neither caught up nor found the conflict. A request below X whose
+// terms show that the leader's log cannot hold X (a term above X's)
+// now stops the node at once (snapshotConflict): "terms below it" failed
+// before (the node stayed a follower). "hint" guards that the conflict
+// hint never sends the leader below X (conflictHint, rpc.go, now says so
+// explicitly); it passed before too, so how that leader got below X in
+// the seed is not shown by it.
+func TestUnconfirmedSnapshot_LeaderIsNotLedBelowIt(t *testing.T) {
+	// start gives a hand-led n0 holding an unconfirmed snapshot at 10 of
+	// term 5, with entries 11..13 of term 5 after it.
+	start := func(t *testing.T) *handLed {
+		h := startHandLed(t, NewInmemStore(), NewInmemStore(), NewInmemSnapshotStore(), &testFSM{}, true, nil)
+		if resp := h.appendEntries(2, 1, 1, 2, 5, 2, 5); !resp.Success {
+			t.Fatalf("entries 2..5 refused: %+v", resp)
+		}
+		if resp := h.installSnapshot(5, 10, 5, commandList("snap", 4)); !resp.Success {
+			t.Fatalf("snapshot at 10 refused: %+v", resp)
+		}
+		if resp := h.appendEntries(5, 10, 5, 11, 13, 5, 9); !resp.Success {
+			t.Fatalf("entries 11..13 refused: %+v", resp)
+		}
+		if x := h.r.pub.unconfirmed.Load(); x != 10 {
+			t.Fatalf("setup: unconfirmed snapshot %d, want 10", x)
+		}
+		return h
+	}
+	t.Run("hint", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h := start(t)
+			defer h.r.Shutdown()
+			resp := h.appendEntries(7, 13, 4, 0, 0, 0, 9)
+			if resp.Success {
+				t.Fatal("a request whose previous entry has another term was accepted")
+			}
+			if resp.LastLog < 10 {
+				t.Fatalf("conflict hint %d lies below the unconfirmed snapshot at 10", resp.LastLog)
+			}
+		})
+	})
+	t.Run("terms below it", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			h := start(t)
+			defer h.r.Shutdown()
+			req := &AppendEntriesRequest{
+				RPCHeader: RPCHeader{ProtocolVersion: ProtocolVersionMax, ID: []byte("n1"), Addr: []byte("a1")},
+				Term:      7, PrevLogEntry: 8, PrevLogTerm: 6, LeaderCommitIndex: 9,
+				Entries: []*Log{{Index: 9, Term: 7, Type: LogCommand, Data: []byte("cmd-9")}},
+			}
+			var resp AppendEntriesResponse
+			err := h.leader.AppendEntries("n0", "a0", req, &resp)
+			synctest.Wait()
+			if err == nil && resp.Success {
+				t.Fatal("entries below the unconfirmed snapshot were accepted")
+			}
+			if s := h.r.State(); s != Shutdown {
+				t.Fatalf("after entries below its unconfirmed snapshot whose terms exclude it, the node is %v", s)
+			}
+		})
 	})
 }
