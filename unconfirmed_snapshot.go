@@ -41,7 +41,15 @@ import "fmt"
 //     holds the snapshot, and applying the leader's entries on top of it
 //     would diverge. The node stops (r.fatal) and must be wiped and added
 //     back. No normal run stops this way: a committed snapshot never
-//     conflicts with a later leader's log (leader completeness).
+//     conflicts with a later leader's log (leader completeness). The same
+//     holds for an AppendEntries below the snapshot carrying a term above
+//     the snapshot's (a log holding the snapshot has no such entry before
+//     it), and for an InstallSnapshot below it or at its index with
+//     another term (installBelowUnconfirmed): adopting that snapshot would
+//     leave an FSM that applied past it;
+//   - a conflict hint never sends the leader below the snapshot
+//     (conflictHint, rpc.go): it must compare its log with this node's
+//     at the snapshot's index.
 //
 // The leader that ran the restore keeps it unconfirmed until the no-op it
 // appends after X commits: its termStart moves to X+1 when the restore
