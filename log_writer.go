@@ -144,6 +144,12 @@ type writeOp struct {
 // holds want entries or more, for at most timeout, or until the node
 // stops.
 func (op *writeOp) waitToGrow(small, want int, timeout time.Duration, shutdownCh <-chan struct{}) {
+	if timeout <= 0 {
+		// Nothing to wait for. (A zero-length timer here also crashed
+		// the Go 1.26 runtime once, inside a synctest bubble under the
+		// race detector: SIGSEGV in timer.maybeRunChan.)
+		return
+	}
 	op.deck.Lock()
 	if len(op.entries) >= small || len(op.entries) >= want {
 		op.deck.Unlock()
