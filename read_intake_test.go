@@ -33,12 +33,12 @@ func TestReadIntake_CallsDuringARoundShareTheNext(t *testing.T) {
 		leader := c.waitForLeader()
 		applyAll(t, leader, "x", 3)
 		synctest.Wait()
-		rounds := leader.raft.st.lead.shared.verifyRound.Load()
+		rounds := verifyRounds(leader)
 
 		release := holdHeartbeats(leader)
 		first := leader.raft.ReadIndex(0)
 		synctest.Wait()
-		if got := leader.raft.st.lead.shared.verifyRound.Load(); got != rounds+1 {
+		if got := verifyRounds(leader); got != rounds+1 {
 			t.Fatalf("the first read started %d rounds, want 1", got-rounds)
 		}
 		const n = 100
@@ -59,7 +59,7 @@ func TestReadIntake_CallsDuringARoundShareTheNext(t *testing.T) {
 				t.Fatalf("read %d: %v", i, err)
 			}
 		}
-		if got := leader.raft.st.lead.shared.verifyRound.Load(); got != rounds+2 {
+		if got := verifyRounds(leader); got != rounds+2 {
 			t.Fatalf("%d reads behind a pending round took %d more rounds, want 1", n, got-rounds-1)
 		}
 	})

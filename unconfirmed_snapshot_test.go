@@ -166,12 +166,7 @@ func TestUnconfirmedSnapshot_CommittedRestoreAnswersAndReads(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, _ := holdingCluster(t, 3)
 		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "a", 5)
-		c.waitForSameFSMs(5)
-		if err := <-startRestore(leader, commandList("user", 3)); err != nil {
-			t.Fatalf("Restore: %v", err)
-		}
+		leader := restoreOnSettledLeader(t, c)
 		last, _ := leader.raft.pub.lastLog()
 		if commit := leader.raft.pub.commitIndex.Load(); commit < last {
 			t.Fatalf("Restore answered with commit index %d below the no-op at %d", commit, last)
@@ -446,12 +441,7 @@ func TestUnconfirmedSnapshot_FollowerReadAnswerConfirmsIt(t *testing.T) {
 			conf.CommitTimeout = 5 * time.Second
 		}})
 		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "a", 5)
-		c.waitForSameFSMs(5)
-		if err := <-startRestore(leader, commandList("user", 3)); err != nil {
-			t.Fatalf("Restore: %v", err)
-		}
+		leader := restoreOnSettledLeader(t, c)
 		noop, _ := leader.raft.pub.lastLog()
 		for _, f := range c.others(leader) {
 			c.waitFor(time.Second, "the follower to hold the restore and the no-op after it", func() bool {
@@ -590,4 +580,18 @@ func TestUnconfirmedSnapshot_LeaderIsNotLedBelowIt(t *testing.T) {
 			}
 		})
 	})
+}
+
+// restoreOnSettledLeader waits for c's leader, commits five commands on
+// every node, and has the leader restore commandList("user", 3), which
+// must answer nil; it returns the leader.
+func restoreOnSettledLeader(t *testing.T, c *testCluster) *testNode {
+	t.Helper()
+	leader := c.waitForLeader()
+	applyAll(t, leader, "a", 5)
+	c.waitForSameFSMs(5)
+	if err := <-startRestore(leader, commandList("user", 3)); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	return leader
 }
