@@ -626,22 +626,24 @@ func (r *Raft) Snapshot() SnapshotFuture {
 //
 // The restored state takes the index after everything the log holds, so
 // every follower receives it as an InstallSnapshot. Restore returns nil once a
-// no-op entry after it has committed; until then reads wait, and so does
-// another Restore. If the leader loses its leadership first, the restore
-// may or may not commit; a server whose FSM holds a restore that the next
-// leader's log shows uncommitted stops (unconfirmed_snapshot.go) and must
-// be wiped and added back. A restore that fails once its snapshot may be
-// in the store (the sink's Close failed, or the FSM's Restore did) ends
-// this node's leadership. Errors: those of ApplyLog, and errors reading or
-// storing the snapshot.
+// no-op entry after it has committed and this node's FSM has restored the
+// snapshot; until then reads wait, and so does another Restore. If the
+// leader loses its leadership first, the restore may or may not commit; a
+// server whose log starts from a restore that the next leader's log shows
+// uncommitted stops (unconfirmed_snapshot.go) and must be wiped and added
+// back. A copy that fails once its snapshot may be in the store (the
+// sink's Close failed) ends this node's leadership; an FSM that fails to
+// restore the committed snapshot stops this node, as a failed restore of
+// an installed snapshot does. Errors: those of ApplyLog, and errors
+// reading or storing the snapshot.
 //
-// Use it for disaster recovery on a stable cluster. Until that no-op
-// commits, the leader's FSM (and the FSMs of followers that installed the
-// snapshot) hold a state the cluster has not committed: if the leadership
-// changes in that window, Restore answers an error and those servers may
-// disagree with the rest of the cluster, as with the reference library.
-// A leader that loses its leadership while its FSM is still restoring
-// stops instead (see the README's "Where we differ").
+// Use it for disaster recovery on a stable cluster. Unlike the reference,
+// no FSM restores the snapshot before that no-op commits (the leader's
+// and every follower's FSM do so afterwards): no FSM, and no read, ever
+// shows a restore that does not commit. If the leadership changes first,
+// Restore answers an error; the logs of the servers that took the
+// snapshot start from it, and those whose next leader never had it stop
+// and must be wiped and added back (see the README's "Where we differ").
 func (r *Raft) Restore(meta *SnapshotMeta, reader io.Reader, timeout time.Duration) error {
 	metrics.IncrCounter([]string{"raft", "restore"}, 1)
 	defer metrics.MeasureSince([]string{"raft", "restoreUserSnapshot"}, time.Now())

@@ -15,16 +15,12 @@ import "fmt"
 
 // runLoopEvent is a value sent on Raft.eventCh: one of *bootstrapFuture,
 // *configurationFuture, snapshotTaken, installResult, restoreCopied,
-// userRestoreApplied, compactionDone or transferResult.
+// compactionDone or transferResult.
 type runLoopEvent any
 
 // compactionDone is the log compactor's report on a head compaction
 // (log_compactor.go).
 type compactionDone writeResult
-
-// userRestoreApplied is the FSM goroutine's report that it restored a
-// user's snapshot, with the restore's error (fsm.go).
-type userRestoreApplied struct{ err error }
 
 // onEvent handles one value from eventCh.
 func (r *Raft) onEvent(ev runLoopEvent) {
@@ -40,8 +36,6 @@ func (r *Raft) onEvent(ev runLoopEvent) {
 		r.onInstallDone(ev)
 	case restoreCopied:
 		r.onRestoreCopied(ev)
-	case userRestoreApplied:
-		r.onUserRestoreApplied(ev.err)
 	case compactionDone:
 		r.onCompactionDone(writeResult(ev))
 	case transferResult:

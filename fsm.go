@@ -94,10 +94,12 @@ const fsmQueueLen = 128
 // is at from (== to).
 type fsmTask struct {
 	from, to uint64
-	// restoreID is the snapshot to restore; userRestore says it comes from
-	// Raft.Restore, whose outcome the run loop waits for.
+	// restoreID is the snapshot to restore. userRestore is the Restore
+	// that put it there on this leader, answered once the FSM restored it
+	// (nil for any other restore, or once the leadership ended first and
+	// answered it).
 	restoreID   string
-	userRestore bool
+	userRestore *userRestoreFuture
 	// received says that restoreID is a snapshot this node's receive
 	// goroutine has just written, so its store may skip checking it again
 	// (openWrittenSnapshot).
@@ -132,7 +134,7 @@ func (t *fsmTask) readsStore() bool { return t.restoreID == "" && t.from > 0 && 
 func (t *fsmTask) String() string {
 	switch {
 	case t.restoreID != "":
-		return fmt.Sprintf("restore %s at %d (user %v, reads %d)", t.restoreID, t.to, t.userRestore, len(t.reads))
+		return fmt.Sprintf("restore %s at %d (user %v, reads %d)", t.restoreID, t.to, t.userRestore != nil, len(t.reads))
 	case t.from == 0:
 		return fmt.Sprintf("reads marker (%d)", len(t.reads))
 	}
@@ -150,6 +152,11 @@ func (r *Raft) nextFSMTask() *fsmTask {
 		r.st.fsmQueue[0] = nil
 		r.st.fsmQueue = r.st.fsmQueue[1:]
 		return r.st.pendingFSM
+	}
+	if r.st.heldRestore != nil {
+		// Every entry past it waits for its restore, which waits until
+		// the snapshot is confirmed (unconfirmed_snapshot.go).
+		return nil
 	}
 	// Only entries durable here are applied: whatever the FSM shows must
 	// survive this node's crash.
@@ -218,12 +225,8 @@ func (r *Raft) onFSMDispatched(t *fsmTask) {
 	if t.readsStore() {
 		r.st.fsmStoreReadsTo = max(r.st.fsmStoreReadsTo, t.to)
 	}
-	if ur := r.st.restoring; ur != nil {
-		if t == ur.task {
-			ur.handedOff = true
-		} else {
-			r.queueUserRestore()
-		}
+	if r.st.restoring != nil {
+		r.adoptUserRestore()
 	}
 	r.trimMemLog()
 }
@@ -328,12 +331,13 @@ func (a *fsmApplier) restore(t *fsmTask) bool {
 	if t.answer != nil {
 		t.answer.respond(err)
 	}
-	if t.userRestore {
-		select {
-		case r.eventCh <- userRestoreApplied{err: err}:
-		case <-r.shutdownCh:
-			return false
+	if t.userRestore != nil {
+		// The restore committed before the FSM was handed it
+		// (unconfirmed_snapshot.go); a failure stopped the node above.
+		if err == nil {
+			r.logger.Info("restored user snapshot", "index", meta.Index)
 		}
+		t.userRestore.respond(err)
 	}
 	return err == nil
 }

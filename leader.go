@@ -186,12 +186,12 @@ func (r *Raft) stopLeading(err, verifyErr error) {
 	r.settleReadIntake()
 	r.endUserRestore(err)
 	if f := lead.restored; f != nil {
-		// The FSM holds the user's snapshot, and the no-op after it has
+		// The log holds the user's snapshot, and the no-op after it has
 		// not committed: the next leader may or may not have it. The
 		// snapshot stays unconfirmed, as one a follower installed
-		// (unconfirmed_snapshot.go): reads wait until a leader shows it
-		// committed, and a leader whose log conflicts with it stops
-		// this node.
+		// (unconfirmed_snapshot.go): the FSM's restore and reads wait
+		// until a leader shows it committed, and a leader whose log
+		// conflicts with it stops this node.
 		r.logger.Warn("leadership ended before the user snapshot restore committed; it stays unconfirmed",
 			"index", lead.restoredAt, "commit-index", r.st.commitIndex)
 		f.respond(err)

@@ -74,9 +74,12 @@ type runState struct {
 	// restoring is the user snapshot being restored on this leader, if
 	// any; applies and membership changes wait until it ends.
 	restoring *userRestore
-	// abandonedRestore is the index of a user restore the FSM goroutine
-	// took before leadership ended; the node is stopping (endUserRestore).
-	abandonedRestore uint64
+	// heldRestore is the FSM's restore of an unconfirmed snapshot this
+	// node adopted while it ran (installed, or a user restore on this
+	// leader). It is queued once the snapshot is confirmed; until then
+	// nothing more is handed to the FSM goroutine, which never holds a
+	// state the cluster may not commit (unconfirmed_snapshot.go).
+	heldRestore *fsmTask
 	// unconfirmedSnapshot is the index of the newest snapshot while it is
 	// not known to be committed (unconfirmed_snapshot.go), else 0.
 	unconfirmedSnapshot uint64
@@ -196,6 +199,13 @@ func (r *Raft) serveOne() bool {
 		// commits, which stops this node (unconfirmed_snapshot.go).
 		// Another restore waits too: lead.restored holds one Restore.
 		transferCh, restoreCh = nil, nil
+	}
+	if restoreCh != nil && r.pub.appliedIndex.Load() < r.st.lastSnapshotIndex {
+		// The FSM has yet to restore the last Restore's snapshot, which
+		// it does once the no-op after it commits: another one written
+		// into the store now could make the store reap the snapshot the
+		// FSM is about to open. The FSM's progress wakes the loop.
+		restoreCh, fsmProgressCh = nil, r.fsmProgressCh
 	}
 
 	// The wait below is the run loop's idle time; every arm starts work.

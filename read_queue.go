@@ -36,7 +36,7 @@ func (r *Raft) queueConfirmedRead(f *readIndexFuture) {
 	case t != nil && t.restoreID == "" && t.from > 0 && f.index >= t.from && f.index <= t.to:
 		t.reads = insertRead(t.reads, f)
 	case f.index <= r.st.dispatched,
-		t != nil && t.restoreID != "" && !t.userRestore && f.index <= t.to:
+		t != nil && t.restoreID != "" && f.index <= t.to:
 		// Everything up to the index is on its way to the FSM; a marker
 		// behind it answers the read.
 		r.readMarker().reads = append(r.readMarker().reads, f)

@@ -415,13 +415,17 @@ func (r *Raft) onInstallDone(res installResult) {
 	}
 	in.resp.Success = true
 	answer := &installAnswer{rpc: in.rpc, resp: in.resp}
-	if t := r.adoptSnapshot(res.id, req.LastLogIndex, req.LastLogTerm, in.configuration, in.configIndex); t != nil {
+	if t := r.adoptSnapshot(res.id, req.LastLogIndex, req.LastLogTerm, in.configuration, in.configIndex); t != nil && t != r.st.heldRestore {
 		// As in the reference, the leader hears of the install once the
 		// FSM has restored the snapshot: until then it sends this node
 		// nothing more, whose storing would only compete with the restore
 		// for the CPU and the disk (see installAnswer).
 		t.answer = answer
 	} else {
+		// Nothing to restore, or a restore held until the leader shows
+		// the snapshot committed, which it can only do once it has heard
+		// of the install (unconfirmed_snapshot.go): the snapshot is
+		// stored, which is what the answer vouches for.
 		answer.respond(nil)
 	}
 	r.setLastContact(r.clock.now())
@@ -482,20 +486,28 @@ func (r *Raft) adoptSnapshot(id string, index, term uint64, c Configuration, cIn
 		r.st.configs.committed, r.st.configs.committedIndex = c, cIndex
 		r.setLatestConfiguration(c, cIndex)
 	}
-	if index > r.st.commitIndex {
+	unconfirmed := index > r.st.commitIndex
+	if unconfirmed {
 		r.st.commitIndex = index
 		r.pub.commitIndex.Store(index)
 		// A leader may send a user restore that its cluster never
-		// commits: until one shows it committed, reads wait, in st.reads
-		// (unconfirmed_snapshot.go). One at or below the commit index
-		// is known committed.
+		// commits: until one shows it committed, reads wait, in st.reads,
+		// and so does the FSM's restore (unconfirmed_snapshot.go). One
+		// at or below the commit index is known committed.
 		r.markUnconfirmed(index)
 	}
 	if index > r.st.dispatched {
 		// The snapshot was received by this node's own sink a moment ago.
 		t := &fsmTask{restoreID: id, from: index, to: index, received: true}
-		r.st.fsmQueue = append(r.st.fsmQueue, t)
 		r.st.dispatched = index
+		if unconfirmed {
+			// A restore held for an older unconfirmed snapshot is
+			// superseded: this one covers more.
+			r.st.heldRestore = t
+		} else {
+			r.st.heldRestore = nil
+			r.st.fsmQueue = append(r.st.fsmQueue, t)
+		}
 		return t
 	}
 	return nil
@@ -541,18 +553,15 @@ func (r *Raft) applyFuturesBefore(index uint64) {
 // loop; only one runs at a time, and applies and membership changes wait
 // until it ends. Its stages: the snapshot is copied into the store; once
 // every entry committed when it started has been handed to the FSM
-// goroutine (after), its task is queued (task); the FSM goroutine takes
-// the task (handedOff) and restores; onUserRestoreApplied adopts it.
+// goroutine (after), adoptUserRestore makes it the node's snapshot and
+// appends the no-op after it. The FSM restores it only once that no-op
+// commits (unconfirmed_snapshot.go).
 type userRestore struct {
 	future      *userRestoreFuture
 	index, term uint64
 	id          string
 	after       uint64
 	copied      bool
-	task        *fsmTask
-	// prevDispatched is dispatched before the task was queued.
-	prevDispatched uint64
-	handedOff      bool
 	// termStart is the leader's termStart before the restore moved it
 	// past the snapshot; a restore that fails puts it back.
 	termStart uint64
@@ -656,8 +665,8 @@ func (r *Raft) copyUserSnapshot(ur *userRestore, c Configuration, cIndex uint64)
 	return nil
 }
 
-// onRestoreCopied hands a copied user snapshot to the FSM goroutine once
-// the committed entries before it are with it.
+// onRestoreCopied adopts a copied user snapshot once the committed
+// entries before it are with the FSM goroutine.
 func (r *Raft) onRestoreCopied(rc restoreCopied) {
 	ur := rc.restore
 	if ur != r.st.restoring {
@@ -673,35 +682,52 @@ func (r *Raft) onRestoreCopied(rc restoreCopied) {
 		return
 	}
 	ur.copied = true
-	r.queueUserRestore()
+	r.adoptUserRestore()
 }
 
-// queueUserRestore queues the FSM's restore of the copied user snapshot
-// once every entry committed when the restore started has been handed to
-// the FSM goroutine.
-func (r *Raft) queueUserRestore() {
+// adoptUserRestore makes the copied user snapshot this leader's state, once
+// every entry committed when the restore started has been handed to the
+// FSM goroutine: the user restore reset (write_path_invariants.go). The
+// log continues from the snapshot, and the no-op after it is appended. The
+// snapshot is committed once that no-op is (§5.4.2); until then it is
+// unconfirmed and the FSM's restore of it is held (st.heldRestore), so
+// that neither this node's FSM nor a read of it ever shows a state the
+// next leader may not have. Restore is answered once the FSM restored it
+// (confirmAsLeader, fsm.go), or with an error if the leadership ends
+// first (stopLeading).
+func (r *Raft) adoptUserRestore() {
 	ur := r.st.restoring
-	if ur == nil || !ur.copied || ur.task != nil || r.st.dispatched < ur.after {
+	if ur == nil || !ur.copied || r.st.dispatched < ur.after {
 		return
 	}
 	// An entry task built meanwhile holds only entries the restore
-	// replaces; it is rebuilt, from past the restore, after it.
+	// replaces.
 	r.takeBackPendingFSM()
-	// Reads stay in st.reads: the restored state may never commit
-	// (unconfirmed_snapshot.go).
-	t := &fsmTask{restoreID: ur.id, from: ur.index, to: ur.index, userRestore: true}
-	ur.task = t
-	ur.prevDispatched = r.st.dispatched
-	r.st.fsmQueue = append(r.st.fsmQueue, t)
-	r.st.dispatched = max(r.st.dispatched, ur.index)
+	r.st.restoring = nil
+	r.st.log.reset(ur.index, ur.term)
+	r.pub.setLastLog(ur.index, ur.term)
+	r.setLastSnapshot(ur.index, ur.term)
+	r.st.writes.durable = max(r.st.writes.durable, ur.index)
+	r.st.lead.shared.lastIndex.Store(ur.index)
+	if ml, ok := r.logs.LogStore.(MonotonicLogStore); ok && ml.IsMonotonic() {
+		// A store that cannot hold gaps loses its old entries instead.
+		r.st.compactedTo = ur.index
+		r.queueWrite(&writeOp{compactTo: ur.index, last: ur.index, oldLogs: true})
+	}
+	r.logger.Info("adopted user snapshot; the FSM restores it once the no-op after it commits", "index", ur.index)
+	r.markUnconfirmed(ur.index)
+	r.st.heldRestore = &fsmTask{restoreID: ur.id, from: ur.index, to: ur.index}
+	r.st.dispatched = ur.index
+	r.st.lead.restored, r.st.lead.restoredAt = ur.future, ur.index
+	noop := &logFuture{log: Log{Type: LogNoop}}
+	noop.init(r.stoppedCh)
+	r.appendAsLeader([]*logFuture{noop})
 }
 
 // endUserRestore ends a user restore when this node stops leading, as part
-// of the step-down reset: the future fails with err, a copy in progress is
-// cancelled, and the FSM never restores the snapshot, which the cluster
-// never saw. If the FSM goroutine
-// already took it, the FSM holds a state no other server will ever have,
-// and the node stops.
+// of the step-down reset: the future fails with err and a copy in progress
+// is cancelled. The FSM never restores the snapshot, which the cluster
+// never saw.
 func (r *Raft) endUserRestore(err error) {
 	ur := r.st.restoring
 	if ur == nil {
@@ -709,71 +735,15 @@ func (r *Raft) endUserRestore(err error) {
 	}
 	r.st.restoring = nil
 	ur.abandoned.Store(true)
-	switch {
-	case ur.handedOff:
-		r.st.abandonedRestore = ur.index
-		r.fatal(errUncommittedRestore(ur.index, ur.term, "leadership ended while the FSM restored it"))
-	case ur.task != nil:
-		if r.st.pendingFSM == ur.task {
-			r.st.pendingFSM = nil
-		}
-		for i, t := range r.st.fsmQueue {
-			if t == ur.task {
-				r.st.fsmQueue = append(r.st.fsmQueue[:i], r.st.fsmQueue[i+1:]...)
-				break
-			}
-		}
-		r.st.reads = append(ur.task.reads, r.st.reads...)
-		r.st.dispatched = ur.prevDispatched
-	}
 	ur.future.respond(err)
-}
-
-// onUserRestoreApplied finishes a user restore once the FSM holds it: the
-// user restore reset (write_path_invariants.go). The log continues from
-// the snapshot.
-func (r *Raft) onUserRestoreApplied(err error) {
-	ur := r.st.restoring
-	if ur == nil || !ur.handedOff {
-		// Leadership ended first; endUserRestore stopped the node.
-		return
-	}
-	if err != nil {
-		r.failUserRestore(ur, err)
-		return
-	}
-	r.st.restoring = nil
-	r.st.log.reset(ur.index, ur.term)
-	r.pub.setLastLog(ur.index, ur.term)
-	r.setLastSnapshot(ur.index, ur.term)
-	r.st.writes.durable = max(r.st.writes.durable, ur.index)
-	if r.st.lead != nil {
-		r.st.lead.shared.lastIndex.Store(ur.index)
-	}
-	if ml, ok := r.logs.LogStore.(MonotonicLogStore); ok && ml.IsMonotonic() {
-		// A store that cannot hold gaps loses its old entries instead.
-		r.st.compactedTo = ur.index
-		r.queueWrite(&writeOp{compactTo: ur.index, last: ur.index, oldLogs: true})
-	}
-	r.logger.Info("restored user snapshot", "index", ur.index)
-	// The snapshot is committed once an entry after it of this term is
-	// (§5.4.2): the no-op appended here. Until then the FSM holds a state
-	// the next leader may not have; Restore is answered then
-	// (confirmAsLeader), or this node stops if the leadership ends first
-	// (stopLeading).
-	r.markUnconfirmed(ur.index)
-	r.st.lead.restored, r.st.lead.restoredAt = ur.future, ur.index
-	noop := &logFuture{log: Log{Type: LogNoop}}
-	noop.init(r.stoppedCh)
-	r.appendAsLeader([]*logFuture{noop})
 }
 
 // failUserRestore ends a user restore that failed while this node still
 // leads: the leader's termStart goes back to where it was, and the reads
 // held meanwhile go on.
 //
-// If the store may hold the snapshot (its sink was being closed, or the
-// FSM failed to restore it), the leader steps down: a restart may load
+// If the store may hold the snapshot (its sink was being closed), the
+// leader steps down: a restart may load
 // that snapshot, at (index, term), and it must never match a log entry of
 // this leader's at index, which the next entry it appended would be. A
 // later leader's entry there has a later term, which restoreSnapshotOnStart

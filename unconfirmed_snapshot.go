@@ -7,12 +7,24 @@ import "fmt"
 // A user restore (Raft.Restore, snapshot.go) puts the user's state at an
 // index X of the leader's term T that no log holds: it is an entry of its
 // own, and it is committed, like any entry of term T, only once an entry
-// after it of the same term is (§5.4.2). Until then the leader's FSM holds
-// it, and so does the FSM of every follower that installed it, although
-// the next leader may never have it. Nothing else makes a node's FSM run
-// ahead of what the cluster committed: a snapshot the leader sends covers
-// only what it applied, so committed entries, and a node's own snapshots
-// cover only what it applied.
+// after it of the same term is (§5.4.2). Until then the leader's log, and
+// the log of every follower that installed it, start from a snapshot the
+// next leader may never have. Nothing else puts a state the cluster may
+// not have committed in a node's store: a snapshot the leader sends
+// covers only what it applied, so committed entries, and a node's own
+// snapshots cover only what it applied.
+//
+// The FSM never holds such a state. The restore of a snapshot adopted
+// while the node runs, at an index past its commit index, is held
+// (st.heldRestore) until the snapshot is confirmed, and nothing is handed
+// to the FSM goroutine behind it (nextFSMTask); confirmSnapshot queues it.
+// Holding reads alone would not do: a read answered just before the FSM
+// took the snapshot (a lease read, a ReadIndex whose caller reads the FSM
+// a moment later) would show it, and if it never commits, that read saw
+// a state no history has (soak seed 5874687319481849997). An install is
+// therefore answered once stored, not once restored: the leader must hear
+// of it to send the AppendEntries that confirms it. A snapshot loaded at
+// start is restored at once: no read was answered before it.
 //
 // A node does not know whether a snapshot it installed (or loaded at
 // start) came from a user restore, so every such snapshot is unconfirmed
@@ -25,6 +37,7 @@ import "fmt"
 // replicator sends one at least every CommitTimeout).
 //
 // While a snapshot is unconfirmed:
+//   - the FSM does not restore it, nor apply anything after it (above);
 //   - the node writes no snapshot of its own FSM at or below it
 //     (writeOwnSnapshot): it would be a state the cluster may not have;
 //   - no read is answered (queueConfirmedRead holds it in st.reads, and a
@@ -41,7 +54,9 @@ import "fmt"
 //     holds the snapshot, and applying the leader's entries on top of it
 //     would diverge. The node stops (r.fatal) and must be wiped and added
 //     back. No normal run stops this way: a committed snapshot never
-//     conflicts with a later leader's log (leader completeness). The same
+//     conflicts with a later leader's log (leader completeness). (The
+//     FSM did not take the snapshot, but the log was cleared for it: the
+//     node has nothing left to roll back to.) The same
 //     holds for an AppendEntries below the snapshot carrying a term above
 //     the snapshot's (a log holding the snapshot has no such entry before
 //     it), and for an InstallSnapshot below it or at its index with
@@ -55,14 +70,13 @@ import "fmt"
 // appends after X commits: its termStart moves to X+1 when the restore
 // starts, so its commit index, its reads, leases, follower read indexes
 // (leader.go, lease.go) wait for it, VerifyLeader and leadership transfers
-// are held, and Restore answers nil only then. If it loses the leadership
+// are held; once the no-op commits the FSM restores the snapshot, and
+// Restore answers nil only then (fsm.go). If it loses the leadership
 // first, the restore may still commit (a follower that installed it may
 // win the next election, or this node again): it goes on as a follower
 // whose snapshot is unconfirmed, as above. Stopping it at once would be
 // no safer, and could leave a cluster without a quorum (two voters that
-// both hold the restore, one of them stopped). Only a loss of leadership
-// while the FSM restores stops the node at once (endUserRestore), since
-// its log does not know of the snapshot yet.
+// both hold the restore, one of them stopped).
 //
 // Snapshots the node never adopted. The store may hold one: a user
 // snapshot copied as the leadership ended, or whose sink's Close failed
@@ -103,13 +117,18 @@ func (r *Raft) readsHeld() bool {
 	return r.st.lead != nil && r.st.lead.restored != nil
 }
 
-// confirmSnapshot ends the unconfirmed state and lets the held reads go.
+// confirmSnapshot ends the unconfirmed state: the FSM's restore held
+// until now is queued, and the held reads go behind it.
 func (r *Raft) confirmSnapshot() {
 	if r.st.unconfirmedSnapshot == 0 {
 		return
 	}
 	r.st.unconfirmedSnapshot = 0
 	r.pub.unconfirmed.Store(0)
+	if t := r.st.heldRestore; t != nil {
+		r.st.heldRestore = nil
+		r.st.fsmQueue = append(r.st.fsmQueue, t)
+	}
 	r.releaseHeldReads()
 }
 
@@ -150,18 +169,22 @@ func (r *Raft) confirmAsLeader() {
 	if f := lead.restored; f != nil {
 		lead.restored, lead.restoredAt = nil, 0
 		r.logger.Info("user snapshot restore committed", "index", r.st.lastSnapshotIndex, "commit-index", r.st.commitIndex)
-		f.respond(nil)
+		if t := r.st.heldRestore; t != nil && t.to == r.st.lastSnapshotIndex {
+			// Restore answers once the FSM holds the committed state.
+			t.userRestore = f
+		} else {
+			f.respond(nil)
+		}
 	}
-	r.st.unconfirmedSnapshot = 0
-	r.pub.unconfirmed.Store(0)
+	r.confirmSnapshot()
 	r.releaseHeldReads()
 }
 
-// errUncommittedRestore is why a node stops whose FSM holds a snapshot the
-// cluster did not commit.
+// errUncommittedRestore is why a node stops whose log starts from a
+// snapshot the cluster did not commit.
 func errUncommittedRestore(index, term uint64, why string) error {
-	return fmt.Errorf("this server's FSM holds the snapshot at index %d (term %d), which the cluster did not commit: %s; "+
-		"its state no longer matches the cluster's: wipe its data and add it back", index, term, why)
+	return fmt.Errorf("this server's log starts from the snapshot at index %d (term %d), which the cluster did not commit: %s; "+
+		"its log no longer matches the cluster's: wipe its data and add it back", index, term, why)
 }
 
 // snapshotConflict checks an AppendEntries against an unconfirmed

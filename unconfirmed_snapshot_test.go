@@ -37,6 +37,11 @@ func holdsUserState(node *testNode, n int) bool {
 	return true
 }
 
+// adoptedRestore reports whether node holds a snapshot it does not know
+// to be committed: on the leader that ran a Restore, once it adopted the
+// user's snapshot; on a follower, once it installed it.
+func adoptedRestore(node *testNode) bool { return node.raft.pub.unconfirmed.Load() != 0 }
+
 // appliedOnUserState reports whether node's FSM applied a command on top
 // of the user's restored state.
 func appliedOnUserState(node *testNode) bool {
@@ -50,9 +55,15 @@ func appliedOnUserState(node *testNode) bool {
 // state, went on as a follower of a leader that never had the restore,
 // cleared its log from the restore's index and applied that leader's
 // commands on top of the user's state (state machine divergence; seeds
-// 12 and 16 of the fuzzy harness with RAFT_FUZZY_RESTORE=1). Now reads
-// wait for the no-op, and the deposed leader stops once the new leader's
-// log shows the restore uncommitted.
+// 12 and 16 of the fuzzy harness with RAFT_FUZZY_RESTORE=1). Then reads
+// waited for the no-op, and the deposed leader stopped once the new
+// leader's log showed the restore uncommitted; but a read answered just
+// before the restore still read the FSM after it had taken the user's
+// state (soak seed 5874687319481849997: a lease read on a leader cut off a
+// moment earlier returned a value of the restore, which never committed).
+// Now the FSM restores the user's snapshot only once the no-op commits:
+// it never holds the uncommitted state (failed before: the FSM held it
+// while the no-op waited).
 func TestUnconfirmedSnapshot_DeposedRestoringLeaderNeverBuildsOnIt(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, snaps := holdingCluster(t, 3)
@@ -67,8 +78,17 @@ func TestUnconfirmedSnapshot_DeposedRestoringLeaderNeverBuildsOnIt(t *testing.T)
 			release := snaps[f.id].hold(&snaps[f.id].holdCreate)
 			defer release()
 		}
+		// A lease read answered before the restore starts: its caller
+		// reads the FSM afterwards.
+		if err := leader.raft.ReadLease(0).Error(); err != nil {
+			t.Fatalf("ReadLease before the restore: %v", err)
+		}
 		restored := startRestore(leader, commandList("user", 3))
-		c.waitFor(5*time.Second, "the leader's FSM to hold the user's state", func() bool { return holdsUserState(leader, 3) })
+		c.waitFor(5*time.Second, "the leader to adopt the user's snapshot", func() bool { return adoptedRestore(leader) })
+		synctest.Wait()
+		if holdsUserState(leader, 3) {
+			t.Fatal("the leader's FSM holds the user's state before the no-op after it committed")
+		}
 
 		read := leader.raft.ReadIndex(0)
 		verify := leader.raft.VerifyLeader()
@@ -98,11 +118,11 @@ func TestUnconfirmedSnapshot_DeposedRestoringLeaderNeverBuildsOnIt(t *testing.T)
 		c.waitFor(10*time.Second, "the old leader to stop or to catch up", func() bool {
 			return leader.raft.State() == Shutdown || appliedOnUserState(leader)
 		})
-		if appliedOnUserState(leader) {
-			t.Fatalf("the deposed leader applied the new leader's commands on top of the uncommitted restore: %q", leader.fsm.commands())
+		if appliedOnUserState(leader) || holdsUserState(leader, 3) {
+			t.Fatalf("the deposed leader's FSM took the uncommitted restore: %q", leader.fsm.commands())
 		}
 		if s := leader.raft.State(); s != Shutdown {
-			t.Fatalf("the deposed leader, whose FSM holds a restore that never committed, is %v", s)
+			t.Fatalf("the deposed leader, whose log holds a restore that never committed, is %v", s)
 		}
 	})
 }
@@ -111,8 +131,12 @@ func TestUnconfirmedSnapshot_DeposedRestoringLeaderNeverBuildsOnIt(t *testing.T)
 // installed it: it counted the snapshot as committed, answered a follower
 // read from the next leader (whose read index was at or below the
 // snapshot) with the user's state, and refused that leader's entries for
-// ever. Now its reads wait until a leader confirms the snapshot, and the
-// conflict stops it.
+// ever. Then its reads waited until a leader confirmed the snapshot, and
+// the conflict stopped it; but its FSM held the user's state from the
+// install, which a read answered just before could observe. Now the FSM
+// restores an installed snapshot past the commit index only once a leader
+// shows it committed (failed before: the follower's FSM held the user's
+// state at once).
 func TestUnconfirmedSnapshot_FollowerThatInstalledAnUncommittedRestoreStops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, snaps := holdingCluster(t, 5)
@@ -128,7 +152,11 @@ func TestUnconfirmedSnapshot_FollowerThatInstalledAnUncommittedRestoreStops(t *t
 			defer release()
 		}
 		restored := startRestore(leader, commandList("user", 3))
-		c.waitFor(5*time.Second, "the follower to install the user's snapshot", func() bool { return holdsUserState(installed, 3) })
+		c.waitFor(5*time.Second, "the follower to install the user's snapshot", func() bool { return adoptedRestore(installed) })
+		synctest.Wait()
+		if holdsUserState(installed, 3) {
+			t.Fatal("the follower's FSM holds the user's state before the no-op after it committed")
+		}
 
 		// The leader and the follower holding the restore are cut off;
 		// the others elect a leader that never had it.
@@ -154,8 +182,8 @@ func TestUnconfirmedSnapshot_FollowerThatInstalledAnUncommittedRestoreStops(t *t
 		}
 		applyAll(t, newLeader, "b", 3)
 		c.waitFor(10*time.Second, "the follower to stop", func() bool { return installed.raft.State() == Shutdown })
-		if appliedOnUserState(installed) {
-			t.Fatalf("the follower applied commands on top of the uncommitted restore: %q", installed.fsm.commands())
+		if appliedOnUserState(installed) || holdsUserState(installed, 3) {
+			t.Fatalf("the follower's FSM took the uncommitted restore: %q", installed.fsm.commands())
 		}
 	})
 }
@@ -224,7 +252,7 @@ func TestUnconfirmedSnapshot_DeposedLeaderGoesOnWhenTheNextLeaderCommitsTheResto
 		restored := startRestore(leader, commandList("user", 3))
 		c.waitFor(5*time.Second, "the follower to hold the restore and the no-op after it", func() bool {
 			last, _ := holder.raft.pub.lastLog()
-			return holdsUserState(holder, 3) && last > holder.raft.pub.commitIndex.Load()
+			return adoptedRestore(holder) && last > holder.raft.pub.commitIndex.Load()
 		})
 		c.partition(leader)
 		c.waitFor(5*time.Second, "the cut-off leader to step down", func() bool { return leader.raft.State() != Leader })
@@ -340,7 +368,7 @@ func TestUnconfirmedSnapshot_SecondRestoreWaitsForTheFirstsNoop(t *testing.T) {
 			releases = append(releases, release)
 		}
 		first := startRestore(leader, commandList("user", 3))
-		c.waitFor(5*time.Second, "the leader's FSM to hold the first restore", func() bool { return holdsUserState(leader, 3) })
+		c.waitFor(5*time.Second, "the leader to adopt the first restore", func() bool { return adoptedRestore(leader) })
 		second := startRestore(leader, commandList("user", 4))
 		synctest.Wait()
 		if holdsUserState(leader, 4) {
@@ -446,7 +474,7 @@ func TestUnconfirmedSnapshot_FollowerReadAnswerConfirmsIt(t *testing.T) {
 		for _, f := range c.others(leader) {
 			c.waitFor(time.Second, "the follower to hold the restore and the no-op after it", func() bool {
 				last, _ := f.raft.pub.lastLog()
-				return holdsUserState(f, 3) && last >= noop
+				return last >= noop
 			})
 			if err := f.raft.ReadIndex(time.Second).Error(); err != nil {
 				t.Fatalf("follower ReadIndex: %v", err)
@@ -458,7 +486,7 @@ func TestUnconfirmedSnapshot_FollowerReadAnswerConfirmsIt(t *testing.T) {
 	})
 }
 
-// A deposed leader whose FSM holds its uncommitted restore at X is sent,
+// A deposed leader whose log holds its uncommitted restore at X is sent,
 // by a next leader that never had it, a snapshot below X (that leader's
 // log is shorter and compacted). Fuzzy soak seed 5783214560350468999: the
 // node adopted the snapshot into its log but kept the user's state in its
@@ -486,7 +514,7 @@ func TestUnconfirmedSnapshot_InstallBelowItStops(t *testing.T) {
 			leader.raft.Apply([]byte("x-"+strconv.Itoa(i)), 0)
 		}
 		restored := startRestore(leader, commandList("user", 3))
-		c.waitFor(time.Second, "the cut-off leader's FSM to hold the user's state", func() bool { return holdsUserState(leader, 3) })
+		c.waitFor(time.Second, "the cut-off leader to adopt the user's snapshot", func() bool { return adoptedRestore(leader) })
 		if err := <-restored; err == nil {
 			t.Fatal("Restore answered nil for a restore that never committed")
 		}
@@ -507,13 +535,14 @@ func TestUnconfirmedSnapshot_InstallBelowItStops(t *testing.T) {
 		c.heal()
 		applyAll(t, newLeader, "b", 3)
 		c.waitFor(10*time.Second, "the old leader to stop or to apply the new leader's commands", func() bool {
-			return leader.raft.State() == Shutdown || len(leader.fsm.commands()) > 3
+			cmds := leader.fsm.commands()
+			return leader.raft.State() == Shutdown || (len(cmds) > 0 && strings.HasPrefix(string(cmds[len(cmds)-1]), "b-"))
 		})
-		if appliedOnUserState(leader) {
-			t.Fatalf("the deposed leader applied the new leader's commands on top of the uncommitted restore: %q", leader.fsm.commands())
+		if appliedOnUserState(leader) || holdsUserState(leader, 3) {
+			t.Fatalf("the deposed leader's FSM took the uncommitted restore: %q", leader.fsm.commands())
 		}
 		if s := leader.raft.State(); s != Shutdown {
-			t.Fatalf("the deposed leader, whose FSM holds a restore that never committed, is %v", s)
+			t.Fatalf("the deposed leader, whose log holds a restore that never committed, is %v", s)
 		}
 	})
 }

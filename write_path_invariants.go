@@ -24,7 +24,8 @@ import (
 // broken, compacted), st.dispatched,
 // st.pendingFSM, st.fsmQueue, st.fsmStoreReadsTo, st.commitIndex,
 // st.lastSnapshotIndex/Term, st.compactedTo, st.futures, st.reads,
-// st.restoring, st.unconfirmedSnapshot, st.role, st.lead, st.candidate.
+// st.restoring, st.unconfirmedSnapshot, st.heldRestore, st.role, st.lead,
+// st.candidate.
 //
 //	I1  role: lead is set exactly on a leader; candidate only on a
 //	    candidate (one whose pre-vote round failed waits without it).
@@ -42,9 +43,8 @@ import (
 //	    compaction the run loop counts on is done or still queued, and
 //	    never goes past the newest snapshot.
 //	I7  FSM order: dispatched <= max(min(commitIndex, durable),
-//	    lastSnapshotIndex, a queued user restore's index, or that of one
-//	    abandoned in the FSM's hands, which stops the node); a pending entry
-//	    task past dispatched starts at dispatched+1.
+//	    lastSnapshotIndex); a pending entry task past dispatched starts at
+//	    dispatched+1.
 //	I8  store reads: a queued op that deletes an index the FSM goroutine
 //	    may still read from the store (up to fsmStoreReadsTo, past the
 //	    applied index) waits (waitApplied) until the FSM has passed it.
@@ -57,6 +57,10 @@ import (
 //	    snapshot, and the FSM has applied nothing past it; a leader whose
 //	    Restore waits for its no-op holds it at restoredAt, with termStart
 //	    just past it and the commit index below (one Restore at a time).
+//	I13 the FSM holds only committed states: a restore held until its
+//	    snapshot is confirmed (heldRestore) is that of the unconfirmed
+//	    snapshot, dispatched is its index, the FSM has applied less, and
+//	    no entry task is built behind it.
 //
 // The resets. Each kind re-establishes every invariant in one function:
 //
@@ -65,9 +69,9 @@ import (
 //     compaction); onResync adopts the store's end as the ops queued after
 //     the resync will leave it;
 //   - snapshot adopted (installed from the leader): adoptSnapshot;
-//   - user restore: onUserRestoreApplied (with onUserRestore and
-//     queueUserRestore for the stages before it), or failUserRestore,
-//     which steps down once the snapshot may be in the store;
+//   - user restore: adoptUserRestore (with onUserRestore for the stage
+//     before it), or failUserRestore, which steps down once the snapshot
+//     may be in the store;
 //   - step-down: stopLeading.
 
 // afterStep checks the invariants after a step of the run loop, when a
@@ -149,10 +153,6 @@ func (r *Raft) checkInvariants() error {
 	}
 	// I7
 	bound := max(min(st.commitIndex, w.durable), st.lastSnapshotIndex)
-	if ur := st.restoring; ur != nil && ur.task != nil {
-		bound = max(bound, ur.index)
-	}
-	bound = max(bound, st.abandonedRestore)
 	if st.dispatched > bound {
 		fail("I7: dispatched %d past commit %d / durable %d / snapshot %d", st.dispatched, st.commitIndex, w.durable, st.lastSnapshotIndex)
 	}
@@ -214,6 +214,16 @@ func (r *Raft) checkInvariants() error {
 				lead.restoredAt, st.unconfirmedSnapshot, lead.termStart, st.commitIndex)
 		}
 	}
+	// I13
+	if t := st.heldRestore; t != nil {
+		if t.to != r.unconfirmed() || st.dispatched != t.to || applied >= t.to {
+			fail("I13: restore held at %d with unconfirmed snapshot %d, dispatched %d, applied %d",
+				t.to, r.unconfirmed(), st.dispatched, applied)
+		}
+		if p := st.pendingFSM; p != nil && p.restoreID == "" && p.from > t.to {
+			fail("I13: entry task %d-%d built behind the held restore at %d", p.from, p.to, t.to)
+		}
+	}
 	if len(bad) == 0 {
 		return nil
 	}
@@ -247,7 +257,11 @@ func (r *Raft) describeWritePath() string {
 	if n := len(st.futures); n > 0 {
 		fmt.Fprintf(&b, " (%d..%d)", st.futures[0].log.Index, st.futures[n-1].log.Index)
 	}
-	fmt.Fprintf(&b, " reads=%d restoring=%v\n", len(st.reads), st.restoring != nil)
+	fmt.Fprintf(&b, " reads=%d restoring=%v", len(st.reads), st.restoring != nil)
+	if t := st.heldRestore; t != nil {
+		fmt.Fprintf(&b, " held: %s", t)
+	}
+	b.WriteString("\n")
 	return b.String()
 }
 

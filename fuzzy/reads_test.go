@@ -72,8 +72,10 @@ func (barrierRead) read(cl *client, inc *incarnation, key string) (kvOutput, out
 // to it, and reads that FSM. The index is the leader's commit index once
 // it committed an entry of its term, confirmed by a quorum after the call:
 // every write that completed before the call is at or below it. The FSM
-// only ever holds committed entries, so the state read is that of a
-// committed prefix at least that long, taken before the read returned.
+// only ever holds committed entries and snapshots (the raft package holds
+// the restore of a snapshot until it is known committed), so the state
+// read is that of a committed prefix at least that long, even when the
+// FSM moves on between the answer and the read.
 //
 // ReadIndex promises to answer only once the FSM has applied the index;
 // the read checks that promise, and waits all the same.

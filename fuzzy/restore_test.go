@@ -295,7 +295,7 @@ func (c *cluster) userRestore(a *activeEpisode) bool {
 }
 
 // uncommittedRestoreMark is in the error a server logs when it stops
-// because its FSM holds a snapshot the cluster did not commit
+// because its log starts from a snapshot the cluster did not commit
 // (unconfirmed_snapshot.go in the raft package).
 const uncommittedRestoreMark = "which the cluster did not commit"
 

@@ -291,13 +291,11 @@ func newSchedule(seed uint64, length time.Duration) *schedule {
 	return s
 }
 
-// restoresOn reports whether user-restore episodes are drawn: only with
-// RAFT_FUZZY_RESTORE=1 (restore_test.go). A run in which servers stopped
+// restoresOn reports whether user-restore episodes are drawn: unless
+// RAFT_FUZZY_RESTORE=0 (restore_test.go). A run in which servers stopped
 // for an uncommitted restore hold the quorum ends waiting for an
-// operator, safety checked (quorumLostToRestoreStops). Off by default
-// because the last soak with it on still found a stale read of an
-// uncommitted restore (fuzzy/README.md).
-func restoresOn() bool { return os.Getenv("RAFT_FUZZY_RESTORE") == "1" }
+// operator, safety checked (quorumLostToRestoreStops).
+func restoresOn() bool { return os.Getenv("RAFT_FUZZY_RESTORE") != "0" }
 
 // drawRestores adds user restores to the schedule. They are drawn last, so
 // that adding them left every earlier draw of a seed as it was. Half of
