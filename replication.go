@@ -718,6 +718,10 @@ func (s *replicator) sendSnapshot() sendResult {
 	s.nextIndex = meta.Index + 1
 	s.sent = indexTerm{meta.Index, meta.Term}
 	s.setContact()
+	// The follower restores the snapshot once an AppendEntries shows it
+	// committed (unconfirmed_snapshot.go): send one now, even with
+	// nothing new to send, rather than at the next commit timeout.
+	s.trigger()
 	return sendOK
 }
 
