@@ -6,7 +6,7 @@ import (
 )
 
 // maxReadLinger bounds how long the run loop waits after a verification round
-// for the readers it answered to come back (afterRound).
+// for the readers it answered to come back (afterRound, onFollowerReadDone).
 const maxReadLinger = time.Millisecond
 
 // maxIntakeReads bounds the ReadIndex calls waiting in the intake; a call
@@ -31,14 +31,16 @@ const maxIntakeReads = 4 * maxReadBatch
 // made, and they all share the next one.
 //
 // When a round ends, the leader may linger before it starts the next one
-// (afterRound): the calls that arrived while the round flew are waiting,
-// but the readers the round just answered are on their way back, and
-// without the wait they would miss the next round and wait for the one
-// after it. Closed-loop readers would then split into two groups, each
-// round serving one, and twice as many rounds would serve the same reads.
-// The linger ends as soon as as many calls wait as the round answered
-// plus those that waited already (want), or after as long as the round
-// took (up to maxReadLinger), whichever comes first: a read waits at most one
+// (afterRound), and a follower likewise when its leader's answer comes in
+// (onFollowerReadDone): the calls that arrived while the round or request
+// flew are waiting, but the readers it just answered (at once: their
+// index was applied already) are on their way back, and without the wait
+// they would miss the next round and wait for the one after it.
+// Closed-loop readers would then split into two groups, each round
+// serving one, and twice as many rounds would serve the same reads. The
+// linger ends as soon as as many calls wait as the round answered plus
+// those that waited already (want), or after as long as the round took
+// (up to maxReadLinger), whichever comes first: a read waits at most one
 // round longer than it would without the linger, the wait that the split
 // in two groups costs every read.
 //

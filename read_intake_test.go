@@ -200,3 +200,66 @@ func TestReadIntake_LingerEndsWhenReadersDoNotComeBack(t *testing.T) {
 		}
 	})
 }
+
+// A follower lingers too: after its leader's answer served n reads at
+// once, the next request waits for n calls (or the linger's end), so the
+// follower's closed-loop readers share one request.
+func TestReadIntake_FollowerLingersForTheAnsweredReaders(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		links := newHeartbeatLinks()
+		c := newTestCluster(t, 3, clusterOpts{lax: true, trans: links.wrap})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 3)
+		follower := c.others(leader)[0]
+		links.setSlow(leader.addr, time.Millisecond)
+		const n = 8
+		// Rounds of n reads until the follower has applied everything
+		// and its requests are answered at once.
+		for range 3 {
+			reads := make([]IndexFuture, n)
+			for i := range reads {
+				reads[i] = follower.raft.ReadIndex(0)
+			}
+			for i, f := range reads {
+				if err := f.Error(); err != nil {
+					t.Fatalf("follower read %d: %v", i, err)
+				}
+			}
+			synctest.Wait()
+			time.Sleep(2 * maxReadLinger)
+		}
+		first := follower.raft.ReadIndex(0)
+		synctest.Wait()
+		reads := make([]IndexFuture, n)
+		for i := range reads {
+			reads[i] = follower.raft.ReadIndex(0)
+		}
+		for i, f := range append(reads, first) {
+			if err := f.Error(); err != nil {
+				t.Fatalf("follower read %d: %v", i, err)
+			}
+		}
+		synctest.Wait()
+		if got := lingerWant(follower.raft); got != n {
+			t.Fatalf("after its leader's answer served %d reads, the follower waits for %d calls, want %d", n, got, n)
+		}
+		sent := links.readIndexRequests()
+		for i := range n - 1 {
+			reads[i] = follower.raft.ReadIndex(0)
+		}
+		synctest.Wait()
+		if got := links.readIndexRequests(); got != sent {
+			t.Fatalf("%d calls of %d answered readers sent %d requests before the last came back, want 0", n-1, n, got-sent)
+		}
+		reads[n-1] = follower.raft.ReadIndex(0)
+		for i, f := range reads {
+			if err := f.Error(); err != nil {
+				t.Fatalf("follower read %d: %v", i, err)
+			}
+		}
+		if got := links.readIndexRequests(); got != sent+1 {
+			t.Fatalf("%d readers coming back sent %d requests, want 1", n, got-sent)
+		}
+	})
+}

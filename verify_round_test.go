@@ -15,6 +15,8 @@ type heartbeatLinks struct {
 	mu    sync.Mutex
 	sent  map[ServerAddress]int
 	delay map[ServerAddress]time.Duration
+	// readIndex counts the ReadIndex requests sent (follower reads).
+	readIndex int
 }
 
 func newHeartbeatLinks() *heartbeatLinks {
@@ -55,6 +57,27 @@ func (t *heartbeatLinksTransport) AppendEntries(id ServerID, target ServerAddres
 		}
 	}
 	return t.InmemTransport.AppendEntries(id, target, args, resp)
+}
+
+// ReadIndex counts the follower's requests as heartbeats to target are
+// counted, and delays them as much.
+func (t *heartbeatLinksTransport) ReadIndex(id ServerID, target ServerAddress, args *ReadIndexRequest, resp *ReadIndexResponse) error {
+	l := t.links
+	l.mu.Lock()
+	l.readIndex++
+	d := l.delay[target]
+	l.mu.Unlock()
+	if d > 0 {
+		time.Sleep(d) // a slow link, in the bubble's fake time
+	}
+	return t.InmemTransport.ReadIndex(id, target, args, resp)
+}
+
+// readIndexRequests returns how many ReadIndex requests were sent.
+func (l *heartbeatLinks) readIndexRequests() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.readIndex
 }
 
 // newHeartbeatLinksCluster starts three nodes whose heartbeats to the
