@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/go-metrics"
 )
@@ -47,6 +48,10 @@ type followerReads struct {
 	// while a request is in flight.
 	inflight []*readIndexFuture
 	sending  bool
+	// sentAt is when the request in flight was sent, on the monotonic
+	// clock: how long it takes bounds the linger after its answer
+	// (read_intake.go).
+	sentAt time.Time
 	// queued arrived while a request was in flight.
 	queued []*readIndexFuture
 	// unsupported is the leader, and the term, found not to know the RPC.
@@ -151,7 +156,7 @@ func (r *Raft) sendFollowerReads(batch []*readIndexFuture) {
 		}
 		return
 	}
-	fr.inflight, fr.sending = batch, true
+	fr.inflight, fr.sending, fr.sentAt = batch, true, time.Now()
 	req := &ReadIndexRequest{RPCHeader: r.rpcHeader(), Term: to.term}
 	metrics.IncrCounter([]string{"raft", "follower_read", "request"}, 1)
 	r.routines.goFunc(func() {
@@ -190,16 +195,28 @@ func (r *Raft) onFollowerReadDone(res followerReadResult) {
 	if err == nil && r.st.lead == nil {
 		r.commitFromReadIndex(res)
 	}
+	answered := 0
 	for _, f := range batch {
 		if err != nil {
 			f.respond(err)
 			continue
 		}
 		f.index = res.resp.ReadIndex
-		r.queueConfirmedRead(f)
+		if r.queueConfirmedRead(f) {
+			answered++
+		}
 	}
 	queued := fr.queued
 	fr.queued = nil
+	if answered > 0 && len(queued) == 0 && r.st.lead == nil && r.intake.collecting {
+		// The readers just answered share the next request if they come
+		// back soon enough (read_intake.go, linger); collecting stays
+		// set meanwhile.
+		if d := min(time.Since(fr.sentAt), maxReadLinger); d > 0 {
+			r.intake.linger(answered, d)
+			return
+		}
+	}
 	// The calls that waited in the intake meanwhile (read_intake.go) share
 	// the next request too.
 	in := r.intake

@@ -37,6 +37,23 @@ type leaderState struct {
 	// waiting on one, in round order.
 	verifyRound uint64
 	verifies    []pendingVerify
+	// roundStarted is when the newest round started, on the monotonic
+	// clock: how long a round takes bounds how long the run loop waits
+	// after one for the readers it answered (read_intake.go, linger).
+	roundStarted time.Time
+	// roundDone is the newest round a quorum acknowledged, roundTook how
+	// long it took, and roundAckers the voter followers that had
+	// acknowledged it when it was seen done: the next round asks them
+	// first (beginVerifyRound).
+	roundDone   uint64
+	roundTook   time.Duration
+	roundAckers []*replicator
+	// roundPartial is set while the newest round asked only some
+	// followers; widenTimer then asks the others if it is still pending
+	// after widenAfter (widenRound).
+	roundPartial bool
+	widenAfter   time.Duration
+	widenTimer   *time.Timer
 	// acked and ackedBuf are reused by checkVerifies.
 	acked    map[ServerID]uint64
 	ackedBuf []uint64
@@ -171,6 +188,9 @@ func (r *Raft) stopLeading(err, verifyErr error) {
 	}
 	if f := lead.configChange; f != nil {
 		f.respond(err)
+	}
+	if lead.widenTimer != nil {
+		lead.widenTimer.Stop()
 	}
 	for _, v := range lead.verifies {
 		v.answer(verifyErr)
@@ -326,11 +346,13 @@ func (r *Raft) onReplicationProgress() {
 		r.becomeFollower(t)
 		return
 	}
-	r.checkVerifies()
+	answered := r.checkVerifies()
+	r.widenRound()
 	if r.intake.collecting {
 		// A round may have ended: the ReadIndex calls that arrived
-		// meanwhile start the next one (read_intake.go).
-		r.onReadIntake()
+		// meanwhile start the next one, with the calls of the readers
+		// it answered when they come back soon enough (read_intake.go).
+		r.afterRound(answered)
 	}
 	r.updateCommitIndex()
 	if r.st.lead != nil {
@@ -451,18 +473,87 @@ func (r *Raft) onVerifies(batch []*verifyFuture) {
 }
 
 // beginVerifyRound starts a verification round and returns its number:
-// every heartbeat goroutine sends a heartbeat now, and the round completes
-// once a quorum of voters acknowledged one sent after it started. The
-// caller adds the requests the round serves to lead.verifies and then
+// heartbeat goroutines send a heartbeat now, and the round completes once
+// a quorum of voters acknowledged one sent after it started (any
+// heartbeat: one a goroutine sends on its own schedule counts as well).
+// The caller adds the requests the round serves to lead.verifies and then
 // calls checkVerifies.
+//
+// A round needs only a quorum, so it asks only the voter followers that
+// had acknowledged the previous round when the leader saw it done, when
+// with this leader they make a quorum: in a cluster of three, usually the
+// faster follower alone, and the other's heartbeat, which the round would
+// leave unused, is not sent. If the round is still pending after twice as
+// long as the previous one took (within [minRoundWiden, a tenth of
+// HeartbeatTimeout]), the others are asked too (widenRound), so a
+// follower that fails or slows down costs one slow round, not a stuck
+// one, and the next round asks whoever answered.
 func (r *Raft) beginVerifyRound() uint64 {
 	lead := r.st.lead
 	lead.verifyRound++
+	lead.roundStarted = time.Now()
 	lead.shared.verifyRound.Store(lead.verifyRound)
+	if !r.pokeRoundQuorum() {
+		lead.roundPartial = false
+		for _, repl := range lead.repls {
+			repl.pokeHeartbeat()
+		}
+		return lead.verifyRound
+	}
+	lead.roundPartial = true
+	lead.widenAfter = min(max(2*lead.roundTook, minRoundWiden), r.config().HeartbeatTimeout/10)
+	if lead.widenTimer == nil {
+		progressCh := lead.progressCh
+		lead.widenTimer = time.AfterFunc(lead.widenAfter, func() { notify(progressCh) })
+	} else {
+		lead.widenTimer.Reset(lead.widenAfter)
+	}
+	return lead.verifyRound
+}
+
+// minRoundWiden is the shortest wait before a round that asked only some
+// followers asks the others.
+const minRoundWiden = 200 * time.Microsecond
+
+// pokeRoundQuorum asks for a heartbeat from the voter followers that
+// acknowledged the newest round done, if with this leader they make a
+// quorum, and reports whether it did.
+func (r *Raft) pokeRoundQuorum() bool {
+	lead := r.st.lead
+	if lead.roundDone == 0 {
+		return false
+	}
+	voters := r.st.configs.latestVoters
+	var ready int
+	for _, id := range voters {
+		if id == r.localID {
+			ready++
+		} else if repl := lead.repls[id]; repl != nil && slices.Contains(lead.roundAckers, repl) {
+			// Still a voter, and still replicated to by the same
+			// replicator: the configuration may have changed since.
+			ready++
+		}
+	}
+	if ready < quorumSize(len(voters)) {
+		return false
+	}
+	for _, repl := range lead.roundAckers {
+		repl.pokeHeartbeat()
+	}
+	return true
+}
+
+// widenRound asks every follower for a heartbeat when the pending round
+// asked only some and has waited for them long enough.
+func (r *Raft) widenRound() {
+	lead := r.st.lead
+	if !lead.roundPartial || len(lead.verifies) == 0 || time.Since(lead.roundStarted) < lead.widenAfter {
+		return
+	}
+	lead.roundPartial = false
 	for _, repl := range lead.repls {
 		repl.pokeHeartbeat()
 	}
-	return lead.verifyRound
 }
 
 // onReadIndex takes one ReadIndex request (Raft thesis §6.4).
@@ -515,20 +606,22 @@ func (r *Raft) startDeferredReads() {
 }
 
 // readConfirmed hands a confirmed read to the FSM path: it is answered once
-// the FSM goroutine has applied its index.
-func (r *Raft) readConfirmed(f *readIndexFuture) {
+// the FSM goroutine has applied its index. It reports whether a read made
+// on this node was answered at once.
+func (r *Raft) readConfirmed(f *readIndexFuture) bool {
 	if f.remote {
 		f.respond(nil)
-		return
+		return false
 	}
-	r.queueConfirmedRead(f)
+	return r.queueConfirmedRead(f)
 }
 
-// checkVerifies answers the verification rounds a quorum acknowledged.
-func (r *Raft) checkVerifies() {
+// checkVerifies answers the verification rounds a quorum acknowledged, and
+// returns how many ReadIndex calls made on this node it answered at once.
+func (r *Raft) checkVerifies() (answered int) {
 	lead := r.st.lead
 	if len(lead.verifies) == 0 {
-		return
+		return 0
 	}
 	voters := r.st.configs.latestVoters
 	if lead.acked == nil {
@@ -542,19 +635,35 @@ func (r *Raft) checkVerifies() {
 	}
 	lead.ackedBuf = slices.Grow(lead.ackedBuf[:0], len(voters))
 	done := quorumMatchIndexInto(lead.ackedBuf, voters, acked)
+	if done > lead.roundDone {
+		if done == lead.verifyRound {
+			lead.roundTook = time.Since(lead.roundStarted)
+		}
+		lead.roundDone = done
+		clear(lead.roundAckers)
+		lead.roundAckers = lead.roundAckers[:0]
+		for _, id := range voters {
+			if repl := lead.repls[id]; repl != nil && acked[id] >= done {
+				lead.roundAckers = append(lead.roundAckers, repl)
+			}
+		}
+	}
 	n := 0
 	for _, v := range lead.verifies {
 		if v.round > done {
 			break
 		}
 		if v.read != nil {
-			r.readConfirmed(v.read)
+			if r.readConfirmed(v.read) {
+				answered++
+			}
 		} else {
 			v.future.respond(nil)
 		}
 		n++
 	}
 	lead.verifies = append(lead.verifies[:0], lead.verifies[n:]...)
+	return answered
 }
 
 // configChangeChIfReady returns the channel of membership change requests

@@ -1,6 +1,13 @@
 package raft
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
+
+// maxReadLinger bounds how long the run loop waits after a verification round
+// for the readers it answered to come back (afterRound, onFollowerReadDone).
+const maxReadLinger = time.Millisecond
 
 // maxIntakeReads bounds the ReadIndex calls waiting in the intake; a call
 // that finds it full takes readIndexCh instead, which blocks (up to the
@@ -23,10 +30,25 @@ const maxIntakeReads = 4 * maxReadBatch
 // the pending round anyway: each needs a round that starts after it was
 // made, and they all share the next one.
 //
+// When a round ends, the leader may linger before it starts the next one
+// (afterRound), and a follower likewise when its leader's answer comes in
+// (onFollowerReadDone): the calls that arrived while the round or request
+// flew are waiting, but the readers it just answered (at once: their
+// index was applied already) are on their way back, and without the wait
+// they would miss the next round and wait for the one after it.
+// Closed-loop readers would then split into two groups, each round
+// serving one, and twice as many rounds would serve the same reads. The
+// linger ends as soon as as many calls wait as the round answered plus
+// those that waited already (want), or after as long as the round took
+// (up to maxReadLinger), whichever comes first: a read waits at most one
+// round longer than it would without the linger, the wait that the split
+// in two groups costs every read.
+//
 // The rule that no call is forgotten: collecting is set only by the run
-// loop, only while it will come back; when it clears collecting, it wakes
-// itself if calls are waiting (settleReadIntake). A caller that finds
-// collecting unset wakes the run loop, once per batch (poked).
+// loop, only while it will come back (a pending round, or a linger whose
+// timer wakes it); when it clears collecting, it wakes itself if calls are
+// waiting (settleReadIntake). A caller that finds collecting unset, or
+// finds want calls waiting, wakes the run loop, once per batch (poked).
 type readIntake struct {
 	// wakeCh (capacity one) wakes the run loop to take the waiting calls.
 	wakeCh chan struct{}
@@ -38,6 +60,20 @@ type readIntake struct {
 	// collecting is set while the run loop will take the waiting calls
 	// without being woken. Written by the run loop only, under mu.
 	collecting bool
+	// want, while positive, is how many waiting calls end a linger: the
+	// call that brings pending to want wakes the run loop although
+	// collecting is set. Under mu; set by the run loop, and lowered to 1
+	// (any call wakes) by the linger timer.
+	want int
+	// lingerEnd is when the current linger ends; a timer of an earlier
+	// linger that fires before it does nothing. Under mu.
+	lingerEnd time.Time
+	// lingering is set by the run loop while it lingers, until
+	// lingerUntil; both the run loop's.
+	lingering   bool
+	lingerUntil time.Time
+	// lingerTimer ends a linger; the run loop's, made on the first one.
+	lingerTimer *time.Timer
 	// spare is the run loop's: the slice the next batch goes into.
 	spare []*readIndexFuture
 }
@@ -55,7 +91,7 @@ func (in *readIntake) add(f *readIndexFuture) bool {
 		return false
 	}
 	in.pending = append(in.pending, f)
-	wake := !in.collecting && !in.poked
+	wake := (!in.collecting || (in.want > 0 && len(in.pending) >= in.want)) && !in.poked
 	if wake {
 		in.poked = true
 	}
@@ -88,13 +124,18 @@ func (in *readIntake) giveBack(batch []*readIndexFuture) {
 }
 
 // setCollecting records whether the run loop will come back to the intake
-// without being woken; clearing it wakes the run loop when calls are
-// waiting. Run loop only.
+// without being woken, and ends a linger; clearing collecting wakes the
+// run loop when calls are waiting. Run loop only.
 func (in *readIntake) setCollecting(c bool) {
-	if c == in.collecting {
+	if c == in.collecting && !in.lingering {
 		return
 	}
 	in.mu.Lock()
+	if in.lingering {
+		in.lingering = false
+		in.want = 0
+		in.lingerTimer.Stop()
+	}
 	in.collecting = c
 	wake := !c && len(in.pending) > 0 && !in.poked
 	if wake {
@@ -104,6 +145,71 @@ func (in *readIntake) setCollecting(c bool) {
 	if wake {
 		notify(in.wakeCh)
 	}
+}
+
+// linger keeps the run loop away from the intake until extra more calls
+// wait than wait now, or d has passed, whichever comes first; the wake-up
+// comes through wakeCh. Run loop only, while collecting is set.
+func (in *readIntake) linger(extra int, d time.Duration) {
+	in.mu.Lock()
+	in.want = len(in.pending) + extra
+	in.lingerEnd = time.Now().Add(d)
+	in.lingering, in.lingerUntil = true, in.lingerEnd
+	in.mu.Unlock()
+	if in.lingerTimer == nil {
+		in.lingerTimer = time.AfterFunc(d, in.lingerExpired)
+	} else {
+		in.lingerTimer.Reset(d)
+	}
+}
+
+// lingerExpired ends a linger whose time is up: the calls waiting, if
+// any, wake the run loop now, and any call made later does.
+func (in *readIntake) lingerExpired() {
+	in.mu.Lock()
+	if in.want == 0 || time.Now().Before(in.lingerEnd) {
+		// No linger, or a later one than this timer was armed for.
+		in.mu.Unlock()
+		return
+	}
+	in.want = 1
+	wake := len(in.pending) > 0 && !in.poked
+	if wake {
+		in.poked = true
+	}
+	in.mu.Unlock()
+	if wake {
+		notify(in.wakeCh)
+	}
+}
+
+// afterRound comes back to the intake after the leader's verification
+// rounds moved on, answering at once answered calls made on this node: if
+// no round is pending any more, the calls waiting start the next one, now
+// or after a linger for the answered readers (see readIntake).
+func (r *Raft) afterRound(answered int) {
+	in := r.intake
+	if in.lingering && time.Now().Before(in.lingerUntil) {
+		// The timer or the readers end it.
+		return
+	}
+	lead := r.st.lead
+	if lead == nil {
+		r.onReadIntake()
+		return
+	}
+	if len(lead.verifies) > 0 {
+		// Its end brings the run loop back: one round in flight at a
+		// time, every call that arrives meanwhile joins the next.
+		return
+	}
+	if answered > 0 {
+		if d := min(time.Since(lead.roundStarted), maxReadLinger); d > 0 {
+			in.linger(answered, d)
+			return
+		}
+	}
+	r.onReadIntake()
 }
 
 // onReadIntake takes the calls waiting in the intake, when woken or when
@@ -122,7 +228,7 @@ func (r *Raft) onReadIntake() {
 // intake on its own: while a verification round is pending on the leader
 // (it ends in onReplicationProgress, or the leadership does, in
 // stopLeading), or a request to the leader is in flight on a follower (its
-// answer comes to onFollowerReadDone).
+// answer comes to onFollowerReadDone). It ends a linger.
 func (r *Raft) settleReadIntake() {
 	var c bool
 	if lead := r.st.lead; lead != nil {

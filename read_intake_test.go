@@ -3,6 +3,7 @@ package raft
 import (
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 // The ReadIndex intake (read_intake.go).
@@ -96,6 +97,169 @@ func TestReadIntake_StepDownAnswersWaitingCalls(t *testing.T) {
 		}
 		if leader.raft.State() == Leader {
 			t.Fatal("the leader did not step down")
+		}
+	})
+}
+
+// newLingerCluster starts three nodes whose heartbeats take a
+// millisecond to send, so every verification round takes that long, and
+// leaves the leader lingering after a round that answered n reads
+// (read_intake.go): it waits for n calls.
+func newLingerCluster(t *testing.T, n int) (*testCluster, *testNode) {
+	t.Helper()
+	links := newHeartbeatLinks()
+	c := newTestCluster(t, 3, clusterOpts{lax: true, trans: links.wrap})
+	leader := c.waitForLeader()
+	applyAll(t, leader, "x", 3)
+	for _, f := range c.others(leader) {
+		links.setSlow(f.addr, time.Millisecond)
+	}
+	first := leader.raft.ReadIndex(0)
+	synctest.Wait()
+	// A round is in flight: these wait for the next, which the linger
+	// after the first round's one reader delays by at most a round.
+	reads := make([]IndexFuture, n)
+	for i := range reads {
+		reads[i] = leader.raft.ReadIndex(0)
+	}
+	for i, f := range append(reads, first) {
+		if err := f.Error(); err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+	}
+	synctest.Wait()
+	if got := lingerWant(leader.raft); got != n {
+		t.Fatalf("after a round answered %d reads, the leader waits for %d calls, want %d", n, got, n)
+	}
+	return c, leader
+}
+
+// lingerWant returns how many calls the leader waits for before it starts
+// the next round; 0 when it does not linger.
+func lingerWant(r *Raft) int {
+	in := r.intake
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.want
+}
+
+// After a round answered n reads, the leader waits for n calls before it
+// starts the next round, so that closed-loop readers share one round
+// instead of splitting into two groups that alternate.
+func TestReadIntake_LingerWaitsForTheAnsweredReaders(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 8
+		c, leader := newLingerCluster(t, n)
+		defer c.shutdown()
+		rounds := verifyRounds(leader)
+		reads := make([]IndexFuture, n)
+		for i := range n - 1 {
+			reads[i] = leader.raft.ReadIndex(0)
+		}
+		synctest.Wait()
+		if got := verifyRounds(leader); got != rounds {
+			t.Fatalf("%d calls of %d answered readers started %d rounds before the last came back, want 0", n-1, n, got-rounds)
+		}
+		reads[n-1] = leader.raft.ReadIndex(0)
+		for i, f := range reads {
+			if err := f.Error(); err != nil {
+				t.Fatalf("read %d: %v", i, err)
+			}
+		}
+		if got := verifyRounds(leader); got != rounds+1 {
+			t.Fatalf("%d readers coming back took %d rounds, want 1", n, got-rounds)
+		}
+	})
+}
+
+// A linger ends after at most as long as a round takes, and never more
+// than maxReadLinger, even when fewer readers come back than the round
+// answered: the calls waiting are not stranded.
+func TestReadIntake_LingerEndsWhenReadersDoNotComeBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 8
+		c, leader := newLingerCluster(t, n)
+		defer c.shutdown()
+		rounds := verifyRounds(leader)
+		start := time.Now()
+		reads := make([]IndexFuture, n/2)
+		for i := range reads {
+			reads[i] = leader.raft.ReadIndex(0)
+		}
+		for i, f := range reads {
+			if err := f.Error(); err != nil {
+				t.Fatalf("read %d: %v", i, err)
+			}
+		}
+		// The linger, then the round's heartbeat there and back.
+		if waited, want := time.Since(start), maxReadLinger+2*time.Millisecond; waited > want {
+			t.Fatalf("reads waited %v for readers that never came back, want at most %v", waited, want)
+		}
+		if got := verifyRounds(leader); got != rounds+1 {
+			t.Fatalf("%d reads after a linger took %d rounds, want 1", n/2, got-rounds)
+		}
+	})
+}
+
+// A follower lingers too: after its leader's answer served n reads at
+// once, the next request waits for n calls (or the linger's end), so the
+// follower's closed-loop readers share one request.
+func TestReadIntake_FollowerLingersForTheAnsweredReaders(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		links := newHeartbeatLinks()
+		c := newTestCluster(t, 3, clusterOpts{lax: true, trans: links.wrap})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 3)
+		follower := c.others(leader)[0]
+		links.setSlow(leader.addr, time.Millisecond)
+		const n = 8
+		// Rounds of n reads until the follower has applied everything
+		// and its requests are answered at once.
+		for range 3 {
+			reads := make([]IndexFuture, n)
+			for i := range reads {
+				reads[i] = follower.raft.ReadIndex(0)
+			}
+			for i, f := range reads {
+				if err := f.Error(); err != nil {
+					t.Fatalf("follower read %d: %v", i, err)
+				}
+			}
+			synctest.Wait()
+			time.Sleep(2 * maxReadLinger)
+		}
+		first := follower.raft.ReadIndex(0)
+		synctest.Wait()
+		reads := make([]IndexFuture, n)
+		for i := range reads {
+			reads[i] = follower.raft.ReadIndex(0)
+		}
+		for i, f := range append(reads, first) {
+			if err := f.Error(); err != nil {
+				t.Fatalf("follower read %d: %v", i, err)
+			}
+		}
+		synctest.Wait()
+		if got := lingerWant(follower.raft); got != n {
+			t.Fatalf("after its leader's answer served %d reads, the follower waits for %d calls, want %d", n, got, n)
+		}
+		sent := links.readIndexRequests()
+		for i := range n - 1 {
+			reads[i] = follower.raft.ReadIndex(0)
+		}
+		synctest.Wait()
+		if got := links.readIndexRequests(); got != sent {
+			t.Fatalf("%d calls of %d answered readers sent %d requests before the last came back, want 0", n-1, n, got-sent)
+		}
+		reads[n-1] = follower.raft.ReadIndex(0)
+		for i, f := range reads {
+			if err := f.Error(); err != nil {
+				t.Fatalf("follower read %d: %v", i, err)
+			}
+		}
+		if got := links.readIndexRequests(); got != sent+1 {
+			t.Fatalf("%d readers coming back sent %d requests, want 1", n, got-sent)
 		}
 	})
 }

@@ -20,16 +20,18 @@ import (
 // no later task might ever come to answer it. A follower's reads may
 // arrive below reads already waiting (a leader's grow with its commit
 // index), so reads are kept in index order.
-func (r *Raft) queueConfirmedRead(f *readIndexFuture) {
+//
+// It reports whether f was answered at once.
+func (r *Raft) queueConfirmedRead(f *readIndexFuture) bool {
 	if r.readsHeld() {
 		// The FSM may hold a state that is not committed; the read waits
 		// in st.reads until it is (unconfirmed_snapshot.go).
 		r.st.reads = insertRead(r.st.reads, f)
-		return
+		return false
 	}
 	if f.index <= r.pub.appliedIndex.Load() {
 		f.respond(nil)
-		return
+		return true
 	}
 	t := r.st.pendingFSM
 	switch {
@@ -43,6 +45,7 @@ func (r *Raft) queueConfirmedRead(f *readIndexFuture) {
 	default:
 		r.st.reads = insertRead(r.st.reads, f)
 	}
+	return false
 }
 
 // readMarker returns a marker task (reads only) that the FSM goroutine
