@@ -267,7 +267,7 @@ func (f *FileSnapshotStore) newSink(dir string, meta fileSnapshotMeta) (*FileSna
 	if err != nil {
 		return nil, err
 	}
-	sum := crc64.New(snapshotCRCTable)
+	sum := newSnapshotHash()
 	w := &stateWriter{file: state, hash: sum}
 	return &FileSnapshotSink{
 		store:  f,
@@ -445,7 +445,7 @@ func verifySnapshotState(state io.Reader, size int64, meta *fileSnapshotMeta) er
 	if err := checkSnapshotSize(size, meta); err != nil {
 		return err
 	}
-	sum := crc64.New(snapshotCRCTable)
+	sum := newSnapshotHash()
 	// Read through a large buffer: io.Copy from an *os.File would read
 	// 32 KiB at a time.
 	n, err := io.CopyBuffer(sum, struct{ io.Reader }{state}, make([]byte, snapshotBufferSize))
@@ -584,7 +584,7 @@ func (f *FileSnapshotStore) openChecking(id string) (*SnapshotMeta, io.ReadClose
 		r:    bufio.NewReaderSize(fh, snapshotBufferSize),
 		file: fh,
 		id:   id,
-		hash: crc64.New(snapshotCRCTable),
+		hash: newSnapshotHash(),
 		left: meta.Size,
 		want: meta.CRC,
 	}, nil
