@@ -10,9 +10,10 @@ package raft
 //
 // Writing. Create makes "<id>.tmp" and writes a first meta.json (Size 0, no
 // CRC). The sink buffers the FSM's bytes into state.bin and hashes them on
-// the way (CRC-64, ECMA table). Close flushes and fsyncs state.bin,
-// rewrites and fsyncs meta.json with the size and CRC, fsyncs the
-// directory, renames it to "<id>" and fsyncs the parent, so that a crash
+// the way (CRC-64, ECMA polynomial, computed by snapshot_crc.go). Close
+// flushes and fsyncs state.bin, rewrites and fsyncs meta.json with the
+// size and CRC, fsyncs the directory, renames it to "<id>" and fsyncs
+// the parent, so that a crash
 // leaves either a finished snapshot or a ".tmp" directory, never a
 // finished-looking one with missing bytes. It then reaps old snapshots.
 //
