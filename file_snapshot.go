@@ -261,7 +261,7 @@ func (f *FileSnapshotStore) Create(version SnapshotVersion, index, term uint64,
 
 // newSink writes the first meta.json in dir and opens state.bin.
 func (f *FileSnapshotStore) newSink(dir string, meta fileSnapshotMeta) (*FileSnapshotSink, error) {
-	if err := writeSnapshotMeta(dir, &meta); err != nil {
+	if err := writeSnapshotMeta(dir, &meta, false); err != nil {
 		return nil, err
 	}
 	state, err := os.Create(filepath.Join(dir, snapshotStateFile))
@@ -762,8 +762,10 @@ func parseSnapshotMeta(data []byte, name string) (*fileSnapshotMeta, error) {
 }
 
 // writeSnapshotMeta writes meta as dir/meta.json, one line of JSON, and
-// fsyncs it.
-func writeSnapshotMeta(dir string, meta *fileSnapshotMeta) error {
+// fsyncs it when durable. The first meta.json of a snapshot being written
+// need not be durable: its directory is "<id>.tmp" until Close has
+// rewritten meta.json and fsynced it, and a ".tmp" directory is never read.
+func writeSnapshotMeta(dir string, meta *fileSnapshotMeta, durable bool) error {
 	data, err := json.Marshal(meta)
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", snapshotMetaFileName, err)
@@ -777,9 +779,11 @@ func writeSnapshotMeta(dir string, meta *fileSnapshotMeta) error {
 		fh.Close()
 		return err
 	}
-	if err := fh.Sync(); err != nil {
-		fh.Close()
-		return err
+	if durable {
+		if err := fh.Sync(); err != nil {
+			fh.Close()
+			return err
+		}
 	}
 	return fh.Close()
 }
@@ -914,7 +918,7 @@ func (s *FileSnapshotSink) finishLocked() error {
 	}
 	s.meta.Size = info.Size()
 	s.meta.CRC = s.hash.Sum(nil)
-	if err := writeSnapshotMeta(s.dir, &s.meta); err != nil {
+	if err := writeSnapshotMeta(s.dir, &s.meta, true); err != nil {
 		return fmt.Errorf("writing %s: %w", snapshotMetaFileName, err)
 	}
 	if err := syncDir(s.dir); err != nil {
