@@ -13,9 +13,9 @@ package raft
 // the way (CRC-64, ECMA polynomial, computed by snapshot_crc.go). Close
 // flushes and fsyncs state.bin, rewrites and fsyncs meta.json with the
 // size and CRC, fsyncs the directory, renames it to "<id>" and fsyncs
-// the parent, so that a crash
-// leaves either a finished snapshot or a ".tmp" directory, never a
-// finished-looking one with missing bytes. It then reaps old snapshots.
+// the parent, so that a crash leaves either a finished snapshot or a
+// ".tmp" directory, never a finished-looking one with missing bytes. It
+// then reaps old snapshots.
 //
 // Reading. A snapshot is usable when its meta.json parses and names the
 // directory it is in, its version is one we read (0 or 1), state.bin has
