@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -1004,6 +1005,40 @@ func TestCopyInChunks(t *testing.T) {
 	if _, err := copyInChunks(failingWriter{broken}, bytes.NewReader(make([]byte, 10))); !errors.Is(err, broken) {
 		t.Fatalf("failing writer: err %v; want its error", err)
 	}
+}
+
+// TestCopyInChunksStopsReading checks that copyInChunks, which reads
+// ahead on a goroutine of its own, has stopped reading its source when it
+// returns, also when the writer fails: the caller drains the source next,
+// and two readers of a connection would interleave its bytes.
+func TestCopyInChunksStopsReading(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		src := &watchedReader{r: bytes.NewReader(make([]byte, 3*installChunk))}
+		_, err := copyInChunks(failingWriter{errors.New("disk full")}, src)
+		src.returned.Store(true)
+		if err == nil {
+			t.Fatal("failing writer: no error")
+		}
+		if src.lateRead.Load() {
+			t.Fatal("the source was read after copyInChunks returned")
+		}
+		if _, err := io.Copy(io.Discard, src); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// watchedReader records a Read that starts once returned is set.
+type watchedReader struct {
+	r                  io.Reader
+	returned, lateRead atomic.Bool
+}
+
+func (w *watchedReader) Read(p []byte) (int, error) {
+	if w.returned.Load() {
+		w.lateRead.Store(true)
+	}
+	return w.r.Read(p)
 }
 
 type iotestErrReader struct{ err error }

@@ -73,8 +73,8 @@ func (n *NetworkTransport) InstallSnapshot(id ServerID, target ServerAddress, ar
 		return fmt.Errorf("sending to %s: %w", c.target, err)
 	}
 	if args.Size > 0 {
-		sent, err := io.CopyN(c.enc.w, data, args.Size)
-		if err == io.EOF {
+		sent, err := sendSnapshotBody(c.enc.w, data, args.Size)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			return fmt.Errorf("snapshot data ended after %d of %d bytes", sent, args.Size)
 		}
 		if err != nil {
@@ -86,6 +86,36 @@ func (n *NetworkTransport) InstallSnapshot(id ServerID, target ServerAddress, ar
 	}
 	_, err = c.readResponse(resp)
 	return err
+}
+
+// snapshotSendChunk is how much of a snapshot is read before it is written
+// to the connection: a chunk larger than the connection's write buffer goes
+// to the socket in one call, without being copied into the buffer, and the
+// FileSnapshotStore's reader fills it with one read of the file.
+const snapshotSendChunk = 1 << 20
+
+// sendSnapshotBody writes size bytes read from data to w, in chunks of
+// snapshotSendChunk. A chunk is written only once it was read whole, so a
+// reader that fails instead of returning its last bytes (such as a
+// snapshot whose CRC does not match) leaves the receiver short of the size
+// it was promised. It returns how many bytes it read from data, which
+// after a failed write is how many it wrote. An error from data ending
+// early is io.EOF or io.ErrUnexpectedEOF.
+func sendSnapshotBody(w io.Writer, data io.Reader, size int64) (int64, error) {
+	buf := make([]byte, min(size, snapshotSendChunk))
+	var sent int64
+	for sent < size {
+		chunk := buf[:min(size-sent, int64(len(buf)))]
+		if n, err := io.ReadFull(data, chunk); err != nil {
+			return sent + int64(n), err
+		}
+		n, err := w.Write(chunk)
+		sent += int64(n)
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
 }
 
 // scaledTimeout returns base once for every scale bytes of size, and at

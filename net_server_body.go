@@ -48,7 +48,16 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	if len(p) > b.untilExtend {
 		p = p[:b.untilExtend]
 	}
-	n, err := b.r.Read(p)
+	var n int
+	var err error
+	if b.r.Buffered() > 0 {
+		n, err = b.r.Read(p)
+	} else {
+		// Nothing is buffered ahead: reading the connection itself saves
+		// copying the bytes through the buffer when p is smaller than it,
+		// as it is whenever the allowance above is partly used.
+		n, err = b.conn.Read(p)
+	}
 	b.untilExtend -= n
 	return n, err
 }

@@ -352,28 +352,66 @@ func (r *Raft) receiveSnapshot(in *pendingInstall) {
 const installChunk = snapshotBufferSize
 
 // copyInChunks copies src to dst until src ends, in writes of installChunk
-// bytes (the last one shorter), and returns how many bytes it copied.
+// bytes (the last one shorter), and returns how many bytes it copied. A
+// goroutine reads the next chunk from src while dst stores the last one,
+// so that receiving a snapshot from the network overlaps with writing and
+// hashing it. Only that goroutine reads src, and it has stopped when
+// copyInChunks returns, so the caller may read src again (to drain it).
 func copyInChunks(dst io.Writer, src io.Reader) (int64, error) {
-	buf := make([]byte, installChunk)
+	type chunk struct {
+		buf []byte
+		n   int
+		err error
+	}
+	const buffers = 2
+	free := make(chan []byte, buffers)
+	for range buffers {
+		free <- make([]byte, installChunk)
+	}
+	// full has room for every buffer: the reader never waits to hand
+	// one over.
+	full := make(chan chunk, buffers)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			var buf []byte
+			select {
+			case <-stop:
+				return
+			case buf = <-free:
+			}
+			n, err := io.ReadFull(src, buf)
+			full <- chunk{buf: buf, n: n, err: err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		<-stopped
+	}()
 	var total int64
 	for {
-		n, err := io.ReadFull(src, buf)
-		if n > 0 {
-			w, werr := dst.Write(buf[:n])
+		c := <-full
+		if c.n > 0 {
+			w, werr := dst.Write(c.buf[:c.n])
 			total += int64(w)
 			if werr != nil {
 				return total, werr
 			}
-			if w != n {
+			if w != c.n {
 				return total, io.ErrShortWrite
 			}
 		}
 		switch {
-		case err == io.EOF || err == io.ErrUnexpectedEOF:
+		case c.err == io.EOF || c.err == io.ErrUnexpectedEOF:
 			return total, nil
-		case err != nil:
-			return total, err
+		case c.err != nil:
+			return total, c.err
 		}
+		free <- c.buf
 	}
 }
 

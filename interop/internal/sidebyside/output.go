@@ -70,6 +70,10 @@ type Measurement struct {
 	// machine's Restore, the same code for both libraries.
 	FSMRestoreMs float64 `json:"fsm_restore_ms,omitempty"`
 	MBPerSec     float64 `json:"mb_per_sec,omitempty"`
+	// InstallCPUMs is the process's CPU time (every node and the driver)
+	// over InstallMs, steadier than the time on a shared machine;
+	// RunWaitCores (above) is filled too.
+	InstallCPUMs float64 `json:"install_cpu_ms,omitempty"`
 
 	// LeakedGoroutines is how many goroutines outlived the run.
 	LeakedGoroutines int    `json:"leaked_goroutines,omitempty"`

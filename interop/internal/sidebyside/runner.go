@@ -287,7 +287,7 @@ func progressLine(m Measurement) string {
 	case m.Mode == modeThroughput:
 		s += fmt.Sprintf(" %.0f ops/s p50 %.2f ms p90 %.2f ms p99 %.2f ms p99.9 %.2f ms %.1f allocs/op %.0f B/op %.0f µs CPU/op, %.2f cores, %.2f waiting for a CPU", m.OpsPerSec, m.P50Ms, m.P90Ms, m.P99Ms, m.P999Ms, m.AllocsPerOp, m.BytesPerOp, m.CPUMicrosPerOp, m.CPUCores, m.RunWaitCores)
 	case m.Mode == modeSnapshot:
-		s += fmt.Sprintf(" %.0f MB/s (%d bytes in %.0f ms, %.0f ms of them in the FSM's Restore)", m.MBPerSec, m.SnapshotBytes, m.InstallMs, m.FSMRestoreMs)
+		s += fmt.Sprintf(" %.0f MB/s (%d bytes in %.0f ms, %.0f ms of them in the FSM's Restore; %.0f ms of CPU, %.2f waiting for a CPU)", m.MBPerSec, m.SnapshotBytes, m.InstallMs, m.FSMRestoreMs, m.InstallCPUMs, m.RunWaitCores)
 	default:
 		s += fmt.Sprintf(" %.0f ms", m.FailoverMs)
 	}

@@ -43,7 +43,11 @@ func installSnapshot(c Cluster, o Options, m *Measurement) error {
 	// With -profiledir, the install is profiled (and traced with -trace)
 	// from AddVoter until the new voter's restore ends or fails.
 	prof, perr := startWindowProfiles(o, m)
+	cpu0, cpuOK := processCPU()
+	wait0, waitOK := processRunWait()
 	start, err := awaitInstall(leader, joiner, o)
+	cpu1, _ := processCPU()
+	wait1, _ := processRunWait()
 	if perr = errors.Join(perr, prof.stop()); err == nil && perr != nil {
 		err = fmt.Errorf("profiles: %w", perr)
 	}
@@ -57,6 +61,14 @@ func installSnapshot(c Cluster, o Options, m *Measurement) error {
 	m.InstallMs = ms(took)
 	m.FSMRestoreMs = ms(joiner.Machine().RestoreTook())
 	m.MBPerSec = float64(o.Snapshot) / took.Seconds() / 1e6
+	// The CPU and run-queue figures run to when awaitInstall saw the
+	// restore, a moment past its end.
+	if cpuOK {
+		m.InstallCPUMs = ms(cpu1 - cpu0)
+	}
+	if waitOK {
+		m.RunWaitCores = max(wait1-wait0, 0).Seconds() / took.Seconds()
+	}
 	return nil
 }
 
