@@ -123,24 +123,50 @@ func newWireDecodeHandle() *codec.MsgpackHandle {
 type wireEncoder struct {
 	w   *bufio.Writer
 	enc *codec.Encoder
+	// fast says AppendEntries requests take the hand-written path
+	// (wire_append_fast.go): times go in the MarshalBinary form, the only
+	// one it writes. scratch is its buffer, reused.
+	fast    bool
+	scratch []byte
 }
 
 func newWireEncoder(w *bufio.Writer, h *codec.MsgpackHandle) *wireEncoder {
-	return &wireEncoder{w: w, enc: codec.NewEncoder(w, h)}
+	return &wireEncoder{w: w, enc: codec.NewEncoder(w, h), fast: h.TimeNotBuiltin}
 }
+
+// retainedScratchSize is the largest encoding buffer kept from one
+// request to the next.
+const retainedScratchSize = 1 << 20
 
 // writeRequest writes t's type byte and the encoded request, and flushes.
 func (e *wireEncoder) writeRequest(t rpcType, req interface{}) error {
 	if err := e.w.WriteByte(byte(t)); err != nil {
 		return fmt.Errorf("writing rpc type: %w", err)
 	}
-	if err := e.enc.Encode(req); err != nil {
+	if err := e.encodeRequest(req); err != nil {
 		return fmt.Errorf("encoding %s request: %w", t, err)
 	}
 	if err := e.w.Flush(); err != nil {
 		return fmt.Errorf("sending %s request: %w", t, err)
 	}
 	return nil
+}
+
+// encodeRequest writes req, through the hand-written path when it can.
+func (e *wireEncoder) encodeRequest(req interface{}) error {
+	if ae, ok := req.(*AppendEntriesRequest); ok && e.fast {
+		buf, ok := appendAppendEntriesRequest(e.scratch[:0], ae)
+		if cap(buf) <= retainedScratchSize {
+			e.scratch = buf[:0]
+		} else {
+			e.scratch = nil
+		}
+		if ok {
+			_, err := e.w.Write(buf)
+			return err
+		}
+	}
+	return e.enc.Encode(req)
 }
 
 // writeResponse writes the error text (empty for success) and the response
@@ -179,6 +205,15 @@ func (d *wireDecoder) decode(out interface{}) error {
 	raw, err := d.values.next()
 	if err != nil {
 		return err
+	}
+	if ae, ok := out.(*AppendEntriesRequest); ok {
+		// The hand-written path (wire_append_fast.go); what it does not
+		// take, the codec decodes.
+		var fresh AppendEntriesRequest
+		if decodeAppendEntriesRequest(raw, &fresh) {
+			*ae = fresh
+			return nil
+		}
 	}
 	return decodeWireValue(d.dec, raw, out)
 }
