@@ -352,7 +352,7 @@ func decodeAppendEntriesRequest(raw []byte, req *AppendEntriesRequest) bool {
 	// way of decoding into a filled field this path does not copy.
 	var seen uint16
 	for i := 0; i < n && r.ok; i++ {
-		f := aeFieldIndex(r.key())
+		f := fieldIndex(aeFieldNames[:], r.key())
 		if f < 0 || seen&(1<<f) != 0 {
 			r.fail()
 			break
@@ -418,7 +418,7 @@ func (r *fastReader) entries(arena *[]byte, rawLen int) []*Log {
 		m := r.mapLen()
 		var seen uint8
 		for j := 0; j < m && r.ok; j++ {
-			f := logFieldIndex(r.key())
+			f := fieldIndex(logFieldName[:], r.key())
 			if f < 0 || seen&(1<<f) != 0 {
 				r.fail()
 				break
@@ -468,19 +468,87 @@ func (r *fastReader) time() time.Time {
 	return t
 }
 
-// aeFieldIndex returns k's position in aeFieldNames, or -1.
-func aeFieldIndex(k []byte) int {
-	for i, name := range aeFieldNames {
-		if string(k) == name {
-			return i
-		}
-	}
-	return -1
+// aeRespFieldNames are AppendEntriesResponse's keys in the codec's order.
+var aeRespFieldNames = [...]string{"Addr", "ID", "LastLog", "NoRetryBackoff", "ProtocolVersion", "Success", "Term"}
+
+// appendAppendEntriesResponse appends the codec's encoding of resp.
+func appendAppendEntriesResponse(buf []byte, resp *AppendEntriesResponse) []byte {
+	buf = append(buf, mpFixMap|byte(len(aeRespFieldNames)))
+	buf = appendRaw(buf, aeRespFieldNames[0])
+	buf = appendBytes(buf, resp.Addr)
+	buf = appendRaw(buf, aeRespFieldNames[1])
+	buf = appendBytes(buf, resp.ID)
+	buf = appendRaw(buf, aeRespFieldNames[2])
+	buf = appendUint(buf, resp.LastLog)
+	buf = appendRaw(buf, aeRespFieldNames[3])
+	buf = appendBool(buf, resp.NoRetryBackoff)
+	buf = appendRaw(buf, aeRespFieldNames[4])
+	buf = appendInt(buf, int64(resp.ProtocolVersion))
+	buf = appendRaw(buf, aeRespFieldNames[5])
+	buf = appendBool(buf, resp.Success)
+	buf = appendRaw(buf, aeRespFieldNames[6])
+	buf = appendUint(buf, resp.Term)
+	return buf
 }
 
-// logFieldIndex returns k's position in logFieldName, or -1.
-func logFieldIndex(k []byte) int {
-	for i, name := range logFieldName {
+func appendBool(buf []byte, v bool) []byte {
+	if v {
+		return append(buf, mpTrue)
+	}
+	return append(buf, mpFalse)
+}
+
+// bool reads a boolean field.
+func (r *fastReader) bool() bool {
+	switch r.byte1() {
+	case mpTrue:
+		return true
+	case mpFalse:
+		return false
+	default:
+		r.fail()
+		return false
+	}
+}
+
+// decodeAppendEntriesResponse decodes raw into resp and reports whether it
+// could. Like the codec, it sets only the fields the value holds; on
+// false, the codec decodes the value again over those same fields.
+func decodeAppendEntriesResponse(raw []byte, resp *AppendEntriesResponse) bool {
+	r := fastReader{b: raw, ok: true}
+	n := r.mapLen()
+	var seen uint8
+	var arena []byte // never used: the header's bytes are small
+	for i := 0; i < n && r.ok; i++ {
+		f := fieldIndex(aeRespFieldNames[:], r.key())
+		if f < 0 || seen&(1<<f) != 0 {
+			r.fail()
+			break
+		}
+		seen |= 1 << f
+		switch f { // the positions in aeRespFieldNames
+		case 0:
+			resp.Addr = r.bytes(&arena)
+		case 1:
+			resp.ID = r.bytes(&arena)
+		case 2:
+			resp.LastLog = r.uint()
+		case 3:
+			resp.NoRetryBackoff = r.bool()
+		case 4:
+			resp.ProtocolVersion = ProtocolVersion(r.int())
+		case 5:
+			resp.Success = r.bool()
+		case 6:
+			resp.Term = r.uint()
+		}
+	}
+	return r.ok && len(r.b) == 0
+}
+
+// fieldIndex returns k's position in names, or -1.
+func fieldIndex(names []string, k []byte) int {
+	for i, name := range names {
 		if string(k) == name {
 			return i
 		}

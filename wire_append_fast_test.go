@@ -174,3 +174,41 @@ func TestFastAppendDecodingDeclines(t *testing.T) {
 		}
 	}
 }
+
+// TestFastAppendResponseMatchesCodec does for AppendEntriesResponse what
+// the two tests above do for the request, decoding into a response that
+// already holds values, as a replicator's reused response does.
+func TestFastAppendResponseMatchesCodec(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	h := newWireEncodeHandle(false)
+	for i := 0; i < 3000; i++ {
+		req := randomAppendRequest(rng)
+		resp := &AppendEntriesResponse{RPCHeader: req.RPCHeader, Term: req.Term, LastLog: req.PrevLogEntry, Success: rng.Intn(2) == 0, NoRetryBackoff: rng.Intn(2) == 0}
+		want := codecEncode(t, h, resp)
+		if got := appendAppendEntriesResponse(nil, resp); !bytes.Equal(got, want) {
+			t.Fatalf("case %d: encodings differ\n got %x\nwant %x", i, got, want)
+		}
+		cases := [][]byte{want}
+		for m := 0; m < 4; m++ {
+			bad := append([]byte(nil), want...)
+			bad[rng.Intn(len(bad))] = byte(rng.Intn(256))
+			cases = append(cases, bad, bad[:rng.Intn(len(bad))])
+		}
+		for j, in := range cases {
+			prior := AppendEntriesResponse{RPCHeader: RPCHeader{ID: []byte("old")}, Term: 9, LastLog: 9, Success: true}
+			got, wantResp := prior, prior
+			if !decodeAppendEntriesResponse(in, &got) {
+				if j == 0 {
+					t.Fatalf("case %d: hand-written decoder declined the codec's own encoding of %+v", i, resp)
+				}
+				continue
+			}
+			if err := decodeWireValue(codec.NewDecoderBytes(nil, newWireDecodeHandle()), in, &wantResp); err != nil {
+				t.Fatalf("case %d/%d: hand-written decoder accepted %x, which the codec refuses: %v", i, j, in, err)
+			}
+			if !reflect.DeepEqual(got, wantResp) {
+				t.Fatalf("case %d/%d: decodings of %x differ\n got %+v\nwant %+v", i, j, in, got, wantResp)
+			}
+		}
+	}
+}

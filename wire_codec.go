@@ -172,6 +172,19 @@ func (e *wireEncoder) encodeRequest(req interface{}) error {
 // writeResponse writes the error text (empty for success) and the response
 // value, which is msgpack nil when resp is nil, and flushes.
 func (e *wireEncoder) writeResponse(errText string, resp interface{}) error {
+	if ae, ok := resp.(*AppendEntriesResponse); ok && errText == "" && ae != nil {
+		// The hand-written path (wire_append_fast.go): an empty error
+		// text is an empty raw string.
+		buf := appendAppendEntriesResponse(append(e.scratch[:0], mpFixStr), ae)
+		e.scratch = buf[:0]
+		if _, err := e.w.Write(buf); err != nil {
+			return fmt.Errorf("encoding response: %w", err)
+		}
+		if err := e.w.Flush(); err != nil {
+			return fmt.Errorf("sending response: %w", err)
+		}
+		return nil
+	}
 	if err := e.enc.Encode(errText); err != nil {
 		return fmt.Errorf("encoding response error: %w", err)
 	}
@@ -205,6 +218,18 @@ func (d *wireDecoder) decode(out interface{}) error {
 	raw, err := d.values.next()
 	if err != nil {
 		return err
+	}
+	switch out := out.(type) {
+	case *string:
+		if len(raw) == 1 && raw[0] == mpFixStr {
+			// The empty error text before every successful answer.
+			*out = ""
+			return nil
+		}
+	case *AppendEntriesResponse:
+		if decodeAppendEntriesResponse(raw, out) {
+			return nil
+		}
 	}
 	if ae, ok := out.(*AppendEntriesRequest); ok {
 		// The hand-written path (wire_append_fast.go); what it does not
