@@ -29,6 +29,10 @@ type pendingAnswer struct {
 	resume   chan struct{}
 	labels   []metrics.Label
 	enqueued time.Time
+	// resp is the answer once answered is set: the writer took it from
+	// respCh while looking ahead (nextAnswered).
+	resp     RPCResponse
+	answered bool
 }
 
 // answerQueue connects a connection's reader (readRequests) to its writer
@@ -57,13 +61,26 @@ func newAnswerQueue(readAhead int) *answerQueue {
 }
 
 // writeAnswers writes the node's answers in request order until the reader
-// closes the queue. On a failure it logs why and closes the connection,
-// so that the reader stops too, and leaves the remaining requests
-// unanswered.
+// closes the queue. Answers that are ready one after the other (a
+// follower answers every request its log write held at once) leave in one
+// flush. On a failure it logs why and closes the connection, so that the
+// reader stops too, and leaves the remaining requests unanswered.
 func (n *NetworkTransport) writeAnswers(c *serverConn, q *answerQueue) {
 	defer close(q.done)
-	for a := range q.answers {
+	var next *pendingAnswer
+	for {
+		a := next
+		next = nil
+		if a == nil {
+			var ok bool
+			if a, ok = <-q.answers; !ok {
+				return
+			}
+		}
 		err := n.writeAnswer(c, a)
+		if err == nil && (a.resume != nil || !q.nextAnswered(&next)) {
+			err = c.enc.flushResponses()
+		}
 		if err != nil {
 			// The reader, waiting for a slot or for a snapshot body to be
 			// consumed, sees done and stops without reading again: after
@@ -84,7 +101,30 @@ func (n *NetworkTransport) writeAnswers(c *serverConn, q *answerQueue) {
 	}
 }
 
-// writeAnswer waits for the node's answer to one request and writes it.
+// nextAnswered takes the next queued request into *next, if there is one,
+// and reports whether the node has answered it already (its answer is then
+// kept in it).
+func (q *answerQueue) nextAnswered(next **pendingAnswer) bool {
+	select {
+	case a, ok := <-q.answers:
+		if !ok {
+			return false
+		}
+		*next = a
+	default:
+		return false
+	}
+	select {
+	case resp := <-(*next).respCh:
+		(*next).resp, (*next).answered = resp, true
+		return true
+	default:
+		return false
+	}
+}
+
+// writeAnswer waits for the node's answer to one request and encodes it,
+// without flushing.
 func (n *NetworkTransport) writeAnswer(c *serverConn, a *pendingAnswer) error {
 	resp, err := n.awaitAnswer(a)
 	if err != nil {
@@ -97,7 +137,7 @@ func (n *NetworkTransport) writeAnswer(c *serverConn, a *pendingAnswer) error {
 	if resp.Error != nil {
 		errText = resp.Error.Error()
 	}
-	if err := c.enc.writeResponse(errText, resp.Response); err != nil {
+	if err := c.enc.encodeResponse(errText, resp.Response); err != nil {
 		return err
 	}
 	metrics.MeasureSinceWithLabels(keyNetRPCRespond, a.enqueued, a.labels)
@@ -107,11 +147,13 @@ func (n *NetworkTransport) writeAnswer(c *serverConn, a *pendingAnswer) error {
 // awaitAnswer waits for the node's answer and, for an InstallSnapshot,
 // drains what the node left of the body.
 func (n *NetworkTransport) awaitAnswer(a *pendingAnswer) (RPCResponse, error) {
-	var resp RPCResponse
-	select {
-	case resp = <-a.respCh:
-	case <-n.shutdownCh:
-		return RPCResponse{}, ErrTransportShutdown
+	resp := a.resp
+	if !a.answered {
+		select {
+		case resp = <-a.respCh:
+		case <-n.shutdownCh:
+			return RPCResponse{}, ErrTransportShutdown
+		}
 	}
 	if a.body != nil {
 		// The snapshot bytes the node did not read are still on the

@@ -172,6 +172,15 @@ func (e *wireEncoder) encodeRequest(req interface{}) error {
 // writeResponse writes the error text (empty for success) and the response
 // value, which is msgpack nil when resp is nil, and flushes.
 func (e *wireEncoder) writeResponse(errText string, resp interface{}) error {
+	if err := e.encodeResponse(errText, resp); err != nil {
+		return err
+	}
+	return e.flushResponses()
+}
+
+// encodeResponse writes a response as writeResponse does, without
+// flushing: the server writes the answers that are ready together.
+func (e *wireEncoder) encodeResponse(errText string, resp interface{}) error {
 	if ae, ok := resp.(*AppendEntriesResponse); ok && errText == "" && ae != nil {
 		// The hand-written path (wire_append_fast.go): an empty error
 		// text is an empty raw string.
@@ -179,9 +188,6 @@ func (e *wireEncoder) writeResponse(errText string, resp interface{}) error {
 		e.scratch = buf[:0]
 		if _, err := e.w.Write(buf); err != nil {
 			return fmt.Errorf("encoding response: %w", err)
-		}
-		if err := e.w.Flush(); err != nil {
-			return fmt.Errorf("sending response: %w", err)
 		}
 		return nil
 	}
@@ -191,6 +197,11 @@ func (e *wireEncoder) writeResponse(errText string, resp interface{}) error {
 	if err := e.enc.Encode(resp); err != nil {
 		return fmt.Errorf("encoding response: %w", err)
 	}
+	return nil
+}
+
+// flushResponses sends what encodeResponse buffered.
+func (e *wireEncoder) flushResponses() error {
 	if err := e.w.Flush(); err != nil {
 		return fmt.Errorf("sending response: %w", err)
 	}
