@@ -231,12 +231,6 @@ func (d *wireDecoder) decode(out interface{}) error {
 		return err
 	}
 	switch out := out.(type) {
-	case *string:
-		if len(raw) == 1 && raw[0] == mpFixStr {
-			// The empty error text before every successful answer.
-			*out = ""
-			return nil
-		}
 	case *AppendEntriesResponse:
 		if decodeAppendEntriesResponse(raw, out) {
 			return nil
@@ -252,6 +246,21 @@ func (d *wireDecoder) decode(out interface{}) error {
 		}
 	}
 	return decodeWireValue(d.dec, raw, out)
+}
+
+// decodeErrText reads the error text that opens a response. The empty
+// text of a success costs no allocation.
+func (d *wireDecoder) decodeErrText() (string, error) {
+	raw, err := d.values.next()
+	if err != nil {
+		return "", err
+	}
+	if len(raw) == 1 && raw[0] == mpFixStr {
+		return "", nil
+	}
+	var text string
+	err = decodeWireValue(d.dec, raw, &text)
+	return text, err
 }
 
 // decodeWireValue decodes one complete msgpack value. raw must come from a
