@@ -394,16 +394,15 @@ func TestInmemStoreSliceAndMapForms(t *testing.T) {
 				}
 			}
 			var wantFirst, wantLast uint64
+			seen := false
 			for k := range model {
-				if wantFirst == 0 && wantLast == 0 || k < wantFirst {
+				if !seen || k < wantFirst {
 					wantFirst = k
 				}
-				if k > wantLast {
+				if !seen || k > wantLast {
 					wantLast = k
 				}
-			}
-			if len(model) == 0 {
-				wantFirst, wantLast = 0, 0
+				seen = true
 			}
 			first, _ := s.FirstIndex()
 			last, _ := s.LastIndex()
