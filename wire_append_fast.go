@@ -279,7 +279,7 @@ const arenaChunk = 8 << 10
 
 // bytes reads a []byte field: nil stays nil, anything else is a copy
 // (the codec's result for an empty string is a non-nil empty slice),
-// small ones into the current piece of *arena.
+// small ones into the current piece of *arena unless arena is nil.
 func (r *fastReader) bytes(arena *[]byte) []byte {
 	n, isNil := r.strLen()
 	if isNil || !r.ok {
@@ -292,8 +292,8 @@ func (r *fastReader) bytes(arena *[]byte) []byte {
 	if n == 0 {
 		return []byte{}
 	}
-	if len(*arena) < n {
-		if n > arenaChunk/4 {
+	if arena == nil || len(*arena) < n {
+		if arena == nil || n > arenaChunk/4 {
 			return append([]byte{}, s...)
 		}
 		*arena = make([]byte, arenaChunk)
@@ -525,7 +525,6 @@ func decodeAppendEntriesResponse(raw []byte, resp *AppendEntriesResponse) bool {
 	r := fastReader{b: raw, ok: true}
 	n := r.mapLen()
 	var seen uint8
-	var arena []byte // never used: the header's bytes are small
 	for i := 0; i < n && r.ok; i++ {
 		f := fieldIndex(aeRespFieldNames[:], r.key())
 		if f < 0 || seen&(1<<f) != 0 {
@@ -535,9 +534,9 @@ func decodeAppendEntriesResponse(raw []byte, resp *AppendEntriesResponse) bool {
 		seen |= 1 << f
 		switch f { // the positions in aeRespFieldNames
 		case 0:
-			resp.Addr = r.bytes(&arena)
+			resp.Addr = r.bytes(nil)
 		case 1:
-			resp.ID = r.bytes(&arena)
+			resp.ID = r.bytes(nil)
 		case 2:
 			resp.LastLog = r.uint()
 		case 3:
