@@ -296,7 +296,9 @@ func (r *fastReader) bytes(arena *[]byte) []byte {
 		if arena == nil || n > arenaChunk/4 {
 			return append([]byte{}, s...)
 		}
-		*arena = make([]byte, arenaChunk)
+		// What is left of the value bounds what is left to copy: a
+		// request of one small entry takes no more than it needs.
+		*arena = make([]byte, min(arenaChunk, n+len(r.b)))
 	}
 	out := (*arena)[:n:n]
 	*arena = (*arena)[n:]
