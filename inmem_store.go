@@ -27,9 +27,18 @@ type InmemStore struct {
 
 	// The fields below are guarded by mu.
 
-	// logs maps an index to its entry. The pointed-to Logs are owned by the
-	// store and never modified once stored.
-	logs map[uint64]*Log
+	// The entries are kept in one of two forms; the pointed-to Logs are
+	// owned by the store and never modified once stored. Normally logs is
+	// nil and seq holds the entry at index seqBase+k at seq[k], nil where
+	// the log has a gap: a log is a run of consecutive indexes, and a
+	// slice costs far less per entry than a map. A store whose indexes
+	// spread far apart (more than maxSeqSpan for the entries held) moves
+	// them all to the map logs instead, and keeps them there until it is
+	// empty again. count is the number of entries held, in either form.
+	seq     []*Log
+	seqBase uint64
+	logs    map[uint64]*Log
+	count   int
 	// firstIndex and lastIndex are the smallest and largest keys of logs,
 	// both 0 when logs is empty. The log may have gaps between them (a
 	// restored snapshot can move the log past its end), so they are kept
@@ -53,9 +62,6 @@ func NewInmemStore() *InmemStore {
 
 // initLocked makes the maps of a zero-value store.
 func (i *InmemStore) initLocked() {
-	if i.logs == nil {
-		i.logs = make(map[uint64]*Log)
-	}
 	if i.kv == nil {
 		i.kv = make(map[string][]byte)
 	}
@@ -88,12 +94,87 @@ func (i *InmemStore) GetLog(index uint64, log *Log) error {
 	}
 	i.mu.RLock()
 	defer i.mu.RUnlock()
-	stored, ok := i.logs[index]
-	if !ok {
+	stored := i.getLocked(index)
+	if stored == nil {
 		return ErrLogNotFound
 	}
 	*log = *stored
 	return nil
+}
+
+// getLocked returns the entry at index, or nil.
+func (i *InmemStore) getLocked(index uint64) *Log {
+	if i.logs != nil {
+		return i.logs[index]
+	}
+	if index < i.seqBase || index-i.seqBase >= uint64(len(i.seq)) {
+		return nil
+	}
+	return i.seq[index-i.seqBase]
+}
+
+// maxSeqSpan is the most indexes seq may span for count entries: a few
+// gaps are cheap, a log spread over a huge range is not.
+func maxSeqSpan(count int) uint64 {
+	return 2*uint64(count) + 4096
+}
+
+// putLocked stores l at its index.
+func (i *InmemStore) putLocked(l *Log) {
+	idx := l.Index
+	defer func() {
+		if i.count == 1 || idx < i.firstIndex {
+			i.firstIndex = idx
+		}
+		if i.count == 1 || idx > i.lastIndex {
+			i.lastIndex = idx
+		}
+	}()
+	if i.logs != nil {
+		if _, ok := i.logs[idx]; !ok {
+			i.count++
+		}
+		i.logs[idx] = l
+		return
+	}
+	if i.count == 0 {
+		clear(i.seq)
+		i.seq = append(i.seq[:0], l)
+		i.seqBase, i.count = idx, 1
+		return
+	}
+	// The last slot's index; one past it may not exist.
+	last := i.seqBase + uint64(len(i.seq)) - 1
+	switch {
+	case idx >= i.seqBase && idx <= last:
+		if i.seq[idx-i.seqBase] == nil {
+			i.count++
+		}
+		i.seq[idx-i.seqBase] = l
+	case idx > last && idx-i.seqBase < maxSeqSpan(i.count+1):
+		for k := last + 1; k < idx; k++ { // the gap
+			i.seq = append(i.seq, nil)
+		}
+		i.seq = append(i.seq, l)
+		i.count++
+	case idx < i.seqBase && last-idx < maxSeqSpan(i.count+1):
+		grown := make([]*Log, last-idx+1, 2*(last-idx+1))
+		copy(grown[i.seqBase-idx:], i.seq)
+		grown[0] = l
+		i.seq, i.seqBase = grown, idx
+		i.count++
+	default:
+		// Too far from the others: every entry moves to the map.
+		i.logs = make(map[uint64]*Log, i.count+1)
+		for k, e := range i.seq {
+			if e != nil {
+				i.logs[i.seqBase+uint64(k)] = e
+			}
+		}
+		i.seq, i.seqBase = nil, 0
+		i.logs[idx] = l
+		i.count++
+	}
 }
 
 // StoreLog stores one entry, replacing any entry at the same index.
@@ -115,18 +196,13 @@ func (i *InmemStore) StoreLogs(logs []*Log) error {
 	}
 	// One allocation per batch rather than one per entry.
 	copies := make([]Log, len(logs))
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	i.initLocked()
 	for n, l := range logs {
 		copies[n] = *l
-		i.logs[l.Index] = &copies[n]
-		if len(i.logs) == 1 || l.Index < i.firstIndex {
-			i.firstIndex = l.Index
-		}
-		if len(i.logs) == 1 || l.Index > i.lastIndex {
-			i.lastIndex = l.Index
-		}
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for n := range copies {
+		i.putLocked(&copies[n])
 	}
 	return nil
 }
@@ -140,7 +216,11 @@ func (i *InmemStore) DeleteRange(min, max uint64) error {
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if len(i.logs) == 0 {
+	if i.count == 0 {
+		return nil
+	}
+	if i.logs == nil {
+		i.deleteSeqLocked(min, max)
 		return nil
 	}
 	// Walk whichever is smaller: the range or the map. The range may be
@@ -159,9 +239,53 @@ func (i *InmemStore) DeleteRange(min, max uint64) error {
 			}
 		}
 	}
+	i.count = len(i.logs)
 	i.fixBoundsLocked(min, max)
+	if i.count == 0 {
+		i.logs = nil // back to the slice form
+	}
 	return nil
 }
+
+// deleteSeqLocked is DeleteRange for the slice form.
+func (i *InmemStore) deleteSeqLocked(min, max uint64) {
+	last := i.seqBase + uint64(len(i.seq)) - 1
+	lo, hi := maxUint64(min, i.seqBase), minUint64(max, last)
+	if lo > hi {
+		return
+	}
+	for k := lo - i.seqBase; ; k++ {
+		if i.seq[k] != nil {
+			i.seq[k] = nil
+			i.count--
+		}
+		if k == hi-i.seqBase {
+			break
+		}
+	}
+	if i.count == 0 {
+		if cap(i.seq) > 4096 {
+			i.seq = nil // give a large log's memory back
+		}
+		i.seq, i.seqBase = i.seq[:0], 0
+		i.firstIndex, i.lastIndex = 0, 0
+		return
+	}
+	// Both ends of seq hold entries again.
+	head := 0
+	for i.seq[head] == nil {
+		head++
+	}
+	tail := len(i.seq)
+	for i.seq[tail-1] == nil {
+		tail--
+	}
+	i.seq, i.seqBase = i.seq[head:tail], i.seqBase+uint64(head)
+	i.firstIndex, i.lastIndex = i.seqBase, i.seqBase+uint64(len(i.seq))-1
+}
+
+func maxUint64(a, b uint64) uint64 { return max(a, b) }
+func minUint64(a, b uint64) uint64 { return min(a, b) }
 
 // fixBoundsLocked brings firstIndex and lastIndex up to date after the
 // range [min, max] was deleted.

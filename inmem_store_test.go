@@ -343,3 +343,88 @@ func TestInmemStoreConcurrentReaders(t *testing.T) {
 	close(done)
 	wg.Wait()
 }
+
+// TestInmemStoreSliceAndMapForms runs random stores and deletes, near and far
+// apart (so that the store moves between its slice and map forms), against
+// a plain map, and compares every index and both bounds after each step.
+func TestInmemStoreSliceAndMapForms(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for round := 0; round < 200; round++ {
+		s := NewInmemStore()
+		model := map[uint64]uint64{}
+		origin := uint64(rng.IntN(3)) * (1 << 40)
+		idx := func() uint64 {
+			switch rng.IntN(10) {
+			case 0:
+				return origin + uint64(rng.Int64N(1<<20))
+			case 1:
+				return math.MaxUint64 - uint64(rng.IntN(4))
+			default:
+				return origin + uint64(rng.IntN(300))
+			}
+		}
+		for step := 0; step < 60; step++ {
+			if rng.IntN(3) > 0 {
+				first, n := idx(), 1+rng.IntN(20)
+				var batch []*Log
+				for k := 0; k < n && first+uint64(k) >= first; k++ {
+					l := &Log{Index: first + uint64(k), Term: uint64(step)}
+					batch = append(batch, l)
+					model[l.Index] = l.Term
+				}
+				if err := s.StoreLogs(batch); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				lo := idx()
+				hi := lo + uint64(rng.IntN(100))
+				if rng.IntN(10) == 0 {
+					lo, hi = 0, math.MaxUint64
+				}
+				if hi < lo {
+					hi = math.MaxUint64
+				}
+				if err := s.DeleteRange(lo, hi); err != nil {
+					t.Fatal(err)
+				}
+				for k := range model {
+					if k >= lo && k <= hi {
+						delete(model, k)
+					}
+				}
+			}
+			var wantFirst, wantLast uint64
+			seen := false
+			for k := range model {
+				if !seen || k < wantFirst {
+					wantFirst = k
+				}
+				if !seen || k > wantLast {
+					wantLast = k
+				}
+				seen = true
+			}
+			first, _ := s.FirstIndex()
+			last, _ := s.LastIndex()
+			if first != wantFirst || last != wantLast {
+				t.Fatalf("round %d step %d: bounds %d-%d, want %d-%d", round, step, first, last, wantFirst, wantLast)
+			}
+			for k, term := range model {
+				var l Log
+				if err := s.GetLog(k, &l); err != nil || l.Term != term || l.Index != k {
+					t.Fatalf("round %d step %d: GetLog(%d) = %+v, %v; want term %d", round, step, k, l, err, term)
+				}
+			}
+			for n := 0; n < 20; n++ {
+				k := idx()
+				if _, ok := model[k]; ok {
+					continue
+				}
+				var l Log
+				if err := s.GetLog(k, &l); err != ErrLogNotFound {
+					t.Fatalf("round %d step %d: GetLog(%d) of an absent index = %v", round, step, k, err)
+				}
+			}
+		}
+	}
+}

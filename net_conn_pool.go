@@ -27,8 +27,8 @@ func (c *netConn) Release() error {
 // which is the case whenever both values were read, whatever the remote
 // error was.
 func (c *netConn) readResponse(resp interface{}) (reusable bool, err error) {
-	var errText string
-	if err := c.dec.decode(&errText); err != nil {
+	errText, err := c.dec.decodeErrText()
+	if err != nil {
 		return false, fmt.Errorf("reading response error from %s: %w", c.target, err)
 	}
 	if err := c.dec.decode(resp); err != nil {

@@ -103,7 +103,7 @@ func (n *NetworkTransport) serveConn(c *serverConn) {
 	q := newAnswerQueue(serverReadAhead)
 	n.goFunc(func() { n.writeAnswers(c, q) })
 	err := n.readRequests(c, q)
-	close(q.answers)
+	q.close()
 	<-q.done
 	if q.err == nil {
 		// Otherwise the writer failed first, logged why and closed the
@@ -188,16 +188,15 @@ func (n *NetworkTransport) serveRequest(c *serverConn, q *answerQueue) (*pending
 	metrics.MeasureSinceWithLabels(keyNetRPCDecode, decodeStart, labels)
 
 	enqueueStart := time.Now()
-	a := &pendingAnswer{respCh: make(chan RPCResponse, 1), body: rpc.Reader, labels: labels}
+	a := &pendingAnswer{body: rpc.Reader, labels: labels, enqueued: enqueueStart}
 	if rpc.Reader != nil {
 		a.resume = make(chan struct{})
 	}
-	rpc.RespChan = a.respCh
-	a.enqueued = enqueueStart
-	// The writer learns of the request first: waking it readies it in
-	// the scheduler's next slot, where it would otherwise take the place
-	// of the run loop woken by the hand-off below and run before it.
-	q.answers <- a // never blocks: the slots bound what is queued
+	// The node answers through Respond, which hands the answer to the
+	// queue (rpcAnswerer): the writer sleeps until the oldest request is
+	// answered, and the request costs it no wake-up now.
+	rpc.answerer = a
+	q.push(a) // the slots bound what is queued
 	if fn := n.heartbeatHandler(); heartbeat && fn != nil {
 		fn(rpc)
 	} else {

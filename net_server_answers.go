@@ -3,6 +3,7 @@ package raft
 import (
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-metrics"
@@ -21,7 +22,7 @@ const serverReadAhead = 8
 
 // pendingAnswer is a request handed to the node, waiting for its answer.
 type pendingAnswer struct {
-	respCh chan RPCResponse
+	q *answerQueue
 	// body is the InstallSnapshot body reader, nil for other requests.
 	body io.Reader
 	// resume, set with body, is closed once the body is consumed (or the
@@ -29,14 +30,31 @@ type pendingAnswer struct {
 	resume   chan struct{}
 	labels   []metrics.Label
 	enqueued time.Time
+	// resp is the node's answer once answered is set. Both are guarded by
+	// q.mu.
+	resp     RPCResponse
+	answered bool
 }
 
 // answerQueue connects a connection's reader (readRequests) to its writer
-// (writeAnswers).
+// (writeAnswers). The node answers a request through RPC.Respond, which
+// calls deliver on its pendingAnswer: the writer is woken only when the
+// oldest request has its answer, not when a request arrives, so a request
+// costs the writer one wake-up, and answers that are ready together leave
+// together.
 type answerQueue struct {
-	// answers carries requests handed to the node, in order. The reader
-	// closes it when it stops.
-	answers chan *pendingAnswer
+	// mu guards pending, closed and every pendingAnswer's resp and
+	// answered: the reader, the writer and whichever node goroutine
+	// answers use them.
+	mu sync.Mutex
+	// pending holds the requests handed to the node and not yet taken by
+	// the writer, in request order.
+	pending []*pendingAnswer
+	// closed is set when the reader stops.
+	closed bool
+	// wake (one slot) is signalled when the oldest pending request gets its
+	// answer and when the reader stops.
+	wake chan struct{}
 	// slots holds one token per request started and not yet answered: the
 	// reader puts one in before it reads a request, the writer takes one
 	// out after writing an answer.
@@ -50,75 +68,151 @@ type answerQueue struct {
 
 func newAnswerQueue(readAhead int) *answerQueue {
 	return &answerQueue{
-		answers: make(chan *pendingAnswer, readAhead),
+		pending: make([]*pendingAnswer, 0, readAhead),
+		wake:    make(chan struct{}, 1),
 		slots:   make(chan struct{}, readAhead),
 		done:    make(chan struct{}),
 	}
 }
 
+// push queues a request before it is handed to the node.
+func (q *answerQueue) push(a *pendingAnswer) {
+	a.q = q
+	q.mu.Lock()
+	q.pending = append(q.pending, a)
+	q.mu.Unlock()
+}
+
+// close records that the reader stopped; the writer ends once every
+// pending request is answered.
+func (q *answerQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *answerQueue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// deliver takes the node's answer (rpcAnswerer, transport.go). It never
+// blocks.
+func (a *pendingAnswer) deliver(resp RPCResponse) {
+	q := a.q
+	q.mu.Lock()
+	a.resp, a.answered = resp, true
+	head := len(q.pending) > 0 && q.pending[0] == a
+	q.mu.Unlock()
+	if head {
+		q.signal()
+	}
+}
+
+// takeAnswered removes the answered requests at the head of the queue and
+// appends them to batch; last reports that the reader has stopped and
+// nothing is left.
+func (q *answerQueue) takeAnswered(batch []*pendingAnswer) (_ []*pendingAnswer, last bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for n < len(q.pending) && q.pending[n].answered {
+		n++
+	}
+	batch = append(batch, q.pending[:n]...)
+	clear(q.pending[:n])
+	q.pending = append(q.pending[:0], q.pending[n:]...)
+	return batch, q.closed && len(q.pending) == 0
+}
+
 // writeAnswers writes the node's answers in request order until the reader
-// closes the queue. On a failure it logs why and closes the connection,
-// so that the reader stops too, and leaves the remaining requests
-// unanswered.
+// has stopped and every request it handed over is answered. Answers that
+// are ready together leave in one flush. On a failure it logs why and
+// closes the connection, so that the reader stops too, and leaves the
+// remaining requests unanswered.
 func (n *NetworkTransport) writeAnswers(c *serverConn, q *answerQueue) {
 	defer close(q.done)
-	for a := range q.answers {
-		err := n.writeAnswer(c, a)
-		if err != nil {
-			// The reader, waiting for a slot or for a snapshot body to be
-			// consumed, sees done and stops without reading again: after
-			// a failed answer (Shutdown included) the node may still be
-			// reading the body, and the stream is out of step anyway.
-			q.err = err
-			n.logConnEnd(c, err)
-			_ = c.conn.Close()
+	var batch []*pendingAnswer
+	for {
+		var last bool
+		batch, last = q.takeAnswered(batch[:0])
+		if len(batch) == 0 {
+			if last {
+				return
+			}
+			select {
+			case <-q.wake:
+				continue
+			case <-n.shutdownCh:
+				n.failAnswers(c, q, ErrTransportShutdown)
+				return
+			}
+		}
+		if err := n.writeBatch(c, batch); err != nil {
+			n.failAnswers(c, q, err)
 			return
+		}
+		clear(batch)
+	}
+}
+
+// writeBatch writes answers and flushes them, releasing their slots.
+func (n *NetworkTransport) writeBatch(c *serverConn, batch []*pendingAnswer) error {
+	for i, a := range batch {
+		if err := n.writeAnswer(c, a); err != nil {
+			return err
+		}
+		if a.resume != nil || i == len(batch)-1 {
+			if err := c.enc.flushResponses(); err != nil {
+				return err
+			}
 		}
 		if a.resume != nil {
 			// The node has answered and the rest of the body is drained:
 			// the next request may be read.
 			close(a.resume)
 		}
-		<-q.slots
+		<-a.q.slots
 		c.endRequest()
 	}
-}
-
-// writeAnswer waits for the node's answer to one request and writes it.
-func (n *NetworkTransport) writeAnswer(c *serverConn, a *pendingAnswer) error {
-	resp, err := n.awaitAnswer(a)
-	if err != nil {
-		return err
-	}
-	if n.frameTimeout > 0 {
-		_ = c.conn.SetWriteDeadline(time.Now().Add(n.frameTimeout))
-	}
-	errText := ""
-	if resp.Error != nil {
-		errText = resp.Error.Error()
-	}
-	if err := c.enc.writeResponse(errText, resp.Response); err != nil {
-		return err
-	}
-	metrics.MeasureSinceWithLabels(keyNetRPCRespond, a.enqueued, a.labels)
 	return nil
 }
 
-// awaitAnswer waits for the node's answer and, for an InstallSnapshot,
-// drains what the node left of the body.
-func (n *NetworkTransport) awaitAnswer(a *pendingAnswer) (RPCResponse, error) {
-	var resp RPCResponse
-	select {
-	case resp = <-a.respCh:
-	case <-n.shutdownCh:
-		return RPCResponse{}, ErrTransportShutdown
-	}
+// failAnswers ends the writer after a failure. The reader, waiting for a
+// slot or for a snapshot body to be consumed, sees done and stops without
+// reading again: after a failed answer (Shutdown included) the node may
+// still be reading the body, and the stream is out of step anyway.
+func (n *NetworkTransport) failAnswers(c *serverConn, q *answerQueue, err error) {
+	q.err = err
+	n.logConnEnd(c, err)
+	_ = c.conn.Close()
+}
+
+// writeAnswer encodes the node's answer to one request, without
+// flushing; for an InstallSnapshot it first drains what the node left of
+// the body.
+func (n *NetworkTransport) writeAnswer(c *serverConn, a *pendingAnswer) error {
 	if a.body != nil {
 		// The snapshot bytes the node did not read are still on the
 		// stream, before the next request.
 		if _, err := io.Copy(io.Discard, a.body); err != nil {
-			return RPCResponse{}, fmt.Errorf("draining snapshot data: %w", err)
+			return fmt.Errorf("draining snapshot data: %w", err)
 		}
 	}
-	return resp, nil
+	if n.frameTimeout > 0 {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(n.frameTimeout))
+	}
+	resp := a.resp // written before answered was set, under q.mu
+	errText := ""
+	if resp.Error != nil {
+		errText = resp.Error.Error()
+	}
+	if err := c.enc.encodeResponse(errText, resp.Response); err != nil {
+		return err
+	}
+	metrics.MeasureSinceWithLabels(keyNetRPCRespond, a.enqueued, a.labels)
+	return nil
 }

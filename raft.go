@@ -471,7 +471,10 @@ func (r *Raft) setLeader(l leaderInfo) {
 		return
 	}
 	r.st.leader = l
-	r.pub.leaderV.Store(&l)
+	// A copy, so that l itself does not escape: this runs on every
+	// AppendEntries and most calls return above.
+	published := l
+	r.pub.leaderV.Store(&published)
 	r.observe(LeaderObservation{Leader: l.addr, LeaderAddr: l.addr, LeaderID: l.id})
 }
 

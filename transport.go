@@ -15,8 +15,20 @@ type RPC struct {
 	// InstallSnapshotRequest.
 	Reader io.Reader
 	// RespChan receives exactly one RPCResponse. Transports make it
-	// buffered so that answering never blocks.
+	// buffered so that answering never blocks. Answer with Respond rather
+	// than sending on it: this package's NetworkTransport leaves it nil
+	// and takes the answer through Respond.
 	RespChan chan<- RPCResponse
+
+	// answerer, when a transport sets it, takes the answer instead of
+	// RespChan.
+	answerer rpcAnswerer
+}
+
+// rpcAnswerer takes the answer to an RPC without blocking
+// (net_server_answers.go).
+type rpcAnswerer interface {
+	deliver(RPCResponse)
 }
 
 // RPCResponse is the answer to an RPC: a response message, an error, or
@@ -28,6 +40,10 @@ type RPCResponse struct {
 
 // Respond answers the RPC.
 func (r *RPC) Respond(resp interface{}, err error) {
+	if r.answerer != nil {
+		r.answerer.deliver(RPCResponse{resp, err})
+		return
+	}
 	r.RespChan <- RPCResponse{resp, err}
 }
 

@@ -15,7 +15,8 @@ import (
 // of the response struct. Both ends use go-msgpack's MsgpackHandle with its
 // defaults, which is what makes the bytes identical to hashicorp/raft's: maps
 // keyed by Go field name in sorted order, legacy raw strings for []byte and
-// string, no extension types.
+// string, no extension types. AppendEntries requests and responses take a
+// hand-written path that writes the same bytes (wire_append_fast.go).
 
 // rpcType is the byte that opens every request on a connection.
 type rpcType uint8
@@ -123,18 +124,27 @@ func newWireDecodeHandle() *codec.MsgpackHandle {
 type wireEncoder struct {
 	w   *bufio.Writer
 	enc *codec.Encoder
+	// fast says AppendEntries requests take the hand-written path
+	// (wire_append_fast.go): times go in the MarshalBinary form, the only
+	// one it writes. scratch is its buffer, reused.
+	fast    bool
+	scratch []byte
 }
 
 func newWireEncoder(w *bufio.Writer, h *codec.MsgpackHandle) *wireEncoder {
-	return &wireEncoder{w: w, enc: codec.NewEncoder(w, h)}
+	return &wireEncoder{w: w, enc: codec.NewEncoder(w, h), fast: h.TimeNotBuiltin}
 }
+
+// retainedScratchSize is the largest encoding buffer kept from one
+// request to the next.
+const retainedScratchSize = 1 << 20
 
 // writeRequest writes t's type byte and the encoded request, and flushes.
 func (e *wireEncoder) writeRequest(t rpcType, req interface{}) error {
 	if err := e.w.WriteByte(byte(t)); err != nil {
 		return fmt.Errorf("writing rpc type: %w", err)
 	}
-	if err := e.enc.Encode(req); err != nil {
+	if err := e.encodeRequest(req); err != nil {
 		return fmt.Errorf("encoding %s request: %w", t, err)
 	}
 	if err := e.w.Flush(); err != nil {
@@ -143,15 +153,56 @@ func (e *wireEncoder) writeRequest(t rpcType, req interface{}) error {
 	return nil
 }
 
+// encodeRequest writes req, through the hand-written path when it can.
+func (e *wireEncoder) encodeRequest(req interface{}) error {
+	if ae, ok := req.(*AppendEntriesRequest); ok && e.fast {
+		buf, ok := appendAppendEntriesRequest(e.scratch[:0], ae)
+		if cap(buf) <= retainedScratchSize {
+			e.scratch = buf[:0]
+		} else {
+			e.scratch = nil
+		}
+		if ok {
+			_, err := e.w.Write(buf)
+			return err
+		}
+	}
+	return e.enc.Encode(req)
+}
+
 // writeResponse writes the error text (empty for success) and the response
 // value, which is msgpack nil when resp is nil, and flushes.
 func (e *wireEncoder) writeResponse(errText string, resp interface{}) error {
+	if err := e.encodeResponse(errText, resp); err != nil {
+		return err
+	}
+	return e.flushResponses()
+}
+
+// encodeResponse writes a response as writeResponse does, without
+// flushing: the server writes the answers that are ready together.
+func (e *wireEncoder) encodeResponse(errText string, resp interface{}) error {
+	if ae, ok := resp.(*AppendEntriesResponse); ok && errText == "" && ae != nil {
+		// The hand-written path (wire_append_fast.go): an empty error
+		// text is an empty raw string.
+		buf := appendAppendEntriesResponse(append(e.scratch[:0], mpFixStr), ae)
+		e.scratch = buf[:0]
+		if _, err := e.w.Write(buf); err != nil {
+			return fmt.Errorf("encoding response: %w", err)
+		}
+		return nil
+	}
 	if err := e.enc.Encode(errText); err != nil {
 		return fmt.Errorf("encoding response error: %w", err)
 	}
 	if err := e.enc.Encode(resp); err != nil {
 		return fmt.Errorf("encoding response: %w", err)
 	}
+	return nil
+}
+
+// flushResponses sends what encodeResponse buffered.
+func (e *wireEncoder) flushResponses() error {
 	if err := e.w.Flush(); err != nil {
 		return fmt.Errorf("sending response: %w", err)
 	}
@@ -180,7 +231,37 @@ func (d *wireDecoder) decode(out interface{}) error {
 	if err != nil {
 		return err
 	}
+	switch out := out.(type) {
+	case *AppendEntriesResponse:
+		if decodeAppendEntriesResponse(raw, out) {
+			return nil
+		}
+	}
+	if ae, ok := out.(*AppendEntriesRequest); ok {
+		// The hand-written path (wire_append_fast.go); what it does not
+		// take, the codec decodes.
+		var fresh AppendEntriesRequest
+		if decodeAppendEntriesRequest(raw, &fresh) {
+			*ae = fresh
+			return nil
+		}
+	}
 	return decodeWireValue(d.dec, raw, out)
+}
+
+// decodeErrText reads the error text that opens a response. The empty
+// text of a success costs no allocation.
+func (d *wireDecoder) decodeErrText() (string, error) {
+	raw, err := d.values.next()
+	if err != nil {
+		return "", err
+	}
+	if len(raw) == 1 && raw[0] == mpFixStr {
+		return "", nil
+	}
+	var text string
+	err = decodeWireValue(d.dec, raw, &text)
+	return text, err
 }
 
 // decodeWireValue decodes one complete msgpack value. raw must come from a
