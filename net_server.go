@@ -188,14 +188,17 @@ func (n *NetworkTransport) serveRequest(c *serverConn, q *answerQueue) (*pending
 	metrics.MeasureSinceWithLabels(keyNetRPCDecode, decodeStart, labels)
 
 	enqueueStart := time.Now()
-	a := &pendingAnswer{body: rpc.Reader, labels: labels, enqueued: enqueueStart}
+	a := &pendingAnswer{body: rpc.Reader, labels: labels, enqueued: enqueueStart, respCh: make(chan RPCResponse, 1)}
 	if rpc.Reader != nil {
 		a.resume = make(chan struct{})
 	}
 	// The node answers through Respond, which hands the answer to the
 	// queue (rpcAnswerer): the writer sleeps until the oldest request is
-	// answered, and the request costs it no wake-up now.
+	// answered, and the request costs it no wake-up now. Code written for
+	// the reference may send on RespChan instead; the writer takes such
+	// an answer once the request is the oldest (writeAnswers).
 	rpc.answerer = a
+	rpc.RespChan = a.respCh
 	q.push(a) // the slots bound what is queued
 	if fn := n.heartbeatHandler(); heartbeat && fn != nil {
 		fn(rpc)

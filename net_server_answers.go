@@ -30,6 +30,9 @@ type pendingAnswer struct {
 	resume   chan struct{}
 	labels   []metrics.Label
 	enqueued time.Time
+	// respCh is the request's RPC.RespChan, for answers sent on it
+	// rather than through Respond (deliver).
+	respCh chan RPCResponse
 	// resp is the node's answer once answered is set. Both are guarded by
 	// q.mu.
 	resp     RPCResponse
@@ -38,12 +41,13 @@ type pendingAnswer struct {
 
 // answerQueue connects a connection's reader (readRequests) to its writer
 // (writeAnswers). The node answers a request through RPC.Respond, which
-// calls deliver on its pendingAnswer: the writer is woken only when the
-// oldest request has its answer, not when a request arrives, so a request
-// costs the writer one wake-up, and answers that are ready together leave
-// together.
+// calls deliver on its pendingAnswer: the writer is woken when the oldest
+// request has its answer, and when a request arrives only if nothing was
+// pending (it then watches the request's RespChan, on which code written
+// for the reference may answer instead). Under load a request costs the
+// writer one wake-up, and answers that are ready together leave together.
 type answerQueue struct {
-	// mu guards pending, closed and every pendingAnswer's resp and
+	// mu guards pending, closed, idle and every pendingAnswer's resp and
 	// answered: the reader, the writer and whichever node goroutine
 	// answers use them.
 	mu sync.Mutex
@@ -52,6 +56,9 @@ type answerQueue struct {
 	pending []*pendingAnswer
 	// closed is set when the reader stops.
 	closed bool
+	// idle is set while the writer sleeps with nothing pending; the next
+	// push wakes it (an answer sent on RespChan does not).
+	idle bool
 	// wake (one slot) is signalled when the oldest pending request gets its
 	// answer and when the reader stops.
 	wake chan struct{}
@@ -75,12 +82,19 @@ func newAnswerQueue(readAhead int) *answerQueue {
 	}
 }
 
-// push queues a request before it is handed to the node.
+// push queues a request before it is handed to the node. It wakes the
+// writer only if the writer sleeps with nothing pending (idle): then it
+// must start watching the request's RespChan.
 func (q *answerQueue) push(a *pendingAnswer) {
 	a.q = q
 	q.mu.Lock()
 	q.pending = append(q.pending, a)
+	wake := q.idle
+	q.idle = false
 	q.mu.Unlock()
+	if wake {
+		q.signal()
+	}
 }
 
 // close records that the reader stopped; the writer ends once every
@@ -128,6 +142,22 @@ func (q *answerQueue) takeAnswered(batch []*pendingAnswer) (_ []*pendingAnswer, 
 	return batch, q.closed && len(q.pending) == 0
 }
 
+// oldestWaiting returns the oldest request and its RespChan if it has no
+// answer yet. With nothing pending it marks the writer idle and returns
+// nils.
+func (q *answerQueue) oldestWaiting() (*pendingAnswer, chan RPCResponse) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.pending) == 0 {
+		q.idle = true
+		return nil, nil
+	}
+	if q.pending[0].answered {
+		return nil, nil
+	}
+	return q.pending[0], q.pending[0].respCh
+}
+
 // writeAnswers writes the node's answers in request order until the reader
 // has stopped and every request it handed over is answered. Answers that
 // are ready together leave in one flush. On a failure it logs why and
@@ -143,8 +173,14 @@ func (n *NetworkTransport) writeAnswers(c *serverConn, q *answerQueue) {
 			if last {
 				return
 			}
+			// An answer sent on RespChan instead of through Respond
+			// wakes the writer too, once its request is the oldest.
+			oldest, respCh := q.oldestWaiting()
 			select {
 			case <-q.wake:
+				continue
+			case resp := <-respCh:
+				oldest.deliver(resp)
 				continue
 			case <-n.shutdownCh:
 				n.failAnswers(c, q, ErrTransportShutdown)

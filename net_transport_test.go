@@ -515,3 +515,53 @@ func TestNetTransport_AcceptBackoff(t *testing.T) {
 		n.routines.Wait()
 	})
 }
+
+// Code written for the reference may answer an RPC taken from this
+// transport's Consumer() by sending on its RespChan instead of calling
+// Respond (a wrapping transport forwarding its own RPC's answer, say).
+// The answer must still reach the caller, on a single request and on a
+// pipeline, mixed with answers given through Respond. (RespChan was nil
+// for a while, so such a send blocked for ever.)
+func TestNetTransport_AnswerSentOnRespChan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		network := newNetPipeNetwork()
+		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
+		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
+		server.serve(func(rpc RPC) {
+			req, ok := rpc.Command.(*AppendEntriesRequest)
+			if !ok || rpc.RespChan == nil {
+				t.Errorf("request %T with RespChan %v", rpc.Command, rpc.RespChan)
+				return
+			}
+			resp := &AppendEntriesResponse{Term: req.Term, LastLog: req.PrevLogEntry, Success: true}
+			if req.PrevLogEntry%2 == 0 {
+				rpc.RespChan <- RPCResponse{Response: resp}
+			} else {
+				rpc.Respond(resp, nil)
+			}
+		})
+
+		for i := uint64(1); i <= 2; i++ {
+			var resp AppendEntriesResponse
+			if err := client.AppendEntries("s", server.addr, &AppendEntriesRequest{Term: 3, PrevLogEntry: i}, &resp); err != nil || resp.LastLog != i {
+				t.Fatalf("request %d: %+v, %v", i, resp, err)
+			}
+		}
+		pipe, err := client.AppendEntriesPipeline("s", server.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := uint64(3); i <= 6; i++ {
+			if _, err := pipe.AppendEntries(&AppendEntriesRequest{Term: 3, PrevLogEntry: i}, new(AppendEntriesResponse)); err != nil {
+				t.Fatalf("pipelined request %d: %v", i, err)
+			}
+			f := <-pipe.Consumer()
+			if err := f.Error(); err != nil || f.Response().LastLog != i {
+				t.Fatalf("pipelined answer %d: %+v, %v", i, f.Response(), err)
+			}
+		}
+		pipe.Close()
+		client.closeAndWait()
+		server.closeAndWait()
+	})
+}

@@ -15,9 +15,10 @@ type RPC struct {
 	// InstallSnapshotRequest.
 	Reader io.Reader
 	// RespChan receives exactly one RPCResponse. Transports make it
-	// buffered so that answering never blocks. Answer with Respond rather
-	// than sending on it: this package's NetworkTransport leaves it nil
-	// and takes the answer through Respond.
+	// buffered so that answering never blocks. Respond sends on it, or,
+	// on this package's NetworkTransport, hands the answer over without
+	// it, which costs the connection one wake-up less; a send on RespChan
+	// works there too.
 	RespChan chan<- RPCResponse
 
 	// answerer, when a transport sets it, takes the answer instead of
