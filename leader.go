@@ -62,12 +62,13 @@ type leaderState struct {
 	// leader committed an entry of its term; until then its commit index
 	// may lag the cluster's.
 	readsBeforeCommit []*readIndexFuture
-	// heldVerifies are VerifyLeader requests held while the FSM holds, or
-	// is about to hold, a state that may not be committed
-	// (unconfirmed_snapshot.go): a read after them would show it.
+	// heldVerifies are VerifyLeader requests held while this node's state
+	// may not be committed (a user restore runs or waits for its no-op, or
+	// its snapshot is unconfirmed: unconfirmed_snapshot.go).
 	heldVerifies []*verifyFuture
-	// restored is the Restore whose snapshot, at restoredAt, the FSM
-	// holds; it is answered once the no-op after it commits.
+	// restored is the Restore whose snapshot, at restoredAt, the log
+	// starts from; once the no-op after it commits, the FSM restores it and
+	// the Restore is answered.
 	restored   *userRestoreFuture
 	restoredAt uint64
 

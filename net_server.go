@@ -237,7 +237,7 @@ func (n *NetworkTransport) awaitRequest(c *serverConn) (rpcType, error) {
 }
 
 // readRequest decodes the request that follows a type byte and prepares
-// its RPC (without RespChan). It reports the metric label and whether the
+// its RPC (serveRequest adds RespChan). It reports the metric label and whether the
 // request is a heartbeat for the fast path.
 func (n *NetworkTransport) readRequest(c *serverConn, t rpcType) (rpc RPC, label string, heartbeat bool, err error) {
 	req := t.newRequest()

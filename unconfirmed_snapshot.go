@@ -108,8 +108,9 @@ func (r *Raft) unconfirmed() uint64 {
 	return 0
 }
 
-// readsHeld reports whether reads must wait: the FSM holds, or is about to
-// hold, a state that may not be committed.
+// readsHeld reports whether reads must wait: a user restore runs or waits
+// for its no-op, or the newest snapshot is unconfirmed (a snapshot loaded
+// at start is in the FSM already).
 func (r *Raft) readsHeld() bool {
 	if r.st.restoring != nil || r.unconfirmed() != 0 {
 		return true
@@ -255,10 +256,10 @@ func (r *Raft) confirmFromLeader(a *AppendEntriesRequest) {
 // term never sends a snapshot below it: its replication reaches this node
 // at X or past it first (a refused request below X is answered with X as
 // the hint). So a snapshot below X, or at X with another term, shows that
-// X is not in the leader's log: it never committed, and the FSM holds a
-// state the cluster does not have. Adopting the snapshot would not undo
-// that (the FSM applied past it), so the node stops, as on a conflicting
-// AppendEntries (snapshotConflict). It returns the error it stopped with,
+// X is not in the leader's log: it never committed, and this node's log
+// was cleared for a state the cluster does not have (its FSM never took
+// it, or took it at start from the store). Rolling back is not done: the
+// node stops, as on a conflicting AppendEntries (snapshotConflict). It returns the error it stopped with,
 // or nil.
 func (r *Raft) installBelowUnconfirmed(req *InstallSnapshotRequest) error {
 	x := r.unconfirmed()
