@@ -120,13 +120,19 @@ func appendLog(buf []byte, l *Log) ([]byte, bool) {
 // appendRawHeader appends the header of a legacy raw string of n bytes:
 // the codec's default writes no str8 form.
 func appendRawHeader(buf []byte, n int) []byte {
+	return appendLengthHeader(buf, n, 32, mpFixStr, mpStr16, mpStr32)
+}
+
+// appendLengthHeader appends a msgpack length header in its shortest form:
+// fix|n below fixLimit, else the 16- or 32-bit form.
+func appendLengthHeader(buf []byte, n, fixLimit int, fix, tag16, tag32 byte) []byte {
 	switch {
-	case n < 32:
-		return append(buf, mpFixStr|byte(n))
+	case n < fixLimit:
+		return append(buf, fix|byte(n))
 	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(buf, mpStr16), uint16(n))
+		return binary.BigEndian.AppendUint16(append(buf, tag16), uint16(n))
 	default:
-		return binary.BigEndian.AppendUint32(append(buf, mpStr32), uint32(n))
+		return binary.BigEndian.AppendUint32(append(buf, tag32), uint32(n))
 	}
 }
 
@@ -144,14 +150,7 @@ func appendBytes(buf []byte, b []byte) []byte {
 }
 
 func appendArrayHeader(buf []byte, n int) []byte {
-	switch {
-	case n < 16:
-		return append(buf, mpFixArray|byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(buf, mpArray16), uint16(n))
-	default:
-		return binary.BigEndian.AppendUint32(append(buf, mpArray32), uint32(n))
-	}
+	return appendLengthHeader(buf, n, 16, mpFixArray, mpArray16, mpArray32)
 }
 
 // appendUint writes an unsigned integer in its shortest form.
