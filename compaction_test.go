@@ -1,8 +1,10 @@
 package raft
 
 import (
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -52,15 +54,16 @@ func TestCompaction_SlowDeleteRangeDelaysNoAcknowledgement(t *testing.T) {
 		applyAll(t, leader, "a", 10)
 		c.waitForSameFSMs(10)
 
-		// Every node's compaction is held.
+		// Every node's compaction is held. Snapshot answers only once its
+		// compaction has run (snapshot_compaction_wait.go): the futures
+		// are checked after the release.
+		var releases []func()
+		snaps := make(map[ServerID]Future)
 		for _, n := range c.nodes {
-			release := stores[n.id].holdDeletes()
-			defer release()
+			releases = append(releases, stores[n.id].holdDeletes())
 		}
 		for _, n := range c.nodes {
-			if err := n.raft.Snapshot().Error(); err != nil {
-				t.Fatalf("snapshot on %s: %v", n.id, err)
-			}
+			snaps[n.id] = n.raft.Snapshot()
 			<-stores[n.id].entered
 		}
 		start := time.Now()
@@ -81,7 +84,108 @@ func TestCompaction_SlowDeleteRangeDelaysNoAcknowledgement(t *testing.T) {
 			t.Fatalf("leader is %v in term %d, was leader in term %d", leader.raft.State(), leader.raft.CurrentTerm(), term)
 		}
 		c.waitForSameFSMs(65)
+		for _, release := range releases {
+			release()
+		}
+		for id, f := range snaps {
+			if err := f.Error(); err != nil {
+				t.Fatalf("snapshot on %s: %v", id, err)
+			}
+		}
 	})
+}
+
+// Raft.Snapshot used to answer as soon as the snapshot was stored, with
+// the log compaction it allows still queued or running; the reference
+// answers after compacting, and an application that snapshots to shrink
+// its log reads FirstIndex next. Snapshot now answers once the compaction
+// has run: while DeleteRange is held the future stays pending, and when it
+// answers the log store's head is gone.
+func TestCompaction_SnapshotAnswersAfterItsCompaction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var store *heldDeleteStore
+		c := newTestCluster(t, 1, clusterOpts{
+			conf: func(c *Config) {
+				c.TrailingLogs = 2
+				c.SnapshotThreshold = 1 << 30
+				c.SnapshotInterval = time.Hour
+			},
+			logs: func(id ServerID, s *InmemStore) LogStore {
+				store = &heldDeleteStore{InmemStore: s, entered: make(chan struct{}, 1)}
+				return store
+			},
+		})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "a", 20)
+		c.waitForSameFSMs(20)
+
+		release := store.holdDeletes()
+		f := leader.raft.Snapshot()
+		<-store.entered
+		synctest.Wait()
+		select {
+		case <-f.(*userSnapshotFuture).doneCh:
+			t.Fatal("Snapshot answered while its compaction was still running")
+		default:
+		}
+		release()
+		if err := f.Error(); err != nil {
+			t.Fatalf("snapshot: %v", err)
+		}
+		first, err := store.FirstIndex()
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, _ := store.LastIndex()
+		if want := last - 2 + 1; first != want {
+			t.Fatalf("FirstIndex is %d when Snapshot answered, want %d (last %d, TrailingLogs 2)", first, want, last)
+		}
+	})
+}
+
+// A compaction that fails is logged and forgotten; the Snapshot call that
+// waits for it still answers (nil: the snapshot is stored).
+func TestCompaction_SnapshotAnswersWhenItsCompactionFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var store *failingDeleteStore
+		c := newTestCluster(t, 1, clusterOpts{
+			conf: func(c *Config) {
+				c.TrailingLogs = 0
+				c.SnapshotThreshold = 1 << 30
+				c.SnapshotInterval = time.Hour
+			},
+			logs: func(id ServerID, s *InmemStore) LogStore {
+				store = &failingDeleteStore{InmemStore: s}
+				return store
+			},
+		})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "a", 10)
+		c.waitForSameFSMs(10)
+		store.fail.Store(true)
+		if err := leader.raft.Snapshot().Error(); err != nil {
+			t.Fatalf("snapshot: %v", err)
+		}
+		if first, _ := store.FirstIndex(); first != 1 {
+			t.Fatalf("FirstIndex %d after a failed compaction, want 1", first)
+		}
+	})
+}
+
+// failingDeleteStore is an in-memory log store whose DeleteRange fails
+// once fail is set.
+type failingDeleteStore struct {
+	*InmemStore
+	fail atomic.Bool
+}
+
+func (s *failingDeleteStore) DeleteRange(lo, hi uint64) error {
+	if s.fail.Load() {
+		return errors.New("disk says no")
+	}
+	return s.InmemStore.DeleteRange(lo, hi)
 }
 
 // listingSnapshots is a snapshot store whose List answers from a script:

@@ -69,6 +69,9 @@ type runState struct {
 	lastSnapshotTerm  uint64
 	// compactedTo is the highest index a queued compaction deletes up to.
 	compactedTo uint64
+	// snapshotWaiters are Raft.Snapshot calls waiting for the compaction
+	// their snapshot allowed (snapshot_compaction_wait.go).
+	snapshotWaiters []snapshotWaiter
 	// installing is the snapshot being received from the leader, if any.
 	installing *pendingInstall
 	// restoring is the user snapshot being restored on this leader, if
@@ -125,6 +128,9 @@ func (r *Raft) run() {
 	metrics.IncrCounter([]string{"raft", "state", "follower"}, 1)
 	hooks := r.config().hooks
 	for r.serveOne() {
+		if len(r.st.snapshotWaiters) > 0 {
+			r.releaseSnapshotWaiters()
+		}
 		r.publishLease()
 		if hooks != nil && hooks.afterStep != nil {
 			hooks.afterStep(r)

@@ -63,7 +63,10 @@ type snapshotResponse struct {
 type snapshotTaken struct {
 	id          string
 	index, term uint64
-	recorded    chan struct{}
+	// user is set for Raft.Snapshot: recorded is closed only once the log
+	// compaction the snapshot allows has run (snapshot_compaction_wait.go).
+	user     bool
+	recorded chan struct{}
 }
 
 // runSnapshots is the snapshot goroutine.
@@ -153,7 +156,7 @@ func (r *Raft) takeSnapshot(user bool) (string, error) {
 		return "", err
 	}
 
-	taken := snapshotTaken{id: id, index: snap.index, term: snap.term, recorded: make(chan struct{})}
+	taken := snapshotTaken{id: id, index: snap.index, term: snap.term, user: user, recorded: make(chan struct{})}
 	select {
 	case r.eventCh <- taken:
 	case <-r.shutdownCh:
@@ -223,11 +226,15 @@ func (r *Raft) releaseSnapshotWrites() { <-r.snapshotWriteCh }
 // onSnapshotTaken records a persisted snapshot and compacts the log
 // behind it.
 func (r *Raft) onSnapshotTaken(s snapshotTaken) {
-	defer close(s.recorded)
 	if s.index > r.st.lastSnapshotIndex {
 		r.setLastSnapshot(s.index, s.term)
 	}
 	r.compactLog(s.index)
+	if s.user && r.compactionPending() {
+		r.st.snapshotWaiters = append(r.st.snapshotWaiters, snapshotWaiter{upTo: r.st.compactedTo, recorded: s.recorded})
+		return
+	}
+	close(s.recorded)
 }
 
 // setLastSnapshot records the newest snapshot. What it covers is durable,
