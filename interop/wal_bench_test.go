@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -100,15 +101,19 @@ func BenchmarkWALStoreLogs(b *testing.B) {
 		for _, lib := range walLibs {
 			b.Run(fmt.Sprintf("%s/batch=%d", lib.name, size), func(b *testing.B) {
 				s := lib.open(b, b.TempDir(), size, wal.DefaultSegmentSize)
+				tail := newTailTimes(b.N)
 				b.SetBytes(int64(size * benchEntrySize))
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
+					start := time.Now()
 					if err := s.storeNext(); err != nil {
 						b.Fatal(err)
 					}
+					tail.add(start)
 				}
 				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "entries/s")
+				tail.report(b)
 			})
 		}
 		b.Run(fmt.Sprintf("floor/batch=%d", size), func(b *testing.B) { benchWALFloor(b, size) })
@@ -142,6 +147,7 @@ func benchWALFloor(b *testing.B, size int) {
 	}
 	zeros := make([]byte, zeroChunk)
 	off, zeroed := int64(0), int64(0)
+	tail := newTailTimes(b.N)
 	b.SetBytes(int64(size * benchEntrySize))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -160,15 +166,43 @@ func benchWALFloor(b *testing.B, size int) {
 			zeroed += zeroChunk
 			b.StartTimer()
 		}
+		start := time.Now()
 		if _, err := f.WriteAt(buf, off); err != nil {
 			b.Fatal(err)
 		}
 		if err := floorSync(f); err != nil {
 			b.Fatal(err)
 		}
+		tail.add(start)
 		off += int64(len(buf))
 	}
 	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "entries/s")
+	tail.report(b)
+}
+
+// tailTimes keeps the duration of every timed call of a benchmark, so
+// that it reports the slowest ones beside the mean: a sync that costs ten
+// times the others once every few hundred calls (a block's first write,
+// a journal commit) barely moves ns/op but is what a client's p99 sees.
+type tailTimes []time.Duration
+
+// newTailTimes makes room for n calls up front, so that recording them
+// allocates nothing inside the timed loop.
+func newTailTimes(n int) tailTimes { return make(tailTimes, 0, n) }
+
+// add records a call that started at start and has just returned.
+func (t *tailTimes) add(start time.Time) { *t = append(*t, time.Since(start)) }
+
+// report adds the 99th and 99.9th percentiles and the maximum of the
+// recorded calls, in microseconds, to the benchmark's results.
+func (t tailTimes) report(b *testing.B) {
+	if len(t) == 0 {
+		return
+	}
+	slices.Sort(t)
+	b.ReportMetric(float64(t[len(t)*99/100].Microseconds()), "p99-us")
+	b.ReportMetric(float64(t[len(t)*999/1000].Microseconds()), "p999-us")
+	b.ReportMetric(float64(t[len(t)-1].Microseconds()), "max-us")
 }
 
 // BenchmarkWALGetLog reads from a log of 20,000 entries in 1 MiB
