@@ -16,6 +16,7 @@ import (
 type request struct {
 	cmd  []byte
 	done chan struct{}
+	at   int64 // when submitted, with -stages
 }
 
 // cluster is a leader and two followers in this process, each with its own
@@ -71,7 +72,7 @@ func startCluster(kind, dir string) (*cluster, error) {
 	c.wg.Add(5)
 	go c.lead()
 	for i := range c.peers {
-		go c.follow(c.peers[i], c.stores[i+1])
+		go c.follow(i, c.peers[i], c.stores[i+1])
 		go c.acks(i)
 	}
 	return c, nil
@@ -182,6 +183,12 @@ func (c *cluster) lead() {
 		c.batches++
 		c.entries += uint64(len(batch))
 		c.mu.Unlock()
+		if stages != nil {
+			for i, r := range batch {
+				mark("submitted", first+uint64(i), first+uint64(i), r.at)
+			}
+		}
+		mark("leader batch taken", first, next-1, now())
 		frame = encodeFrame(frame[:0], first, cmds)
 		for _, conn := range c.conns {
 			if _, err := conn.Write(frame); err != nil {
@@ -189,10 +196,12 @@ func (c *cluster) lead() {
 				return
 			}
 		}
+		mark("leader sent", first, next-1, now())
 		if err := c.stores[0].append(first, cmds); err != nil {
 			c.fail(fmt.Errorf("leader: store: %w", err))
 			return
 		}
+		mark("leader store end", first, next-1, now())
 		c.mu.Lock()
 		c.leaderDurable = next - 1
 		c.answer()
@@ -222,6 +231,9 @@ func encodeFrame(b []byte, first uint64, cmds [][]byte) []byte {
 func (c *cluster) answer() {
 	commit := min(c.leaderDurable, max(c.acked[0], c.acked[1]))
 	n := 0
+	if c.answered < commit {
+		mark("answered", c.answered+1, commit, now())
+	}
 	for c.answered < commit {
 		c.pending[n].done <- struct{}{}
 		c.pending[n] = nil
@@ -246,6 +258,7 @@ func (c *cluster) acks(i int) {
 			io.ReadFull(br, b[:])
 			last = binary.LittleEndian.Uint64(b[:])
 		}
+		mark(fmt.Sprintf("F%d ack received", i), c.acked[i]+1, last, now())
 		c.mu.Lock()
 		c.acked[i] = last
 		c.answer()
@@ -257,7 +270,7 @@ func (c *cluster) acks(i int) {
 // has already arrived whole (those the leader sent while the previous
 // write was syncing), writes them all to its store with one append and
 // acknowledges the last index.
-func (c *cluster) follow(conn net.Conn, s store) {
+func (c *cluster) follow(id int, conn net.Conn, s store) {
 	defer c.wg.Done()
 	br := bufio.NewReaderSize(conn, 1<<20)
 	var (
@@ -275,6 +288,7 @@ func (c *cluster) follow(conn net.Conn, s store) {
 		}
 		first := binary.LittleEndian.Uint64(head[:8])
 		last := first - 1
+		t := now()
 		cmds, bodies = cmds[:0], bodies[:0]
 		for {
 			count := binary.LittleEndian.Uint32(head[8:12])
@@ -301,10 +315,12 @@ func (c *cluster) follow(conn net.Conn, s store) {
 				body = body[4+n:]
 			}
 		}
+		mark(fmt.Sprintf("F%d received", id), first, last, t)
 		if err := s.append(first, cmds); err != nil {
 			c.fail(fmt.Errorf("follower: store: %w", err))
 			return
 		}
+		mark(fmt.Sprintf("F%d store end", id), first, last, now())
 		binary.LittleEndian.PutUint64(ack[:], last)
 		if _, err := conn.Write(ack[:]); err != nil {
 			return // the leader closed the connection

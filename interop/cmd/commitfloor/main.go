@@ -53,6 +53,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -98,12 +99,25 @@ func run(args []string, stdout, stderr io.Writer) error {
 	size := fs.Int("size", 256, "bytes per command")
 	limits := fs.Bool("limits", false, "measure the single-operation limits instead")
 	dir := fs.String("dir", "", "directory for the stores (default: a temporary one)")
+	withStages := fs.Bool("stages", false, "also print per-stage timelines of each run (as cmd/commitstages does for ours)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	jsonPath := fs.String("json", "", "append one JSON line per run to this file (- for stdout)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var out io.Writer
 	switch *jsonPath {
@@ -178,7 +192,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 					if err != nil {
 						return err
 					}
+					if *withStages {
+						stages = &stageLog{at: map[string]map[uint64]int64{}}
+					}
 					r, err := measureFloor(st, c, *size, *warmup, *duration, d)
+					if *withStages && err == nil {
+						printStages(stdout, st, c)
+					}
 					if err != nil {
 						return fmt.Errorf("%s, %d clients: %w", st, c, err)
 					}
@@ -230,6 +250,9 @@ func measureFloor(kind string, clients, size int, warmup, window time.Duration, 
 					break
 				}
 				t0 := time.Now()
+				if stages != nil {
+					r.at = now()
+				}
 				c.submit(r)
 				<-r.done
 				d := time.Since(t0)
