@@ -41,6 +41,13 @@ type cluster struct {
 	batches, entries uint64 // the leader's batches and their entries
 }
 
+// Stage names of the followers, for -stages.
+var (
+	followerReceived = [2]string{"F0 received", "F1 received"}
+	followerStoreEnd = [2]string{"F0 store end", "F1 store end"}
+	ackReceived      = [2]string{"F0 ack received", "F1 ack received"}
+)
+
 // frameHead is a batch's header on the wire: first index, count, body length.
 const frameHead = 16
 
@@ -258,7 +265,7 @@ func (c *cluster) acks(i int) {
 			io.ReadFull(br, b[:])
 			last = binary.LittleEndian.Uint64(b[:])
 		}
-		mark(fmt.Sprintf("F%d ack received", i), c.acked[i]+1, last, now())
+		mark(ackReceived[i], c.acked[i]+1, last, now())
 		c.mu.Lock()
 		c.acked[i] = last
 		c.answer()
@@ -309,21 +316,31 @@ func (c *cluster) follow(id int, conn net.Conn, s store) {
 			io.ReadFull(br, head[:])
 		}
 		for _, body := range bodies {
-			for len(body) >= 4 {
-				n := binary.LittleEndian.Uint32(body[:4])
-				cmds = append(cmds, body[4:4+n])
-				body = body[4+n:]
-			}
+			cmds = appendCommands(cmds, body)
 		}
-		mark(fmt.Sprintf("F%d received", id), first, last, t)
+		mark(followerReceived[id], first, last, t)
 		if err := s.append(first, cmds); err != nil {
 			c.fail(fmt.Errorf("follower: store: %w", err))
 			return
 		}
-		mark(fmt.Sprintf("F%d store end", id), first, last, now())
+		mark(followerStoreEnd[id], first, last, now())
 		binary.LittleEndian.PutUint64(ack[:], last)
 		if _, err := conn.Write(ack[:]); err != nil {
 			return // the leader closed the connection
 		}
 	}
+}
+
+// appendCommands appends the commands of a frame's body to cmds (they
+// share the body's bytes).
+func appendCommands(cmds [][]byte, body []byte) [][]byte {
+	for len(body) >= 4 {
+		n := int(binary.LittleEndian.Uint32(body[:4]))
+		if n > len(body)-4 {
+			break // the leader in this process never sends one
+		}
+		cmds = append(cmds, body[4:4+n])
+		body = body[4+n:]
+	}
+	return cmds
 }

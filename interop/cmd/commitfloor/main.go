@@ -3,11 +3,12 @@
 // any library can answer a closed-loop client here if it keeps the rule
 // that both hashicorp/raft and QuorumKit Raft keep, that a command is
 // answered only once it is durable on the leader and on at least one of
-// two followers (the FSM applies only entries durable on its own node:
-// see nextFSMTask in fsm.go at the repository root).
+// two followers (the leader's FSM applies only entries durable on its own
+// node: see nextFSMTask in fsm.go at the repository root).
 //
 //	cd interop && go run ./cmd/commitfloor -stores bolt,wal -clients 1,16,128 -duration 3s
-//	go run ./cmd/commitfloor -limits -duration 2s     # single-operation limits, alone and three at once
+//	go run ./cmd/commitfloor -stores bolt -clients 1 -stages   # where the time of a commit goes
+//	go run ./cmd/commitfloor -limits -duration 2s              # single operations, alone and three at once
 //
 // The topology is sidebyside's (cmd/sidebyside): three nodes in this
 // process, each with its own store in its own directory, a persistent TCP
@@ -15,34 +16,48 @@
 // clients submitting 256-byte commands. What it leaves out is everything
 // a library adds on top of the disk and the network: no terms, votes,
 // consistency checks, heartbeats, configuration, log cache, FSM or
-// futures, an encoding of a length per command, and as few goroutine
-// hand-offs as the rule allows (client to leader, the leader's ack
-// readers back to the client). The leader takes everything pending as one
-// batch (group commit), writes it to both followers' connections without
-// waiting for earlier batches' acknowledgements (pipelined), then writes
-// and syncs it in its own store, so its sync overlaps the followers'. A
-// follower reads a batch and every further one already arrived whole,
-// stores them with one append and acknowledges the last index.
+// futures, a length per command for an encoding, and as few goroutine
+// hand-offs as the rule allows (client to leader, follower connection to
+// its store, the leader's acknowledgement readers back to the client).
+// The leader takes everything pending as one batch (group commit), writes
+// it to both followers' connections without waiting for earlier batches'
+// acknowledgements (pipelined), then writes and syncs it in its own
+// store, so that its sync overlaps the followers'. A follower reads a
+// batch and every further one already arrived whole, stores them with one
+// append and acknowledges the last index.
 //
-// Stores, the same work per batch as the libraries' stores with no
-// encoding: bolt is bbolt opened with raftboltdb's options, one
+// Stores do the same disk work per batch as the libraries' stores, with
+// no encoding: bolt is bbolt opened with raftboltdb's options, one
 // transaction putting each command under its big-endian index in a
 // "logs" bucket filled for appends (raftboltdb/log_store.go), committed
-// with bbolt's two fsyncs; wal is one write of the batch's frames and a
-// commit frame at the end of a preallocated file written with zeros
-// beforehand, then one fdatasync, as the wal package does per StoreLogs
-// (wal/wal.go) minus its segment bookkeeping. The ops/s it reports are
-// therefore an upper bound on what a library keeping the rule can do in
-// this topology on this machine, and its latencies a lower bound.
+// with bbolt's two fsyncs; wal is one write of the batch's frames (an
+// 8-byte header per command, padded to 8 bytes) and a commit frame at the
+// end of a preallocated file, then one fdatasync, as the wal package does
+// per StoreLogs (wal/wal.go) minus its segment bookkeeping. The file (64
+// MiB, written from its start again when full) is written with zeros and
+// synced beforehand, so no append pays for a block's first write, which
+// the wal package spreads over its appends. The ops/s it reports are
+// therefore an upper bound on what a library that keeps the rule can do in
+// this topology on this machine, and its latencies a lower bound. It is a
+// bound for this greedy batching (a batch is whatever is pending when the
+// leader's previous write returns): a library that waits for more
+// commands before a write trades latency for batch size, and single runs
+// on a loaded machine scatter around the bound.
 //
 // With -limits it measures the single operations alone and three at once
-// (as three nodes run them): a 256-byte append plus fdatasync, a bbolt
-// commit of one 256-byte put, and a round trip of 8 bytes over a TCP
-// connection on 127.0.0.1.
+// (as three nodes run them): a 256-byte append plus fdatasync on such a
+// file, a bbolt commit of one 256-byte put, and a round trip of 8 bytes
+// over a TCP connection on 127.0.0.1. With -stages it prints, per run, the
+// percentiles of each stage of a command (the leader took the batch, sent
+// it, stored it; each follower received, stored and acknowledged it; the
+// client was answered) in microseconds after the client submitted it, to
+// set beside cmd/commitstages's timelines of a library.
 //
-// It prints a Markdown table and, with -json, one JSON line per run in
-// the fields sidebyside uses (mode "floor" or "limit", library "floor").
-// It reports; it asserts nothing.
+// Compare it with sidebyside by alternating the two commands, cell by
+// cell, with the same durations, so both see the same machine. It prints
+// a Markdown table and, with -json, appends one JSON line per run in the
+// fields sidebyside uses (mode "floor" or "limit", library "floor"). It
+// reports; it asserts nothing.
 package main
 
 import (
@@ -108,6 +123,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
+	stages = nil
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {

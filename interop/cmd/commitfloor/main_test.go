@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestFloorRuns runs a short floor on both stores and checks that every
+// cell reports committed commands; it asserts no figure.
+func TestFloorRuns(t *testing.T) {
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "out.jsonl")
+	var out strings.Builder
+	err := run([]string{"-stores", "wal,bolt", "-clients", "1,4", "-duration", "300ms", "-warmup", "20ms",
+		"-stages", "-dir", dir, "-json", jsonPath}, &out, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := readResults(t, jsonPath)
+	if len(rs) != 4 {
+		t.Fatalf("%d results, want 4:\n%s", len(rs), out.String())
+	}
+	for _, r := range rs {
+		if r.Mode != "floor" || r.Ops == 0 || r.P50Ms <= 0 {
+			t.Errorf("result %+v: want a floor run with committed commands", r)
+		}
+	}
+	if !strings.Contains(out.String(), "stages, bolt, 4 clients") {
+		t.Errorf("no stage table for bolt at 4 clients in:\n%s", out.String())
+	}
+}
+
+// TestLimitsRun runs the single-operation limits briefly.
+func TestLimitsRun(t *testing.T) {
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "out.jsonl")
+	var out strings.Builder
+	if err := run([]string{"-limits", "-duration", "100ms", "-dir", dir, "-json", jsonPath}, &out, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	rs := readResults(t, jsonPath)
+	if len(rs) != 6 {
+		t.Fatalf("%d results, want 6 (three operations, alone and three at once):\n%s", len(rs), out.String())
+	}
+	for _, r := range rs {
+		if r.Mode != "limit" || r.Ops == 0 {
+			t.Errorf("result %+v: want a limit run with operations", r)
+		}
+	}
+}
+
+// TestFrameRoundTrip checks that a follower's decoding of the leader's
+// frame gives back the commands.
+func TestFrameRoundTrip(t *testing.T) {
+	cmds := [][]byte{[]byte("a"), {}, []byte("three")}
+	b := encodeFrame(nil, 7, cmds)
+	if len(b) < frameHead {
+		t.Fatalf("frame of %d bytes", len(b))
+	}
+	got := appendCommands(nil, b[frameHead:])
+	if len(got) != len(cmds) {
+		t.Fatalf("%d commands back, want %d", len(got), len(cmds))
+	}
+	for i := range cmds {
+		if string(got[i]) != string(cmds[i]) {
+			t.Errorf("command %d: %q, want %q", i, got[i], cmds[i])
+		}
+	}
+}
+
+func readResults(t *testing.T, path string) []result {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var rs []result
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("%q: %v", sc.Text(), err)
+		}
+		rs = append(rs, r)
+	}
+	return rs
+}
