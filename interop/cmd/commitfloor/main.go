@@ -44,6 +44,12 @@
 // commands before a write trades latency for batch size, and single runs
 // on a loaded machine scatter around the bound.
 //
+// Stores raftboltdb and walstore run the same floor on this repository's
+// own stores (raftboltdb.NewBoltStore, wal.Open, as sidebyside opens them
+// for ours), handed raft.Log entries: between the bare store and a
+// library on that store, they tell the store's share of a gap from the
+// library's.
+//
 // With -limits it measures the single operations alone and three at once
 // (as three nodes run them): a 256-byte append plus fdatasync on such a
 // file, a bbolt commit of one 256-byte put, and a round trip of 8 bytes
@@ -106,7 +112,7 @@ type result struct {
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("commitfloor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stores := fs.String("stores", "bolt,wal", "stores: bolt, wal")
+	stores := fs.String("stores", "bolt,wal", "stores: bolt, wal (bare), raftboltdb, walstore (this module's stores under the floor)")
 	clients := fs.String("clients", "1,16,128", "closed-loop client counts")
 	duration := fs.Duration("duration", 3*time.Second, "measured window of each run")
 	warmup := fs.Duration("warmup", time.Second, "load before each window opens")

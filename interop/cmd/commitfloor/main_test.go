@@ -9,20 +9,20 @@ import (
 	"testing"
 )
 
-// TestFloorRuns runs a short floor on both stores and checks that every
+// TestFloorRuns runs a short floor on every store and checks that every
 // cell reports committed commands; it asserts no figure.
 func TestFloorRuns(t *testing.T) {
 	dir := t.TempDir()
 	jsonPath := filepath.Join(dir, "out.jsonl")
 	var out strings.Builder
-	err := run([]string{"-stores", "wal,bolt", "-clients", "1,4", "-duration", "300ms", "-warmup", "20ms",
+	err := run([]string{"-stores", "wal,bolt,raftboltdb,walstore", "-clients", "1,4", "-duration", "200ms", "-warmup", "20ms",
 		"-stages", "-dir", dir, "-json", jsonPath}, &out, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rs := readResults(t, jsonPath)
-	if len(rs) != 4 {
-		t.Fatalf("%d results, want 4:\n%s", len(rs), out.String())
+	if len(rs) != 8 {
+		t.Fatalf("%d results, want 8:\n%s", len(rs), out.String())
 	}
 	for _, r := range rs {
 		if r.Mode != "floor" || r.Ops == 0 || r.P50Ms <= 0 {

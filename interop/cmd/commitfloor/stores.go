@@ -25,8 +25,12 @@ func openStore(kind, dir string) (store, error) {
 		return openBolt(dir)
 	case "wal":
 		return openFile(dir)
+	case "raftboltdb":
+		return openRaftBoltDB(dir)
+	case "walstore":
+		return openWALStore(dir)
 	}
-	return nil, fmt.Errorf("unknown store %q (bolt or wal)", kind)
+	return nil, fmt.Errorf("unknown store %q (bolt, wal, raftboltdb or walstore)", kind)
 }
 
 // boltStore writes a batch as raftboltdb's StoreLogs does, minus the
