@@ -60,7 +60,10 @@
 // set beside cmd/commitstages's timelines of a library.
 //
 // Compare it with sidebyside by alternating the two commands, cell by
-// cell, with the same durations, so both see the same machine. It prints
+// cell, with the same durations, so both see the same machine:
+// interleave.sh in this directory does, and -ratios prints the medians of
+// the per-run ratios (floor/reference, ours/floor, ours/reference) from
+// both commands' JSON lines. It prints
 // a Markdown table and, with -json, appends one JSON line per run in the
 // fields sidebyside uses (mode "floor" or "limit", library "floor"). It
 // reports; it asserts nothing.
@@ -121,6 +124,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	limits := fs.Bool("limits", false, "measure the single-operation limits instead")
 	dir := fs.String("dir", "", "directory for the stores (default: a temporary one)")
 	withStages := fs.Bool("stages", false, "also print per-stage timelines of each run (as cmd/commitstages does for ours)")
+	ratios := fs.String("ratios", "", "print the ratios of alternated floor and sidebyside runs from these comma-separated JSON files, and nothing else")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	jsonPath := fs.String("json", "", "append one JSON line per run to this file (- for stdout)")
 	if err := fs.Parse(args); err != nil {
@@ -130,6 +134,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	stages = nil
+	if *ratios != "" {
+		return printRatios(stdout, split(*ratios))
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {

@@ -90,3 +90,34 @@ func readResults(t *testing.T, path string) []result {
 	}
 	return rs
 }
+
+// TestRatios pairs the n-th floor run of a cell with the n-th run of each
+// library and prints the medians of the per-run ratios.
+func TestRatios(t *testing.T) {
+	dir := t.TempDir()
+	floor := filepath.Join(dir, "floor.jsonl")
+	sbs := filepath.Join(dir, "sbs.jsonl")
+	write := func(path string, lines ...string) {
+		if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(floor,
+		`{"mode":"floor","compare":"wal","library":"floor","clients":1,"ops_per_sec":1000,"p50_ms":1,"p99_ms":4,"cpu_us_per_op":100}`,
+		`{"mode":"floor","compare":"wal","library":"floor","clients":1,"ops_per_sec":2000,"p50_ms":1,"p99_ms":4,"cpu_us_per_op":100}`)
+	write(sbs,
+		`{"mode":"throughput","compare":"wal","library":"reference","clients":1,"ops_per_sec":500,"p50_ms":2,"p99_ms":8,"cpu_us_per_op":200}`,
+		`{"mode":"throughput","compare":"wal","library":"ours","clients":1,"ops_per_sec":800,"p50_ms":1,"p99_ms":4,"cpu_us_per_op":150}`,
+		`{"mode":"throughput","compare":"wal","library":"reference","clients":1,"ops_per_sec":500,"p50_ms":2,"p99_ms":8,"cpu_us_per_op":200}`,
+		`{"mode":"throughput","compare":"wal","library":"ours","clients":1,"ops_per_sec":1600,"p50_ms":1,"p99_ms":4,"cpu_us_per_op":150}`,
+		`{"mode":"snapshot","compare":"wal","library":"ours"}`)
+	var out strings.Builder
+	if err := run([]string{"-ratios", floor + "," + sbs}, &out, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	// floor/ref 2 and 4, median 3; ours/floor 0.8 both; ours/ref 1.6 and 3.2, median 2.4.
+	want := "| wal | 1 | 2 | 3.00 | 0.80 | 2.40 | 1.00 / 1.00 / 2.00 | 4.0 / 4.0 / 8.0 | 0.50 | 0.50 | 100 / 150 / 200 |"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("want the line\n%s\nin\n%s", want, out.String())
+	}
+}
