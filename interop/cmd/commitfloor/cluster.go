@@ -3,13 +3,13 @@ package main
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 )
 
 // request is one client's command, answered on done once committed.
@@ -31,6 +31,8 @@ type cluster struct {
 	wg     sync.WaitGroup
 	errMu  sync.Mutex
 	err    error
+
+	stopping atomic.Bool // set before the leader closes the connections
 
 	mu            sync.Mutex
 	pending       []*request // not yet answered, in index order
@@ -158,7 +160,10 @@ func (c *cluster) closeStores() {
 // own store, so that its write and sync overlap the followers'.
 func (c *cluster) lead() {
 	defer c.wg.Done()
-	defer c.closeConns() // the followers and ack readers stop on it
+	defer func() {
+		c.stopping.Store(true)
+		c.closeConns() // the followers and ack readers stop on it
+	}()
 	var (
 		batch []*request
 		cmds  [][]byte
@@ -288,7 +293,7 @@ func (c *cluster) follow(id int, conn net.Conn, s store) {
 	)
 	for {
 		if _, err := io.ReadFull(br, head[:]); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			if !c.stopping.Load() {
 				c.fail(fmt.Errorf("follower: read: %w", err))
 			}
 			return
@@ -301,7 +306,9 @@ func (c *cluster) follow(id int, conn net.Conn, s store) {
 			count := binary.LittleEndian.Uint32(head[8:12])
 			body := make([]byte, binary.LittleEndian.Uint32(head[12:16]))
 			if _, err := io.ReadFull(br, body); err != nil {
-				c.fail(fmt.Errorf("follower: read: %w", err))
+				if !c.stopping.Load() {
+					c.fail(fmt.Errorf("follower: read: %w", err))
+				}
 				return
 			}
 			bodies = append(bodies, body)

@@ -15,7 +15,7 @@ func TestFloorRuns(t *testing.T) {
 	dir := t.TempDir()
 	jsonPath := filepath.Join(dir, "out.jsonl")
 	var out strings.Builder
-	err := run([]string{"-stores", "wal,bolt,raftboltdb,walstore", "-clients", "1,4", "-duration", "200ms", "-warmup", "20ms",
+	err := run([]string{"-stores", "wal,bolt,raftboltdb,walstore", "-clients", "1,4", "-duration", "500ms", "-warmup", "20ms",
 		"-stages", "-dir", dir, "-json", jsonPath}, &out, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
