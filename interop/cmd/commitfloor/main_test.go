@@ -39,7 +39,7 @@ func TestLimitsRun(t *testing.T) {
 	dir := t.TempDir()
 	jsonPath := filepath.Join(dir, "out.jsonl")
 	var out strings.Builder
-	if err := run([]string{"-limits", "-duration", "100ms", "-dir", dir, "-json", jsonPath}, &out, os.Stderr); err != nil {
+	if err := run([]string{"-limits", "-duration", "300ms", "-dir", dir, "-json", jsonPath}, &out, os.Stderr); err != nil {
 		t.Fatal(err)
 	}
 	rs := readResults(t, jsonPath)
