@@ -9,7 +9,7 @@
 // sizes each node stored.
 //
 //	cd interop && go run ./cmd/commitstages -clients 1 -ops 3000
-//	go run ./cmd/commitstages -clients 16 -ops 20000 -store mem
+//	go run ./cmd/commitstages -clients 16 -ops 20000 -store mem   (or -store bolt: raftboltdb)
 //
 // Stages, in microseconds after Apply was called:
 //
@@ -42,6 +42,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/quorumkit/raft"
+	"github.com/quorumkit/raft/raftboltdb"
 	"github.com/quorumkit/raft/wal"
 )
 
@@ -49,7 +50,7 @@ func main() {
 	clients := flag.Int("clients", 1, "closed-loop clients")
 	ops := flag.Int("ops", 3000, "Apply calls measured, over all clients")
 	warmup := flag.Int("warmup", 500, "Apply calls before measuring")
-	store := flag.String("store", "wal", "log store: wal or mem")
+	store := flag.String("store", "wal", "log store: wal, bolt (raftboltdb) or mem")
 	dir := flag.String("dir", "", "directory for the nodes' stores (default: a temporary one)")
 	flag.Parse()
 	if err := run(*clients, *ops, *warmup, *store, *dir); err != nil {
@@ -182,6 +183,16 @@ func run(clients, ops, warmup int, storeKind, dir string) error {
 				return err
 			}
 			logs, n.stable, n.close = w, w, w.Close
+		case "bolt":
+			d := filepath.Join(dir, fmt.Sprint(i))
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+			b, err := raftboltdb.NewBoltStore(filepath.Join(d, "raft.db"))
+			if err != nil {
+				return err
+			}
+			logs, n.stable, n.close = b, b, b.Close
 		case "mem":
 			s := raft.NewInmemStore()
 			logs, n.stable = s, s
