@@ -188,7 +188,15 @@ type readIndexFuture struct {
 	// remote is set for a follower's ReadIndex RPC (follower_read.go): it
 	// is answered once confirmed, without waiting for this node's FSM.
 	remote bool
+	// calls counts the ReadIndex calls that share this future, made on
+	// this node while it waited in the intake (read_intake.go); 0 for a
+	// future made for one request only. Written under the intake's lock
+	// until the run loop takes the future.
+	calls int
 }
+
+// callers returns how many calls on this node this future answers.
+func (f *readIndexFuture) callers() int { return max(f.calls, 1) }
 
 func (f *readIndexFuture) Index() uint64 { return f.index }
 

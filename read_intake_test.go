@@ -21,7 +21,7 @@ func intakeState(r *Raft) (waiting int, poked bool) {
 	in := r.intake
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return len(in.pending), in.poked || len(in.wakeCh) > 0
+	return in.calls, in.poked || len(in.wakeCh) > 0
 }
 
 // Calls made while a verification round is pending do not wake the run
