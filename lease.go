@@ -182,7 +182,7 @@ func (r *Raft) readFromLease(batch []*readIndexFuture) bool {
 		}
 		return false
 	}
-	metrics.IncrCounter([]string{"raft", "lease", "read"}, float32(leases))
+	metrics.IncrCounter(keyLeaseRead, float32(leases))
 	r.leaseReads.Add(uint64(leases))
 	for _, f := range batch {
 		if f.lease {
