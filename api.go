@@ -140,6 +140,10 @@ type Raft struct {
 	startHoldFor time.Duration
 	// leaseReads counts the reads answered from the lease (lease.go).
 	leaseReads atomic.Uint64
+	// lastApplied is the answer the last lease read served on its
+	// caller's goroutine got, shared by the next ones at the same index
+	// (lease_view.go).
+	lastApplied atomic.Pointer[appliedRead]
 	// leaseV is the lease view the run loop publishes for lease reads on
 	// the caller's goroutine, nil when this node serves none;
 	// appliedWaiters are those reads waiting for the FSM (lease_view.go,
@@ -378,26 +382,24 @@ func (r *Raft) VerifyLeader() Future {
 // leader. Concurrent calls on one follower share one request. This needs a
 // transport that implements WithReadIndex and a leader that knows the RPC.
 //
-// timeout bounds only the wait for this node to take the request. Errors:
+// timeout bounds only the wait for this node to take the request; calls
+// wait for the run loop without a bound (sharing one future while they
+// wait together, read_intake.go), so today that wait never times out and
+// ErrEnqueueTimeout does not occur. Errors:
 // ErrNotLeader on a candidate, on a follower that knows no leader, whose
 // transport lacks WithReadIndex or whose leader does not know the RPC
 // (hashicorp/raft), when the leader asked no longer leads, or when a newer
 // term shows this node was deposed; ErrLeadershipLost when this leader
 // stepped down before confirming; an error wrapping the transport's when
-// the leader could not be asked; ErrEnqueueTimeout; ErrRaftShutdown. This
-// method is an addition: the reference has no equivalent.
+// the leader could not be asked; ErrRaftShutdown. This method is an
+// addition: the reference has no equivalent.
 func (r *Raft) ReadIndex(timeout time.Duration) IndexFuture {
 	select {
 	case <-r.shutdownCh:
 		return errorFuture{ErrRaftShutdown}
 	default:
 	}
-	f := &readIndexFuture{}
-	f.init(r.stoppedCh)
-	if r.intake.add(f) {
-		return f
-	}
-	return r.enqueueRead(f, timeout)
+	return r.intake.join(r.stoppedCh)
 }
 
 // enqueueRead hands a ReadIndex or ReadLease call to the run loop, waiting

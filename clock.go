@@ -22,6 +22,10 @@ type clock interface {
 	// reading, so differences between two results are immune to changes
 	// of the wall clock.
 	now() time.Time
+	// since returns the time passed on this clock since t, a result of
+	// now. It reads only the monotonic clock where it can, which costs
+	// less than now.
+	since(t time.Time) time.Duration
 	// newTimer returns a timer that fires once d has passed on this clock.
 	newTimer(d time.Duration) *time.Timer
 	// resetTimer re-arms t, made by newTimer, to fire once d has passed on
@@ -33,6 +37,7 @@ type clock interface {
 type realClock struct{}
 
 func (realClock) now() time.Time                            { return time.Now() }
+func (realClock) since(t time.Time) time.Duration           { return time.Since(t) }
 func (realClock) newTimer(d time.Duration) *time.Timer      { return time.NewTimer(d) }
 func (realClock) resetTimer(t *time.Timer, d time.Duration) { t.Reset(d) }
 
@@ -58,6 +63,8 @@ func (c *scaledClock) now() time.Time {
 func (c *scaledClock) real(d time.Duration) time.Duration {
 	return time.Duration(float64(d) / c.rate)
 }
+
+func (c *scaledClock) since(t time.Time) time.Duration { return c.now().Sub(t) }
 
 func (c *scaledClock) newTimer(d time.Duration) *time.Timer { return time.NewTimer(c.real(d)) }
 

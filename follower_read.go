@@ -203,7 +203,7 @@ func (r *Raft) onFollowerReadDone(res followerReadResult) {
 		}
 		f.index = res.resp.ReadIndex
 		if r.queueConfirmedRead(f) {
-			answered++
+			answered += f.callers()
 		}
 	}
 	queued := fr.queued

@@ -188,6 +188,40 @@ type readIndexFuture struct {
 	// remote is set for a follower's ReadIndex RPC (follower_read.go): it
 	// is answered once confirmed, without waiting for this node's FSM.
 	remote bool
+	// calls counts the ReadIndex calls that share this future, made on
+	// this node while it waited in the intake (read_intake.go); 0 for a
+	// future made for one request only. Written under the intake's lock
+	// until the run loop takes the future.
+	calls int
+	// shared is set, before the future is handed out, on a future that
+	// ReadIndex calls share (read_intake.go): its Error waits for the
+	// answer alone, and answerOnStop answers it if the node stops first.
+	shared bool
+}
+
+// callers returns how many calls on this node this future answers.
+func (f *readIndexFuture) callers() int { return max(f.calls, 1) }
+
+// Error waits for the answer. The callers of a shared future wait for the
+// answer only: answerOnStop gives it one if the node stops first.
+func (f *readIndexFuture) Error() error {
+	if !f.shared {
+		return f.deferError.Error()
+	}
+	<-f.doneCh
+	return f.err
+}
+
+// answerOnStop answers a shared future ErrRaftShutdown if the node stops
+// without answering it, as deferError.Error does for the futures that
+// wait for the stop themselves. It returns once the future is answered.
+func (f *readIndexFuture) answerOnStop() {
+	select {
+	case <-f.doneCh:
+	case <-f.stoppedCh:
+		// respond keeps an answer that raced with the stop.
+		f.respond(ErrRaftShutdown)
+	}
 }
 
 func (f *readIndexFuture) Index() uint64 { return f.index }

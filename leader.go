@@ -656,7 +656,7 @@ func (r *Raft) checkVerifies() (answered int) {
 		}
 		if v.read != nil {
 			if r.readConfirmed(v.read) {
-				answered++
+				answered += v.read.callers()
 			}
 		} else {
 			v.future.respond(nil)

@@ -2,7 +2,6 @@ package raft
 
 import (
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -31,7 +30,7 @@ import (
 // leaseStamp returns now on this server's clock as a positive count of
 // nanoseconds since this instance started, for leaseSent.
 func (r *Raft) leaseStamp() uint64 {
-	return uint64(r.clock.now().Sub(r.startedAt)) + 1
+	return uint64(r.clock.since(r.startedAt)) + 1
 }
 
 // noteAccepted records that the peer accepted, in this term, a request
@@ -101,7 +100,13 @@ func leaseStart(stamps []uint64) uint64 {
 	if len(stamps) == 0 {
 		return 0
 	}
-	slices.Sort(stamps)
+	// An insertion sort: there are a handful of voters, and this runs on
+	// every lease read.
+	for i := 1; i < len(stamps); i++ {
+		for j := i; j > 0 && stamps[j] < stamps[j-1]; j-- {
+			stamps[j], stamps[j-1] = stamps[j-1], stamps[j]
+		}
+	}
 	// Ascending, the stamp at len-quorum is reached by exactly a quorum
 	// (itself and every one above it).
 	return stamps[len(stamps)-quorumSize(len(stamps))]
@@ -177,7 +182,7 @@ func (r *Raft) readFromLease(batch []*readIndexFuture) bool {
 		}
 		return false
 	}
-	metrics.IncrCounter([]string{"raft", "lease", "read"}, float32(leases))
+	metrics.IncrCounter(keyLeaseRead, float32(leases))
 	r.leaseReads.Add(uint64(leases))
 	for _, f := range batch {
 		if f.lease {

@@ -124,7 +124,7 @@ func TestReadIndex_WaitingCallsShareOneVerifyRound(t *testing.T) {
 		}
 		in := leader.raft.intake
 		in.mu.Lock()
-		waiting := len(in.pending)
+		waiting := in.calls
 		in.mu.Unlock()
 		if waiting != reads {
 			t.Fatalf("%d calls wait in the intake, want %d", waiting, reads)

@@ -9,9 +9,8 @@ import (
 // for the readers it answered to come back (afterRound, onFollowerReadDone).
 const maxReadLinger = time.Millisecond
 
-// maxIntakeReads bounds the ReadIndex calls waiting in the intake; a call
-// that finds it full takes readIndexCh instead, which blocks (up to the
-// call's timeout) while the run loop is busy.
+// maxIntakeReads bounds the capacity of the slice the intake keeps for
+// reuse.
 const maxIntakeReads = 4 * maxReadBatch
 
 // readIntake is where ReadIndex calls made on this node wait for the run
@@ -44,6 +43,18 @@ const maxIntakeReads = 4 * maxReadBatch
 // round longer than it would without the linger, the wait that the split
 // in two groups costs every read.
 //
+// Calls that wait in the intake together share one future (join): every
+// one of them needs a round (or a request to the leader) that starts after
+// it was made, the run loop starts one for all of them once it takes them,
+// and they all get the same answer, the index recorded for that round.
+// A call then costs no future, no channel and no answer of its own: the
+// run loop answers the shared future once, and its callers wake together.
+// They wait on its answer alone, not also on the node's stop as other
+// futures do (deferError.Error), which halves the cost of each wait: one
+// goroutine per shared future waits for the stop instead, and answers the
+// future ErrRaftShutdown if the node stopped without answering it
+// (answerOnStop).
+//
 // The rule that no call is forgotten: collecting is set only by the run
 // loop, only while it will come back (a pending round, or a linger whose
 // timer wakes it); when it clears collecting, it wakes itself if calls are
@@ -53,15 +64,21 @@ type readIntake struct {
 	// wakeCh (capacity one) wakes the run loop to take the waiting calls.
 	wakeCh chan struct{}
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// pending are the futures waiting for the run loop: the open one,
+	// which new calls join, when there is one.
 	pending []*readIndexFuture
+	// open is the future that calls made now join, nil when the run loop
+	// took the last one; calls counts the calls waiting. Under mu.
+	open  *readIndexFuture
+	calls int
 	// poked is set while a wake-up is on its way.
 	poked bool
 	// collecting is set while the run loop will take the waiting calls
 	// without being woken. Written by the run loop only, under mu.
 	collecting bool
 	// want, while positive, is how many waiting calls end a linger: the
-	// call that brings pending to want wakes the run loop although
+	// call that brings calls to want wakes the run loop although
 	// collecting is set. Under mu; set by the run loop, and lowered to 1
 	// (any call wakes) by the linger timer.
 	want int
@@ -82,16 +99,22 @@ func newReadIntake() *readIntake {
 	return &readIntake{wakeCh: make(chan struct{}, 1)}
 }
 
-// add queues f for the run loop and reports whether it did: false when
-// the intake is full.
-func (in *readIntake) add(f *readIndexFuture) bool {
+// join queues a ReadIndex call for the run loop and returns its future,
+// which it shares with the calls waiting with it. stoppedCh is the node's,
+// for a new future.
+func (in *readIntake) join(stoppedCh <-chan struct{}) *readIndexFuture {
 	in.mu.Lock()
-	if len(in.pending) >= maxIntakeReads {
-		in.mu.Unlock()
-		return false
+	f := in.open
+	if f == nil {
+		f = &readIndexFuture{shared: true}
+		f.init(stoppedCh)
+		go f.answerOnStop()
+		in.open = f
+		in.pending = append(in.pending, f)
 	}
-	in.pending = append(in.pending, f)
-	wake := (!in.collecting || (in.want > 0 && len(in.pending) >= in.want)) && !in.poked
+	f.calls++
+	in.calls++
+	wake := (!in.collecting || (in.want > 0 && in.calls >= in.want)) && !in.poked
 	if wake {
 		in.poked = true
 	}
@@ -99,7 +122,7 @@ func (in *readIntake) add(f *readIndexFuture) bool {
 	if wake {
 		notify(in.wakeCh)
 	}
-	return true
+	return f
 }
 
 // take returns the waiting calls, which the caller owns until it hands the
@@ -109,6 +132,7 @@ func (in *readIntake) take() []*readIndexFuture {
 	batch := in.pending
 	in.pending = in.spare
 	in.spare = nil
+	in.open, in.calls = nil, 0
 	in.poked = false
 	in.mu.Unlock()
 	return batch
@@ -152,7 +176,7 @@ func (in *readIntake) setCollecting(c bool) {
 // comes through wakeCh. Run loop only, while collecting is set.
 func (in *readIntake) linger(extra int, d time.Duration) {
 	in.mu.Lock()
-	in.want = len(in.pending) + extra
+	in.want = in.calls + extra
 	in.lingerEnd = time.Now().Add(d)
 	in.lingering, in.lingerUntil = true, in.lingerEnd
 	in.mu.Unlock()

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"errors"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -21,7 +22,7 @@ func intakeState(r *Raft) (waiting int, poked bool) {
 	in := r.intake
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return len(in.pending), in.poked || len(in.wakeCh) > 0
+	return in.calls, in.poked || len(in.wakeCh) > 0
 }
 
 // Calls made while a verification round is pending do not wake the run
@@ -260,6 +261,54 @@ func TestReadIntake_FollowerLingersForTheAnsweredReaders(t *testing.T) {
 		}
 		if got := links.readIndexRequests(); got != sent+1 {
 			t.Fatalf("%d readers coming back sent %d requests, want 1", n, got-sent)
+		}
+	})
+}
+
+// Calls that wait in the intake together share one future, and a shared
+// future whose node shuts down before taking it still answers: its
+// callers wait on the answer alone (readIndexFuture.Error), so
+// answerOnStop must give it one.
+func TestReadIntake_SharedFutureAnswersOnShutdown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 3)
+		synctest.Wait()
+
+		holdHeartbeats(leader)
+		first := leader.raft.ReadIndex(0)
+		synctest.Wait()
+		const n = 10
+		reads := make([]IndexFuture, n)
+		for i := range reads {
+			reads[i] = leader.raft.ReadIndex(0)
+		}
+		for i, f := range reads {
+			if f != reads[0] {
+				t.Fatalf("call %d waiting in the intake got a future of its own", i)
+			}
+		}
+		if f := reads[0].(*readIndexFuture); f.calls != n {
+			t.Fatalf("the shared future counts %d calls, want %d", f.calls, n)
+		}
+		if err := leader.raft.Shutdown().Error(); err != nil {
+			t.Fatal(err)
+		}
+		if err := first.Error(); err == nil {
+			t.Fatal("a read was confirmed while every heartbeat was dropped")
+		}
+		answered := make(chan error, 1)
+		go func() { answered <- reads[0].Error() }()
+		select {
+		case err := <-answered:
+			if !errors.Is(err, ErrRaftShutdown) {
+				t.Fatalf("the shared future answered %v after the shutdown, want ErrRaftShutdown", err)
+			}
+		case <-time.After(time.Minute):
+			// Fake time: the bubble's other nodes keep it moving.
+			t.Fatal("the shared future was not answered a minute after the shutdown")
 		}
 	})
 }
