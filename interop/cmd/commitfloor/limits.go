@@ -77,7 +77,8 @@ func measureLimit(op string, par, size int, window time.Duration, dir string) (r
 			defer wg.Done()
 			var mine []time.Duration
 			var err error
-			for t0 := time.Now(); t0.Before(end); t0 = time.Now() {
+			// At least one operation, however late this goroutine starts.
+			for t0, first := time.Now(), true; first || t0.Before(end); t0, first = time.Now(), false {
 				if err = loop(); err != nil {
 					break
 				}

@@ -117,7 +117,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	stores := fs.String("stores", "bolt,wal", "stores: bolt, wal (bare), raftboltdb, walstore (this module's stores under the floor)")
 	clients := fs.String("clients", "1,16,128", "closed-loop client counts")
-	duration := fs.Duration("duration", 3*time.Second, "measured window of each run")
+	duration := fs.Duration("duration", 3*time.Second, "measured window of each run (it stays open until one command was measured)")
 	warmup := fs.Duration("warmup", time.Second, "load before each window opens")
 	reps := fs.Int("reps", 1, "runs per cell")
 	size := fs.Int("size", 256, "bytes per command")
@@ -264,6 +264,10 @@ func measureFloor(kind string, clients, size int, warmup, window time.Duration, 
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		lat   []time.Duration
+		// measured is closed by the first command measured: the window
+		// stays open until then, however long the machine takes.
+		measured     = make(chan struct{})
+		measuredOnce sync.Once
 	)
 	for i := range clients {
 		wg.Add(1)
@@ -287,6 +291,7 @@ func measureFloor(kind string, clients, size int, warmup, window time.Duration, 
 				d := time.Since(t0)
 				if p == phaseMeasure && phase.Load() == phaseMeasure {
 					mine = append(mine, d)
+					measuredOnce.Do(func() { close(measured) })
 				}
 			}
 			mu.Lock()
@@ -302,6 +307,7 @@ func measureFloor(kind string, clients, size int, warmup, window time.Duration, 
 	c.mu.Unlock()
 	phase.Store(phaseMeasure)
 	time.Sleep(window) // the window is a length of time
+	<-measured         // and lasts until one command was measured
 	phase.Store(phaseStop)
 	elapsed := time.Since(start)
 	cpu1 := processCPU()
