@@ -31,45 +31,61 @@ const hotArmStreak = 16
 // serveHotArm handles one ready hot event and reports whether it found one.
 // Its arguments are the ones serveOne computed for its select, nil for an
 // arm that is off; each arm does what the same arm of the select does.
+// With idle set the loop comes back from a yield, and a ready arm ends the
+// idle time the yield began.
 func (r *Raft) serveHotArm(writeCh chan *writeOp, nextWrite *writeOp, writePos int,
-	fsmCh chan *fsmTask, nextFSM *fsmTask, progressCh <-chan struct{}, applyCh chan *logFuture) bool {
+	fsmCh chan *fsmTask, nextFSM *fsmTask, progressCh <-chan struct{}, applyCh chan *logFuture, idle bool) bool {
 	select {
 	case res := <-r.writeDoneCh:
+		r.endIdle(idle)
 		r.onWriteDoneArm(res)
 		return true
 	default:
 	}
 	select {
 	case <-progressCh:
+		r.endIdle(idle)
 		r.onProgressArm()
 		return true
 	default:
 	}
 	select {
 	case fsmCh <- nextFSM:
+		r.endIdle(idle)
 		r.onFSMDispatched(nextFSM)
 		return true
 	default:
 	}
 	select {
 	case writeCh <- nextWrite:
+		r.endIdle(idle)
 		r.st.writes.handedOff(writePos, time.Now())
 		return true
 	default:
 	}
 	select {
 	case rpc := <-r.rpcCh:
+		r.endIdle(idle)
 		r.processRPC(rpc, false)
 		return true
 	default:
 	}
 	select {
 	case f := <-applyCh:
+		r.endIdle(idle)
 		r.onApply(f)
 		return true
 	default:
 	}
 	return false
+}
+
+// endIdle tells the load meter that the loop has work again, if it was
+// idle.
+func (r *Raft) endIdle(idle bool) {
+	if idle {
+		r.st.load.working()
+	}
 }
 
 // onWriteDoneArm handles a report of the log writer, then does what the

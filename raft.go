@@ -217,12 +217,19 @@ func (r *Raft) serveOne() bool {
 	// below serves everything else, and every hotArmStreak steps it runs
 	// even when a hot arm is ready, so that no arm waits behind them.
 	if r.st.hotStreak < hotArmStreak {
-		if r.serveHotArm(writeCh, nextWrite, writePos, fsmCh, nextFSM, progressCh, applyCh) {
+		if r.serveHotArm(writeCh, nextWrite, writePos, fsmCh, nextFSM, progressCh, applyCh, false) {
 			r.st.hotStreak++
 			return true
 		}
+		// The yield counts as idle time, like the wait.
+		r.st.load.waiting()
 		runtime.Gosched()
-		if r.serveHotArm(writeCh, nextWrite, writePos, fsmCh, nextFSM, progressCh, applyCh) {
+		select {
+		case <-r.shutdownCh:
+			return false
+		default:
+		}
+		if r.serveHotArm(writeCh, nextWrite, writePos, fsmCh, nextFSM, progressCh, applyCh, true) {
 			r.st.hotStreak++
 			return true
 		}
