@@ -335,6 +335,18 @@ func (r *Raft) Barrier(timeout time.Duration) Future {
 
 // enqueueLog hands f to the run loop within timeout.
 func (r *Raft) enqueueLog(f *logFuture, timeout time.Duration) ApplyFuture {
+	// Room in applyCh needs no timer and no wait; a node that is shutting
+	// down refuses first, as the wait below may.
+	select {
+	case <-r.shutdownCh:
+		return errorFuture{ErrRaftShutdown}
+	default:
+	}
+	select {
+	case r.applyCh <- f:
+		return f
+	default:
+	}
 	timer, stop := enqueueTimer(timeout)
 	defer stop()
 	select {

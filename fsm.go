@@ -291,7 +291,7 @@ func (a *fsmApplier) snapshot(user bool) snapshotResponse {
 		return snapshotResponse{err: ErrNothingNewToSnapshot}
 	}
 	start := time.Now()
-	a.r.fsmCall.begin("FSM.Snapshot", a.lastIndex, a.lastIndex)
+	a.r.fsmCall.begin("FSM.Snapshot", a.lastIndex, a.lastIndex, start)
 	snap, err := a.r.fsm.Snapshot()
 	a.r.fsmCall.end()
 	metrics.MeasureSince([]string{"raft", "fsm", "snapshot"}, start)
@@ -313,7 +313,7 @@ func (a *fsmApplier) restore(t *fsmTask) bool {
 	meta, source, err := open(t.restoreID)
 	if err == nil {
 		start := time.Now()
-		r.fsmCall.begin("FSM.Restore", meta.Index, meta.Index)
+		r.fsmCall.begin("FSM.Restore", meta.Index, meta.Index, start)
 		err = r.fsm.Restore(source)
 		r.fsmCall.end()
 		source.Close()
@@ -454,7 +454,7 @@ func (a *fsmApplier) applyEach(entries []*Log) []interface{} {
 		switch e.Type {
 		case LogCommand:
 			start := time.Now()
-			a.r.fsmCall.begin("FSM.Apply", e.Index, e.Index)
+			a.r.fsmCall.begin("FSM.Apply", e.Index, e.Index, start)
 			responses[i] = a.r.fsm.Apply(e)
 			a.r.fsmCall.end()
 			metrics.MeasureSince(keyFSMApply, start)
@@ -476,7 +476,7 @@ func (a *fsmApplier) storeConfiguration(e *Log) {
 		return
 	}
 	start := time.Now()
-	a.r.fsmCall.begin("ConfigurationStore.StoreConfiguration", e.Index, e.Index)
+	a.r.fsmCall.begin("ConfigurationStore.StoreConfiguration", e.Index, e.Index, start)
 	a.configStore.StoreConfiguration(e.Index, c)
 	a.r.fsmCall.end()
 	metrics.MeasureSince([]string{"raft", "fsm", "store_config"}, start)
@@ -498,7 +498,7 @@ func (a *fsmApplier) applyBatch(entries []*Log) []interface{} {
 		return responses
 	}
 	start := time.Now()
-	a.r.fsmCall.begin("BatchingFSM.ApplyBatch", batch[0].Index, batch[len(batch)-1].Index)
+	a.r.fsmCall.begin("BatchingFSM.ApplyBatch", batch[0].Index, batch[len(batch)-1].Index, start)
 	got := a.batching.ApplyBatch(batch)
 	a.r.fsmCall.end()
 	metrics.MeasureSince(keyFSMApplyBatch, start)

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/hashicorp/go-metrics"
@@ -111,6 +112,9 @@ type runState struct {
 	// campaign rule, election.go).
 	logTroubleAt  time.Time
 	troubledWrite *writeOp
+
+	// hotStreak counts the steps served in a row by serveHotArm.
+	hotStreak int
 }
 
 // writeFailureCooldown is how many election timeouts a node whose log
@@ -214,6 +218,30 @@ func (r *Raft) serveOne() bool {
 		restoreCh, fsmProgressCh = nil, r.fsmProgressCh
 	}
 
+	// The hot arms first, each tried alone, then once more after letting
+	// the goroutines this step woke run (hot_arms.go); the full select
+	// below serves everything else, and every hotArmStreak steps it runs
+	// even when a hot arm is ready, so that no arm waits behind them.
+	if r.st.hotStreak < hotArmStreak {
+		if r.serveHotArm(writeCh, nextWrite, writePos, fsmCh, nextFSM, progressCh, applyCh, false) {
+			r.st.hotStreak++
+			return true
+		}
+		// The yield counts as idle time, like the wait.
+		r.st.load.waiting()
+		runtime.Gosched()
+		select {
+		case <-r.shutdownCh:
+			return false
+		default:
+		}
+		if r.serveHotArm(writeCh, nextWrite, writePos, fsmCh, nextFSM, progressCh, applyCh, true) {
+			r.st.hotStreak++
+			return true
+		}
+	}
+	r.st.hotStreak = 0
+
 	// The wait below is the run loop's idle time; every arm starts work.
 	r.st.load.waiting()
 	select {
@@ -236,10 +264,7 @@ func (r *Raft) serveOne() bool {
 		r.st.writes.handedOff(writePos, time.Now())
 	case res := <-r.writeDoneCh:
 		r.st.load.working()
-		r.onWriteDone(res)
-		// What the select would do next, without another round of it.
-		r.handOffWrite()
-		r.dispatchFSM()
+		r.onWriteDoneArm(res)
 	case compactCh <- nextCompaction:
 		r.st.load.working()
 		r.st.writes.compactionHandedOff(compactPos)
@@ -251,8 +276,7 @@ func (r *Raft) serveOne() bool {
 		r.onFSMDispatched(nextFSM)
 	case <-progressCh:
 		r.st.load.working()
-		r.onReplicationProgress()
-		r.dispatchFSM()
+		r.onProgressArm()
 	case f := <-applyCh:
 		r.st.load.working()
 		r.onApply(f)

@@ -24,10 +24,10 @@ type fsmCall struct {
 }
 
 // begin records that the FSM goroutine is calling name for entries
-// from..to.
-func (c *fsmCall) begin(name string, from, to uint64) {
+// from..to, starting at since (the caller's start, which it measures too).
+func (c *fsmCall) begin(name string, from, to uint64, since time.Time) {
 	c.mu.Lock()
-	c.name, c.from, c.to, c.since = name, from, to, time.Now()
+	c.name, c.from, c.to, c.since = name, from, to, since
 	c.mu.Unlock()
 }
 
