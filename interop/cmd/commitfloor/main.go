@@ -79,11 +79,11 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/quorumkit/raft/interop/internal/sidebyside"
 )
 
 func main() {
@@ -135,7 +135,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	stages = nil
 	if *ratios != "" {
-		return printRatios(stdout, split(*ratios))
+		return printRatios(stdout, sidebyside.SplitList(*ratios))
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -170,7 +170,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		defer os.RemoveAll(d)
 		base = d
 	}
-	fmt.Fprintf(stdout, "commitfloor: %s, GOMAXPROCS %d, load average %s at start\n\n", runtime.Version(), runtime.GOMAXPROCS(0), loadAverage())
+	fmt.Fprintf(stdout, "commitfloor: %s, GOMAXPROCS %d, load average %s at start\n\n", runtime.Version(), runtime.GOMAXPROCS(0), sidebyside.LoadAverage())
 	var results []result
 	emit := func(r result) error {
 		results = append(results, r)
@@ -210,11 +210,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		printLimits(stdout, results)
 	} else {
-		cl, err := parseInts(*clients)
+		cl, err := sidebyside.ParseCounts(*clients)
 		if err != nil {
 			return fmt.Errorf("-clients: %w", err)
 		}
-		for _, st := range split(*stores) {
+		for _, st := range sidebyside.SplitList(*stores) {
 			for _, c := range cl {
 				for rep := 1; rep <= *reps; rep++ {
 					d, err := newDir()
@@ -241,7 +241,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		printFloor(stdout, results)
 	}
-	fmt.Fprintf(stdout, "\nload average %s at the end\n", loadAverage())
+	fmt.Fprintf(stdout, "\nload average %s at the end\n", sidebyside.LoadAverage())
 	return nil
 }
 
@@ -339,7 +339,7 @@ func (c *cluster) batchesEntries() (uint64, uint64) { return c.batches, c.entrie
 // summarize turns latencies measured over elapsed into a result.
 func summarize(lat []time.Duration, elapsed time.Duration) result {
 	slices.Sort(lat)
-	r := result{Ops: uint64(len(lat)), Seconds: elapsed.Seconds(), LoadAverage: loadAverage()}
+	r := result{Ops: uint64(len(lat)), Seconds: elapsed.Seconds(), LoadAverage: sidebyside.LoadAverage()}
 	r.OpsPerSec = float64(len(lat)) / elapsed.Seconds()
 	r.P50Ms = percentile(lat, 50)
 	r.P99Ms = percentile(lat, 99)
@@ -362,46 +362,4 @@ func printFloor(w io.Writer, rs []result) {
 		fmt.Fprintf(w, "| %s | %d | %d | %.0f | %.3f | %.3f | %.1f | %.1f | %s |\n",
 			r.Compare, r.Clients, r.Rep, r.OpsPerSec, r.P50Ms, r.P99Ms, r.CPUMicrosPerOp, r.EntriesPerBat, r.LoadAverage)
 	}
-}
-
-func split(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for _, f := range split(s) {
-		n, err := strconv.Atoi(f)
-		if err != nil {
-			return nil, err
-		}
-		if n < 1 {
-			return nil, fmt.Errorf("%d clients", n)
-		}
-		out = append(out, n)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no client counts")
-	}
-	return out, nil
-}
-
-// loadAverage is the first three fields of /proc/loadavg, "n/a" where
-// there is none.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "n/a"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "n/a"
-	}
-	return strings.Join(f[:3], " ")
 }

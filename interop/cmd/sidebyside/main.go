@@ -26,14 +26,12 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"time"
 
@@ -81,20 +79,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	cl, err := parseInts(*clients)
+	cl, err := sidebyside.ParseCounts(*clients)
 	if err != nil {
 		return fmt.Errorf("-clients: %w", err)
 	}
-	rd, err := parseInts(*readers)
+	rd, err := sidebyside.ParseCounts(*readers)
 	if err != nil {
 		return fmt.Errorf("-readers: %w", err)
 	}
 	o := sidebyside.Options{
-		Modes:     split(*modes),
-		Stores:    split(*stores),
+		Modes:     sidebyside.SplitList(*modes),
+		Stores:    sidebyside.SplitList(*stores),
 		Clients:   cl,
 		Readers:   rd,
-		Reads:     split(*readVariants),
+		Reads:     sidebyside.SplitList(*readVariants),
 		WriteRate: *writeRate,
 		Duration:  *duration,
 		Warmup:    *warmup,
@@ -144,9 +142,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		defer writeProfile("mutex", *mutexProfile, stderr)
 	}
 	fmt.Fprintf(stdout, "sidebyside: %s, GOMAXPROCS %d, %d CPUs, load average %s at start\n\n",
-		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), loadAverage())
+		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), sidebyside.LoadAverage())
 	err = sidebyside.Run(reference.Library{}, ours.Library{}, o)
-	fmt.Fprintf(stdout, "load average %s at the end\n", loadAverage())
+	fmt.Fprintf(stdout, "load average %s at the end\n", sidebyside.LoadAverage())
 	return err
 }
 
@@ -163,43 +161,4 @@ func writeProfile(name, path string, stderr io.Writer) {
 	if err != nil {
 		fmt.Fprintf(stderr, "sidebyside: writing the %s profile: %v\n", name, err)
 	}
-}
-
-func split(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for _, f := range split(s) {
-		n, err := strconv.Atoi(f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no client counts")
-	}
-	return out, nil
-}
-
-// loadAverage is the first three fields of /proc/loadavg, "n/a" where
-// there is none.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "n/a"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "n/a"
-	}
-	return strings.Join(f[:3], " ")
 }
