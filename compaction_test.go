@@ -28,6 +28,20 @@ func (s *heldDeleteStore) DeleteRange(lo, hi uint64) error {
 // function is called (once or more).
 func (s *heldDeleteStore) holdDeletes() (release func()) { return holdCalls(&s.mu, &s.hold) }
 
+// newManualSnapshotCluster starts n nodes that snapshot only when asked
+// (Raft.Snapshot), keeping trailing entries behind each, over the log
+// stores logs wraps around their in-memory ones.
+func newManualSnapshotCluster(t *testing.T, n int, trailing uint64, logs func(ServerID, *InmemStore) LogStore) *testCluster {
+	return newTestCluster(t, n, clusterOpts{
+		conf: func(c *Config) {
+			c.TrailingLogs = trailing
+			c.SnapshotThreshold = 1 << 30
+			c.SnapshotInterval = time.Hour
+		},
+		logs: logs,
+	})
+}
+
 // Issue 13: the compaction after a snapshot ran on the log writer ahead of
 // the entries queued behind it, so a slow DeleteRange held back every
 // acknowledgement (and, past LogWriteStallTimeout, deposed the leader). The
@@ -36,17 +50,10 @@ func (s *heldDeleteStore) holdDeletes() (release func()) { return holdCalls(&s.m
 func TestCompaction_SlowDeleteRangeDelaysNoAcknowledgement(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		stores := make(map[ServerID]*heldDeleteStore)
-		c := newTestCluster(t, 3, clusterOpts{
-			conf: func(c *Config) {
-				c.TrailingLogs = 0
-				c.SnapshotThreshold = 1 << 30
-				c.SnapshotInterval = time.Hour
-			},
-			logs: func(id ServerID, s *InmemStore) LogStore {
-				d := &heldDeleteStore{InmemStore: s, entered: make(chan struct{}, 1)}
-				stores[id] = d
-				return d
-			},
+		c := newManualSnapshotCluster(t, 3, 0, func(id ServerID, s *InmemStore) LogStore {
+			d := &heldDeleteStore{InmemStore: s, entered: make(chan struct{}, 1)}
+			stores[id] = d
+			return d
 		})
 		defer c.shutdown()
 		leader := c.waitForLeader()
@@ -104,16 +111,9 @@ func TestCompaction_SlowDeleteRangeDelaysNoAcknowledgement(t *testing.T) {
 func TestCompaction_SnapshotAnswersAfterItsCompaction(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var store *heldDeleteStore
-		c := newTestCluster(t, 1, clusterOpts{
-			conf: func(c *Config) {
-				c.TrailingLogs = 2
-				c.SnapshotThreshold = 1 << 30
-				c.SnapshotInterval = time.Hour
-			},
-			logs: func(id ServerID, s *InmemStore) LogStore {
-				store = &heldDeleteStore{InmemStore: s, entered: make(chan struct{}, 1)}
-				return store
-			},
+		c := newManualSnapshotCluster(t, 1, 2, func(id ServerID, s *InmemStore) LogStore {
+			store = &heldDeleteStore{InmemStore: s, entered: make(chan struct{}, 1)}
+			return store
 		})
 		defer c.shutdown()
 		leader := c.waitForLeader()
@@ -149,16 +149,9 @@ func TestCompaction_SnapshotAnswersAfterItsCompaction(t *testing.T) {
 func TestCompaction_SnapshotAnswersWhenItsCompactionFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var store *failingDeleteStore
-		c := newTestCluster(t, 1, clusterOpts{
-			conf: func(c *Config) {
-				c.TrailingLogs = 0
-				c.SnapshotThreshold = 1 << 30
-				c.SnapshotInterval = time.Hour
-			},
-			logs: func(id ServerID, s *InmemStore) LogStore {
-				store = &failingDeleteStore{InmemStore: s}
-				return store
-			},
+		c := newManualSnapshotCluster(t, 1, 0, func(id ServerID, s *InmemStore) LogStore {
+			store = &failingDeleteStore{InmemStore: s}
+			return store
 		})
 		defer c.shutdown()
 		leader := c.waitForLeader()
