@@ -14,8 +14,8 @@ import "fmt"
 // covers only what it applied, so committed entries, and a node's own
 // snapshots cover only what it applied.
 //
-// The FSM never holds such a state. The restore of a snapshot adopted
-// while the node runs, at an index past its commit index, is held
+// While the node runs, the FSM never holds such a state. The restore of a
+// snapshot adopted while the node runs, at an index past its commit index, is held
 // (st.heldRestore) until the snapshot is confirmed, and nothing is handed
 // to the FSM goroutine behind it (nextFSMTask); confirmSnapshot queues it.
 // Holding reads alone would not do: a read answered just before the FSM
@@ -23,8 +23,23 @@ import "fmt"
 // a moment later) would show it, and if it never commits, that read saw
 // a state no history has (soak seed 5874687319481849997). An install is
 // therefore answered once stored, not once restored: the leader must hear
-// of it to send the AppendEntries that confirms it. A snapshot loaded at
-// start is restored at once: no read was answered before it.
+// of it to send the AppendEntries that confirms it.
+//
+// A snapshot loaded at start is restored at once (NewRaft, as the
+// reference library does): no read was answered before it, and an
+// application expects its FSM to hold its state when NewRaft returns. It
+// may be a user restore the cluster never committed: its leader adopted
+// it, lost the leadership before the no-op after it committed, and
+// crashed. The FSM then holds that state until a leader shows it
+// uncommitted: a leader's snapshot past it replaces it with the committed
+// history (the FSM's last applied command may go back; nothing was applied
+// on top of it, and no read was answered from it, see below), and a
+// leader whose log conflicts with it stops the node (snapshotConflict,
+// installBelowUnconfirmed). An application that reads its FSM directly,
+// with no ReadIndex, VerifyLeader or lease first (a stale read), can see
+// that state in between, as it can with the reference library
+// (TestUnconfirmedSnapshot_RestartOnAnUncommittedRestoreTakesTheLeadersSnapshot,
+// unconfirmed_snapshot_test.go).
 //
 // A node does not know whether a snapshot it installed (or loaded at
 // start) came from a user restore, so every such snapshot is unconfirmed

@@ -624,3 +624,92 @@ func restoreOnSettledLeader(t *testing.T, c *testCluster) *testNode {
 	}
 	return leader
 }
+
+// A leader adopted a user restore, lost the leadership before the no-op
+// after it committed, and crashed (soak seed 3377561023376332390). It
+// restarts on its stores: the newest snapshot there is the restore, which
+// the rest of the cluster never had. It loads it (a snapshot loaded at
+// start is restored at once, unconfirmed), answers no read while it is
+// unconfirmed, and once a leader whose snapshot lies past the restore's
+// index installs it, the FSM holds the committed history and the node
+// goes on as a follower: the restore is dropped, not built upon.
+func TestUnconfirmedSnapshot_RestartOnAnUncommittedRestoreTakesTheLeadersSnapshot(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
+			conf.LogWriteStallTimeout = 0
+			conf.TrailingLogs = 0
+			conf.SnapshotThreshold = 1 << 20
+		}})
+		defer c.shutdown()
+		old := c.waitForLeader()
+		applyAll(t, old, "a", 5)
+		c.waitForSameFSMs(5)
+
+		c.partition(old)
+		restored := startRestore(old, commandList("user", 3))
+		c.waitFor(time.Second, "the cut-off leader to adopt the user's snapshot", func() bool { return adoptedRestore(old) })
+		if err := <-restored; err == nil {
+			t.Fatal("Restore answered nil for a restore that never committed")
+		}
+		x := old.raft.st.unconfirmedSnapshot
+		c.stop(old)
+
+		newLeader := c.waitForLeader(c.others(old)...)
+		applyAll(t, newLeader, "b", 10)
+		c.waitFor(10*time.Second, "the new leader to apply its commands", func() bool {
+			last, _ := newLeader.raft.pub.lastLog()
+			return newLeader.raft.AppliedIndex() >= last
+		})
+		if err := newLeader.raft.Snapshot().Error(); err != nil {
+			t.Fatalf("snapshot on the new leader: %v", err)
+		}
+		if snapAt, _ := newLeader.raft.pub.lastLog(); snapAt <= x {
+			t.Fatalf("setup: the new leader's snapshot at %d is not past the restore at %d", snapAt, x)
+		}
+
+		// Restarted, still cut off: the FSM holds the restore, unconfirmed.
+		c.start(old)
+		if !holdsUserState(old, 3) || !adoptedRestore(old) {
+			t.Fatalf("setup: the restarted node did not load the uncommitted restore (FSM %q, unconfirmed %d)",
+				old.fsm.commands(), old.raft.pub.unconfirmed.Load())
+		}
+		c.heal()
+		// A read asked once the node knows the leader may be answered only
+		// once the FSM holds the committed state.
+		c.waitFor(time.Second, "the restarted node to hear from the leader", func() bool {
+			addr, _ := old.raft.LeaderWithID()
+			return addr != ""
+		})
+		if !adoptedRestore(old) {
+			t.Fatal("setup: the leader's snapshot was installed before the restarted node knew its leader; the read below would prove nothing")
+		}
+		type readResult struct {
+			err      error
+			userHeld bool
+		}
+		read := make(chan readResult, 1)
+		go func() {
+			err := old.raft.ReadIndex(0).Error()
+			read <- readResult{err, holdsUserState(old, 3)}
+		}()
+		c.waitFor(10*time.Second, "the restarted node to hold the cluster's state", func() bool {
+			return !adoptedRestore(old) && !holdsUserState(old, 3) && len(old.fsm.commands()) == 15
+		})
+		switch res := <-read; {
+		case res.err == nil && res.userHeld:
+			t.Fatal("a read on the restarted node was answered while its FSM held the uncommitted restore")
+		case res.err != nil:
+			t.Fatalf("ReadIndex on the restarted node: %v", res.err)
+		}
+		applyAll(t, newLeader, "c", 2)
+		c.waitForSameFSMs(17)
+		if s := old.raft.State(); s != Follower {
+			t.Fatalf("the restarted node is %v, want a follower", s)
+		}
+		for i, cmd := range old.fsm.commands() {
+			if strings.HasPrefix(string(cmd), "user-") {
+				t.Fatalf("command %d on the restarted node is the restore's %q", i, cmd)
+			}
+		}
+	})
+}

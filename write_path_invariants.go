@@ -57,10 +57,12 @@ import (
 //	    snapshot, and the FSM has applied nothing past it; a leader whose
 //	    Restore waits for its no-op holds it at restoredAt, with termStart
 //	    just past it and the commit index below (one Restore at a time).
-//	I13 the FSM holds only committed states: a restore held until its
-//	    snapshot is confirmed (heldRestore) is that of the unconfirmed
-//	    snapshot, dispatched is its index, the FSM has applied less, and
-//	    no entry task is built behind it.
+//	I13 the FSM takes only committed states while the node runs (the
+//	    snapshot loaded at start is the exception unconfirmed_snapshot.go
+//	    describes): a restore held until its snapshot is confirmed
+//	    (heldRestore) is that of the unconfirmed snapshot, dispatched is
+//	    its index, the FSM has applied less, and no entry task is built
+//	    behind it.
 //
 // The resets. Each kind re-establishes every invariant in one function:
 //

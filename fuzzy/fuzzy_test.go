@@ -206,7 +206,7 @@ func TestFuzzySoak(t *testing.T) {
 	}
 	length := runLength(t)
 	deadline := time.Now().Add(budget)
-	var runs, ops, failedRuns, quorumStopped atomic.Int64
+	var runs, ops, failedRuns, quorumStopped, droppedAtStart atomic.Int64
 	var simTime atomic.Int64
 	var wg sync.WaitGroup
 	workers := 2
@@ -226,6 +226,7 @@ func TestFuzzySoak(t *testing.T) {
 					if res.quorumStopped != "" {
 						quorumStopped.Add(1)
 					}
+					droppedAtStart.Add(int64(res.droppedAtStart))
 					fmt.Printf("soak worker %d: %s\n", w, res.summary())
 				}
 				if !ok {
@@ -237,6 +238,7 @@ func TestFuzzySoak(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("soak: %d runs, %d failed, %v simulated, %d operations checked, %v of wall time; "+
-		"%d runs ended with the quorum held by servers stopped for an uncommitted user restore (safety checked, liveness left to an operator)",
-		runs.Load(), failedRuns.Load(), time.Duration(simTime.Load()), ops.Load(), budget, quorumStopped.Load())
+		"%d runs ended with the quorum held by servers stopped for an uncommitted user restore (safety checked, liveness left to an operator); "+
+		"%d uncommitted user restores loaded at a start and then replaced by the committed history",
+		runs.Load(), failedRuns.Load(), time.Duration(simTime.Load()), ops.Load(), budget, quorumStopped.Load(), droppedAtStart.Load())
 }

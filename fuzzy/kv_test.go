@@ -188,7 +188,7 @@ func (f *kvFSM) Restore(rc io.ReadCloser) error {
 	base := file.Base
 	if file.Restore != 0 {
 		base = file.Restore
-		index, ok := f.check.onUserRestored(f.inc, file.Restore)
+		index, ok := f.check.onUserRestored(f.inc, file.Restore, !f.started.Load())
 		if !ok {
 			return fmt.Errorf("user restore %d: its snapshot never landed", file.Restore)
 		}

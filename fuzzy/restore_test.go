@@ -42,6 +42,12 @@ import (
 //     it (or a snapshot above it) on the way. Snapshots are checked
 //     against that state once the run is over, when every restore's fate
 //     is known.
+//   - A server that restarts loads its newest snapshot, which may be a
+//     restore its cluster never committed (it led, adopted the restore,
+//     lost the leadership and crashed). A leader's snapshot of the
+//     committed history may then replace it, below its index: that is the
+//     one restore allowed to take an FSM back, and only if the restore
+//     never committed (checkStartReplacementsLocked).
 //   - In the history, a restore is a write of every client key at once (the
 //     value it sets, or a delete), called when Restore is called and
 //     returning when it returns nil: it takes effect somewhere between.
@@ -82,6 +88,31 @@ type restoreBook struct {
 	disputed map[uint64]bool
 	// reported holds the incarnations a divergence was reported for.
 	reported map[string]bool
+	// replacedAtStart lists the user restores loaded at start that a
+	// later restore took back (checker.onRestoreLocked).
+	replacedAtStart []startReplacement
+}
+
+// startReplacement is a user restore, loaded by incarnation inc as it
+// started at index from, that a restore of a state at index to, below it,
+// replaced.
+type startReplacement struct {
+	inc      string
+	id       uint64
+	from, to uint64
+}
+
+// checkStartReplacementsLocked reports every user restore loaded at start
+// and replaced by an older state although it committed: only a restore
+// the cluster never committed may be dropped that way. It runs after
+// settleLocked, once every restore's fate is known. The caller holds c.mu.
+func (b *restoreBook) checkStartReplacementsLocked(c *checker) {
+	for _, rep := range b.replacedAtStart {
+		if r := b.byID[rep.id]; r != nil && r.why != "" {
+			c.violationLocked("%s loaded user restore %d at index %d as it started, which committed (%s), then restored a snapshot whose last command is at index %d",
+				rep.inc, rep.id, rep.from, r.why, rep.to)
+		}
+	}
 }
 
 // appliedBase is the base one incarnation applied a command on.
@@ -131,8 +162,9 @@ func (c *checker) onUserSnapshotStored(id raft.ServerID, meta *raft.SnapshotMeta
 }
 
 // onUserRestored records that incarnation inc's FSM restored user restore
-// id, and returns the index it stands at.
-func (c *checker) onUserRestored(inc string, id uint64) (uint64, bool) {
+// id, as it started when atStart is set, and returns the index it stands
+// at.
+func (c *checker) onUserRestored(inc string, id uint64, atStart bool) (uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r := c.restores.byID[id]
@@ -140,7 +172,11 @@ func (c *checker) onUserRestored(inc string, id uint64) (uint64, bool) {
 		c.violationLocked("%s restored user restore %d, whose snapshot never landed on a disk", inc, id)
 		return 0, false
 	}
-	c.onRestoreLocked(inc, r.index)
+	startUser := uint64(0)
+	if atStart {
+		startUser = id
+	}
+	c.onRestoreLocked(inc, r.index, startUser)
 	return r.index, true
 }
 
@@ -228,6 +264,14 @@ func (c *checker) restoreCount() (made, committed int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.restores.byID), len(c.restores.at)
+}
+
+// droppedAtStartCount returns how many user restores loaded at a start
+// were replaced by an older committed state (checkStartReplacementsLocked).
+func (c *checker) droppedAtStartCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.restores.replacedAtStart)
 }
 
 // userRestore calls Restore on the leader with a fresh state.

@@ -33,6 +33,9 @@ type runResult struct {
 	snapshots int
 	// restoresMade and restoresCommitted count the user restores.
 	restoresMade, restoresCommitted int
+	// droppedAtStart counts the uncommitted user restores that a server
+	// loaded as it started and a leader's snapshot then replaced.
+	droppedAtStart int
 	// quorumStopped says why the run ended waiting for an operator, if it
 	// did (cluster.quorumStopped).
 	quorumStopped string
@@ -189,6 +192,7 @@ func runBubble(seed uint64, length time.Duration, live *liveRun) *runResult {
 	res.applied = check.appliedCount()
 	res.snapshots = check.snapshotCount()
 	res.restoresMade, res.restoresCommitted = check.restoreCount()
+	res.droppedAtStart = check.droppedAtStartCount()
 	return res
 }
 
@@ -315,14 +319,14 @@ func (r *runResult) summary() string {
 		"%d commands applied, %v simulated; %d snapshots stored (%d by users), %d installed, %d restored at start; "+
 		"membership changes committed: %d add-voter, %d add-nonvoter, %d remove, %d demote; %d transfers; "+
 		"%d disks wiped, %d log writes failed while campaigning, %d late TimeoutNows (%d followed by a term rise), "+
-		"%d open-loop writes (%d failed, most bytes held %s); %d user restores (%d returned nil, %d committed); kinds %v",
+		"%d open-loop writes (%d failed, most bytes held %s); %d user restores (%d returned nil, %d committed, %d loaded uncommitted at a start and dropped); kinds %v",
 		r.sched.seed, len(r.sched.servers), len(r.sched.spares), leasesOn(r.sched.seed), len(r.ops), r.unknownN, r.failedN, st.readIndexReads.Load(), st.followerReads.Load(),
 		st.leaseReads.Load(), st.leaseServed.Load(),
 		r.applied, r.simTime.Round(time.Millisecond), r.snapshots, st.userSnapshots.Load(), st.installs.Load(), st.startRestores.Load(),
 		st.changes[opAddVoter].Load(), st.changes[opAddNonvoter].Load(), st.changes[opRemove].Load(), st.changes[opDemote].Load(),
 		st.transfers.Load(), st.wipes.Load(), st.campaignWriteFailures.Load(), st.lateTimeoutNows.Load(), st.lateTimeoutNowsObeyed.Load(),
 		st.openLoopWrites.Load(), st.openLoopFailed.Load(), heldBytesText(st.maxHeldBytes.Load()),
-		r.restoresMade, st.restores.Load(), r.restoresCommitted, kindList(r.sched)) + r.quorumStoppedText()
+		r.restoresMade, st.restores.Load(), r.restoresCommitted, r.droppedAtStart, kindList(r.sched)) + r.quorumStoppedText()
 }
 
 // quorumStoppedText adds to the summary why the run ended waiting for an
