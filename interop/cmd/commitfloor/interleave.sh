@@ -5,12 +5,13 @@
 #
 #	cmd/commitfloor/interleave.sh [reps] [out-dir]
 #
-# Cells: bolt and wal, 1 and 16 clients (CELLS overrides, e.g.
-# CELLS="wal:1 wal:16 wal:128"); 3 s windows after 1 s of warm-up.
+# Cells: bolt and wal, 1 and 16 clients, and mem at 1 client (CELLS
+# overrides, e.g. CELLS="wal:1 wal:16 wal:128"); 3 s windows after 1 s
+# of warm-up.
 set -e
 reps=${1:-3}
 out=${2:-$(mktemp -d)}
-cells=${CELLS:-"bolt:1 bolt:16 wal:1 wal:16"}
+cells=${CELLS:-"bolt:1 bolt:16 wal:1 wal:16 mem:1"}
 mkdir -p "$out"
 go build -o "$out/commitfloor" ./cmd/commitfloor
 go build -o "$out/sidebyside" ./cmd/sidebyside

@@ -44,6 +44,12 @@
 // commands before a write trades latency for batch size, and single runs
 // on a loaded machine scatter around the bound.
 //
+// Store mem keeps the commands in memory with nothing durable, as the
+// side-by-side benchmark's in-memory cells do: its floor is the network
+// and the hand-offs alone. It bounds one client; with many, a library's
+// in-memory cells are bound by CPU, and its larger batches can beat this
+// greedy batching.
+//
 // Stores raftboltdb and walstore run the same floor on this repository's
 // own stores (raftboltdb.NewBoltStore, wal.Open, as sidebyside opens them
 // for ours), handed raft.Log entries: between the bare store and a
@@ -115,7 +121,7 @@ type result struct {
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("commitfloor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stores := fs.String("stores", "bolt,wal", "stores: bolt, wal (bare), raftboltdb, walstore (this module's stores under the floor)")
+	stores := fs.String("stores", "bolt,wal", "stores: bolt, wal (bare), mem (in memory, nothing durable), raftboltdb, walstore (this module's stores under the floor)")
 	clients := fs.String("clients", "1,16,128", "closed-loop client counts")
 	duration := fs.Duration("duration", 3*time.Second, "measured window of each run (it stays open until one command was measured)")
 	warmup := fs.Duration("warmup", time.Second, "load before each window opens")
