@@ -3,6 +3,7 @@ package raft
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -139,6 +140,82 @@ func TestReadIndex_WaitingCallsShareOneVerifyRound(t *testing.T) {
 		}
 		if got := leader.raft.st.lead.shared.verifyRound.Load(); got != 1 {
 			t.Fatalf("%d reads took %d verification rounds, want 1", reads, got)
+		}
+	})
+}
+
+// errPending is what answered reports for a future not answered yet.
+var errPending = errors.New("not answered yet")
+
+// answered returns a function that reports f's answer once it has one,
+// errPending until then, without blocking.
+func answered(f Future) func() error {
+	ch := make(chan error, 1)
+	go func() { ch <- f.Error() }()
+	var got error = errPending
+	return func() error {
+		select {
+		case got = <-ch:
+		default:
+		}
+		return got
+	}
+}
+
+// A verification round is proved only by heartbeats sent after it
+// started: with round 1's heartbeats still in flight, rounds 2 and 3
+// start (a VerifyLeader, a ReadIndex), and the acknowledgement of a
+// heartbeat built for round 1 answers round 1's VerifyLeader but neither
+// of the later ones. Checked to fail when the heartbeat goroutine (replication.go,
+// runHeartbeat) reads the round after its heartbeat comes back instead of
+// before sending it.
+func TestVerifyRound_AckProvesOnlyRoundsStartedBeforeItsHeartbeat(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, clusterOpts{})
+		defer c.shutdown()
+		leader := c.waitForLeader()
+		applyAll(t, leader, "x", 3)
+		synctest.Wait()
+		trans := leader.strict.trans
+		gate := make(chan struct{})
+		trans.heartbeatGate.Store(&gate)
+		open := sync.OnceFunc(func() { close(gate) })
+		defer open()
+
+		rounds := verifyRounds(leader)
+		first := answered(leader.raft.VerifyLeader())
+		synctest.Wait()
+		if trans.heartbeatsHeld.Load() == 0 {
+			t.Fatal("round 1 sent no heartbeat")
+		}
+		second := answered(leader.raft.VerifyLeader())
+		read := answered(leader.raft.ReadIndex(0))
+		synctest.Wait()
+		if got := verifyRounds(leader); got != rounds+3 {
+			t.Fatalf("%d rounds started, want 3 (one per VerifyLeader, one for the read)", got-rounds)
+		}
+
+		// One follower's heartbeat of round 1 comes back: with the leader
+		// it is a quorum for round 1.
+		gate <- struct{}{}
+		synctest.Wait()
+		if err := first(); err != nil {
+			t.Fatalf("round 1's VerifyLeader: %v, want it answered", err)
+		}
+		if err := second(); err != errPending {
+			t.Fatalf("round 2's VerifyLeader answered (%v) by a heartbeat sent before round 2 started", err)
+		}
+		if err := read(); err != errPending {
+			t.Fatalf("a ReadIndex made during round 1 answered (%v) by a heartbeat sent before it", err)
+		}
+
+		open()
+		synctest.Wait()
+		if err := second(); err != nil {
+			t.Fatalf("round 2's VerifyLeader: %v", err)
+		}
+		if err := read(); err != nil {
+			t.Fatalf("ReadIndex: %v", err)
 		}
 	})
 }

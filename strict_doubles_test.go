@@ -136,6 +136,11 @@ type strictTransport struct {
 	heartbeatsSent atomic.Int64
 	// dropHeartbeats, while set, fails every heartbeat this node sends.
 	dropHeartbeats atomic.Bool
+	// heartbeatGate, while set, holds every heartbeat this node sends,
+	// already built, until it takes a value from the channel (closing it
+	// lets them all through); heartbeatsHeld counts those held.
+	heartbeatGate  atomic.Pointer[chan struct{}]
+	heartbeatsHeld atomic.Int64
 	// readIndexCalls counts the ReadIndex requests the node sent;
 	// readIndexHook, when set, runs before each is sent, and an error it
 	// returns is the request's answer.
@@ -225,6 +230,11 @@ func (s *strictTransport) AppendEntries(id ServerID, target ServerAddress, args 
 		s.heartbeatsSent.Add(1)
 		if s.dropHeartbeats.Load() {
 			return errors.New("heartbeat dropped by the test")
+		}
+		if gate := s.heartbeatGate.Load(); gate != nil {
+			s.heartbeatsHeld.Add(1)
+			<-*gate
+			s.heartbeatsHeld.Add(-1)
 		}
 	}
 	return s.InmemTransport.AppendEntries(id, target, args, resp)
