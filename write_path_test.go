@@ -417,11 +417,17 @@ func TestShutdown_AnswersEveryFutureInFlight(t *testing.T) {
 // batchFSM is a BatchingFSM that records the size of every batch.
 type batchFSM struct {
 	testFSM
+	// hold, when set, is waited for by the first ApplyBatch.
+	hold    chan struct{}
+	held    sync.Once
 	mu      sync.Mutex
 	batches []int
 }
 
 func (b *batchFSM) ApplyBatch(logs []*Log) []interface{} {
+	if b.hold != nil {
+		b.held.Do(func() { <-b.hold })
+	}
 	b.mu.Lock()
 	b.batches = append(b.batches, len(logs))
 	b.mu.Unlock()
@@ -444,7 +450,11 @@ func TestBatchingFSM_ReceivesBatches(t *testing.T) {
 		if err := BootstrapCluster(conf, store, store, snaps, trans, cfg); err != nil {
 			t.Fatal(err)
 		}
-		fsm := &batchFSM{}
+		// The FSM's first batch is held until every Apply below is
+		// committed, so that they wait for the FSM together: whether
+		// they would otherwise is up to the scheduler (this test failed
+		// 6 runs in 80 without -race when it was not held).
+		fsm := &batchFSM{hold: make(chan struct{})}
 		r, err := NewRaft(conf, fsm, store, store, snaps, trans)
 		if err != nil {
 			t.Fatal(err)
@@ -457,6 +467,11 @@ func TestBatchingFSM_ReceivesBatches(t *testing.T) {
 		for i := 0; i < 1000; i++ {
 			futures = append(futures, r.Apply([]byte(fmt.Sprintf("x-%d", i)), 0))
 		}
+		synctest.Wait()
+		if last, _ := r.pub.lastLog(); r.pub.commitIndex.Load() < last {
+			t.Fatalf("setup: commit index %d below the last index %d with every goroutine idle", r.pub.commitIndex.Load(), last)
+		}
+		close(fsm.hold)
 		for i, f := range futures {
 			if err := f.Error(); err != nil {
 				t.Fatal(err)
