@@ -430,3 +430,20 @@ func TestMemLogSlidingKeepsItsArrays(t *testing.T) {
 		}
 	}
 }
+
+// TestFSMApplierStampIsNow checks that the cheap stamp the FSM goroutine
+// measures FSM.Apply from is the current time on the monotonic clock.
+func TestFSMApplierStampIsNow(t *testing.T) {
+	a := fsmApplier{epoch: time.Now()}
+	for range 100 {
+		before := time.Now()
+		s := a.stamp()
+		after := time.Now()
+		if s.Before(before) || s.After(after) {
+			t.Fatalf("stamp %v outside [%v, %v]", s, before, after)
+		}
+		if d := after.Sub(s); d < 0 || d > after.Sub(before) {
+			t.Fatalf("time.Now minus stamp = %v, outside [0, %v]", d, after.Sub(before))
+		}
+	}
+}
