@@ -37,8 +37,12 @@ type InmemStore struct {
 	// empty again. count is the number of entries held, in either form.
 	seq     []*Log
 	seqBase uint64
-	logs    map[uint64]*Log
-	count   int
+	// seqBuf is the whole array seq is a window of (tail_window.go), so
+	// that the room a trimmed head leaves is used again rather than
+	// growing a new array. Its slots outside seq are nil.
+	seqBuf []*Log
+	logs   map[uint64]*Log
+	count  int
 	// firstIndex and lastIndex are the smallest and largest keys of logs,
 	// both 0 when logs is empty. The log may have gaps between them (a
 	// restored snapshot can move the log past its end), so they are kept
@@ -139,7 +143,9 @@ func (i *InmemStore) putLocked(l *Log) {
 	}
 	if i.count == 0 {
 		clear(i.seq)
-		i.seq = append(i.seq[:0], l)
+		i.seq = i.seqBuf[:0]
+		i.reserveSeqLocked(1)
+		i.seq = append(i.seq, l)
 		i.seqBase, i.count = idx, 1
 		return
 	}
@@ -152,6 +158,7 @@ func (i *InmemStore) putLocked(l *Log) {
 		}
 		i.seq[idx-i.seqBase] = l
 	case idx > last && idx-i.seqBase < maxSeqSpan(i.count+1):
+		i.reserveSeqLocked(int(idx - last))
 		for k := last + 1; k < idx; k++ { // the gap
 			i.seq = append(i.seq, nil)
 		}
@@ -161,7 +168,7 @@ func (i *InmemStore) putLocked(l *Log) {
 		grown := make([]*Log, last-idx+1, 2*(last-idx+1))
 		copy(grown[i.seqBase-idx:], i.seq)
 		grown[0] = l
-		i.seq, i.seqBase = grown, idx
+		i.seq, i.seqBase, i.seqBuf = grown, idx, grown[:cap(grown)]
 		i.count++
 	default:
 		// Too far from the others: every entry moves to the map.
@@ -171,7 +178,7 @@ func (i *InmemStore) putLocked(l *Log) {
 				i.logs[i.seqBase+uint64(k)] = e
 			}
 		}
-		i.seq, i.seqBase = nil, 0
+		i.seq, i.seqBase, i.seqBuf = nil, 0, nil
 		i.logs[idx] = l
 		i.count++
 	}
@@ -264,10 +271,10 @@ func (i *InmemStore) deleteSeqLocked(min, max uint64) {
 		}
 	}
 	if i.count == 0 {
-		if cap(i.seq) > 4096 {
-			i.seq = nil // give a large log's memory back
+		if cap(i.seqBuf) > 4096 {
+			i.seqBuf = nil // give a large log's memory back
 		}
-		i.seq, i.seqBase = i.seq[:0], 0
+		i.seq, i.seqBase = i.seqBuf[:0], 0
 		i.firstIndex, i.lastIndex = 0, 0
 		return
 	}
@@ -282,6 +289,13 @@ func (i *InmemStore) deleteSeqLocked(min, max uint64) {
 	}
 	i.seq, i.seqBase = i.seq[head:tail], i.seqBase+uint64(head)
 	i.firstIndex, i.lastIndex = i.seqBase, i.seqBase+uint64(len(i.seq))-1
+	i.seq, i.seqBuf = shrinkWindow(i.seq, i.seqBuf)
+}
+
+// reserveSeqLocked makes room for extra more slots at the end of seq
+// (tail_window.go).
+func (i *InmemStore) reserveSeqLocked(extra int) {
+	i.seq, i.seqBuf = reserveTail(i.seq, i.seqBuf, extra)
 }
 
 func maxUint64(a, b uint64) uint64 { return max(a, b) }

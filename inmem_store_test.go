@@ -404,6 +404,7 @@ func TestInmemStoreSliceAndMapForms(t *testing.T) {
 				}
 				seen = true
 			}
+			checkSeqWindow(t, s)
 			first, _ := s.FirstIndex()
 			last, _ := s.LastIndex()
 			if first != wantFirst || last != wantLast {
@@ -424,6 +425,87 @@ func TestInmemStoreSliceAndMapForms(t *testing.T) {
 				if err := s.GetLog(k, &l); err != ErrLogNotFound {
 					t.Fatalf("round %d step %d: GetLog(%d) of an absent index = %v", round, step, k, err)
 				}
+			}
+		}
+	}
+}
+
+// checkSeqWindow checks that seq is a window of seqBuf and that every slot
+// of seqBuf outside it is nil, so that the store pins no dropped entry.
+func checkSeqWindow(t *testing.T, s *InmemStore) {
+	t.Helper()
+	if s.logs != nil {
+		if s.seq != nil || s.seqBuf != nil {
+			t.Fatalf("map form keeps a slice: len %d, array %d", len(s.seq), len(s.seqBuf))
+		}
+		return
+	}
+	if cap(s.seq) == 0 {
+		return
+	}
+	off := cap(s.seqBuf) - cap(s.seq)
+	if off < 0 || &s.seqBuf[:cap(s.seqBuf)][cap(s.seqBuf)-1] != &s.seq[:cap(s.seq)][cap(s.seq)-1] {
+		t.Fatal("seq is not a window of seqBuf")
+	}
+	for k, e := range s.seqBuf[:cap(s.seqBuf)] {
+		if (k < off || k >= off+len(s.seq)) && e != nil {
+			t.Fatalf("slot %d outside the window [%d, %d) still holds entry %d", k, off, off+len(s.seq), e.Index)
+		}
+	}
+}
+
+func TestInmemStoreSlidingLogKeepsItsArray(t *testing.T) {
+	s := NewInmemStore()
+	next := uint64(1)
+	var arr **Log
+	arrCap := 0
+	for round := 0; round < 2000; round++ {
+		batch := inmemIndexRange(next, next+9)
+		if err := s.StoreLogs(inmemLogs(batch...)); err != nil {
+			t.Fatal(err)
+		}
+		next += 10
+		// Keep the last 100 to 150 entries, as compaction would.
+		if first, _ := s.FirstIndex(); next-first > 150 {
+			if err := s.DeleteRange(first, next-101); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkSeqWindow(t, s)
+		if round == 100 {
+			arr, arrCap = &s.seqBuf[:1][0], cap(s.seqBuf)
+		}
+		if round > 100 && (&s.seqBuf[:1][0] != arr || cap(s.seqBuf) != arrCap) {
+			t.Fatalf("round %d: the log moved to a new array of %d slots (was %d)", round, cap(s.seqBuf), arrCap)
+		}
+	}
+	first, _ := s.FirstIndex()
+	last, _ := s.LastIndex()
+	checkStoreHolds(t, s, inmemIndexRange(first-20, last+5), inmemIndexRange(first, last))
+}
+
+// BenchmarkInmemStoreSliding stores batches of 32 entries into a log whose
+// head is compacted the way DefaultConfig's snapshots would (keep 10240
+// entries once 8192 more have arrived), the pattern of a busy node.
+func BenchmarkInmemStoreSliding(b *testing.B) {
+	s := NewInmemStore()
+	batch := make([]*Log, 32)
+	for k := range batch {
+		batch[k] = &Log{Term: 1, Type: LogCommand, Data: make([]byte, 256)}
+	}
+	next := uint64(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		for k, l := range batch {
+			l.Index = next + uint64(k)
+		}
+		if err := s.StoreLogs(batch); err != nil {
+			b.Fatal(err)
+		}
+		next += uint64(len(batch))
+		if first, _ := s.FirstIndex(); next-first > 10240+8192 {
+			if err := s.DeleteRange(first, next-10241); err != nil {
+				b.Fatal(err)
 			}
 		}
 	}

@@ -34,6 +34,11 @@ type memLog struct {
 	// the run loop reads them.
 	charged []int64
 	base    int64
+	// entriesArr and chargedArr are the arrays entries and charged are
+	// windows of (tail_window.go): trimming the head leaves room that
+	// later appends use again.
+	entriesArr []*Log
+	chargedArr []int64
 }
 
 // last returns the index and term of the last appended entry.
@@ -57,6 +62,8 @@ func (m *memLog) append(entries []*Log) {
 		panic("raft: memLog.append out of order") // a broken invariant of the run loop, never input
 	}
 	m.mu.Lock()
+	m.entries, m.entriesArr = reserveTail(m.entries, m.entriesArr, len(entries))
+	m.charged, m.chargedArr = reserveTail(m.charged, m.chargedArr, len(entries))
 	m.entries = append(m.entries, entries...)
 	total := m.base
 	if n := len(m.charged); n > 0 {
@@ -98,6 +105,7 @@ func (m *memLog) reset(lastIndex, lastTerm uint64) {
 // forgetAll drops every held entry; the caller holds the lock.
 func (m *memLog) forgetAll() {
 	m.entries, m.charged, m.base = nil, nil, 0
+	m.entriesArr, m.chargedArr = nil, nil
 }
 
 // term returns the term of the entry at index if memLog knows it.
@@ -166,16 +174,14 @@ func (m *memLog) trim(upTo uint64) {
 	m.base = m.charged[n-1]
 	if n == uint64(len(m.entries)) {
 		// Emptied: the next entries reuse the arrays from their start.
-		m.entries, m.charged = m.entries[:0], m.charged[:0]
+		m.entries, m.charged = m.entriesArr[:0], m.chargedArr[:0]
 		return
 	}
 	m.entries = m.entries[n:]
 	m.charged = m.charged[n:]
-	// Let go of the old backing arrays once most of them is dead.
-	if cap(m.entries) > 1024 && len(m.entries) < cap(m.entries)/4 {
-		m.entries = append([]*Log(nil), m.entries...)
-		m.charged = append([]int64(nil), m.charged...)
-	}
+	// Let go of a large array once most of it is dead.
+	m.entries, m.entriesArr = shrinkWindow(m.entries, m.entriesArr)
+	m.charged, m.chargedArr = shrinkWindow(m.charged, m.chargedArr)
 }
 
 // held returns how many entries memLog holds.

@@ -381,3 +381,69 @@ func TestReplicatorMismatchBackoff(t *testing.T) {
 		})
 	}
 }
+
+// TestMemLogSlidingKeepsItsArrays appends and trims as a busy leader does
+// and checks that memLog keeps answering right, stops moving to new arrays
+// once warm, and keeps no dropped entry in its array.
+func TestMemLogSlidingKeepsItsArrays(t *testing.T) {
+	var m memLog
+	m.reset(0, 1)
+	var arr **Log
+	for round := 0; round < 3000; round++ {
+		first := m.lastIndex + 1
+		m.append(entriesFrom(first, 1, 1, 1, 1, 1, 1, 1))
+		if round%5 == 4 {
+			m.truncate(m.lastIndex, 1) // drop the last one now and then
+		}
+		if m.held() > 200 {
+			m.trim(m.lastIndex - 120)
+		}
+		if round%97 == 0 {
+			m.trimToBudget(m.lastIndex, 0) // empties it
+		}
+		// Model: entries firstHeld..lastIndex, charged as a running sum.
+		lo := m.firstHeld()
+		for idx := lo; idx <= m.lastIndex; idx++ {
+			if l, ok := m.get(idx); !ok || l.Index != idx {
+				t.Fatalf("round %d: get(%d) = %v, %v", round, idx, l, ok)
+			}
+		}
+		if m.held() > 0 {
+			if got, want := m.chargeThrough(m.lastIndex), int64(m.held())*entryMemoryBytes(&Log{}); got != want {
+				t.Fatalf("round %d: charge %d, want %d", round, got, want)
+			}
+		}
+		off := cap(m.entriesArr) - cap(m.entries)
+		for k, e := range m.entriesArr[:cap(m.entriesArr)] {
+			if (k < off || k >= off+len(m.entries)) && e != nil {
+				t.Fatalf("round %d: slot %d outside the window keeps entry %d", round, k, e.Index)
+			}
+		}
+		if len(m.charged) != len(m.entries) {
+			t.Fatalf("round %d: %d charges for %d entries", round, len(m.charged), len(m.entries))
+		}
+		if round == 500 {
+			arr = &m.entriesArr[:1][0]
+		}
+		if round > 500 && &m.entriesArr[:1][0] != arr {
+			t.Fatalf("round %d: memLog moved to a new array", round)
+		}
+	}
+}
+
+// TestFSMApplierStampIsNow checks that the cheap stamp the FSM goroutine
+// measures FSM.Apply from is the current time on the monotonic clock.
+func TestFSMApplierStampIsNow(t *testing.T) {
+	a := fsmApplier{epoch: time.Now()}
+	for range 100 {
+		before := time.Now()
+		s := a.stamp()
+		after := time.Now()
+		if s.Before(before) || s.After(after) {
+			t.Fatalf("stamp %v outside [%v, %v]", s, before, after)
+		}
+		if d := after.Sub(s); d < 0 || d > after.Sub(before) {
+			t.Fatalf("time.Now minus stamp = %v, outside [0, %v]", d, after.Sub(before))
+		}
+	}
+}
