@@ -22,6 +22,22 @@ func holdingCluster(t *testing.T, n int) (*testCluster, map[ServerID]*holdingSna
 	return c, snaps
 }
 
+// compactingRestoreCluster starts three nodes whose snapshots are taken
+// only when asked and keep no log behind them, and whose leaders a
+// stalled write never deposes; it applies five commands everywhere and
+// returns the cluster and its leader.
+func compactingRestoreCluster(t *testing.T) (*testCluster, *testNode) {
+	c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
+		conf.LogWriteStallTimeout = 0
+		conf.TrailingLogs = 0
+		conf.SnapshotThreshold = 1 << 20
+	}})
+	leader := c.waitForLeader()
+	applyAll(t, leader, "a", 5)
+	c.waitForSameFSMs(5)
+	return c, leader
+}
+
 // holdsUserState reports whether node's FSM holds exactly the state a
 // Restore of commandList("user", n) gives.
 func holdsUserState(node *testNode, n int) bool {
@@ -496,15 +512,8 @@ func TestUnconfirmedSnapshot_FollowerReadAnswerConfirmsIt(t *testing.T) {
 // stops (installSnapshot, rpc.go).
 func TestUnconfirmedSnapshot_InstallBelowItStops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
-			conf.LogWriteStallTimeout = 0
-			conf.TrailingLogs = 0
-			conf.SnapshotThreshold = 1 << 20
-		}})
+		c, leader := compactingRestoreCluster(t)
 		defer c.shutdown()
-		leader := c.waitForLeader()
-		applyAll(t, leader, "a", 5)
-		c.waitForSameFSMs(5)
 
 		// Cut off, the leader appends entries nobody else gets, then
 		// restores: the restore's index lies past the end of every other
@@ -635,15 +644,8 @@ func restoreOnSettledLeader(t *testing.T, c *testCluster) *testNode {
 // goes on as a follower: the restore is dropped, not built upon.
 func TestUnconfirmedSnapshot_RestartOnAnUncommittedRestoreTakesTheLeadersSnapshot(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, clusterOpts{conf: func(conf *Config) {
-			conf.LogWriteStallTimeout = 0
-			conf.TrailingLogs = 0
-			conf.SnapshotThreshold = 1 << 20
-		}})
+		c, old := compactingRestoreCluster(t)
 		defer c.shutdown()
-		old := c.waitForLeader()
-		applyAll(t, old, "a", 5)
-		c.waitForSameFSMs(5)
 
 		c.partition(old)
 		restored := startRestore(old, commandList("user", 3))
