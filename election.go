@@ -81,9 +81,22 @@ type voteResult struct {
 // the leadership once a round is won (a write may have begun to stall
 // after the round started).
 //
-// A server campaigns only as a voter of its latest configuration (never a
-// non-voter, a removed server, or one with no configuration), and only
-// with a log it can serve: not while a failed write is being read back
+// A server campaigns only as a voter: of its latest configuration, or,
+// while that one is not committed, of the committed one it replaces (never
+// a server that is a non-voter or absent in both, nor one with no
+// configuration). The second case is a server whose own removal it holds
+// but has not seen committed: its log may be the only one that can win an
+// election, and it must lead long enough to commit the change that
+// removes it (Raft thesis §4.2.2) and then step down
+// (Raft.onConfigurationCommitted); refusing would leave a cluster whose
+// every configuration has a live quorum without a leader for good
+// (TestMembership_ServerRemovedByAnUncommittedChangeStillCampaigns). It
+// counts only the votes of its latest configuration's voters (voteTally),
+// and servers that no longer hold it refuse it before they look at its
+// term (Raft.requestVote). Once it knows the change committed it stops
+// campaigning: a retiring replicator keeps writing to a removed server
+// until it has told it so (replicator.retired). And a server campaigns
+// only with a log it can serve: not while a failed write is being read back
 // from the store (its log's end is then unknown), not while one write has
 // been with the log writer for longer than Config.LogWriteStallTimeout, and
 // not within writeFailureCooldown election timeouts after it last saw
@@ -102,7 +115,8 @@ func (r *Raft) campaignRefusal(now time.Time) (reason string, loud bool) {
 	switch {
 	case r.st.configs.latestIndex == 0:
 		return "no known peers", false
-	case !hasVote(r.st.configs.latest, r.localID):
+	case !hasVote(r.st.configs.latest, r.localID) &&
+		(r.st.configs.stable() || !hasVote(r.st.configs.committed, r.localID)):
 		return "not a voter in the latest configuration", false
 	case r.st.writes.broken:
 		return "the log is being read back after a failed write", true

@@ -220,8 +220,9 @@ func changeOnLeader(t *testing.T, c *testCluster, change func(*Raft) IndexFuture
 // refuses the leader's AppendEntries. It may go on campaigning, but the
 // members refuse its requests before they look at its term, and the
 // leader ignores the terms its retiring replicator hears from it: the
-// leader and its term stay, and no write fails. A server that learned of
-// its removal stops campaigning.
+// leader and its term stay, and no write fails. A server that learned its
+// removal committed (the leader's retiring replicator tells it) stops
+// campaigning.
 func TestMembership_RemovedNodeLeftRunningNeverDisrupts(t *testing.T) {
 	for _, learned := range []bool{true, false} {
 		for _, preVote := range []bool{true, false} {
@@ -266,12 +267,14 @@ func testRemovedNodeNeverDisrupts(t *testing.T, learned, preVote bool) {
 			t.Fatalf("without pre-vote the cut-off node's term should have climbed, it went from %d to %d", removedTerm, got)
 		}
 	}
-	if err := leader.raft.RemoveServer(removed.id, 0, 0).Error(); err != nil {
+	removal := leader.raft.RemoveServer(removed.id, 0, 0)
+	if err := removal.Error(); err != nil {
 		t.Fatal(err)
 	}
 	if learned {
-		c.waitFor(time.Second, "the removed node to learn of its removal", func() bool {
-			return !inConfiguration(removed.raft.pub.latestConfiguration(), removed.id)
+		c.waitFor(time.Second, "the removed node to learn that its removal committed", func() bool {
+			return !inConfiguration(removed.raft.pub.latestConfiguration(), removed.id) &&
+				removed.raft.CommitIndex() >= removal.Index()
 		})
 		removedTerm = removed.raft.CurrentTerm()
 		c.partition(removed)
@@ -305,6 +308,67 @@ func testRemovedNodeNeverDisrupts(t *testing.T, learned, preVote bool) {
 			t.Fatalf("a removed server that knows it was removed campaigned: its term went from %d to %d", removedTerm, got)
 		}
 	}
+}
+
+// A server whose latest configuration removes it, while that change is not
+// yet committed, may be the only one that can be elected: here the leader
+// removes itself, the change reaches one other server, and that server
+// stops. The two that remain have never seen the change; under their
+// configuration (all four) they are two of four, and under the new one
+// (three, without the old leader) they are two of three, a quorum, but
+// neither can win without the old leader's vote, which it refuses: its log
+// is longer. The old leader must campaign (in the new configuration, where
+// the two grant it their votes), lead long enough to commit its own
+// removal, and step down; one of the two then leads. A server that refused
+// to campaign whenever its latest configuration left it out would leave
+// the cluster without a leader for good.
+func TestMembership_ServerRemovedByAnUncommittedChangeStillCampaigns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 4, clusterOpts{conf: func(c *Config) { c.ShutdownOnRemove = false }})
+		defer c.shutdown()
+		old := c.waitForLeader()
+		applyAll(t, old, "x", 3)
+		var others []*testNode
+		for _, n := range c.nodes {
+			if n != old {
+				others = append(others, n)
+			}
+		}
+		holder, left := others[0], others[1:]
+
+		// Only holder hears the change that removes the leader.
+		c.partition(old, holder)
+		removal := old.raft.RemoveServer(old.id, 0, 0)
+		c.waitFor(time.Second, "the removal to reach one server", func() bool {
+			return !inConfiguration(holder.raft.pub.latestConfiguration(), old.id)
+		})
+		removalIndex := holder.raft.LastIndex()
+		c.waitFor(10*time.Second, "the old leader to step down", func() bool {
+			return old.raft.State() != Leader
+		})
+		if err := removal.Error(); err == nil {
+			t.Fatal("the removal committed with only one of three new voters holding it")
+		}
+		if got := old.raft.pub.latestConfiguration(); inConfiguration(got, old.id) {
+			t.Fatalf("the old leader's latest configuration still holds it: %+v", got.Servers)
+		}
+		for _, n := range left {
+			if got := n.raft.pub.latestConfiguration(); !inConfiguration(got, old.id) {
+				t.Fatalf("%s holds the removal, want it only on %s", n.id, holder.id)
+			}
+		}
+
+		c.stop(holder)
+		c.heal()
+		next := c.waitForLeader(left...)
+		applyAll(t, next, "y", 3)
+		c.waitFor(time.Second, "the old leader to know its removal committed", func() bool {
+			return old.raft.CommitIndex() >= removalIndex && old.raft.State() == Follower
+		})
+		if got := next.raft.pub.latestConfiguration(); inConfiguration(got, old.id) || len(got.Servers) != 3 {
+			t.Fatalf("the leader's configuration is %+v, want the three without %s", got.Servers, old.id)
+		}
+	})
 }
 
 // writeLoad applies commands one after another on one node until finished.

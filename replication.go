@@ -73,8 +73,12 @@ type replicator struct {
 	higherTerm atomic.Uint64
 
 	// retireAt, set by the run loop when the peer leaves the
-	// configuration, is the entry after which replication stops.
+	// configuration, is the entry that removed it: replication stops once
+	// the peer holds it and has been told it committed (retired).
 	retireAt atomic.Uint64
+	// commitTold is the highest commit index in a request the peer
+	// accepted.
+	commitTold atomic.Uint64
 
 	// triggerCh (capacity one) says new entries are waiting; hbPokeCh
 	// (capacity one) asks for a heartbeat now. The run loop sends on both.
@@ -129,17 +133,20 @@ func (s *replicator) pokeHeartbeat() { notify(s.hbPokeCh) }
 func (s *replicator) contact() time.Time { return time.Unix(0, s.lastContact.Load()) }
 
 // retire makes the replicator send everything up to upTo, the entry that
-// removed its peer, and then stop.
+// removed its peer, and tell the peer once it committed, and then stop.
 func (s *replicator) retire(upTo uint64) {
 	s.retireAt.Store(upTo)
 	s.trigger()
 }
 
 // retired reports whether a retiring replicator is done: its peer holds
-// the removal, or it failed too often to tell it.
+// the removal and knows it committed, so it no longer campaigns
+// (Raft.campaignRefusal), or it failed too often to tell it. Until the
+// removal commits the replicator goes on, sending at least one request
+// per CommitTimeout, each carrying the leader's commit index.
 func (s *replicator) retired(failures int) bool {
 	at := s.retireAt.Load()
-	return at > 0 && (s.match.Load() >= at || failures >= maxRetireFailures)
+	return at > 0 && (s.match.Load() >= at && s.commitTold.Load() >= at || failures >= maxRetireFailures)
 }
 
 func (s *replicator) setContact() {
@@ -429,6 +436,9 @@ func (s *replicator) recordSuccess(req *AppendEntriesRequest) {
 	last := req.PrevLogEntry + uint64(len(req.Entries))
 	if last > s.match.Load() {
 		s.match.Store(last)
+	}
+	if told := min(req.LeaderCommitIndex, last); told > s.commitTold.Load() {
+		s.commitTold.Store(told)
 	}
 	if n := len(req.Entries); n > 0 {
 		m := s.metricNames("appendEntries.logs")
