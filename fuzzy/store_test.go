@@ -1,8 +1,10 @@
 package fuzzy
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -239,23 +241,47 @@ type logFaults interface {
 // the disk: the last configuration entry of its log, or its newest
 // snapshot's when that is newer.
 func (d *disk) latestConfiguration() []raft.Server {
+	confs := d.newestConfigurations(1)
+	if len(confs) == 0 {
+		return nil
+	}
+	return confs[0]
+}
+
+// newestConfigurations returns the servers of up to n configurations on
+// the disk, newest first: its log's configuration entries, and its
+// newest snapshot's configuration when that is older than none of them
+// (a snapshot holds the configuration in force at its index).
+func (d *disk) newestConfigurations(n int) [][]raft.Server {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var conf []raft.Server
-	var at uint64
+	type indexed struct {
+		index   uint64
+		servers []raft.Server
+	}
+	var all []indexed
 	for index, l := range d.logs {
-		if l.Type == raft.LogConfiguration && index > at {
+		if l.Type == raft.LogConfiguration {
 			if c, err := decodeConfiguration(l.Data); err == nil {
-				conf, at = c.Servers, index
+				all = append(all, indexed{index, c.Servers})
 			}
 		}
 	}
+	var snap *storedSnapshot
 	for _, s := range d.snaps {
-		if s.meta.ConfigurationIndex > at {
-			conf, at = s.meta.Configuration.Servers, s.meta.ConfigurationIndex
+		if snap == nil || s.meta.ConfigurationIndex > snap.meta.ConfigurationIndex {
+			snap = s
 		}
 	}
-	return conf
+	if snap != nil && !slices.ContainsFunc(all, func(c indexed) bool { return c.index == snap.meta.ConfigurationIndex }) {
+		all = append(all, indexed{snap.meta.ConfigurationIndex, snap.meta.Configuration.Servers})
+	}
+	slices.SortFunc(all, func(a, b indexed) int { return cmp.Compare(b.index, a.index) })
+	var out [][]raft.Server
+	for _, c := range all[:min(n, len(all))] {
+		out = append(out, c.servers)
+	}
+	return out
 }
 
 // decodeConfiguration decodes a configuration entry's data, without the

@@ -343,11 +343,28 @@ func (c *cluster) watchRemoved(a *activeEpisode) (watch func()) {
 // onLeaderChecks runs as inc becomes leader: a non-voter never leads, and
 // a server whose log writes have been stalled past LogWriteStallTimeout
 // does not stand for election.
+//
+// A server may lead while its latest configuration removes or demotes it,
+// as long as it was a voter in the configuration that one replaces: it
+// holds that change, not committed, and may be the only server that can
+// win an election (the campaign rule in election.go); it leads until the
+// change commits. So a leader must be a voter in its latest configuration
+// or in the one before it on its disk (the latest entry may not have
+// landed yet, so the newest two on the disk are looked at).
 func (c *cluster) onLeaderChecks(inc *incarnation, term uint64) {
 	inc.leaderSince.Store(time.Now().UnixNano())
+	isVoter := func(conf []raft.Server) bool {
+		return slices.ContainsFunc(conf, func(s raft.Server) bool { return s.ID == inc.node.id && s.Suffrage == raft.Voter })
+	}
 	conf := members(inc)
-	if !slices.ContainsFunc(conf, func(s raft.Server) bool { return s.ID == inc.node.id && s.Suffrage == raft.Voter }) {
-		c.check.violation("%s leads term %d but is not a voter in its latest configuration %v", inc.name, term, conf)
+	if !isVoter(conf) {
+		onDisk := c.diskOf(inc.node).newestConfigurations(2)
+		if !slices.ContainsFunc(onDisk, isVoter) {
+			c.check.violation("%s leads term %d but is not a voter in its latest configuration %v, nor in the one before it (newest on its disk: %v)",
+				inc.name, term, conf, onDisk)
+		} else {
+			c.events.add("%s leads term %d holding the uncommitted change that leaves it out of the voters (%v)", inc.name, term, conf)
+		}
 	}
 	if d := c.diskOf(inc.node).stalledFor(); d > stallTimeout {
 		c.check.violation("%s leads term %d while one of its log writes has been stalled for %v (LogWriteStallTimeout %v)",
