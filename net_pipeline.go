@@ -21,11 +21,10 @@ func (n *NetworkTransport) AppendEntriesPipeline(id ServerID, target ServerAddre
 	p := &netPipeline{
 		trans: n,
 		conn:  c,
-		// The reader leaves every future in the channel until its answer
-		// arrives, and one more request is written while AppendEntries
-		// waits to queue its future, so a buffer of MaxRPCsInFlight-1
-		// lets exactly MaxRPCsInFlight be unanswered.
-		inflightCh: make(chan *appendFuture, n.maxInFlight-1),
+		// One request is written while the reader waits for the answer
+		// before it, and one more waits to be handed over, so a buffer of
+		// MaxRPCsInFlight-2 lets exactly MaxRPCsInFlight be unanswered.
+		inflightCh: make(chan *appendFuture, n.maxInFlight-minInFlightForPipelining),
 		doneCh:     make(chan AppendFuture, n.maxInFlight-minInFlightForPipelining),
 		shutdownCh: make(chan struct{}),
 	}
@@ -48,10 +47,9 @@ type netPipeline struct {
 	sendMu sync.Mutex
 
 	// inflightCh carries the futures of written requests, in order, from
-	// AppendEntries to readResponses, which takes one once its answer
-	// has begun to arrive. Its buffer, with the request being written,
-	// bounds the requests in flight: a full channel blocks AppendEntries
-	// (back-pressure). Never closed.
+	// AppendEntries to readResponses. Its buffer, with the request being
+	// written and the one being read, bounds the requests in flight: a
+	// full channel blocks AppendEntries (back-pressure). Never closed.
 	inflightCh chan *appendFuture
 
 	// doneCh carries answered futures, in order, from readResponses to the
@@ -61,16 +59,6 @@ type netPipeline struct {
 	// shutdownCh is closed by Close, once.
 	shutdownCh chan struct{}
 	closeOnce  sync.Once
-
-	// deadlineMu guards outstanding and orders the changes of the
-	// connection's read deadline: AppendEntries arms it when it writes
-	// into an idle pipeline, readResponses moves it on after each answer
-	// while more are outstanding and clears it when none are. So the
-	// deadline is set exactly while an answer is awaited, and the reader,
-	// which waits on the socket even when idle, never times out on a quiet
-	// pipeline.
-	deadlineMu  sync.Mutex
-	outstanding int // requests written whose answers are not read yet
 
 	// handle, when set (deliverTo, before the first AppendEntries),
 	// receives answered futures instead of doneCh. readResponses reads it
@@ -95,22 +83,13 @@ func (p *netPipeline) AppendEntries(args *AppendEntriesRequest, resp *AppendEntr
 	}
 
 	f := newAppendFuture(args, resp)
-	timeout := p.trans.timeout
-	if timeout > 0 {
+	if timeout := p.trans.timeout; timeout > 0 {
 		_ = p.conn.conn.SetWriteDeadline(time.Now().Add(timeout))
 	}
 	if err := p.conn.enc.writeRequest(rpcAppendEntries, args); err != nil {
 		_ = p.conn.Release()
 		return nil, fmt.Errorf("pipelining to %s: %w", p.conn.target, err)
 	}
-	p.deadlineMu.Lock()
-	p.outstanding++
-	if p.outstanding == 1 && timeout > 0 {
-		_ = p.conn.conn.SetReadDeadline(time.Now().Add(timeout))
-	}
-	p.deadlineMu.Unlock()
-	// The future is queued before its answer can be decoded: the reader
-	// takes it from inflightCh first.
 	select {
 	case p.inflightCh <- f:
 		return f, nil
@@ -120,26 +99,11 @@ func (p *netPipeline) AppendEntries(args *AppendEntriesRequest, resp *AppendEntr
 }
 
 // readResponses answers the futures in the order their requests were sent
-// and hands them to Consumer. It waits on the connection itself, not on
-// inflightCh, so an answer costs it one wake-up (the socket's) rather than
-// two; the future is queued before its answer is decoded, since
-// AppendEntries queues it right after writing the request. Once an answer
-// cannot be read the stream is out of step, so that error answers every
-// later future too.
+// and hands them to Consumer. Once an answer cannot be read the stream is
+// out of step, so that error answers every later future too.
 func (p *netPipeline) readResponses() {
 	var broken error
 	for {
-		if broken == nil {
-			if err := p.conn.dec.awaitData(); err != nil {
-				select {
-				case <-p.shutdownCh:
-					return
-				default:
-				}
-				broken = fmt.Errorf("reading response from %s: %w", p.conn.target, err)
-				_ = p.conn.Release()
-			}
-		}
 		var f *appendFuture
 		select {
 		case f = <-p.inflightCh:
@@ -147,12 +111,14 @@ func (p *netPipeline) readResponses() {
 			return
 		}
 		if broken == nil {
+			if timeout := p.trans.timeout; timeout > 0 {
+				_ = p.conn.conn.SetReadDeadline(time.Now().Add(timeout))
+			}
 			if reusable, err := p.conn.readResponse(f.resp); !reusable {
 				broken = err
 				_ = p.conn.Release()
 			} else {
 				f.respond(err)
-				p.answerRead()
 			}
 		}
 		if broken != nil {
@@ -167,21 +133,6 @@ func (p *netPipeline) readResponses() {
 		case <-p.shutdownCh:
 			return
 		}
-	}
-}
-
-// answerRead counts one answer read: the read deadline moves on for the
-// next outstanding answer, or is cleared when none is outstanding.
-func (p *netPipeline) answerRead() {
-	p.deadlineMu.Lock()
-	defer p.deadlineMu.Unlock()
-	p.outstanding--
-	if timeout := p.trans.timeout; timeout > 0 {
-		var deadline time.Time
-		if p.outstanding > 0 {
-			deadline = time.Now().Add(timeout)
-		}
-		_ = p.conn.conn.SetReadDeadline(deadline)
 	}
 }
 

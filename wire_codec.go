@@ -225,13 +225,6 @@ func newWireDecoder(r *bufio.Reader, limit int64, h *codec.MsgpackHandle) *wireD
 	}
 }
 
-// awaitData blocks until at least one byte of the next value is buffered,
-// or the stream fails (a read deadline included).
-func (d *wireDecoder) awaitData() error {
-	_, err := d.values.r.Peek(1)
-	return err
-}
-
 // decode reads the next value from the stream into out.
 func (d *wireDecoder) decode(out interface{}) error {
 	raw, err := d.values.next()
