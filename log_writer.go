@@ -31,11 +31,8 @@ import (
 //     entries (or any earlier op) completed, so it never acknowledges what
 //     it has not stored. The writer sends the answers the op held when it
 //     took it as soon as the op is durable, without a round through the
-//     run loop (right after reporting the write to it: the goroutine a
-//     goroutine wakes last runs first once it waits, so the answers are
-//     not queued behind the run loop); answers the run loop attached while
-//     the op was in flight (writeOp.lateReplies) go when the run loop
-//     hears of it.
+//     run loop; answers the run loop attached while the op was in flight
+//     (writeOp.lateReplies) go when the run loop hears of it.
 //   - While the writer stores one append, the run loop may hand it the
 //     next one (writeQueue.onDeck), so that consecutive writes follow each
 //     other without a round through the run loop between them. Until the
@@ -112,9 +109,8 @@ type writeOp struct {
 	// whoever claims them first (repliesClaimed) sends them.
 	replies []pendingReply
 	// repliesClaimed is set by the one goroutine that sends replies: the
-	// writer after a successful write (or the run loop, if it hears of the
-	// write before the writer claims them), or the run loop when the op
-	// failed or the node stops.
+	// writer after a successful write, or the run loop when the op failed
+	// or the node stops.
 	repliesClaimed atomic.Bool
 	// lateReplies are answers the run loop attached after the writer took
 	// the op; only the run loop touches them, and sends them when it hears
@@ -347,18 +343,15 @@ func (r *Raft) runLogWriter() {
 				prev, lastWrite = len(op.entries), time.Since(start)
 			}
 			failed = res.err != nil && !op.resync
+			if res.err == nil && !op.resync {
+				// The follower's answers leave now; the run loop hears
+				// of the write after.
+				op.answerDurable()
+			}
 			select {
 			case r.writeDoneCh <- res:
 			case <-r.shutdownCh:
 				return
-			}
-			if res.err == nil && !op.resync {
-				// The follower's answers leave now, unless the run loop
-				// was quicker (claimReplies). Woken last, the goroutine
-				// that writes them runs first once this one waits
-				// again: the scheduler runs the goroutine woken last on
-				// a processor before the ones woken earlier.
-				op.answerDurable()
 			}
 		case <-r.shutdownCh:
 			return

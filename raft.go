@@ -636,7 +636,7 @@ func (r *Raft) onWriteDone(res writeResult) {
 	}
 	op := r.st.writes.completed()
 	r.noteWriteSucceeded(op)
-	op.answerDurable() // unless the writer claimed them first
+	op.answerDurable() // the writer has, unless it is a resync
 	for _, rep := range op.lateReplies {
 		rep.rpc.Respond(rep.resp, nil)
 	}
