@@ -208,10 +208,6 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		return r, nil
 	}
 	r.trans.SetHeartbeatHandler(r.handleHeartbeat)
-	if rc, ok := r.trans.(respondingConsumer); ok {
-		// The node answers every RPC through Respond.
-		rc.answersThroughRespond(r.rpcCh)
-	}
 	r.start()
 	return r, nil
 }

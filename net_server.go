@@ -199,13 +199,8 @@ func (n *NetworkTransport) serveRequest(c *serverConn, q *answerQueue) (*pending
 	// an answer once the request is the oldest (writeAnswers).
 	rpc.answerer = a
 	rpc.RespChan = a.respCh
-	fn := n.heartbeatHandler()
-	fast := heartbeat && fn != nil
-	// A node of this package reading consumeCh answers through Respond
-	// alone, so the writer sleeps on until the answer is delivered. Any
-	// other consumer, or a heartbeat handler, may send on RespChan.
-	q.push(a, fast || !n.respondOnly.Load()) // the slots bound what is queued
-	if fast {
+	q.push(a) // the slots bound what is queued
+	if fn := n.heartbeatHandler(); heartbeat && fn != nil {
 		fn(rpc)
 	} else {
 		select {

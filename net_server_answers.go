@@ -43,10 +43,9 @@ type pendingAnswer struct {
 // (writeAnswers). The node answers a request through RPC.Respond, which
 // calls deliver on its pendingAnswer: the writer is woken when the oldest
 // request has its answer, and when a request arrives only if nothing was
-// pending and the consumer may answer on RespChan instead (code written
-// for the reference; not a node of this package, see respondOnly): the
-// writer then watches the request's RespChan. A request costs the writer
-// at most one wake-up, and answers that are ready together leave together.
+// pending (it then watches the request's RespChan, on which code written
+// for the reference may answer instead). Under load a request costs the
+// writer one wake-up, and answers that are ready together leave together.
 type answerQueue struct {
 	// mu guards pending, closed, idle and every pendingAnswer's resp and
 	// answered: the reader, the writer and whichever node goroutine
@@ -83,19 +82,15 @@ func newAnswerQueue(readAhead int) *answerQueue {
 	}
 }
 
-// push queues a request before it is handed to the node. With watch set
-// (the answer may come on RespChan) it wakes the writer if the writer
-// sleeps with nothing pending (idle): then it must start watching the
-// request's RespChan. Without it the writer is left asleep until deliver
-// signals the answer.
-func (q *answerQueue) push(a *pendingAnswer, watch bool) {
+// push queues a request before it is handed to the node. It wakes the
+// writer only if the writer sleeps with nothing pending (idle): then it
+// must start watching the request's RespChan.
+func (q *answerQueue) push(a *pendingAnswer) {
 	a.q = q
 	q.mu.Lock()
 	q.pending = append(q.pending, a)
-	wake := watch && q.idle
-	if watch {
-		q.idle = false
-	}
+	wake := q.idle
+	q.idle = false
 	q.mu.Unlock()
 	if wake {
 		q.signal()

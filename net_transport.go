@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -206,12 +205,6 @@ type NetworkTransport struct {
 	// up when shutdownCh closes.
 	consumeCh chan RPC
 
-	// respondOnly is set once a node of this package reads consumeCh
-	// itself (answersThroughRespond): every RPC on it is then answered
-	// through Respond, which wakes the connection's answer writer, so the
-	// writer need not also be woken to watch each request's RespChan.
-	respondOnly atomic.Bool
-
 	// heartbeatMu guards heartbeatFn, which SetHeartbeatHandler may change
 	// while connection goroutines read it.
 	heartbeatMu sync.Mutex
@@ -362,15 +355,6 @@ func (n *NetworkTransport) heartbeatHandler() func(RPC) {
 // with Respond.
 func (n *NetworkTransport) Consumer() <-chan RPC {
 	return n.consumeCh
-}
-
-// answersThroughRespond implements respondingConsumer. It takes effect only
-// if ch is this transport's own consumeCh: a wrapper that hands the node
-// another channel may answer on RespChan.
-func (n *NetworkTransport) answersThroughRespond(ch <-chan RPC) {
-	if ch == (<-chan RPC)(n.consumeCh) {
-		n.respondOnly.Store(true)
-	}
 }
 
 // LocalAddr returns the address of the stream layer, as peers should dial

@@ -527,9 +527,6 @@ func TestNetTransport_AnswerSentOnRespChan(t *testing.T) {
 		network := newNetPipeNetwork()
 		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
 		client := newNetTestNode(t, network, "10.0.0.2:1", nil)
-		// A wrapper hands the node a channel of its own: the transport
-		// must keep watching RespChan.
-		server.answersThroughRespond(make(chan RPC))
 		server.serve(func(rpc RPC) {
 			req, ok := rpc.Command.(*AppendEntriesRequest)
 			if !ok || rpc.RespChan == nil {
@@ -564,69 +561,6 @@ func TestNetTransport_AnswerSentOnRespChan(t *testing.T) {
 			}
 		}
 		pipe.Close()
-		client.closeAndWait()
-		server.closeAndWait()
-	})
-}
-
-// A node of this package reads the transport's own Consumer() and answers
-// through Respond alone (answersThroughRespond): a request then does not
-// wake the connection's answer writer, and every answer still leaves, in
-// request order, whether it is given at once or later by another
-// goroutine, on a single request and on a pipeline.
-func TestNetTransport_RespondOnlyConsumer(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		network := newNetPipeNetwork()
-		server := newNetTestNode(t, network, "10.0.0.1:1", nil)
-		client := newNetTestNode(t, network, "10.0.0.2:1", func(c *NetworkTransportConfig) {
-			c.MaxRPCsInFlight = 4 // room for two answers not yet consumed
-		})
-		server.answersThroughRespond(server.Consumer())
-		if !server.respondOnly.Load() {
-			t.Fatal("answersThroughRespond with the transport's own channel did not take effect")
-		}
-		held := make(chan RPC, 8)
-		server.serve(func(rpc RPC) {
-			req := rpc.Command.(*AppendEntriesRequest)
-			if req.PrevLogEntry%2 == 0 {
-				held <- rpc // answered later, by another goroutine
-				return
-			}
-			rpc.Respond(&AppendEntriesResponse{Term: req.Term, LastLog: req.PrevLogEntry, Success: true}, nil)
-		})
-		go func() {
-			for rpc := range held {
-				req := rpc.Command.(*AppendEntriesRequest)
-				rpc.Respond(&AppendEntriesResponse{Term: req.Term, LastLog: req.PrevLogEntry, Success: true}, nil)
-			}
-		}()
-
-		for i := uint64(1); i <= 2; i++ {
-			var resp AppendEntriesResponse
-			if err := client.AppendEntries("s", server.addr, &AppendEntriesRequest{Term: 3, PrevLogEntry: i}, &resp); err != nil || resp.LastLog != i {
-				t.Fatalf("request %d: %+v, %v", i, resp, err)
-			}
-		}
-		pipe, err := client.AppendEntriesPipeline("s", server.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Two requests in flight at a time, the even one answered late.
-		for i := uint64(3); i <= 9; i += 2 {
-			for j := i; j <= i+1; j++ {
-				if _, err := pipe.AppendEntries(&AppendEntriesRequest{Term: 3, PrevLogEntry: j}, new(AppendEntriesResponse)); err != nil {
-					t.Fatalf("pipelined request %d: %v", j, err)
-				}
-			}
-			for j := i; j <= i+1; j++ {
-				f := <-pipe.Consumer()
-				if err := f.Error(); err != nil || f.Response().LastLog != j {
-					t.Fatalf("pipelined answer %d: %+v, %v", j, f.Response(), err)
-				}
-			}
-		}
-		pipe.Close()
-		close(held)
 		client.closeAndWait()
 		server.closeAndWait()
 	})

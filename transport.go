@@ -32,14 +32,6 @@ type rpcAnswerer interface {
 	deliver(RPCResponse)
 }
 
-// respondingConsumer is implemented by a transport that can spare work
-// when every RPC read from its consumer channel is answered through
-// Respond, never by a send on RespChan (net_transport.go). The node calls
-// it with the channel it reads, before it reads the first RPC.
-type respondingConsumer interface {
-	answersThroughRespond(consumer <-chan RPC)
-}
-
 // RPCResponse is the answer to an RPC: a response message, an error, or
 // both.
 type RPCResponse struct {
