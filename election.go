@@ -87,7 +87,7 @@ type voteResult struct {
 // configuration). The second case is a server whose own removal it holds
 // but has not seen committed: its log may be the only one that can win an
 // election, and it must lead long enough to commit the change that
-// removes it (Raft thesis §4.2.2) and then step down
+// removes it and then step down
 // (Raft.onConfigurationCommitted); refusing would leave a cluster whose
 // every configuration has a live quorum without a leader for good
 // (TestMembership_ServerRemovedByAnUncommittedChangeStillCampaigns). It
