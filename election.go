@@ -87,9 +87,9 @@ type voteResult struct {
 // configuration). The second case is a server whose own removal it holds
 // but has not seen committed: its log may be the only one that can win an
 // election, and it must lead long enough to commit the change that
-// removes it and then step down
-// (Raft.onConfigurationCommitted); refusing would leave a cluster whose
-// every configuration has a live quorum without a leader for good
+// removes it and then step down (Raft.onConfigurationCommitted); refusing
+// would leave a cluster whose every configuration has a live quorum
+// without a leader for good
 // (TestMembership_ServerRemovedByAnUncommittedChangeStillCampaigns). It
 // counts only the votes of its latest configuration's voters (voteTally),
 // and servers that no longer hold it refuse it before they look at its
