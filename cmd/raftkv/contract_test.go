@@ -201,9 +201,13 @@ func TestContract_PlainSecretNoLeaderAndExitCodes(t *testing.T) {
 
 	// With one of two voters gone, the other knows no leader: a write is
 	// refused with 503 "no leader known", which the client takes for a
-	// write that certainly was not applied.
+	// write that certainly was not applied. The follower goes: a leader
+	// that closes hands its leadership to the survivor first
+	// (LeadershipTransferOnShutdown), whose election could still be won
+	// after the survivor was seen knowing no leader, while the leader left
+	// alone steps down for want of a quorum and can never win again.
 	survivor, gone := n1, n2
-	if n1.leads() {
+	if n2.leads() {
 		survivor, gone = n2, n1
 	}
 	gone.close()
