@@ -58,20 +58,27 @@ func TestTLS_ClusterFormsAndReplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if n3.leads() {
-		t.Skip("n3 became the leader: no redirect to look at")
-	}
-	// The redirect itself names https.
-	noFollow := *n3.c
-	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err = noFollow.Do(mustRequest(t, "PUT", n3.base+"/kv/c", "3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, "https://") {
-		t.Fatalf("redirect from a follower: %d Location %q", resp.StatusCode, loc)
-	}
+	// The redirect itself names https. It is asked of whichever node
+	// follows at the time (a loaded machine may see an election).
+	eventually(t, "a redirect from a follower", func() error {
+		follower := n3
+		for _, n := range []*node{n1, n2, n3} {
+			if !n.leads() {
+				follower = n
+			}
+		}
+		noFollow := *follower.c
+		noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, err := noFollow.Do(mustRequest(t, "PUT", follower.base+"/kv/c", "3"))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, "https://") {
+			return fmt.Errorf("redirect from %s: %d Location %q", follower.cfg.id, resp.StatusCode, loc)
+		}
+		return nil
+	})
 }
 
 func mustRequest(t *testing.T, method, url, body string) *http.Request {
