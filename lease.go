@@ -35,14 +35,7 @@ func (r *Raft) leaseStamp() uint64 {
 
 // noteAccepted records that the peer accepted, in this term, a request
 // sent at sent (a leaseStamp).
-func (s *replicator) noteAccepted(sent uint64) {
-	for {
-		old := s.leaseSent.Load()
-		if sent <= old || s.leaseSent.CompareAndSwap(old, sent) {
-			return
-		}
-	}
-}
+func (s *replicator) noteAccepted(sent uint64) { raiseTo(&s.leaseSent, sent) }
 
 // pipeSendTimes maps the pipelined requests not yet answered to their
 // send times (leaseStamp). The log goroutine notes each request before it

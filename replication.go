@@ -159,12 +159,7 @@ func (s *replicator) setContact() {
 // configuration, and a server that cannot accept the entry removing it,
 // because its term is higher, is no longer this leader's business.
 func (s *replicator) sawTerm(term uint64) {
-	for {
-		old := s.higherTerm.Load()
-		if term <= old || s.higherTerm.CompareAndSwap(old, term) {
-			break
-		}
-	}
+	raiseTo(&s.higherTerm, term)
 	if s.retireAt.Load() > 0 {
 		s.r.logger.Warn("a removed server answered with a newer term, no longer replicating to it",
 			"peer", s.peer.ID, "term", term)
@@ -437,9 +432,7 @@ func (s *replicator) recordSuccess(req *AppendEntriesRequest) {
 	if last > s.match.Load() {
 		s.match.Store(last)
 	}
-	if told := min(req.LeaderCommitIndex, last); told > s.commitTold.Load() {
-		s.commitTold.Store(told)
-	}
+	raiseTo(&s.commitTold, min(req.LeaderCommitIndex, last))
 	if n := len(req.Entries); n > 0 {
 		m := s.metricNames("appendEntries.logs")
 		metrics.IncrCounterWithLabels(m.labelled, float32(n), s.labels)

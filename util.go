@@ -4,6 +4,7 @@ import (
 	crand "crypto/rand"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,6 +46,17 @@ func backoff(base time.Duration, failures int, limit time.Duration) time.Duratio
 		d *= 2
 	}
 	return min(d, limit)
+}
+
+// raiseTo stores x in v if x is greater than what v holds, so that a
+// value several goroutines publish never goes back.
+func raiseTo(v *atomic.Uint64, x uint64) {
+	for {
+		old := v.Load()
+		if x <= old || v.CompareAndSwap(old, x) {
+			return
+		}
+	}
 }
 
 // notify sends on a channel of capacity one without blocking; a pending

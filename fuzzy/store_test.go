@@ -249,9 +249,9 @@ func (d *disk) latestConfiguration() []raft.Server {
 }
 
 // newestConfigurations returns the servers of up to n configurations on
-// the disk, newest first: its log's configuration entries, and its
-// newest snapshot's configuration when that is older than none of them
-// (a snapshot holds the configuration in force at its index).
+// the disk, newest first by index: its log's configuration entries, and
+// its newest snapshot's configuration (the one in force at the snapshot's
+// index) unless a log entry at the same index holds it.
 func (d *disk) newestConfigurations(n int) [][]raft.Server {
 	d.mu.Lock()
 	defer d.mu.Unlock()
