@@ -223,7 +223,7 @@ func (r *Raft) onFSMDispatched(t *fsmTask) {
 	}
 	r.fsmHeld.Add(t.heldBytes)
 	if t.readsStore() {
-		r.st.fsmStoreReadsTo = max(r.st.fsmStoreReadsTo, t.to)
+		r.st.fsmStoreReads = append(r.storeReads(), indexRange{t.from, t.to})
 	}
 	if r.st.restoring != nil {
 		r.adoptUserRestore()

@@ -700,20 +700,53 @@ func (q *writeQueue) stalledFor(now time.Time) time.Duration {
 }
 
 // queueWrite queues op on the log writer. An op that deletes entries the
-// FSM goroutine may still read from the store (tasks handed out without
-// their entries, up to fsmStoreReadsTo, not yet applied) waits until the
-// FSM has applied them (invariant I8).
+// FSM goroutine may still read from the store (those of a task handed out
+// without its entries, or about to be, that the FSM has not applied) waits
+// until the FSM has applied them (invariant I8).
 func (r *Raft) queueWrite(op *writeOp) {
 	if lo, hi := op.deletes(); hi > 0 {
-		reads := r.st.fsmStoreReadsTo
+		reads := r.storeReads()
 		if t := r.st.pendingFSM; t != nil && t.readsStore() {
-			reads = max(reads, t.to)
+			reads = append(reads[:len(reads):len(reads)], indexRange{t.from, t.to})
 		}
-		if lo <= reads && hi > r.pub.appliedIndex.Load() {
-			op.waitApplied = max(op.waitApplied, min(hi, reads))
-		}
+		op.waitApplied = max(op.waitApplied, readsBefore(reads, lo, hi))
 	}
 	r.st.writes.enqueue(op)
+}
+
+// indexRange is the log indexes from..to, both included.
+type indexRange struct{ from, to uint64 }
+
+func (rg indexRange) String() string { return fmt.Sprintf("%d-%d", rg.from, rg.to) }
+
+// storeReads drops from st.fsmStoreReads the ranges the FSM goroutine has
+// applied, and returns what is left: the entries it may still read from
+// the log store.
+func (r *Raft) storeReads() []indexRange {
+	applied := r.pub.appliedIndex.Load()
+	reads := r.st.fsmStoreReads
+	n := 0
+	for n < len(reads) && reads[n].to <= applied {
+		n++
+	}
+	if n > 0 {
+		reads = append(reads[:0], reads[n:]...)
+		r.st.fsmStoreReads = reads
+	}
+	return reads
+}
+
+// readsBefore returns the applied index a delete of lo..hi must wait for
+// so that the FSM goroutine has read every entry of reads it removes: the
+// last such entry, or 0 when it removes none.
+func readsBefore(reads []indexRange, lo, hi uint64) uint64 {
+	var wait uint64
+	for _, rg := range reads {
+		if rg.from <= hi && rg.to >= lo {
+			wait = max(wait, min(hi, rg.to))
+		}
+	}
+	return wait
 }
 
 // handOffWrite hands the next op to the log writer now if the writer can

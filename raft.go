@@ -48,10 +48,11 @@ type runState struct {
 	dispatched uint64
 	pendingFSM *fsmTask
 	fsmQueue   []*fsmTask
-	// fsmStoreReadsTo is the highest index of a task handed to the FSM
-	// goroutine that reads its entries from the log store; a delete
-	// reaching below it waits until the FSM has applied it.
-	fsmStoreReadsTo uint64
+	// fsmStoreReads are the index ranges of the tasks handed to the FSM
+	// goroutine that read their entries from the log store, in dispatch
+	// order, kept until the FSM has applied them (storeReads); a delete
+	// reaching into one waits until the FSM has applied what it reads.
+	fsmStoreReads []indexRange
 	// futures are the futures of entries this node appended as leader, in
 	// index order, until the FSM goroutine takes them or they fail.
 	futures []*logFuture

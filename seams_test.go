@@ -805,3 +805,55 @@ func TestSeams_ShutdownDuringRestoreAnswersErrRaftShutdown(t *testing.T) {
 		}
 	})
 }
+
+// Invariant I8 counts exactly the entries the FSM goroutine may still read
+// from the store. A fuzzy soak (seed 3419492058557150769) reported a break
+// on a follower that was none: tasks reading entries from the store had
+// been applied, a snapshot's restore was on its way to the FSM with the
+// compaction behind it queued, and a task reading only the entry after the
+// snapshot made the check take everything between the applied index and
+// that entry as still to be read.
+func TestSeams_StoreReadsCountOnlyTheEntriesTasksRead(t *testing.T) {
+	store := NewInmemStore()
+	_, trans := NewInmemTransport("a0")
+	conf := testConfig(t, "n0")
+	r := newNode(conf, &testFSM{}, store, store, NewInmemSnapshotStore(), trans)
+	r.st.log.reset(40, 2)
+	r.st.writes.durable = 40
+	r.st.commitIndex = 40
+	r.pub.appliedIndex.Store(9)
+
+	// Entries 10-12 are read from the store; 13-20 were handed over with
+	// their entries; the snapshot at 30 is restored after them.
+	r.st.dispatched = 9
+	r.onFSMDispatched(&fsmTask{from: 10, to: 12})
+	r.onFSMDispatched(&fsmTask{from: 13, to: 20, entries: make([]*Log, 8)})
+	r.setLastSnapshot(30, 2)
+	r.onFSMDispatched(&fsmTask{restoreID: "snap", from: 30, to: 30})
+	compaction := newCompaction(27)
+	r.st.compactedTo = 27
+	r.queueWrite(compaction)
+	if compaction.waitApplied != 12 {
+		t.Fatalf("the compaction waits for applied %d, want 12 (the last entry read from the store)", compaction.waitApplied)
+	}
+	r.onFSMDispatched(&fsmTask{from: 31, to: 31})
+	if err := r.checkInvariants(); err != nil {
+		t.Fatalf("after a store read past the snapshot: %v", err)
+	}
+
+	// Once 10-12 are applied the compaction need not wait, and a delete
+	// that reaches a range still to be read must.
+	r.pub.appliedIndex.Store(20)
+	if got := readsBefore(r.storeReads(), 1, 27); got != 0 {
+		t.Fatalf("a delete up to 27 waits for %d with only 31 left to read, want 0", got)
+	}
+	suffix := &writeOp{deleteFrom: 31, deleteTo: 40}
+	r.queueWrite(suffix)
+	if suffix.waitApplied != 31 {
+		t.Fatalf("a delete of 31-40 waits for applied %d, want 31", suffix.waitApplied)
+	}
+	suffix.waitApplied = 0
+	if err := r.checkInvariants(); err == nil || !bytes.Contains([]byte(err.Error()), []byte("I8:")) {
+		t.Fatalf("a delete of an entry still to be read from the store is not reported: %v", err)
+	}
+}

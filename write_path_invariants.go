@@ -22,7 +22,7 @@ import (
 // The fields: st.log (memLog, the appended view), st.writes (queued and
 // in-flight ops, the compaction with the compactor; durable, floor,
 // broken, compacted), st.dispatched,
-// st.pendingFSM, st.fsmQueue, st.fsmStoreReadsTo, st.commitIndex,
+// st.pendingFSM, st.fsmQueue, st.fsmStoreReads, st.commitIndex,
 // st.lastSnapshotIndex/Term, st.compactedTo, st.futures, st.reads,
 // st.restoring, st.unconfirmedSnapshot, st.heldRestore, st.role, st.lead,
 // st.candidate.
@@ -45,9 +45,10 @@ import (
 //	I7  FSM order: dispatched <= max(min(commitIndex, durable),
 //	    lastSnapshotIndex); a pending entry task past dispatched starts at
 //	    dispatched+1.
-//	I8  store reads: a queued op that deletes an index the FSM goroutine
-//	    may still read from the store (up to fsmStoreReadsTo, past the
-//	    applied index) waits (waitApplied) until the FSM has passed it.
+//	I8  store reads: an op that deletes an index the FSM goroutine may
+//	    still read from the store (in a range of fsmStoreReads, past the
+//	    applied index) waits (waitApplied) until the FSM has passed it;
+//	    one the writer or compactor has taken waited for it.
 //	I9  futures: in increasing index order, every one past dispatched (so
 //	    an entry task will answer it); off the leader, every one at or
 //	    below commitIndex (stopLeading answered the rest).
@@ -163,15 +164,13 @@ func (r *Raft) checkInvariants() error {
 	}
 	// I8
 	applied := r.pub.appliedIndex.Load()
-	if reads := st.fsmStoreReadsTo; reads > applied {
-		for _, op := range w.queued {
-			lo, hi := op.deletes()
-			if hi == 0 || lo > reads || hi <= applied {
-				continue
-			}
-			if op.waitApplied < min(hi, reads) {
-				fail("I8: op deleting %d-%d does not wait for the FSM to read up to %d (applied %d)", lo, hi, reads, applied)
-			}
+	for _, op := range w.all() {
+		lo, hi := op.deletes()
+		if hi == 0 {
+			continue
+		}
+		if need := readsBefore(st.fsmStoreReads, lo, hi); need > applied && op.waitApplied < need {
+			fail("I8: op deleting %d-%d does not wait for the FSM to read up to %d (applied %d, store reads %v)", lo, hi, need, applied, st.fsmStoreReads)
 		}
 	}
 	// I9
@@ -237,8 +236,8 @@ func (r *Raft) checkInvariants() error {
 func (r *Raft) describeWritePath() string {
 	st := &r.st
 	var b strings.Builder
-	fmt.Fprintf(&b, "  role=%v term=%d commit=%d dispatched=%d applied=%d fsmStoreReadsTo=%d\n",
-		st.role, st.currentTerm, st.commitIndex, st.dispatched, r.pub.appliedIndex.Load(), st.fsmStoreReadsTo)
+	fmt.Fprintf(&b, "  role=%v term=%d commit=%d dispatched=%d applied=%d fsmStoreReads=%v\n",
+		st.role, st.currentTerm, st.commitIndex, st.dispatched, r.pub.appliedIndex.Load(), st.fsmStoreReads)
 	fmt.Fprintf(&b, "  log: last=(%d, %d) held=%d first-held=%d\n", st.log.lastIndex, st.log.lastTerm, st.log.held(), st.log.firstHeld())
 	fmt.Fprintf(&b, "  snapshot=(%d, %d) compactedTo=%d\n", st.lastSnapshotIndex, st.lastSnapshotTerm, st.compactedTo)
 	w := &st.writes
