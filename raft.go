@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/hashicorp/go-metrics"
@@ -218,11 +219,24 @@ func (r *Raft) serveOne() bool {
 		restoreCh, fsmProgressCh = nil, r.fsmProgressCh
 	}
 
-	// The hot arms first, each tried alone (hot_arms.go); the full select
+	// The hot arms first, each tried alone, then once more after letting
+	// the goroutines this step woke run (hot_arms.go); the full select
 	// below serves everything else, and every hotArmStreak steps it runs
 	// even when a hot arm is ready, so that no arm waits behind them.
 	if r.st.hotStreak < hotArmStreak {
-		if r.serveHotArm(writeCh, nextWrite, writePos, fsmCh, nextFSM, progressCh, applyCh) {
+		if r.serveHotArm(writeCh, nextWrite, writePos, fsmCh, nextFSM, progressCh, applyCh, false) {
+			r.st.hotStreak++
+			return true
+		}
+		// The yield counts as idle time, like the wait.
+		r.st.load.waiting()
+		runtime.Gosched()
+		select {
+		case <-r.shutdownCh:
+			return false
+		default:
+		}
+		if r.serveHotArm(writeCh, nextWrite, writePos, fsmCh, nextFSM, progressCh, applyCh, true) {
 			r.st.hotStreak++
 			return true
 		}
