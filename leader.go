@@ -2,7 +2,6 @@ package raft
 
 import (
 	"fmt"
-	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -282,32 +281,17 @@ func (r *Raft) onApply(first *logFuture) {
 	batch := []*logFuture{first}
 	pending := entryMemoryBytes(&first.log)
 	maxBatch := r.config().MaxAppendEntries
-	batch, pending = r.drainApplies(batch, pending, maxBatch)
-	if len(batch) > 1 && len(batch) < maxBatch {
-		// More than one caller was waiting, so more are likely on their
-		// way: the clients answered by the last FSM task run while the
-		// loop yields, and their entries join this batch rather than the
-		// next. One caller alone does not wait for the yield.
-		runtime.Gosched()
-		batch, _ = r.drainApplies(batch, pending, maxBatch)
-	}
-	r.appendAsLeader(batch)
-}
-
-// drainApplies adds to batch the Apply requests waiting in applyCh, up to
-// maxBatch entries and the leader's memory bound, and returns the batch
-// and the bytes it holds.
-func (r *Raft) drainApplies(batch []*logFuture, pending int64, maxBatch int) ([]*logFuture, int64) {
+drain:
 	for len(batch) < maxBatch && !r.leaderFull(pending) {
 		select {
 		case f := <-r.applyCh:
 			batch = append(batch, f)
 			pending += entryMemoryBytes(&f.log)
 		default:
-			return batch, pending
+			break drain
 		}
 	}
-	return batch, pending
+	r.appendAsLeader(batch)
 }
 
 // leaderRefusal returns why a request that needs the leader is refused, or
