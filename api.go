@@ -605,7 +605,6 @@ func (r *Raft) waitStopped() {
 	r.routines.waitSettled()
 	r.stopOnce.Do(func() {
 		answerUnrestoredInstalls(r.fsmCh)
-		r.intake.stop()
 		if closer, ok := r.trans.(WithClose); ok {
 			if err := closer.Close(); err != nil {
 				r.logger.Warn("failed to close transport", "error", err)

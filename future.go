@@ -195,8 +195,7 @@ type readIndexFuture struct {
 	calls int
 	// shared is set, before the future is handed out, on a future that
 	// ReadIndex calls share (read_intake.go): its Error waits for the
-	// answer alone, and the intake answers it if the node stops first
-	// (readIntake.stop).
+	// answer alone, and answerOnStop answers it if the node stops first.
 	shared bool
 }
 
@@ -204,13 +203,25 @@ type readIndexFuture struct {
 func (f *readIndexFuture) callers() int { return max(f.calls, 1) }
 
 // Error waits for the answer. The callers of a shared future wait for the
-// answer only: the intake gives it one if the node stops first.
+// answer only: answerOnStop gives it one if the node stops first.
 func (f *readIndexFuture) Error() error {
 	if !f.shared {
 		return f.deferError.Error()
 	}
 	<-f.doneCh
 	return f.err
+}
+
+// answerOnStop answers a shared future ErrRaftShutdown if the node stops
+// without answering it, as deferError.Error does for the futures that
+// wait for the stop themselves. It returns once the future is answered.
+func (f *readIndexFuture) answerOnStop() {
+	select {
+	case <-f.doneCh:
+	case <-f.stoppedCh:
+		// respond keeps an answer that raced with the stop.
+		f.respond(ErrRaftShutdown)
+	}
 }
 
 func (f *readIndexFuture) Index() uint64 { return f.index }

@@ -50,13 +50,10 @@ const maxIntakeReads = 4 * maxReadBatch
 // A call then costs no future, no channel and no answer of its own: the
 // run loop answers the shared future once, and its callers wake together.
 // They wait on its answer alone, not also on the node's stop as other
-// futures do (deferError.Error), which halves the cost of each wait. The
-// intake keeps the shared futures it handed out that may still be
-// unanswered (live), and once the node's goroutines have stopped it
-// answers them ErrRaftShutdown (stop, called by waitStopped in api.go);
-// a call that joins after that is answered so at once. No goroutine waits
-// for the stop per future, which would cost a goroutine start and one
-// more wake-up per verification round.
+// futures do (deferError.Error), which halves the cost of each wait: one
+// goroutine per shared future waits for the stop instead, and answers the
+// future ErrRaftShutdown if the node stopped without answering it
+// (answerOnStop).
 //
 // The rule that no call is forgotten: collecting is set only by the run
 // loop, only while it will come back (a pending round, or a linger whose
@@ -96,15 +93,6 @@ type readIntake struct {
 	lingerTimer *time.Timer
 	// spare is the run loop's: the slice the next batch goes into.
 	spare []*readIndexFuture
-	// live are the shared futures handed out that may not be answered
-	// yet, oldest first; stop answers them. Answered ones are dropped
-	// when a new future is made (pruneLive). pruneAt is the length at
-	// which pruneLive looks past the oldest unanswered one. Under mu.
-	live    []*readIndexFuture
-	pruneAt int
-	// stopped is set by stop: every call is answered ErrRaftShutdown at
-	// once. Under mu.
-	stopped bool
 }
 
 func newReadIntake() *readIntake {
@@ -116,19 +104,11 @@ func newReadIntake() *readIntake {
 // for a new future.
 func (in *readIntake) join(stoppedCh <-chan struct{}) *readIndexFuture {
 	in.mu.Lock()
-	if in.stopped {
-		in.mu.Unlock()
-		f := &readIndexFuture{shared: true}
-		f.init(stoppedCh)
-		f.respond(ErrRaftShutdown)
-		return f
-	}
 	f := in.open
 	if f == nil {
 		f = &readIndexFuture{shared: true}
 		f.init(stoppedCh)
-		in.pruneLive()
-		in.live = append(in.live, f)
+		go f.answerOnStop()
 		in.open = f
 		in.pending = append(in.pending, f)
 	}
@@ -143,53 +123,6 @@ func (in *readIntake) join(stoppedCh <-chan struct{}) *readIndexFuture {
 		notify(in.wakeCh)
 	}
 	return f
-}
-
-// pruneLive drops the answered futures from live: those before the
-// oldest unanswered one (they are answered mostly in order), and all of
-// them once live has grown to pruneAt, so a future that waits long keeps
-// the cost bounded. Under mu.
-func (in *readIntake) pruneLive() {
-	i := 0
-	for i < len(in.live) && in.live[i].answered() {
-		i++
-	}
-	if i > 0 {
-		n := copy(in.live, in.live[i:])
-		clear(in.live[n:])
-		in.live = in.live[:n]
-	}
-	if len(in.live) < in.pruneAt {
-		return
-	}
-	kept := in.live[:0]
-	for _, f := range in.live {
-		if !f.answered() {
-			kept = append(kept, f)
-		}
-	}
-	clear(in.live[len(kept):])
-	in.live = kept
-	in.pruneAt = 2*len(kept) + minPruneAt
-}
-
-// minPruneAt is the smallest length of live at which pruneLive looks at
-// every future in it.
-const minPruneAt = 16
-
-// stop answers ErrRaftShutdown to every shared future still unanswered,
-// and to every call made from now on. Called once every goroutine of the
-// node that might answer a read has stopped (waitStopped, api.go); respond
-// keeps an answer that came first.
-func (in *readIntake) stop() {
-	in.mu.Lock()
-	in.stopped = true
-	live := in.live
-	in.live = nil
-	in.mu.Unlock()
-	for _, f := range live {
-		f.respond(ErrRaftShutdown)
-	}
 }
 
 // take returns the waiting calls, which the caller owns until it hands the

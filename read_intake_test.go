@@ -268,7 +268,7 @@ func TestReadIntake_FollowerLingersForTheAnsweredReaders(t *testing.T) {
 // Calls that wait in the intake together share one future, and a shared
 // future whose node shuts down before taking it still answers: its
 // callers wait on the answer alone (readIndexFuture.Error), so
-// the intake must give it one (readIntake.stop).
+// answerOnStop must give it one.
 func TestReadIntake_SharedFutureAnswersOnShutdown(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := newTestCluster(t, 3, clusterOpts{})
@@ -311,48 +311,4 @@ func TestReadIntake_SharedFutureAnswersOnShutdown(t *testing.T) {
 			t.Fatal("the shared future was not answered a minute after the shutdown")
 		}
 	})
-}
-
-// The intake answers, once stopped, the shared futures it handed out that
-// nothing answered, keeps the answer of those answered before, answers a
-// call made after the stop at once, and drops answered futures from what
-// it keeps (pruneLive).
-func TestReadIntake_StopAnswersLiveFutures(t *testing.T) {
-	in := newReadIntake()
-	stoppedCh := make(chan struct{})
-	var futures []*readIndexFuture
-	for range 3 * minPruneAt {
-		f := in.join(stoppedCh)
-		futures = append(futures, f)
-		in.giveBack(in.take())
-	}
-	// Answer all but the newest in a shuffled order: a future whose
-	// read waits for the FSM may be answered after a newer one.
-	for i := len(futures) - 2; i >= 0; i -= 2 {
-		futures[i].respond(nil)
-	}
-	for i := 1; i < len(futures)-1; i += 2 {
-		futures[i].respond(nil)
-	}
-	last := in.join(stoppedCh)
-	in.mu.Lock()
-	kept := len(in.live)
-	in.mu.Unlock()
-	if kept > 2 {
-		t.Fatalf("the intake keeps %d futures with two unanswered", kept)
-	}
-	in.stop()
-	for i, f := range futures[:len(futures)-1] {
-		if err := f.Error(); err != nil {
-			t.Fatalf("future %d answered before the stop now answers %v", i, err)
-		}
-	}
-	for _, f := range []*readIndexFuture{futures[len(futures)-1], last} {
-		if err := f.Error(); !errors.Is(err, ErrRaftShutdown) {
-			t.Fatalf("an unanswered future answered %v after the stop, want ErrRaftShutdown", err)
-		}
-	}
-	if err := in.join(stoppedCh).Error(); !errors.Is(err, ErrRaftShutdown) {
-		t.Fatalf("a call after the stop answered %v, want ErrRaftShutdown", err)
-	}
 }
