@@ -64,11 +64,8 @@ type Raft struct {
 	intake *readIntake
 
 	// heartbeatCh carries heartbeats from the transport's fast path; the
-	// run loop serves it before anything else. Plain heartbeats from the
-	// leader this node follows are answered without it, through hbView
-	// (follower_heartbeat.go).
+	// run loop serves it before anything else.
 	heartbeatCh chan RPC
-	hbView      heartbeatView
 	// rpcCh is the transport's Consumer channel, asked for once here: a
 	// transport may hand out a new channel on every call (a wrapper that
 	// forwards through a goroutine does), and then only the first one is

@@ -320,7 +320,6 @@ func (r *Raft) serveOne() bool {
 // exitRunLoop answers everything the run loop still holds when the node
 // shuts down.
 func (r *Raft) exitRunLoop() {
-	r.closeHeartbeatView()
 	if ur := r.st.restoring; ur != nil {
 		// Answered here, before stopLeading would take it for a lost
 		// leadership.
@@ -398,15 +397,10 @@ func (r *Raft) resetTimer(d time.Duration) {
 // a whole heartbeat timeout and this node may campaign.
 func (r *Raft) onHeartbeatTimeout() {
 	timeout := r.config().HeartbeatTimeout
-	timedOut, contact := r.heartbeatTimedOut(timeout)
-	if !timedOut {
-		// The leader was heard from (maybe only off the loop, where
-		// heartbeats do not touch the timer): wait as long after that
-		// contact as if it had reset the timer.
-		r.resetTimer(randomDuration(timeout) - r.clock.since(contact))
+	r.resetTimer(randomDuration(timeout))
+	if r.clock.now().Sub(r.st.lastContact) < timeout {
 		return
 	}
-	r.resetTimer(randomDuration(timeout))
 	lastLeader := r.st.leader
 	r.setLeader(leaderInfo{})
 	if !r.mayCampaign() {
@@ -437,8 +431,6 @@ func (r *Raft) setTerm(term uint64) error {
 	if term <= r.st.currentTerm {
 		return nil
 	}
-	// No heartbeat of the old term is acknowledged from here on.
-	r.closeHeartbeatView()
 	if err := r.stable.SetUint64(keyCurrentTerm, term); err != nil {
 		err = fmt.Errorf("persisting current term %d: %w", term, err)
 		r.fatal(err)
@@ -509,9 +501,6 @@ func (r *Raft) setLeader(l leaderInfo) {
 	if r.st.leader == l {
 		return
 	}
-	// Heartbeats go through the run loop until it serves one from the new
-	// leader (follower_heartbeat.go).
-	r.closeHeartbeatView()
 	r.st.leader = l
 	// A copy, so that l itself does not escape: this runs on every
 	// AppendEntries and most calls return above.

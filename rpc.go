@@ -38,17 +38,12 @@ func (r *Raft) checkRPCHeader(rpc RPC) error {
 }
 
 // handleHeartbeat is the transport's fast path for heartbeats. It runs on
-// the transport's goroutine: it answers a plain heartbeat from the leader
-// this follower follows itself (follower_heartbeat.go) and hands any other
-// to the run loop, which serves heartbeats before anything else.
+// the transport's goroutine and hands the heartbeat to the run loop, which
+// serves heartbeats before anything else.
 func (r *Raft) handleHeartbeat(rpc RPC) {
-	a, ok := rpc.Command.(*AppendEntriesRequest)
-	if !ok {
+	if _, ok := rpc.Command.(*AppendEntriesRequest); !ok {
 		r.logger.Error("expected a heartbeat", "command", hclog.Fmt("%T", rpc.Command))
 		rpc.Respond(nil, errors.New(errUnexpectedCommand))
-		return
-	}
-	if r.answerHeartbeat(rpc, a) {
 		return
 	}
 	select {
@@ -124,7 +119,6 @@ func (r *Raft) appendEntries(rpc RPC, a *AppendEntriesRequest) {
 	if r.st.role == Follower {
 		r.resetTimer(randomDuration(r.config().HeartbeatTimeout))
 	}
-	r.openHeartbeatView(a)
 
 	if isHeartbeat(a) {
 		resp.Success = true

@@ -25,7 +25,7 @@ import (
 // st.pendingFSM, st.fsmQueue, st.fsmStoreReads, st.commitIndex,
 // st.lastSnapshotIndex/Term, st.compactedTo, st.futures, st.reads,
 // st.restoring, st.unconfirmedSnapshot, st.heldRestore, st.role, st.lead,
-// st.candidate, and the run loop's side of r.hbView.
+// st.candidate.
 //
 //	I1  role: lead is set exactly on a leader; candidate only on a
 //	    candidate (one whose pre-vote round failed waits without it).
@@ -64,13 +64,6 @@ import (
 //	    (heldRestore) is that of the unconfirmed snapshot, dispatched is
 //	    its index, the FSM has applied less, and no entry task is built
 //	    behind it.
-//	I14 heartbeat view (follower_heartbeat.go): while the transport's
-//	    goroutines may answer heartbeats off the run loop (hbView open),
-//	    the node is a follower, not transferring, in the view's term, and
-//	    follows the leader the view names. The run loop owns the view's
-//	    term and leader and changes them, and every term, role and leader
-//	    of its own, only after closing it under its lock; the transport's
-//	    goroutines own only the contact time they record there.
 //
 // The resets. Each kind re-establishes every invariant in one function:
 //
@@ -230,14 +223,6 @@ func (r *Raft) checkInvariants() error {
 		}
 		if p := st.pendingFSM; p != nil && p.restoreID == "" && p.from > t.to {
 			fail("I13: entry task %d-%d built behind the held restore at %d", p.from, p.to, t.to)
-		}
-	}
-	// I14
-	if v := &r.hbView; v.open {
-		if st.role != Follower || st.transferring || st.leader.addr == "" ||
-			v.term != st.currentTerm || v.leaderID != string(st.leader.id) {
-			fail("I14: heartbeat view open for term %d, leader %q, on a %v (transferring %v) in term %d following %q",
-				v.term, v.leaderID, st.role, st.transferring, st.currentTerm, st.leader.id)
 		}
 	}
 	if len(bad) == 0 {
