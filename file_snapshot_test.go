@@ -804,6 +804,115 @@ func FuzzSnapshotMeta(f *testing.F) {
 	})
 }
 
+// FuzzSnapshotState opens a store directory holding two finished
+// snapshots whose newer one's state.bin was replaced by arbitrary bytes, as
+// a node restarting on a damaged disk would. Unless the bytes are the ones
+// written, the newer snapshot must be refused by List, Open, openWritten
+// and openToSend alike (the last one before the final bytes leave it), the
+// older one must stay usable, and whatever opens must read back exactly
+// what was written.
+func FuzzSnapshotState(f *testing.F) {
+	written := snapPatternBytes(300)
+	template := f.TempDir()
+	store, err := NewFileSnapshotStoreWithLogger(template, 2, hclog.NewNullLogger())
+	if err != nil {
+		f.Fatal(err)
+	}
+	var ids []string
+	for _, s := range []struct {
+		index, term uint64
+		data        []byte
+	}{{5, 1, []byte("older")}, {10, 2, written}} {
+		sink, err := store.Create(1, s.index, s.term, snapTestConfiguration, 3, nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if _, err := sink.Write(s.data); err != nil {
+			f.Fatal(err)
+		}
+		if err := sink.Close(); err != nil {
+			f.Fatal(err)
+		}
+		ids = append(ids, sink.ID())
+	}
+	older, newer := ids[0], ids[1]
+	flipped := slices.Clone(written)
+	flipped[len(flipped)-1] ^= 1
+	for _, seed := range [][]byte{written, flipped, written[:299], append(slices.Clone(written), 0), nil} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, state []byte) {
+		base := t.TempDir()
+		copySnapshotFixture(t, template, base)
+		if err := os.WriteFile(filepath.Join(base, snapshotsDirName, newer, snapshotStateFile), state, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// A store opened on the directory: nothing verified yet.
+		store, err := NewFileSnapshotStoreWithLogger(base, 2, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		intact := bytes.Equal(state, written)
+		wantIDs := []string{older}
+		if intact {
+			wantIDs = []string{newer, older}
+		}
+		if got := listedIDs(t, store); !slices.Equal(got, wantIDs) {
+			t.Fatalf("List = %v, want %v", got, wantIDs)
+		}
+		checkRefusal := func(how string, err error) {
+			t.Helper()
+			if !strings.HasPrefix(err.Error(), "opening snapshot "+newer+": ") {
+				t.Fatalf("%s: the error does not name the snapshot: %v", how, err)
+			}
+			if len(state) == len(written) && !errors.Is(err, errCRCMismatch) {
+				t.Fatalf("%s: same size, other bytes: %v, want a CRC mismatch", how, err)
+			}
+		}
+		for how, open := range map[string]func(string) (*SnapshotMeta, io.ReadCloser, error){
+			"Open": store.Open, "openWritten": store.openWritten,
+		} {
+			meta, rc, err := open(newer)
+			if err != nil {
+				if intact {
+					t.Fatalf("%s refused the intact snapshot: %v", how, err)
+				}
+				checkRefusal(how, err)
+				continue
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if !intact || err != nil || !bytes.Equal(got, written) || meta.Size != int64(len(written)) {
+				t.Fatalf("%s of a state.bin of %d bytes (intact %v) read %d bytes, %v", how, len(state), intact, len(got), err)
+			}
+		}
+		meta, rc, err := store.openToSend(newer)
+		if err != nil {
+			if intact {
+				t.Fatalf("openToSend refused the intact snapshot: %v", err)
+			}
+			checkRefusal("openToSend", err)
+		} else {
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			switch {
+			case meta.Size != int64(len(written)):
+				t.Fatalf("openToSend: meta size %d", meta.Size)
+			case intact && (err != nil || !bytes.Equal(got, written)):
+				t.Fatalf("openToSend of the intact snapshot read %d bytes, %v", len(got), err)
+			case !intact && (!errors.Is(err, errCRCMismatch) || len(got) >= len(written)):
+				t.Fatalf("openToSend of a damaged state.bin read %d of %d bytes, %v; want a CRC mismatch short of the end",
+					len(got), len(written), err)
+			}
+		}
+		_, rc, err = store.Open(older)
+		if err != nil {
+			t.Fatalf("the older snapshot no longer opens: %v", err)
+		}
+		rc.Close()
+	})
+}
+
 // A snapshot larger than several writeback chunks, written in pieces that
 // straddle the buffer and chunk boundaries, reads back whole with a
 // matching CRC.

@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -123,4 +124,58 @@ func checkPeersResult(t *testing.T, path string, got Configuration, err error, w
 	case err.Error() != wantErr:
 		t.Fatalf("error %q; want %q", err, wantErr)
 	}
+}
+
+// FuzzReadPeersJSON reads arbitrary bytes as a peers.json in both formats.
+// Neither reader may panic; what one accepts must be a usable
+// configuration, and for ReadConfigJSON, writing it back in the same
+// format and reading that again must give the same configuration.
+func FuzzReadPeersJSON(f *testing.F) {
+	for _, seed := range []string{
+		`["127.0.0.1:8300", "127.0.0.2:8300"]`,
+		`[{"id":"n1","address":"127.0.0.1:8300"},{"id":"n2","address":"127.0.0.2:8300","non_voter":true}]`,
+		`[{"id":"n1","address":"a:1","non_voter":true}]`, `[{"id":"n1","address":"a:1","extra":[1,{}]}]`,
+		`["a:1","a:1"]`, `[""]`, `null`, `[]`, "[\n  \"a:1\",\n  oops\n]", `["a:1"] x`, `["a:1"`,
+	} {
+		f.Add([]byte(seed))
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "peers.json")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ReadPeersJSON(path); err == nil {
+			if err := checkConfiguration(got); err != nil {
+				t.Fatalf("ReadPeersJSON accepted an unusable configuration: %v", err)
+			}
+			for _, s := range got.Servers {
+				if s.Suffrage != Voter || string(s.ID) != string(s.Address) {
+					t.Fatalf("ReadPeersJSON made %+v, want a voter named by its address", s)
+				}
+			}
+		}
+		got, err := ReadConfigJSON(path)
+		if err != nil {
+			return
+		}
+		if err := checkConfiguration(got); err != nil {
+			t.Fatalf("ReadConfigJSON accepted an unusable configuration: %v", err)
+		}
+		var out []peersJSONServer
+		for _, s := range got.Servers {
+			out = append(out, peersJSONServer{ID: s.ID, Address: s.Address, NonVoter: s.Suffrage != Voter})
+		}
+		b, err := json.Marshal(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		again, err := ReadConfigJSON(path)
+		if err != nil || !reflect.DeepEqual(again, got) {
+			t.Fatalf("reading back %s: %+v, %v; want %+v", b, again, err, got)
+		}
+	})
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,7 +97,9 @@ func FuzzDecodeReadIndexRequest(f *testing.F) {
 }
 
 // FuzzDecodeResponse feeds the client's response reader: the first byte
-// picks the RPC type, the rest is what the server sent.
+// picks the RPC type, the rest is what the server sent. A failure names
+// the peer; every response read, with or without an error text, must
+// encode and read again to the same frame.
 func FuzzDecodeResponse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) == 0 {
@@ -108,14 +111,43 @@ func FuzzDecodeResponse(f *testing.F) {
 			dec:    newWireDecoder(bufio.NewReader(bytes.NewReader(data[1:])), wireFuzzLimit, newWireDecodeHandle()),
 		}
 		for {
-			if _, err := c.readResponse(typ.newResponse()); err != nil {
-				var remote remoteError
-				if !errors.As(err, &remote) {
-					return
-				}
+			resp := typ.newResponse()
+			errText, ok := fuzzReadResponse(t, c, resp)
+			if !ok {
+				return
+			}
+			first := encodeResponseFrame(t, errText, resp, false)
+			again := &netConn{
+				target: "fuzz",
+				dec:    newWireDecoder(bufio.NewReader(bytes.NewReader(first)), wireFuzzLimit, newWireDecodeHandle()),
+			}
+			resp2 := typ.newResponse()
+			errText2, ok := fuzzReadResponse(t, again, resp2)
+			if !ok || errText2 != errText {
+				t.Fatalf("reading a re-encoded %s response: error text %q, want %q (ok %v)", typ, errText2, errText, ok)
+			}
+			if second := encodeResponseFrame(t, errText2, resp2, false); !bytes.Equal(first, second) {
+				t.Fatalf("re-encoding a %s response is not stable:\n%x\n%x", typ, first, second)
 			}
 		}
 	})
+}
+
+// fuzzReadResponse reads one response from c into resp and returns the
+// peer's error text, and false when the frame could not be read.
+func fuzzReadResponse(t *testing.T, c *netConn, resp interface{}) (string, bool) {
+	_, err := c.readResponse(resp)
+	if err == nil {
+		return "", true
+	}
+	var remote remoteError
+	if errors.As(err, &remote) {
+		return string(remote), true
+	}
+	if !strings.Contains(err.Error(), " from "+string(c.target)+": ") {
+		t.Fatalf("the error does not name the peer: %v", err)
+	}
+	return "", false
 }
 
 // netBytesConn is a net.Conn that reads from a byte slice and discards what

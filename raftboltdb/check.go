@@ -81,6 +81,17 @@ func checkFile(path string, readOnly bool, lock func(*os.File) error) (*fileStat
 	return c.run()
 }
 
+// CheckFile runs New's open-time check on the bolt file at path, for code
+// that opens bolt files of its own (the WAL's wal-meta.db, wal/metadb): an
+// error wrapping ErrCorrupt means bbolt could crash, loop or read out of
+// bounds on the file, so it must not be used. A missing or empty file
+// passes. It takes no lock: the caller holds bbolt's lock on the file, or
+// knows that no process writes it.
+func CheckFile(path string) error {
+	_, err := checkFile(path, false, nil)
+	return err
+}
+
 // checker holds the state of one checkFile call.
 type checker struct {
 	f        *os.File

@@ -54,9 +54,20 @@ func useStore(t *testing.T, path string, readOnly bool) {
 	last, _ := s.LastIndex()
 	var l raft.Log
 	for i := first; i <= last && i < first+50; i++ {
-		s.GetLog(i, &l)
+		err := s.GetLog(i, &l)
+		switch {
+		case err == nil && l.Index != i:
+			t.Fatalf("GetLog(%d) returned entry %d", i, l.Index)
+		case err != nil && err != raft.ErrLogNotFound && !errors.Is(err, ErrCorrupt):
+			t.Fatalf("GetLog(%d): %v, want raft.ErrLogNotFound or an error wrapping ErrCorrupt", i, err)
+		}
 	}
-	s.Get([]byte("CurrentTerm"))
+	for _, key := range []string{"CurrentTerm", "LastVoteCand", "absent"} {
+		_, err := s.Get([]byte(key))
+		if err != nil && err != ErrKeyNotFound && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Get(%s): %v, want ErrKeyNotFound or an error wrapping ErrCorrupt", key, err)
+		}
+	}
 	s.GetUint64([]byte("CurrentTerm"))
 	if readOnly {
 		return

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"testing"
 
@@ -92,4 +94,90 @@ func TestFSM_OldLogEntriesApply(t *testing.T) {
 	if len(f.data) != 1 || f.data["a"] != "1" {
 		t.Fatalf("state %v", f.data)
 	}
+}
+
+// FuzzFSMRestore restores arbitrary bytes as a snapshot. A snapshot that
+// restores must write (Persist) and restore again to the same map; one
+// that does not must leave the map as it was.
+func FuzzFSMRestore(f *testing.F) {
+	for _, seed := range []string{
+		`{"raftkv_snapshot":2,"data":{"a":"x","b":""},"raw":{"c":"/w=="}}` + "\n",
+		`{"greeting":"hello","raftkv_snapshot":"x"}`,
+		`{"raftkv_snapshot":2,"data":null}`, `{"raftkv_snapshot":2.0,"data":{}}`,
+		`{"raftkv_snapshot":2,"data":{"a":"x"},"raw":{"a":"AA=="}}`,
+		`{"a":"\xff"}`, `null`, `{"a":1}`, `{"a":"x"`, ``,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		kv := newKV()
+		kv.data["before"] = "kept"
+		if err := kv.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+			if len(kv.data) != 1 || kv.data["before"] != "kept" {
+				t.Fatalf("a failed Restore (%v) changed the map to %q", err, kv.data)
+			}
+			return
+		}
+		snap, err := kv.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sink memSink
+		if err := snap.Persist(&sink); err != nil {
+			t.Fatalf("Persist of a restored map: %v", err)
+		}
+		again := newKV()
+		if err := again.Restore(io.NopCloser(&sink)); err != nil {
+			t.Fatalf("restoring what Persist wrote: %v", err)
+		}
+		if !maps.Equal(kv.data, again.data) {
+			t.Fatalf("a snapshot round trip changed the map:\n%q\n%q", kv.data, again.data)
+		}
+	})
+}
+
+// FuzzFSMApply applies an arbitrary log entry to a map holding one key.
+// The answer is nil, a CAS mismatch or an error; only nil may change the
+// map, and then only as the decoded command says.
+func FuzzFSMApply(f *testing.F) {
+	for _, c := range []command{
+		{Op: "put", Key: "k"}, command{Op: "put", Key: "n"}.withValue("\xff"),
+		{Op: "delete", Key: "k"}, {Op: "cas", Key: "k", Expected: "v", Value: "w"},
+		{Op: "cas", Key: "k", Expected: "x", Value: "w"}, {Op: "cas", Key: "n", Value: "w"},
+		{Op: "drop", Key: "k"},
+	} {
+		f.Add(c.encode())
+	}
+	f.Add([]byte(`{"op":"put","key":"k","value_raw":"!"}`))
+	f.Add([]byte(`{"op":"put","key":"k","value":"a","value_raw":""}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		kv := newKV()
+		kv.data["k"] = "v"
+		res := kv.Apply(&raft.Log{Index: 7, Data: data})
+		if res != nil {
+			if _, ok := res.(error); !ok {
+				t.Fatalf("Apply returned %T %v, want nil or an error", res, res)
+			}
+			if len(kv.data) != 1 || kv.data["k"] != "v" {
+				t.Fatalf("a refused entry (%v) changed the map to %q", res, kv.data)
+			}
+			return
+		}
+		var c command
+		if err := json.Unmarshal(data, &c); err != nil {
+			t.Fatalf("Apply accepted an entry that does not decode: %v", err)
+		}
+		want := map[string]string{"k": "v"}
+		switch c.Op {
+		case "put", "cas":
+			want[c.Key] = c.value()
+		case "delete":
+			delete(want, c.Key)
+		default:
+			t.Fatalf("Apply accepted operation %q", c.Op)
+		}
+		if !maps.Equal(kv.data, want) {
+			t.Fatalf("Apply(%s) made %q, want %q", data, kv.data, want)
+		}
+	})
 }

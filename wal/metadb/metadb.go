@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quorumkit/raft/raftboltdb"
 	"github.com/quorumkit/raft/wal/types"
 	"go.etcd.io/bbolt"
 )
@@ -97,6 +98,14 @@ func (m *BoltMetaDB) open(dir string) error {
 	db, err := openBolt(path)
 	if err != nil {
 		return err
+	}
+	// bbolt walks the tree recursively and trusts every page id, so a
+	// damaged page that points at itself would overflow the stack, a
+	// crash no recover catches. Check the file while the lock bbolt took
+	// keeps writers out.
+	if err := raftboltdb.CheckFile(path); err != nil {
+		db.Close()
+		return fmt.Errorf("%w: %s: %v", types.ErrCorrupt, path, err)
 	}
 	m.db, m.dir = db, dir
 	return nil
