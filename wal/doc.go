@@ -77,10 +77,12 @@
 //   - Offsets in a segment are 32-bit: an append that would take a
 //     segment past 4 GiB is refused rather than wrapped. Entries are
 //     limited to 64 MiB (segment.MaxEntrySize), as in raft-wal.
-//   - A panic or memory fault inside bbolt on a damaged wal-meta.db is
-//     returned as an error. (wal-meta.db is not put through raftboltdb's
-//     open-time page checker: a page cycle that makes bbolt recurse until
-//     the stack overflows would still stop the process.)
+//   - wal-meta.db goes through raftboltdb's open-time page checker
+//     (raftboltdb.CheckFile) before bbolt walks it: a page cycle, which
+//     would make bbolt recurse until the stack overflows and stop the
+//     process, is refused with an error wrapping ErrCorrupt, and a panic
+//     or memory fault inside bbolt on a damaged file is returned as an
+//     error too.
 //
 // # Differences from raft-wal v0.4.0
 //
