@@ -56,7 +56,9 @@ func (cl *client) run(stop <-chan struct{}) {
 		default:
 		}
 		cl.step()
-		t := time.NewTimer(time.Duration(cl.rnd.Int64N(int64(thinkTime))))
+		// At least 1ns: a timer whose time has come already must not be
+		// received from (see waitFor).
+		t := time.NewTimer(time.Duration(1 + cl.rnd.Int64N(int64(thinkTime))))
 		select {
 		case <-t.C:
 		case <-stop:

@@ -189,8 +189,7 @@ func (p *faultPipeline) runSender() {
 // outside the pipeline's order. When answer is set, its answer (if it
 // makes it back) answers f; otherwise it is a duplicate and is discarded.
 func (p *faultPipeline) sendAlone(f *pipeFuture, delay time.Duration, answer bool) {
-	timer := time.NewTimer(delay)
-	<-timer.C
+	waitFor(delay)
 	if !p.t.net.linkUp(p.t.id, p.to) || !p.t.net.alive(p.t.id, p.t.inc) {
 		return
 	}
@@ -250,16 +249,25 @@ func (p *faultPipeline) runCollector() {
 		case <-p.shutdownCh:
 			return
 		}
-		deadline := time.NewTimer(time.Until(f.start.Add(2 * p.t.net.rpcTimeout)))
-		select {
-		case <-f.doneCh:
-		case <-deadline.C:
-			f.resolve(nil, errTimeout)
-		case <-p.shutdownCh:
+		if left := time.Until(f.start.Add(2 * p.t.net.rpcTimeout)); left <= 0 {
+			// Its time is up already: no timer (see waitFor).
+			select {
+			case <-f.doneCh:
+			default:
+				f.resolve(nil, errTimeout)
+			}
+		} else {
+			deadline := time.NewTimer(left)
+			select {
+			case <-f.doneCh:
+			case <-deadline.C:
+				f.resolve(nil, errTimeout)
+			case <-p.shutdownCh:
+				deadline.Stop()
+				return
+			}
 			deadline.Stop()
-			return
 		}
-		deadline.Stop()
 		select {
 		case p.doneCh <- f:
 		case <-p.shutdownCh:
