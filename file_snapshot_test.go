@@ -52,7 +52,7 @@ func openFileSnapTestStore(t *testing.T, base string, retain int) (*FileSnapshot
 }
 
 // writeFileSnapshot creates, fills and closes a snapshot and returns its ID.
-func writeFileSnapshot(t *testing.T, store *FileSnapshotStore, index, term uint64, data []byte) string {
+func writeFileSnapshot(t testing.TB, store *FileSnapshotStore, index, term uint64, data []byte) string {
 	t.Helper()
 	sink, err := store.Create(1, index, term, snapTestConfiguration, 3, nil)
 	if err != nil {
@@ -818,24 +818,8 @@ func FuzzSnapshotState(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	var ids []string
-	for _, s := range []struct {
-		index, term uint64
-		data        []byte
-	}{{5, 1, []byte("older")}, {10, 2, written}} {
-		sink, err := store.Create(1, s.index, s.term, snapTestConfiguration, 3, nil)
-		if err != nil {
-			f.Fatal(err)
-		}
-		if _, err := sink.Write(s.data); err != nil {
-			f.Fatal(err)
-		}
-		if err := sink.Close(); err != nil {
-			f.Fatal(err)
-		}
-		ids = append(ids, sink.ID())
-	}
-	older, newer := ids[0], ids[1]
+	older := writeFileSnapshot(f, store, 5, 1, []byte("older"))
+	newer := writeFileSnapshot(f, store, 10, 2, written)
 	flipped := slices.Clone(written)
 	flipped[len(flipped)-1] ^= 1
 	for _, seed := range [][]byte{written, flipped, written[:299], append(slices.Clone(written), 0), nil} {
