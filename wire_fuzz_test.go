@@ -106,10 +106,7 @@ func FuzzDecodeResponse(f *testing.F) {
 			return
 		}
 		typ := rpcType(data[0] % 6)
-		c := &netConn{
-			target: "fuzz",
-			dec:    newWireDecoder(bufio.NewReader(bytes.NewReader(data[1:])), wireFuzzLimit, newWireDecodeHandle()),
-		}
+		c := fuzzResponseConn(data[1:])
 		for {
 			resp := typ.newResponse()
 			errText, ok := fuzzReadResponse(t, c, resp)
@@ -117,12 +114,8 @@ func FuzzDecodeResponse(f *testing.F) {
 				return
 			}
 			first := encodeResponseFrame(t, errText, resp, false)
-			again := &netConn{
-				target: "fuzz",
-				dec:    newWireDecoder(bufio.NewReader(bytes.NewReader(first)), wireFuzzLimit, newWireDecodeHandle()),
-			}
 			resp2 := typ.newResponse()
-			errText2, ok := fuzzReadResponse(t, again, resp2)
+			errText2, ok := fuzzReadResponse(t, fuzzResponseConn(first), resp2)
 			if !ok || errText2 != errText {
 				t.Fatalf("reading a re-encoded %s response: error text %q, want %q (ok %v)", typ, errText2, errText, ok)
 			}
@@ -131,6 +124,15 @@ func FuzzDecodeResponse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fuzzResponseConn is a client connection to the peer "fuzz" whose
+// answers are b.
+func fuzzResponseConn(b []byte) *netConn {
+	return &netConn{
+		target: "fuzz",
+		dec:    newWireDecoder(bufio.NewReader(bytes.NewReader(b)), wireFuzzLimit, newWireDecodeHandle()),
+	}
 }
 
 // fuzzReadResponse reads one response from c into resp and returns the

@@ -57,7 +57,7 @@ func (cl *client) run(stop <-chan struct{}) {
 		}
 		cl.step()
 		// At least 1ns: a timer whose time has come already must not be
-		// received from (see waitFor).
+		// received from (see waitDelay).
 		t := time.NewTimer(time.Duration(1 + cl.rnd.Int64N(int64(thinkTime))))
 		select {
 		case <-t.C:

@@ -189,7 +189,7 @@ func (p *faultPipeline) runSender() {
 // outside the pipeline's order. When answer is set, its answer (if it
 // makes it back) answers f; otherwise it is a duplicate and is discarded.
 func (p *faultPipeline) sendAlone(f *pipeFuture, delay time.Duration, answer bool) {
-	waitFor(delay)
+	waitDelay(delay)
 	if !p.t.net.linkUp(p.t.id, p.to) || !p.t.net.alive(p.t.id, p.t.inc) {
 		return
 	}
@@ -250,7 +250,7 @@ func (p *faultPipeline) runCollector() {
 			return
 		}
 		if left := time.Until(f.start.Add(2 * p.t.net.rpcTimeout)); left <= 0 {
-			// Its time is up already: no timer (see waitFor).
+			// Its time is up already: no timer (see waitDelay).
 			select {
 			case <-f.doneCh:
 			default:

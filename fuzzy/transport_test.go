@@ -202,11 +202,11 @@ func (t *faultTransport) Close() error {
 	return t.InmemTransport.Close()
 }
 
-// waitFor waits d in fake time. A delay that has already run out takes no
+// waitDelay waits d in fake time. A delay that has already run out takes no
 // timer: under the race detector, goroutines of one synctest bubble that
 // receive at once from timer channels whose time has already come crash
 // Go 1.26's race runtime (README.md, "A Go runtime defect under -race").
-func waitFor(d time.Duration) {
+func waitDelay(d time.Duration) {
 	if d <= 0 {
 		return
 	}
@@ -257,7 +257,7 @@ func send[T any](t *faultTransport, target raft.ServerAddress, resp *T, call fun
 	}
 	done := make(chan answer[T], 1)
 	deliver := func(delay time.Duration, ch chan answer[T]) {
-		waitFor(delay)
+		waitDelay(delay)
 		if !t.net.linkUp(t.id, to) || !t.net.alive(t.id, t.inc) {
 			ch <- answer[T]{err: errDropped}
 			return
