@@ -127,7 +127,3 @@ func (r *Raft) leaderFull(pending int64) bool {
 	unwritten, unapplied := r.leaderBacklog()
 	return unwritten+pending >= conf.maxUnwrittenBytes() || unapplied+pending >= conf.maxUnappliedMemoryBytes()
 }
-
-// fsmHeldBytes returns the charge of the entries handed to the FSM
-// goroutine, in tasks, and not yet applied.
-func (r *Raft) fsmHeldBytes() int64 { return r.fsmHeld.Load() }

@@ -172,7 +172,7 @@ func TestFileSnapshotStoreRoundTrip(t *testing.T) {
 func TestFileSnapshotMetaMatchesCompatExample(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// Move the bubble's clock to the example's millisecond.
-		time.Sleep(time.UnixMilli(1795434449549).Sub(time.Now()))
+		time.Sleep(time.Until(time.UnixMilli(1795434449549)))
 		base := t.TempDir()
 		store, _ := openFileSnapTestStore(t, base, 1)
 		oneVoter := Configuration{Servers: []Server{{Suffrage: Voter, ID: "n1", Address: "127.0.0.1:1"}}}

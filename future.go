@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -131,9 +130,6 @@ type logFuture struct {
 	response interface{}
 	// dispatched is when the leader took the entry into a batch.
 	dispatched time.Time
-	// configChange, when set, is the membership change that produced this
-	// entry; the future is then answered on commit rather than on apply.
-	configChange *configurationChangeFuture
 }
 
 func (l *logFuture) Index() uint64         { return l.log.Index }
@@ -280,7 +276,3 @@ func newAppendFuture(args *AppendEntriesRequest, resp *AppendEntriesResponse) *a
 func (a *appendFuture) Start() time.Time                 { return a.start }
 func (a *appendFuture) Request() *AppendEntriesRequest   { return a.args }
 func (a *appendFuture) Response() *AppendEntriesResponse { return a.resp }
-
-// futureCounter numbers futures for log messages; it is not used for any
-// decision.
-var futureCounter atomic.Uint64

@@ -88,10 +88,9 @@ func TestCrashSimulated(t *testing.T) {
 }
 
 type crashStats struct {
-	crashes       int
-	inFlight      map[string]int
-	landed, lost  int
-	openedCrashed int
+	crashes      int
+	inFlight     map[string]int
+	landed, lost int
 }
 
 func runCrashSeed(t *testing.T, seed uint64, stats *crashStats) {

@@ -57,6 +57,7 @@ func (w *WAL) installView(next *view, drop func()) {
 	if drop != nil {
 		// An empty critical section: waiting for the readers is the point.
 		w.readMu.Lock()
+		//lint:ignore SA2001 taking the write lock waited out every reader of the old view
 		w.readMu.Unlock()
 		drop()
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"unicode/utf8"
 
@@ -135,44 +136,75 @@ type snapshotV2 struct {
 	Raw    map[string][]byte `json:"raw,omitempty"`
 }
 
-// Restore replaces the map with a snapshot's, in either format.
+// Restore replaces the map with a snapshot's, in either format. A snapshot
+// that is not exactly one JSON object of a known format (null, bytes after
+// the object, a format number this version does not know, a "data" that is
+// not an object) is refused and the map is left as it was: the snapshot
+// store's checksum catches damaged files, so such a snapshot was written by
+// something else, and restoring part of it would lose keys silently.
 func (f *kvFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	dec := json.NewDecoder(rc)
 	var top map[string]json.RawMessage
-	if err := json.NewDecoder(rc).Decode(&top); err != nil {
+	if err := dec.Decode(&top); err != nil {
 		return fmt.Errorf("decoding snapshot: %w", err)
 	}
-	data := make(map[string]string, len(top))
-	var format int
-	if json.Unmarshal(top["raftkv_snapshot"], &format) == nil && format == snapshotFormat {
-		var v2 snapshotV2
-		if err := json.Unmarshal(top["data"], &v2.Data); err != nil {
-			return fmt.Errorf("decoding snapshot data: %w", err)
-		}
-		if raw, ok := top["raw"]; ok {
-			if err := json.Unmarshal(raw, &v2.Raw); err != nil {
-				return fmt.Errorf("decoding snapshot data: %w", err)
-			}
-		}
-		for k, v := range v2.Data {
-			data[k] = v
-		}
-		for k, v := range v2.Raw {
-			data[k] = string(v)
-		}
-	} else {
-		for k, raw := range top {
-			var v string
-			if err := json.Unmarshal(raw, &v); err != nil {
-				return fmt.Errorf("decoding snapshot value of %q: %w", k, err)
-			}
-			data[k] = v
-		}
+	if top == nil {
+		return fmt.Errorf("decoding snapshot: null instead of an object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("decoding snapshot: data after the snapshot's object")
+	}
+	data, err := decodeSnapshot(top)
+	if err != nil {
+		return err
 	}
 	f.mu.Lock()
 	f.data = data
 	f.mu.Unlock()
 	return nil
+}
+
+// decodeSnapshot reads the map out of a snapshot's top-level object, in
+// either format.
+func decodeSnapshot(top map[string]json.RawMessage) (map[string]string, error) {
+	var format json.Number
+	if json.Unmarshal(top["raftkv_snapshot"], &format) != nil {
+		// No number under the format key: the first format, a bare
+		// object of keys to string values.
+		data := make(map[string]string, len(top))
+		for k, raw := range top {
+			var v string
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return nil, fmt.Errorf("decoding snapshot value of %q: %w", k, err)
+			}
+			data[k] = v
+		}
+		return data, nil
+	}
+	if format.String() != strconv.Itoa(snapshotFormat) {
+		return nil, fmt.Errorf("snapshot format %s is not one this raftkv reads (it reads %d)", format, snapshotFormat)
+	}
+	var v2 snapshotV2
+	if err := json.Unmarshal(top["data"], &v2.Data); err != nil {
+		return nil, fmt.Errorf("decoding snapshot data: %w", err)
+	}
+	if v2.Data == nil {
+		return nil, fmt.Errorf("decoding snapshot data: no \"data\" object")
+	}
+	if raw, ok := top["raw"]; ok {
+		if err := json.Unmarshal(raw, &v2.Raw); err != nil {
+			return nil, fmt.Errorf("decoding snapshot data: %w", err)
+		}
+	}
+	data := make(map[string]string, len(v2.Data)+len(v2.Raw))
+	for k, v := range v2.Data {
+		data[k] = v
+	}
+	for k, v := range v2.Raw {
+		data[k] = string(v)
+	}
+	return data, nil
 }
 
 type kvSnapshot map[string]string

@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/quorumkit/raft"
@@ -76,10 +77,21 @@ func TestFSM_SnapshotFormats(t *testing.T) {
 	if old.data["greeting"] != "hello" || old.data["raftkv_snapshot"] != "x" || len(old.data) != 3 {
 		t.Fatalf("restored the old format as %v", old.data)
 	}
-	for _, bad := range []string{``, `[]`, `{"a":1}`, `{"raftkv_snapshot":2,"data":[]}`, `{"raftkv_snapshot":2,"data":{},"raw":{"a":"!"}}`} {
-		if err := newKV().Restore(io.NopCloser(bytes.NewBufferString(bad))); err == nil {
+	for _, bad := range []string{``, `[]`, `{"a":1}`, `{"raftkv_snapshot":2,"data":[]}`, `{"raftkv_snapshot":2,"data":{},"raw":{"a":"!"}}`,
+		`null`, `{"raftkv_snapshot":2,"data":null}`, `{"raftkv_snapshot":2}`, `{"raftkv_snapshot":3,"data":{}}`,
+		`{"raftkv_snapshot":2,"data":{}} {}`, `{"a":"x"}{"b":"y"}`, `{"a":"x"}` + "\n" + `garbage`} {
+		kv := newKV()
+		kv.data["before"] = "kept"
+		if err := kv.Restore(io.NopCloser(bytes.NewBufferString(bad))); err == nil {
 			t.Errorf("restored %q without an error", bad)
 		}
+		if len(kv.data) != 1 || kv.data["before"] != "kept" {
+			t.Errorf("a refused %q changed the map to %q", bad, kv.data)
+		}
+	}
+	err = newKV().Restore(io.NopCloser(bytes.NewBufferString(`{"raftkv_snapshot":3,"data":{}}`)))
+	if err == nil || !strings.Contains(err.Error(), "format 3") {
+		t.Errorf("a snapshot of a newer format: %v, want an error naming format 3", err)
 	}
 }
 
