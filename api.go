@@ -302,8 +302,9 @@ func (r *Raft) Apply(cmd []byte, timeout time.Duration) ApplyFuture {
 // once the entry is committed and this node's FSM has applied it;
 // Response then returns what FSM.Apply returned.
 //
-// timeout bounds only how long the call waits for the leader to take the
-// entry, not replication; 0 waits as long as it takes. Errors:
+// timeout bounds only how long the leader may take to take the entry (the
+// call, or the future's Error, waits that long at most for it), not
+// replication; 0 waits as long as it takes. Errors:
 // ErrNotLeader on a follower or candidate; ErrEnqueueTimeout when the
 // leader did not take the entry in time (it was not appended);
 // ErrLeadershipTransferInProgress during a transfer; ErrLeadershipLost
