@@ -58,6 +58,9 @@ type Raft struct {
 	userSnapshotCh       chan *userSnapshotFuture
 	userRestoreCh        chan *userRestoreFuture
 	leadershipTransferCh chan *leadershipTransferFuture
+	// applyDeadlines says whether requests in applyCh carry a deadline
+	// (enqueue.go): with BatchApplyCh off. Set at creation.
+	applyDeadlines bool
 
 	// intake takes ReadIndex calls without a run-loop turn each
 	// (read_intake.go); readIndexCh takes them when it is full.
@@ -216,10 +219,6 @@ func NewRaft(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps SnapshotStore, trans Transport) *Raft {
 	c := *conf
 	logger := buildLogger(&c)
-	applyCap := 0
-	if c.BatchApplyCh {
-		applyCap = c.MaxAppendEntries
-	}
 	r := &Raft{
 		RestoreCommittedLogs: c.RestoreCommittedLogs,
 		localID:              c.LocalID,
@@ -230,7 +229,8 @@ func newNode(conf *Config, fsm FSM, logs LogStore, stable StableStore, snaps Sna
 		trans:                trans,
 		protocolVersion:      c.ProtocolVersion,
 		rpcLimit:             transportRPCLimit(trans),
-		applyCh:              make(chan *logFuture, applyCap),
+		applyCh:              make(chan *logFuture, applyChCap(&c)),
+		applyDeadlines:       !c.BatchApplyCh,
 		verifyCh:             make(chan *verifyFuture, 64),
 		readIndexCh:          make(chan *readIndexFuture, 64),
 		intake:               newReadIntake(),
@@ -302,8 +302,9 @@ func (r *Raft) Apply(cmd []byte, timeout time.Duration) ApplyFuture {
 // once the entry is committed and this node's FSM has applied it;
 // Response then returns what FSM.Apply returned.
 //
-// timeout bounds only how long the call waits for the leader to take the
-// entry, not replication; 0 waits as long as it takes. Errors:
+// timeout bounds only how long the leader may take to take the entry (the
+// call, or the future's Error, waits that long at most for it), not
+// replication; 0 waits as long as it takes. Errors:
 // ErrNotLeader on a follower or candidate; ErrEnqueueTimeout when the
 // leader did not take the entry in time (it was not appended);
 // ErrLeadershipTransferInProgress during a transfer; ErrLeadershipLost
@@ -333,7 +334,7 @@ func (r *Raft) Barrier(timeout time.Duration) Future {
 	return r.enqueueLog(f, timeout)
 }
 
-// enqueueLog hands f to the run loop within timeout.
+// enqueueLog hands f to the run loop within timeout (enqueue.go).
 func (r *Raft) enqueueLog(f *logFuture, timeout time.Duration) ApplyFuture {
 	// Room in applyCh needs no timer and no wait; a node that is shutting
 	// down refuses first, as the wait below may.
@@ -341,6 +342,9 @@ func (r *Raft) enqueueLog(f *logFuture, timeout time.Duration) ApplyFuture {
 	case <-r.shutdownCh:
 		return errorFuture{ErrRaftShutdown}
 	default:
+	}
+	if timeout > 0 && r.applyDeadlines {
+		f.deadline = time.Now().Add(timeout)
 	}
 	select {
 	case r.applyCh <- f:

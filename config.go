@@ -70,9 +70,13 @@ type Config struct {
 	// and the most pending Apply calls the leader takes into one batch.
 	MaxAppendEntries int
 
-	// BatchApplyCh buffers the channel that carries Apply calls to the
-	// leader, with room for MaxAppendEntries of them. Callers then hand
-	// their entries over without waiting for the leader loop to be ready.
+	// BatchApplyCh gives Apply and Barrier calls the hand-off of the
+	// reference's option of that name: up to MaxAppendEntries of them are
+	// queued for the leader, and their timeout bounds only the wait for
+	// room in that queue, so a queued entry is appended however late the
+	// leader takes it. Off (the default), the timeout bounds how long the
+	// leader takes to take the entry, as with an unbuffered hand-off
+	// (enqueue.go).
 	BatchApplyCh bool
 
 	// ShutdownOnRemove makes a node shut itself down once a configuration

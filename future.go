@@ -126,6 +126,8 @@ func (d *deferError) answered() bool {
 // itself.
 type logFuture struct {
 	deferError
+	// enqueueState is the request's hand-off to the run loop (enqueue.go).
+	enqueueState
 	log      Log
 	response interface{}
 	// dispatched is when the leader took the entry into a batch.

@@ -274,6 +274,10 @@ func (r *Raft) startStopReplication() {
 // MaxAppendEntries of them at once and appends them as one batch (group
 // commit).
 func (r *Raft) onApply(first *logFuture) {
+	var now lazyNow
+	if !first.take(&now) {
+		return
+	}
 	if err := r.leaderRefusal(); err != nil {
 		first.respond(err)
 		return
@@ -285,6 +289,9 @@ drain:
 	for len(batch) < maxBatch && !r.leaderFull(pending) {
 		select {
 		case f := <-r.applyCh:
+			if !f.take(&now) {
+				continue
+			}
 			batch = append(batch, f)
 			pending += entryMemoryBytes(&f.log)
 		default:
