@@ -16,47 +16,9 @@ import (
 // request not taken in time is answered ErrEnqueueTimeout and never
 // appended.
 //
-// To hold requests in applyCh, these tests stall the leader's log writer
-// (gatedStore) and let backpressure (backpressure.go) stop the leader from
+// To hold requests in applyCh, these tests hold the leader's log writes
+// (controlledStore, write_path_test.go) and let backpressure (backpressure.go) stop the leader from
 // taking more once its unwritten entries reach a small bound.
-
-// gatedStore is a log store whose writes wait while it is stalled.
-type gatedStore struct {
-	*InmemStore
-	mu   sync.Mutex
-	gate chan struct{} // nil while open
-}
-
-func (s *gatedStore) StoreLogs(logs []*Log) error {
-	s.mu.Lock()
-	gate := s.gate
-	s.mu.Unlock()
-	if gate != nil {
-		<-gate
-	}
-	return s.InmemStore.StoreLogs(logs)
-}
-
-func (s *gatedStore) StoreLog(l *Log) error { return s.StoreLogs([]*Log{l}) }
-
-// stall makes the next writes wait until open.
-func (s *gatedStore) stall() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gate == nil {
-		s.gate = make(chan struct{})
-	}
-}
-
-// open lets the waiting and later writes through.
-func (s *gatedStore) open() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.gate != nil {
-		close(s.gate)
-		s.gate = nil
-	}
-}
 
 const (
 	// enqEntrySize is the size of every command in these tests; the bound
@@ -73,7 +35,7 @@ const (
 type stalledLeader struct {
 	c       *testCluster
 	leader  *testNode
-	gates   map[ServerID]*gatedStore
+	open    func() // lets the leader's held writes through
 	fillers []ApplyFuture
 }
 
@@ -82,30 +44,19 @@ type stalledLeader struct {
 // the leader's hands or in applyCh.
 func newStalledLeader(t *testing.T) *stalledLeader {
 	t.Helper()
-	s := &stalledLeader{gates: make(map[ServerID]*gatedStore)}
-	var mu sync.Mutex
-	s.c = newTestCluster(t, 3, clusterOpts{
-		conf: func(conf *Config) { conf.MaxUnwrittenBytes = enqBound },
-		logs: func(id ServerID, store *InmemStore) LogStore {
-			g := &gatedStore{InmemStore: store}
-			mu.Lock()
-			s.gates[id] = g
-			mu.Unlock()
-			return g
-		},
-	})
+	s := &stalledLeader{}
+	var stores map[ServerID]*controlledStore
+	s.c, stores = controlledCluster(t, 3, func(conf *Config) { conf.MaxUnwrittenBytes = enqBound })
 	s.leader = s.c.waitForLeader()
 	if err := s.leader.raft.Barrier(0).Error(); err != nil {
 		t.Fatalf("barrier: %v", err)
 	}
-	mu.Lock()
-	s.gates[s.leader.id].stall()
-	mu.Unlock()
+	s.open = stores[s.leader.id].holdWrites()
 	s.fillers = make([]ApplyFuture, enqFillers)
 	for i := range s.fillers {
 		s.fillers[i] = s.leader.raft.Apply(enqCommand("filler", i), 0)
 	}
-	// Every goroutine is now blocked: the leader's writer at the gate and
+	// Every goroutine is now blocked: the leader's writer in its held write and
 	// its run loop waiting for the writer to make room.
 	synctest.Wait()
 	return s
@@ -114,7 +65,7 @@ func newStalledLeader(t *testing.T) *stalledLeader {
 // release opens the leader's writer and waits for the fillers.
 func (s *stalledLeader) release(t *testing.T) {
 	t.Helper()
-	s.gates[s.leader.id].open()
+	s.open()
 	for i, f := range s.fillers {
 		if err := f.Error(); err != nil {
 			t.Fatalf("filler %d: %v", i, err)
@@ -241,7 +192,7 @@ func TestEnqueue_ShutdownWithQueuedRequests(t *testing.T) {
 		withTimeout := s.leader.raft.Apply(enqCommand("hour", 0), time.Hour)
 		barrier := s.leader.raft.Barrier(0)
 		stopped := s.leader.raft.Shutdown()
-		s.gates[s.leader.id].open()
+		s.open()
 		if err := stopped.Error(); err != nil {
 			t.Fatalf("shutdown: %v", err)
 		}
@@ -277,7 +228,7 @@ func TestEnqueue_StepDownWithQueuedRequests(t *testing.T) {
 				t.Fatalf("the queued request with %s answered %v, want ErrNotLeader", name, err)
 			}
 		}
-		s.gates[s.leader.id].open()
+		s.open()
 		s.c.heal()
 		leader := s.c.waitForLeader()
 		if err := leader.raft.Barrier(0).Error(); err != nil {
