@@ -17,8 +17,9 @@ import (
 // appended.
 //
 // To hold requests in applyCh, these tests hold the leader's log writes
-// (controlledStore, write_path_test.go) and let backpressure (backpressure.go) stop the leader from
-// taking more once its unwritten entries reach a small bound.
+// (controlledStore, write_path_test.go) and let backpressure
+// (backpressure.go) stop the leader from taking more once its unwritten
+// entries reach a small bound.
 
 const (
 	// enqEntrySize is the size of every command in these tests; the bound
