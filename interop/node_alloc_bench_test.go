@@ -131,6 +131,41 @@ func runClients(b *testing.B, clients, n int, apply func() error) {
 	}
 }
 
+// measureLeader warms a leader up with 1,000 Apply calls, then reports
+// the allocations of b.N calls from clients goroutines per Apply, less the
+// fake followers' answers (one answerOf each, counted by answers).
+func measureLeader(b *testing.B, clients int, apply func() error, answers *atomic.Int64, answerOf func() any) {
+	runClients(b, clients, 1000, apply) // the log, the maps, the pools
+	answerAllocs, answerBytes := sizeOf(answerOf)
+	b.ResetTimer()
+	a0, from := answers.Load(), readAllocs()
+	runClients(b, clients, b.N, apply)
+	to, a1 := readAllocs(), answers.Load()
+	b.StopTimer()
+	n := float64(a1 - a0)
+	reportAllocsPer(b, from, to, n*answerAllocs, n*answerBytes, b.N, "apply")
+}
+
+// measureFollower warms a follower up with 1,000 entries, then reports
+// the allocations of b.N AppendEntries of batch entries per entry, less
+// the fake leader's own per request: what request and answerOf make.
+func measureFollower(b *testing.B, batch int, send func(), request, answerOf func() any) {
+	for range 1000 / batch {
+		send()
+	}
+	reqAllocs, reqBytes := sizeOf(request)
+	respAllocs, respBytes := sizeOf(answerOf)
+	b.ResetTimer()
+	from := readAllocs()
+	for range b.N {
+		send()
+	}
+	to := readAllocs()
+	b.StopTimer()
+	n := float64(b.N)
+	reportAllocsPer(b, from, to, n*(reqAllocs+respAllocs), n*(reqBytes+respBytes), b.N*batch, "entry")
+}
+
 // BenchmarkLeaderApplyAllocs: allocations per committed Apply on a leader.
 func BenchmarkLeaderApplyAllocs(b *testing.B) {
 	for _, clients := range []int{1, 16} {
@@ -215,15 +250,7 @@ func ourLeaderAllocs(b *testing.B, clients int) {
 	defer func() { _ = r.Shutdown().Error() }()
 	awaitLeadership(b, r.LeaderCh())
 	apply := func() error { return r.Apply(allocCommand, 0).Error() }
-	runClients(b, clients, 1000, apply) // warm up: the log, the maps, the pools
-	answerAllocs, answerBytes := sizeOf(func() any { return &qraft.AppendEntriesResponse{Success: true} })
-	b.ResetTimer()
-	a0, from := answers.Load(), readAllocs()
-	runClients(b, clients, b.N, apply)
-	to, a1 := readAllocs(), answers.Load()
-	b.StopTimer()
-	n := float64(a1 - a0)
-	reportAllocsPer(b, from, to, n*answerAllocs, n*answerBytes, b.N, "apply")
+	measureLeader(b, clients, apply, &answers, func() any { return &qraft.AppendEntriesResponse{Success: true} })
 }
 
 func ourFollowerAllocs(b *testing.B, batch int) {
@@ -268,23 +295,9 @@ func ourFollowerAllocs(b *testing.B, batch int) {
 		}
 		last += uint64(batch)
 	}
-	for range 1000 / batch {
-		send() // warm up
-	}
-	// What the fake leader allocates per request: the request and its
-	// entries (made by request, measured at the same batch size) and the
-	// answer's struct that send declares.
-	reqAllocs, reqBytes := sizeOf(func() any { return request() })
-	respAllocs, respBytes := sizeOf(func() any { return &qraft.AppendEntriesResponse{} })
-	b.ResetTimer()
-	from := readAllocs()
-	for range b.N {
-		send()
-	}
-	to := readAllocs()
-	b.StopTimer()
-	n := float64(b.N)
-	reportAllocsPer(b, from, to, n*(reqAllocs+respAllocs), n*(reqBytes+respBytes), b.N*batch, "entry")
+	// The fake leader's own per request: the request and its entries, and
+	// the answer's struct that send declares.
+	measureFollower(b, batch, send, func() any { return request() }, func() any { return &qraft.AppendEntriesResponse{} })
 }
 
 // --- The reference. ---
@@ -354,15 +367,7 @@ func refLeaderAllocs(b *testing.B, clients int) {
 	defer func() { _ = r.Shutdown().Error() }()
 	awaitLeadership(b, r.LeaderCh())
 	apply := func() error { return r.Apply(allocCommand, 0).Error() }
-	runClients(b, clients, 1000, apply)
-	answerAllocs, answerBytes := sizeOf(func() any { return &hraft.AppendEntriesResponse{Success: true} })
-	b.ResetTimer()
-	a0, from := answers.Load(), readAllocs()
-	runClients(b, clients, b.N, apply)
-	to, a1 := readAllocs(), answers.Load()
-	b.StopTimer()
-	n := float64(a1 - a0)
-	reportAllocsPer(b, from, to, n*answerAllocs, n*answerBytes, b.N, "apply")
+	measureLeader(b, clients, apply, &answers, func() any { return &hraft.AppendEntriesResponse{Success: true} })
 }
 
 func refFollowerAllocs(b *testing.B, batch int) {
@@ -407,18 +412,5 @@ func refFollowerAllocs(b *testing.B, batch int) {
 		}
 		last += uint64(batch)
 	}
-	for range 1000 / batch {
-		send()
-	}
-	reqAllocs, reqBytes := sizeOf(func() any { return request() })
-	respAllocs, respBytes := sizeOf(func() any { return &hraft.AppendEntriesResponse{} })
-	b.ResetTimer()
-	from := readAllocs()
-	for range b.N {
-		send()
-	}
-	to := readAllocs()
-	b.StopTimer()
-	n := float64(b.N)
-	reportAllocsPer(b, from, to, n*(reqAllocs+respAllocs), n*(reqBytes+respBytes), b.N*batch, "entry")
+	measureFollower(b, batch, send, func() any { return request() }, func() any { return &hraft.AppendEntriesResponse{} })
 }
